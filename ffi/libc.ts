@@ -104,7 +104,7 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
 }
 
 /** open(2) flags ppm uses. */
-export const O = { RDONLY: 0, RDWR: 2, CLOEXEC: 0o2000000 } as const;
+export const O = { RDONLY: 0, RDWR: 2, CREAT: 0o100, CLOEXEC: 0o2000000 } as const;
 
 /** open(2); throws {@link ErrnoError}. */
 export function open(path: string, flags: number, mode = 0): number {

@@ -1,0 +1,50 @@
+/**
+ * The `ppm` command tree. Commands only parse and print; the work is in
+ * core/. Exit codes are listed in core/errors.ts (EXIT) and docs/cli.md.
+ *
+ * @module
+ */
+import { Argument, Command } from "@commander-js/extra-typings";
+import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
+import { moduleCommand } from "./commands/module.ts";
+import { vclusterCommand } from "./commands/vcluster.ts";
+import { bashScript, completionTable, fishScript, zshScript } from "./completions.ts";
+
+/** ppm's version. */
+export const VERSION = "0.1.0";
+
+const EXIT_HELP = `
+Exit codes:
+  0  success
+  1  the operation failed (or a check said no)
+  2  bad command line
+  3  not permitted (root or a capability is needed)
+  4  something needed is missing (headers, package, module, cluster)
+  5  the kernel or module is incompatible (kernel version, ABI, lockdown)
+  6  busy (in use, already running)
+  7  a deadline passed`;
+
+/** Builds the command tree. */
+export function buildApp(): Command {
+  const program = new Command("ppm")
+    .description("preemptive process migration for Linux clusters")
+    .version(`ppm ${VERSION} (ABI ${PPM_ABI_VERSION})`, "-V, --version")
+    .addHelpText("after", EXIT_HELP)
+    .showHelpAfterError("(run with --help for usage)");
+
+  program.addCommand(moduleCommand());
+  program.addCommand(vclusterCommand());
+
+  program.command("completions")
+    .description("print a shell completion script")
+    .addArgument(
+      new Argument("<shell>", "bash, zsh or fish").choices(["bash", "zsh", "fish"] as const),
+    )
+    .action((shell) => {
+      const t = completionTable(program as unknown as Parameters<typeof completionTable>[0]);
+      const gen = { bash: bashScript, zsh: zshScript, fish: fishScript }[shell];
+      Deno.stdout.writeSync(new TextEncoder().encode(gen(t)));
+    });
+
+  return program as unknown as Command;
+}

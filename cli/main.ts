@@ -1,0 +1,39 @@
+/**
+ * Entry point of the `ppm` executable.
+ *
+ * @module
+ */
+import { CommanderError } from "commander";
+import { EXIT } from "../core/errors.ts";
+import { buildApp } from "./app.ts";
+import { failure } from "./output.ts";
+
+// deno-lint-ignore no-explicit-any
+type AnyCommand = { commands: readonly any[]; exitOverride(): unknown };
+
+function overrideExits(cmd: AnyCommand): void {
+  cmd.exitOverride();
+  for (const c of cmd.commands) overrideExits(c);
+}
+
+/** Runs ppm with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildApp();
+  overrideExits(program as unknown as AnyCommand);
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return typeof Deno.exitCode === "number" ? Deno.exitCode : EXIT.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(e.code)) {
+        return EXIT.OK;
+      }
+      return EXIT.USAGE;
+    }
+    return failure(e, args.includes("--json"));
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

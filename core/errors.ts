@@ -1,0 +1,63 @@
+/**
+ * Errors a user can act on: what failed, why, and what to do about it, with
+ * the exit code the CLI returns for them.
+ *
+ * @module
+ */
+
+/** Exit codes of the `ppm` command; documented in docs/cli.md. */
+export const EXIT = {
+  /** Success. */
+  OK: 0,
+  /** The operation failed, or a check answered "no". */
+  FAILURE: 1,
+  /** Bad command line: unknown option, invalid value. */
+  USAGE: 2,
+  /** Not permitted: missing privilege or capability. */
+  PERMISSION: 3,
+  /** Something needed is missing: headers, a package, a file, a cluster. */
+  MISSING: 4,
+  /** The kernel or module refused: wrong kernel, ABI mismatch, lockdown. */
+  INCOMPATIBLE: 5,
+  /** Busy: the resource is in use. */
+  BUSY: 6,
+  /** A deadline passed. */
+  TIMEOUT: 7,
+} as const;
+
+/** One of the {@link EXIT} codes. */
+export type ExitCode = typeof EXIT[keyof typeof EXIT];
+
+/** An error with what failed, why, and what to do. */
+export class PpmError extends Error {
+  /**
+   * @param what what failed, e.g. "cannot load the ppm module"
+   * @param why the cause in the user's terms
+   * @param fix what to do about it; empty when nothing can be done
+   * @param exitCode the CLI exit code
+   * @param details extra text shown after the message (a log excerpt)
+   */
+  constructor(
+    readonly what: string,
+    readonly why: string,
+    readonly fix = "",
+    readonly exitCode: ExitCode = EXIT.FAILURE,
+    readonly details = "",
+  ) {
+    super(`${what}: ${why}`);
+    this.name = "PpmError";
+  }
+
+  /** The multi-line text shown to the user. */
+  render(): string {
+    let s = `ppm: ${this.what}: ${this.why}`;
+    if (this.fix) s += `\n  what to do: ${this.fix}`;
+    if (this.details) s += `\n${this.details}`;
+    return s;
+  }
+
+  /** A JSON form for `--json` output. */
+  toJSON(): Record<string, unknown> {
+    return { error: this.what, reason: this.why, fix: this.fix, exitCode: this.exitCode };
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The host side of `ppm vcluster exec`: runs a command in a guest through
+ * the guest agent's virtio-serial ports (see guest/agent.c for the frames).
+ * Each port carries one command at a time; a port is taken with a
+ * non-blocking flock on its lock file, so separate processes can run
+ * commands in the same guest at once.
+ *
+ * @module
+ */
+import { close, flock, LOCK, O, open } from "../../ffi/libc.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { portSocket } from "./qemu.ts";
+import { LIMITS, nodeName } from "./spec.ts";
+
+/** Options of {@link guestExec}. */
+export interface ExecOptions {
+  /** Working directory in the guest (default: the caller's, as paths match). */
+  cwd?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Kill the command after this long (default 10 minutes). */
+  timeoutMs?: number;
+  /** How long to wait for a free, answering port (default 30 s). */
+  connectTimeoutMs?: number;
+  /** Called with each chunk of standard output as it arrives. */
+  onStdout?: (b: Uint8Array) => void;
+  /** Called with each chunk of standard error as it arrives. */
+  onStderr?: (b: Uint8Array) => void;
+}
+
+/** Result of {@link guestExec}. */
+export interface ExecResult {
+  /** Exit code, or 128+signal. */
+  code: number;
+  /** Standard output (empty when streamed through onStdout). */
+  stdout: string;
+  /** Standard error (empty when streamed through onStderr). */
+  stderr: string;
+}
+
+function frame(type: string, nonce: Uint8Array, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + 8 + body.length);
+  out[0] = type.charCodeAt(0);
+  new DataView(out.buffer).setUint32(1, 8 + body.length, true);
+  out.set(nonce, 5);
+  out.set(body, 13);
+  return out;
+}
+
+/** Encodes an exec request body (after the nonce). */
+export function encodeRequest(
+  argv: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Uint8Array {
+  const enc = new TextEncoder();
+  const envs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const strs = [cwd, ...envs, ...argv].map((s) => enc.encode(s + "\0"));
+  const body = new Uint8Array(8 + strs.reduce((a, s) => a + s.length, 0));
+  const dv = new DataView(body.buffer);
+  dv.setUint32(0, argv.length, true);
+  dv.setUint32(4, envs.length, true);
+  let off = 8;
+  for (const s of strs) {
+    body.set(s, off);
+    off += s.length;
+  }
+  return body;
+}
+
+/** Incremental frame parser. */
+export class FrameReader {
+  private buf = new Uint8Array(0);
+
+  /** Adds bytes; returns the complete frames. */
+  push(chunk: Uint8Array): { type: string; nonce: Uint8Array; body: Uint8Array }[] {
+    const merged = new Uint8Array(this.buf.length + chunk.length);
+    merged.set(this.buf);
+    merged.set(chunk, this.buf.length);
+    const frames = [];
+    let off = 0;
+    while (merged.length - off >= 5) {
+      const len = new DataView(merged.buffer, off + 1, 4).getUint32(0, true);
+      if (len < 8 || len > 1 << 24) throw new Error(`bad frame length ${len}`);
+      if (merged.length - off < 5 + len) break;
+      frames.push({
+        type: String.fromCharCode(merged[off]),
+        nonce: merged.slice(off + 5, off + 13),
+        body: merged.slice(off + 13, off + 5 + len),
+      });
+      off += 5 + len;
+    }
+    this.buf = merged.slice(off);
+    return frames;
+  }
+}
+
+const sameNonce = (a: Uint8Array, b: Uint8Array) => a.every((x, i) => x === b[i]);
+
+interface Port {
+  lockFd: number;
+  conn: Deno.UnixConn;
+}
+
+async function acquirePort(runDir: string, node: number, deadline: number): Promise<Port> {
+  let lastErr = "no free port";
+  for (let attempt = 0; attempt < 10_000 && Date.now() < deadline; attempt++) {
+    for (let p = 0; p < LIMITS.ports; p++) {
+      const sock = portSocket(runDir, node, p);
+      let fd: number;
+      try {
+        fd = open(`${sock}.lock`, O.RDWR | O.CREAT, 0o600);
+      } catch (e) {
+        lastErr = (e as Error).message;
+        continue;
+      }
+      if (!flock(fd, LOCK.EX | LOCK.NB)) {
+        close(fd);
+        continue;
+      }
+      try {
+        const conn = await Deno.connect({ transport: "unix", path: sock });
+        return { lockFd: fd, conn };
+      } catch (e) {
+        lastErr = (e as Error).message;
+        close(fd);
+        break; // the guest's QEMU is not listening: wait and retry
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new PpmError(
+    `cannot reach ${nodeName(node)}`,
+    `no agent port answered (${lastErr})`,
+    "check `ppm vcluster status`; the console log shows what the guest did",
+    EXIT.TIMEOUT,
+  );
+}
+
+/**
+ * Runs `argv` as root in node `node` of the cluster whose sockets are in
+ * `runDir`, and returns its exit code and output.
+ */
+export async function guestExec(
+  runDir: string,
+  node: number,
+  argv: string[],
+  opts: ExecOptions = {},
+): Promise<ExecResult> {
+  if (argv.length === 0) {
+    throw new PpmError(
+      "nothing to run",
+      "no command given",
+      "ppm vcluster exec NODE -- CMD...",
+      EXIT.USAGE,
+    );
+  }
+  const timeoutMs = opts.timeoutMs ?? 600_000;
+  const connectDeadline = Date.now() + (opts.connectTimeoutMs ?? 30_000);
+  const cwd = opts.cwd ?? Deno.cwd();
+  const nonce = crypto.getRandomValues(new Uint8Array(8));
+  const request = frame("X", nonce, encodeRequest(argv, opts.env ?? {}, cwd));
+  const dec = new TextDecoder();
+  for (let tries = 0; tries < 20; tries++) {
+    const port = await acquirePort(runDir, node, connectDeadline);
+    let started = false;
+    const out: string[] = [], err: string[] = [];
+    const reader = new FrameReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let ackTimer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await port.conn.write(request);
+      timer = setTimeout(() => {
+        port.conn.write(frame("K", nonce, new Uint8Array(new Int32Array([9]).buffer))).catch(
+          () => {},
+        );
+        setTimeout(() => port.conn.close(), 2000);
+      }, timeoutMs);
+      // An agent busy with a previous client's command ignores us: retry on another port.
+      ackTimer = setTimeout(() => {
+        if (!started) port.conn.close();
+      }, 15_000);
+      const buf = new Uint8Array(65536);
+      const t0 = Date.now();
+      while (true) {
+        let n: number | null;
+        try {
+          n = await port.conn.read(buf);
+        } catch {
+          n = null;
+        }
+        if (n === null) {
+          if (Date.now() - t0 >= timeoutMs) {
+            throw new PpmError(
+              `${argv.join(" ")} on ${nodeName(node)} did not finish`,
+              `killed after ${Math.round(timeoutMs / 1000)} s`,
+              "",
+              EXIT.TIMEOUT,
+            );
+          }
+          if (!started) break; // retry elsewhere
+          throw new PpmError(
+            `lost ${nodeName(node)} while running ${argv[0]}`,
+            "the guest agent's port closed",
+            "check the console log in `ppm vcluster status`",
+            EXIT.FAILURE,
+          );
+        }
+        for (const f of reader.push(buf.subarray(0, n))) {
+          if (!sameNonce(f.nonce, nonce)) continue;
+          if (f.type === "A") started = true;
+          else if (f.type === "O") {
+            opts.onStdout ? opts.onStdout(f.body) : out.push(dec.decode(f.body, { stream: true }));
+          } else if (f.type === "E") {
+            opts.onStderr ? opts.onStderr(f.body) : err.push(dec.decode(f.body, { stream: true }));
+          } else if (f.type === "R") {
+            const code = new DataView(f.body.buffer, f.body.byteOffset).getInt32(0, true);
+            return { code, stdout: out.join(""), stderr: err.join("") };
+          } else if (f.type === "F") {
+            throw new PpmError(
+              `cannot run ${argv[0]} on ${nodeName(node)}`,
+              dec.decode(f.body),
+              "",
+              EXIT.FAILURE,
+            );
+          }
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(ackTimer);
+      try {
+        port.conn.close();
+      } catch { /* closed */ }
+      close(port.lockFd);
+    }
+  }
+  throw new PpmError(
+    `cannot run ${argv[0]} on ${nodeName(node)}`,
+    "no agent port accepted the command",
+    "",
+    EXIT.TIMEOUT,
+  );
+}

@@ -56,7 +56,6 @@ export function qemuArgs(g: GuestConfig): string[] {
     "console=ttyS0",
     "panic=-1",
     "loglevel=5",
-    "quiet",
     `ppm.node=${nodeName(g.index)}`,
     `ppm.ip=${nodeAddress(g.index)}/${SUBNET_PREFIX}`,
     `ppm.hosts=${hosts}`,

@@ -6,6 +6,7 @@
  */
 import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
+import { demoCommand } from "./commands/demo.ts";
 import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
 import { bashScript, completionTable, fishScript, zshScript } from "./completions.ts";
@@ -34,6 +35,7 @@ export function buildApp(): Command {
 
   program.addCommand(moduleCommand());
   program.addCommand(vclusterCommand());
+  program.addCommand(demoCommand());
 
   program.command("completions")
     .description("print a shell completion script")

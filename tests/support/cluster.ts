@@ -1,0 +1,96 @@
+/**
+ * Guest tests run inside a virtual cluster of their own. `withCluster`
+ * boots it, hands it to the test, and always tears it down; before that it
+ * fails the test if any console shows an oops, BUG or WARNING, or a kernel
+ * carries a taint other than the module's own O/E, and attaches the
+ * console log to the failure.
+ *
+ * @module
+ */
+import { guestExec } from "../../core/vcluster/client.ts";
+import { type ClusterState, down, up } from "../../core/vcluster/cluster.ts";
+import { consoleTrouble, tail, unexpectedTaint } from "../../core/vcluster/console.ts";
+import { type ClusterSpec, nodeName } from "../../core/vcluster/spec.ts";
+
+/** A running test cluster. */
+export interface TestCluster {
+  /** Its state. */
+  state: ClusterState;
+  /** Runs argv as root on node i (1-based); bounded by `timeoutMs` (default 120 s). */
+  exec(
+    i: number,
+    argv: string[],
+    timeoutMs?: number,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Runs `ppm ...args` on node i. */
+  ppm(
+    i: number,
+    args: string[],
+    timeoutMs?: number,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Like exec, but throws with the output when the exit code is not 0. */
+  ok(i: number, argv: string[], timeoutMs?: number): Promise<string>;
+}
+
+async function consoleReport(st: ClusterState): Promise<string> {
+  const parts = [];
+  for (const n of st.nodes) {
+    let log = "";
+    try {
+      log = await Deno.readTextFile(n.console);
+    } catch { /* none */ }
+    parts.push(`--- ${n.name} console (${n.console}), last lines ---\n${tail(log, 60)}`);
+  }
+  return parts.join("\n");
+}
+
+/** Boots a cluster for `spec`, runs `fn`, checks the consoles, and tears it down. */
+export async function withCluster(
+  spec: ClusterSpec,
+  fn: (c: TestCluster) => Promise<void>,
+): Promise<void> {
+  const st = await up(spec, { progress: (s) => console.error(`  [${spec.name}] ${s}`) });
+  const exec = (i: number, argv: string[], timeoutMs = 120_000) =>
+    guestExec(st.runDir, i, argv, { timeoutMs, cwd: "/" });
+  const c: TestCluster = {
+    state: st,
+    exec,
+    ppm: (i, args, t) => exec(i, ["ppm", ...args], t),
+    ok: async (i, argv, t) => {
+      const r = await exec(i, argv, t);
+      if (r.code !== 0) {
+        throw new Error(
+          `${nodeName(i)}: ${argv.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`,
+        );
+      }
+      return r.stdout;
+    },
+  };
+  let failure: unknown;
+  try {
+    await fn(c);
+  } catch (e) {
+    failure = e;
+  }
+  try {
+    const problems: string[] = [];
+    for (const n of st.nodes) {
+      let log = "";
+      try {
+        log = await Deno.readTextFile(n.console);
+      } catch { /* none */ }
+      const trouble = consoleTrouble(log);
+      if (trouble.length) problems.push(`${n.name} console: ${trouble.join(" | ")}`);
+      const t = await exec(n.index, ["cat", "/proc/sys/kernel/tainted"], 20_000).catch(() => null);
+      const taint = t ? unexpectedTaint(Number(t.stdout.trim())) : "";
+      if (taint) problems.push(`${n.name} kernel tainted ${taint} (only O and E are expected)`);
+    }
+    if (failure) {
+      const msg = failure instanceof Error ? failure.stack ?? failure.message : String(failure);
+      throw new Error(`${msg}\n${problems.join("\n")}\n${await consoleReport(st)}`);
+    }
+    if (problems.length) throw new Error(`${problems.join("\n")}\n${await consoleReport(st)}`);
+  } finally {
+    await down(spec.name);
+  }
+}

@@ -41,8 +41,93 @@ export const ppmInfo = defineStruct(
   ] as const,
 );
 
+/** Signals described in `struct ppm_dump_task`. */
+export const PPM_NSIG = 64;
+/** Words of saved auxv in `struct ppm_dump_task`. */
+export const PPM_AUXV_WORDS = 64;
+/** Most mappings PPM_IOC_DUMP_VMAS returns. */
+export const PPM_MAX_VMAS = 65536;
+
+/** `struct ppm_sigaction`. */
+export const ppmSigaction = defineStruct(
+  "ppm_sigaction",
+  [
+    ["handler", "u64"],
+    ["flags", "u64"],
+    ["restorer", "u64"],
+    ["mask", "u64"],
+  ] as const,
+);
+
+const MM_FIELDS = [
+  "start_code",
+  "end_code",
+  "start_data",
+  "end_data",
+  "start_brk",
+  "brk",
+  "start_stack",
+  "arg_start",
+  "arg_end",
+  "env_start",
+  "env_end",
+] as const;
+
+/** `struct ppm_dump_task`. */
+export const ppmDumpTask = defineStruct(
+  "ppm_dump_task",
+  [
+    ["pid", "i32"],
+    ["struct_size", "u32"],
+    ["nr_threads", "u32"],
+    ["auxv_words", "u32"],
+    ...MM_FIELDS.map((f) => [f, "u64"] as const),
+    ["vdso", "u64"],
+    ["auxv", { bytes: 8 * PPM_AUXV_WORDS }],
+    ["sas_ss_sp", "u64"],
+    ["sas_ss_size", "u64"],
+    ["sas_ss_flags", "u32"],
+    ["personality", "u32"],
+    ["blocked", "u64"],
+    ["pending", "u64"],
+    ["shared_pending", "u64"],
+    ["action", { bytes: ppmSigaction.size * PPM_NSIG }],
+    ["robust_list", "u64"],
+    ["robust_list_len", "u64"],
+    ["clear_child_tid", "u64"],
+    ["rseq", "u64"],
+    ["rseq_len", "u32"],
+    ["rseq_sig", "u32"],
+    ["reserved", { bytes: 32 }],
+  ] as const,
+);
+
+/** `struct ppm_vma`. */
+export const ppmVma = defineStruct(
+  "ppm_vma",
+  [
+    ["start", "u64"],
+    ["end", "u64"],
+    ["pgoff", "u64"],
+    ["vm_flags", "u64"],
+    ["ino", "u64"],
+    ["dev", "u32"],
+    ["reserved", "u32"],
+  ] as const,
+);
+
+/** `struct ppm_dump_vmas`. */
+export const ppmDumpVmas = defineStruct(
+  "ppm_dump_vmas",
+  [
+    ["pid", "i32"],
+    ["count", "u32"],
+    ["vmas", "u64"],
+  ] as const,
+);
+
 /** Every uapi structure, for the layout test. */
-export const ALL_STRUCTS = [ppmInfo] as const;
+export const ALL_STRUCTS = [ppmInfo, ppmSigaction, ppmDumpTask, ppmVma, ppmDumpVmas] as const;
 
 const IOC_NRBITS = 8n, IOC_TYPEBITS = 8n, IOC_SIZEBITS = 14n;
 const IOC_NRSHIFT = 0n;
@@ -72,4 +157,6 @@ export const PPM_IOC_MAGIC = 0xb7;
 /** ioctl request numbers. */
 export const PPM_IOC = {
   INFO: IOR(PPM_IOC_MAGIC, 0x00, ppmInfo.size),
+  DUMP_TASK: IOWR(PPM_IOC_MAGIC, 0x01, ppmDumpTask.size),
+  DUMP_VMAS: IOWR(PPM_IOC_MAGIC, 0x02, ppmDumpVmas.size),
 } as const;

@@ -40,6 +40,10 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	switch (cmd) {
 	case PPM_IOC_INFO:
 		return ppm_ioctl_info(uarg);
+	case PPM_IOC_DUMP_TASK:
+		return ppm_ioctl_dump_task(uarg);
+	case PPM_IOC_DUMP_VMAS:
+		return ppm_ioctl_dump_vmas(uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -10,7 +10,7 @@
 import { close, flock, LOCK, O, open } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { portSocket } from "./qemu.ts";
-import { LIMITS, nodeName } from "./spec.ts";
+import { guestPath, LIMITS, nodeName } from "./spec.ts";
 
 /** Options of {@link guestExec}. */
 export interface ExecOptions {
@@ -157,7 +157,7 @@ export async function guestExec(
   }
   const timeoutMs = opts.timeoutMs ?? 600_000;
   const connectDeadline = Date.now() + (opts.connectTimeoutMs ?? 30_000);
-  const cwd = opts.cwd ?? Deno.cwd();
+  const cwd = opts.cwd ?? guestPath(Deno.cwd());
   const nonce = crypto.getRandomValues(new Uint8Array(8));
   const request = frame("X", nonce, encodeRequest(argv, opts.env ?? {}, cwd));
   const dec = new TextDecoder();

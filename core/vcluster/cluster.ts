@@ -19,7 +19,14 @@ import { ensureInitramfs } from "./image.ts";
 import { ensureKernel, HOST_PACKAGES } from "./kernels.ts";
 import { createNetwork, deleteNetwork } from "./network.ts";
 import { type GuestConfig, processName, startGuest } from "./qemu.ts";
-import { type ClusterSpec, type KernelLine, netnsName, nodeAddress, nodeName } from "./spec.ts";
+import {
+  type ClusterSpec,
+  guestPath,
+  type KernelLine,
+  netnsName,
+  nodeAddress,
+  nodeName,
+} from "./spec.ts";
 
 /** What is recorded about a running cluster. */
 export interface ClusterState {
@@ -112,16 +119,17 @@ async function writeGuestBin(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const exe = Deno.execPath();
   const compiled = !/^deno(\.exe)?$/.test(exe.split("/").pop() ?? "");
+  const root = guestPath(PROJECT_ROOT);
   const ppm = compiled
-    ? `exec '${exe}' "$@"`
-    : `exec '${exe}' run -A --config '${join(PROJECT_ROOT, "deno.json")}' '${
-      join(PROJECT_ROOT, "cli", "main.ts")
+    ? `exec '${guestPath(exe)}' "$@"`
+    : `exec '${guestPath(exe)}' run -A --config '${join(root, "deno.json")}' '${
+      join(root, "cli", "main.ts")
     }' "$@"`;
   const script = `#!/bin/sh\n# ppm in a virtual-cluster guest (written by ppm vcluster up)\n` +
-    `export PPM_STATE_DIR="\${PPM_STATE_DIR:-${stateDir()}}"\n${ppm}\n`;
+    `export PPM_STATE_DIR="\${PPM_STATE_DIR:-${guestPath(stateDir())}}"\n${ppm}\n`;
   await Deno.writeTextFile(join(dir, "ppm"), script, { mode: 0o755 });
   await Deno.remove(join(dir, "deno")).catch(() => {});
-  if (!compiled) await Deno.symlink(exe, join(dir, "deno"));
+  if (!compiled) await Deno.symlink(guestPath(exe), join(dir, "deno"));
 }
 
 async function readLog(path: string): Promise<string> {
@@ -247,7 +255,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
         initramfs,
         runDir: rd,
         consoleLog,
-        guestPath: guestBin,
+        guestPath: guestPath(guestBin),
       };
       const pid = await startGuest(st.netns, g);
       st.nodes.push({

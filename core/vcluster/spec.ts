@@ -118,3 +118,14 @@ export function netnsName(cluster: string): string {
 export function macAddress(i: number): string {
   return `52:54:00:77:00:${i.toString(16).padStart(2, "0")}`;
 }
+
+/** Where the guests see the host's /tmp (their own /tmp is a tmpfs). */
+export const GUEST_HOST_TMP = "/run/host/tmp";
+
+/**
+ * The path under which a guest sees host path `p`: the same path, except
+ * for the host's /tmp, which guests see under {@link GUEST_HOST_TMP}.
+ */
+export function guestPath(p: string): string {
+  return p === "/tmp" || p.startsWith("/tmp/") ? GUEST_HOST_TMP + p.slice(4) : p;
+}

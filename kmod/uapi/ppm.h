@@ -49,8 +49,130 @@ struct ppm_info {
 	__u8 reserved[7];
 };
 
+#define PPM_NSIG		64
+#define PPM_AUXV_WORDS		64
+#define PPM_MAX_VMAS		65536
+
+/**
+ * struct ppm_sigaction - one signal's disposition, as the kernel keeps it
+ * @handler: sa_handler (0 = SIG_DFL, 1 = SIG_IGN, else an address)
+ * @flags: sa_flags
+ * @restorer: sa_restorer
+ * @mask: sa_mask (bit N-1 = signal N)
+ */
+struct ppm_sigaction {
+	__u64 handler;
+	__u64 flags;
+	__u64 restorer;
+	__u64 mask;
+};
+
+/**
+ * struct ppm_dump_task - what /proc does not show about a stopped task
+ * @pid: in: the task; it must be ptrace-stopped by the caller
+ * @struct_size: in: sizeof(struct ppm_dump_task)
+ * @nr_threads: threads in the task's thread group
+ * @auxv_words: valid words in @auxv
+ * @start_code: mm field, as the following ones up to @env_end
+ * @end_code: mm field
+ * @start_data: mm field
+ * @end_data: mm field
+ * @start_brk: mm field
+ * @brk: mm field
+ * @start_stack: mm field
+ * @arg_start: mm field
+ * @arg_end: mm field
+ * @env_start: mm field
+ * @env_end: mm field
+ * @vdso: address of the vDSO
+ * @auxv: the saved auxiliary vector
+ * @sas_ss_sp: alternate signal stack
+ * @sas_ss_size: its size
+ * @sas_ss_flags: its flags
+ * @personality: the task's personality
+ * @blocked: blocked signals
+ * @pending: signals pending for the thread
+ * @shared_pending: signals pending for the process
+ * @action: the handlers of signals 1..64
+ * @robust_list: set_robust_list() head
+ * @robust_list_len: its length
+ * @clear_child_tid: set_tid_address() pointer
+ * @rseq: registered rseq area
+ * @rseq_len: its length
+ * @rseq_sig: its signature
+ * @reserved: zero
+ */
+struct ppm_dump_task {
+	__s32 pid;
+	__u32 struct_size;
+	__u32 nr_threads;
+	__u32 auxv_words;
+	__u64 start_code;
+	__u64 end_code;
+	__u64 start_data;
+	__u64 end_data;
+	__u64 start_brk;
+	__u64 brk;
+	__u64 start_stack;
+	__u64 arg_start;
+	__u64 arg_end;
+	__u64 env_start;
+	__u64 env_end;
+	__u64 vdso;
+	__u64 auxv[PPM_AUXV_WORDS];
+	__u64 sas_ss_sp;
+	__u64 sas_ss_size;
+	__u32 sas_ss_flags;
+	__u32 personality;
+	__u64 blocked;
+	__u64 pending;
+	__u64 shared_pending;
+	struct ppm_sigaction action[PPM_NSIG];
+	__u64 robust_list;
+	__u64 robust_list_len;
+	__u64 clear_child_tid;
+	__u64 rseq;
+	__u32 rseq_len;
+	__u32 rseq_sig;
+	__u64 reserved[4];
+};
+
+/**
+ * struct ppm_vma - one mapping with its exact kernel flags
+ * @start: first address
+ * @end: address past the end
+ * @pgoff: file offset in pages
+ * @vm_flags: VM_* flags
+ * @ino: inode number of the mapped file, 0 for anonymous memory
+ * @dev: device of the mapped file (new_encode_dev), 0 for anonymous
+ * @reserved: zero
+ */
+struct ppm_vma {
+	__u64 start;
+	__u64 end;
+	__u64 pgoff;
+	__u64 vm_flags;
+	__u64 ino;
+	__u32 dev;
+	__u32 reserved;
+};
+
+/**
+ * struct ppm_dump_vmas - the mappings of a stopped task
+ * @pid: in: the task; it must be ptrace-stopped by the caller
+ * @count: in: room in @vmas; out: number of mappings (may exceed the room)
+ * @vmas: in: user address of an array of struct ppm_vma
+ */
+struct ppm_dump_vmas {
+	__s32 pid;
+	__u32 count;
+	__u64 vmas;
+};
+
 #define PPM_IOC_MAGIC		0xB7
 
 #define PPM_IOC_INFO		_IOR(PPM_IOC_MAGIC, 0x00, struct ppm_info)
+#define PPM_IOC_DUMP_TASK	_IOWR(PPM_IOC_MAGIC, 0x01, struct ppm_dump_task)
+#define PPM_IOC_DUMP_VMAS	_IOWR(PPM_IOC_MAGIC, 0x02, struct ppm_dump_vmas)
 
 #endif /* _UAPI_LINUX_PPM_H */

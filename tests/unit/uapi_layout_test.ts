@@ -7,7 +7,11 @@
 import { assertEquals } from "../support/assert.ts";
 import { join } from "node:path";
 import { KMOD_SRC } from "../../core/paths.ts";
+import * as uapi from "../../ffi/uapi.ts";
 import { ALL_STRUCTS, PPM_ABI_VERSION, PPM_FEAT, PPM_IOC, PPM_IOC_MAGIC } from "../../ffi/uapi.ts";
+
+/** Plain numeric constants shared by name between the header and ffi/uapi.ts. */
+const CONSTANTS = ["PPM_NSIG", "PPM_AUXV_WORDS", "PPM_MAX_VMAS"] as const;
 
 function cProgram(): string {
   const lines = [
@@ -34,6 +38,7 @@ function cProgram(): string {
     lines.push(`printf("feature ${name} %llu\\n", (unsigned long long)PPM_FEAT_${name});`);
   }
   lines.push(`printf("abi %d\\n", PPM_ABI_VERSION);`, `printf("magic %d\\n", PPM_IOC_MAGIC);`);
+  for (const c of CONSTANTS) lines.push(`printf("const ${c} %d\\n", ${c});`);
   lines.push("return 0; }");
   return lines.join("\n");
 }
@@ -52,6 +57,7 @@ function tsValues(): string[] {
   for (const [name, v] of Object.entries(PPM_IOC)) out.push(`ioctl ${name} ${v}`);
   for (const [name, v] of Object.entries(PPM_FEAT)) out.push(`feature ${name} ${v}`);
   out.push(`abi ${PPM_ABI_VERSION}`, `magic ${PPM_IOC_MAGIC}`);
+  for (const c of CONSTANTS) out.push(`const ${c} ${uapi[c]}`);
   return out;
 }
 

@@ -3,6 +3,7 @@ import { assertEquals, assertThrows } from "../support/assert.ts";
 import { PpmError } from "../../core/errors.ts";
 import { qemuArgs } from "../../core/vcluster/qemu.ts";
 import {
+  guestPath,
   macAddress,
   nodeAddress,
   parseNode,
@@ -123,4 +124,11 @@ Deno.test("agent frames: requests encode argv and env; the reader reassembles sp
   assertEquals(got[0].type, "O");
   assertEquals(new TextDecoder().decode(got[0].body), "hi!");
   assertThrows(() => new FrameReader().push(new Uint8Array([79, 1, 0, 0, 0])));
+});
+
+Deno.test("vcluster paths: host paths are the same in guests, except the host's /tmp", () => {
+  assertEquals(guestPath("/work/main"), "/work/main");
+  assertEquals(guestPath("/tmp/ci/x"), "/run/host/tmp/ci/x");
+  assertEquals(guestPath("/tmp"), "/run/host/tmp");
+  assertEquals(guestPath("/tmpfoo"), "/tmpfoo");
 });

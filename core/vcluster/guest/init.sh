@@ -50,6 +50,10 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmp $r/dev/shm
 mount -t tmpfs -o mode=1777 tmp $r/tmp
 mount -t tmpfs -o mode=0755 run $r/run
+# The guest's /tmp is its own: the host's /tmp stays reachable at /run/host/tmp
+# (writable through an overlay), for checkouts that live under /tmp.
+mkdir -p /rw/tmpupper /rw/tmpwork $r/run/host/tmp
+mount -t overlay -o lowerdir=/host/tmp,upperdir=/rw/tmpupper,workdir=/rw/tmpwork overlay $r/run/host/tmp
 [ -d $r/sys/kernel/debug ] && mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null
 
 hostname "$node"

@@ -6,6 +6,7 @@
  */
 import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
+import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
@@ -34,6 +35,7 @@ export function buildApp(): Command {
     .showHelpAfterError("(run with --help for usage)");
 
   program.addCommand(moduleCommand());
+  program.addCommand(checkpointCommand());
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());
 

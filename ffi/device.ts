@@ -4,9 +4,19 @@
  *
  * @module
  */
-import { close, ioctl, O, open } from "./libc.ts";
-import { decode, type StructValue } from "./struct.ts";
-import { PPM_DEVICE_NAME, PPM_IOC, ppmInfo } from "./uapi.ts";
+import { addressOf, close, ioctl, O, open } from "./libc.ts";
+import { decode, encode, type StructValue } from "./struct.ts";
+import {
+  PPM_AUXV_WORDS,
+  PPM_DEVICE_NAME,
+  PPM_IOC,
+  PPM_NSIG,
+  ppmDumpTask,
+  ppmDumpVmas,
+  ppmInfo,
+  ppmSigaction,
+  ppmVma,
+} from "./uapi.ts";
 
 /** Path of the device node. */
 export const DEVICE_PATH = `/dev/${PPM_DEVICE_NAME}`;
@@ -45,6 +55,81 @@ export class PpmDevice {
     };
   }
 
+  /** PPM_IOC_DUMP_TASK: what /proc hides about `pid`, which this thread must have ptrace-stopped. */
+  dumpTask(pid: number): DumpedTask {
+    const buf = encode(ppmDumpTask, { pid, struct_size: ppmDumpTask.size });
+    ioctl(this.fd, PPM_IOC.DUMP_TASK, buf);
+    const v = decode(ppmDumpTask, buf);
+    const auxvBytes = v.auxv as Uint8Array;
+    const auxvDv = new DataView(auxvBytes.buffer, auxvBytes.byteOffset);
+    const auxv: bigint[] = [];
+    for (let i = 0; i < Math.min(v.auxv_words as number, PPM_AUXV_WORDS); i++) {
+      auxv.push(auxvDv.getBigUint64(i * 8, true));
+    }
+    const act = v.action as Uint8Array;
+    const actions: Sigaction[] = [];
+    for (let i = 0; i < PPM_NSIG; i++) {
+      const a = decode(
+        ppmSigaction,
+        act.subarray(i * ppmSigaction.size, (i + 1) * ppmSigaction.size),
+      );
+      actions.push({
+        sig: i + 1,
+        handler: a.handler as bigint,
+        flags: a.flags as bigint,
+        restorer: a.restorer as bigint,
+        mask: a.mask as bigint,
+      });
+    }
+    const mm: Record<string, bigint> = {};
+    for (const k of MM_KEYS) mm[k] = v[k] as bigint;
+    return {
+      nrThreads: v.nr_threads as number,
+      mm,
+      vdso: v.vdso as bigint,
+      auxv,
+      altstack: {
+        sp: v.sas_ss_sp as bigint,
+        size: v.sas_ss_size as bigint,
+        flags: v.sas_ss_flags as number,
+      },
+      personality: v.personality as number,
+      blocked: v.blocked as bigint,
+      pending: v.pending as bigint,
+      sharedPending: v.shared_pending as bigint,
+      actions,
+      robustList: v.robust_list as bigint,
+      robustListLen: v.robust_list_len as bigint,
+      clearChildTid: v.clear_child_tid as bigint,
+      rseq: { addr: v.rseq as bigint, len: v.rseq_len as number, sig: v.rseq_sig as number },
+    };
+  }
+
+  /** PPM_IOC_DUMP_VMAS: every mapping of `pid` with its exact flags. */
+  dumpVmas(pid: number): KernelVma[] {
+    for (let room = 256; room <= 65536; room *= 4) {
+      const arr = new Uint8Array(room * ppmVma.size);
+      const req = encode(ppmDumpVmas, { pid, count: room, vmas: addressOf(arr) });
+      ioctl(this.fd, PPM_IOC.DUMP_VMAS, req);
+      const n = decode(ppmDumpVmas, req).count as number;
+      if (n > room) continue;
+      const out: KernelVma[] = [];
+      for (let i = 0; i < n; i++) {
+        const v = decode(ppmVma, arr.subarray(i * ppmVma.size, (i + 1) * ppmVma.size));
+        out.push({
+          start: v.start as bigint,
+          end: v.end as bigint,
+          pgoff: v.pgoff as bigint,
+          vmFlags: v.vm_flags as bigint,
+          ino: v.ino as bigint,
+          dev: v.dev as number,
+        });
+      }
+      return out;
+    }
+    throw new Error(`process ${pid} has more than 65536 mappings`);
+  }
+
   /** Closes the descriptor. */
   close(): void {
     close(this.fd);
@@ -59,4 +144,81 @@ export function withDevice<T>(fn: (dev: PpmDevice) => T, path = DEVICE_PATH): T 
   } finally {
     dev.close();
   }
+}
+
+/** The mm fields PPM_IOC_DUMP_TASK reports. */
+export const MM_KEYS = [
+  "start_code",
+  "end_code",
+  "start_data",
+  "end_data",
+  "start_brk",
+  "brk",
+  "start_stack",
+  "arg_start",
+  "arg_end",
+  "env_start",
+  "env_end",
+] as const;
+
+/** One signal's disposition. */
+export interface Sigaction {
+  /** Signal number. */
+  sig: number;
+  /** Handler address (0 default, 1 ignore). */
+  handler: bigint;
+  /** sa_flags. */
+  flags: bigint;
+  /** sa_restorer. */
+  restorer: bigint;
+  /** sa_mask. */
+  mask: bigint;
+}
+
+/** Decoded PPM_IOC_DUMP_TASK. */
+export interface DumpedTask {
+  /** Threads in the group. */
+  nrThreads: number;
+  /** mm fields by name. */
+  mm: Record<string, bigint>;
+  /** vDSO address. */
+  vdso: bigint;
+  /** Saved auxv words. */
+  auxv: bigint[];
+  /** Alternate signal stack. */
+  altstack: { sp: bigint; size: bigint; flags: number };
+  /** Personality. */
+  personality: number;
+  /** Blocked signals. */
+  blocked: bigint;
+  /** Thread-pending signals. */
+  pending: bigint;
+  /** Process-pending signals. */
+  sharedPending: bigint;
+  /** Dispositions of signals 1..64. */
+  actions: Sigaction[];
+  /** Robust futex list head. */
+  robustList: bigint;
+  /** Its length. */
+  robustListLen: bigint;
+  /** set_tid_address pointer. */
+  clearChildTid: bigint;
+  /** Registered rseq area. */
+  rseq: { addr: bigint; len: number; sig: number };
+}
+
+/** Decoded `struct ppm_vma`. */
+export interface KernelVma {
+  /** First address. */
+  start: bigint;
+  /** Address past the end. */
+  end: bigint;
+  /** File offset in pages. */
+  pgoff: bigint;
+  /** VM_* flags. */
+  vmFlags: bigint;
+  /** Inode of the mapped file. */
+  ino: bigint;
+  /** Device of the mapped file. */
+  dev: number;
 }

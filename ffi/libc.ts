@@ -26,6 +26,10 @@ const symbols = {
     parameters: ["i64", "i64", "buffer", "i64"],
     result: "i64",
   },
+  ptrace_int: { name: "ptrace", parameters: ["i64", "i32", "u64", "u64"], result: "i64" },
+  ptrace_buf: { name: "ptrace", parameters: ["i64", "i32", "u64", "buffer"], result: "i64" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
   syscall_delete_module: {
     name: "syscall",
     parameters: ["i64", "buffer", "i64"],
@@ -154,4 +158,65 @@ export const DELETE_MODULE = { O_NONBLOCK: 0o4000, O_TRUNC: 0o1000 } as const;
 export function deleteModule(name: string, flags: number = DELETE_MODULE.O_NONBLOCK): void {
   const r = libc().syscall_delete_module(BigInt(SYS.delete_module), cstr(name), BigInt(flags));
   if (r < 0n) throw new ErrnoError("delete_module", errno(), name);
+}
+
+/** ptrace(2) requests ppm uses (x86-64). */
+export const PTRACE = {
+  CONT: 7,
+  KILL: 8,
+  GETREGS: 12,
+  SETREGS: 13,
+  DETACH: 17,
+  SYSCALL: 24,
+  GETREGSET: 0x4204,
+  SETREGSET: 0x4205,
+  SEIZE: 0x4206,
+  INTERRUPT: 0x4207,
+  LISTEN: 0x4208,
+  GETSIGMASK: 0x420a,
+  SETSIGMASK: 0x420b,
+  O_TRACESYSGOOD: 1,
+  EVENT_STOP: 128,
+} as const;
+
+/** ptrace(2) with integer addr and data; throws {@link ErrnoError}. */
+export function ptrace(req: number, pid: number, addr: bigint = 0n, data: bigint = 0n): bigint {
+  const r = libc().ptrace_int(BigInt(req), pid, addr, data);
+  if (r < 0n) throw new ErrnoError("ptrace", errno(), `${req}, ${pid}`);
+  return r;
+}
+
+/** ptrace(2) with a buffer as data; throws {@link ErrnoError}. */
+export function ptraceBuf(
+  req: number,
+  pid: number,
+  addr: bigint,
+  data: Uint8Array<ArrayBuffer>,
+): bigint {
+  const r = libc().ptrace_buf(BigInt(req), pid, addr, data);
+  if (r < 0n) throw new ErrnoError("ptrace", errno(), `${req}, ${pid}`);
+  return r;
+}
+
+/** waitpid(2) option: wait for all children, threads included. */
+export const WALL = 0x40000000;
+/** waitpid(2) option: do not block. */
+export const WNOHANG = 1;
+
+/** waitpid(2); returns [pid, status]; throws {@link ErrnoError}. */
+export function waitpid(pid: number, options: number): [number, number] {
+  const st = new Uint8Array(4);
+  const r = libc().waitpid(pid, st, options);
+  if (r < 0) throw new ErrnoError("waitpid", errno(), String(pid));
+  return [r, new DataView(st.buffer).getInt32(0, true)];
+}
+
+/** kill(2); throws {@link ErrnoError}. */
+export function kill(pid: number, sig: number): void {
+  if (libc().kill(pid, sig) < 0) throw new ErrnoError("kill", errno(), `${pid}, ${sig}`);
+}
+
+/** The address of a buffer, for structures that carry pointers (iovec). */
+export function addressOf(buf: Uint8Array<ArrayBuffer>): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }

@@ -126,8 +126,87 @@ export const ppmDumpVmas = defineStruct(
   ] as const,
 );
 
+/** PPM_PLAN_MAGIC ("PPLN"). */
+export const PPM_PLAN_MAGIC = 0x4e4c5050;
+/** Most pages in one plan run. */
+export const PPM_PLAN_MAX_PAGES = 16384;
+/** Most runs in one plan. */
+export const PPM_PLAN_MAX_RUNS = 4194304;
+/** Plan mapping flags. */
+export const PPM_VMA = { SHARED: 1, GROWSDOWN: 2 } as const;
+
+/** `struct ppm_plan_header`. */
+export const ppmPlanHeader = defineStruct(
+  "ppm_plan_header",
+  [
+    ["magic", "u32"],
+    ["abi_version", "u32"],
+    ["nr_vmas", "u32"],
+    ["nr_runs", "u32"],
+    ...MM_FIELDS.map((f) => [f, "u64"] as const),
+    ["vdso", "u64"],
+    ["auxv", { bytes: 8 * PPM_AUXV_WORDS }],
+    ["auxv_words", "u32"],
+    ["rseq_sig", "u32"],
+    ["rseq", "u64"],
+    ["uid", { bytes: 16 }],
+    ["gid", { bytes: 16 }],
+    ["cap_inheritable", "u64"],
+    ["cap_permitted", "u64"],
+    ["cap_effective", "u64"],
+    ["cap_bset", "u64"],
+    ["cap_ambient", "u64"],
+    ["reserved", { bytes: 32 }],
+  ] as const,
+);
+
+/** `struct ppm_plan_vma`. */
+export const ppmPlanVma = defineStruct(
+  "ppm_plan_vma",
+  [
+    ["start", "u64"],
+    ["end", "u64"],
+    ["pgoff", "u64"],
+    ["prot", "u32"],
+    ["flags", "u32"],
+    ["fd", "i32"],
+    ["reserved", "u32"],
+  ] as const,
+);
+
+/** `struct ppm_plan_run`. */
+export const ppmPlanRun = defineStruct(
+  "ppm_plan_run",
+  [
+    ["start", "u64"],
+    ["nr_pages", "u32"],
+    ["reserved", "u32"],
+  ] as const,
+);
+
+/** `struct ppm_restore`. */
+export const ppmRestore = defineStruct(
+  "ppm_restore",
+  [
+    ["plan_fd", "i32"],
+    ["flags", "u32"],
+    ["failed_at", "u64"],
+    ["error", { cstring: 112 }],
+  ] as const,
+);
+
 /** Every uapi structure, for the layout test. */
-export const ALL_STRUCTS = [ppmInfo, ppmSigaction, ppmDumpTask, ppmVma, ppmDumpVmas] as const;
+export const ALL_STRUCTS = [
+  ppmInfo,
+  ppmSigaction,
+  ppmDumpTask,
+  ppmVma,
+  ppmDumpVmas,
+  ppmPlanHeader,
+  ppmPlanVma,
+  ppmPlanRun,
+  ppmRestore,
+] as const;
 
 const IOC_NRBITS = 8n, IOC_TYPEBITS = 8n, IOC_SIZEBITS = 14n;
 const IOC_NRSHIFT = 0n;
@@ -159,4 +238,5 @@ export const PPM_IOC = {
   INFO: IOR(PPM_IOC_MAGIC, 0x00, ppmInfo.size),
   DUMP_TASK: IOWR(PPM_IOC_MAGIC, 0x01, ppmDumpTask.size),
   DUMP_VMAS: IOWR(PPM_IOC_MAGIC, 0x02, ppmDumpVmas.size),
+  RESTORE: IOWR(PPM_IOC_MAGIC, 0x03, ppmRestore.size),
 } as const;

@@ -10,10 +10,13 @@
 #define PPM_MODULE_VERSION	"0.1.0"
 
 /* What this build implements; grows as the dump/restore/redirect parts land. */
-#define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP)
+#define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE)
 
 /* dump.c */
 long ppm_ioctl_dump_task(void __user *arg);
 long ppm_ioctl_dump_vmas(void __user *arg);
+
+/* restore.c */
+long ppm_ioctl_restore(void __user *arg);
 
 #endif /* _PPM_INTERNAL_H */

@@ -44,6 +44,8 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ppm_ioctl_dump_task(uarg);
 	case PPM_IOC_DUMP_VMAS:
 		return ppm_ioctl_dump_vmas(uarg);
+	case PPM_IOC_RESTORE:
+		return ppm_ioctl_restore(uarg);
 	default:
 		return -ENOTTY;
 	}

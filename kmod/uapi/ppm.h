@@ -169,10 +169,117 @@ struct ppm_dump_vmas {
 	__u64 vmas;
 };
 
+/* The restore plan: what the ppm tool feeds PPM_IOC_RESTORE through a file. */
+#define PPM_PLAN_MAGIC		0x4e4c5050	/* "PPLN" */
+#define PPM_PLAN_MAX_PAGES	16384		/* pages in one run */
+#define PPM_PLAN_MAX_RUNS	4194304
+
+#define PPM_VMA_SHARED		_BITUL(0)	/* MAP_SHARED, else MAP_PRIVATE */
+#define PPM_VMA_GROWSDOWN	_BITUL(1)	/* the stack */
+#define PPM_VMA_FLAGS		(PPM_VMA_SHARED | PPM_VMA_GROWSDOWN)
+
+/**
+ * struct ppm_plan_header - start of a restore plan
+ * @magic: PPM_PLAN_MAGIC
+ * @abi_version: PPM_ABI_VERSION
+ * @nr_vmas: struct ppm_plan_vma entries that follow the header
+ * @nr_runs: struct ppm_plan_run entries (each with its pages) after them
+ * @start_code: mm field, as the following ones up to @env_end
+ * @end_code: mm field
+ * @start_data: mm field
+ * @end_data: mm field
+ * @start_brk: mm field
+ * @brk: mm field
+ * @start_stack: mm field
+ * @arg_start: mm field
+ * @arg_end: mm field
+ * @env_start: mm field
+ * @env_end: mm field
+ * @vdso: where the vDSO must already be (the stub moves it there)
+ * @auxv: the saved auxiliary vector
+ * @auxv_words: valid words in @auxv
+ * @rseq_sig: rseq signature
+ * @rseq: rseq area to register, 0 for none
+ * @reserved: zero
+ */
+struct ppm_plan_header {
+	__u32 magic;
+	__u32 abi_version;
+	__u32 nr_vmas;
+	__u32 nr_runs;
+	__u64 start_code;
+	__u64 end_code;
+	__u64 start_data;
+	__u64 end_data;
+	__u64 start_brk;
+	__u64 brk;
+	__u64 start_stack;
+	__u64 arg_start;
+	__u64 arg_end;
+	__u64 env_start;
+	__u64 env_end;
+	__u64 vdso;
+	__u64 auxv[PPM_AUXV_WORDS];
+	__u32 auxv_words;
+	__u32 rseq_sig;
+	__u64 rseq;
+	__u64 reserved[4];
+};
+
+/**
+ * struct ppm_plan_vma - one mapping to create
+ * @start: first address, page aligned
+ * @end: address past the end, page aligned
+ * @pgoff: file offset in pages
+ * @prot: PROT_READ | PROT_WRITE | PROT_EXEC
+ * @flags: PPM_VMA_*
+ * @fd: descriptor of the file to map in the caller, -1 for anonymous memory
+ * @reserved: zero
+ */
+struct ppm_plan_vma {
+	__u64 start;
+	__u64 end;
+	__u64 pgoff;
+	__u32 prot;
+	__u32 flags;
+	__s32 fd;
+	__u32 reserved;
+};
+
+/**
+ * struct ppm_plan_run - consecutive pages to fill; nr_pages * 4096 bytes follow
+ * @start: address of the first page, inside one mapping of the plan
+ * @nr_pages: 1..PPM_PLAN_MAX_PAGES
+ * @reserved: zero
+ */
+struct ppm_plan_run {
+	__u64 start;
+	__u32 nr_pages;
+	__u32 reserved;
+};
+
+/**
+ * struct ppm_restore - argument of PPM_IOC_RESTORE
+ * @plan_fd: in: descriptor of the plan, read from offset 0
+ * @flags: in: zero
+ *
+ * Credentials, the exe link and the stub's own descriptors are dealt with by
+ * the tool after the ioctl returns, with the process's own system calls.
+ * @failed_at: out: plan byte offset where a problem was found
+ * @error: out: what was wrong, NUL terminated
+ */
+struct ppm_restore {
+	__s32 plan_fd;
+	__u32 flags;
+	__u64 failed_at;
+	char error[112];
+};
+
 #define PPM_IOC_MAGIC		0xB7
 
 #define PPM_IOC_INFO		_IOR(PPM_IOC_MAGIC, 0x00, struct ppm_info)
 #define PPM_IOC_DUMP_TASK	_IOWR(PPM_IOC_MAGIC, 0x01, struct ppm_dump_task)
 #define PPM_IOC_DUMP_VMAS	_IOWR(PPM_IOC_MAGIC, 0x02, struct ppm_dump_vmas)
+#define PPM_IOC_RESTORE		_IOWR(PPM_IOC_MAGIC, 0x03, struct ppm_restore)
 
 #endif /* _UAPI_LINUX_PPM_H */

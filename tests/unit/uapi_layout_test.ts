@@ -11,7 +11,14 @@ import * as uapi from "../../ffi/uapi.ts";
 import { ALL_STRUCTS, PPM_ABI_VERSION, PPM_FEAT, PPM_IOC, PPM_IOC_MAGIC } from "../../ffi/uapi.ts";
 
 /** Plain numeric constants shared by name between the header and ffi/uapi.ts. */
-const CONSTANTS = ["PPM_NSIG", "PPM_AUXV_WORDS", "PPM_MAX_VMAS"] as const;
+const CONSTANTS = [
+  "PPM_NSIG",
+  "PPM_AUXV_WORDS",
+  "PPM_MAX_VMAS",
+  "PPM_PLAN_MAGIC",
+  "PPM_PLAN_MAX_PAGES",
+  "PPM_PLAN_MAX_RUNS",
+] as const;
 
 function cProgram(): string {
   const lines = [
@@ -38,7 +45,7 @@ function cProgram(): string {
     lines.push(`printf("feature ${name} %llu\\n", (unsigned long long)PPM_FEAT_${name});`);
   }
   lines.push(`printf("abi %d\\n", PPM_ABI_VERSION);`, `printf("magic %d\\n", PPM_IOC_MAGIC);`);
-  for (const c of CONSTANTS) lines.push(`printf("const ${c} %d\\n", ${c});`);
+  for (const c of CONSTANTS) lines.push(`printf("const ${c} %lu\\n", (unsigned long)${c});`);
   lines.push("return 0; }");
   return lines.join("\n");
 }

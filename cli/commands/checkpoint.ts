@@ -1,0 +1,98 @@
+/**
+ * `ppm checkpoint`: freeze a process, write its image, resume or end it.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { checkReasons } from "../../core/dump/check.ts";
+import { checkpoint } from "../../core/dump/checkpoint.ts";
+import { EXIT, PpmError } from "../../core/errors.ts";
+import { report } from "../output.ts";
+
+function parsePid(raw: string): number {
+  const pid = Number(raw);
+  if (!Number.isInteger(pid) || pid <= 0) {
+    throw new PpmError("invalid PID", JSON.stringify(raw), "pass a process ID", EXIT.USAGE);
+  }
+  return pid;
+}
+
+const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
+
+/** The `checkpoint` command. */
+export function checkpointCommand(): Command {
+  return new Command("checkpoint")
+    .description("freeze a process invisibly, write its image, and resume it (or end it)")
+    .argument("<pid>", "the process")
+    .option("-o, --output <file>", "image file to write")
+    .option("--leave-running", "resume the process afterwards (the default)")
+    .option("--kill", "end the process after the image is taken")
+    .option(
+      "--check",
+      "only say whether the process can be checkpointed, and if not, why (exit 0 or 1)",
+    )
+    .option("--json", "print the figures (per-phase times in µs) as JSON")
+    .action(async (rawPid, o) => {
+      const pid = parsePid(rawPid);
+      if (o.check) {
+        const reasons = await checkReasons(pid);
+        report(
+          o.json,
+          { pid, checkpointable: reasons.length === 0, reasons },
+          (d) =>
+            d.checkpointable
+              ? `process ${pid} can be checkpointed`
+              : `process ${pid} cannot be checkpointed:\n${
+                d.reasons.map((r) => `  - ${r}`).join("\n")
+              }`,
+        );
+        Deno.exitCode = reasons.length ? EXIT.FAILURE : EXIT.OK;
+        return;
+      }
+      if (!o.output) {
+        throw new PpmError(
+          "no image file given",
+          "-o FILE is required",
+          "ppm checkpoint PID -o FILE",
+          EXIT.USAGE,
+        );
+      }
+      if (o.kill && o.leaveRunning) {
+        throw new PpmError(
+          "conflicting options",
+          "--kill and --leave-running",
+          "pick one",
+          EXIT.USAGE,
+        );
+      }
+      const tmp = `${o.output}.tmp-${Deno.pid}`;
+      const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+      let stats;
+      try {
+        stats = await checkpoint(pid, async (c) => {
+          let off = 0;
+          while (off < c.length) off += await file.write(c.subarray(off));
+        }, { kill: o.kill });
+        file.close();
+        await Deno.rename(tmp, o.output);
+      } catch (e) {
+        try {
+          file.close();
+        } catch { /* closed */ }
+        await Deno.remove(tmp).catch(() => {});
+        throw e;
+      }
+      report(o.json, { ...stats, image: o.output }, (d) =>
+        [
+          `checkpointed process ${d.pid} into ${d.image} (${kib(d.imageBytes)}); it was ${
+            d.leftRunning ? "resumed" : "ended"
+          }`,
+          `frozen ${(d.timesUs.frozen / 1000).toFixed(1)} ms (freeze ${
+            (d.timesUs.freeze / 1000).toFixed(1)
+          } ms, ` +
+          `memory ${(d.timesUs.dumpMemory / 1000).toFixed(1)} ms)`,
+          `pages: ${d.pages.dumped} written, skipped ${d.pages.file} still the file's, ${d.pages.zero} zero, ` +
+          `${d.pages.absent} never touched`,
+        ].join("\n"));
+    }) as unknown as Command;
+}

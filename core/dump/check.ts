@@ -1,0 +1,57 @@
+/**
+ * Why a process cannot be checkpointed ("stay reasons", after openMosix):
+ * each is a sentence a user can act on.
+ *
+ * @module
+ */
+import { readFds } from "./files.ts";
+import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
+
+const OK_DEVICE_MAPS = ["/dev/zero"];
+
+/** Reasons found in the status and mappings alone. */
+export function stayReasons(status: ProcStatus, maps: MapsEntry[]): string[] {
+  const r: string[] = [];
+  if (status.threads > 1) {
+    r.push(`it has ${status.threads} threads (only single-threaded processes are supported)`);
+  }
+  if (status.state === "Z") r.push("it is a zombie");
+  for (const m of maps) {
+    const where = `${m.start.toString(16)}-${m.end.toString(16)}`;
+    if (m.name.startsWith("/dev/") && !OK_DEVICE_MAPS.includes(m.name)) {
+      r.push(`it maps the device ${m.name} at ${where}`);
+    } else if (m.deleted) {
+      r.push(`it maps ${m.name}, which was deleted`);
+    } else if (m.name.startsWith("/SYSV") || m.name.startsWith("/memfd:")) {
+      r.push(`it maps ${m.name} (System V or memfd shared memory) at ${where}`);
+    } else if (m.name.startsWith("anon_inode:")) {
+      r.push(`it maps ${m.name} at ${where}`);
+    }
+  }
+  return r;
+}
+
+/** Every reason `pid` cannot be checkpointed now (empty: it can). */
+export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<string[]> {
+  if (pid === ownPid) return ["it is ppm itself"];
+  let status: ProcStatus, maps: MapsEntry[];
+  try {
+    status = parseStatus(await Deno.readTextFile(`/proc/${pid}/status`));
+    maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [`there is no process ${pid}`];
+    if (e instanceof Deno.errors.PermissionDenied) {
+      return [`you may not inspect process ${pid} (not yours)`];
+    }
+    throw e;
+  }
+  if (maps.length === 0) return ["it is a kernel thread"];
+  const reasons = stayReasons(status, maps);
+  if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
+  try {
+    reasons.push(...(await readFds(pid)).reasons);
+  } catch {
+    reasons.push("its open files cannot be read (not yours?)");
+  }
+  return reasons;
+}

@@ -1,0 +1,239 @@
+/**
+ * `ppm checkpoint`: freeze → dump → image. The process is frozen with
+ * ptrace, its state is read (registers and FPU through ptrace, what /proc
+ * hides through the module, memory through pagemap and /proc/PID/mem), the
+ * image is assembled in memory, the process is resumed (or killed), and only
+ * then is the image written out, so the freeze lasts no longer than the
+ * reading. A failure at any step resumes the process.
+ *
+ * @module
+ */
+import { type DumpedTask, withDevice } from "../../ffi/device.ts";
+import { ErrnoError } from "../../ffi/libc.ts";
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { RECORD } from "../image/format.ts";
+import { ImageWriter } from "../image/writer.ts";
+import { type FileIdentity, fileIdentity, readFds } from "./files.ts";
+import { dumpPages, type PageStats } from "./memory.ts";
+import { parseCpuFlags, parseLimits, parseMaps, parseStatus } from "./proc.ts";
+import { stayReasons } from "./check.ts";
+import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
+
+/** Options of {@link checkpoint}. */
+export interface CheckpointOptions {
+  /** End the process after the dump instead of resuming it. */
+  kill?: boolean;
+}
+
+/** Figures of one checkpoint; times in microseconds. */
+export interface CheckpointStats {
+  /** The process. */
+  pid: number;
+  /** Whether it was left running (else killed). */
+  leftRunning: boolean;
+  /** Image size in bytes. */
+  imageBytes: number;
+  /** Pages written, and pages skipped by why. */
+  pages: PageStats;
+  /** Anonymous memory written by the process that the image carries, bytes. */
+  memoryBytes: number;
+  /** Per-phase times, µs. */
+  timesUs: {
+    freeze: number;
+    dumpCpu: number;
+    dumpMemory: number;
+    frozen: number;
+    identity: number;
+    write: number;
+    total: number;
+  };
+}
+
+const us = (ms: number) => Math.round(ms * 1000);
+
+/** Restart-syscall normalisation, as the kernel would do after a signal. */
+export function normalizeSyscallRestart(regs: Uint8Array): string {
+  const orig = BigInt.asIntN(64, getReg(regs, "orig_rax"));
+  const ax = BigInt.asIntN(64, getReg(regs, "rax"));
+  if (orig < 0n) return "none";
+  if (ax === -512n || ax === -513n || ax === -514n) {
+    setReg(regs, "rip", getReg(regs, "rip") - 2n);
+    setReg(regs, "rax", orig);
+    return "restart";
+  }
+  if (ax === -516n) {
+    setReg(regs, "rax", -4n);
+    return "eintr";
+  }
+  return "none";
+}
+
+async function readText(path: string): Promise<string> {
+  return await Deno.readTextFile(path);
+}
+
+/** Checkpoints `pid` into `sink`; returns the figures. */
+export async function checkpoint(
+  pid: number,
+  sink: (chunk: Uint8Array) => Promise<void>,
+  opts: CheckpointOptions = {},
+): Promise<CheckpointStats> {
+  const t0 = performance.now();
+  const chunks: Uint8Array[] = [];
+  const writer = new ImageWriter((c) => {
+    chunks.push(c.slice());
+    return Promise.resolve();
+  });
+  const tracee = Tracee.freeze(pid);
+  const tFrozen = performance.now();
+  let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
+  let ok = false;
+  let vmas: VmaRecord[] = [];
+  let stats: PageStats[] = [];
+  let mappedPaths: string[] = [];
+  let fdsRecord: unknown;
+  try {
+    const status = parseStatus(await readText(`/proc/${pid}/status`));
+    const maps = parseMaps(await readText(`/proc/${pid}/maps`));
+    const { fds, reasons: fdReasons } = await readFds(pid);
+    const reasons = [...stayReasons(status, maps), ...fdReasons];
+    let task: DumpedTask;
+    let kvmas;
+    try {
+      [task, kvmas] = withDevice((d) => [d.dumpTask(pid), d.dumpVmas(pid)] as const);
+    } catch (e) {
+      if (e instanceof ErrnoError && e.code === "ENOENT") {
+        throw new PpmError(
+          "cannot checkpoint",
+          "the ppm module is not loaded (/dev/ppm is missing)",
+          "load it: ppm module load",
+          EXIT.MISSING,
+        );
+      }
+      throw e;
+    }
+    if (task.nrThreads > 1 && !reasons.some((r) => r.includes("threads"))) {
+      reasons.push(
+        `it has ${task.nrThreads} threads (only single-threaded processes are supported)`,
+      );
+    }
+    if (reasons.length) {
+      throw new PpmError(
+        `process ${pid} cannot be checkpointed`,
+        reasons.join("; "),
+        "see `ppm checkpoint --check PID`",
+        EXIT.FAILURE,
+      );
+    }
+
+    const regs = tracee.getRegs();
+    const restart = normalizeSyscallRestart(regs);
+    const xstate = tracee.getXstate();
+    const sigmask = tracee.getSigmask();
+    tCpu = performance.now();
+
+    const byStart = new Map(maps.map((m) => [m.start, m]));
+    vmas = kvmas.map((k) => {
+      const m = byStart.get(k.start);
+      if (!m) {
+        throw new PpmError(`process ${pid} changed while frozen`, "mappings disagree", "retry");
+      }
+      const kind = classifyVma(m, k.vmFlags);
+      const v: VmaRecord = {
+        start: k.start,
+        end: k.end,
+        prot: protOf(k.vmFlags),
+        vmFlags: k.vmFlags,
+        pgoff: k.pgoff,
+        kind,
+      };
+      if (kind === "file" || kind === "shared-file") v.path = m.name;
+      return v;
+    });
+    mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
+    const vdso = maps.find((m) => m.name === "[vdso]");
+    const vvar = maps.find((m) => m.name === "[vvar]");
+
+    await writer.writeRecord(RECORD.TASK, {
+      pid,
+      comm: status.name,
+      exe: await Deno.readLink(`/proc/${pid}/exe`),
+      cwd: await Deno.readLink(`/proc/${pid}/cwd`),
+      umask: status.umask,
+      uid: status.uid,
+      gid: status.gid,
+      groups: status.groups,
+      caps: status.caps,
+      rlimits: parseLimits(await readText(`/proc/${pid}/limits`)),
+      personality: task.personality,
+      kernel: Deno.osRelease(),
+      cpuFlags: parseCpuFlags(await readText("/proc/cpuinfo")),
+      xsaveSize: xstate.length,
+      abi: PPM_ABI_VERSION,
+      createdAt: new Date().toISOString(),
+    });
+    await writer.writeRecord(RECORD.MM, {
+      ...task.mm,
+      vdso: task.vdso,
+      vdsoEnd: vdso?.end ?? 0n,
+      vvar: vvar?.start ?? 0n,
+      vvarEnd: vvar?.end ?? 0n,
+      auxv: task.auxv,
+    });
+    await writer.writeRecord(RECORD.CPU, { regs, xstate, sigmask, restart });
+    await writer.writeRecord(RECORD.SIGNALS, {
+      actions: task.actions.filter((a) => a.handler !== 0n || a.flags !== 0n || a.mask !== 0n),
+      altstack: task.altstack,
+      blocked: task.blocked,
+      pending: task.pending,
+      sharedPending: task.sharedPending,
+      deliverOnResume: tracee.deliverOnResume,
+      robustList: task.robustList,
+      robustListLen: task.robustListLen,
+      clearChildTid: task.clearChildTid,
+      rseq: task.rseq,
+    });
+    await writer.writeRecord(RECORD.VMAS, vmas);
+    fdsRecord = fds;
+    stats = await dumpPages(pid, vmas, (run) => writer.writePages(run.start, run.data));
+    tMem = performance.now();
+    ok = true;
+  } finally {
+    try {
+      if (ok && opts.kill) tracee.kill();
+      else tracee.release();
+    } finally {
+      tResumed = performance.now();
+    }
+  }
+
+  const mapped: FileIdentity[] = [];
+  for (const p of mappedPaths) mapped.push(await fileIdentity(p));
+  await writer.writeRecord(RECORD.FILES, { fds: fdsRecord, mapped });
+  const tId = performance.now();
+  const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+  for (const s of stats) {
+    for (const k of Object.keys(totals) as (keyof PageStats)[]) totals[k] += s[k];
+  }
+  const summary = await writer.end({ pageStats: stats });
+  for (const c of chunks) await sink(c);
+  const tEnd = performance.now();
+  return {
+    pid,
+    leftRunning: !opts.kill,
+    imageBytes: summary.bytes,
+    pages: totals,
+    memoryBytes: totals.dumped * 4096,
+    timesUs: {
+      freeze: us(tFrozen - t0),
+      dumpCpu: us(tCpu - tFrozen),
+      dumpMemory: us(tMem - tCpu),
+      frozen: us(tResumed - t0),
+      identity: us(tId - tResumed),
+      write: us(tEnd - tId),
+      total: us(tEnd - t0),
+    },
+  };
+}

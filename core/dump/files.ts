@@ -1,0 +1,133 @@
+/**
+ * A process's open files and working directory, and the identity of every
+ * file it maps (path, size, mtime, inode and a SHA-256 of the content), so
+ * a restore can prove it maps the very same bytes.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { parseFdInfo } from "./proc.ts";
+
+/** How an open descriptor is carried. */
+export type FdKind = "regular" | "device" | "stdio";
+
+/** One open descriptor in the image. */
+export interface FdRecord {
+  /** Descriptor number. */
+  fd: number;
+  /** Kind. */
+  kind: FdKind;
+  /** Path (regular files, devices) or the link text (stdio). */
+  path: string;
+  /** open(2) flags. */
+  flags: number;
+  /** File position. */
+  pos: bigint;
+}
+
+/** Devices that are reopened by path. */
+export const PORTABLE_DEVICES = [
+  "/dev/null",
+  "/dev/zero",
+  "/dev/urandom",
+  "/dev/random",
+  "/dev/full",
+];
+
+/** The identity of a file as the checkpoint saw it. */
+export interface FileIdentity {
+  /** Path. */
+  path: string;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time, ms since the epoch. */
+  mtimeMs: number;
+  /** SHA-256 of the content, hex. */
+  sha256: string;
+}
+
+/** Classifies descriptor `fd` whose link reads `target`; returns a reason when it cannot be carried. */
+export function classifyFd(
+  fd: number,
+  target: string,
+  isRegular: boolean,
+): FdKind | { reason: string } {
+  if (PORTABLE_DEVICES.includes(target)) return "device";
+  if (
+    fd <= 2 &&
+    (target.startsWith("pipe:") || target.startsWith("/dev/pts/") || target.startsWith("/dev/tty"))
+  ) {
+    return "stdio";
+  }
+  if (target.startsWith("/") && target.endsWith(" (deleted)")) {
+    return { reason: `fd ${fd}: ${target} was deleted` };
+  }
+  if (target.startsWith("/") && isRegular) return "regular";
+  if (target.startsWith("socket:")) {
+    return { reason: `fd ${fd}: a socket (${target}) is not supported yet` };
+  }
+  if (target.startsWith("pipe:")) {
+    return { reason: `fd ${fd}: a pipe (${target}) other than stdin/stdout/stderr` };
+  }
+  if (target.startsWith("anon_inode:")) {
+    return { reason: `fd ${fd}: ${target.slice(11)} is not supported` };
+  }
+  return { reason: `fd ${fd}: ${target} (not a regular file or a portable device)` };
+}
+
+/** Reads the descriptors of `pid`; unsupported ones are returned as reasons. */
+export async function readFds(pid: number): Promise<{ fds: FdRecord[]; reasons: string[] }> {
+  const fds: FdRecord[] = [];
+  const reasons: string[] = [];
+  const nums: number[] = [];
+  for await (const e of Deno.readDir(`/proc/${pid}/fd`)) nums.push(Number(e.name));
+  nums.sort((a, b) => a - b);
+  for (const fd of nums) {
+    let target: string;
+    try {
+      target = await Deno.readLink(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    let regular = false;
+    try {
+      regular = (await Deno.stat(`/proc/${pid}/fd/${fd}`)).isFile;
+    } catch { /* not statable */ }
+    const kind = classifyFd(fd, target, regular);
+    if (typeof kind === "object") {
+      reasons.push(kind.reason);
+      continue;
+    }
+    const info = parseFdInfo(await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd}`));
+    fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
+  }
+  return { fds, reasons };
+}
+
+/** Size and mtime of a file now (cheap; taken while the process is frozen). */
+export async function statIdentity(path: string): Promise<Omit<FileIdentity, "sha256">> {
+  const st = await Deno.stat(path);
+  return { path, size: st.size, mtimeMs: st.mtime?.getTime() ?? 0 };
+}
+
+/** SHA-256 of a file's content, hex. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  const f = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(1 << 20);
+    for (let i = 0; i < 1 << 24; i++) {
+      const n = await f.read(buf);
+      if (n === null) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    f.close();
+  }
+  return h.digest("hex");
+}
+
+/** The full identity of a file. */
+export async function fileIdentity(path: string): Promise<FileIdentity> {
+  return { ...(await statIdentity(path)), sha256: await sha256File(path) };
+}

@@ -1,0 +1,108 @@
+/**
+ * Reading the pages a checkpoint carries, from /proc/PID/pagemap (which
+ * pages exist and whether they are still the file's) and /proc/PID/mem.
+ *
+ * @module
+ */
+import { isZeroPage, pageNeeded, type VmaRecord } from "./vma.ts";
+
+/** Page size. */
+export const PAGE = 4096;
+
+/** Per-mapping page counts. */
+export interface PageStats {
+  /** Pages written to the image. */
+  dumped: number;
+  /** Pages left out because they are still the file's (or live in a shared file). */
+  file: number;
+  /** Pages left out because they hold only zeros. */
+  zero: number;
+  /** Pages never touched (no page table entry). */
+  absent: number;
+}
+
+/** A run of pages to write: start address and the bytes. */
+export interface PageRun {
+  /** Address of the first page. */
+  start: bigint;
+  /** Page data, a multiple of 4096 bytes. */
+  data: Uint8Array;
+}
+
+const CHUNK_PAGES = 1024;
+
+async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<void> {
+  await f.seek(pos, Deno.SeekMode.Start);
+  let off = 0;
+  while (off < buf.length) {
+    const n = await f.read(buf.subarray(off));
+    if (n === null || n === 0) {
+      throw new Error(`short read at 0x${(pos + BigInt(off)).toString(16)}`);
+    }
+    off += n;
+  }
+}
+
+/**
+ * Reads the pages of `vmas` that must be carried, calling `emit` with runs of
+ * consecutive non-zero pages; returns the counts per mapping.
+ */
+export async function dumpPages(
+  pid: number,
+  vmas: VmaRecord[],
+  emit: (run: PageRun) => void | Promise<void>,
+): Promise<PageStats[]> {
+  const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
+  const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
+  const stats: PageStats[] = [];
+  try {
+    for (const v of vmas) {
+      const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+      stats.push(st);
+      const npages = Number((v.end - v.start) / BigInt(PAGE));
+      if (v.kind === "vdso" || v.kind === "vvar" || v.kind === "vsyscall") continue;
+      for (let first = 0; first < npages; first += CHUNK_PAGES) {
+        const count = Math.min(CHUNK_PAGES, npages - first);
+        const base = v.start + BigInt(first * PAGE);
+        const entries = new Uint8Array(count * 8);
+        await preadFull(pagemap, (base / BigInt(PAGE)) * 8n, entries);
+        const ev = new DataView(entries.buffer);
+        const need: boolean[] = [];
+        let any = false;
+        for (let i = 0; i < count; i++) {
+          const e = ev.getBigUint64(i * 8, true);
+          const n = pageNeeded(v.kind, e);
+          need.push(n);
+          if (n) any = true;
+          else if (e === 0n) st.absent++;
+          else st.file++;
+        }
+        if (!any) continue;
+        const data = new Uint8Array(count * PAGE);
+        await preadFull(mem, base, data);
+        let runStart = -1;
+        const flush = async (end: number) => {
+          if (runStart < 0) return;
+          await emit({
+            start: base + BigInt(runStart * PAGE),
+            data: data.slice(runStart * PAGE, end * PAGE),
+          });
+          runStart = -1;
+        };
+        for (let i = 0; i < count; i++) {
+          const keep = need[i] && !isZeroPage(data.subarray(i * PAGE, (i + 1) * PAGE));
+          if (need[i] && !keep) st.zero++;
+          if (keep) {
+            st.dumped++;
+            if (runStart < 0) runStart = i;
+          } else await flush(i);
+        }
+        await flush(count);
+      }
+    }
+  } finally {
+    pagemap.close();
+    mem.close();
+  }
+  return stats;
+}

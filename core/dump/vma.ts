@@ -1,0 +1,108 @@
+/**
+ * What each mapping is, and which of its pages a checkpoint must carry: the
+ * thesis's optimized total copy. Pages of a private file mapping that are
+ * still the file's, pages of shared file mappings, and zero or never-touched
+ * pages are not sent; only what the process wrote is.
+ *
+ * @module
+ */
+import type { MapsEntry } from "./proc.ts";
+
+/** VM_* flags (include/linux/mm.h). */
+export const VM = {
+  READ: 0x1n,
+  WRITE: 0x2n,
+  EXEC: 0x4n,
+  SHARED: 0x8n,
+  MAYSHARE: 0x80n,
+  GROWSDOWN: 0x100n,
+  PFNMAP: 0x400n,
+  LOCKED: 0x2000n,
+  IO: 0x4000n,
+  DONTEXPAND: 0x40000n,
+  HUGETLB: 0x400000n,
+} as const;
+
+/** PROT_* bits. */
+export const PROT = { READ: 1, WRITE: 2, EXEC: 4 } as const;
+
+/** Kinds of mapping. */
+export type VmaKind =
+  | "anon"
+  | "heap"
+  | "stack"
+  | "file"
+  | "shared-file"
+  | "shared-anon"
+  | "vdso"
+  | "vvar"
+  | "vsyscall";
+
+/** A mapping as recorded in the image. */
+export interface VmaRecord {
+  /** First address. */
+  start: bigint;
+  /** Address past the end. */
+  end: bigint;
+  /** PROT_* bits. */
+  prot: number;
+  /** Exact VM_* flags. */
+  vmFlags: bigint;
+  /** File offset in pages. */
+  pgoff: bigint;
+  /** Kind. */
+  kind: VmaKind;
+  /** Path of the mapped file. */
+  path?: string;
+}
+
+/** Classifies a mapping from its maps line and exact flags. */
+export function classifyVma(m: MapsEntry, vmFlags: bigint): VmaKind {
+  if (m.name === "[vdso]") return "vdso";
+  if (m.name === "[vvar]" || m.name === "[vvar_vclock]") return "vvar";
+  if (m.name === "[vsyscall]") return "vsyscall";
+  const shared = (vmFlags & VM.MAYSHARE) !== 0n;
+  const file = m.ino !== 0 && m.name.startsWith("/");
+  if (file) return shared ? "shared-file" : "file";
+  if (shared) return "shared-anon";
+  if (m.name === "[heap]") return "heap";
+  if (m.name === "[stack]") return "stack";
+  return "anon";
+}
+
+/** The PROT_* bits of VM_* flags. */
+export function protOf(vmFlags: bigint): number {
+  return (vmFlags & VM.READ ? PROT.READ : 0) | (vmFlags & VM.WRITE ? PROT.WRITE : 0) |
+    (vmFlags & VM.EXEC ? PROT.EXEC : 0);
+}
+
+/** pagemap entry bits. */
+export const PM = { PRESENT: 1n << 63n, SWAPPED: 1n << 62n, FILE: 1n << 61n } as const;
+
+/**
+ * Whether page `entry` of a mapping of `kind` must be in the image (before
+ * the zero check). File pages of private mappings are still the file's;
+ * shared file mappings live in the file; never-touched pages have no entry.
+ */
+export function pageNeeded(kind: VmaKind, entry: bigint): boolean {
+  const present = (entry & PM.PRESENT) !== 0n, swapped = (entry & PM.SWAPPED) !== 0n;
+  switch (kind) {
+    case "vdso":
+    case "vvar":
+    case "vsyscall":
+    case "shared-file":
+      return false;
+    case "file":
+      return swapped || (present && (entry & PM.FILE) === 0n);
+    default:
+      return present || swapped;
+  }
+}
+
+/** True when a 4 KiB page holds only zero bytes. */
+export function isZeroPage(page: Uint8Array): boolean {
+  const words = new Uint32Array(page.buffer, page.byteOffset, page.byteLength / 4);
+  let acc = 0;
+  for (let i = 0; i < words.length; i++) acc |= words[i];
+  return acc === 0;
+}

@@ -1,0 +1,245 @@
+/**
+ * Freezing a process invisibly with PTRACE_SEIZE + PTRACE_INTERRUPT (no
+ * SIGSTOP, so its parent's job control sees nothing), reading its CPU state
+ * in the kernel's stable user formats, and letting it go again.
+ *
+ * All ptrace and waitpid calls for one tracee must come from one OS thread;
+ * the FFI symbols are synchronous, so they run on the JS main thread.
+ *
+ * @module
+ */
+import {
+  addressOf,
+  E,
+  ErrnoError,
+  kill,
+  PTRACE,
+  ptrace,
+  ptraceBuf,
+  waitpid,
+  WALL,
+} from "../../ffi/libc.ts";
+import { EXIT, PpmError } from "../errors.ts";
+
+/** `struct user_regs_struct` field order on x86-64. */
+export const REG_NAMES = [
+  "r15",
+  "r14",
+  "r13",
+  "r12",
+  "rbp",
+  "rbx",
+  "r11",
+  "r10",
+  "r9",
+  "r8",
+  "rax",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "orig_rax",
+  "rip",
+  "cs",
+  "eflags",
+  "rsp",
+  "ss",
+  "fs_base",
+  "gs_base",
+  "ds",
+  "es",
+  "fs",
+  "gs",
+] as const;
+
+/** A register name. */
+export type RegName = typeof REG_NAMES[number];
+
+/** Size of `struct user_regs_struct`. */
+export const REGS_SIZE = REG_NAMES.length * 8;
+
+/** NT_X86_XSTATE regset. */
+const NT_X86_XSTATE = 0x202n;
+
+/** Reads register `name` from a raw user_regs_struct. */
+export function getReg(regs: Uint8Array, name: RegName): bigint {
+  return new DataView(regs.buffer, regs.byteOffset).getBigUint64(REG_NAMES.indexOf(name) * 8, true);
+}
+
+/** Writes register `name` into a raw user_regs_struct. */
+export function setReg(regs: Uint8Array, name: RegName, v: bigint): void {
+  new DataView(regs.buffer, regs.byteOffset).setBigUint64(
+    REG_NAMES.indexOf(name) * 8,
+    BigInt.asUintN(64, v),
+    true,
+  );
+}
+
+/** Decoded wait status. */
+export interface StopInfo {
+  /** Whether the task exited or was killed. */
+  exited: boolean;
+  /** The stop signal (SIGTRAP for ptrace events). */
+  sig: number;
+  /** PTRACE_EVENT_* in the high byte, 0 for none. */
+  event: number;
+  /** Raw status. */
+  status: number;
+}
+
+function decodeStatus(status: number): StopInfo {
+  const stopped = (status & 0xff) === 0x7f;
+  return {
+    exited: !stopped,
+    sig: stopped ? (status >> 8) & 0xff : 0,
+    event: stopped ? (status >> 16) & 0xff : 0,
+    status,
+  };
+}
+
+/** A process frozen with ptrace by this thread. */
+export class Tracee {
+  /** A signal that arrived while freezing and must be delivered on resume. */
+  deliverOnResume = 0;
+  private attached = false;
+
+  private constructor(readonly pid: number) {}
+
+  /**
+   * Seizes and stops `pid`. Throws a PpmError when the kernel does not let
+   * the caller trace it (EPERM: not root and not its owner, or not dumpable).
+   */
+  static freeze(pid: number, opts: { sysgood?: boolean } = {}): Tracee {
+    const t = new Tracee(pid);
+    try {
+      ptrace(PTRACE.SEIZE, pid, 0n, opts.sysgood ? BigInt(PTRACE.O_TRACESYSGOOD) : 0n);
+    } catch (e) {
+      throw explainSeize(pid, e);
+    }
+    t.attached = true;
+    try {
+      ptrace(PTRACE.INTERRUPT, pid);
+      t.waitStop();
+    } catch (e) {
+      t.release();
+      throw e;
+    }
+    return t;
+  }
+
+  /** Waits for the next stop; remembers a signal-delivery stop's signal. */
+  waitStop(): StopInfo {
+    for (let i = 0; i < 64; i++) {
+      const [, status] = waitpid(this.pid, WALL);
+      const s = decodeStatus(status);
+      if (s.exited) {
+        this.attached = false;
+        throw new PpmError(
+          `process ${this.pid} ended while frozen`,
+          `wait status 0x${status.toString(16)}`,
+          "",
+        );
+      }
+      // A signal arrived before our interrupt: keep it for later and stop again.
+      if (s.event === 0 && s.sig !== 5 && s.sig !== (5 | 0x80) && s.sig !== 19) {
+        this.deliverOnResume = s.sig;
+        return s;
+      }
+      return s;
+    }
+    throw new PpmError(`process ${this.pid} did not stop`, "too many wait events", "");
+  }
+
+  /** PTRACE_GETREGS: the raw user_regs_struct. */
+  getRegs(): Uint8Array<ArrayBuffer> {
+    const buf = new Uint8Array(REGS_SIZE);
+    ptraceBuf(PTRACE.GETREGS, this.pid, 0n, buf);
+    return buf;
+  }
+
+  /** PTRACE_SETREGS. */
+  setRegs(regs: Uint8Array<ArrayBuffer>): void {
+    ptraceBuf(PTRACE.SETREGS, this.pid, 0n, regs);
+  }
+
+  /** PTRACE_GETREGSET NT_X86_XSTATE: the uncompacted xsave area. */
+  getXstate(): Uint8Array<ArrayBuffer> {
+    const area = new Uint8Array(16384);
+    const iov = new Uint8Array(16);
+    const dv = new DataView(iov.buffer);
+    dv.setBigUint64(0, addressOf(area), true);
+    dv.setBigUint64(8, BigInt(area.length), true);
+    ptraceBuf(PTRACE.GETREGSET, this.pid, NT_X86_XSTATE, iov);
+    return area.slice(0, Number(dv.getBigUint64(8, true)));
+  }
+
+  /** PTRACE_SETREGSET NT_X86_XSTATE. */
+  setXstate(xstate: Uint8Array<ArrayBuffer>): void {
+    const iov = new Uint8Array(16);
+    const dv = new DataView(iov.buffer);
+    dv.setBigUint64(0, addressOf(xstate), true);
+    dv.setBigUint64(8, BigInt(xstate.length), true);
+    ptraceBuf(PTRACE.SETREGSET, this.pid, NT_X86_XSTATE, iov);
+  }
+
+  /** PTRACE_GETSIGMASK. */
+  getSigmask(): bigint {
+    const buf = new Uint8Array(8);
+    ptraceBuf(PTRACE.GETSIGMASK, this.pid, 8n, buf);
+    return new DataView(buf.buffer).getBigUint64(0, true);
+  }
+
+  /** PTRACE_SETSIGMASK. */
+  setSigmask(mask: bigint): void {
+    const buf = new Uint8Array(8);
+    new DataView(buf.buffer).setBigUint64(0, mask, true);
+    ptraceBuf(PTRACE.SETSIGMASK, this.pid, 8n, buf);
+  }
+
+  /** Resumes until the next syscall entry or exit (PTRACE_SYSCALL). */
+  syscall(sig = 0): void {
+    ptrace(PTRACE.SYSCALL, this.pid, 0n, BigInt(sig));
+  }
+
+  /** Lets the process run on, untraced, delivering a signal that arrived meanwhile. */
+  release(): void {
+    if (!this.attached) return;
+    try {
+      ptrace(PTRACE.DETACH, this.pid, 0n, BigInt(this.deliverOnResume));
+    } catch (e) {
+      if (!(e instanceof ErrnoError && e.errno === E.ESRCH)) throw e;
+    }
+    this.attached = false;
+  }
+
+  /** Ends the process (SIGKILL) and reaps the ptrace relation. */
+  kill(): void {
+    try {
+      kill(this.pid, 9);
+    } catch { /* gone */ }
+    this.attached = false;
+  }
+}
+
+function explainSeize(pid: number, e: unknown): PpmError {
+  if (e instanceof ErrnoError) {
+    if (e.errno === E.ESRCH) {
+      return new PpmError(
+        `cannot freeze process ${pid}`,
+        "no such process",
+        "check the PID",
+        EXIT.MISSING,
+      );
+    }
+    if (e.errno === E.EPERM) {
+      return new PpmError(
+        `cannot freeze process ${pid}`,
+        "the kernel does not let you trace it (only root, or its owner where ptrace is allowed, may; " +
+          "it may also be traced already or not dumpable)",
+        "run ppm as root, or as the process's owner",
+        EXIT.PERMISSION,
+      );
+    }
+  }
+  return new PpmError(`cannot freeze process ${pid}`, (e as Error).message, "");
+}

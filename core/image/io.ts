@@ -1,0 +1,73 @@
+/**
+ * Adapters between images and byte streams: a file now, a socket later
+ * (Deno.FsFile and Deno.Conn both have these read and write shapes).
+ *
+ * @module
+ */
+
+import type { ImageSink } from "./writer.ts";
+
+/** Something bytes can be written to, like Deno.FsFile or Deno.Conn. */
+export interface ByteWriter {
+  /** Writes some of `p`, returning how many bytes were written. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Something bytes can be read from, like Deno.FsFile or Deno.Conn. */
+export interface ByteReader {
+  /** Reads into `p`, returning how many bytes were read, or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * A sink for {@link ImageWriter} that writes every chunk fully to `w`.
+ *
+ * @param w a file, a connection, or anything with the same `write`
+ */
+export function fileSink(w: ByteWriter): ImageSink {
+  return async (chunk) => {
+    for (let off = 0; off < chunk.length;) {
+      const n = await w.write(chunk.subarray(off));
+      if (n <= 0) throw new Error(`write made no progress after ${off} of ${chunk.length} bytes`);
+      off += n;
+    }
+  };
+}
+
+/** Reads are not started into less than this much free buffer space. */
+const MIN_READ = 64 * 1024;
+
+/**
+ * A source for {@link readImage} reading `r` until it ends. Each chunk is a
+ * fresh region of a buffer that is never reused, so records may keep views
+ * of it.
+ *
+ * @param r a file, a connection, or anything with the same `read`
+ * @param bufferSize the size of the buffers read into
+ */
+export async function* fileSource(
+  r: ByteReader,
+  bufferSize = 1024 * 1024,
+): AsyncGenerator<Uint8Array> {
+  let buf = new Uint8Array(0), pos = 0;
+  for (;;) {
+    if (buf.length - pos < Math.min(MIN_READ, bufferSize)) {
+      buf = new Uint8Array(bufferSize);
+      pos = 0;
+    }
+    const n = await r.read(buf.subarray(pos));
+    if (n === null) return;
+    yield buf.subarray(pos, pos += n);
+  }
+}
+
+/**
+ * A source reading the file at `path`; the file is closed when the source
+ * ends or the reader stops.
+ *
+ * @param path the image file
+ */
+export async function* pathSource(path: string | URL): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path, { read: true });
+  yield* fileSource(file);
+}

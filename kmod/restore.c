@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ppm: restore - rebuild the calling process's memory from a restore plan.
+ *
+ * The caller is ppm's restore stub: a single-threaded process that already
+ * holds the restored PID, files, signal dispositions and a vDSO moved to the
+ * image's address.  PPM_IOC_RESTORE reads the plan from a file descriptor
+ * (never from user memory that is about to be unmapped), checks every
+ * size, count and address in it, then replaces every mapping but the vDSO
+ * with the plan's, fills the pages, and sets the mm fields and rseq.
+ * Registers, FPU state, signal mask and credentials are set by the tool
+ * through ptrace when the ioctl returns.
+ *
+ * The plan is untrusted input: anything malformed is refused with a message
+ * in struct ppm_restore.  A failure after the old mappings are gone cannot
+ * return to the stub, so the stub is killed; the kernel never is.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "ppm_internal.h"
+
+#define PPM_IO_PAGES 16
+
+struct ppm_restore_ctx {
+	struct file *plan;
+	loff_t pos;
+	struct ppm_plan_header hdr;
+	struct ppm_plan_vma *vmas;
+	struct file **files;
+	void *buf;
+	struct ppm_restore *req;
+};
+
+static int ppm_fail(struct ppm_restore_ctx *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->req->error, sizeof(c->req->error), fmt, ap);
+	va_end(ap);
+	c->req->failed_at = c->pos;
+	return err;
+}
+
+static int ppm_read(struct ppm_restore_ctx *c, void *dst, size_t len)
+{
+	ssize_t n = kernel_read(c->plan, dst, len, &c->pos);
+
+	if (n < 0)
+		return ppm_fail(c, (int)n, "cannot read the plan");
+	if ((size_t)n != len)
+		return ppm_fail(c, -EINVAL, "plan truncated");
+	return 0;
+}
+
+static bool ppm_user_range(u64 start, u64 end)
+{
+	return start <= end && end <= TASK_SIZE_MAX;
+}
+
+static int ppm_check_header(struct ppm_restore_ctx *c)
+{
+	const struct ppm_plan_header *h = &c->hdr;
+	unsigned int i;
+
+	if (h->magic != PPM_PLAN_MAGIC)
+		return ppm_fail(c, -EINVAL, "not a restore plan (bad magic)");
+	if (h->abi_version != PPM_ABI_VERSION)
+		return ppm_fail(c, -EINVAL, "plan ABI %u, module ABI %u",
+				h->abi_version, PPM_ABI_VERSION);
+	if (!h->nr_vmas || h->nr_vmas > PPM_MAX_VMAS)
+		return ppm_fail(c, -EINVAL, "bad mapping count %u", h->nr_vmas);
+	if (h->nr_runs > PPM_PLAN_MAX_RUNS)
+		return ppm_fail(c, -EINVAL, "bad page run count %u", h->nr_runs);
+	if (h->auxv_words > PPM_AUXV_WORDS ||
+	    h->auxv_words > ARRAY_SIZE(current->mm->saved_auxv))
+		return ppm_fail(c, -EINVAL, "auxv too long (%u words)",
+				h->auxv_words);
+	if (!ppm_user_range(h->start_code, h->end_code) ||
+	    !ppm_user_range(h->start_data, h->end_data) ||
+	    !ppm_user_range(h->start_brk, h->brk) ||
+	    !ppm_user_range(h->arg_start, h->arg_end) ||
+	    !ppm_user_range(h->env_start, h->env_end) ||
+	    h->start_stack >= TASK_SIZE_MAX || h->rseq >= TASK_SIZE_MAX)
+		return ppm_fail(c, -EINVAL, "mm fields out of range");
+	if (h->vdso != (u64)(unsigned long)current->mm->context.vdso)
+		return ppm_fail(c, -EINVAL, "the vDSO is not at %llx",
+				h->vdso);
+	for (i = 0; i < ARRAY_SIZE(h->reserved); i++)
+		if (h->reserved[i])
+			return ppm_fail(c, -EINVAL, "reserved header field set");
+	return 0;
+}
+
+static int ppm_check_vma(struct ppm_restore_ctx *c, unsigned int i)
+{
+	const struct ppm_plan_vma *v = &c->vmas[i];
+	struct file *file;
+
+	if (!PAGE_ALIGNED(v->start) || !PAGE_ALIGNED(v->end) ||
+	    v->start >= v->end || v->end > TASK_SIZE_MAX)
+		return ppm_fail(c, -EINVAL, "mapping %u: bad range %llx-%llx",
+				i, v->start, v->end);
+	if (i && v->start < c->vmas[i - 1].end)
+		return ppm_fail(c, -EINVAL, "mapping %u overlaps or is unsorted", i);
+	if (v->prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC) ||
+	    v->flags & ~PPM_VMA_FLAGS || v->reserved)
+		return ppm_fail(c, -EINVAL, "mapping %u: bad flags", i);
+	if (v->pgoff > (ULONG_MAX >> PAGE_SHIFT) - ((v->end - v->start) >> PAGE_SHIFT))
+		return ppm_fail(c, -EINVAL, "mapping %u: bad file offset", i);
+	if (v->fd < 0) {
+		if (v->fd != -1)
+			return ppm_fail(c, -EINVAL, "mapping %u: bad fd", i);
+		return 0;
+	}
+	file = fget(v->fd);
+	if (!file)
+		return ppm_fail(c, -EBADF, "mapping %u: fd %d is not open", i, v->fd);
+	c->files[i] = file;
+	if (!S_ISREG(file_inode(file)->i_mode) || !(file->f_mode & FMODE_READ))
+		return ppm_fail(c, -EINVAL, "mapping %u: fd %d is not a readable file",
+				i, v->fd);
+	if ((v->flags & PPM_VMA_SHARED) && (v->prot & PROT_WRITE) &&
+	    !(file->f_mode & FMODE_WRITE))
+		return ppm_fail(c, -EACCES, "mapping %u: shared writable, file read-only", i);
+	return 0;
+}
+
+/* Index of the plan mapping holding [start, start + len), or -1. */
+static int ppm_find_vma(struct ppm_restore_ctx *c, u64 start, u64 len)
+{
+	unsigned int lo = 0, hi = c->hdr.nr_vmas;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+		const struct ppm_plan_vma *v = &c->vmas[mid];
+
+		if (start >= v->end) {
+			lo = mid + 1;
+		} else if (start < v->start) {
+			hi = mid;
+		} else {
+			if (len > v->end - start)
+				return -1;
+			return mid;
+		}
+	}
+	return -1;
+}
+
+/* Unmaps everything but the vDSO and vvar; returns 0 or an error. */
+static int ppm_unmap_all(struct mm_struct *mm)
+{
+	unsigned long vdso = (unsigned long)mm->context.vdso;
+	struct vm_area_struct *vma;
+	unsigned long start, end;
+	int ret;
+
+	for (;;) {
+		bool found = false;
+
+		mmap_read_lock(mm);
+		{
+			VMA_ITERATOR(vmi, mm, 0);
+
+			for_each_vma(vmi, vma) {
+				if (vma->vm_start == vdso ||
+				    vma->vm_flags & (VM_PFNMAP | VM_IO))
+					continue;
+				start = vma->vm_start;
+				end = vma->vm_end;
+				found = true;
+				break;
+			}
+		}
+		mmap_read_unlock(mm);
+		if (!found)
+			return 0;
+		ret = vm_munmap(start, end - start);
+		if (ret)
+			return ret;
+	}
+}
+
+static int ppm_map_all(struct ppm_restore_ctx *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->hdr.nr_vmas; i++) {
+		const struct ppm_plan_vma *v = &c->vmas[i];
+		unsigned long flags = MAP_FIXED_NOREPLACE;
+		unsigned long addr;
+
+		flags |= v->flags & PPM_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE;
+		if (v->flags & PPM_VMA_GROWSDOWN)
+			flags |= MAP_GROWSDOWN;
+		if (!c->files[i])
+			flags |= MAP_ANONYMOUS;
+		addr = vm_mmap(c->files[i], v->start, v->end - v->start, v->prot,
+			       flags, c->files[i] ? v->pgoff << PAGE_SHIFT : 0);
+		if (IS_ERR_VALUE(addr))
+			return ppm_fail(c, (int)addr, "mapping %u at %llx failed (%ld)",
+					i, v->start, (long)addr);
+		if (addr != v->start)
+			return ppm_fail(c, -EINVAL, "mapping %u landed at %lx", i, addr);
+	}
+	return 0;
+}
+
+static int ppm_put_page(struct ppm_restore_ctx *c, const struct ppm_plan_vma *v,
+			u64 addr, void *page)
+{
+	if (v->prot & PROT_WRITE) {
+		if (copy_to_user(u64_to_user_ptr(addr), page, PAGE_SIZE))
+			return ppm_fail(c, -EFAULT, "cannot fill page %llx", addr);
+		return 0;
+	}
+	/* Read-only private mappings: write through, as a debugger would. */
+	if (access_process_vm(current, addr, page, PAGE_SIZE,
+			      FOLL_FORCE | FOLL_WRITE) != PAGE_SIZE)
+		return ppm_fail(c, -EFAULT, "cannot fill read-only page %llx", addr);
+	return 0;
+}
+
+static int ppm_fill_pages(struct ppm_restore_ctx *c)
+{
+	struct ppm_plan_run run;
+	unsigned int r;
+	int ret;
+
+	for (r = 0; r < c->hdr.nr_runs; r++) {
+		const struct ppm_plan_vma *v;
+		u64 done = 0;
+		int idx;
+
+		ret = ppm_read(c, &run, sizeof(run));
+		if (ret)
+			return ret;
+		if (!run.nr_pages || run.nr_pages > PPM_PLAN_MAX_PAGES ||
+		    run.reserved || !PAGE_ALIGNED(run.start))
+			return ppm_fail(c, -EINVAL, "page run %u: bad header", r);
+		idx = ppm_find_vma(c, run.start, (u64)run.nr_pages << PAGE_SHIFT);
+		if (idx < 0)
+			return ppm_fail(c, -EINVAL, "page run %u at %llx is outside the mappings",
+					r, run.start);
+		v = &c->vmas[idx];
+		while (done < run.nr_pages) {
+			u64 n = min_t(u64, run.nr_pages - done, PPM_IO_PAGES);
+			u64 k;
+
+			ret = ppm_read(c, c->buf, n << PAGE_SHIFT);
+			if (ret)
+				return ret;
+			for (k = 0; k < n; k++) {
+				ret = ppm_put_page(c, v, run.start + ((done + k) << PAGE_SHIFT),
+						   c->buf + (k << PAGE_SHIFT));
+				if (ret)
+					return ret;
+			}
+			done += n;
+			cond_resched();
+		}
+	}
+	return 0;
+}
+
+static void ppm_set_mm(struct ppm_restore_ctx *c)
+{
+	const struct ppm_plan_header *h = &c->hdr;
+	struct mm_struct *mm = current->mm;
+
+	mmap_write_lock(mm);
+	mm->start_code = h->start_code;
+	mm->end_code = h->end_code;
+	mm->start_data = h->start_data;
+	mm->end_data = h->end_data;
+	mm->start_brk = h->start_brk;
+	mm->brk = h->brk;
+	mm->start_stack = h->start_stack;
+	mm->arg_start = h->arg_start;
+	mm->arg_end = h->arg_end;
+	mm->env_start = h->env_start;
+	mm->env_end = h->env_end;
+	memset(mm->saved_auxv, 0, sizeof(mm->saved_auxv));
+	memcpy(mm->saved_auxv, h->auxv, h->auxv_words * sizeof(h->auxv[0]));
+	mmap_write_unlock(mm);
+
+#ifdef CONFIG_RSEQ
+	current->rseq = u64_to_user_ptr(h->rseq);
+	current->rseq_sig = h->rseq_sig;
+#ifdef PPM_HAVE_RSEQ_LEN
+	current->rseq_len = h->rseq ? 32 : 0;
+#endif
+	if (h->rseq)
+		set_tsk_thread_flag(current, TIF_NOTIFY_RESUME);
+#endif
+}
+
+static int ppm_restore_plan(struct ppm_restore_ctx *c)
+{
+	struct mm_struct *mm = current->mm;
+	size_t table;
+	int ret;
+
+	ret = ppm_read(c, &c->hdr, sizeof(c->hdr));
+	if (ret)
+		return ret;
+	ret = ppm_check_header(c);
+	if (ret)
+		return ret;
+	table = array_size(c->hdr.nr_vmas, sizeof(*c->vmas));
+	c->vmas = kvmalloc(table, GFP_KERNEL);
+	c->files = kvcalloc(c->hdr.nr_vmas, sizeof(*c->files), GFP_KERNEL);
+	c->buf = kvmalloc(PPM_IO_PAGES << PAGE_SHIFT, GFP_KERNEL);
+	if (!c->vmas || !c->files || !c->buf)
+		return ppm_fail(c, -ENOMEM, "out of memory");
+	ret = ppm_read(c, c->vmas, table);
+	if (ret)
+		return ret;
+	for (unsigned int i = 0; i < c->hdr.nr_vmas; i++) {
+		ret = ppm_check_vma(c, i);
+		if (ret)
+			return ret;
+	}
+
+	/* Point of no return: the stub's own mappings go away. */
+	ret = ppm_unmap_all(mm);
+	if (!ret)
+		ret = ppm_map_all(c);
+	if (!ret)
+		ret = ppm_fill_pages(c);
+	if (!ret)
+		ppm_set_mm(c);
+	if (ret) {
+		pr_warn("restore of pid %d failed past the point of no return: %s\n",
+			task_pid_nr(current), c->req->error);
+		force_sig(SIGKILL);
+	}
+	return ret;
+}
+
+long ppm_ioctl_restore(void __user *arg)
+{
+	struct ppm_restore_ctx c = {};
+	struct ppm_restore *req;
+	long ret;
+
+	if (!capable(CAP_CHECKPOINT_RESTORE) && !capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	if (!req)
+		return -ENOMEM;
+	c.req = req;
+	if (copy_from_user(req, arg, sizeof(*req))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	memset(req->error, 0, sizeof(req->error));
+	req->failed_at = 0;
+	if (req->flags) {
+		ret = ppm_fail(&c, -EINVAL, "unknown flags");
+	} else if (get_nr_threads(current) != 1 ||
+		   atomic_read(&current->mm->mm_users) != 1) {
+		ret = ppm_fail(&c, -EBUSY, "the stub must be single-threaded");
+	} else {
+		c.plan = fget(req->plan_fd);
+		if (!c.plan)
+			ret = ppm_fail(&c, -EBADF, "plan fd is not open");
+		else if (!(c.plan->f_mode & FMODE_READ))
+			ret = ppm_fail(&c, -EBADF, "plan fd is not readable");
+		else
+			ret = ppm_restore_plan(&c);
+	}
+	if (copy_to_user(arg, req, sizeof(*req)) && !ret)
+		ret = -EFAULT;
+out:
+	if (c.files) {
+		for (unsigned int i = 0; i < c.hdr.nr_vmas; i++)
+			if (c.files[i])
+				fput(c.files[i]);
+	}
+	kvfree(c.files);
+	kvfree(c.vmas);
+	kvfree(c.buf);
+	if (c.plan)
+		fput(c.plan);
+	kfree(req);
+	return ret;
+}

@@ -149,13 +149,6 @@ export const ppmPlanHeader = defineStruct(
     ["auxv_words", "u32"],
     ["rseq_sig", "u32"],
     ["rseq", "u64"],
-    ["uid", { bytes: 16 }],
-    ["gid", { bytes: 16 }],
-    ["cap_inheritable", "u64"],
-    ["cap_permitted", "u64"],
-    ["cap_effective", "u64"],
-    ["cap_bset", "u64"],
-    ["cap_ambient", "u64"],
     ["reserved", { bytes: 32 }],
   ] as const,
 );

@@ -8,6 +8,8 @@ import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { imageCommand } from "./commands/image.ts";
+import { restoreCommand } from "./commands/restore.ts";
 import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
 import { bashScript, completionTable, fishScript, zshScript } from "./completions.ts";
@@ -36,6 +38,8 @@ export function buildApp(): Command {
 
   program.addCommand(moduleCommand());
   program.addCommand(checkpointCommand());
+  program.addCommand(restoreCommand());
+  program.addCommand(imageCommand());
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());
 

@@ -127,6 +127,18 @@ export class Tracee {
     return t;
   }
 
+  /** Attaches to `pid` without stopping it (it is expected to stop itself). */
+  static attach(pid: number, opts: { sysgood?: boolean } = {}): Tracee {
+    const t = new Tracee(pid);
+    try {
+      ptrace(PTRACE.SEIZE, pid, 0n, opts.sysgood ? BigInt(PTRACE.O_TRACESYSGOOD) : 0n);
+    } catch (e) {
+      throw explainSeize(pid, e);
+    }
+    t.attached = true;
+    return t;
+  }
+
   /** Waits for the next stop; remembers a signal-delivery stop's signal. */
   waitStop(): StopInfo {
     for (let i = 0; i < 64; i++) {

@@ -70,6 +70,8 @@ export async function buildModule(opts: BuildOptions = {}): Promise<BuildResult>
     { timeoutMs: 300_000 },
   );
   const path = join(out, MODULE_FILE);
-  await Deno.copyFile(join(src, MODULE_FILE), path);
+  // A new inode, never an in-place rewrite: running guests see either file whole.
+  await Deno.copyFile(join(src, MODULE_FILE), `${path}.tmp`);
+  await Deno.rename(`${path}.tmp`, path);
   return { path, release: tree.release, ms: performance.now() - t0 };
 }

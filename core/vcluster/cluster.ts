@@ -12,6 +12,7 @@ import { EXIT, PpmError } from "../errors.ts";
 import { ensurePackages } from "../host/packages.ts";
 import { isRoot } from "../host/run.ts";
 import { buildModule } from "../module/build.ts";
+import { ensureStub } from "../restore/stub.ts";
 import { exists, PROJECT_ROOT, stateDir } from "../paths.ts";
 import { guestExec } from "./client.ts";
 import { consoleTrouble, tail } from "./console.ts";
@@ -213,6 +214,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
   const kernel = await ensureKernel(spec.kernel, progress);
   progress(`building the ppm module for ${kernel.release}`);
   const mod = await buildModule({ kernelRelease: kernel.release });
+  await ensureStub();
   const cache = join(stateDir(), "vcluster", "images");
   await Deno.mkdir(cache, { recursive: true });
   progress(`preparing the guest image for ${kernel.release}`);

@@ -1,0 +1,83 @@
+/**
+ * `ppm image inspect`: what an image holds.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { pathSource } from "../../core/image/io.ts";
+import { loadImage } from "../../core/image/schema.ts";
+import { report } from "../output.ts";
+
+const hex = (n: bigint) => `0x${n.toString(16)}`;
+const PROT = (p: number) => `${p & 1 ? "r" : "-"}${p & 2 ? "w" : "-"}${p & 4 ? "x" : "-"}`;
+
+/** The `image` command tree. */
+export function imageCommand(): Command {
+  const cmd = new Command("image").description("work with checkpoint images");
+  cmd.command("inspect")
+    .description("list what an image holds: task, mappings with their pages, files, signals")
+    .argument("<file>", "the image")
+    .option("--json", "print it as JSON")
+    .action(async (file, o) => {
+      const img = await loadImage(pathSource(file));
+      const stats = (img.end.pageStats ?? []) as {
+        dumped: number;
+        file: number;
+        zero: number;
+        absent: number;
+      }[];
+      const data = {
+        task: img.task,
+        cpu: {
+          restart: img.cpu.restart,
+          xsaveBytes: img.cpu.xstate.length,
+          sigmask: hex(img.cpu.sigmask),
+        },
+        mm: Object.fromEntries(
+          Object.entries(img.mm).map(([k, v]) => [k, Array.isArray(v) ? v.length : hex(v)]),
+        ),
+        vmas: img.vmas.map((v, i) => ({
+          start: hex(v.start),
+          end: hex(v.end),
+          prot: PROT(v.prot),
+          kind: v.kind,
+          path: v.path ?? null,
+          pages: stats[i] ?? null,
+        })),
+        files: img.files,
+        signals: {
+          handlers: img.signals.actions.map((a) => ({
+            sig: a.sig,
+            handler: hex(a.handler),
+            flags: hex(a.flags),
+          })),
+          blocked: hex(img.signals.blocked),
+          pending: hex(img.signals.pending | img.signals.sharedPending),
+          altstack: { sp: hex(img.signals.altstack.sp), size: Number(img.signals.altstack.size) },
+        },
+        pages: img.pageCount,
+      };
+      report(o.json, data, (d) =>
+        [
+          `process ${d.task.pid} (${d.task.comm}) ${d.task.exe}, uid ${
+            d.task.uid[0]
+          }, kernel ${d.task.kernel}`,
+          `taken ${d.task.createdAt}; ${d.pages} pages in the image; syscall restart: ${d.cpu.restart}`,
+          "mappings:",
+          ...d.vmas.map((v) =>
+            `  ${v.start}-${v.end} ${v.prot} ${v.kind.padEnd(11)} ${
+              v.pages
+                ? `${v.pages.dumped} in image, ${v.pages.file} file, ${v.pages.zero} zero`
+                : ""
+            } ${v.path ?? ""}`
+          ),
+          "files:",
+          ...d.files.fds.map((f) => `  fd ${f.fd} ${f.kind} ${f.path} pos ${f.pos}`),
+          ...d.files.mapped.map((m) =>
+            `  mapped ${m.path} ${m.size} bytes sha256 ${m.sha256.slice(0, 16)}…`
+          ),
+          `signals: ${d.signals.handlers.length} handlers, blocked ${d.signals.blocked}, pending ${d.signals.pending}`,
+        ].join("\n"));
+    });
+  return cmd as unknown as Command;
+}

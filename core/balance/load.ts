@@ -1,0 +1,114 @@
+/**
+ * From a measurement to a normalised load, and the two asymmetric filters:
+ * the local load (rises slowly, falls at once) and the exported load (rises
+ * at once, decays slowly).
+ *
+ * Why asymmetric: a node should not send work away because of a short burst,
+ * so its own view of its load rises slowly; and it should stop as soon as the
+ * burst is over, so the view falls at once. Peers should stop sending to a
+ * node as soon as it gets busy, so what it announces rises at once; and a
+ * short dip should not attract work, so the announcement decays slowly.
+ *
+ * @module
+ */
+import type { LoadSample } from "./types.ts";
+
+/** A node's capacity: CPUs times relative speed (reference CPUs). */
+export function capacity(cpus: number, speed: number): number {
+  return Math.max(cpus, 1) * (speed > 0 ? speed : 1);
+}
+
+/**
+ * The CPU demand of a sample in tasks: the runnable count, raised when PSI
+ * shows waiting the snapshot missed. PSI "some avg10" is the share of time at
+ * least one task waited for a CPU; at those times more than `cpus` tasks were
+ * runnable, so the average demand was at least `cpus + some/100`.
+ */
+export function cpuDemand(sample: LoadSample): number {
+  const runnable = Math.max(0, sample.runnable);
+  const some = sample.cpuPressure;
+  if (some === undefined || !(some > 0)) return runnable;
+  return Math.max(runnable, Math.max(sample.cpus, 1) + Math.min(some, 100) / 100);
+}
+
+/**
+ * The instantaneous normalised load of a sample: CPU demand per reference CPU.
+ * The kernel's load averages are not used: they lag by minutes and count tasks
+ * waiting for disks.
+ */
+export function instantLoad(sample: LoadSample): number {
+  return cpuDemand(sample) / capacity(sample.cpus, sample.speed);
+}
+
+/** The load a process with `demand` CPUs adds to a node with `cpus` CPUs of `speed`. */
+export function processLoad(demand: number, cpus: number, speed: number): number {
+  return demand / capacity(cpus, speed);
+}
+
+/**
+ * The CPU rate, in reference CPUs, that a process with `demand` gets on a node of
+ * `speed` whose load (including the process) is `load`: its demand at full speed
+ * while the node has spare CPUs, its share when the CPUs are shared.
+ */
+export function cpuRate(demand: number, load: number, speed: number): number {
+  const s = speed > 0 ? speed : 1;
+  return demand * Math.min(s, 1 / Math.max(load, 1e-9));
+}
+
+/** One step of a filter that follows a rise by `gain` of the gap and a fall at once. */
+export function riseSlowly(previous: number, sample: number, gain: number): number {
+  return sample <= previous ? sample : previous + gain * (sample - previous);
+}
+
+/** One step of a filter that follows a rise at once and a fall by `gain` of the gap. */
+export function decaySlowly(previous: number, sample: number, gain: number): number {
+  return sample >= previous ? sample : previous + gain * (sample - previous);
+}
+
+/** The local load: rises slowly, falls at once. Starts at `initial` (default 0). */
+export class LocalLoadFilter {
+  #value: number;
+
+  /**
+   * @param gain the fraction of a rise followed per sample (settings.localRiseGain)
+   * @param initial the starting value
+   */
+  constructor(readonly gain: number, initial = 0) {
+    this.#value = initial;
+  }
+
+  /** The current value. */
+  get value(): number {
+    return this.#value;
+  }
+
+  /** Feeds one sample and returns the new value. */
+  update(sample: number): number {
+    this.#value = riseSlowly(this.#value, sample, this.gain);
+    return this.#value;
+  }
+}
+
+/** The exported load: rises at once, decays slowly. Starts at `initial` (default 0). */
+export class ExportedLoadFilter {
+  #value: number;
+
+  /**
+   * @param gain the fraction of a fall followed per sample (settings.exportDecayGain)
+   * @param initial the starting value
+   */
+  constructor(readonly gain: number, initial = 0) {
+    this.#value = initial;
+  }
+
+  /** The current value. */
+  get value(): number {
+    return this.#value;
+  }
+
+  /** Feeds one sample and returns the new value. */
+  update(sample: number): number {
+    this.#value = decaySlowly(this.#value, sample, this.gain);
+    return this.#value;
+  }
+}

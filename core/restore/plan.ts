@@ -1,0 +1,154 @@
+/**
+ * From a loaded image to what the restore needs: the binary plan that
+ * PPM_IOC_RESTORE reads (kmod/uapi/ppm.h), and the stub's spec (the
+ * process's descriptors, signals, limits, vDSO address).
+ *
+ * @module
+ */
+import { encode } from "../../ffi/struct.ts";
+import {
+  PPM_ABI_VERSION,
+  PPM_PLAN_MAGIC,
+  PPM_VMA,
+  ppmPlanHeader,
+  ppmPlanRun,
+  ppmPlanVma,
+} from "../../ffi/uapi.ts";
+import { MM_KEYS } from "../../ffi/device.ts";
+import { VM } from "../dump/vma.ts";
+import type { LoadedImage } from "../image/schema.ts";
+
+/** Descriptors the stub keeps for itself start here (saved stdio, device, plan, mapped files). */
+export function stubBase(img: LoadedImage): number {
+  return Math.max(1000, ...img.files.fds.map((f) => f.fd + 1));
+}
+
+/** The stub's descriptor for mapped file `index`. */
+export function mapFd(base: number, index: number): number {
+  return base + 5 + index;
+}
+
+/** Mapped files in plan order (index = position), exe included. */
+export function mappedFiles(img: LoadedImage): { path: string; write: boolean }[] {
+  const out: { path: string; write: boolean }[] = [];
+  for (const v of img.vmas) {
+    if (!v.path) continue;
+    const write = v.kind === "shared-file" && (v.prot & 2) !== 0;
+    const have = out.find((f) => f.path === v.path);
+    if (have) have.write ||= write;
+    else out.push({ path: v.path, write });
+  }
+  if (!out.some((f) => f.path === img.task.exe)) out.push({ path: img.task.exe, write: false });
+  return out;
+}
+
+/** The vmas the plan recreates: all but vdso, vvar and vsyscall, which the kernel provides. */
+export function planVmas(img: LoadedImage) {
+  return img.vmas.filter((v) => !["vdso", "vvar", "vsyscall"].includes(v.kind));
+}
+
+/** Writes the plan to `file`; returns bytes written. */
+export async function writePlan(
+  img: LoadedImage,
+  file: Deno.FsFile,
+  base: number,
+): Promise<number> {
+  const files = mappedFiles(img);
+  const vmas = planVmas(img);
+  const auxv = new Uint8Array(8 * 64);
+  const adv = new DataView(auxv.buffer);
+  img.mm.auxv.slice(0, 64).forEach((w, i) => adv.setBigUint64(i * 8, w, true));
+  const hdr: Record<string, number | bigint | Uint8Array> = {
+    magic: PPM_PLAN_MAGIC,
+    abi_version: PPM_ABI_VERSION,
+    nr_vmas: vmas.length,
+    nr_runs: img.pages.length,
+    vdso: img.mm.vdso ?? 0n,
+    auxv,
+    auxv_words: Math.min(64, img.mm.auxv.length),
+    rseq: img.signals.rseq.addr,
+    rseq_sig: img.signals.rseq.sig,
+  };
+  for (const k of MM_KEYS) hdr[k] = img.mm[k] ?? 0n;
+  let bytes = 0;
+  const put = async (b: Uint8Array) => {
+    let off = 0;
+    while (off < b.length) off += await file.write(b.subarray(off));
+    bytes += b.length;
+  };
+  await put(encode(ppmPlanHeader, hdr));
+  for (const v of vmas) {
+    let flags = 0;
+    if (v.kind === "shared-file" || v.kind === "shared-anon") flags |= PPM_VMA.SHARED;
+    if ((v.vmFlags & VM.GROWSDOWN) !== 0n) flags |= PPM_VMA.GROWSDOWN;
+    const fi = v.path ? files.findIndex((f) => f.path === v.path) : -1;
+    await put(encode(ppmPlanVma, {
+      start: v.start,
+      end: v.end,
+      pgoff: v.path ? v.pgoff : 0n,
+      prot: v.prot,
+      flags,
+      fd: fi >= 0 ? mapFd(base, fi) : -1,
+    }));
+  }
+  for (const p of img.pages) {
+    await put(encode(ppmPlanRun, { start: p.start, nr_pages: p.count }));
+    await put(p.data);
+  }
+  return bytes;
+}
+
+const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o2000;
+
+/** Where the restored standard streams go: a path, or the restorer's own. */
+export interface StdioTargets {
+  /** Path for fd 1 (else the restorer's stdout). */
+  stdout?: string;
+  /** Path for fd 2 (else the restorer's stderr). */
+  stderr?: string;
+}
+
+/** The stub's spec text (see stub.c). */
+export function stubSpec(
+  img: LoadedImage,
+  o: { pid: number; base: number; dev: string; plan: string; pidOut: string; stdio: StdioTargets },
+): string {
+  const L: string[] = [];
+  const t = img.task;
+  L.push(`pid ${o.pid}`, `base ${o.base}`, `dev ${o.dev}`, `plan ${o.plan}`, `pidout ${o.pidOut}`);
+  L.push(`cwd ${t.cwd}`, `umask ${t.umask}`, `comm ${t.comm}`);
+  L.push(`groups ${t.groups.length} ${t.groups.join(" ")}`.trimEnd());
+  for (const f of img.files.fds) {
+    const flags = f.flags & ~(O_CREAT | O_TRUNC);
+    if (f.kind === "stdio") {
+      const target = f.fd === 1 ? o.stdio.stdout : f.fd === 2 ? o.stdio.stderr : undefined;
+      if (target) L.push(`fd ${f.fd} ${O_WRONLY | O_APPEND} 0 ${target}`);
+      else L.push(`stdio ${f.fd} ${f.fd}`);
+    } else {
+      L.push(
+        `fd ${f.fd} ${flags} ${
+          f.kind === "regular" && !(f.flags & O_APPEND) ? f.pos : 0n
+        } ${f.path}`,
+      );
+    }
+  }
+  mappedFiles(img).forEach((f, i) => L.push(`map ${i} ${f.write ? O_RDWR : 0} ${f.path}`));
+  for (const a of img.signals.actions) {
+    L.push(
+      `sigaction ${a.sig} 0x${a.handler.toString(16)} 0x${a.flags.toString(16)} 0x${
+        a.restorer.toString(16)
+      } 0x${a.mask.toString(16)}`,
+    );
+  }
+  const alt = img.signals.altstack;
+  if (alt.sp) L.push(`altstack 0x${alt.sp.toString(16)} ${alt.size} ${alt.flags}`);
+  if (img.signals.robustList) {
+    L.push(`robust 0x${img.signals.robustList.toString(16)} ${img.signals.robustListLen}`);
+  }
+  if (img.signals.clearChildTid) L.push(`tidaddr 0x${img.signals.clearChildTid.toString(16)}`);
+  const mm = img.mm;
+  if (mm.vvar) L.push(`vvar 0x${mm.vvar.toString(16)} 0x${mm.vvarEnd.toString(16)}`);
+  if (mm.vdso) L.push(`vdso 0x${mm.vdso.toString(16)} 0x${mm.vdsoEnd.toString(16)}`);
+  for (const r of t.rlimits) L.push(`rlimit ${r.resource} ${r.soft} ${r.hard}`);
+  return L.join("\n") + "\n";
+}

@@ -1,0 +1,311 @@
+/**
+ * `ppm restore`: image → process. Checks first (PID free, same kernel, CPU
+ * features, mapped files unchanged), then starts the stub with the image's
+ * PID, attaches with ptrace, lets PPM_IOC_RESTORE rebuild its memory, and at
+ * the ioctl's return sets what only the process itself or ptrace can:
+ * the exe link, credentials, its own descriptors closed, registers, FPU
+ * state and signal mask. Nothing is half-restored: a refusal before the
+ * memory is replaced kills the stub, and after it the module kills it.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { DEVICE_PATH } from "../../ffi/device.ts";
+import { PTRACE, ptrace, waitpid, WALL } from "../../ffi/libc.ts";
+import { decode } from "../../ffi/struct.ts";
+import { ppmRestore } from "../../ffi/uapi.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { type LoadedImage, loadImage } from "../image/schema.ts";
+import { pathSource } from "../image/io.ts";
+import { checkCompatible } from "./compat.ts";
+import { mapFd, mappedFiles, type StdioTargets, stubBase, stubSpec, writePlan } from "./plan.ts";
+import { ensureStub } from "./stub.ts";
+
+const SYS = { ioctl: 16, prctl: 157, setresuid: 117, setresgid: 119, close_range: 436 } as const;
+
+/** Options of {@link restore}. */
+export interface RestoreOptions extends StdioTargets {
+  /** Progress notes. */
+  log?: (s: string) => void;
+}
+
+/** Figures of one restore; times in µs. */
+export interface RestoreStats {
+  /** The restored process. */
+  pid: number;
+  /** Per-phase times, µs. */
+  timesUs: {
+    load: number;
+    check: number;
+    plan: number;
+    stub: number;
+    memory: number;
+    finish: number;
+    total: number;
+  };
+  /** Pages restored. */
+  pages: number;
+}
+
+const us = (ms: number) => Math.round(ms * 1000);
+
+async function readMem(pid: number, addr: bigint, len: number): Promise<Uint8Array> {
+  const f = await Deno.open(`/proc/${pid}/mem`, { read: true });
+  try {
+    await f.seek(addr, Deno.SeekMode.Start);
+    const buf = new Uint8Array(len);
+    let off = 0;
+    while (off < len) {
+      const n = await f.read(buf.subarray(off));
+      if (!n) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    f.close();
+  }
+}
+
+/** Waits for the next syscall stop of `t`, letting signal stops pass silently; null when it exited. */
+function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
+  for (let i = 0; i < 1000; i++) {
+    const [, status] = waitpid(t.pid, WALL);
+    if ((status & 0xff) !== 0x7f) return null;
+    const sig = (status >> 8) & 0xff;
+    if (sig === (5 | 0x80)) return t.getRegs();
+    // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
+    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
+  }
+  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
+}
+
+/** Runs one system call in the stopped tracee at a `syscall` instruction; returns its result. */
+function inject(
+  t: Tracee,
+  at: bigint,
+  base: Uint8Array<ArrayBuffer>,
+  nr: number,
+  args: bigint[],
+): bigint {
+  const regs = base.slice();
+  setReg(regs, "rip", at);
+  setReg(regs, "rax", BigInt(nr));
+  setReg(regs, "orig_rax", -1n);
+  (["rdi", "rsi", "rdx", "r10", "r8", "r9"] as const).forEach((r, i) =>
+    setReg(regs, r, args[i] ?? 0n)
+  );
+  t.setRegs(regs);
+  ptrace(PTRACE.SYSCALL, t.pid);
+  if (!nextSyscallStop(t)) throw new PpmError("the restored process died", "during setup", "");
+  ptrace(PTRACE.SYSCALL, t.pid);
+  const r = nextSyscallStop(t);
+  if (!r) throw new PpmError("the restored process died", "during setup", "");
+  return BigInt.asIntN(64, getReg(r, "rax"));
+}
+
+async function findSyscallInsn(pid: number, vdso: bigint, end: bigint): Promise<bigint> {
+  const code = await readMem(pid, vdso, Number(end - vdso));
+  for (let i = 0; i + 1 < code.length; i++) {
+    if (code[i] === 0x0f && code[i + 1] === 0x05) return vdso + BigInt(i);
+  }
+  throw new PpmError("cannot finish the restore", "no syscall instruction in the vDSO", "");
+}
+
+async function dmesgTail(): Promise<string> {
+  try {
+    const out = await new Deno.Command("dmesg", {
+      args: ["--notime"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.includes("ppm")).slice(
+      -3,
+    ).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/** Restores the image in `path`; returns the new process's PID and figures. */
+export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreStats> {
+  const t0 = performance.now();
+  let img: LoadedImage;
+  try {
+    img = await loadImage(pathSource(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PpmError("cannot restore", `no image ${path}`, "", EXIT.MISSING);
+    }
+    throw e;
+  }
+  const tLoad = performance.now();
+  const pid = img.task.pid;
+  await checkCompatible(img, { pid, xsaveSize: img.cpu.xstate.length });
+  for (const target of [opts.stdout, opts.stderr]) {
+    if (target) await Deno.writeFile(target, new Uint8Array(), { append: true, create: true });
+  }
+  const tCheck = performance.now();
+
+  const work = await Deno.makeTempDir({ prefix: "ppm-restore-" });
+  const base = stubBase(img);
+  try {
+    const planPath = join(work, "plan");
+    const plan = await Deno.open(planPath, { write: true, create: true, mode: 0o600 });
+    try {
+      await writePlan(img, plan, base);
+    } finally {
+      plan.close();
+    }
+    const pidOut = join(work, "pid");
+    const specPath = join(work, "spec");
+    await Deno.writeTextFile(
+      specPath,
+      stubSpec(img, { pid, base, dev: DEVICE_PATH, plan: planPath, pidOut, stdio: opts }),
+    );
+    const stub = await ensureStub();
+    const tPlan = performance.now();
+
+    const launcher = await new Deno.Command(stub, {
+      args: [specPath],
+      env: { GLIBC_TUNABLES: "glibc.pthread.rseq=0" },
+      clearEnv: true,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (launcher.code === 3) {
+      throw new PpmError(
+        "cannot restore",
+        `PID ${pid} is taken`,
+        "end that process, or restore where the PID is free",
+        EXIT.BUSY,
+      );
+    }
+    if (launcher.code === 4) {
+      throw new PpmError(
+        "cannot restore",
+        "creating a process with a chosen PID needs CAP_CHECKPOINT_RESTORE",
+        "run as root",
+        EXIT.PERMISSION,
+      );
+    }
+    if (launcher.code !== 0) {
+      throw new PpmError(
+        "cannot restore",
+        `the restore stub failed to start (exit ${launcher.code})`,
+        "",
+      );
+    }
+    const got = Number((await Deno.readTextFile(pidOut)).trim());
+    if (got !== pid) {
+      throw new PpmError("cannot restore", `the stub got PID ${got}, not ${pid}`, "");
+    }
+
+    let t: Tracee;
+    try {
+      t = Tracee.attach(pid, { sysgood: true });
+    } catch {
+      throw new PpmError(
+        "cannot restore",
+        "the restore stub failed while setting up (see its message above)",
+        "",
+      );
+    }
+    let regs = nextSyscallStop(t);
+    for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
+      ptrace(PTRACE.SYSCALL, pid);
+      regs = nextSyscallStop(t);
+    }
+    if (!regs) {
+      throw new PpmError(
+        "cannot restore",
+        "the restore stub failed while setting up (see its message above)",
+        "",
+      );
+    }
+    const xsaveHere = t.getXstate().length;
+    if (xsaveHere !== img.cpu.xstate.length) {
+      t.kill();
+      throw new PpmError(
+        "cannot restore",
+        `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
+        "restore on a node with the same CPU features",
+        EXIT.INCOMPATIBLE,
+      );
+    }
+    const reqAddr = getReg(regs, "rdx");
+    const tStub = performance.now();
+    ptrace(PTRACE.SYSCALL, pid);
+    const exit = nextSyscallStop(t);
+    if (!exit) {
+      throw new PpmError(
+        "restore failed after the memory was replaced; the new process was killed",
+        (await dmesgTail()) || "see dmesg",
+        "the image may be damaged; nothing else was changed",
+      );
+    }
+    const ret = BigInt.asIntN(64, getReg(exit, "rax"));
+    if (ret !== 0n) {
+      const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
+        new Uint8Array(ppmRestore.size)
+      );
+      const req = decode(ppmRestore, raw);
+      t.kill();
+      waitpid(pid, WALL);
+      throw new PpmError(
+        "the module refused the image",
+        `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
+        "the image is damaged or does not fit this node; nothing was changed",
+      );
+    }
+    const tMem = performance.now();
+
+    // The process's own finishing system calls, from the vDSO's syscall instruction.
+    const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
+    const files = mappedFiles(img);
+    const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
+    inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
+    const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
+    if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
+      throw new PpmError("cannot restore", "setresgid failed", "");
+    }
+    if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
+      throw new PpmError("cannot restore", "setresuid failed", "");
+    }
+    inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
+    inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+
+    const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
+    setReg(final, "orig_rax", -1n);
+    t.setRegs(final);
+    t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
+    t.setSigmask(img.cpu.sigmask);
+    // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
+    Deno.kill(pid, "SIGCONT");
+    t.release();
+    const pendingSigs = img.signals.pending | img.signals.sharedPending;
+    for (let s = 1; s <= 64; s++) {
+      if (pendingSigs & (1n << BigInt(s - 1))) Deno.kill(pid, s as unknown as Deno.Signal);
+    }
+    if (img.signals.deliverOnResume) {
+      Deno.kill(pid, img.signals.deliverOnResume as unknown as Deno.Signal);
+    }
+    const tEnd = performance.now();
+    return {
+      pid,
+      pages: img.pageCount,
+      timesUs: {
+        load: us(tLoad - t0),
+        check: us(tCheck - tLoad),
+        plan: us(tPlan - tCheck),
+        stub: us(tStub - tPlan),
+        memory: us(tMem - tStub),
+        finish: us(tEnd - tMem),
+        total: us(tEnd - t0),
+      },
+    };
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}

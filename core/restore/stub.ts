@@ -1,0 +1,43 @@
+/**
+ * The restore stub binary (stub/stub.c), built once per source version with
+ * gcc into the state directory.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { EXIT, PpmError } from "../errors.ts";
+import { runOk } from "../host/run.ts";
+import { exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
+
+const SRC = join(PROJECT_ROOT, "core", "restore", "stub", "stub.c");
+
+/** Path of a built stub, building it first when needed. */
+export async function ensureStub(): Promise<string> {
+  const src = await Deno.readFile(SRC);
+  const uapi = await Deno.readFile(join(KMOD_SRC, "uapi", "ppm.h"));
+  const hash = createHash("sha256").update(src).update(uapi).digest("hex").slice(0, 12);
+  const dir = join(stateDir(), "bin");
+  const out = join(dir, `ppm-restore-stub-${hash}`);
+  if (await exists(out)) return out;
+  await Deno.mkdir(dir, { recursive: true });
+  try {
+    await runOk(
+      "gcc",
+      ["-static", "-O2", "-Wall", "-Werror", "-o", `${out}.tmp`, SRC],
+      "cannot build the restore stub",
+    );
+  } catch (e) {
+    if (e instanceof PpmError && e.exitCode === EXIT.MISSING) {
+      throw new PpmError(
+        "cannot build the restore stub",
+        "gcc is not installed",
+        "apt-get install gcc libc6-dev",
+        EXIT.MISSING,
+      );
+    }
+    throw e;
+  }
+  await Deno.rename(`${out}.tmp`, out);
+  return out;
+}

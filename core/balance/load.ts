@@ -67,13 +67,18 @@ export function decaySlowly(previous: number, sample: number, gain: number): num
 
 /** The local load: rises slowly, falls at once. Starts at `initial` (default 0). */
 export class LocalLoadFilter {
+  /** The fraction of a rise followed per sample. */
+  readonly gain: number;
   #value: number;
 
   /**
+   * A filter at `initial`.
+   *
    * @param gain the fraction of a rise followed per sample (settings.localRiseGain)
    * @param initial the starting value
    */
-  constructor(readonly gain: number, initial = 0) {
+  constructor(gain: number, initial = 0) {
+    this.gain = gain;
     this.#value = initial;
   }
 
@@ -91,13 +96,18 @@ export class LocalLoadFilter {
 
 /** The exported load: rises at once, decays slowly. Starts at `initial` (default 0). */
 export class ExportedLoadFilter {
+  /** The fraction of a fall followed per sample. */
+  readonly gain: number;
   #value: number;
 
   /**
+   * A filter at `initial`.
+   *
    * @param gain the fraction of a fall followed per sample (settings.exportDecayGain)
    * @param initial the starting value
    */
-  constructor(readonly gain: number, initial = 0) {
+  constructor(gain: number, initial = 0) {
+    this.gain = gain;
     this.#value = initial;
   }
 

@@ -42,7 +42,6 @@ import {
   type ProcessView,
   type Rng,
   type RoundResult,
-  type SentMigration,
 } from "./types.ts";
 
 /** Everything one round depends on. */
@@ -92,7 +91,6 @@ class Round {
   constructor(
     readonly input: DecideInput,
     readonly peers: PeerAssessment[],
-    readonly sent: SentMigration[],
     prev: BalanceState,
   ) {
     const { local, settings: s } = input;
@@ -198,7 +196,7 @@ function pickProcess(
   rejected: Record<string, number>;
 } {
   const { settings: s, now, local } = round.input;
-  const verdicts: { v: ProcessVerdict; rank: number }[] = [];
+  const verdicts: { v: ProcessVerdict; ok: boolean; rank: number }[] = [];
   const rejected: Record<string, number> = {};
   let best: { p: ProcessView; e: MoveEstimate; rank: number } | undefined;
   for (const p of candidates) {
@@ -220,9 +218,9 @@ function pickProcess(
     let why = "";
     if (t.memAvailable - p.memory < s.memoryComfort * t.view.memTotal) {
       key = "no room";
-      why = `no room: peer would keep ${fix(t.memAvailable - p.memory)} bytes < ${
-        fix(s.memoryComfort * 100)
-      } %`;
+      why = `no room: peer would keep ${
+        fix(100 * (t.memAvailable - p.memory) / t.view.memTotal)
+      } % of its memory < ${fix(s.memoryComfort * 100)} %`;
     } else if (mode === "load" && !(t.expected + s.margin * e.loadThere < round.load)) {
       key = "margin";
       why = `margin: ${fix(t.expected)} + ${s.margin} × ${fix(e.loadThere)} ≥ ${fix(round.load)}`;
@@ -245,10 +243,11 @@ function pickProcess(
     else if (!best || rank > best.rank) best = { p, e, rank };
     verdicts.push({
       v: { pid: p.pid, memory: p.memory, net: r4(e.net), verdict: key ? why : "eligible" },
-      rank: key ? rank - 1e12 : rank,
+      ok: !key,
+      rank,
     });
   }
-  verdicts.sort((x, y) => y.rank - x.rank || x.v.pid - y.v.pid);
+  verdicts.sort((x, y) => Number(y.ok) - Number(x.ok) || y.rank - x.rank || x.v.pid - y.v.pid);
   const out = verdicts.slice(0, s.recordLimit).map((x) => x.v);
   if (best) {
     const chosen = out.find((v) => v.pid === best.p.pid);
@@ -422,7 +421,7 @@ export function decide(input: DecideInput): RoundResult {
   const prev = input.state ?? initialBalanceState();
   const sent = prev.sent.filter((m) => m.at > now - s.staleAfter && m.at <= now);
   const peers = assessPeers(local.id, input.peers, sent, s, now);
-  const round = new Round(input, peers, sent, prev);
+  const round = new Round(input, peers, prev);
   const startMode = round.mode();
   const startLoad = round.load;
   const why = round.why(startMode);

@@ -19,16 +19,21 @@ export interface Incoming {
 
 /** Follows one node's load through the local and the exported filters. */
 export class LoadTracker {
+  /** The node's id. */
+  readonly id: string;
   readonly #local: LocalLoadFilter;
   readonly #exported: ExportedLoadFilter;
   #sample?: LoadSample;
   #incoming: Incoming = { load: 0, memory: 0 };
 
   /**
+   * A tracker with both filters at 0.
+   *
    * @param id the node's id
    * @param settings gives the filters' gains
    */
-  constructor(readonly id: string, settings: BalanceSettings) {
+  constructor(id: string, settings: BalanceSettings) {
+    this.id = id;
     this.#local = new LocalLoadFilter(settings.localRiseGain);
     this.#exported = new ExportedLoadFilter(settings.exportDecayGain);
   }

@@ -20,7 +20,7 @@ export function stayReasons(status: ProcStatus, maps: MapsEntry[]): string[] {
     const where = `${m.start.toString(16)}-${m.end.toString(16)}`;
     if (m.name.startsWith("/dev/") && !OK_DEVICE_MAPS.includes(m.name)) {
       r.push(`it maps the device ${m.name} at ${where}`);
-    } else if (m.deleted) {
+    } else if (m.deleted && m.name !== "/dev/zero") {
       r.push(`it maps ${m.name}, which was deleted`);
     } else if (m.name.startsWith("/SYSV") || m.name.startsWith("/memfd:")) {
       r.push(`it maps ${m.name} (System V or memfd shared memory) at ${where}`);

@@ -132,6 +132,10 @@ export async function checkpoint(
     const restart = normalizeSyscallRestart(regs);
     const xstate = tracee.getXstate();
     const sigmask = tracee.getSigmask();
+    const queue = [
+      ...tracee.peekSiginfo(false).map((info) => ({ shared: false, info })),
+      ...tracee.peekSiginfo(true).map((info) => ({ shared: true, info })),
+    ];
     tCpu = performance.now();
 
     const byStart = new Map(maps.map((m) => [m.start, m]));
@@ -190,6 +194,7 @@ export async function checkpoint(
       pending: task.pending,
       sharedPending: task.sharedPending,
       deliverOnResume: tracee.deliverOnResume,
+      queue,
       robustList: task.robustList,
       robustListLen: task.robustListLen,
       clearChildTid: task.clearChildTid,

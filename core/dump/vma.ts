@@ -62,6 +62,8 @@ export function classifyVma(m: MapsEntry, vmFlags: bigint): VmaKind {
   if (m.name === "[vvar]" || m.name === "[vvar_vclock]") return "vvar";
   if (m.name === "[vsyscall]") return "vsyscall";
   const shared = (vmFlags & VM.MAYSHARE) !== 0n;
+  // MAP_SHARED|MAP_ANONYMOUS memory shows as "/dev/zero (deleted)".
+  if (m.name === "/dev/zero") return shared ? "shared-anon" : "anon";
   const file = m.ino !== 0 && m.name.startsWith("/");
   if (file) return shared ? "shared-file" : "file";
   if (shared) return "shared-anon";

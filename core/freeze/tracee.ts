@@ -208,6 +208,27 @@ export class Tracee {
     ptraceBuf(PTRACE.SETSIGMASK, this.pid, 8n, buf);
   }
 
+  /**
+   * PTRACE_PEEKSIGINFO: the queued signals with their full siginfo (128
+   * bytes each), of the thread or, with `shared`, of the whole process.
+   */
+  peekSiginfo(shared: boolean): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let off = 0; off < 65536;) {
+      const args = new Uint8Array(16);
+      const dv = new DataView(args.buffer);
+      dv.setBigUint64(0, BigInt(off), true);
+      dv.setUint32(8, shared ? 1 : 0, true);
+      dv.setInt32(12, 32, true);
+      const buf = new Uint8Array(32 * 128);
+      const n = Number(ptraceBuf(PTRACE.PEEKSIGINFO, this.pid, addressOf(args), buf));
+      for (let i = 0; i < n; i++) out.push(buf.slice(i * 128, (i + 1) * 128));
+      if (n < 32) break;
+      off += n;
+    }
+    return out;
+  }
+
   /** Resumes until the next syscall entry or exit (PTRACE_SYSCALL). */
   syscall(sig = 0): void {
     ptrace(PTRACE.SYSCALL, this.pid, 0n, BigInt(sig));

@@ -74,6 +74,8 @@ export interface SignalsRecord {
   sharedPending: bigint;
   /** Signal to deliver on resume (0 none). */
   deliverOnResume: number;
+  /** Queued signals with their siginfo, in order, per thread or process-wide. */
+  queue: { shared: boolean; info: Uint8Array }[];
   /** Robust list head. */
   robustList: bigint;
   /** Its length. */
@@ -342,6 +344,10 @@ export async function loadImage(source: AsyncIterable<Uint8Array>): Promise<Load
     pending: big(so, "pending", "SIGNALS"),
     sharedPending: big(so, "sharedPending", "SIGNALS"),
     deliverOnResume: int(so, "deliverOnResume", "SIGNALS", 0, 64),
+    queue: arr(so.queue ?? [], "SIGNALS.queue", 65536).map((q, i) => {
+      const x = obj(q, `queued signal ${i}`);
+      return { shared: x.shared === true, info: bytes(x, "info", "queued signal", 128, 128) };
+    }),
     robustList: big(so, "robustList", "SIGNALS"),
     robustListLen: big(so, "robustListLen", "SIGNALS", 1024n),
     clearChildTid: big(so, "clearChildTid", "SIGNALS"),

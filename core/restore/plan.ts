@@ -126,9 +126,7 @@ export function stubSpec(
       else L.push(`stdio ${f.fd} ${f.fd}`);
     } else {
       L.push(
-        `fd ${f.fd} ${flags} ${
-          f.kind === "regular" && !(f.flags & O_APPEND) ? f.pos : 0n
-        } ${f.path}`,
+        `fd ${f.fd} ${flags} ${f.kind === "regular" ? f.pos : 0n} ${f.path}`,
       );
     }
   }

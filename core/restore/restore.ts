@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { DEVICE_PATH } from "../../ffi/device.ts";
-import { PTRACE, ptrace, waitpid, WALL } from "../../ffi/libc.ts";
+import { kill, PTRACE, ptrace, waitpid, WALL } from "../../ffi/libc.ts";
 import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
@@ -22,7 +22,15 @@ import { checkCompatible } from "./compat.ts";
 import { mapFd, mappedFiles, type StdioTargets, stubBase, stubSpec, writePlan } from "./plan.ts";
 import { ensureStub } from "./stub.ts";
 
-const SYS = { ioctl: 16, prctl: 157, setresuid: 117, setresgid: 119, close_range: 436 } as const;
+const SYS = {
+  ioctl: 16,
+  prctl: 157,
+  setresuid: 117,
+  setresgid: 119,
+  rt_sigqueueinfo: 129,
+  rt_tgsigqueueinfo: 297,
+  close_range: 436,
+} as const;
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends StdioTargets {
@@ -102,6 +110,38 @@ function inject(
   const r = nextSyscallStop(t);
   if (!r) throw new PpmError("the restored process died", "during setup", "");
   return BigInt.asIntN(64, getReg(r, "rax"));
+}
+
+/**
+ * Queues the image's pending signals again, with their full siginfo and in
+ * order: the process sends them to itself, which the kernel allows for
+ * every si_code. The siginfo is staged on its stack, below the red zone.
+ */
+async function requeueSignals(
+  t: Tracee,
+  at: bigint,
+  base: Uint8Array<ArrayBuffer>,
+  img: LoadedImage,
+) {
+  if (!img.signals.queue.length) return;
+  const scratch = ((getReg(img.cpu.regs, "rsp") - 1024n) & ~15n) - 128n;
+  const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
+  try {
+    for (const q of img.signals.queue) {
+      await mem.seek(scratch, Deno.SeekMode.Start);
+      await mem.write(q.info);
+      const sig = BigInt(new DataView(q.info.buffer, q.info.byteOffset).getInt32(0, true));
+      const pid = BigInt(t.pid);
+      const r = q.shared
+        ? inject(t, at, base, SYS.rt_sigqueueinfo, [pid, sig, scratch])
+        : inject(t, at, base, SYS.rt_tgsigqueueinfo, [pid, pid, sig, scratch]);
+      if (r !== 0n) {
+        throw new PpmError("cannot restore", `re-queueing signal ${sig} failed (${-r})`, "");
+      }
+    }
+  } finally {
+    mem.close();
+  }
 }
 
 async function findSyscallInsn(pid: number, vdso: bigint, end: bigint): Promise<bigint> {
@@ -274,6 +314,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       throw new PpmError("cannot restore", "setresuid failed", "");
     }
     inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
+    await requeueSignals(t, at, exit, img);
     inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
 
     const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
@@ -284,13 +325,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
     Deno.kill(pid, "SIGCONT");
     t.release();
-    const pendingSigs = img.signals.pending | img.signals.sharedPending;
-    for (let s = 1; s <= 64; s++) {
-      if (pendingSigs & (1n << BigInt(s - 1))) Deno.kill(pid, s as unknown as Deno.Signal);
-    }
-    if (img.signals.deliverOnResume) {
-      Deno.kill(pid, img.signals.deliverOnResume as unknown as Deno.Signal);
-    }
+    if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
     const tEnd = performance.now();
     return {
       pid,

@@ -62,7 +62,7 @@ static struct miscdevice ppm_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = PPM_DEVICE_NAME,
 	.fops = &ppm_fops,
-	.mode = 0600,
+	.mode = 0666,	/* the ioctls check permission themselves */
 };
 
 static int __init ppm_init(void)

@@ -1,0 +1,138 @@
+/** The checkpoint's pure parts: /proc parsers, page classes, syscall restart, fd classes. */
+import { normalizeSyscallRestart } from "../../core/dump/checkpoint.ts";
+import { classifyFd } from "../../core/dump/files.ts";
+import { parseFdInfo, parseLimits, parseMaps, parseStatus } from "../../core/dump/proc.ts";
+import { stayReasons } from "../../core/dump/check.ts";
+import { classifyVma, isZeroPage, pageNeeded, PM, protOf, VM } from "../../core/dump/vma.ts";
+import { getReg, REGS_SIZE, setReg } from "../../core/freeze/tracee.ts";
+import { assert, assertEquals } from "../support/assert.ts";
+
+const MAPS =
+  `55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 131077                     /usr/bin/sleep
+55d0c0a01000-55d0c0a05000 r-xp 00001000 fe:01 131077                     /usr/bin/sleep
+55d0c1e4b000-55d0c1e6c000 rw-p 00000000 00:00 0                          [heap]
+7f1e3c000000-7f1e3c001000 rw-s 00000000 00:01 2051                       /dev/zero (deleted)
+7f1e3c200000-7f1e3c228000 r--p 00000000 fe:01 1573                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd8e0f2000-7ffd8e113000 rw-p 00000000 00:00 0                          [stack]
+7ffd8e1b6000-7ffd8e1ba000 r--p 00000000 00:00 0                          [vvar]
+7ffd8e1ba000-7ffd8e1bc000 r-xp 00000000 00:00 0                          [vdso]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+`;
+
+Deno.test("proc: maps lines, pseudo-names and deleted files", () => {
+  const m = parseMaps(MAPS);
+  assertEquals(m.length, 9);
+  assertEquals(m[0].start, 0x55d0c0a00000n);
+  assertEquals(m[1].offset, 0x1000n);
+  assertEquals(m[2].name, "[heap]");
+  assertEquals([m[3].name, m[3].deleted], ["/dev/zero", true]);
+  assertEquals(m[8].end, 0xffffffffff601000n);
+});
+
+Deno.test("proc: status credentials, fdinfo and limits", () => {
+  const st = parseStatus(
+    "Name:\tbc\nUmask:\t0027\nState:\tS (sleeping)\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n" +
+      "Gid:\t100\t100\t100\t100\nGroups:\t24 25 100 \nThreads:\t1\nCapEff:\t0000000000000000\n",
+  );
+  assertEquals([st.name, st.umask, st.uid[1], st.gid[3], st.groups, st.threads], [
+    "bc",
+    0o27,
+    1000,
+    100,
+    [24, 25, 100],
+    1,
+  ]);
+  assertEquals(parseFdInfo("pos:\t4096\nflags:\t02102001\nmnt_id:\t29\n"), {
+    pos: 4096n,
+    flags: 0o2102001,
+    mntId: 29,
+  });
+  const lim = parseLimits(
+    "Limit                     Soft Limit           Hard Limit           Units     \n" +
+      "Max cpu time              unlimited            unlimited            seconds   \n" +
+      "Max file size             unlimited            unlimited            bytes     \n" +
+      "Max data size             unlimited            unlimited            bytes     \n" +
+      "Max stack size            8388608              unlimited            bytes     \n",
+  );
+  assertEquals(lim[3], { resource: 3, soft: 8388608, hard: -1 });
+});
+
+Deno.test("vma: kinds, including shared anonymous memory shown as /dev/zero", () => {
+  const m = parseMaps(MAPS);
+  const kinds = m.map((e) => classifyVma(e, e.perms[3] === "s" ? VM.MAYSHARE | VM.SHARED : 0n));
+  assertEquals(kinds, [
+    "file",
+    "file",
+    "heap",
+    "shared-anon",
+    "file",
+    "stack",
+    "vvar",
+    "vdso",
+    "vsyscall",
+  ]);
+  assertEquals(protOf(VM.READ | VM.EXEC), 5);
+});
+
+Deno.test("optimized total copy: which pages an image carries", () => {
+  const file = PM.PRESENT | PM.FILE, anonPage = PM.PRESENT, swapped = PM.SWAPPED;
+  // A private file mapping: only copy-on-write (anonymous) pages.
+  assertEquals([
+    pageNeeded("file", file),
+    pageNeeded("file", anonPage),
+    pageNeeded("file", swapped),
+  ], [false, true, true]);
+  // Shared file mappings live in the file; never-touched pages are never carried.
+  assertEquals([
+    pageNeeded("shared-file", anonPage),
+    pageNeeded("anon", 0n),
+    pageNeeded("heap", anonPage),
+  ], [false, false, true]);
+  assertEquals([pageNeeded("vdso", anonPage), pageNeeded("shared-anon", file)], [false, true]);
+  assert(isZeroPage(new Uint8Array(4096)));
+  const p = new Uint8Array(4096);
+  p[4095] = 1;
+  assert(!isZeroPage(p));
+});
+
+Deno.test("syscall restart is normalised as the kernel does after a signal", () => {
+  const regs = (ax: bigint, orig: bigint) => {
+    const r = new Uint8Array(REGS_SIZE);
+    setReg(r, "rax", ax);
+    setReg(r, "orig_rax", orig);
+    setReg(r, "rip", 0x1000n);
+    return r;
+  };
+  const r1 = regs(-512n, 0n); // -ERESTARTSYS in read()
+  assertEquals(normalizeSyscallRestart(r1), "restart");
+  assertEquals([getReg(r1, "rip"), getReg(r1, "rax")], [0xffen, 0n]);
+  const r2 = regs(-516n, 35n); // nanosleep's restart block
+  assertEquals(normalizeSyscallRestart(r2), "eintr");
+  assertEquals(BigInt.asIntN(64, getReg(r2, "rax")), -4n);
+  assertEquals(normalizeSyscallRestart(regs(5n, -1n)), "none");
+});
+
+Deno.test("files: what can be carried and why not", () => {
+  assertEquals(classifyFd(0, "/dev/null", false), "device");
+  assertEquals(classifyFd(1, "pipe:[1234]", false), "stdio");
+  assertEquals(classifyFd(2, "/dev/pts/3", false), "stdio");
+  assertEquals(classifyFd(5, "/home/u/data.txt", true), "regular");
+  const r = (x: unknown) => (x as { reason: string }).reason;
+  assert(/socket/.test(r(classifyFd(4, "socket:[99]", false))));
+  assert(/pipe/.test(r(classifyFd(7, "pipe:[5]", false))));
+  assert(/eventfd/.test(r(classifyFd(8, "anon_inode:[eventfd]", false))));
+  assert(/deleted/.test(r(classifyFd(9, "/tmp/x (deleted)", true))));
+});
+
+Deno.test("stay reasons: threads, devices, deleted files", () => {
+  const st = parseStatus("Name:\tx\nThreads:\t4\nState:\tS\n");
+  const maps = parseMaps(
+    "7f0000000000-7f0000001000 rw-s 00000000 00:05 12 /dev/dri/card0\n" +
+      "7f0000002000-7f0000003000 r--p 00000000 fe:01 99 /opt/lib.so (deleted)\n",
+  );
+  const r = stayReasons(st, maps);
+  assertEquals(r.length, 3);
+  assert(r[0].includes("4 threads"));
+  assert(r[1].includes("/dev/dri/card0"));
+  assert(r[2].includes("deleted"));
+});

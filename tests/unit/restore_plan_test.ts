@@ -1,0 +1,160 @@
+/** From an image to the restore plan and the stub's spec; compatibility checks. */
+import { decode } from "../../ffi/struct.ts";
+import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
+import type { LoadedImage } from "../../core/image/schema.ts";
+import { missingCpuFeatures } from "../../core/restore/compat.ts";
+import { mapFd, stubBase, stubSpec, writePlan } from "../../core/restore/plan.ts";
+import { VM } from "../../core/dump/vma.ts";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+
+function image(): LoadedImage {
+  return {
+    task: {
+      pid: 4242,
+      comm: "prog",
+      exe: "/usr/bin/prog",
+      cwd: "/srv/work dir",
+      umask: 0o22,
+      uid: [1000, 1000, 1000, 1000],
+      gid: [100, 100, 100, 100],
+      groups: [24, 100],
+      caps: {},
+      rlimits: [{ resource: 7, soft: 1024, hard: 4096 }],
+      personality: 0,
+      kernel: "6.1.0-56-amd64",
+      cpuFlags: ["avx", "avx2", "sse2"],
+      xsaveSize: 2696,
+      abi: 1,
+      createdAt: "2026-11-25T00:00:00Z",
+    },
+    mm: {
+      auxv: [6n, 4096n],
+      start_brk: 0x600000n,
+      brk: 0x621000n,
+      vdso: 0x7fff0000n,
+      vdsoEnd: 0x7fff2000n,
+    } as unknown as LoadedImage["mm"],
+    cpu: { regs: new Uint8Array(216), xstate: new Uint8Array(2696), sigmask: 0n, restart: "none" },
+    signals: {
+      actions: [{ sig: 10, handler: 0x401000n, flags: 0x4000000n, restorer: 0x401100n, mask: 1n }],
+      altstack: { sp: 0n, size: 0n, flags: 2 },
+      blocked: 0n,
+      pending: 0n,
+      sharedPending: 0n,
+      deliverOnResume: 0,
+      queue: [],
+      robustList: 0x7f00001000n,
+      robustListLen: 24n,
+      clearChildTid: 0x7f00002000n,
+      rseq: { addr: 0x7f00003000n, len: 32, sig: 0x53053053 },
+    },
+    vmas: [
+      {
+        start: 0x400000n,
+        end: 0x402000n,
+        prot: 5,
+        vmFlags: VM.READ | VM.EXEC,
+        pgoff: 0n,
+        kind: "file",
+        path: "/usr/bin/prog",
+      },
+      {
+        start: 0x600000n,
+        end: 0x621000n,
+        prot: 3,
+        vmFlags: VM.READ | VM.WRITE,
+        pgoff: 0n,
+        kind: "heap",
+      },
+      {
+        start: 0x7ffe0000n,
+        end: 0x7fff0000n,
+        prot: 3,
+        vmFlags: VM.READ | VM.WRITE | VM.GROWSDOWN,
+        pgoff: 0n,
+        kind: "stack",
+      },
+      {
+        start: 0x7fff0000n,
+        end: 0x7fff2000n,
+        prot: 5,
+        vmFlags: VM.READ | VM.EXEC,
+        pgoff: 0n,
+        kind: "vdso",
+      },
+    ],
+    files: {
+      fds: [
+        { fd: 0, kind: "stdio", path: "pipe:[1]", flags: 0, pos: 0n },
+        { fd: 1, kind: "stdio", path: "/dev/pts/0", flags: 1, pos: 0n },
+        { fd: 5, kind: "regular", path: "/srv/out.log", flags: 0o2001, pos: 777n },
+      ],
+      mapped: [],
+    },
+    pages: [{ start: 0x600000n, count: 2, data: new Uint8Array(8192).fill(7) }],
+    end: {},
+    pageCount: 2,
+  };
+}
+
+Deno.test("plan: header, mappings (vDSO left to the kernel), runs with their pages", async () => {
+  const img = image();
+  const path = await Deno.makeTempFile();
+  try {
+    const f = await Deno.open(path, { write: true });
+    const n = await writePlan(img, f, 1000);
+    f.close();
+    const b = await Deno.readFile(path);
+    assertEquals(b.length, n);
+    const h = decode(ppmPlanHeader, b);
+    assertEquals([h.magic, h.nr_vmas, h.nr_runs, h.brk, h.rseq], [
+      PPM_PLAN_MAGIC,
+      3,
+      1,
+      0x621000n,
+      0x7f00003000n,
+    ]);
+    const v0 = decode(ppmPlanVma, b.subarray(ppmPlanHeader.size));
+    assertEquals([v0.start, v0.fd, v0.prot], [0x400000n, mapFd(1000, 0), 5]);
+    const v2 = decode(ppmPlanVma, b.subarray(ppmPlanHeader.size + 2 * ppmPlanVma.size));
+    assertEquals([v2.fd, v2.flags], [-1, 2]); // anonymous, MAP_GROWSDOWN
+    const runAt = ppmPlanHeader.size + 3 * ppmPlanVma.size;
+    const run = decode(ppmPlanRun, b.subarray(runAt));
+    assertEquals([run.start, run.nr_pages], [0x600000n, 2]);
+    assertEquals(b.length, runAt + ppmPlanRun.size + 8192);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("stub spec: fds at their numbers and offsets, stdio redirected, signals, limits", () => {
+  const img = image();
+  assertEquals(stubBase(img), 1000);
+  const spec = stubSpec(img, {
+    pid: 4242,
+    base: 1000,
+    dev: "/dev/ppm",
+    plan: "/p",
+    pidOut: "/o",
+    stdio: { stdout: "/tmp/out" },
+  });
+  assertMatch(spec, /^pid 4242$/m);
+  assertMatch(spec, /^cwd \/srv\/work dir$/m);
+  assertMatch(spec, /^stdio 0 0$/m);
+  assertMatch(spec, /^fd 1 \d+ 0 \/tmp\/out$/m);
+  assertMatch(spec, /^fd 5 1025 777 \/srv\/out.log$/m);
+  assertMatch(spec, /^map 0 0 \/usr\/bin\/prog$/m);
+  assertMatch(spec, /^sigaction 10 0x401000 0x4000000 0x401100 0x1$/m);
+  assertMatch(spec, /^robust 0x7f00001000 24$/m);
+  assertMatch(spec, /^vdso 0x7fff0000 0x7fff2000$/m);
+  assertMatch(spec, /^rlimit 7 1024 4096$/m);
+  assertMatch(spec, /^groups 2 24 100$/m);
+});
+
+Deno.test("compat: CPU features the image needs and this node lacks", () => {
+  assertEquals(missingCpuFeatures(["avx2", "avx512f", "fpu", "sse2"], ["avx2", "sse2"]), [
+    "avx512f",
+  ]);
+  assertEquals(missingCpuFeatures(["hypervisor", "fpu"], []), []);
+  assert(missingCpuFeatures(["xsaveopt"], ["xsave"]).includes("xsaveopt"));
+});

@@ -25,6 +25,12 @@ import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
 export interface CheckpointOptions {
   /** End the process after the dump instead of resuming it. */
   kill?: boolean;
+  /**
+   * Keep the process frozen after the dump: the caller decides, with the
+   * returned tracee, whether it resumes (`release`) or ends (`kill`).
+   * Migration holds the source until the destination runs the process.
+   */
+  hold?: boolean;
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -39,6 +45,8 @@ export interface CheckpointStats {
   pages: PageStats;
   /** Anonymous memory written by the process that the image carries, bytes. */
   memoryBytes: number;
+  /** With `hold`: the still-frozen process. */
+  held?: Tracee;
   /** Per-phase times, µs. */
   timesUs: {
     freeze: number;
@@ -207,7 +215,8 @@ export async function checkpoint(
     ok = true;
   } finally {
     try {
-      if (ok && opts.kill) tracee.kill();
+      if (ok && opts.hold) { /* the caller decides */ }
+      else if (ok && opts.kill) tracee.kill();
       else tracee.release();
     } finally {
       tResumed = performance.now();
@@ -227,6 +236,7 @@ export async function checkpoint(
   const tEnd = performance.now();
   return {
     pid,
+    held: opts.hold ? tracee : undefined,
     leftRunning: !opts.kill,
     imageBytes: summary.bytes,
     pages: totals,

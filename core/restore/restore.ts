@@ -36,6 +36,11 @@ const SYS = {
 export interface RestoreOptions extends StdioTargets {
   /** Progress notes. */
   log?: (s: string) => void;
+  /**
+   * Leave the restored process stopped under ptrace; the caller starts it
+   * with `start()` or removes it with `abort()` (migration commits this way).
+   */
+  hold?: boolean;
 }
 
 /** Figures of one restore; times in µs. */
@@ -54,6 +59,10 @@ export interface RestoreStats {
   };
   /** Pages restored. */
   pages: number;
+  /** With `hold`: lets the process run. */
+  start?: () => void;
+  /** With `hold`: ends the process. */
+  abort?: () => void;
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -179,6 +188,24 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
     throw e;
   }
+  return await restoreImage(img, opts, t0);
+}
+
+/** A directory in memory when the system has one: images are never written to disk. */
+async function workDir(): Promise<string> {
+  try {
+    return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ppm-restore-" });
+  } catch {
+    return await Deno.makeTempDir({ prefix: "ppm-restore-" });
+  }
+}
+
+/** Restores a loaded image (from a file or a stream). */
+export async function restoreImage(
+  img: LoadedImage,
+  opts: RestoreOptions = {},
+  t0 = performance.now(),
+): Promise<RestoreStats> {
   const tLoad = performance.now();
   const pid = img.task.pid;
   await checkCompatible(img, { pid, xsaveSize: img.cpu.xstate.length });
@@ -187,7 +214,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   }
   const tCheck = performance.now();
 
-  const work = await Deno.makeTempDir({ prefix: "ppm-restore-" });
+  const work = await workDir();
   const base = stubBase(img);
   try {
     const planPath = join(work, "plan");
@@ -322,13 +349,18 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     t.setRegs(final);
     t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
     t.setSigmask(img.cpu.sigmask);
-    // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
-    Deno.kill(pid, "SIGCONT");
-    t.release();
-    if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+    const start = () => {
+      // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
+      Deno.kill(pid, "SIGCONT");
+      t.release();
+      if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+    };
+    if (!opts.hold) start();
     const tEnd = performance.now();
     return {
       pid,
+      start: opts.hold ? start : undefined,
+      abort: opts.hold ? () => t.kill() : undefined,
       pages: img.pageCount,
       timesUs: {
         load: us(tLoad - t0),

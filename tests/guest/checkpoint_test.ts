@@ -1,0 +1,471 @@
+/**
+ * Checkpoint and restore on one node (6.1 guest): the C test programs, real
+ * programs from Debian's packages, --leave-running, PID rules, permissions
+ * and the image-size bound of the optimized total copy.
+ */
+import { join } from "node:path";
+import { ensurePackages } from "../../core/host/packages.ts";
+import { PROJECT_ROOT, stateDir } from "../../core/paths.ts";
+import { runOk } from "../../core/host/run.ts";
+import { guestPath } from "../../core/vcluster/spec.ts";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { type TestCluster, withCluster } from "../support/cluster.ts";
+import { buildPrograms } from "../support/programs.ts";
+
+const BIN = join(stateDir(), "test-programs");
+
+/** Polls `cond` (a shell test) in the guest, at most `seconds`. */
+async function waitFor(c: TestCluster, cond: string, seconds: number): Promise<void> {
+  const r = await c.exec(1, [
+    "sh",
+    "-c",
+    `i=0; while ! (${cond}) && [ $i -lt ${seconds * 10} ]; do sleep 0.1; i=$((i+1)); done; ${cond}`,
+  ], (seconds + 30) * 1000);
+  assertEquals(r.code, 0, `timed out waiting for: ${cond}`);
+}
+
+/** Output lines after the `ready` line (the only one allowed to differ). */
+const afterReady = (s: string) => s.split("\n").filter((l) => !l.startsWith("ready "));
+
+interface Cycle {
+  pid: string;
+  out: string;
+  err: string;
+  checkpoint: Record<string, unknown>;
+}
+
+/**
+ * Starts `cmd` (a shell command line) with stdout/stderr to files, waits for
+ * `tick K`, checkpoints it with --kill, restores it appending to the same
+ * files, and waits until it ends.
+ */
+async function cycle(
+  c: TestCluster,
+  name: string,
+  cmd: string,
+  k: number,
+  stdin = "/dev/null",
+): Promise<Cycle> {
+  const out = `/tmp/${name}.out`, err = `/tmp/${name}.err`, img = `/tmp/${name}.img`;
+  const pid =
+    (await c.ok(1, ["sh", "-c", `cd /tmp; ${cmd} < ${stdin} > ${out} 2> ${err} & echo $!`]))
+      .trim();
+  await waitFor(c, `grep -q '^tick ${k} ' ${out} || grep -q FAIL ${err}`, 120);
+  const ck = await c.ppm(1, ["checkpoint", pid, "-o", img, "--kill", "--json"]);
+  assertEquals(ck.code, 0, `checkpoint of ${name}: ${ck.stderr}`);
+  const rs = await c.ppm(1, ["restore", img, "--stdout", out, "--stderr", err, "--json"]);
+  assertEquals(rs.code, 0, `restore of ${name}: ${rs.stderr}`);
+  assertEquals(String(JSON.parse(rs.stdout).pid), pid, "the restored process has another PID");
+  await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+  return {
+    pid,
+    out: await c.ok(1, ["cat", out]),
+    err: await c.ok(1, ["cat", err]),
+    checkpoint: JSON.parse(ck.stdout),
+  };
+}
+
+Deno.test({
+  name: "guest 6.1: checkpoint and restore",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const programs = await buildPrograms(BIN);
+    const fuzzer = join(BIN, "plan_fuzz");
+    await runOk("gcc", [
+      "-O2",
+      "-Wall",
+      "-Werror",
+      "-o",
+      fuzzer,
+      join(PROJECT_ROOT, "tests/guest/fuzz/plan_fuzz.c"),
+    ], "plan_fuzz");
+    await ensurePackages(["python3", "bc", "util-linux"], "the checkpoint tests");
+    const bin = (p: string) => guestPath(programs[p]);
+    await withCluster({ name: "tcr", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {
+      assertEquals((await c.ppm(1, ["module", "load"])).code, 0);
+
+      const cases: [string, string, number][] = [
+        ["heap_counter", `${bin("heap_counter")} 200`, 10],
+        ["avx_compute", `${bin("avx_compute")} 200`, 10],
+        ["signal_handler", `${bin("signal_handler")} 200`, 10],
+        ["file_writer", `${bin("file_writer")} 200 /tmp/fw.data /tmp/fw.log`, 10],
+        ["brk_stack", `${bin("brk_stack")} 200`, 10],
+        ["sleeper", `${bin("sleeper")} 60`, 5],
+        ["mappings", `${bin("mappings")} 200 /tmp/mp.priv /tmp/mp.shared`, 10],
+      ];
+      // Uninterrupted runs, all at once, for the byte-for-byte comparison.
+      const baseCmd = cases.map(([n, cmd]) =>
+        `(${
+          cmd.replaceAll("/tmp/fw.", "/tmp/base-fw.").replaceAll("/tmp/mp.", "/tmp/base-mp.")
+        } > /tmp/base-${n}.out 2>&1) &`
+      ).join(" ");
+      await c.ok(1, ["sh", "-c", `cd /tmp && ${baseCmd} wait`], 600_000);
+
+      for (const [name, cmd, k] of cases) {
+        await t.step(
+          `${name}: killed at tick ${k}, restored, finishes exactly like an uninterrupted run`,
+          async () => {
+            const r = await cycle(c, name, cmd, k);
+            assertEquals(r.err, "", `${name} reported: ${r.err}`);
+            const base = await c.ok(1, ["cat", `/tmp/base-${name}.out`]);
+            assertEquals(afterReady(r.out), afterReady(base));
+            assertMatch(r.out, new RegExp(`^ok ${name}`, "m"));
+          },
+        );
+      }
+
+      await t.step("pipe_reader: blocked in read on a pipe, restored onto a new pipe", async () => {
+        const feed = (from: number) =>
+          `i=${from}; while [ $i -lt 100 ]; do n=0; while [ $i -gt 0 ] && ! grep -q "^tick $((i-1)) " /tmp/pr.out && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done; echo "line $i" || exit 0; i=$((i+1)); done`;
+        const pid = (await c.ok(1, [
+          "sh",
+          "-c",
+          `cd /tmp; (${feed(0)}) | ${bin("pipe_reader")} 100 > /tmp/pr.out 2>/tmp/pr.err & echo $!`,
+        ]))
+          .trim();
+        await waitFor(c, "grep -q '^tick 10 ' /tmp/pr.out", 120);
+        const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/pr.img", "--kill"]);
+        assertEquals(ck.code, 0, ck.stderr);
+        const last = Number(
+          (await c.ok(1, ["sh", "-c", "grep '^tick' /tmp/pr.out | tail -1 | cut -d' ' -f2"]))
+            .trim(),
+        );
+        const rs = await c.exec(1, [
+          "sh",
+          "-c",
+          `cd /tmp; (${
+            feed(last + 1)
+          }) | ppm restore /tmp/pr.img --stdout /tmp/pr.out --stderr /tmp/pr.err`,
+        ], 300_000);
+        assertEquals(rs.code, 0, rs.stderr);
+        await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 120);
+        assertEquals(await c.ok(1, ["cat", "/tmp/pr.err"]), "");
+        assertMatch(await c.ok(1, ["cat", "/tmp/pr.out"]), /^ok pipe_reader/m);
+      });
+
+      await t.step(
+        "python3 computing and printing, restored: output identical to an uninterrupted run",
+        async () => {
+          const script =
+            "import time\\nfor i in range(80):\\n    print(i, sum(j * j for j in range(i * 2000)), flush=True)\\n    time.sleep(0.2)\\n";
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `printf '${script}' > /tmp/calc.py && python3 /tmp/calc.py > /tmp/base-py.out`,
+          ], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            "cd /tmp; python3 /tmp/calc.py > /tmp/py.out 2>/tmp/py.err < /dev/null & echo $!",
+          ])).trim();
+          await waitFor(c, "grep -q '^8 ' /tmp/py.out", 120);
+          assertEquals(
+            (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/py.img", "--kill"])).code,
+            0,
+          );
+          const rs = await c.ppm(1, [
+            "restore",
+            "/tmp/py.img",
+            "--stdout",
+            "/tmp/py.out",
+            "--stderr",
+            "/tmp/py.err",
+          ]);
+          assertEquals(rs.code, 0, rs.stderr);
+          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          assertEquals(
+            await c.ok(1, ["cat", "/tmp/py.out"]),
+            await c.ok(1, ["cat", "/tmp/base-py.out"]),
+          );
+          assertEquals(await c.ok(1, ["cat", "/tmp/py.err"]), "");
+        },
+      );
+
+      await t.step("bc computing digits of pi, restored: output identical", async () => {
+        await c.ok(1, [
+          "sh",
+          "-c",
+          "echo 'scale=3000; 4*a(1)' > /tmp/pi.bc && bc -l /tmp/pi.bc > /tmp/base-bc.out",
+        ], 600_000);
+        const pid = (await c.ok(1, [
+          "sh",
+          "-c",
+          "cd /tmp; bc -l /tmp/pi.bc > /tmp/bc.out 2>/tmp/bc.err < /dev/null & echo $!",
+        ]))
+          .trim();
+        await new Promise((r) => setTimeout(r, 1500));
+        const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/bc.img", "--kill"]);
+        assertEquals(
+          ck.code,
+          0,
+          `bc finished before the checkpoint or could not be frozen: ${ck.stderr}`,
+        );
+        const rs = await c.ppm(1, [
+          "restore",
+          "/tmp/bc.img",
+          "--stdout",
+          "/tmp/bc.out",
+          "--stderr",
+          "/tmp/bc.err",
+        ]);
+        assertEquals(rs.code, 0, rs.stderr);
+        await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 600);
+        assertEquals(
+          await c.ok(1, ["cat", "/tmp/bc.out"]),
+          await c.ok(1, ["cat", "/tmp/base-bc.out"]),
+        );
+      });
+
+      await t.step(
+        "--leave-running, then restore after the original exited: both runs are correct",
+        async () => {
+          const cmd = `${bin("heap_counter")} 100`;
+          // stdout is a pipe, so that the restored run's output can go elsewhere (--stdout).
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; (${cmd} 2>&1 | cat > /tmp/lr.out) >/dev/null 2>&1 &`,
+          ]);
+          await waitFor(c, "grep -q '^ready ' /tmp/lr.out", 60);
+          const pid = (await c.ok(1, ["sh", "-c", "head -1 /tmp/lr.out | cut -d' ' -f2"])).trim();
+          await waitFor(c, "grep -q '^tick 5 ' /tmp/lr.out", 120);
+          const ck = await c.ppm(1, [
+            "checkpoint",
+            pid,
+            "-o",
+            "/tmp/lr.img",
+            "--leave-running",
+            "--json",
+          ]);
+          assertEquals(ck.code, 0, ck.stderr);
+          assertEquals(JSON.parse(ck.stdout).leftRunning, true);
+          const atCheckpoint = Number(
+            (await c.ok(1, ["sh", "-c", "grep -c '^tick' /tmp/lr.out"])).trim(),
+          );
+          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          const base = await c.ok(1, ["sh", "-c", `${cmd} 2>&1`], 300_000);
+          assertEquals(afterReady(await c.ok(1, ["cat", "/tmp/lr.out"])), afterReady(base));
+          const rs = await c.ppm(1, [
+            "restore",
+            "/tmp/lr.img",
+            "--stdout",
+            "/tmp/lr2.out",
+            "--stderr",
+            "/tmp/lr2.out",
+          ]);
+          assertEquals(rs.code, 0, rs.stderr);
+          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          const rest = (await c.ok(1, ["cat", "/tmp/lr2.out"])).split("\n");
+          const baseLines = afterReady(base);
+          assert(rest.length > 2, "the restored run printed nothing");
+          const firstTick = Number(rest[0].split(" ")[1]);
+          assert(
+            firstTick >= atCheckpoint - 1 && firstTick <= atCheckpoint + 1,
+            `restored from tick ${firstTick}`,
+          );
+          assertEquals(rest, baseLines.slice(baseLines.indexOf(rest[0])));
+        },
+      );
+
+      await t.step(
+        "restore is refused while the PID is taken, and leaves nothing behind",
+        async () => {
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${bin("heap_counter")} 600 > /tmp/pt.out 2>&1 & echo $!`,
+          ])).trim();
+          try {
+            await waitFor(c, "grep -q '^tick 2 ' /tmp/pt.out", 120);
+            assertEquals((await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/pt.img"])).code, 0);
+            const before = await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]);
+            const rs = await c.ppm(1, ["restore", "/tmp/pt.img"]);
+            assertEquals(rs.code, 6, rs.stderr);
+            assertMatch(rs.stderr, new RegExp(`PID ${pid} is taken`));
+            assertEquals(await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]), before);
+          } finally {
+            await c.exec(1, ["kill", pid]);
+          }
+        },
+      );
+
+      await t.step(
+        "a mapped file that changed since the checkpoint is a clear error, with nothing half-restored",
+        async () => {
+          await c.ok(1, ["cp", bin("heap_counter"), "/tmp/hc-copy"]);
+          const pid =
+            (await c.ok(1, ["sh", "-c", "cd /tmp; /tmp/hc-copy 600 > /tmp/hc.out 2>&1 & echo $!"]))
+              .trim();
+          await waitFor(c, "grep -q '^tick 2 ' /tmp/hc.out", 120);
+          assertEquals(
+            (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/hc.img", "--kill"])).code,
+            0,
+          );
+          const info = JSON.parse(
+            await c.ok(1, ["ppm", "image", "inspect", "/tmp/hc.img", "--json"]),
+          );
+          assertEquals(info.task.exe, "/tmp/hc-copy");
+          await c.ok(1, ["sh", "-c", "printf x >> /tmp/hc-copy"]);
+          const rs = await c.ppm(1, ["restore", "/tmp/hc.img"]);
+          assertEquals(rs.code, 5, rs.stderr);
+          assertMatch(rs.stderr, /\/tmp\/hc-copy changed since the checkpoint/);
+          assertEquals(
+            (await c.exec(1, ["kill", "-0", pid])).code,
+            1,
+            "something was left running",
+          );
+          // With the file as it was, the same image restores, exe link included.
+          await c.ok(1, ["sh", "-c", `cp ${bin("heap_counter")} /tmp/hc-copy`]);
+          const ok = await c.ppm(1, ["restore", "/tmp/hc.img", "--stdout", "/tmp/hc.out"]);
+          assertEquals(ok.code, 0, ok.stderr);
+          assertEquals((await c.ok(1, ["readlink", `/proc/${pid}/exe`])).trim(), "/tmp/hc-copy");
+          await c.ok(1, ["kill", pid]);
+        },
+      );
+
+      await t.step(
+        "checkpoint --check names every reason; a non-root user cannot checkpoint another's process",
+        async () => {
+          const ok =
+            (await c.ok(1, ["sh", "-c", `${bin("heap_counter")} 600 >/dev/null 2>&1 & echo $!`]))
+              .trim();
+          const r = await c.ppm(1, ["checkpoint", "--check", ok]);
+          assertEquals(r.code, 0, r.stdout);
+          const sock = (await c.ok(1, [
+            "sh",
+            "-c",
+            "python3 -c 'import socket,time; s=socket.socket(); time.sleep(300)' & echo $!",
+          ])).trim();
+          try {
+            const bad = await c.ppm(1, ["checkpoint", "--check", sock, "--json"]);
+            assertEquals(bad.code, 1);
+            assert(
+              JSON.parse(bad.stdout).reasons.some((x: string) => /socket/.test(x)),
+              bad.stdout,
+            );
+            // A process of uid 1000, and ppm run as uid 1001.
+            const other = (await c.ok(1, [
+              "sh",
+              "-c",
+              "setpriv --reuid=1000 --regid=1000 --clear-groups sleep 300 & echo $!",
+            ])).trim();
+            try {
+              const deny = await c.exec(1, [
+                "sh",
+                "-c",
+                `chmod 755 /root && setpriv --reuid=1001 --regid=1001 --clear-groups env HOME=/tmp ppm checkpoint ${other} -o /tmp/x.img`,
+              ], 120_000);
+              assertEquals(deny.code, 3, deny.stderr + deny.stdout);
+              assertMatch(deny.stderr, /does not let you trace it/);
+            } finally {
+              await c.exec(1, ["kill", other]);
+            }
+          } finally {
+            await c.exec(1, ["kill", ok, sock]);
+          }
+        },
+      );
+
+      await t.step(
+        "1000 damaged images: each gets a clear error, nothing is left behind",
+        async () => {
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${bin("heap_counter")} 600 > /tmp/fz.out 2>&1 & echo $!`,
+          ]))
+            .trim();
+          await waitFor(c, "grep -q '^tick 2 ' /tmp/fz.out", 120);
+          assertEquals(
+            (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/fz.img", "--kill"])).code,
+            0,
+          );
+          const before = await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]);
+          const r = await c.exec(1, [
+            "deno",
+            "run",
+            "-A",
+            "--config",
+            guestPath(join(PROJECT_ROOT, "deno.json")),
+            guestPath(join(PROJECT_ROOT, "tests/guest/fuzz/image_fuzz.ts")),
+            "/tmp/fz.img",
+            "1000",
+            "7",
+          ], 1_800_000);
+          assertEquals(r.code, 0, r.stderr);
+          const sum = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+          console.log(`  image fuzz: ${JSON.stringify(sum)}`);
+          assertEquals(sum.cases, 1000);
+          assertEquals(sum.other, 0, "some damaged images caused an unexpected exception");
+          assertEquals(await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]), before);
+        },
+      );
+
+      await t.step(
+        "2000 damaged restore plans: the module refuses or kills, never oopses",
+        async () => {
+          const plan = await c.exec(1, [
+            "deno",
+            "run",
+            "-A",
+            "--config",
+            guestPath(join(PROJECT_ROOT, "deno.json")),
+            guestPath(join(PROJECT_ROOT, "tests/guest/fuzz/make_plan.ts")),
+            "/tmp/fz.img",
+            "/tmp/fz.plan",
+          ], 300_000);
+          assertEquals(plan.code, 0, plan.stderr);
+          const r = await c.exec(1, [
+            guestPath(fuzzer),
+            "/tmp/fz.plan",
+            bin("heap_counter"),
+            "2000",
+            "12345",
+          ], 1_800_000);
+          assertEquals(r.code, 0, r.stderr);
+          const sum = JSON.parse(r.stdout);
+          console.log(`  plan fuzz: ${JSON.stringify(sum)}`);
+          assertEquals(sum.cases, 2000);
+          assertEquals(sum.other, 0);
+          assert(sum.refused > 1000, "too few plans reached a refusal");
+        },
+      );
+
+      await t.step(
+        "image size: 64 MiB written + libraries stays under 1.02 × 64 MiB + 1 MiB",
+        async () => {
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${bin("anon_memory")} 600 64 > /tmp/am.out 2>&1 & echo $!`,
+          ])).trim();
+          try {
+            await waitFor(c, "grep -q '^tick 0 ' /tmp/am.out", 240);
+            const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/am.img", "--json"], 300_000);
+            assertEquals(ck.code, 0, ck.stderr);
+            const size = Number((await c.ok(1, ["stat", "-c", "%s", "/tmp/am.img"])).trim());
+            const bound = 1.02 * 64 * 2 ** 20 + 2 ** 20;
+            console.log(
+              `  image of a 64 MiB process: ${(size / 2 ** 20).toFixed(2)} MiB (bound ${
+                (bound / 2 ** 20).toFixed(2)
+              } MiB)`,
+            );
+            assert(size < bound, `image is ${size} bytes`);
+            assert(size > 64 * 2 ** 20, "the written memory is missing from the image");
+            const inspect = JSON.parse(
+              await c.ok(1, ["ppm", "image", "inspect", "/tmp/am.img", "--json"]),
+            );
+            assert(
+              inspect.vmas.some((v: { kind: string; path: string | null }) =>
+                v.kind === "file" && /libc/.test(v.path ?? "")
+              ),
+            );
+          } finally {
+            await c.exec(1, ["kill", pid]);
+          }
+        },
+      );
+    });
+  },
+});

@@ -1,0 +1,13 @@
+/**
+ * Writes the restore plan of an image (for plan_fuzz.c): make_plan.ts IMAGE PLAN
+ *
+ * @module
+ */
+import { pathSource } from "../../../core/image/io.ts";
+import { loadImage } from "../../../core/image/schema.ts";
+import { stubBase, writePlan } from "../../../core/restore/plan.ts";
+
+const img = await loadImage(pathSource(Deno.args[0]));
+const f = await Deno.open(Deno.args[1], { write: true, create: true, truncate: true });
+await writePlan(img, f, stubBase(img));
+f.close();

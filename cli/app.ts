@@ -10,6 +10,7 @@ import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { secretCommand } from "./commands/secret.ts";
 import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
 import { bashScript, completionTable, fishScript, zshScript } from "./completions.ts";
@@ -40,6 +41,7 @@ export function buildApp(): Command {
   program.addCommand(checkpointCommand());
   program.addCommand(restoreCommand());
   program.addCommand(imageCommand());
+  program.addCommand(secretCommand());
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());
 

@@ -30,6 +30,15 @@ const symbols = {
   ptrace_buf: { name: "ptrace", parameters: ["i64", "i32", "u64", "buffer"], result: "i64" },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  write_nb: {
+    name: "write",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  syscall2: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   syscall_delete_module: {
     name: "syscall",
     parameters: ["i64", "buffer", "i64"],
@@ -220,4 +229,35 @@ export function kill(pid: number, sig: number): void {
 /** The address of a buffer, for structures that carry pointers (iovec). */
 export function addressOf(buf: Uint8Array<ArrayBuffer>): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
+
+/** mkfifo(3); throws {@link ErrnoError}. */
+export function mkfifo(path: string, mode = 0o600): void {
+  if (libc().mkfifo(cstr(path), mode) < 0) throw new ErrnoError("mkfifo", errno(), path);
+}
+
+/** pidfd_open(2): a descriptor for process `pid`; throws {@link ErrnoError}. */
+export function pidfdOpen(pid: number): number {
+  const r = libc().syscall2(434n, BigInt(pid), 0n);
+  if (r < 0n) throw new ErrnoError("pidfd_open", errno(), String(pid));
+  return Number(r);
+}
+
+/** pidfd_getfd(2): a copy of descriptor `fd` of the process behind `pidfd`. */
+export function pidfdGetfd(pidfd: number, fd: number): number {
+  const r = libc().syscall3(438n, BigInt(pidfd), BigInt(fd), 0n);
+  if (r < 0n) throw new ErrnoError("pidfd_getfd", errno(), String(fd));
+  return Number(r);
+}
+
+/**
+ * write(2) of all of `data` to a raw descriptor, on a worker thread (it may
+ * block on a full pipe); throws {@link ErrnoError}.
+ */
+export async function writeFd(fd: number, data: Uint8Array<ArrayBuffer>): Promise<void> {
+  for (let off = 0; off < data.length;) {
+    const n = await libc().write_nb(fd, data.subarray(off), BigInt(data.length - off));
+    if (n <= 0n) throw new ErrnoError("write", 5, String(fd));
+    off += Number(n);
+  }
 }

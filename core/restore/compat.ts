@@ -1,7 +1,8 @@
 /**
  * Whether an image can be restored here, checked before anything is
  * touched: the PID, the kernel (vDSO), CPU features, and the identity of
- * every mapped file.
+ * every mapped file. Migration asks the same questions of the destination
+ * before the process is frozen.
  *
  * @module
  */
@@ -9,6 +10,8 @@ import { parseCpuFlags } from "../dump/proc.ts";
 import { sha256File } from "../dump/files.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import type { LoadedImage } from "../image/schema.ts";
+
+const WHAT = "cannot restore the image";
 
 /** CPU flags that change which code user space runs or what state it keeps. */
 const USER_VISIBLE =
@@ -20,59 +23,62 @@ export function missingCpuFeatures(imageFlags: string[], localFlags: string[]): 
   return imageFlags.filter((f) => USER_VISIBLE.test(f) && !have.has(f));
 }
 
-/** Throws a PpmError for the first reason the image cannot be restored here. */
-export async function checkCompatible(
-  img: LoadedImage,
-  opts: { pid: number; xsaveSize: number },
-): Promise<void> {
-  const what = "cannot restore the image";
+/** Throws when `pid` is in use here. */
+export async function checkPidFree(pid: number): Promise<void> {
+  let comm: string;
   try {
-    const comm = (await Deno.readTextFile(`/proc/${opts.pid}/comm`)).trim();
-    throw new PpmError(
-      what,
-      `PID ${opts.pid} is taken by another process (${comm})`,
-      "end that process, or restore where the PID is free",
-      EXIT.BUSY,
-    );
-  } catch (e) {
-    if (e instanceof PpmError) throw e;
+    comm = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
+  } catch {
+    return;
   }
-  const kernel = Deno.osRelease();
-  if (img.task.kernel !== kernel) {
+  throw new PpmError(
+    WHAT,
+    `PID ${pid} is taken by another process (${comm})`,
+    "end that process, or restore where the PID is free",
+    EXIT.BUSY,
+  );
+}
+
+/** Throws when this node runs another kernel build (the vDSO would differ). */
+export function checkKernel(kernel: string): void {
+  const here = Deno.osRelease();
+  if (kernel !== here) {
     throw new PpmError(
-      what,
-      `it was taken on kernel ${img.task.kernel}, this node runs ${kernel} (the vDSO would differ)`,
+      WHAT,
+      `it was taken on kernel ${kernel}, this node runs ${here} (the vDSO would differ)`,
       "restore on a node with the same kernel build",
       EXIT.INCOMPATIBLE,
     );
   }
+}
+
+/** Throws when this CPU lacks a feature the process may use. */
+export async function checkCpu(flags: string[]): Promise<void> {
   const missing = missingCpuFeatures(
-    img.task.cpuFlags,
+    flags,
     parseCpuFlags(await Deno.readTextFile("/proc/cpuinfo")),
   );
   if (missing.length) {
     throw new PpmError(
-      what,
+      WHAT,
       `this CPU lacks features the process may be using: ${missing.join(", ")}`,
       "restore on a node whose CPU has them",
       EXIT.INCOMPATIBLE,
     );
   }
-  if (img.cpu.xstate.length !== opts.xsaveSize) {
-    throw new PpmError(
-      what,
-      `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${opts.xsaveSize}`,
-      "restore on a node with the same CPU features",
-      EXIT.INCOMPATIBLE,
-    );
-  }
-  for (const f of img.files.mapped) {
+}
+
+/** Throws when a mapped file is missing here or differs from the checkpoint's. */
+export async function checkFiles(
+  files: { path: string; size: number; sha256: string }[],
+): Promise<void> {
+  for (const f of files) {
     let size: number;
     try {
       size = (await Deno.stat(f.path)).size;
     } catch {
       throw new PpmError(
-        what,
+        WHAT,
         `the mapped file ${f.path} does not exist here`,
         "provide the same file",
         EXIT.MISSING,
@@ -80,20 +86,39 @@ export async function checkCompatible(
     }
     if (size !== f.size || (await sha256File(f.path)) !== f.sha256) {
       throw new PpmError(
-        what,
+        WHAT,
         `the mapped file ${f.path} changed since the checkpoint (size or content differ)`,
         "restore where the file is the same as when the image was taken",
         EXIT.INCOMPATIBLE,
       );
     }
   }
+}
+
+/** Throws a PpmError for the first reason the image cannot be restored here. */
+export async function checkCompatible(
+  img: LoadedImage,
+  opts: { pid: number; xsaveSize: number },
+): Promise<void> {
+  await checkPidFree(opts.pid);
+  checkKernel(img.task.kernel);
+  await checkCpu(img.task.cpuFlags);
+  if (img.cpu.xstate.length !== opts.xsaveSize) {
+    throw new PpmError(
+      WHAT,
+      `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${opts.xsaveSize}`,
+      "restore on a node with the same CPU features",
+      EXIT.INCOMPATIBLE,
+    );
+  }
+  await checkFiles(img.files.mapped);
   for (const fd of img.files.fds) {
     if (fd.kind === "regular") {
       try {
         await Deno.stat(fd.path);
       } catch {
         throw new PpmError(
-          what,
+          WHAT,
           `the open file ${fd.path} (fd ${fd.fd}) does not exist here`,
           "",
           EXIT.MISSING,

@@ -210,7 +210,10 @@ export async function restoreImage(
   const pid = img.task.pid;
   await checkCompatible(img, { pid, xsaveSize: img.cpu.xstate.length });
   for (const target of [opts.stdout, opts.stderr]) {
-    if (target) await Deno.writeFile(target, new Uint8Array(), { append: true, create: true });
+    // Create missing targets; never open existing ones (a FIFO would see EOF).
+    if (target && !(await Deno.lstat(target).then(() => true, () => false))) {
+      await Deno.writeFile(target, new Uint8Array(), { append: true, create: true });
+    }
   }
   const tCheck = performance.now();
 

@@ -1,0 +1,154 @@
+/**
+ * The destination side of a migration: answer the offer, restore the
+ * streamed image (never written to disk) with the process held stopped,
+ * let it run on `commit`, and relay its stdout and stderr back to the
+ * source. Without a commit the copy here is removed.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { mkfifo } from "../../ffi/libc.ts";
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { PpmError } from "../errors.ts";
+import { loadImage } from "../image/schema.ts";
+import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
+import { restoreImage } from "../restore/restore.ts";
+import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
+
+/** A process that arrived here. */
+export interface Arrival {
+  /** Its PID here. */
+  pid: number;
+  /** Where it came from. */
+  from: string;
+  /** Where it started. */
+  origin: { node: string; pid: number };
+  /** Moves including this one. */
+  moves: number;
+  /** When it arrived (ISO). */
+  at: string;
+}
+
+async function relayFifo(
+  dir: string,
+  name: string,
+  sink: (c: Uint8Array) => Promise<void>,
+  end: () => Promise<void>,
+) {
+  const path = join(dir, name);
+  mkfifo(path);
+  return {
+    path,
+    /** Opens the read end (completes when the process opens its end) and pumps. */
+    pump: async () => {
+      const f = await Deno.open(path, { read: true });
+      try {
+        const buf = new Uint8Array(65536);
+        for (;;) {
+          const n = await f.read(buf);
+          if (n === null) break;
+          await sink(buf.slice(0, n));
+        }
+      } catch {
+        /* the connection went away: the output is lost, the process goes on */
+      } finally {
+        f.close();
+        await end().catch(() => {});
+      }
+    },
+  };
+}
+
+/** Serves one incoming migration on `channel`; returns the arrival, or undefined if none. */
+export async function migrateIn(
+  channel: MigrationChannel,
+  opts: { stepTimeoutMs?: number; log?: (s: string) => void; runDir: string },
+): Promise<Arrival | undefined> {
+  const step = opts.stepTimeoutMs ?? 120_000;
+  const log = opts.log ?? (() => {});
+  const offer = await channel.recv(step) as Offer;
+  if (offer?.op !== "offer") return undefined;
+  try {
+    if (offer.abi !== PPM_ABI_VERSION) {
+      throw new PpmError("refused", `module ABI ${offer.abi} here is ${PPM_ABI_VERSION}`);
+    }
+    checkKernel(offer.kernel);
+    await checkCpu(offer.cpuFlags);
+    await checkPidFree(offer.pid);
+    await checkFiles(offer.files);
+  } catch (e) {
+    const reason = e instanceof PpmError ? e.why : (e as Error).message;
+    await channel.send({ op: "offer-reply", ok: false, reason });
+    log(`refused process ${offer.pid} from ${offer.from}: ${reason}`);
+    return undefined;
+  }
+  await channel.send({ op: "offer-reply", ok: true });
+
+  const dir = await Deno.makeTempDir({ dir: opts.runDir, prefix: `in-${offer.pid}-` });
+  try {
+    const img = await loadImage(channel.streamSource(STREAM.IMAGE));
+    // Standard streams follow the process: stdout and stderr are relayed to the
+    // source's descriptors whatever they were there; stdin reads /dev/null here.
+    img.files.fds = img.files.fds.map((f) =>
+      f.fd === 1 || f.fd === 2
+        ? { ...f, kind: "stdio" }
+        : f.fd === 0
+        ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
+        : f
+    );
+    const out = await relayFifo(
+      dir,
+      "stdout",
+      channel.streamSink(STREAM.STDOUT),
+      () => channel.endStream(STREAM.STDOUT),
+    );
+    const err = await relayFifo(
+      dir,
+      "stderr",
+      channel.streamSink(STREAM.STDERR),
+      () => channel.endStream(STREAM.STDERR),
+    );
+    const pumps = [out.pump(), err.pump()];
+    let r;
+    try {
+      r = await restoreImage(img, { hold: true, stdout: out.path, stderr: err.path });
+    } catch (e) {
+      const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+      await channel.send({ op: "restored", ok: false, reason });
+      // Unblock the relay readers that wait for a writer.
+      for (const p of [out.path, err.path]) {
+        await Deno.open(p, { write: true }).then((f) => f.close()).catch(() => {});
+      }
+      await Promise.allSettled(pumps);
+      return undefined;
+    }
+    await channel.send({
+      op: "restored",
+      ok: true,
+      pid: r.pid,
+      stats: { pages: r.pages, timesUs: r.timesUs },
+    });
+    let commit: { op?: string } | undefined;
+    try {
+      commit = await channel.recv(step) as { op?: string };
+    } catch { /* dropped */ }
+    if (commit?.op !== "commit") {
+      r.abort!();
+      log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
+      return undefined;
+    }
+    r.start!();
+    await channel.send({ op: "committed", ok: true });
+    log(`process ${offer.pid} from ${offer.from} runs here`);
+    return {
+      pid: r.pid,
+      from: offer.from,
+      origin: offer.origin,
+      moves: offer.moves + 1,
+      at: new Date().toISOString(),
+    };
+  } finally {
+    // The FIFOs are open by now (or never will be): their names can go.
+    setTimeout(() => Deno.remove(dir, { recursive: true }).catch(() => {}), 5_000);
+  }
+}

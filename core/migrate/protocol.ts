@@ -1,0 +1,73 @@
+/**
+ * The migration conversation between the source and destination agents,
+ * over one authenticated connection (core/transport):
+ *
+ *   source → offer        what the process needs (kernel, CPU, files, PID)
+ *   dest   → offer-reply  yes, or why not
+ *   source → stream 1     the image, streamed while the process is frozen
+ *   dest   → restored     the process exists there, stopped (or why not)
+ *   source → commit       dest lets it run ...
+ *   dest   → committed    ... and says so; only now does the source end its copy
+ *   dest   → streams 2, 3 the process's stdout and stderr, relayed back to the
+ *                         source's original descriptors for as long as it runs
+ *
+ * Anything else, a timeout or a dropped connection before `committed`:
+ * the destination kills its copy and the source resumes the process.
+ *
+ * @module
+ */
+
+/** Stream ids on the connection. */
+export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3 } as const;
+
+/** The channel migration needs; core/transport's PeerConnection provides it. */
+export interface MigrationChannel {
+  /** Sends a control message. */
+  send(msg: unknown): Promise<void>;
+  /** Receives the next control message. */
+  recv(timeoutMs?: number): Promise<unknown>;
+  /** A sink writing into byte stream `id`. */
+  streamSink(id: number): (chunk: Uint8Array) => Promise<void>;
+  /** Ends byte stream `id`. */
+  endStream(id: number): Promise<void>;
+  /** The bytes of stream `id` as they arrive. */
+  streamSource(id: number): AsyncIterable<Uint8Array>;
+  /** Closes the connection. */
+  close(): void;
+}
+
+/** What the destination must provide, asked before anything is frozen. */
+export interface Offer {
+  /** Message type. */
+  op: "offer";
+  /** The process's PID (restored with the same PID). */
+  pid: number;
+  /** Its name. */
+  comm: string;
+  /** Kernel release of the source. */
+  kernel: string;
+  /** CPU flags of the source. */
+  cpuFlags: string[];
+  /** Module ABI version. */
+  abi: number;
+  /** Identity of every mapped file. */
+  files: { path: string; size: number; sha256: string }[];
+  /** Anonymous memory to send, bytes (for progress and throughput). */
+  estimatedBytes: number;
+  /** Source node name. */
+  from: string;
+  /** Where the process started (for `ppm ps`). */
+  origin: { node: string; pid: number };
+  /** Times it moved before. */
+  moves: number;
+}
+
+/** Reply to an offer. */
+export interface OfferReply {
+  /** Message type. */
+  op: "offer-reply";
+  /** Accepted? */
+  ok: boolean;
+  /** Why not. */
+  reason?: string;
+}

@@ -1,0 +1,216 @@
+/**
+ * The source side of `ppm migrate`: ask the destination first, freeze and
+ * stream the image, and end the local copy only once the destination says
+ * the process runs there. Every failure before that resumes the process
+ * here, as if nothing had happened.
+ *
+ * @module
+ */
+import { close, pidfdGetfd, pidfdOpen, writeFd } from "../../ffi/libc.ts";
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
+import { checkReasons } from "../dump/check.ts";
+import { fileIdentity } from "../dump/files.ts";
+import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { type MigrationChannel, type Offer, type OfferReply, STREAM } from "./protocol.ts";
+
+/** Result of {@link migrateOut}. */
+export interface MigrateResult {
+  /** PID at the destination. */
+  pid: number;
+  /** Bytes of image sent. */
+  bytes: number;
+  /** Per-phase times, µs. */
+  timesUs: Record<string, number>;
+  /** Figures of the checkpoint. */
+  checkpoint: Omit<CheckpointStats, "held">;
+  /** Restore figures from the destination. */
+  restore: unknown;
+}
+
+const us = (ms: number) => Math.round(ms * 1000);
+
+function refuse(why: string, fix = ""): PpmError {
+  return new PpmError(
+    "the migration did not happen; the process runs on here",
+    why,
+    fix,
+    EXIT.FAILURE,
+  );
+}
+
+/** Builds the offer for `pid` (file identities are hashed before anything is frozen). */
+export async function buildOffer(
+  pid: number,
+  from: string,
+  origin?: { node: string; pid: number },
+  moves = 0,
+): Promise<Offer> {
+  const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
+  const paths = [
+    ...new Set(
+      maps.filter((m) => m.ino && m.name.startsWith("/") && m.name !== "/dev/zero").map((m) =>
+        m.name
+      ),
+    ),
+  ];
+  const files = [];
+  for (const p of paths) {
+    const id = await fileIdentity(p);
+    files.push({ path: id.path, size: id.size, sha256: id.sha256 });
+  }
+  const anon = maps.filter((m) => !m.name || m.name === "[heap]" || m.name === "[stack]")
+    .reduce((a, m) => a + Number(m.end - m.start), 0);
+  return {
+    op: "offer",
+    pid,
+    comm: (await Deno.readTextFile(`/proc/${pid}/comm`)).trim(),
+    kernel: Deno.osRelease(),
+    cpuFlags: parseCpuFlags(await Deno.readTextFile("/proc/cpuinfo")),
+    abi: PPM_ABI_VERSION,
+    files,
+    estimatedBytes: anon,
+    from,
+    origin: origin ?? { node: from, pid },
+    moves,
+  };
+}
+
+/**
+ * Relays the destination's stdout/stderr streams into the descriptors the
+ * process had here (taken with pidfd_getfd before its copy ends), until
+ * the streams end.
+ */
+export function relayOutput(
+  channel: MigrationChannel,
+  fds: { 1?: number; 2?: number },
+): Promise<void> {
+  const pump = async (stream: number, fd: number | undefined) => {
+    if (fd === undefined) return;
+    try {
+      for await (const chunk of channel.streamSource(stream)) {
+        await writeFd(fd, new Uint8Array(chunk));
+      }
+    } catch {
+      /* the reader went away */
+    } finally {
+      close(fd);
+    }
+  };
+  return Promise.all([pump(STREAM.STDOUT, fds[1]), pump(STREAM.STDERR, fds[2])]).then(() => {});
+}
+
+/** Options of {@link migrateOut}. */
+export interface MigrateOutOptions {
+  /** This node's name. */
+  node: string;
+  /** Where the process started and how often it moved. */
+  origin?: { node: string; pid: number };
+  /** Moves so far. */
+  moves?: number;
+  /** Bound for each step (default 120 s). */
+  stepTimeoutMs?: number;
+  /** Called with the relay promise once the process runs at the destination. */
+  onRelay?: (done: Promise<void>) => void;
+  /** Progress notes. */
+  log?: (s: string) => void;
+}
+
+/** Migrates `pid` over `channel`; throws (with the process resumed here) on failure. */
+export async function migrateOut(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+): Promise<MigrateResult> {
+  const t0 = performance.now();
+  const step = opts.stepTimeoutMs ?? 120_000;
+  const reasons = await checkReasons(pid);
+  if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
+  const offer = await buildOffer(pid, opts.node, opts.origin, opts.moves ?? 0);
+  await channel.send(offer);
+  const reply = await channel.recv(step) as OfferReply;
+  if (!reply || reply.op !== "offer-reply" || !reply.ok) {
+    throw refuse(`the destination refused: ${reply?.reason ?? "no answer"}`);
+  }
+  const tOffer = performance.now();
+
+  // Keep the process's standard streams: its output keeps going where it went.
+  let pidfd = -1;
+  const keep: { 1?: number; 2?: number } = {};
+  try {
+    pidfd = pidfdOpen(pid);
+    for (const fd of [1, 2] as const) {
+      try {
+        keep[fd] = pidfdGetfd(pidfd, fd);
+      } catch { /* not open */ }
+    }
+  } catch {
+    /* no relay then */
+  } finally {
+    if (pidfd >= 0) close(pidfd);
+  }
+  const dropKept = () => {
+    for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
+  };
+
+  let bytes = 0;
+  const sink = channel.streamSink(STREAM.IMAGE);
+  let stats: CheckpointStats;
+  try {
+    stats = await checkpoint(pid, async (c) => {
+      bytes += c.length;
+      await sink(c);
+    }, { hold: true });
+  } catch (e) {
+    dropKept();
+    throw e instanceof PpmError
+      ? e
+      : refuse(`the image could not be sent: ${(e as Error).message}`);
+  }
+  const held = stats.held!;
+  const tSent = performance.now();
+  try {
+    await channel.endStream(STREAM.IMAGE);
+    const restored = await channel.recv(step) as {
+      op: string;
+      ok: boolean;
+      pid?: number;
+      reason?: string;
+      stats?: unknown;
+    };
+    if (!restored?.ok || restored.op !== "restored") {
+      throw refuse(`the destination could not restore it: ${restored?.reason ?? "no answer"}`);
+    }
+    await channel.send({ op: "commit" });
+    const done = await channel.recv(step) as { op: string; ok: boolean };
+    if (done?.op !== "committed" || !done.ok) {
+      throw refuse("the destination did not confirm that the process runs");
+    }
+    held.kill();
+    const tEnd = performance.now();
+    opts.onRelay?.(relayOutput(channel, keep));
+    const { held: _held, ...ck } = stats;
+    return {
+      pid: restored.pid!,
+      bytes,
+      checkpoint: ck,
+      restore: restored.stats,
+      timesUs: {
+        offer: us(tOffer - t0),
+        frozen: us(tEnd - tOffer),
+        dumpAndSend: us(tSent - tOffer),
+        restoreAndCommit: us(tEnd - tSent),
+        total: us(tEnd - t0),
+      },
+    };
+  } catch (e) {
+    held.release();
+    dropKept();
+    try {
+      await channel.send({ op: "abort" });
+    } catch { /* gone */ }
+    if (e instanceof PpmError) throw e;
+    throw refuse(`the connection failed: ${(e as Error).message}`);
+  }
+}

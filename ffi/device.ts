@@ -7,6 +7,7 @@
 import { addressOf, close, ioctl, O, open } from "./libc.ts";
 import { decode, encode, type StructValue } from "./struct.ts";
 import {
+  MM_FIELDS,
   PPM_AUXV_WORDS,
   PPM_DEVICE_NAME,
   PPM_IOC,
@@ -147,19 +148,7 @@ export function withDevice<T>(fn: (dev: PpmDevice) => T, path = DEVICE_PATH): T 
 }
 
 /** The mm fields PPM_IOC_DUMP_TASK reports. */
-export const MM_KEYS = [
-  "start_code",
-  "end_code",
-  "start_data",
-  "end_data",
-  "start_brk",
-  "brk",
-  "start_stack",
-  "arg_start",
-  "arg_end",
-  "env_start",
-  "env_end",
-] as const;
+export const MM_KEYS = MM_FIELDS;
 
 /** One signal's disposition. */
 export interface Sigaction {

@@ -59,7 +59,8 @@ export const ppmSigaction = defineStruct(
   ] as const,
 );
 
-const MM_FIELDS = [
+/** The mm fields of `struct ppm_dump_task` and `struct ppm_plan_header`, in order. */
+export const MM_FIELDS = [
   "start_code",
   "end_code",
   "start_data",

@@ -110,13 +110,7 @@ export class Tracee {
    * the caller trace it (EPERM: not root and not its owner, or not dumpable).
    */
   static freeze(pid: number, opts: { sysgood?: boolean } = {}): Tracee {
-    const t = new Tracee(pid);
-    try {
-      ptrace(PTRACE.SEIZE, pid, 0n, opts.sysgood ? BigInt(PTRACE.O_TRACESYSGOOD) : 0n);
-    } catch (e) {
-      throw explainSeize(pid, e);
-    }
-    t.attached = true;
+    const t = Tracee.attach(pid, opts);
     try {
       ptrace(PTRACE.INTERRUPT, pid);
       t.waitStop();

@@ -372,7 +372,7 @@ Deno.test({
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; ${bin("heap_counter")} 600 > /tmp/fz.out 2>&1 & echo $!`,
+            `cd /tmp; ${bin("sleeper")} 600 > /tmp/fz.out 2>&1 & echo $!`,
           ]))
             .trim();
           await waitFor(c, "grep -q '^tick 2 ' /tmp/fz.out", 120);
@@ -380,7 +380,7 @@ Deno.test({
             (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/fz.img", "--kill"])).code,
             0,
           );
-          const before = await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]);
+          const before = await c.ok(1, ["sh", "-c", "pgrep -x sleeper | sort; true"]);
           const r = await c.exec(1, [
             "deno",
             "run",
@@ -397,7 +397,7 @@ Deno.test({
           console.log(`  image fuzz: ${JSON.stringify(sum)}`);
           assertEquals(sum.cases, 1000);
           assertEquals(sum.other, 0, "some damaged images caused an unexpected exception");
-          assertEquals(await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]), before);
+          assertEquals(await c.ok(1, ["sh", "-c", "pgrep -x sleeper | sort; true"]), before);
         },
       );
 
@@ -418,7 +418,7 @@ Deno.test({
           const r = await c.exec(1, [
             guestPath(fuzzer),
             "/tmp/fz.plan",
-            bin("heap_counter"),
+            bin("sleeper"),
             "2000",
             "12345",
           ], 1_800_000);

@@ -110,8 +110,25 @@ export async function statIdentity(path: string): Promise<Omit<FileIdentity, "sh
   return { path, size: st.size, mtimeMs: st.mtime?.getTime() ?? 0 };
 }
 
-/** SHA-256 of a file's content, hex. */
+const hashCache = new Map<string, string>();
+
+/**
+ * SHA-256 of a file's content, hex. Remembered per path, inode, size and
+ * mtime, so the libraries every process maps are hashed once per process
+ * of ppm (the agent hashes them once, not once per migration).
+ */
 export async function sha256File(path: string): Promise<string> {
+  const st = await Deno.stat(path);
+  const key = `${path}\0${st.ino}\0${st.size}\0${st.mtime?.getTime()}`;
+  const known = hashCache.get(key);
+  if (known) return known;
+  const digest = await hashContent(path);
+  if (hashCache.size > 4096) hashCache.clear();
+  hashCache.set(key, digest);
+  return digest;
+}
+
+async function hashContent(path: string): Promise<string> {
   const h = createHash("sha256");
   const f = await Deno.open(path, { read: true });
   try {

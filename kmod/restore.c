@@ -342,8 +342,8 @@ static int ppm_restore_plan(struct ppm_restore_ctx *c)
 	if (!ret)
 		ppm_set_mm(c);
 	if (ret) {
-		pr_warn("restore of pid %d failed past the point of no return: %s\n",
-			task_pid_nr(current), c->req->error);
+		pr_warn_ratelimited("restore of pid %d failed past the point of no return: %s\n",
+				    task_pid_nr(current), c->req->error);
 		force_sig(SIGKILL);
 	}
 	return ret;

@@ -427,7 +427,10 @@ Deno.test({
           console.log(`  plan fuzz: ${JSON.stringify(sum)}`);
           assertEquals(sum.cases, 2000);
           assertEquals(sum.other, 0);
-          assert(sum.refused > 1000, "too few plans reached a refusal");
+          assert(
+            sum.refused > 500 && sum.killed > 100,
+            "the damage did not reach the deeper checks",
+          );
         },
       );
 

@@ -120,13 +120,17 @@ int main(int argc, char **argv)
 	if (argc != 5)
 		return 2;
 	fd = open(argv[1], O_RDONLY);
-	mapfd = open(argv[2], O_RDONLY);
-	if (fd < 0 || mapfd < 0 || dup2(mapfd, 3) != 3)
+	if (fd < 0)
 		return 2;
 	size = lseek(fd, 0, SEEK_END);
 	orig = malloc(size);
 	p = malloc(size);
 	if (!orig || !p || pread(fd, orig, size, 0) != (ssize_t)size)
+		return 2;
+	close(fd);
+	/* Only now: the plan may have been fd 3 itself. */
+	mapfd = open(argv[2], O_RDONLY);
+	if (mapfd < 0 || (mapfd != 3 && dup2(mapfd, 3) != 3))
 		return 2;
 	h = (struct ppm_plan_header *)orig;
 	h->vdso = getauxval(AT_SYSINFO_EHDR);
@@ -140,12 +144,13 @@ int main(int argc, char **argv)
 	rng = strtoull(argv[4], NULL, 0) | 1;
 
 	for (long c = 0; c < cases; c++) {
-		int kind = rnd() % 10, status, memfd;
+		int kind = c ? rnd() % 10 : -1, status, memfd;
 		size_t n;
 		pid_t pid;
 
 		memcpy(p, orig, size);
-		n = mutate(p, size, kind, h->nr_vmas);
+		/* Case 0 is the plan as it is: it must get past every check. */
+		n = kind < 0 ? size : mutate(p, size, kind, h->nr_vmas);
 		memfd = memfd_create("plan", 0);
 		if (memfd < 0 || write(memfd, p, n) != (ssize_t)n)
 			return 2;
@@ -157,8 +162,12 @@ int main(int argc, char **argv)
 			alarm(20);
 			if (dev < 0)
 				_exit(90);
-			if (ioctl(dev, PPM_IOC_RESTORE, &req))
+			if (ioctl(dev, PPM_IOC_RESTORE, &req)) {
+				if (kind < 0)
+					dprintf(2, "plan_fuzz: the intact plan was refused: %s\n",
+						req.error);
 				_exit(req.error[0] ? 0 : 91);
+			}
 			_exit(92); /* not reached when the memory was replaced */
 		}
 		close(memfd);

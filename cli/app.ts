@@ -6,6 +6,7 @@
  */
 import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
+import { agentCommands } from "./commands/agent.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
@@ -15,8 +16,8 @@ import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
 import { bashScript, completionTable, fishScript, zshScript } from "./completions.ts";
 
-/** ppm's version. */
-export const VERSION = "0.1.0";
+export { VERSION } from "../core/version.ts";
+import { VERSION } from "../core/version.ts";
 
 const EXIT_HELP = `
 Exit codes:
@@ -42,6 +43,7 @@ export function buildApp(): Command {
   program.addCommand(restoreCommand());
   program.addCommand(imageCommand());
   program.addCommand(secretCommand());
+  for (const c of agentCommands()) program.addCommand(c);
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());
 

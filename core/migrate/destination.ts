@@ -29,7 +29,7 @@ export interface Arrival {
   at: string;
 }
 
-async function relayFifo(
+function relayFifo(
   dir: string,
   name: string,
   sink: (c: Uint8Array) => Promise<void>,
@@ -96,13 +96,13 @@ export async function migrateIn(
         ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
         : f
     );
-    const out = await relayFifo(
+    const out = relayFifo(
       dir,
       "stdout",
       channel.streamSink(STREAM.STDOUT),
       () => channel.endStream(STREAM.STDOUT),
     );
-    const err = await relayFifo(
+    const err = relayFifo(
       dir,
       "stderr",
       channel.streamSink(STREAM.STDERR),

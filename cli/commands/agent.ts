@@ -1,0 +1,116 @@
+/**
+ * The node agent and what talks to it: `ppm daemon`, `ppm peers`,
+ * `ppm migrate`, `ppm ps`.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { controlRequest } from "../../core/agent/control.ts";
+import type { MovedProcess } from "../../core/agent/daemon.ts";
+import { runDaemon } from "../../core/agent/daemon.ts";
+import { loadConfig } from "../../core/config/load.ts";
+import type { DiscoveryStatus } from "../../core/discovery/service.ts";
+import { EXIT, PpmError } from "../../core/errors.ts";
+import { report } from "../output.ts";
+
+async function socketPath(o: { config?: string; controlSocket?: string }): Promise<string> {
+  return (await loadConfig({ flags: { config: o.config, controlSocket: o.controlSocket } }))
+    .controlSocket;
+}
+
+/** The agent commands. */
+export function agentCommands(): Command[] {
+  const daemon = new Command("daemon")
+    .description(
+      "run the node agent: discovery, migrations in and out, the control socket (foreground)",
+    )
+    .option("--config <file>", "configuration file (default /etc/ppm/ppm.json)")
+    .option("--node-name <name>", "this node's name (default: hostname)")
+    .option("--group <address>", "multicast group (default 239.77.0.1)")
+    .option("--port <port>", "discovery port (default 7377)")
+    .option("--interface <name|address>", "interface for multicast (the cluster network)")
+    .option("--advertise <address>", "address to announce")
+    .option("--secret-file <file>", "cluster secret (default /etc/ppm/secret)")
+    .option("--migration-port <port>", "port for incoming migrations (default 7378)")
+    .option("--announce-interval <seconds>", "seconds between announcements (default 1)")
+    .option("--log-level <level>", "error, warn, info or debug (default info)")
+    .option("--control-socket <path>", "control socket (default /run/ppm/ppm.sock)")
+    .action(async (o) => {
+      const config = await loadConfig({ flags: { ...o } });
+      const ac = new AbortController();
+      for (const sig of ["SIGTERM", "SIGINT"] as const) {
+        Deno.addSignalListener(sig, () => ac.abort());
+      }
+      await runDaemon(config, ac.signal);
+    });
+
+  const peers = new Command("peers")
+    .description("list the peers this node's agent knows: state, last announcement, versions, load")
+    .option("--config <file>", "configuration file")
+    .option("--control-socket <path>", "the agent's control socket")
+    .option("--json", "print them as JSON")
+    .action(async (o) => {
+      const st = await controlRequest(await socketPath(o), { op: "peers" }) as DiscoveryStatus;
+      report(o.json, st, (d) =>
+        [
+          `this node: ${d.self.name} (${d.self.addresses.join(", ")})`,
+          ...(d.peers.length ? d.peers : []).map((p) =>
+            `  ${p.name.padEnd(12)} ${p.state.padEnd(6)} ${
+              String(p.age.toFixed(1)).padStart(5)
+            } s ago  ` +
+            `ppm ${p.version} abi ${p.abi} ${p.kernel}  load ${
+              JSON.stringify(p.load.loadavg ?? p.load)
+            }`
+          ),
+          d.peers.length ? "" : "  no peers yet",
+        ].join("\n").trimEnd());
+    });
+
+  const migrate = new Command("migrate")
+    .description("move a running process to another node; it keeps running there")
+    .argument("<pid>", "the process")
+    .requiredOption("--to <node>", "the destination: a peer's name or address")
+    .option("--config <file>", "configuration file")
+    .option("--control-socket <path>", "the agent's control socket")
+    .option("--json", "print the figures (per-phase times in µs) as JSON")
+    .action(async (rawPid, o) => {
+      const pid = Number(rawPid);
+      if (!Number.isInteger(pid) || pid <= 0) {
+        throw new PpmError("invalid PID", rawPid, "", EXIT.USAGE);
+      }
+      const r = await controlRequest(await socketPath(o), { op: "migrate", pid, to: o.to }) as {
+        pid: number;
+        bytes: number;
+        to: string;
+        timesUs: Record<string, number>;
+      };
+      report(o.json, r, (d) => {
+        const frozenMs = d.timesUs.frozen / 1000;
+        const mibps = d.bytes / 2 ** 20 / Math.max(1e-6, d.timesUs.dumpAndSend / 1e6);
+        return `process ${pid} runs on ${d.to} as PID ${d.pid}\n` +
+          `frozen ${frozenMs.toFixed(0)} ms, ${(d.bytes / 1024).toFixed(0)} KiB sent at ${
+            mibps.toFixed(1)
+          } MiB/s`;
+      });
+    });
+
+  const ps = new Command("ps")
+    .description("list the migrated processes this node knows: origin, current node and PID, moves")
+    .option("--config <file>", "configuration file")
+    .option("--control-socket <path>", "the agent's control socket")
+    .option("--json", "print them as JSON")
+    .action(async (o) => {
+      const list = await controlRequest(await socketPath(o), { op: "ps" }) as MovedProcess[];
+      report(
+        o.json,
+        list,
+        (d) =>
+          d.length === 0
+            ? "no migrated processes"
+            : d.map((m) =>
+              `${m.origin.node}:${m.origin.pid} -> ${m.current.node}:${m.current.pid}  ${m.direction}  moves ${m.moves}  ${m.movedAt}`
+            ).join("\n"),
+      );
+    });
+  return [daemon, peers, migrate, ps] as unknown as Command[];
+}

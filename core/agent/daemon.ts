@@ -1,0 +1,158 @@
+/**
+ * `ppm daemon`: the node agent. It announces this node and tracks its
+ * peers (core/discovery), accepts authenticated migrations from them
+ * (core/transport, core/migrate/destination.ts), migrates processes away
+ * on request (core/migrate/source.ts), relays the output of processes that
+ * left, and answers the CLI on the root-only control socket.
+ *
+ * @module
+ */
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import type { PpmConfig } from "../config/schema.ts";
+import { startDiscovery } from "../discovery/service.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { type Arrival, migrateIn } from "../migrate/destination.ts";
+import { migrateOut } from "../migrate/source.ts";
+import { loadSecret } from "../security/secret.ts";
+import { connectPeer, listenPeers } from "../transport/conn.ts";
+import { VERSION } from "../version.ts";
+import { type ControlRequest, serveControl } from "./control.ts";
+
+/** A process this node knows moved: arrived here or left from here. */
+export interface MovedProcess {
+  /** Where it started: node and PID. */
+  origin: { node: string; pid: number };
+  /** Where it runs now: node and PID. */
+  current: { node: string; pid: number };
+  /** Moves so far. */
+  moves: number;
+  /** When it last moved (ISO). */
+  movedAt: string;
+  /** "arrived" (runs here) or "left" (runs elsewhere; its output is relayed here). */
+  direction: "arrived" | "left";
+}
+
+const LEVELS = ["error", "warn", "info", "debug"];
+
+/** Runs the agent until `signal` aborts. */
+export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise<void> {
+  const level = LEVELS.indexOf(config.logLevel);
+  const log = (lvl: string, s: string) => {
+    if (LEVELS.indexOf(lvl) <= level) {
+      console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
+    }
+  };
+  const secret = await loadSecret(config.secretFile);
+  const moved: MovedProcess[] = [];
+  const runDir = "/run/ppm";
+  await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
+
+  const discovery = await startDiscovery(config, {
+    secret: secret.key,
+    version: VERSION,
+    abi: PPM_ABI_VERSION,
+    log: (lvl, msg) => log(lvl, msg),
+  });
+  discovery.on((e) =>
+    log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`)
+  );
+
+  const listener = listenPeers({
+    port: config.migrationPort,
+    secret: secret.key,
+    node: config.nodeName,
+    onConnection: async (conn) => {
+      let arrival: Arrival | undefined;
+      try {
+        arrival = await migrateIn(conn, { runDir, log: (s) => log("info", s) });
+      } catch (e) {
+        log("warn", `incoming migration failed: ${(e as Error).message}`);
+      }
+      if (!arrival) {
+        conn.close();
+        return;
+      }
+      moved.push({
+        origin: arrival.origin,
+        current: { node: config.nodeName, pid: arrival.pid },
+        moves: arrival.moves,
+        movedAt: arrival.at,
+        direction: "arrived",
+      });
+      // The connection now carries the process's output back; it closes when the process ends.
+    },
+    onRefused: (r) => log("warn", `refused a connection from ${r.remote}: ${r.reason}`),
+  });
+
+  const findPeer = (to: string) => {
+    const peers = discovery.status().peers;
+    const p = peers.find((x) => x.name === to || x.hostname === to || x.addresses.includes(to));
+    if (!p) {
+      throw new PpmError(
+        `no peer ${to}`,
+        `known peers: ${peers.map((x) => x.name).join(", ") || "none"}`,
+        "check `ppm peers`; the destination's agent must run with the same cluster secret",
+        EXIT.MISSING,
+      );
+    }
+    if (p.state !== "alive") {
+      throw new PpmError(`peer ${to} is ${p.state}`, "its announcements stopped", "", EXIT.FAILURE);
+    }
+    return p;
+  };
+
+  const handle = async (req: ControlRequest): Promise<unknown> => {
+    switch (req.op) {
+      case "status":
+        return { node: config.nodeName, ...discovery.status().self };
+      case "peers":
+        return discovery.status();
+      case "ps":
+        return moved;
+      case "migrate": {
+        const peer = findPeer(req.to);
+        const host = peer.from.replace(/:\d+$/, "");
+        const conn = await connectPeer({
+          host,
+          port: peer.migrationPort,
+          secret: secret.key,
+          node: config.nodeName,
+          expectNode: peer.name,
+        });
+        const prior = moved.find((m) => m.direction === "arrived" && m.current.pid === req.pid);
+        try {
+          const r = await migrateOut(req.pid, conn, {
+            node: config.nodeName,
+            origin: prior?.origin,
+            moves: prior?.moves ?? 0,
+            onRelay: (done) => done.finally(() => conn.close()),
+          });
+          if (prior) moved.splice(moved.indexOf(prior), 1);
+          moved.push({
+            origin: prior?.origin ?? { node: config.nodeName, pid: req.pid },
+            current: { node: peer.name, pid: r.pid },
+            moves: (prior?.moves ?? 0) + 1,
+            movedAt: new Date().toISOString(),
+            direction: "left",
+          });
+          log("info", `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes)`);
+          return { ...r, to: peer.name };
+        } catch (e) {
+          conn.close();
+          throw e;
+        }
+      }
+    }
+  };
+
+  log(
+    "info",
+    `agent ${config.nodeName} up: migrations on port ${config.migrationPort}, control ${config.controlSocket}`,
+  );
+  try {
+    await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s));
+  } finally {
+    await listener.close().catch(() => {});
+    await discovery.stop({ leave: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * The node agent's configuration: /etc/ppm/ppm.json (or --config), PPM_*
+ * environment variables and flags; flags > env > file > defaults.
+ * docs/config.md lists every setting.
+ *
+ * @module
+ */
+export * from "./load.ts";
+export * from "./resolve.ts";
+export * from "./schema.ts";
+export { InvalidValue, MAX_INTERVAL, MAX_SOCKET_PATH, MIN_INTERVAL } from "./values.ts";

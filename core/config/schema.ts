@@ -1,0 +1,201 @@
+/**
+ * The node agent's settings: their types, defaults, and for each the key in
+ * the configuration file, the environment variable and the command-line flag
+ * that set it. docs/config.md describes each one.
+ *
+ * @module
+ */
+import * as v from "./values.ts";
+
+/** How much the agent logs. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** The log levels, least verbose first. */
+export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug"];
+
+/** The node agent's configuration, resolved and checked. */
+export interface PpmConfig {
+  /** IPv4 multicast group of the discovery announcements. */
+  group: string;
+  /** UDP port of the discovery announcements. */
+  port: number;
+  /**
+   * Interface for multicast, a name ("br0") or one of its IPv4 addresses;
+   * null lets the kernel choose by its routing table (the route to the group).
+   */
+  interface: string | null;
+  /** Multicast time-to-live; 1 keeps announcements on the local network. */
+  ttl: number;
+  /** The IPv4 address peers should use to reach this node; null: the interface's addresses. */
+  advertise: string | null;
+  /** This node's name (default: the hostname). */
+  nodeName: string;
+  /** The cluster secret file. */
+  secretFile: string;
+  /** TCP port for incoming migrations. */
+  migrationPort: number;
+  /** Seconds between announcements. */
+  announceInterval: number;
+  /** Missed announce intervals after which a peer is dropped. */
+  peerExpiry: number;
+  /** How much the agent logs. */
+  logLevel: LogLevel;
+  /** The control socket of the agent (unix socket). */
+  controlSocket: string;
+  /** The balancing settings, as given (core/balance/settings.ts checks them); absent when not given. */
+  balance?: Record<string, unknown>;
+}
+
+/** The name of a setting (a key of {@link PpmConfig}). */
+export type SettingName = keyof PpmConfig;
+
+/** The configuration file read when none is named. */
+export const DEFAULT_CONFIG_PATH = "/etc/ppm/ppm.json";
+
+/** The environment variable naming the configuration file (like `--config`). */
+export const CONFIG_ENV = "PPM_CONFIG";
+
+/** The defaults of every setting but nodeName (the hostname) and balance (absent). */
+export const CONFIG_DEFAULTS: Readonly<Omit<PpmConfig, "nodeName" | "balance">> = Object.freeze({
+  group: "239.77.0.1",
+  port: 7377,
+  interface: null,
+  ttl: 1,
+  advertise: null,
+  secretFile: "/etc/ppm/secret",
+  migrationPort: 7378,
+  announceInterval: 1,
+  peerExpiry: 3,
+  logLevel: "info",
+  controlSocket: "/run/ppm/ppm.sock",
+});
+
+/** How one setting is given and checked. */
+export interface SettingSpec {
+  /** Key in the file and in the resolved config; also the flags record's key. */
+  name: SettingName;
+  /** Environment variable; absent when the setting is only read from the file. */
+  env?: string;
+  /** Command-line flag, e.g. "--node-name"; absent when the setting is only read from the file. */
+  flag?: string;
+  /** The flag's value placeholder in help text. */
+  arg?: string;
+  /** Parses a raw value. */
+  parse: v.ValueParser<unknown>;
+  /** True when null in the file (or the empty string from flags) means "none". */
+  nullable?: boolean;
+  /** One line for help text. */
+  help: string;
+}
+
+/** Every setting, in the order of docs/config.md. */
+export const SETTINGS: readonly SettingSpec[] = [
+  {
+    name: "group",
+    env: "PPM_GROUP",
+    flag: "--group",
+    arg: "ADDR",
+    parse: v.multicastGroup,
+    help: "multicast group of the announcements (default 239.77.0.1)",
+  },
+  {
+    name: "port",
+    env: "PPM_PORT",
+    flag: "--port",
+    arg: "PORT",
+    parse: v.port,
+    help: "UDP port of the announcements (default 7377)",
+  },
+  {
+    name: "interface",
+    env: "PPM_INTERFACE",
+    flag: "--interface",
+    arg: "NAME|ADDR",
+    parse: v.networkInterface,
+    nullable: true,
+    help: "interface for multicast (default: the kernel's route to the group)",
+  },
+  {
+    name: "ttl",
+    env: "PPM_TTL",
+    flag: "--ttl",
+    arg: "N",
+    parse: v.ttl,
+    help: "multicast TTL (default 1: the local network only)",
+  },
+  {
+    name: "advertise",
+    env: "PPM_ADVERTISE",
+    flag: "--advertise",
+    arg: "ADDR",
+    parse: v.unicastAddress,
+    nullable: true,
+    help: "address peers use to reach this node (default: the interface's addresses)",
+  },
+  {
+    name: "nodeName",
+    env: "PPM_NODE_NAME",
+    flag: "--node-name",
+    arg: "NAME",
+    parse: v.nodeName,
+    help: "this node's name (default: the hostname)",
+  },
+  {
+    name: "secretFile",
+    env: "PPM_SECRET_FILE",
+    flag: "--secret-file",
+    arg: "FILE",
+    parse: v.filePath,
+    help: "the cluster secret (default /etc/ppm/secret)",
+  },
+  {
+    name: "migrationPort",
+    env: "PPM_MIGRATION_PORT",
+    flag: "--migration-port",
+    arg: "PORT",
+    parse: v.port,
+    help: "TCP port for incoming migrations (default 7378)",
+  },
+  {
+    name: "announceInterval",
+    env: "PPM_ANNOUNCE_INTERVAL",
+    flag: "--announce-interval",
+    arg: "DURATION",
+    parse: v.interval,
+    help: 'seconds between announcements, or "250ms" (default 1)',
+  },
+  {
+    name: "peerExpiry",
+    env: "PPM_PEER_EXPIRY",
+    flag: "--peer-expiry",
+    arg: "N",
+    parse: v.missedIntervals,
+    help: "missed intervals before a peer is dropped (default 3)",
+  },
+  {
+    name: "logLevel",
+    env: "PPM_LOG_LEVEL",
+    flag: "--log-level",
+    arg: "LEVEL",
+    parse: v.oneOf("a log level", LOG_LEVELS),
+    help: "error, warn, info or debug (default info)",
+  },
+  {
+    name: "controlSocket",
+    env: "PPM_CONTROL_SOCKET",
+    flag: "--control-socket",
+    arg: "PATH",
+    parse: v.socketPath,
+    help: "the agent's control socket (default /run/ppm/ppm.sock)",
+  },
+  {
+    name: "balance",
+    parse: v.object,
+    help: "balancing settings (file only; see docs/balancing.md)",
+  },
+];
+
+/** The spec of setting `name`. */
+export function settingSpec(name: SettingName): SettingSpec {
+  return SETTINGS.find((s) => s.name === name)!;
+}

@@ -87,15 +87,15 @@ export function relayOutput(
   fds: { 1?: number; 2?: number },
 ): Promise<void> {
   const pump = async (stream: number, fd: number | undefined) => {
-    if (fd === undefined) return;
     try {
       for await (const chunk of channel.streamSource(stream)) {
-        await writeFd(fd, new Uint8Array(chunk));
+        // Without a descriptor the bytes are drained, so the stream never stalls the connection.
+        if (fd !== undefined) await writeFd(fd, new Uint8Array(chunk));
       }
     } catch {
       /* the reader went away */
     } finally {
-      close(fd);
+      if (fd !== undefined) close(fd);
     }
   };
   return Promise.all([pump(STREAM.STDOUT, fds[1]), pump(STREAM.STDERR, fds[2])]).then(() => {});

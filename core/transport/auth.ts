@@ -18,6 +18,7 @@
  */
 
 import { randomBytes } from "node:crypto";
+import { NODE_NAME } from "../config/values.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { deriveKey, hmac, macEqual } from "../security/secret.ts";
 import { withTimeout } from "./deadline.ts";
@@ -39,9 +40,6 @@ export const MAX_STEP_TIMEOUT_MS = 60_000;
 
 /** Default largest difference between a hello's time and the server's clock. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 120_000;
-
-/** Longest node name, in UTF-8 bytes. */
-export const MAX_NODE_NAME_BYTES = 255;
 
 /** Why a handshake failed; the server counts refusals by these. */
 export type RefusalCode =
@@ -66,23 +64,30 @@ export type RefusalCode =
   /** Too many handshakes at once. */
   | "busy";
 
+/** The CLI exit code of each refusal. */
+const EXIT_FOR: Record<RefusalCode, ExitCode> = {
+  "timeout": EXIT.TIMEOUT,
+  "closed": EXIT.FAILURE,
+  "malformed": EXIT.FAILURE,
+  "version": EXIT.INCOMPATIBLE,
+  "clock-skew": EXIT.PERMISSION,
+  "replay": EXIT.PERMISSION,
+  "bad-mac": EXIT.PERMISSION,
+  "wrong-node": EXIT.FAILURE,
+  "peer-refused": EXIT.PERMISSION,
+  "busy": EXIT.BUSY,
+};
+
 /** A failed handshake: a {@link PpmError} with a {@link RefusalCode}. */
 export class AuthError extends PpmError {
   /**
-   * @param code the reason code
+   * @param code the reason code; it sets the exit code
    * @param what what failed
    * @param why the cause
    * @param fix what to do
-   * @param exitCode the CLI exit code
    */
-  constructor(
-    readonly code: RefusalCode,
-    what: string,
-    why: string,
-    fix = "",
-    exitCode: ExitCode = EXIT.PERMISSION,
-  ) {
-    super(what, why, fix, exitCode);
+  constructor(readonly code: RefusalCode, what: string, why: string, fix = "") {
+    super(what, why, fix, EXIT_FOR[code]);
     this.name = "AuthError";
   }
 }
@@ -160,16 +165,21 @@ export function checkNodeName(node: string): void {
   if (!validNodeName(node)) {
     throw new PpmError(
       "transport: bad node name",
-      `${JSON.stringify(node)} must be 1 to ${MAX_NODE_NAME_BYTES} bytes`,
-      "",
+      `${JSON.stringify(node)} is not a node name`,
+      'use 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit',
       EXIT.USAGE,
     );
   }
 }
 
+/** A node name as the configuration allows them (so it is safe in messages and logs). */
 function validNodeName(node: unknown): node is string {
-  if (typeof node !== "string" || node.length === 0) return false;
-  return new TextEncoder().encode(node).length <= MAX_NODE_NAME_BYTES;
+  return typeof node === "string" && NODE_NAME.test(node);
+}
+
+/** A version field from the peer, safe to show. */
+function shown(v: unknown): string {
+  return typeof v === "number" ? String(v) : `(a ${typeof v})`;
 }
 
 /** A length-prefixed (u16 LE) UTF-8 string, so concatenations are unambiguous. */
@@ -245,7 +255,7 @@ export async function clientHandshake(
       io,
       what,
       "version",
-      `${ch.node} speaks protocol ${ch.v}, ${opts.node} ${PROTOCOL_VERSION}`,
+      `the server speaks protocol ${shown(ch.v)}, ${opts.node} ${PROTOCOL_VERSION}`,
       "",
     );
   }
@@ -290,7 +300,7 @@ export async function serverHandshake(
       io,
       what,
       "version",
-      `${hello.node} speaks protocol ${hello.v}, ${opts.node} ${PROTOCOL_VERSION}`,
+      `the client speaks protocol ${shown(hello.v)}, ${opts.node} ${PROTOCOL_VERSION}`,
       "",
     );
   }
@@ -376,7 +386,7 @@ async function send(io: HandshakeIo, ms: number, what: string, p: Promise<void>)
     await withTimeout(p, ms, () => timedOut(io, what, ms, "sending"));
   } catch (e) {
     if (e instanceof AuthError) throw e;
-    throw new AuthError("closed", what, (e as PpmError).why ?? String(e), "", EXIT.FAILURE);
+    throw new AuthError("closed", what, (e as PpmError).why ?? String(e));
   }
 }
 
@@ -387,7 +397,6 @@ function timedOut(io: HandshakeIo, what: string, ms: number, doing: string): Aut
     what,
     `no progress ${doing} the handshake within ${ms} ms`,
     "check that the address is a ppm node and the network between the nodes",
-    EXIT.TIMEOUT,
   );
 }
 
@@ -407,15 +416,14 @@ async function expectMessage(
     );
   } catch (e) {
     if (e instanceof AuthError) throw e;
-    throw new AuthError("malformed", what, (e as PpmError).message ?? String(e), "", EXIT.FAILURE);
+    // A frame that does not parse, or a failed read.
+    return await refuse(io, what, "malformed", e instanceof PpmError ? e.why : String(e));
   }
   if (f === null) {
     throw new AuthError(
       "closed",
       what,
       `the peer closed the connection while this node waited for ${op}`,
-      "",
-      EXIT.FAILURE,
     );
   }
   if (f.kind === KIND.ERROR) {

@@ -106,6 +106,7 @@ export class PeerConnection {
   #end: PpmError | undefined;
   #pump: Promise<void>;
   #resolveClosed!: () => void;
+  #released = false;
 
   /**
    * Takes over a socket whose handshake is done: `reader` and `writer` are
@@ -296,8 +297,6 @@ export class PeerConnection {
     } catch { /* gone */ }
     await withTimeout(this.#pump, LINGER_MS, deadline).catch(() => {});
   }
-
-  #released = false;
 
   #release(): void {
     if (this.#released) return;

@@ -91,7 +91,7 @@ Deno.test({
         ["signal_handler", `${bin("signal_handler")} 200`, 10],
         ["file_writer", `${bin("file_writer")} 200 /tmp/fw.data /tmp/fw.log`, 10],
         ["brk_stack", `${bin("brk_stack")} 200`, 10],
-        ["sleeper", `${bin("sleeper")} 60`, 5],
+        ["sleeper", `${bin("sleeper")} 100`, 5],
         ["mappings", `${bin("mappings")} 200 /tmp/mp.priv /tmp/mp.shared`, 10],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.

@@ -220,7 +220,7 @@ Deno.test({
       await t.step(
         "--leave-running, then restore after the original exited: both runs are correct",
         async () => {
-          const cmd = `${bin("heap_counter")} 100`;
+          const cmd = `${bin("heap_counter")} 300`;
           // stdout is a pipe, so that the restored run's output can go elsewhere (--stdout).
           await c.ok(1, [
             "sh",

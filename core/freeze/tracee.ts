@@ -239,11 +239,25 @@ export class Tracee {
     this.attached = false;
   }
 
-  /** Ends the process (SIGKILL) and reaps the ptrace relation. */
+  /**
+   * Ends the process (SIGKILL) and collects its exit as its tracer, so it
+   * does not linger as a zombie until this process ends (bounded wait).
+   */
   kill(): void {
     try {
       kill(this.pid, 9);
     } catch { /* gone */ }
+    if (this.attached) {
+      // SIGKILL cannot be blocked: the exit is reported at once.
+      for (let i = 0; i < 4; i++) {
+        try {
+          const [, status] = waitpid(this.pid, WALL);
+          if ((status & 0xff) !== 0x7f) break;
+        } catch {
+          break; // already collected
+        }
+      }
+    }
     this.attached = false;
   }
 }

@@ -1,0 +1,43 @@
+/** The agent's control socket: root-only permissions, requests and errors. */
+import { join } from "node:path";
+import { controlRequest, serveControl } from "../../core/agent/control.ts";
+import { PpmError } from "../../core/errors.ts";
+import { assertEquals, assertRejects } from "../support/assert.ts";
+
+Deno.test("control socket: directory 0700, socket 0600, one JSON reply per request, errors pass through", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "run", "ppm.sock");
+  const ac = new AbortController();
+  const served = serveControl(
+    path,
+    (req) => {
+      if (req.op === "ps") return Promise.resolve([{ pid: 7 }]);
+      return Promise.reject(new PpmError("no peer x", "unknown", "check ppm peers", 4));
+    },
+    ac.signal,
+    () => {},
+  );
+  try {
+    for (let i = 0; i < 100; i++) {
+      if (await Deno.stat(path).then(() => true, () => false)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assertEquals((await Deno.stat(join(dir, "run"))).mode! & 0o777, 0o700);
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assertEquals(await controlRequest(path, { op: "ps" }), [{ pid: 7 }]);
+    await assertRejects(() => controlRequest(path, { op: "migrate", pid: 1, to: "x" }));
+    try {
+      await controlRequest(path, { op: "peers" });
+    } catch (e) {
+      assertEquals([(e as PpmError).what, (e as PpmError).exitCode], ["no peer x", 4]);
+    }
+  } finally {
+    ac.abort();
+    await served;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("control socket: no agent is a clear error", async () => {
+  await assertRejects(() => controlRequest("/nonexistent/ppm.sock", { op: "ps" }));
+});

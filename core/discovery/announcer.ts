@@ -6,35 +6,30 @@
  * @module
  */
 import type dgram from "node:dgram";
-import type { CpuFeatures, LoadVector, PeerAnnouncement } from "./announcement.ts";
+import type { LoadVector, PeerAnnouncement } from "./announcement.ts";
 import { type DiscoveryCounters, newCounters } from "./counters.ts";
 import { type Logger, noLog } from "./log.ts";
 import { closeSocket, openSender, type SenderOptions, sendPacket } from "./socket.ts";
 import { sealPacket } from "./wire.ts";
 
 /** What stays the same in every announcement of a run. */
-export interface NodeIdentity {
-  /** Random id of this run (local.ts newNodeId). */
-  id: string;
-  /** Node name. */
-  name: string;
-  /** Hostname. */
-  hostname: string;
-  /** Addresses to announce. */
-  addresses: string[];
-  /** TCP port for incoming migrations. */
-  migrationPort: number;
-  /** ppm's version. */
-  version: string;
-  /** Module ABI version. */
-  abi: number;
-  /** Kernel release. */
-  kernel: string;
-  /** CPU features. */
-  cpu: CpuFeatures;
-  /** When the agent started, ms since the epoch. */
-  startedAt: number;
-}
+export type NodeIdentity =
+  & Pick<
+    PeerAnnouncement,
+    | "id"
+    | "name"
+    | "hostname"
+    | "addresses"
+    | "migrationPort"
+    | "version"
+    | "abi"
+    | "kernel"
+    | "cpu"
+  >
+  & {
+    /** When the agent started, ms since the epoch. */
+    startedAt: number;
+  };
 
 /** Options of {@link Announcer.open}. */
 export interface AnnouncerOptions {

@@ -14,16 +14,6 @@ import { buildPrograms } from "../support/programs.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
-/** Polls `cond` (a shell test) in the guest, at most `seconds`. */
-async function waitFor(c: TestCluster, cond: string, seconds: number): Promise<void> {
-  const r = await c.exec(1, [
-    "sh",
-    "-c",
-    `i=0; while ! (${cond}) && [ $i -lt ${seconds * 10} ]; do sleep 0.1; i=$((i+1)); done; ${cond}`,
-  ], (seconds + 30) * 1000);
-  assertEquals(r.code, 0, `timed out waiting for: ${cond}`);
-}
-
 /** Output lines after the `ready` line (the only one allowed to differ). */
 const afterReady = (s: string) => s.split("\n").filter((l) => !l.startsWith("ready "));
 
@@ -50,13 +40,13 @@ async function cycle(
   const pid =
     (await c.ok(1, ["sh", "-c", `cd /tmp; ${cmd} < ${stdin} > ${out} 2> ${err} & echo $!`]))
       .trim();
-  await waitFor(c, `grep -q '^tick ${k} ' ${out} || grep -q FAIL ${err}`, 120);
+  await c.waitFor(1, `grep -q '^tick ${k} ' ${out} || grep -q FAIL ${err}`, 120);
   const ck = await c.ppm(1, ["checkpoint", pid, "-o", img, "--kill", "--json"]);
   assertEquals(ck.code, 0, `checkpoint of ${name}: ${ck.stderr}`);
   const rs = await c.ppm(1, ["restore", img, "--stdout", out, "--stderr", err, "--json"]);
   assertEquals(rs.code, 0, `restore of ${name}: ${rs.stderr}`);
   assertEquals(String(JSON.parse(rs.stdout).pid), pid, "the restored process has another PID");
-  await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+  await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
   return {
     pid,
     out: await c.ok(1, ["cat", out]),
@@ -124,7 +114,7 @@ Deno.test({
           `cd /tmp; (${feed(0)}) | ${bin("pipe_reader")} 100 > /tmp/pr.out 2>/tmp/pr.err & echo $!`,
         ]))
           .trim();
-        await waitFor(c, "grep -q '^tick 10 ' /tmp/pr.out", 120);
+        await c.waitFor(1, "grep -q '^tick 10 ' /tmp/pr.out", 120);
         const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/pr.img", "--kill"]);
         assertEquals(ck.code, 0, ck.stderr);
         const last = Number(
@@ -139,7 +129,7 @@ Deno.test({
           }) | ppm restore /tmp/pr.img --stdout /tmp/pr.out --stderr /tmp/pr.err`,
         ], 300_000);
         assertEquals(rs.code, 0, rs.stderr);
-        await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 120);
+        await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 120);
         assertEquals(await c.ok(1, ["cat", "/tmp/pr.err"]), "");
         assertMatch(await c.ok(1, ["cat", "/tmp/pr.out"]), /^ok pipe_reader/m);
       });
@@ -159,7 +149,7 @@ Deno.test({
             "-c",
             "cd /tmp; python3 /tmp/calc.py > /tmp/py.out 2>/tmp/py.err < /dev/null & echo $!",
           ])).trim();
-          await waitFor(c, "grep -q '^8 ' /tmp/py.out", 120);
+          await c.waitFor(1, "grep -q '^8 ' /tmp/py.out", 120);
           assertEquals(
             (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/py.img", "--kill"])).code,
             0,
@@ -173,7 +163,7 @@ Deno.test({
             "/tmp/py.err",
           ]);
           assertEquals(rs.code, 0, rs.stderr);
-          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
           assertEquals(
             await c.ok(1, ["cat", "/tmp/py.out"]),
             await c.ok(1, ["cat", "/tmp/base-py.out"]),
@@ -210,7 +200,7 @@ Deno.test({
           "/tmp/bc.err",
         ]);
         assertEquals(rs.code, 0, rs.stderr);
-        await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 600);
+        await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 600);
         assertEquals(
           await c.ok(1, ["cat", "/tmp/bc.out"]),
           await c.ok(1, ["cat", "/tmp/base-bc.out"]),
@@ -227,9 +217,9 @@ Deno.test({
             "-c",
             `cd /tmp; (${cmd} 2>&1 | cat > /tmp/lr.out) >/dev/null 2>&1 &`,
           ]);
-          await waitFor(c, "grep -q '^ready ' /tmp/lr.out", 60);
+          await c.waitFor(1, "grep -q '^ready ' /tmp/lr.out", 60);
           const pid = (await c.ok(1, ["sh", "-c", "head -1 /tmp/lr.out | cut -d' ' -f2"])).trim();
-          await waitFor(c, "grep -q '^tick 5 ' /tmp/lr.out", 120);
+          await c.waitFor(1, "grep -q '^tick 5 ' /tmp/lr.out", 120);
           const ck = await c.ppm(1, [
             "checkpoint",
             pid,
@@ -243,7 +233,7 @@ Deno.test({
           const atCheckpoint = Number(
             (await c.ok(1, ["sh", "-c", "grep -c '^tick' /tmp/lr.out"])).trim(),
           );
-          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
           const base = await c.ok(1, ["sh", "-c", `${cmd} 2>&1`], 300_000);
           assertEquals(afterReady(await c.ok(1, ["cat", "/tmp/lr.out"])), afterReady(base));
           const rs = await c.ppm(1, [
@@ -255,7 +245,7 @@ Deno.test({
             "/tmp/lr2.out",
           ]);
           assertEquals(rs.code, 0, rs.stderr);
-          await waitFor(c, `! kill -0 ${pid} 2>/dev/null`, 240);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
           const rest = (await c.ok(1, ["cat", "/tmp/lr2.out"])).split("\n");
           const baseLines = afterReady(base);
           assert(rest.length > 2, "the restored run printed nothing");
@@ -276,7 +266,7 @@ Deno.test({
             `cd /tmp; ${bin("heap_counter")} 600 > /tmp/pt.out 2>&1 & echo $!`,
           ])).trim();
           try {
-            await waitFor(c, "grep -q '^tick 2 ' /tmp/pt.out", 120);
+            await c.waitFor(1, "grep -q '^tick 2 ' /tmp/pt.out", 120);
             assertEquals((await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/pt.img"])).code, 0);
             const before = await c.ok(1, ["sh", "-c", "pgrep -x heap_counter | sort; true"]);
             const rs = await c.ppm(1, ["restore", "/tmp/pt.img"]);
@@ -296,7 +286,7 @@ Deno.test({
           const pid =
             (await c.ok(1, ["sh", "-c", "cd /tmp; /tmp/hc-copy 600 > /tmp/hc.out 2>&1 & echo $!"]))
               .trim();
-          await waitFor(c, "grep -q '^tick 2 ' /tmp/hc.out", 120);
+          await c.waitFor(1, "grep -q '^tick 2 ' /tmp/hc.out", 120);
           assertEquals(
             (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/hc.img", "--kill"])).code,
             0,
@@ -375,23 +365,18 @@ Deno.test({
             `cd /tmp; ${bin("sleeper")} 600 > /tmp/fz.out 2>&1 & echo $!`,
           ]))
             .trim();
-          await waitFor(c, "grep -q '^tick 2 ' /tmp/fz.out", 120);
+          await c.waitFor(1, "grep -q '^tick 2 ' /tmp/fz.out", 120);
           assertEquals(
             (await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/fz.img", "--kill"])).code,
             0,
           );
           const before = await c.ok(1, ["sh", "-c", "pgrep -x sleeper | sort; true"]);
-          const r = await c.exec(1, [
-            "deno",
-            "run",
-            "-A",
-            "--config",
-            guestPath(join(PROJECT_ROOT, "deno.json")),
-            guestPath(join(PROJECT_ROOT, "tests/guest/fuzz/image_fuzz.ts")),
-            "/tmp/fz.img",
-            "1000",
-            "7",
-          ], 1_800_000);
+          const r = await c.deno(
+            1,
+            "tests/guest/fuzz/image_fuzz.ts",
+            ["/tmp/fz.img", "1000", "7"],
+            1_800_000,
+          );
           assertEquals(r.code, 0, r.stderr);
           const sum = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
           console.log(`  image fuzz: ${JSON.stringify(sum)}`);
@@ -404,13 +389,7 @@ Deno.test({
       await t.step(
         "2000 damaged restore plans: the module refuses or kills, never oopses",
         async () => {
-          const plan = await c.exec(1, [
-            "deno",
-            "run",
-            "-A",
-            "--config",
-            guestPath(join(PROJECT_ROOT, "deno.json")),
-            guestPath(join(PROJECT_ROOT, "tests/guest/fuzz/make_plan.ts")),
+          const plan = await c.deno(1, "tests/guest/fuzz/make_plan.ts", [
             "/tmp/fz.img",
             "/tmp/fz.plan",
           ], 300_000);
@@ -443,7 +422,7 @@ Deno.test({
             `cd /tmp; ${bin("anon_memory")} 600 64 > /tmp/am.out 2>&1 & echo $!`,
           ])).trim();
           try {
-            await waitFor(c, "grep -q '^tick 0 ' /tmp/am.out", 240);
+            await c.waitFor(1, "grep -q '^tick 0 ' /tmp/am.out", 240);
             const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/am.img", "--json"], 300_000);
             assertEquals(ck.code, 0, ck.stderr);
             const size = Number((await c.ok(1, ["stat", "-c", "%s", "/tmp/am.img"])).trim());

@@ -5,21 +5,12 @@
  * migration leaves it running on the source; a wrong secret is refused.
  */
 import { join } from "node:path";
-import { PROJECT_ROOT, stateDir } from "../../core/paths.ts";
+import { stateDir } from "../../core/paths.ts";
 import { generateSecret } from "../../core/security/secret.ts";
 import { guestPath } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { type TestCluster, withCluster } from "../support/cluster.ts";
+import { withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
-
-async function waitFor(c: TestCluster, node: number, cond: string, seconds: number): Promise<void> {
-  const r = await c.exec(node, [
-    "sh",
-    "-c",
-    `i=0; while ! (${cond}) && [ $i -lt ${seconds * 10} ]; do sleep 0.1; i=$((i+1)); done; ${cond}`,
-  ], (seconds + 30) * 1000);
-  assertEquals(r.code, 0, `node${node}: timed out waiting for: ${cond}`);
-}
 
 /** Checks that the tick lines of `out` run 0, 1, 2, ... with no gap and no repeat. */
 function assertContinuous(out: string, upTo: number) {
@@ -52,7 +43,7 @@ Deno.test({
 
       await t.step("each node's ppm peers lists the other", async () => {
         for (const [n, other] of [[1, "node2"], [2, "node1"]] as const) {
-          await waitFor(c, n, `ppm peers --json 2>/dev/null | grep -q '"name": "${other}"'`, 180);
+          await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "${other}"'`, 180);
           const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
           const p = st.peers.find((x: { name: string }) => x.name === other);
           assertEquals([p.state, p.abi], ["alive", 1]);
@@ -65,7 +56,7 @@ Deno.test({
           const pid =
             (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 300 > /tmp/hc.out 2>&1 & echo $!`]))
               .trim();
-          await waitFor(c, 1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
+          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
           const r = await c.ppm(1, ["migrate", pid, "--to", "node2", "--json"], 300_000);
           assertEquals(r.code, 0, r.stderr);
           const m = JSON.parse(r.stdout);
@@ -74,13 +65,13 @@ Deno.test({
             `  migrated: frozen ${(m.timesUs.frozen / 1000).toFixed(0)} ms, ${m.bytes} bytes`,
           );
           // The source's copy is gone (a killed process may take a moment to be reaped).
-          await waitFor(c, 1, `! kill -0 ${pid} 2>/dev/null`, 30);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 30);
           assertEquals(
             (await c.exec(2, ["kill", "-0", pid])).code,
             0,
             "the process does not run on node2",
           );
-          await waitFor(c, 1, "grep -q '^ok heap_counter' /tmp/hc.out", 300);
+          await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/hc.out", 300);
           assertContinuous(await c.ok(1, ["cat", "/tmp/hc.out"]), 300);
           const ps1 = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
           assertEquals(ps1[0].current, { node: "node2", pid: Number(pid) });
@@ -97,13 +88,13 @@ Deno.test({
             (await c.ok(1, ["sh", "-c", "cd /tmp; /tmp/local-hc 200 > /tmp/lc.out 2>&1 & echo $!"]))
               .trim();
           try {
-            await waitFor(c, 1, "grep -q '^tick 5 ' /tmp/lc.out", 120);
+            await c.waitFor(1, "grep -q '^tick 5 ' /tmp/lc.out", 120);
             const r = await c.ppm(1, ["migrate", pid, "--to", "node2"], 300_000);
             assertEquals(r.code, 1, r.stdout);
             assertMatch(r.stderr, /runs on here/);
             assertMatch(r.stderr, /local-hc does not exist/);
             assertEquals((await c.exec(1, ["kill", "-0", pid])).code, 0, "the process was lost");
-            await waitFor(c, 1, "grep -q '^ok heap_counter' /tmp/lc.out", 300);
+            await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/lc.out", 300);
             assertContinuous(await c.ok(1, ["cat", "/tmp/lc.out"]), 200);
           } finally {
             await c.exec(1, ["kill", pid]);
@@ -112,19 +103,15 @@ Deno.test({
       );
 
       await t.step("a connection with the wrong secret is refused and logged", async () => {
-        const r = await c.exec(2, [
-          "deno",
-          "run",
-          "-A",
-          "--config",
-          guestPath(join(PROJECT_ROOT, "deno.json")),
-          guestPath(join(PROJECT_ROOT, "tests/guest/support/wrong_secret.ts")),
-          "node1",
-          "7378",
-        ], 120_000);
+        const r = await c.deno(
+          2,
+          "tests/guest/support/wrong_secret.ts",
+          ["node1", "7378"],
+          120_000,
+        );
         assertEquals(r.code, 0, r.stdout + r.stderr);
         assert(JSON.parse(r.stdout.trim().split("\n").at(-1)!).refused);
-        await waitFor(c, 1, "grep -q 'refused a connection' /tmp/agent.log", 30);
+        await c.waitFor(1, "grep -q 'refused a connection' /tmp/agent.log", 30);
       });
     });
   },

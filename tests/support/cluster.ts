@@ -10,7 +10,9 @@
 import { guestExec } from "../../core/vcluster/client.ts";
 import { type ClusterState, down, up } from "../../core/vcluster/cluster.ts";
 import { consoleTrouble, tail, unexpectedTaint } from "../../core/vcluster/console.ts";
-import { type ClusterSpec, nodeName } from "../../core/vcluster/spec.ts";
+import { type ClusterSpec, guestPath, nodeName } from "../../core/vcluster/spec.ts";
+import { PROJECT_ROOT } from "../../core/paths.ts";
+import { join } from "node:path";
 
 /** A running test cluster. */
 export interface TestCluster {
@@ -30,6 +32,15 @@ export interface TestCluster {
   ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Like exec, but throws with the output when the exit code is not 0. */
   ok(i: number, argv: string[], timeoutMs?: number): Promise<string>;
+  /** Polls the shell test `cond` on node i every 0.1 s, at most `seconds`; throws if it never holds. */
+  waitFor(i: number, cond: string, seconds: number): Promise<void>;
+  /** Runs a TypeScript file of this checkout (path relative to the project) with the guest's Deno. */
+  deno(
+    i: number,
+    script: string,
+    args: string[],
+    timeoutMs?: number,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
 async function consoleReport(st: ClusterState): Promise<string> {
@@ -65,6 +76,23 @@ export async function withCluster(
       }
       return r.stdout;
     },
+    waitFor: async (i, cond, seconds) => {
+      const loop = `n=0; while ! (${cond}) && [ $n -lt ${
+        seconds * 10
+      } ]; do sleep 0.1; n=$((n+1)); done; ${cond}`;
+      const r = await exec(i, ["sh", "-c", loop], (seconds + 30) * 1000);
+      if (r.code !== 0) throw new Error(`${nodeName(i)}: timed out waiting for: ${cond}`);
+    },
+    deno: (i, script, args, t) =>
+      exec(i, [
+        "deno",
+        "run",
+        "-A",
+        "--config",
+        guestPath(join(PROJECT_ROOT, "deno.json")),
+        guestPath(join(PROJECT_ROOT, script)),
+        ...args,
+      ], t),
   };
   let failure: unknown;
   try {

@@ -66,6 +66,8 @@ async function buildBinary(): Promise<void> {
     "kmod",
     "--include",
     "core/vcluster/guest",
+    "--include",
+    "core/restore/stub",
     "--output",
     join(DIST, "ppm"),
     "cli/main.ts",

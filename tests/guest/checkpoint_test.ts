@@ -343,8 +343,13 @@ Deno.test({
               const deny = await c.exec(1, [
                 "sh",
                 "-c",
-                `chmod 755 /root && setpriv --reuid=1001 --regid=1001 --clear-groups env HOME=/tmp ppm checkpoint ${other} -o /tmp/x.img`,
-              ], 120_000);
+                // uid 1001 runs ppm from source: it may execute root's Deno, and gets its own
+                // copy of the npm cache, so Deno never tries the (unreachable) registry.
+                "chmod 755 /root && rm -rf /tmp/d1001 && mkdir -p /tmp/d1001 && " +
+                "cp -r /root/.cache/deno/npm /tmp/d1001/ && chown -R 1001:1001 /tmp/d1001 && " +
+                "setpriv --reuid=1001 --regid=1001 --clear-groups env HOME=/tmp DENO_DIR=/tmp/d1001 " +
+                `ppm checkpoint ${other} -o /tmp/x.img`,
+              ], 400_000);
               assertEquals(deny.code, 3, deny.stderr + deny.stdout);
               assertMatch(deny.stderr, /does not let you trace it/);
             } finally {

@@ -3,6 +3,7 @@
  * carries its modinfo, and every file of it is checkpatch --strict clean.
  */
 import { join } from "node:path";
+import { ensurePackages } from "../../core/host/packages.ts";
 import { run } from "../../core/host/run.ts";
 import { buildModule } from "../../core/module/build.ts";
 import { readVermagic } from "../../core/module/manage.ts";
@@ -13,6 +14,7 @@ import { checkpatchPath } from "../support/checkpatch.ts";
 
 for (const line of ["6.1", "6.12"] as const) {
   Deno.test(`kmod: builds with -Werror for the ${line} kernel and carries modinfo`, async () => {
+    await ensurePackages(["kmod", "make", "gcc"], "building the module");
     const k = await ensureKernel(line, (s) => console.error(`  ${s}`));
     const out = await Deno.makeTempDir({ prefix: `ppm-kmod-${line}-` });
     try {

@@ -45,11 +45,20 @@ export function completionTable(root: AnyCommand): CompletionEntry[] {
 
 const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-/** The bash completion script. */
-export function bashScript(t: CompletionEntry[]): string {
-  const paths = t.filter((e) => e.commands.length).flatMap((e) =>
+/** Every subcommand path ("ppm module load"), for the scripts' path walk. */
+function subcommandPaths(t: CompletionEntry[]): string[] {
+  return t.filter((e) => e.commands.length).flatMap((e) =>
     e.commands.map((c) => `${e.path} ${c.name}`)
   );
+}
+
+/** The case arms of a shell `case "$path $w"` that extend the path by one known word. */
+function pathArms(t: CompletionEntry[]): string {
+  return subcommandPaths(t).map((p) => `      ${q(p)}) path="$path $w" ;;`).join("\n");
+}
+
+/** The bash completion script. */
+export function bashScript(t: CompletionEntry[]): string {
   const cases = t.map((e) =>
     `    ${q(e.path)}) words=${
       q([...e.commands.map((c) => c.name), ...e.options, ...e.choices].join(" "))
@@ -61,7 +70,7 @@ _ppm() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="\${COMP_WORDS[i]}"
     case "$path $w" in
-${paths.map((p) => `      ${q(p)}) path="$path $w" ;;`).join("\n")}
+${pathArms(t)}
     esac
   done
   case "$path" in
@@ -75,9 +84,6 @@ complete -F _ppm ppm
 
 /** The zsh completion script. */
 export function zshScript(t: CompletionEntry[]): string {
-  const paths = t.filter((e) => e.commands.length).flatMap((e) =>
-    e.commands.map((c) => `${e.path} ${c.name}`)
-  );
   const cases = t.map((e) => {
     const cmds = e.commands.map((c) => q(`${c.name}:${c.description.replaceAll(":", "\\:")}`)).join(
       " ",
@@ -93,7 +99,7 @@ _ppm() {
   for ((i = 2; i < CURRENT; i++)); do
     w="\${words[i]}"
     case "$path $w" in
-${paths.map((p) => `      ${q(p)}) path="$path $w" ;;`).join("\n")}
+${pathArms(t)}
     esac
   done
   case "$path" in

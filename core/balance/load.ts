@@ -65,22 +65,25 @@ export function decaySlowly(previous: number, sample: number, gain: number): num
   return sample >= previous ? sample : previous + gain * (sample - previous);
 }
 
-/** The local load: rises slowly, falls at once. Starts at `initial` (default 0). */
-export class LocalLoadFilter {
-  /** The fraction of a rise followed per sample. */
+/** A load filter whose step is `step(previous, sample, gain)`. Starts at `initial` (default 0). */
+abstract class StepFilter {
+  /** The fraction of a change followed per sample, in the slow direction. */
   readonly gain: number;
   #value: number;
 
   /**
    * A filter at `initial`.
    *
-   * @param gain the fraction of a rise followed per sample (settings.localRiseGain)
+   * @param gain the fraction of the slow-direction change followed per sample
    * @param initial the starting value
    */
   constructor(gain: number, initial = 0) {
     this.gain = gain;
     this.#value = initial;
   }
+
+  /** The step between samples. */
+  protected abstract step(previous: number, sample: number, gain: number): number;
 
   /** The current value. */
   get value(): number {
@@ -89,36 +92,23 @@ export class LocalLoadFilter {
 
   /** Feeds one sample and returns the new value. */
   update(sample: number): number {
-    this.#value = riseSlowly(this.#value, sample, this.gain);
+    this.#value = this.step(this.#value, sample, this.gain);
     return this.#value;
   }
 }
 
-/** The exported load: rises at once, decays slowly. Starts at `initial` (default 0). */
-export class ExportedLoadFilter {
-  /** The fraction of a fall followed per sample. */
-  readonly gain: number;
-  #value: number;
-
-  /**
-   * A filter at `initial`.
-   *
-   * @param gain the fraction of a fall followed per sample (settings.exportDecayGain)
-   * @param initial the starting value
-   */
-  constructor(gain: number, initial = 0) {
-    this.gain = gain;
-    this.#value = initial;
+/** The local load: rises slowly (gain = settings.localRiseGain), falls at once. */
+export class LocalLoadFilter extends StepFilter {
+  /** Rises slowly, falls at once. */
+  protected step(previous: number, sample: number, gain: number): number {
+    return riseSlowly(previous, sample, gain);
   }
+}
 
-  /** The current value. */
-  get value(): number {
-    return this.#value;
-  }
-
-  /** Feeds one sample and returns the new value. */
-  update(sample: number): number {
-    this.#value = decaySlowly(this.#value, sample, this.gain);
-    return this.#value;
+/** The exported load: rises at once, decays slowly (gain = settings.exportDecayGain). */
+export class ExportedLoadFilter extends StepFilter {
+  /** Rises at once, decays slowly. */
+  protected step(previous: number, sample: number, gain: number): number {
+    return decaySlowly(previous, sample, gain);
   }
 }

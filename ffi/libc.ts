@@ -37,6 +37,13 @@ const symbols = {
     result: "isize",
     nonblocking: true,
   },
+  read_nb: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   syscall2: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   syscall_delete_module: {
@@ -186,6 +193,7 @@ export const PTRACE = {
   GETSIGMASK: 0x420a,
   SETSIGMASK: 0x420b,
   O_TRACESYSGOOD: 1,
+  O_EXITKILL: 1 << 20,
   EVENT_STOP: 128,
 } as const;
 
@@ -260,4 +268,30 @@ export async function writeFd(fd: number, data: Uint8Array<ArrayBuffer>): Promis
     if (n <= 0n) throw new ErrnoError("write", 5, String(fd));
     off += Number(n);
   }
+}
+
+/**
+ * Waits up to `timeoutMs` for raw descriptor `fd` to be readable, then
+ * read(2)s into `buf`, both on a worker thread (a terminal or a pipe may
+ * have nothing for a long time).
+ *
+ * @returns the bytes read, 0 at end of file, or null when nothing came in time
+ * @throws ErrnoError when poll or read fails (the descriptor is unusable)
+ */
+export async function readFdWithin(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  timeoutMs: number,
+): Promise<number | null> {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, 1, true); // POLLIN
+  const r = await libc().poll_nb(pfd, 1n, Math.max(0, Math.floor(timeoutMs)));
+  if (r === 0) return null;
+  if (r < 0) return null; // EINTR: the caller asks again
+  if (v.getInt16(6, true) & 0x20) throw new ErrnoError("poll", 9, String(fd)); // POLLNVAL
+  const n = await libc().read_nb(fd, buf, BigInt(buf.length));
+  if (n < 0n) throw new ErrnoError("read", 5, String(fd));
+  return Number(n);
 }

@@ -12,6 +12,7 @@ import { loadConfig } from "../../core/config/load.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { report } from "../output.ts";
+import { ProgressBar } from "../progress_bar.ts";
 
 async function socketPath(o: { config?: string; controlSocket?: string }): Promise<string> {
   return (await loadConfig({ flags: { config: o.config, controlSocket: o.controlSocket } }))
@@ -72,13 +73,40 @@ export function agentCommands(): Command[] {
     .requiredOption("--to <node>", "the destination: a peer's name or address")
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
+    .option(
+      "--timeout <seconds>",
+      "give up (and resume the process here) when the destination is silent this long (default 120)",
+    )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .action(async (rawPid, o) => {
       const pid = Number(rawPid);
       if (!Number.isInteger(pid) || pid <= 0) {
         throw new PpmError("invalid PID", rawPid, "", EXIT.USAGE);
       }
-      const r = await controlRequest(await socketPath(o), { op: "migrate", pid, to: o.to }) as {
+      const timeoutS = o.timeout === undefined ? 120 : Number(o.timeout);
+      if (!(timeoutS > 0 && timeoutS <= 3600)) {
+        throw new PpmError(
+          "invalid --timeout",
+          `${o.timeout}`,
+          "give 1 to 3600 seconds",
+          EXIT.USAGE,
+        );
+      }
+      // A bar on a terminal only, and never with --json.
+      const bar = new ProgressBar(
+        `migrating ${pid} to ${o.to}`,
+        !o.json && Deno.stderr.isTerminal(),
+      );
+      const r = await controlRequest(
+        await socketPath(o),
+        { op: "migrate", pid, to: o.to, timeoutMs: timeoutS * 1000 },
+        // The agent answers within a few steps of the timeout each.
+        Math.max(600_000, timeoutS * 1000 * 6),
+        (ev) => {
+          const p = (ev as { progress?: { sent: number; expected: number } }).progress;
+          if (p) bar.update(p.sent, p.expected);
+        },
+      ).finally(() => bar.clear()) as {
         pid: number;
         bytes: number;
         to: string;

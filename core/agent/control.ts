@@ -1,7 +1,9 @@
 /**
  * The local control socket between the `ppm` CLI and the node agent: a unix
  * socket only root can use (the directory is 0700, the socket 0600), one
- * JSON request per line, one JSON reply per line.
+ * JSON request per line, one JSON reply per line. Before its reply, a long
+ * request may send event lines (`{"event": ...}`), such as a migration's
+ * progress.
  *
  * @module
  */
@@ -13,7 +15,10 @@ export type ControlRequest =
   | { op: "status" }
   | { op: "peers" }
   | { op: "ps" }
-  | { op: "migrate"; pid: number; to: string };
+  | { op: "migrate"; pid: number; to: string; timeoutMs?: number };
+
+/** Sends an event line to the requester before the reply. */
+export type Emit = (event: unknown) => void;
 
 /** A reply: `ok` with a result, or an error the CLI shows as it is. */
 export type ControlReply =
@@ -29,7 +34,7 @@ function replacer(_k: string, v: unknown) {
 /** Serves the control socket at `path` until `signal` aborts. */
 export async function serveControl(
   path: string,
-  handle: (req: ControlRequest) => Promise<unknown>,
+  handle: (req: ControlRequest, emit: Emit) => Promise<unknown>,
   signal: AbortSignal,
   log: (s: string) => void,
 ): Promise<void> {
@@ -50,31 +55,35 @@ export async function serveControl(
   }
 }
 
-async function readLine(conn: Deno.Conn, deadlineMs: number): Promise<string | null> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const buf = new Uint8Array(65536);
-  const timer = setTimeout(() => conn.close(), deadlineMs);
-  try {
-    while (total < MAX_LINE) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return null;
-      const part = buf.slice(0, n);
-      const nl = part.indexOf(10);
-      chunks.push(nl >= 0 ? part.subarray(0, nl) : part);
-      total += n;
-      if (nl >= 0) break;
+/** Reads newline-terminated lines of at most MAX_LINE bytes from a socket. */
+class LineReader {
+  #buf = new Uint8Array(0);
+  constructor(private conn: Deno.Conn) {}
+
+  /** The next line, or null at the end of the connection or after `deadlineMs`. */
+  async next(deadlineMs: number): Promise<string | null> {
+    const timer = setTimeout(() => this.conn.close(), deadlineMs);
+    try {
+      const chunk = new Uint8Array(65536);
+      for (;;) {
+        const nl = this.#buf.indexOf(10);
+        if (nl >= 0) {
+          const line = new TextDecoder().decode(this.#buf.subarray(0, nl));
+          this.#buf = this.#buf.slice(nl + 1);
+          return line;
+        }
+        if (this.#buf.length >= MAX_LINE) return null;
+        const n = await this.conn.read(chunk).catch(() => null);
+        if (n === null) return null;
+        const grown = new Uint8Array(this.#buf.length + n);
+        grown.set(this.#buf);
+        grown.set(chunk.subarray(0, n), this.#buf.length);
+        this.#buf = grown;
+      }
+    } finally {
+      clearTimeout(timer);
     }
-  } finally {
-    clearTimeout(timer);
   }
-  const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.length;
-  }
-  return new TextDecoder().decode(all);
 }
 
 async function writeAll(conn: Deno.Conn, s: string): Promise<void> {
@@ -84,16 +93,22 @@ async function writeAll(conn: Deno.Conn, s: string): Promise<void> {
 
 async function serveOne(
   conn: Deno.Conn,
-  handle: (req: ControlRequest) => Promise<unknown>,
+  handle: (req: ControlRequest, emit: Emit) => Promise<unknown>,
   log: (s: string) => void,
 ): Promise<void> {
   try {
-    const line = await readLine(conn, 10_000);
+    const line = await new LineReader(conn).next(10_000);
     if (line === null) return;
     let reply: ControlReply;
+    // Events go out in order, and never after the reply; a requester that left loses them.
+    let events = Promise.resolve();
+    const emit: Emit = (event) => {
+      events = events.then(() => writeAll(conn, JSON.stringify({ event }, replacer) + "\n"))
+        .catch(() => {});
+    };
     try {
       const req = JSON.parse(line) as ControlRequest;
-      reply = { ok: true, result: await handle(req) };
+      reply = { ok: true, result: await handle(req, emit) };
     } catch (e) {
       const err = e instanceof PpmError
         ? e
@@ -104,6 +119,7 @@ async function serveOne(
         error: { what: err.what, why: err.why, fix: err.fix, exitCode: err.exitCode },
       };
     }
+    await events;
     await writeAll(conn, JSON.stringify(reply, replacer) + "\n");
   } finally {
     try {
@@ -112,11 +128,15 @@ async function serveOne(
   }
 }
 
-/** Sends one request to the agent at `path` and returns its result (or throws its error). */
+/**
+ * Sends one request to the agent at `path` and returns its result (or
+ * throws its error); events before the reply go to `onEvent`.
+ */
 export async function controlRequest(
   path: string,
   req: ControlRequest,
   timeoutMs = 600_000,
+  onEvent?: (event: unknown) => void,
 ): Promise<unknown> {
   let conn: Deno.Conn;
   try {
@@ -139,11 +159,18 @@ export async function controlRequest(
   }
   try {
     await writeAll(conn, JSON.stringify(req) + "\n");
-    const line = await readLine(conn, timeoutMs);
-    if (line === null) {
-      throw new PpmError("the ppm agent hung up", "no reply", "see the agent's log");
+    const lines = new LineReader(conn);
+    const deadline = Date.now() + timeoutMs;
+    let reply: ControlReply | undefined;
+    while (!reply) {
+      const line = await lines.next(Math.max(1, deadline - Date.now()));
+      if (line === null) {
+        throw new PpmError("the ppm agent hung up", "no reply", "see the agent's log");
+      }
+      const msg = JSON.parse(line) as ControlReply | { event: unknown };
+      if ("event" in msg) onEvent?.(msg.event);
+      else reply = msg;
     }
-    const reply = JSON.parse(line) as ControlReply;
     if (!reply.ok) {
       const e = reply.error;
       throw new PpmError(e.what, e.why, e.fix, e.exitCode as typeof EXIT[keyof typeof EXIT]);

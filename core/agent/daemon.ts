@@ -11,12 +11,13 @@ import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import type { PpmConfig } from "../config/schema.ts";
 import { startDiscovery } from "../discovery/service.ts";
 import { EXIT, PpmError } from "../errors.ts";
+import { armedFaults } from "../fault.ts";
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import { migrateOut } from "../migrate/source.ts";
 import { loadSecret } from "../security/secret.ts";
 import { connectPeer, listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
-import { type ControlRequest, serveControl } from "./control.ts";
+import { type ControlRequest, type Emit, serveControl } from "./control.ts";
 
 /** A process this node knows moved: arrived here or left from here. */
 export interface MovedProcess {
@@ -43,6 +44,8 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
     }
   };
   const secret = await loadSecret(config.secretFile);
+  const faults = [...armedFaults()];
+  if (faults.length) log("warn", `fault injection armed (PPM_FAULT): ${faults.join(", ")}`);
   const moved: MovedProcess[] = [];
   const runDir = "/run/ppm";
   await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
@@ -101,7 +104,7 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
     return p;
   };
 
-  const handle = async (req: ControlRequest): Promise<unknown> => {
+  const handle = async (req: ControlRequest, emit: Emit): Promise<unknown> => {
     switch (req.op) {
       case "status":
         return { node: config.nodeName, ...discovery.status().self };
@@ -120,11 +123,18 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
           expectNode: peer.name,
         });
         const prior = moved.find((m) => m.direction === "arrived" && m.current.pid === req.pid);
+        let lastEmitted = 0;
         try {
           const r = await migrateOut(req.pid, conn, {
             node: config.nodeName,
             origin: prior?.origin,
             moves: prior?.moves ?? 0,
+            stepTimeoutMs: req.timeoutMs,
+            onProgress: (p) => {
+              if (p.sent - lastEmitted < 1 << 20) return;
+              lastEmitted = p.sent;
+              emit({ progress: p });
+            },
             onRelay: (done) => done.finally(() => conn.close()),
           });
           if (prior) moved.splice(moved.indexOf(prior), 1);
@@ -139,6 +149,7 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
           return { ...r, to: peer.name };
         } catch (e) {
           conn.close();
+          log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
           throw e;
         }
       }

@@ -102,6 +102,7 @@ export class Tracee {
   /** A signal that arrived while freezing and must be delivered on resume. */
   deliverOnResume = 0;
   private attached = false;
+  private killed = false;
 
   private constructor(readonly pid: number) {}
 
@@ -121,11 +122,16 @@ export class Tracee {
     return t;
   }
 
-  /** Attaches to `pid` without stopping it (it is expected to stop itself). */
-  static attach(pid: number, opts: { sysgood?: boolean } = {}): Tracee {
+  /**
+   * Attaches to `pid` without stopping it (it is expected to stop itself).
+   * With `exitKill` the kernel kills it if this process dies before
+   * releasing it (a restored copy held for a commit must never run alone).
+   */
+  static attach(pid: number, opts: { sysgood?: boolean; exitKill?: boolean } = {}): Tracee {
     const t = new Tracee(pid);
+    const o = (opts.sysgood ? PTRACE.O_TRACESYSGOOD : 0) | (opts.exitKill ? PTRACE.O_EXITKILL : 0);
     try {
-      ptrace(PTRACE.SEIZE, pid, 0n, opts.sysgood ? BigInt(PTRACE.O_TRACESYSGOOD) : 0n);
+      ptrace(PTRACE.SEIZE, pid, 0n, BigInt(o));
     } catch (e) {
       throw explainSeize(pid, e);
     }
@@ -244,6 +250,8 @@ export class Tracee {
    * does not linger as a zombie until this process ends (bounded wait).
    */
   kill(): void {
+    if (this.killed) return; // the PID may already belong to someone else
+    this.killed = true;
     try {
       kill(this.pid, 9);
     } catch { /* gone */ }

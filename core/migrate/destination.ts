@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { mkfifo } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
+import { fault } from "../fault.ts";
 import { loadImage } from "../image/schema.ts";
 import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
 import { restoreImage } from "../restore/restore.ts";
@@ -59,6 +60,41 @@ function relayFifo(
   };
 }
 
+/** The FIFO the process reads as stdin, fed from stream 4 until it ends. */
+function stdinFifo(dir: string, source: AsyncIterable<Uint8Array>) {
+  const path = join(dir, "stdin");
+  mkfifo(path);
+  return {
+    path,
+    /** Opens the write end (completes when the process opens its end) and feeds it. */
+    pump: async () => {
+      const f = await Deno.open(path, { write: true });
+      try {
+        for await (const chunk of source) {
+          for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));
+        }
+      } catch {
+        /* the process stopped reading (it ended) or the connection went away */
+      } finally {
+        f.close();
+      }
+    },
+  };
+}
+
+/** The image stream with the test fault points after its first chunk. */
+async function* withImageFaults(source: AsyncIterable<Uint8Array>) {
+  let first = true;
+  for await (const chunk of source) {
+    yield chunk;
+    if (first) {
+      first = false;
+      await fault("crash-mid-image");
+      await fault("image-stall");
+    }
+  }
+}
+
 /** Serves one incoming migration on `channel`; returns the arrival, or undefined if none. */
 export async function migrateIn(
   channel: MigrationChannel,
@@ -83,19 +119,24 @@ export async function migrateIn(
     return undefined;
   }
   await channel.send({ op: "offer-reply", ok: true });
+  log(`receiving process ${offer.pid} (${offer.comm}) from ${offer.from}`);
 
   const dir = await Deno.makeTempDir({ dir: opts.runDir, prefix: `in-${offer.pid}-` });
   try {
-    const img = await loadImage(channel.streamSource(STREAM.IMAGE));
+    const img = await loadImage(withImageFaults(channel.streamSource(STREAM.IMAGE)));
     // Standard streams follow the process: stdout and stderr are relayed to the
-    // source's descriptors whatever they were there; stdin reads /dev/null here.
+    // source's descriptors whatever they were there, and so is stdin unless it
+    // was /dev/null (then it is /dev/null here too).
     img.files.fds = img.files.fds.map((f) =>
-      f.fd === 1 || f.fd === 2
+      f.fd === 1 || f.fd === 2 || (f.fd === 0 && offer.stdin === "relay")
         ? { ...f, kind: "stdio" }
         : f.fd === 0
         ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
         : f
     );
+    const input = offer.stdin === "relay"
+      ? stdinFifo(dir, channel.streamSource(STREAM.STDIN))
+      : undefined;
     const out = relayFifo(
       dir,
       "stdout",
@@ -108,17 +149,24 @@ export async function migrateIn(
       channel.streamSink(STREAM.STDERR),
       () => channel.endStream(STREAM.STDERR),
     );
-    const pumps = [out.pump(), err.pump()];
+    const pumps = [out.pump(), err.pump(), input?.pump()];
     let r;
     try {
-      r = await restoreImage(img, { hold: true, stdout: out.path, stderr: err.path });
+      r = await restoreImage(img, {
+        hold: true,
+        stdin: input?.path,
+        stdout: out.path,
+        stderr: err.path,
+      });
     } catch (e) {
       const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
       await channel.send({ op: "restored", ok: false, reason });
-      // Unblock the relay readers that wait for a writer.
+      log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
+      // Unblock the relay ends that wait for the process's ends.
       for (const p of [out.path, err.path]) {
         await Deno.open(p, { write: true }).then((f) => f.close()).catch(() => {});
       }
+      if (input) await Deno.open(input.path, { read: true }).then((f) => f.close()).catch(() => {});
       await Promise.allSettled(pumps);
       return undefined;
     }
@@ -128,6 +176,8 @@ export async function migrateIn(
       pid: r.pid,
       stats: { pages: r.pages, timesUs: r.timesUs },
     });
+    log(`process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`);
+    await fault("crash-before-commit");
     let commit: { op?: string } | undefined;
     try {
       commit = await channel.recv(step) as { op?: string };

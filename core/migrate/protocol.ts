@@ -10,6 +10,8 @@
  *   dest   → committed    ... and says so; only now does the source end its copy
  *   dest   → streams 2, 3 the process's stdout and stderr, relayed back to the
  *                         source's original descriptors for as long as it runs
+ *   source → stream 4     what arrives on the process's original stdin (unless
+ *                         that was /dev/null or closed)
  *
  * Anything else, a timeout or a dropped connection before `committed`:
  * the destination kills its copy and the source resumes the process.
@@ -18,7 +20,7 @@
  */
 
 /** Stream ids on the connection. */
-export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3 } as const;
+export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3, STDIN: 4 } as const;
 
 /** The channel migration needs; core/transport's PeerConnection provides it. */
 export interface MigrationChannel {
@@ -60,7 +62,12 @@ export interface Offer {
   origin: { node: string; pid: number };
   /** Times it moved before. */
   moves: number;
+  /** Its stdin: closed, /dev/null, or relayed from the source (stream 4). */
+  stdin: StdinMode;
 }
+
+/** How a migrated process's stdin is provided at the destination. */
+export type StdinMode = "closed" | "null" | "relay";
 
 /** Reply to an offer. */
 export interface OfferReply {

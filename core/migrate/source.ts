@@ -6,14 +6,21 @@
  *
  * @module
  */
-import { close, pidfdGetfd, pidfdOpen, writeFd } from "../../ffi/libc.ts";
+import { close, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
 import { fileIdentity } from "../dump/files.ts";
 import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { type MigrationChannel, type Offer, type OfferReply, STREAM } from "./protocol.ts";
+import { withTimeout } from "../transport/deadline.ts";
+import {
+  type MigrationChannel,
+  type Offer,
+  type OfferReply,
+  type StdinMode,
+  STREAM,
+} from "./protocol.ts";
 
 /** Result of {@link migrateOut}. */
 export interface MigrateResult {
@@ -40,6 +47,15 @@ function refuse(why: string, fix = ""): PpmError {
   );
 }
 
+/** What the process's stdin is: closed, /dev/null, or something to relay. */
+async function stdinMode(pid: number): Promise<StdinMode> {
+  try {
+    return (await Deno.readLink(`/proc/${pid}/fd/0`)) === "/dev/null" ? "null" : "relay";
+  } catch {
+    return "closed";
+  }
+}
+
 /** Builds the offer for `pid` (file identities are hashed before anything is frozen). */
 export async function buildOffer(
   pid: number,
@@ -60,8 +76,13 @@ export async function buildOffer(
     const id = await fileIdentity(p);
     files.push({ path: id.path, size: id.size, sha256: id.sha256 });
   }
-  const anon = maps.filter((m) => !m.name || m.name === "[heap]" || m.name === "[stack]")
-    .reduce((a, m) => a + Number(m.end - m.start), 0);
+  // Private pages in memory are what the optimized total copy sends.
+  const rollup = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`).catch(() => "");
+  const anonKiB = Number(/^Anonymous:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN);
+  const anon = Number.isFinite(anonKiB)
+    ? anonKiB * 1024
+    : maps.filter((m) => !m.name || m.name === "[heap]" || m.name === "[stack]")
+      .reduce((a, m) => a + Number(m.end - m.start), 0);
   return {
     op: "offer",
     pid,
@@ -74,18 +95,20 @@ export async function buildOffer(
     from,
     origin: origin ?? { node: from, pid },
     moves,
+    stdin: await stdinMode(pid),
   };
 }
 
+/** Descriptors of the process's standard streams, taken before its copy here ends. */
+export type KeptStdio = { 0?: number; 1?: number; 2?: number };
+
 /**
- * Relays the destination's stdout/stderr streams into the descriptors the
- * process had here (taken with pidfd_getfd before its copy ends), until
- * the streams end.
+ * Relays the process's standard streams once it runs at the destination:
+ * its stdout and stderr (streams 2, 3) into the descriptors it had here, and
+ * what arrives on its stdin here into stream 4, until the streams end.
  */
-export function relayOutput(
-  channel: MigrationChannel,
-  fds: { 1?: number; 2?: number },
-): Promise<void> {
+export function relayStdio(channel: MigrationChannel, fds: KeptStdio): Promise<void> {
+  let outputDone = false;
   const pump = async (stream: number, fd: number | undefined) => {
     try {
       for await (const chunk of channel.streamSource(stream)) {
@@ -98,7 +121,58 @@ export function relayOutput(
       if (fd !== undefined) close(fd);
     }
   };
-  return Promise.all([pump(STREAM.STDOUT, fds[1]), pump(STREAM.STDERR, fds[2])]).then(() => {});
+  const input = async (fd: number) => {
+    const sink = channel.streamSink(STREAM.STDIN);
+    const buf = new Uint8Array(65536);
+    try {
+      // Polled, so the relay ends with the process even when no input ever comes.
+      while (!outputDone) {
+        const n = await readFdWithin(fd, buf, 500);
+        if (n === null) continue;
+        if (n === 0) break;
+        await sink(buf.slice(0, n));
+      }
+      await channel.endStream(STREAM.STDIN);
+    } catch {
+      /* the process or the connection is gone */
+    } finally {
+      close(fd);
+    }
+  };
+  const output = Promise.all([pump(STREAM.STDOUT, fds[1]), pump(STREAM.STDERR, fds[2])]).then(
+    () => {
+      outputDone = true;
+    },
+  );
+  return Promise.all([output, fds[0] !== undefined ? input(fds[0]) : undefined]).then(() => {});
+}
+
+/** Takes copies of the process's standard streams (those it has; stdin only to relay it). */
+function keepStdio(pid: number, stdin: StdinMode): KeptStdio {
+  const keep: KeptStdio = {};
+  let pidfd = -1;
+  try {
+    pidfd = pidfdOpen(pid);
+    for (const fd of [0, 1, 2] as const) {
+      if (fd === 0 && stdin !== "relay") continue;
+      try {
+        keep[fd] = pidfdGetfd(pidfd, fd);
+      } catch { /* not open */ }
+    }
+  } catch {
+    /* no relay then */
+  } finally {
+    if (pidfd >= 0) close(pidfd);
+  }
+  return keep;
+}
+
+/** Progress of the image transfer. */
+export interface MigrateProgress {
+  /** Image bytes sent so far. */
+  sent: number;
+  /** The expected image size (an estimate: memory to send plus metadata). */
+  expected: number;
 }
 
 /** Options of {@link migrateOut}. */
@@ -109,8 +183,13 @@ export interface MigrateOutOptions {
   origin?: { node: string; pid: number };
   /** Moves so far. */
   moves?: number;
-  /** Bound for each step (default 120 s). */
+  /**
+   * Bound for each step (default 120 s): each answer of the destination,
+   * and each chunk of the image to leave (a cut link stalls the sending).
+   */
   stepTimeoutMs?: number;
+  /** Called as the image goes out (at most every 64 KiB of progress). */
+  onProgress?: (p: MigrateProgress) => void;
   /** Called with the relay promise once the process runs at the destination. */
   onRelay?: (done: Promise<void>) => void;
   /** Progress notes. */
@@ -136,20 +215,7 @@ export async function migrateOut(
   const tOffer = performance.now();
 
   // Keep the process's standard streams: its output keeps going where it went.
-  let pidfd = -1;
-  const keep: { 1?: number; 2?: number } = {};
-  try {
-    pidfd = pidfdOpen(pid);
-    for (const fd of [1, 2] as const) {
-      try {
-        keep[fd] = pidfdGetfd(pidfd, fd);
-      } catch { /* not open */ }
-    }
-  } catch {
-    /* no relay then */
-  } finally {
-    if (pidfd >= 0) close(pidfd);
-  }
+  const keep = keepStdio(pid, offer.stdin);
   const dropKept = () => {
     for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
   };
@@ -160,7 +226,11 @@ export async function migrateOut(
   try {
     stats = await checkpoint(pid, async (c) => {
       bytes += c.length;
-      await sink(c);
+      await withTimeout(sink(c), step, () => {
+        channel.close();
+        return new Error(`the destination took no data for ${step / 1000} s (link down?)`);
+      });
+      opts.onProgress?.({ sent: bytes, expected: offer.estimatedBytes });
     }, { hold: true });
   } catch (e) {
     dropKept();
@@ -189,7 +259,7 @@ export async function migrateOut(
     }
     held.kill();
     const tEnd = performance.now();
-    opts.onRelay?.(relayOutput(channel, keep));
+    opts.onRelay?.(relayStdio(channel, keep));
     const { held: _held, ...ck } = stats;
     return {
       pid: restored.pid!,

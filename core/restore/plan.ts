@@ -102,6 +102,8 @@ const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o
 
 /** Where the restored standard streams go: a path, or the restorer's own. */
 export interface StdioTargets {
+  /** Path for fd 0, opened for reading (else the restorer's stdin). */
+  stdin?: string;
   /** Path for fd 1 (else the restorer's stdout). */
   stdout?: string;
   /** Path for fd 2 (else the restorer's stderr). */
@@ -122,7 +124,8 @@ export function stubSpec(
     const flags = f.flags & ~(O_CREAT | O_TRUNC);
     if (f.kind === "stdio") {
       const target = f.fd === 1 ? o.stdio.stdout : f.fd === 2 ? o.stdio.stderr : undefined;
-      if (target) L.push(`fd ${f.fd} ${O_WRONLY | O_APPEND} 0 ${target}`);
+      if (f.fd === 0 && o.stdio.stdin) L.push(`fd 0 0 0 ${o.stdio.stdin}`);
+      else if (target) L.push(`fd ${f.fd} ${O_WRONLY | O_APPEND} 0 ${target}`);
       else L.push(`stdio ${f.fd} ${f.fd}`);
     } else {
       L.push(

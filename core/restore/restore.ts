@@ -15,6 +15,7 @@ import { kill, PTRACE, ptrace, waitpid, WALL } from "../../ffi/libc.ts";
 import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
+import { fault } from "../fault.ts";
 import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../image/io.ts";
@@ -274,7 +275,7 @@ export async function restoreImage(
 
     let t: Tracee;
     try {
-      t = Tracee.attach(pid, { sysgood: true });
+      t = Tracee.attach(pid, { sysgood: true, exitKill: true });
     } catch {
       throw new PpmError(
         "cannot restore",
@@ -282,99 +283,107 @@ export async function restoreImage(
         "",
       );
     }
-    let regs = nextSyscallStop(t);
-    for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
+    // From here on, a failure must not leave a half-restored process behind.
+    let started = false;
+    try {
+      let regs = nextSyscallStop(t);
+      for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
+        ptrace(PTRACE.SYSCALL, pid);
+        regs = nextSyscallStop(t);
+      }
+      if (!regs) {
+        throw new PpmError(
+          "cannot restore",
+          "the restore stub failed while setting up (see its message above)",
+          "",
+        );
+      }
+      const xsaveHere = t.getXstate().length;
+      if (xsaveHere !== img.cpu.xstate.length) {
+        t.kill();
+        throw new PpmError(
+          "cannot restore",
+          `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
+          "restore on a node with the same CPU features",
+          EXIT.INCOMPATIBLE,
+        );
+      }
+      const reqAddr = getReg(regs, "rdx");
+      const tStub = performance.now();
       ptrace(PTRACE.SYSCALL, pid);
-      regs = nextSyscallStop(t);
-    }
-    if (!regs) {
-      throw new PpmError(
-        "cannot restore",
-        "the restore stub failed while setting up (see its message above)",
-        "",
-      );
-    }
-    const xsaveHere = t.getXstate().length;
-    if (xsaveHere !== img.cpu.xstate.length) {
-      t.kill();
-      throw new PpmError(
-        "cannot restore",
-        `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
-        "restore on a node with the same CPU features",
-        EXIT.INCOMPATIBLE,
-      );
-    }
-    const reqAddr = getReg(regs, "rdx");
-    const tStub = performance.now();
-    ptrace(PTRACE.SYSCALL, pid);
-    const exit = nextSyscallStop(t);
-    if (!exit) {
-      throw new PpmError(
-        "restore failed after the memory was replaced; the new process was killed",
-        (await dmesgTail()) || "see dmesg",
-        "the image may be damaged; nothing else was changed",
-      );
-    }
-    const ret = BigInt.asIntN(64, getReg(exit, "rax"));
-    if (ret !== 0n) {
-      const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
-        new Uint8Array(ppmRestore.size)
-      );
-      const req = decode(ppmRestore, raw);
-      t.kill();
-      waitpid(pid, WALL);
-      throw new PpmError(
-        "the module refused the image",
-        `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
-        "the image is damaged or does not fit this node; nothing was changed",
-      );
-    }
-    const tMem = performance.now();
+      const exit = nextSyscallStop(t);
+      if (!exit) {
+        throw new PpmError(
+          "restore failed after the memory was replaced; the new process was killed",
+          (await dmesgTail()) || "see dmesg",
+          "the image may be damaged; nothing else was changed",
+        );
+      }
+      const ret = BigInt.asIntN(64, getReg(exit, "rax"));
+      if (ret !== 0n) {
+        const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
+          new Uint8Array(ppmRestore.size)
+        );
+        const req = decode(ppmRestore, raw);
+        t.kill();
+        throw new PpmError(
+          "the module refused the image",
+          `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
+          "the image is damaged or does not fit this node; nothing was changed",
+        );
+      }
+      const tMem = performance.now();
+      await fault("restore");
 
-    // The process's own finishing system calls, from the vDSO's syscall instruction.
-    const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
-    const files = mappedFiles(img);
-    const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
-    inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-    const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
-    if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
-      throw new PpmError("cannot restore", "setresgid failed", "");
-    }
-    if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
-      throw new PpmError("cannot restore", "setresuid failed", "");
-    }
-    inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
-    await requeueSignals(t, at, exit, img);
-    inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+      // The process's own finishing system calls, from the vDSO's syscall instruction.
+      const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
+      const files = mappedFiles(img);
+      const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
+      inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
+      const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
+      if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
+        throw new PpmError("cannot restore", "setresgid failed", "");
+      }
+      if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
+        throw new PpmError("cannot restore", "setresuid failed", "");
+      }
+      inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
+      await requeueSignals(t, at, exit, img);
+      inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
 
-    const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
-    setReg(final, "orig_rax", -1n);
-    t.setRegs(final);
-    t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
-    t.setSigmask(img.cpu.sigmask);
-    const start = () => {
-      // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
-      Deno.kill(pid, "SIGCONT");
-      t.release();
-      if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
-    };
-    if (!opts.hold) start();
-    const tEnd = performance.now();
-    return {
-      pid,
-      start: opts.hold ? start : undefined,
-      abort: opts.hold ? () => t.kill() : undefined,
-      pages: img.pageCount,
-      timesUs: {
-        load: us(tLoad - t0),
-        check: us(tCheck - tLoad),
-        plan: us(tPlan - tCheck),
-        stub: us(tStub - tPlan),
-        memory: us(tMem - tStub),
-        finish: us(tEnd - tMem),
-        total: us(tEnd - t0),
-      },
-    };
+      const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
+      setReg(final, "orig_rax", -1n);
+      t.setRegs(final);
+      t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
+      t.setSigmask(img.cpu.sigmask);
+      const start = () => {
+        // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
+        Deno.kill(pid, "SIGCONT");
+        t.release();
+        if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+      };
+      if (!opts.hold) start();
+      started = true;
+      const tEnd = performance.now();
+      return {
+        pid,
+        start: opts.hold ? start : undefined,
+        abort: opts.hold ? () => t.kill() : undefined,
+        pages: img.pageCount,
+        timesUs: {
+          load: us(tLoad - t0),
+          check: us(tCheck - tLoad),
+          plan: us(tPlan - tCheck),
+          stub: us(tStub - tPlan),
+          memory: us(tMem - tStub),
+          finish: us(tEnd - tMem),
+          total: us(tEnd - t0),
+        },
+      };
+    } catch (e) {
+      if (!started) t.kill();
+      throw e;
+    }
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }

@@ -41,3 +41,38 @@ Deno.test("control socket: directory 0700, socket 0600, one JSON reply per reque
 Deno.test("control socket: no agent is a clear error", async () => {
   await assertRejects(() => controlRequest("/nonexistent/ppm.sock", { op: "ps" }));
 });
+
+Deno.test("control socket: events before the reply arrive in order, then the result", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "ppm.sock");
+  const ac = new AbortController();
+  const served = serveControl(
+    path,
+    async (_req, emit) => {
+      for (let i = 1; i <= 50; i++) emit({ progress: { sent: i, expected: 50 } });
+      await new Promise((r) => setTimeout(r, 10));
+      return { pid: 7 };
+    },
+    ac.signal,
+    () => {},
+  );
+  try {
+    for (let i = 0; i < 100; i++) {
+      if (await Deno.stat(path).then(() => true, () => false)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const seen: number[] = [];
+    const r = await controlRequest(
+      path,
+      { op: "migrate", pid: 7, to: "x" },
+      10_000,
+      (ev) => seen.push((ev as { progress: { sent: number } }).progress.sent),
+    );
+    assertEquals(r, { pid: 7 });
+    assertEquals(seen, Array.from({ length: 50 }, (_, i) => i + 1));
+  } finally {
+    ac.abort();
+    await served;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -67,6 +67,8 @@ Deno.test("offer: describes the process, its kernel, CPU and every mapped file",
     ]);
     assert(o.files.some((f) => /sleep$/.test(f.path) && /^[0-9a-f]{64}$/.test(f.sha256)));
     assertEquals(o.origin, { node: "nodeA", pid: child.pid });
+    assertEquals(o.stdin, "null");
+    assert(o.estimatedBytes > 0 && o.estimatedBytes < 64 << 20, `${o.estimatedBytes}`);
   } finally {
     child.kill("SIGKILL");
     await child.status;
@@ -114,7 +116,11 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
   const cases: [Partial<Offer>, RegExp][] = [
     [{ abi: PPM_ABI_VERSION + 1 }, /ABI/],
     [{ kernel: "5.10.0-1-amd64" }, /kernel 5\.10\.0-1-amd64/],
-    [{ cpuFlags: ["avx512f", "amx_tile"] }, /lacks features/],
+    // Features of other CPU families; whichever this CPU lacks (it cannot have all of them).
+    [
+      { cpuFlags: ["sse4a", "fma4", "avx512_4vnniw", "avx512_4fmaps", "amx_fp8"] },
+      /lacks features/,
+    ],
     [{ pid: Deno.pid }, /is taken/],
     [
       { files: [{ path: "/nonexistent/lib.so", size: 1, sha256: "0".repeat(64) }] },
@@ -135,6 +141,7 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
       from: "nodeA",
       origin: { node: "nodeA", pid: 4_000_000 },
       moves: 0,
+      stdin: "null",
       ...change,
     };
     const served = migrateIn(dst, { runDir: "/tmp", stepTimeoutMs: 5000 });

@@ -75,6 +75,13 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
         conn.close();
         return;
       }
+      // A process that left from here and came back is one entry again.
+      for (let i = moved.length - 1; i >= 0; i--) {
+        const m = moved[i];
+        if (m.origin.node === arrival.origin.node && m.origin.pid === arrival.origin.pid) {
+          moved.splice(i, 1);
+        }
+      }
       moved.push({
         origin: arrival.origin,
         current: { node: config.nodeName, pid: arrival.pid },

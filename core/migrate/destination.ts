@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { mkfifo } from "../../ffi/libc.ts";
+import { close, mkfifo, open } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -58,6 +58,18 @@ function relayFifo(
       }
     },
   };
+}
+
+const O_RDONLY = 0, O_WRONLY = 1, O_NONBLOCK = 0o4000;
+
+/**
+ * Opens and closes the other end of FIFO `path` without waiting, so that a
+ * relay end blocked in its open returns (and then sees the end at once).
+ */
+function unblockFifo(path: string, mode: number): void {
+  try {
+    close(open(path, mode | O_NONBLOCK));
+  } catch { /* ENXIO: nobody waits for a writer */ }
 }
 
 /** The FIFO the process reads as stdin, fed from stream 4 until it ends. */
@@ -160,36 +172,42 @@ export async function migrateIn(
       });
     } catch (e) {
       const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
-      await channel.send({ op: "restored", ok: false, reason });
       log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
-      // Unblock the relay ends that wait for the process's ends.
-      for (const p of [out.path, err.path]) {
-        await Deno.open(p, { write: true }).then((f) => f.close()).catch(() => {});
-      }
-      if (input) await Deno.open(input.path, { read: true }).then((f) => f.close()).catch(() => {});
+      await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
+      // Unblock the relay ends still waiting for the process's ends.
+      for (const p of [out.path, err.path]) unblockFifo(p, O_WRONLY);
+      if (input) unblockFifo(input.path, O_RDONLY);
       await Promise.allSettled(pumps);
       return undefined;
     }
-    await channel.send({
-      op: "restored",
-      ok: true,
-      pid: r.pid,
-      stats: { pages: r.pages, timesUs: r.timesUs },
-    });
-    log(`process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`);
-    await fault("crash-before-commit");
-    let commit: { op?: string } | undefined;
+    // Held until the commit: any failure from here removes the copy here.
+    let started = false;
     try {
-      commit = await channel.recv(step) as { op?: string };
-    } catch { /* dropped */ }
-    if (commit?.op !== "commit") {
-      r.abort!();
-      log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
-      return undefined;
+      await channel.send({
+        op: "restored",
+        ok: true,
+        pid: r.pid,
+        stats: { pages: r.pages, timesUs: r.timesUs },
+      });
+      log(
+        `process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`,
+      );
+      await fault("crash-before-commit");
+      let commit: { op?: string } | undefined;
+      try {
+        commit = await channel.recv(step) as { op?: string };
+      } catch { /* dropped */ }
+      if (commit?.op !== "commit") {
+        log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
+        return undefined;
+      }
+      r.start!();
+      started = true;
+      await channel.send({ op: "committed", ok: true }).catch(() => {});
+      log(`process ${offer.pid} from ${offer.from} runs here`);
+    } finally {
+      if (!started) r.abort!();
     }
-    r.start!();
-    await channel.send({ op: "committed", ok: true });
-    log(`process ${offer.pid} from ${offer.from} runs here`);
     return {
       pid: r.pid,
       from: offer.from,

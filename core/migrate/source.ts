@@ -12,7 +12,7 @@ import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
 import { fileIdentity } from "../dump/files.ts";
 import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
-import { EXIT, PpmError } from "../errors.ts";
+import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
 import {
   type MigrationChannel,
@@ -38,13 +38,18 @@ export interface MigrateResult {
 
 const us = (ms: number) => Math.round(ms * 1000);
 
-function refuse(why: string, fix = ""): PpmError {
-  return new PpmError(
-    "the migration did not happen; the process runs on here",
-    why,
-    fix,
-    EXIT.FAILURE,
-  );
+const REFUSED = "the migration did not happen; the process runs on here";
+
+function refuse(why: string, fix = "", code: ExitCode = EXIT.FAILURE): PpmError {
+  return new PpmError(REFUSED, why, fix, code);
+}
+
+/** Any failure of a migration, told as what it is: the process runs on here. */
+function asRefusal(e: unknown): PpmError {
+  if (e instanceof PpmError) {
+    return e.what === REFUSED ? e : refuse(`${e.what}: ${e.why}`, e.fix, e.exitCode);
+  }
+  return refuse(`the connection failed: ${(e as Error).message}`);
 }
 
 /** What the process's stdin is: closed, /dev/null, or something to relay. */
@@ -196,8 +201,23 @@ export interface MigrateOutOptions {
   log?: (s: string) => void;
 }
 
-/** Migrates `pid` over `channel`; throws (with the process resumed here) on failure. */
+/**
+ * Migrates `pid` over `channel`; throws a PpmError saying the process runs
+ * on here (it was resumed, or never stopped) on any failure.
+ */
 export async function migrateOut(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+): Promise<MigrateResult> {
+  try {
+    return await migrate(pid, channel, opts);
+  } catch (e) {
+    throw asRefusal(e);
+  }
+}
+
+async function migrate(
   pid: number,
   channel: MigrationChannel,
   opts: MigrateOutOptions,
@@ -280,7 +300,6 @@ export async function migrateOut(
     try {
       await channel.send({ op: "abort" });
     } catch { /* gone */ }
-    if (e instanceof PpmError) throw e;
-    throw refuse(`the connection failed: ${(e as Error).message}`);
+    throw e;
   }
 }

@@ -1,102 +1,273 @@
 /**
- * Migration between two 6.1 guests running `ppm daemon`: peers find each
- * other, a process moves while it runs and its output keeps reaching the
- * file it wrote on the source, with no gap and no repeat; a refused
- * migration leaves it running on the source; a wrong secret is refused.
+ * Migration between three 6.1 guests running `ppm daemon`:
+ *
+ * - peers find each other;
+ * - a compute program goes node1 → node2 → node3 → node1 while it runs, and
+ *   its output keeps reaching the file it wrote on node1, with no gap and no
+ *   repeat;
+ * - Debian's python3 moves mid-run and finishes with the right result;
+ * - Debian's cat moves while reading a FIFO on node1: its stdin and stdout
+ *   are relayed, so lines written on node1 come back out on node1;
+ * - failure injection at each phase (the destination refuses, its agent dies
+ *   mid-transfer, the link is cut, the restore fails, its agent dies before
+ *   the confirmation): the process runs on at the source every time, with no
+ *   copy left at the destination and no gap or repeat in its output;
+ * - a connection with the wrong secret is refused and logged.
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { ensurePackages } from "../../core/host/packages.ts";
 import { stateDir } from "../../core/paths.ts";
 import { generateSecret } from "../../core/security/secret.ts";
-import { guestPath } from "../../core/vcluster/spec.ts";
+import { setLink } from "../../core/vcluster/network.ts";
+import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { withCluster } from "../support/cluster.ts";
+import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { Agents } from "./support/agents.ts";
+
+const CLUSTER = "tmig";
+const NODES = [1, 2, 3];
 
 /** Checks that the tick lines of `out` run 0, 1, 2, ... with no gap and no repeat. */
-function assertContinuous(out: string, upTo: number) {
+function assertContinuous(out: string, atLeast: number): number[] {
   const ticks = out.split("\n").filter((l) => l.startsWith("tick ")).map((l) =>
     Number(l.split(" ")[1])
   );
   ticks.forEach((t, i) => assertEquals(t, i, `tick ${i} is ${t}: a gap or a repeat`));
-  assert(ticks.length >= upTo, `only ${ticks.length} ticks`);
+  assert(ticks.length >= atLeast, `only ${ticks.length} ticks`);
+  return ticks;
+}
+
+/** The number of tick lines in node n's file `path`. */
+async function tickCount(c: TestCluster, n: number, path: string): Promise<number> {
+  const r = await c.exec(n, ["sh", "-c", `grep -c '^tick ' ${path}`]);
+  return Number(r.stdout.trim() || "0");
+}
+
+/** Waits until node n's file `path` has `more` tick lines beyond what it has now. */
+async function waitTicks(c: TestCluster, n: number, path: string, more: number): Promise<void> {
+  const want = (await tickCount(c, n, path)) + more;
+  await c.waitFor(n, `[ $(grep -c '^tick ' ${path}) -ge ${want} ]`, 180);
+}
+
+/** `ppm migrate` from node `from`; returns the parsed --json result (throws on failure). */
+async function migrate(c: TestCluster, from: number, pid: string, to: number) {
+  const r = await c.ppm(from, ["migrate", pid, "--to", `node${to}`, "--json"], 300_000);
+  assertEquals(r.code, 0, `node${from} → node${to}: ${r.stderr}`);
+  const m = JSON.parse(r.stdout);
+  assertEquals(String(m.pid), pid);
+  console.log(
+    `  node${from} → node${to}: frozen ${(m.timesUs.frozen / 1000).toFixed(0)} ms, ${
+      (m.bytes / 2 ** 20).toFixed(1)
+    } MiB`,
+  );
+  return m;
+}
+
+/** A shell test: process `pid` lives, is called `comm` and is no zombie (PIDs differ per node). */
+function lives(pid: string, comm: string): string {
+  return `[ "$(cat /proc/${pid}/comm 2>/dev/null)" = "${comm}" ] && ` +
+    `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
+}
+
+/** Checks that `pid` (named `comm`) runs on node `on` and on none of the others. */
+async function assertRunsOn(c: TestCluster, pid: string, comm: string, on: number): Promise<void> {
+  const r = await c.exec(on, ["sh", "-c", lives(pid, comm)]);
+  assertEquals(r.code, 0, `${comm} ${pid} does not run on node${on}`);
+  for (const n of NODES.filter((x) => x !== on)) {
+    // A killed copy may take a moment to be reaped.
+    await c.waitFor(n, `! (${lives(pid, comm)})`, 30);
+  }
 }
 
 Deno.test({
-  name: "guest 6.1: ppm daemon on two nodes, ppm migrate with output relayed back",
+  name: "guest 6.1: ppm daemon on three nodes, ppm migrate, streams relayed, failures lose nothing",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
+    await ensurePackages(["python3", "coreutils"], "the migration test's programs");
     const bin = guestPath((await buildPrograms(join(stateDir(), "test-programs"))).heap_counter);
     const secret = join(stateDir(), "test-secret");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
-    await withCluster({ name: "tmig", nodes: 2, kernel: "6.1", memory: 1536 }, async (c) => {
-      for (const n of [1, 2]) {
+    await withCluster({ name: CLUSTER, nodes: 3, kernel: "6.1", memory: 1280 }, async (c) => {
+      const agents = new Agents(c, secret);
+      for (const n of NODES) {
         assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
-        await c.ok(n, [
-          "sh",
-          "-c",
-          `ppm daemon --secret-file ${guestPath(secret)} --interface eth0 --node-name node${n} ` +
-          `--announce-interval 0.5 > /tmp/agent.log 2>&1 &`,
-        ]);
+        await agents.start(n);
       }
 
-      await t.step("each node's ppm peers lists the other", async () => {
-        for (const [n, other] of [[1, "node2"], [2, "node1"]] as const) {
-          await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "${other}"'`, 180);
+      await t.step("each node's ppm peers lists the other two", async () => {
+        for (const n of NODES) {
+          for (const m of NODES.filter((x) => x !== n)) {
+            await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "node${m}"'`, 180);
+          }
           const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
-          const p = st.peers.find((x: { name: string }) => x.name === other);
-          assertEquals([p.state, p.abi], ["alive", 1]);
+          assertEquals(st.peers.length, 2);
+          for (const p of st.peers) assertEquals([p.state, p.abi], ["alive", 1]);
         }
       });
 
       await t.step(
-        "a running process moves to node2; its output continues in node1's file, no gap or repeat",
+        "a compute program goes node1 → node2 → node3 → node1; its output continues in node1's file",
         async () => {
           const pid =
-            (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 300 > /tmp/hc.out 2>&1 & echo $!`]))
+            (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 400 > /tmp/hc.out 2>&1 & echo $!`]))
               .trim();
           await c.waitFor(1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
-          const r = await c.ppm(1, ["migrate", pid, "--to", "node2", "--json"], 300_000);
-          assertEquals(r.code, 0, r.stderr);
-          const m = JSON.parse(r.stdout);
-          assertEquals(String(m.pid), pid);
-          console.log(
-            `  migrated: frozen ${(m.timesUs.frozen / 1000).toFixed(0)} ms, ${m.bytes} bytes`,
-          );
-          // The source's copy is gone (a killed process may take a moment to be reaped).
-          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 30);
-          assertEquals(
-            (await c.exec(2, ["kill", "-0", pid])).code,
-            0,
-            "the process does not run on node2",
-          );
-          await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/hc.out", 300);
-          assertContinuous(await c.ok(1, ["cat", "/tmp/hc.out"]), 300);
+          for (const [from, to] of [[1, 2], [2, 3], [3, 1]]) {
+            await migrate(c, from, pid, to);
+            await assertRunsOn(c, pid, "heap_counter", to);
+            await waitTicks(c, 1, "/tmp/hc.out", 5);
+          }
+          const ps3 = JSON.parse(await c.ok(3, ["ppm", "ps", "--json"]));
+          assertEquals(ps3[0].current, { node: "node1", pid: Number(pid) });
           const ps1 = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
-          assertEquals(ps1[0].current, { node: "node2", pid: Number(pid) });
-          const ps2 = JSON.parse(await c.ok(2, ["ppm", "ps", "--json"]));
-          assertEquals([ps2[0].direction, ps2[0].origin.node], ["arrived", "node1"]);
+          assertEquals(ps1.length, 1, JSON.stringify(ps1));
+          assertEquals([ps1[0].direction, ps1[0].origin.node, ps1[0].moves], [
+            "arrived",
+            "node1",
+            3,
+          ]);
+          await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/hc.out", 300);
+          assertContinuous(await c.ok(1, ["cat", "/tmp/hc.out"]), 400);
         },
       );
 
       await t.step(
-        "a refused migration (file missing at the destination) leaves the process running at the source",
+        "Debian's python3 moves mid-run and finishes with the right result",
+        async () => {
+          const script = [
+            "import hashlib, time",
+            "h = hashlib.sha256()",
+            "for i in range(150):",
+            "    h.update(str(i).encode())",
+            "    print('tick', i, h.hexdigest()[:16], flush=True)",
+            "    time.sleep(0.1)",
+            "print('done', h.hexdigest(), flush=True)",
+          ].join("\n");
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            'cd /tmp; /usr/bin/python3 -u -c "$0" < /dev/null > /tmp/py.out 2>&1 & echo $!',
+            script,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 20 ' /tmp/py.out", 180);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "python3", 2);
+          await c.waitFor(1, "grep -q '^done ' /tmp/py.out", 300);
+          const out = await c.ok(1, ["cat", "/tmp/py.out"]);
+          assertContinuous(out, 150);
+          const h = createHash("sha256");
+          for (let i = 0; i < 150; i++) h.update(String(i));
+          assertMatch(out, new RegExp(`^done ${h.digest("hex")}$`, "m"));
+        },
+      );
+
+      await t.step(
+        "Debian's cat moves while reading a FIFO on node1; its stdin and stdout are relayed",
+        async () => {
+          // A holder keeps the FIFO's write end open, so cat sees no end of file in between.
+          const [holder, pid] = (await c.ok(1, [
+            "sh",
+            "-c",
+            "cd /tmp; rm -f in.fifo; mkfifo in.fifo; sleep 600 > in.fifo & echo $!; " +
+            "cat < in.fifo > /tmp/cat.out & echo $!",
+          ])).trim().split("\n");
+          try {
+            await c.ok(1, ["sh", "-c", "echo line-0 > /tmp/in.fifo"]);
+            await c.waitFor(1, "grep -q '^line-0$' /tmp/cat.out", 60);
+            await migrate(c, 1, pid, 2);
+            await assertRunsOn(c, pid, "cat", 2);
+            for (let i = 1; i <= 5; i++) {
+              await c.ok(1, ["sh", "-c", `echo line-${i} > /tmp/in.fifo`]);
+              await c.waitFor(1, `grep -q '^line-${i}$' /tmp/cat.out`, 60);
+            }
+            assertEquals(
+              (await c.ok(1, ["cat", "/tmp/cat.out"])).trim().split("\n"),
+              ["line-0", "line-1", "line-2", "line-3", "line-4", "line-5"],
+            );
+          } finally {
+            await c.exec(1, ["kill", holder]);
+          }
+          // End of file on node1's FIFO reaches cat on node2, and it ends there.
+          await c.waitFor(2, `! (${lives(pid, "cat")})`, 60);
+        },
+      );
+
+      await t.step(
+        "failure injection at each phase: the process runs on at the source, nothing is lost",
         async () => {
           await c.ok(1, ["cp", bin, "/tmp/local-hc"]);
-          const pid =
-            (await c.ok(1, ["sh", "-c", "cd /tmp; /tmp/local-hc 200 > /tmp/lc.out 2>&1 & echo $!"]))
-              .trim();
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${bin} 5000 > /tmp/fail.out 2>&1 & echo $!`,
+          ])).trim();
+          const local = (await c.ok(1, [
+            "sh",
+            "-c",
+            "cd /tmp; /tmp/local-hc 5000 > /tmp/local.out 2>&1 & echo $!",
+          ])).trim();
           try {
-            await c.waitFor(1, "grep -q '^tick 5 ' /tmp/lc.out", 120);
-            const r = await c.ppm(1, ["migrate", pid, "--to", "node2"], 300_000);
-            assertEquals(r.code, 1, r.stdout);
-            assertMatch(r.stderr, /runs on here/);
-            assertMatch(r.stderr, /local-hc does not exist/);
-            assertEquals((await c.exec(1, ["kill", "-0", pid])).code, 0, "the process was lost");
-            await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/lc.out", 300);
-            assertContinuous(await c.ok(1, ["cat", "/tmp/lc.out"]), 200);
+            await c.waitFor(1, "grep -q '^tick 5 ' /tmp/fail.out", 120);
+
+            /** A migration that must fail with `why`, leaving `p` running on node1 only. */
+            const mustFail = async (p: string, why: RegExp, args: string[] = []) => {
+              const comm = p === pid ? "heap_counter" : "local-hc";
+              const r = await c.ppm(1, ["migrate", p, "--to", "node2", ...args], 300_000);
+              assert(r.code !== 0, `the migration succeeded: ${r.stdout}`);
+              assertMatch(r.stderr, /runs on here/);
+              assertMatch(r.stderr, why);
+              await assertRunsOn(c, p, comm, 1);
+              await waitTicks(c, 1, p === pid ? "/tmp/fail.out" : "/tmp/local.out", 3);
+              console.log(`  refused as expected: ${r.stderr.split("\n")[0]}`);
+            };
+
+            // Before the transfer: the destination refuses (a mapped file is missing there).
+            await mustFail(local, /local-hc does not exist/);
+
+            // Mid-transfer: the destination agent dies.
+            await agents.restart(2, NODES, "crash-mid-image");
+            await mustFail(pid, /connection|closed|ended|reset|broken/i);
+            await agents.waitDead(2);
+
+            // Mid-transfer: the link to the destination is cut.
+            await agents.start(2, "image-stall");
+            await agents.waitSeen(2, NODES);
+            const ns = netnsName(CLUSTER);
+            const failing = mustFail(pid, /./, ["--timeout", "15"]);
+            try {
+              await c.waitFor(2, `grep -q 'receiving process ${pid} ' /tmp/agent.log`, 120);
+              await setLink(ns, 2, false);
+              await failing;
+            } finally {
+              await setLink(ns, 2, true);
+            }
+
+            // During the restore: it fails after the memory was replaced.
+            await agents.restart(2, NODES, "restore");
+            await mustFail(pid, /injected fault restore/);
+
+            // Before the confirmation: the destination agent dies with the copy held.
+            await agents.restart(2, NODES, "crash-before-commit");
+            await mustFail(pid, /did not confirm|connection|closed|ended|reset|broken/i);
+            await agents.waitDead(2);
+
+            // And then it moves, with its output whole.
+            await agents.start(2);
+            await agents.waitSeen(2, NODES);
+            await migrate(c, 1, pid, 2);
+            await assertRunsOn(c, pid, "heap_counter", 2);
+            await waitTicks(c, 1, "/tmp/fail.out", 10);
+            assertContinuous(await c.ok(1, ["cat", "/tmp/fail.out"]), 30);
+            assertContinuous(await c.ok(1, ["cat", "/tmp/local.out"]), 10);
+            const log = await c.ok(2, ["cat", "/tmp/agent.log"]);
+            assertMatch(log, /restore failed: .*injected fault restore/);
           } finally {
+            await c.exec(1, ["kill", local]);
+            await c.exec(2, ["kill", pid]);
             await c.exec(1, ["kill", pid]);
           }
         },

@@ -1,0 +1,53 @@
+/**
+ * `ppm daemon` on the nodes of a test cluster: started and stopped by PID,
+ * optionally with fault points armed, and waits until peers see each other.
+ */
+import { guestPath } from "../../../core/vcluster/spec.ts";
+import type { TestCluster } from "../../support/cluster.ts";
+
+/** Agents of one test cluster sharing `secret` (a host path). */
+export class Agents {
+  constructor(private c: TestCluster, private secret: string) {}
+
+  /** Starts node n's agent (PPM_FAULT=`fault` when given) and waits for its control socket. */
+  async start(n: number, fault?: string): Promise<void> {
+    const env = fault ? `PPM_FAULT=${fault} ` : "";
+    await this.c.ok(n, [
+      "sh",
+      "-c",
+      `cd /tmp; ${env}ppm daemon --secret-file ${guestPath(this.secret)} --interface eth0 ` +
+      `--node-name node${n} --announce-interval 0.5 >> /tmp/agent.log 2>&1 & echo $! > /tmp/agent.pid`,
+    ]);
+    await this.c.waitFor(n, "ppm peers --json > /dev/null 2>&1", 120);
+  }
+
+  /** Stops node n's agent (the one this class started) and waits until it is gone. */
+  async stop(n: number): Promise<void> {
+    await this.c.exec(n, ["sh", "-c", "kill $(cat /tmp/agent.pid) 2>/dev/null"]);
+    await this.c.waitFor(n, "! kill -0 $(cat /tmp/agent.pid) 2>/dev/null", 60);
+  }
+
+  /** Waits until node n's agent has died by itself (an injected crash). */
+  async waitDead(n: number): Promise<void> {
+    await this.c.waitFor(n, "! kill -0 $(cat /tmp/agent.pid) 2>/dev/null", 60);
+  }
+
+  /** Restarts node n's agent, with `fault` armed or none, and waits until every other node sees it. */
+  async restart(n: number, nodes: number[], fault?: string): Promise<void> {
+    await this.stop(n);
+    await this.start(n, fault);
+    await this.waitSeen(n, nodes);
+  }
+
+  /** Waits until each of `nodes` (but n) lists node n's current agent as alive. */
+  async waitSeen(n: number, nodes: number[]): Promise<void> {
+    const id = JSON.parse(await this.c.ok(n, ["ppm", "peers", "--json"])).self.id as string;
+    for (const m of nodes.filter((x) => x !== n)) {
+      await this.c.waitFor(
+        m,
+        `ppm peers --json 2>/dev/null | tr -d ' \\n' | grep -q '"id":"${id}","name":"node${n}"'`,
+        120,
+      );
+    }
+  }
+}

@@ -8,7 +8,7 @@
 import { defineStruct } from "./struct.ts";
 
 /** PPM_ABI_VERSION this tool speaks. */
-export const PPM_ABI_VERSION = 1;
+export const PPM_ABI_VERSION = 2;
 
 /** Name of the misc device and of the module. */
 export const PPM_DEVICE_NAME = "ppm";
@@ -189,6 +189,74 @@ export const ppmRestore = defineStruct(
   ] as const,
 );
 
+/** Redirect actions (`PPM_RDR_*`): what a node does with a migrated flow's packets. */
+export const PPM_RDR = {
+  /** Old node: drop PEER<->OLD both ways (the freeze; stray packets after). */
+  DROP: 1,
+  /** A peer in the cluster: out dst OLD->NEW, in src NEW->OLD. */
+  PEER: 2,
+  /** Old node: in dst OLD->NEW, then routed on to the new node. */
+  FORWARD: 3,
+  /** New node: out src NEW->OLD (answers to peers outside the cluster). */
+  ANSWER: 4,
+} as const;
+
+/** PPM_RDR_ST_OPEN: packets flow. */
+export const PPM_RDR_ST_OPEN = 0;
+/** PPM_RDR_ST_CLOSING: TCP FINs both ways or a RST seen; the entry expires soon. */
+export const PPM_RDR_ST_CLOSING = 1;
+/** Most redirect entries per node. */
+export const PPM_RDR_MAX = 4096;
+/** Longest idle timeout of an entry, seconds. */
+export const PPM_RDR_MAX_IDLE = 86400;
+/** PPM_RDR_DEL_ALL: remove every entry. */
+export const PPM_RDR_DEL_ALL = 1;
+
+/** `struct ppm_redirect`; addresses and ports in network order (raw bytes). */
+export const ppmRedirect = defineStruct(
+  "ppm_redirect",
+  [
+    ["id", "u64"],
+    ["proto", "u8"],
+    ["action", "u8"],
+    ["flags", "u16"],
+    ["old_addr", { bytes: 4 }],
+    ["new_addr", { bytes: 4 }],
+    ["peer_addr", { bytes: 4 }],
+    ["old_port", { bytes: 2 }],
+    ["new_port", { bytes: 2 }],
+    ["peer_port", { bytes: 2 }],
+    ["reserved0", "u16"],
+    ["idle_timeout", "u32"],
+    ["state", "u32"],
+    ["packets", "u64"],
+    ["bytes", "u64"],
+    ["age_ms", "u64"],
+    ["idle_ms", "u64"],
+    ["reserved", { bytes: 16 }],
+  ] as const,
+);
+
+/** `struct ppm_redirect_del`. */
+export const ppmRedirectDel = defineStruct(
+  "ppm_redirect_del",
+  [
+    ["id", "u64"],
+    ["flags", "u32"],
+    ["removed", "u32"],
+  ] as const,
+);
+
+/** `struct ppm_redirect_list`. */
+export const ppmRedirectList = defineStruct(
+  "ppm_redirect_list",
+  [
+    ["entries", "u64"],
+    ["max", "u32"],
+    ["count", "u32"],
+  ] as const,
+);
+
 /** Every uapi structure, for the layout test. */
 export const ALL_STRUCTS = [
   ppmInfo,
@@ -200,6 +268,9 @@ export const ALL_STRUCTS = [
   ppmPlanVma,
   ppmPlanRun,
   ppmRestore,
+  ppmRedirect,
+  ppmRedirectDel,
+  ppmRedirectList,
 ] as const;
 
 const IOC_NRBITS = 8n, IOC_TYPEBITS = 8n, IOC_SIZEBITS = 14n;
@@ -233,4 +304,7 @@ export const PPM_IOC = {
   DUMP_TASK: IOWR(PPM_IOC_MAGIC, 0x01, ppmDumpTask.size),
   DUMP_VMAS: IOWR(PPM_IOC_MAGIC, 0x02, ppmDumpVmas.size),
   RESTORE: IOWR(PPM_IOC_MAGIC, 0x03, ppmRestore.size),
+  REDIRECT_ADD: IOWR(PPM_IOC_MAGIC, 0x04, ppmRedirect.size),
+  REDIRECT_DEL: IOWR(PPM_IOC_MAGIC, 0x05, ppmRedirectDel.size),
+  REDIRECT_LIST: IOWR(PPM_IOC_MAGIC, 0x06, ppmRedirectList.size),
 } as const;

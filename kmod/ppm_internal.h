@@ -7,10 +7,11 @@
 
 #include "uapi/ppm.h"
 
-#define PPM_MODULE_VERSION	"0.1.0"
+#define PPM_MODULE_VERSION	"0.2.0"
 
-/* What this build implements; grows as the dump/restore/redirect parts land. */
-#define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE)
+/* What this build implements. */
+#define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE | \
+				 PPM_FEAT_REDIRECT)
 
 /* dump.c */
 long ppm_ioctl_dump_task(void __user *arg);
@@ -18,5 +19,12 @@ long ppm_ioctl_dump_vmas(void __user *arg);
 
 /* restore.c */
 long ppm_ioctl_restore(void __user *arg);
+
+/* redirect.c */
+int ppm_redirect_init(void);
+void ppm_redirect_exit(void);
+long ppm_ioctl_redirect_add(void __user *arg);
+long ppm_ioctl_redirect_del(void __user *arg);
+long ppm_ioctl_redirect_list(void __user *arg);
 
 #endif /* _PPM_INTERNAL_H */

@@ -3,8 +3,9 @@
  * ppm: preemptive process migration.
  *
  * Device and ioctl dispatch: registers the misc device /dev/ppm and routes
- * each ioctl to the part of the module that implements it.  Checkpoint,
- * restore and the netfilter redirects live in their own files.
+ * each ioctl to the part of the module that implements it.  Checkpoint
+ * (dump.c), restore (restore.c) and the netfilter redirects (redirect.c)
+ * live in their own files.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -46,6 +47,12 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ppm_ioctl_dump_vmas(uarg);
 	case PPM_IOC_RESTORE:
 		return ppm_ioctl_restore(uarg);
+	case PPM_IOC_REDIRECT_ADD:
+		return ppm_ioctl_redirect_add(uarg);
+	case PPM_IOC_REDIRECT_DEL:
+		return ppm_ioctl_redirect_del(uarg);
+	case PPM_IOC_REDIRECT_LIST:
+		return ppm_ioctl_redirect_list(uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -69,9 +76,15 @@ static int __init ppm_init(void)
 {
 	int ret;
 
+	ret = ppm_redirect_init();
+	if (ret) {
+		pr_err("cannot register the netfilter hooks: %d\n", ret);
+		return ret;
+	}
 	ret = misc_register(&ppm_misc);
 	if (ret) {
 		pr_err("cannot register /dev/%s: %d\n", PPM_DEVICE_NAME, ret);
+		ppm_redirect_exit();
 		return ret;
 	}
 	pr_info("loaded, version %s, abi %d\n", PPM_MODULE_VERSION,
@@ -82,6 +95,7 @@ static int __init ppm_init(void)
 static void __exit ppm_exit(void)
 {
 	misc_deregister(&ppm_misc);
+	ppm_redirect_exit();
 	pr_info("unloaded\n");
 }
 

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 
 /* Bumped on every incompatible change of this header. */
-#define PPM_ABI_VERSION		1
+#define PPM_ABI_VERSION		2
 
 #define PPM_DEVICE_NAME		"ppm"
 #define PPM_VERSION_LEN		32
@@ -29,7 +29,7 @@
 #define PPM_FEAT_INFO		_BITULL(0)	/* PPM_IOC_INFO */
 #define PPM_FEAT_DUMP		_BITULL(1)	/* checkpoint (later) */
 #define PPM_FEAT_RESTORE	_BITULL(2)	/* restore (later) */
-#define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects (later) */
+#define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects of migrated flows */
 
 /**
  * struct ppm_info - what the loaded module is
@@ -275,11 +275,99 @@ struct ppm_restore {
 	char error[112];
 };
 
+/*
+ * Redirects: what a node's netfilter hooks do with the IPv4 packets of a
+ * migrated socket's flows.  The process had the endpoint OLD (old_addr,
+ * old_port) on its old node and has NEW (new_addr, new_port) on its new
+ * node; PEER (peer_addr, peer_port) is the other end, 0 meaning any.
+ */
+#define PPM_RDR_DROP		1	/* old node: drop PEER<->OLD, both ways */
+#define PPM_RDR_PEER		2	/* a peer: out dst OLD->NEW, in src NEW->OLD */
+#define PPM_RDR_FORWARD		3	/* old node: in dst OLD->NEW (then routed on) */
+#define PPM_RDR_ANSWER		4	/* new node: out src NEW->OLD */
+
+#define PPM_RDR_ST_OPEN		0	/* packets flow */
+#define PPM_RDR_ST_CLOSING	1	/* TCP FIN both ways or RST seen: expires soon */
+
+#define PPM_RDR_MAX		4096	/* entries per node */
+#define PPM_RDR_MAX_IDLE	86400	/* seconds */
+
+/**
+ * struct ppm_redirect - one redirect entry
+ * @id: out (add, list): the entry's id
+ * @proto: IPPROTO_TCP or IPPROTO_UDP
+ * @action: PPM_RDR_*
+ * @flags: zero
+ * @old_addr: the address peers know (network order)
+ * @new_addr: the address the process has now (network order)
+ * @peer_addr: the remote end, 0 for any (network order)
+ * @old_port: the port peers know (network order)
+ * @new_port: the port the process has now (network order)
+ * @peer_port: the remote port, 0 for any (network order)
+ * @reserved0: zero
+ * @idle_timeout: seconds without a packet before the entry expires, 0: never
+ * @state: out (list): PPM_RDR_ST_*
+ * @packets: out (list): packets matched
+ * @bytes: out (list): bytes of the packets matched
+ * @age_ms: out (list): time since the entry was added
+ * @idle_ms: out (list): time since its last packet (its age if none)
+ * @reserved: zero
+ */
+struct ppm_redirect {
+	__u64 id;
+	__u8 proto;
+	__u8 action;
+	__u16 flags;
+	__be32 old_addr;
+	__be32 new_addr;
+	__be32 peer_addr;
+	__be16 old_port;
+	__be16 new_port;
+	__be16 peer_port;
+	__u16 reserved0;
+	__u32 idle_timeout;
+	__u32 state;
+	__u64 packets;
+	__u64 bytes;
+	__u64 age_ms;
+	__u64 idle_ms;
+	__u64 reserved[2];
+};
+
+#define PPM_RDR_DEL_ALL		_BITUL(0)	/* every entry, @id ignored */
+
+/**
+ * struct ppm_redirect_del - argument of PPM_IOC_REDIRECT_DEL
+ * @id: the entry to remove
+ * @flags: PPM_RDR_DEL_*
+ * @removed: out: entries removed
+ */
+struct ppm_redirect_del {
+	__u64 id;
+	__u32 flags;
+	__u32 removed;
+};
+
+/**
+ * struct ppm_redirect_list - argument of PPM_IOC_REDIRECT_LIST
+ * @entries: in: user address of an array of struct ppm_redirect
+ * @max: in: its length
+ * @count: out: entries on the node (more than @max when it was too short)
+ */
+struct ppm_redirect_list {
+	__u64 entries;
+	__u32 max;
+	__u32 count;
+};
+
 #define PPM_IOC_MAGIC		0xB7
 
 #define PPM_IOC_INFO		_IOR(PPM_IOC_MAGIC, 0x00, struct ppm_info)
 #define PPM_IOC_DUMP_TASK	_IOWR(PPM_IOC_MAGIC, 0x01, struct ppm_dump_task)
 #define PPM_IOC_DUMP_VMAS	_IOWR(PPM_IOC_MAGIC, 0x02, struct ppm_dump_vmas)
 #define PPM_IOC_RESTORE		_IOWR(PPM_IOC_MAGIC, 0x03, struct ppm_restore)
+#define PPM_IOC_REDIRECT_ADD	_IOWR(PPM_IOC_MAGIC, 0x04, struct ppm_redirect)
+#define PPM_IOC_REDIRECT_DEL	_IOWR(PPM_IOC_MAGIC, 0x05, struct ppm_redirect_del)
+#define PPM_IOC_REDIRECT_LIST	_IOWR(PPM_IOC_MAGIC, 0x06, struct ppm_redirect_list)
 
 #endif /* _UAPI_LINUX_PPM_H */

@@ -16,6 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { ensurePackages } from "../../core/host/packages.ts";
 import { stateDir } from "../../core/paths.ts";
 import { generateSecret } from "../../core/security/secret.ts";
@@ -105,7 +106,7 @@ Deno.test({
           }
           const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
           assertEquals(st.peers.length, 2);
-          for (const p of st.peers) assertEquals([p.state, p.abi], ["alive", 1]);
+          for (const p of st.peers) assertEquals([p.state, p.abi], ["alive", PPM_ABI_VERSION]);
         }
       });
 

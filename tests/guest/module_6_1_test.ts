@@ -4,6 +4,7 @@
  * private bridge between the nodes. Also `ppm vcluster` itself: exec's exit
  * codes and streams, concurrent execs, background processes, status.
  */
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { withCluster } from "../support/cluster.ts";
 import { ppm } from "../support/cli.ts";
@@ -94,7 +95,12 @@ Deno.test({
           const loads = await Promise.all([1, 2].map((i) => c.ppm(i, ["module", "load"])));
           for (const r of loads) {
             assertEquals(r.code, 0, r.stderr);
-            assertMatch(r.stdout, /ppm module loaded from .*ppm\.ko \(version \S+, ABI 1\)/);
+            assertMatch(
+              r.stdout,
+              new RegExp(
+                `ppm module loaded from .*ppm\\.ko \\(version \\S+, ABI ${PPM_ABI_VERSION}\\)`,
+              ),
+            );
           }
           const stats = await Promise.all(
             [1, 2].map((i) => c.ppm(i, ["module", "status", "--json"])),

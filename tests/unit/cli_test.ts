@@ -1,4 +1,5 @@
 /** The command line: help at every level, versions, completions, usage errors and exit codes. */
+import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { buildApp } from "../../cli/app.ts";
 import { completionTable } from "../../cli/completions.ts";
@@ -90,7 +91,7 @@ Deno.test("cli: module status --json reports the documented fields on any host",
   assertEquals(typeof s.loaded, "boolean");
   assertEquals(typeof s.kernel, "string");
   assert("abi" in s && "version" in s && "useCount" in s && "device" in s);
-  assertEquals(s.toolAbi, 1);
+  assertEquals(s.toolAbi, PPM_ABI_VERSION);
 });
 
 Deno.test("cli: module build without headers names the package to install", async () => {

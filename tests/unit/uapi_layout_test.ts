@@ -8,7 +8,14 @@ import { assertEquals } from "../support/assert.ts";
 import { join } from "node:path";
 import { KMOD_SRC } from "../../core/paths.ts";
 import * as uapi from "../../ffi/uapi.ts";
-import { ALL_STRUCTS, PPM_ABI_VERSION, PPM_FEAT, PPM_IOC, PPM_IOC_MAGIC } from "../../ffi/uapi.ts";
+import {
+  ALL_STRUCTS,
+  PPM_ABI_VERSION,
+  PPM_FEAT,
+  PPM_IOC,
+  PPM_IOC_MAGIC,
+  PPM_RDR,
+} from "../../ffi/uapi.ts";
 
 /** Plain numeric constants shared by name between the header and ffi/uapi.ts. */
 const CONSTANTS = [
@@ -18,6 +25,11 @@ const CONSTANTS = [
   "PPM_PLAN_MAGIC",
   "PPM_PLAN_MAX_PAGES",
   "PPM_PLAN_MAX_RUNS",
+  "PPM_RDR_ST_OPEN",
+  "PPM_RDR_ST_CLOSING",
+  "PPM_RDR_MAX",
+  "PPM_RDR_MAX_IDLE",
+  "PPM_RDR_DEL_ALL",
 ] as const;
 
 function cProgram(): string {
@@ -41,6 +53,9 @@ function cProgram(): string {
   for (const name of Object.keys(PPM_IOC)) {
     lines.push(`printf("ioctl ${name} %lu\\n", (unsigned long)PPM_IOC_${name});`);
   }
+  for (const name of Object.keys(PPM_RDR)) {
+    lines.push(`printf("redirect ${name} %d\\n", PPM_RDR_${name});`);
+  }
   for (const name of Object.keys(PPM_FEAT)) {
     lines.push(`printf("feature ${name} %llu\\n", (unsigned long long)PPM_FEAT_${name});`);
   }
@@ -62,6 +77,7 @@ function tsValues(): string[] {
     }
   }
   for (const [name, v] of Object.entries(PPM_IOC)) out.push(`ioctl ${name} ${v}`);
+  for (const [name, v] of Object.entries(PPM_RDR)) out.push(`redirect ${name} ${v}`);
   for (const [name, v] of Object.entries(PPM_FEAT)) out.push(`feature ${name} ${v}`);
   out.push(`abi ${PPM_ABI_VERSION}`, `magic ${PPM_IOC_MAGIC}`);
   for (const c of CONSTANTS) out.push(`const ${c} ${uapi[c]}`);

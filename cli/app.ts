@@ -10,6 +10,7 @@ import { agentCommands } from "./commands/agent.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
+import { redirectsCommand } from "./commands/redirects.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { secretCommand } from "./commands/secret.ts";
 import { moduleCommand } from "./commands/module.ts";
@@ -44,6 +45,7 @@ export function buildApp(): Command {
   program.addCommand(imageCommand());
   program.addCommand(secretCommand());
   for (const c of agentCommands()) program.addCommand(c);
+  program.addCommand(redirectsCommand());
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());
 

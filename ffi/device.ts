@@ -5,6 +5,7 @@
  * @module
  */
 import { addressOf, close, ioctl, O, open } from "./libc.ts";
+import { decodeRedirect, encodeRedirect, type Redirect, type RedirectEntry } from "./redirect.ts";
 import { decode, encode, type StructValue } from "./struct.ts";
 import {
   MM_FIELDS,
@@ -12,9 +13,14 @@ import {
   PPM_DEVICE_NAME,
   PPM_IOC,
   PPM_NSIG,
+  PPM_RDR_DEL_ALL,
+  PPM_RDR_MAX,
   ppmDumpTask,
   ppmDumpVmas,
   ppmInfo,
+  ppmRedirect,
+  ppmRedirectDel,
+  ppmRedirectList,
   ppmSigaction,
   ppmVma,
 } from "./uapi.ts";
@@ -129,6 +135,40 @@ export class PpmDevice {
       return out;
     }
     throw new Error(`process ${pid} has more than 65536 mappings`);
+  }
+
+  /**
+   * PPM_IOC_REDIRECT_ADD (CAP_NET_ADMIN): adds an entry to this node's
+   * redirect table; returns its id. Throws ErrnoError (EEXIST for a
+   * duplicate, ENOSPC when the table is full, EINVAL for a bad entry).
+   */
+  addRedirect(r: Redirect): number {
+    const buf = encodeRedirect(r);
+    ioctl(this.fd, PPM_IOC.REDIRECT_ADD, buf);
+    return Number(decode(ppmRedirect, buf).id);
+  }
+
+  /** PPM_IOC_REDIRECT_DEL: removes entry `id`, or every entry with "all"; returns how many. */
+  deleteRedirect(id: number | "all"): number {
+    const req = encode(ppmRedirectDel, {
+      id: id === "all" ? 0n : BigInt(id),
+      flags: id === "all" ? PPM_RDR_DEL_ALL : 0,
+    });
+    ioctl(this.fd, PPM_IOC.REDIRECT_DEL, req);
+    return decode(ppmRedirectDel, req).removed as number;
+  }
+
+  /** PPM_IOC_REDIRECT_LIST: every entry of this node's table, with its counters. */
+  listRedirects(): RedirectEntry[] {
+    const arr = new Uint8Array(PPM_RDR_MAX * ppmRedirect.size);
+    const req = encode(ppmRedirectList, { entries: addressOf(arr), max: PPM_RDR_MAX });
+    ioctl(this.fd, PPM_IOC.REDIRECT_LIST, req);
+    const n = Math.min(decode(ppmRedirectList, req).count as number, PPM_RDR_MAX);
+    const out: RedirectEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      out.push(decodeRedirect(arr.subarray(i * ppmRedirect.size, (i + 1) * ppmRedirect.size)));
+    }
+    return out;
   }
 
   /** Closes the descriptor. */

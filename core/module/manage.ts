@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { DEVICE_PATH, type PpmInfo, withDevice } from "../../ffi/device.ts";
+import { listRedirects } from "../redirect/table.ts";
 import { close, deleteModule, ErrnoError, finitModule, O, open } from "../../ffi/libc.ts";
 import { featureNames, PPM_ABI_VERSION, PPM_DEVICE_NAME } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
@@ -192,9 +193,26 @@ export async function loadModule(
   return { alreadyLoaded: false, path, info: await waitForDevice(5000) };
 }
 
-/** Unloads the module; refuses while /dev/ppm is held open. Returns false when not loaded. */
+/**
+ * Unloads the module; refuses while redirects are active or /dev/ppm is
+ * held open. Returns false when not loaded.
+ */
 export async function unloadModule(): Promise<boolean> {
   if (!(await exists(SYS_MODULE))) return false;
+  let active = 0;
+  try {
+    active = listRedirects().length;
+  } catch { /* no device, or no permission: delete_module will say */ }
+  if (active > 0) {
+    throw new PpmError(
+      "cannot unload the ppm module",
+      `${active} redirect${
+        active === 1 ? " is" : "s are"
+      } active: migrated connections use this node`,
+      "wait until they end (ppm redirects), or cut them: ppm redirects --clear",
+      EXIT.BUSY,
+    );
+  }
   const holders = Number(await readTrim(join(SYS_MODULE, "refcnt")) ?? "0");
   const cap = await hasCapSysModule();
   if (holders > 0) throw explainUnloadError(16, /* EBUSY */ holders, cap);

@@ -1,0 +1,77 @@
+/**
+ * This node's redirect table (the module's netfilter hooks), with errors a
+ * user can act on: the module missing, not root, a bad entry.
+ *
+ * @module
+ */
+import { withDevice } from "../../ffi/device.ts";
+import { ErrnoError } from "../../ffi/libc.ts";
+import type { Redirect, RedirectEntry } from "../../ffi/redirect.ts";
+import { EXIT, PpmError } from "../errors.ts";
+
+function explain(what: string, e: unknown): unknown {
+  if (!(e instanceof ErrnoError)) return e;
+  switch (e.code) {
+    case "ENOENT":
+      return new PpmError(
+        what,
+        "the ppm module is not loaded (/dev/ppm is missing)",
+        "load it: ppm module load",
+        EXIT.MISSING,
+      );
+    case "EPERM":
+    case "EACCES":
+      return new PpmError(what, "it needs CAP_NET_ADMIN", "run as root", EXIT.PERMISSION);
+    case "ENOTTY":
+      return new PpmError(
+        what,
+        "the loaded module has no redirects (an older ABI)",
+        "unload it and load this version: ppm module unload && ppm module load",
+        EXIT.INCOMPATIBLE,
+      );
+    case "EEXIST":
+      return new PpmError(what, "the same entry is already there", "", EXIT.BUSY);
+    case "ENOSPC":
+      return new PpmError(what, "the table is full (4096 entries)", "", EXIT.BUSY);
+    default:
+      return new PpmError(what, e.message);
+  }
+}
+
+/** Every entry of this node's table. */
+export function listRedirects(): RedirectEntry[] {
+  try {
+    return withDevice((d) => d.listRedirects());
+  } catch (e) {
+    throw explain("cannot read the redirect table", e);
+  }
+}
+
+/** Adds `r`; returns its id. */
+export function addRedirect(r: Redirect): number {
+  try {
+    return withDevice((d) => d.addRedirect(r));
+  } catch (e) {
+    throw explain(`cannot add a ${r.action} redirect`, e);
+  }
+}
+
+/** Removes entry `id` (a missing one is fine: it may have expired); "all" clears the table. */
+export function deleteRedirect(id: number | "all"): number {
+  try {
+    return withDevice((d) => d.deleteRedirect(id));
+  } catch (e) {
+    if (e instanceof ErrnoError && e.call === "ioctl" && e.code === "ENOENT") return 0;
+    throw explain("cannot remove a redirect", e);
+  }
+}
+
+/** One line per entry, for people. */
+export function formatRedirect(e: RedirectEntry): string {
+  const ep = (x: { addr: string; port: number }) =>
+    `${x.addr === "0.0.0.0" ? "*" : x.addr}:${x.port || "*"}`;
+  const to = e.new ? ` -> ${ep(e.new)}` : "";
+  return `${String(e.id).padStart(4)} ${e.proto} ${e.action.padEnd(7)} peer ${ep(e.peer)}  ${
+    ep(e.old)
+  }${to}  ${e.state}  ${e.packets} pkts ${e.bytes} B  age ${(e.ageMs / 1000).toFixed(0)} s`;
+}

@@ -15,6 +15,10 @@
  *    on the new node answer outside peers with the old address
  *    (src NEW -> OLD).
  *
+ * The first matching entry decides; rewrites are matched before drops, so
+ * an old node can forward a flow it dropped during the freeze by adding a
+ * forward entry before removing the drop.
+ *
  * Every entry holds a reference on the module, so the module cannot be
  * unloaded while redirects are active.  TCP entries of one flow end a few
  * seconds after a RST or FINs both ways; any entry may end after an idle
@@ -426,7 +430,11 @@ long ppm_ioctl_redirect_add(void __user *arg)
 	e->r = r;
 	e->created = jiffies;
 	e->last_used = e->created;
-	list_add_tail_rcu(&e->list, &ppm_rdr_list);
+	/* Rewrites go first: a flow forwarded after its freeze is no longer dropped. */
+	if (r.action == PPM_RDR_DROP)
+		list_add_tail_rcu(&e->list, &ppm_rdr_list);
+	else
+		list_add_rcu(&e->list, &ppm_rdr_list);
 	if (!ppm_rdr_count++)
 		schedule_delayed_work(&ppm_rdr_work, HZ);
 	mutex_unlock(&ppm_rdr_lock);

@@ -1,0 +1,226 @@
+/**
+ * Socket system calls through Deno FFI, for socket migration: raw
+ * descriptors, socket options as bytes, IPv4 socket addresses, and the
+ * queue ioctls TCP repair needs. All synchronous, on the calling thread
+ * (errno is read right after each call).
+ *
+ * @module
+ */
+import { ErrnoError } from "./libc.ts";
+
+const symbols = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
+
+function c(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
+  if (!lib) lib = Deno.dlopen("libc.so.6", symbols);
+  return lib.symbols;
+}
+
+function errno(): number {
+  const p = c().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+function check(r: number | bigint, call: string, subject: string | number): void {
+  if (r < 0) throw new ErrnoError(call, errno(), String(subject));
+}
+
+/** Address families, types, levels and options used by socket migration. */
+export const AF = { UNIX: 1, INET: 2, INET6: 10 } as const;
+/** Socket types. */
+export const SOCK = { STREAM: 1, DGRAM: 2 } as const;
+/** IP protocol numbers. */
+export const IPPROTO = { IP: 0, TCP: 6, UDP: 17 } as const;
+/** SOL_SOCKET and its options. */
+export const SOL_SOCKET = 1;
+/** Socket-level options. */
+export const SO = {
+  REUSEADDR: 2,
+  TYPE: 3,
+  SNDBUF: 7,
+  RCVBUF: 8,
+  KEEPALIVE: 9,
+  REUSEPORT: 15,
+  ACCEPTCONN: 30,
+  PROTOCOL: 38,
+  DOMAIN: 39,
+} as const;
+/** IPPROTO_IP options. */
+export const IP = { FREEBIND: 15, TRANSPARENT: 19 } as const;
+/** IPPROTO_TCP options (linux/tcp.h). */
+export const TCP = {
+  NODELAY: 1,
+  MAXSEG: 2,
+  KEEPIDLE: 4,
+  KEEPINTVL: 5,
+  KEEPCNT: 6,
+  INFO: 11,
+  USER_TIMEOUT: 18,
+  REPAIR: 19,
+  REPAIR_QUEUE: 20,
+  QUEUE_SEQ: 21,
+  REPAIR_OPTIONS: 22,
+  TIMESTAMP: 24,
+  REPAIR_WINDOW: 29,
+} as const;
+/** TCP_REPAIR_QUEUE values. */
+export const TCP_QUEUE = { NONE: 0, RECV: 1, SEND: 2 } as const;
+/** TCP option codes for TCP_REPAIR_OPTIONS. */
+export const TCPOPT = { MSS: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
+/** Queue ioctls. */
+export const SIOC = { INQ: 0x541b, OUTQ: 0x5411, OUTQNSD: 0x894b } as const;
+/** recv/send flags. */
+export const MSG = { PEEK: 2, DONTWAIT: 0x40 } as const;
+/** fcntl commands. */
+export const F = { GETFL: 3, SETFL: 4 } as const;
+
+/** socket(2). */
+export function socket(domain: number, type: number, proto = 0): number {
+  const fd = c().socket(domain, type, proto);
+  check(fd, "socket", `${domain}/${type}`);
+  return fd;
+}
+
+/** close(2). */
+export function closeSocket(fd: number): void {
+  c().close(fd);
+}
+
+/** getsockopt(2) into `size` bytes; returns the bytes the kernel filled. */
+export function getsockoptBytes(fd: number, level: number, opt: number, size: number): Uint8Array {
+  const buf = new Uint8Array(size);
+  const len = new Uint32Array([size]);
+  check(c().getsockopt(fd, level, opt, buf, len), "getsockopt", `${level}/${opt}`);
+  return buf.subarray(0, len[0]);
+}
+
+/** getsockopt(2) of an int option. */
+export function getsockoptInt(fd: number, level: number, opt: number): number {
+  const b = getsockoptBytes(fd, level, opt, 4);
+  return new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+}
+
+/** setsockopt(2) with raw bytes. */
+export function setsockoptBytes(fd: number, level: number, opt: number, value: Uint8Array): void {
+  const v = new Uint8Array(value);
+  check(c().setsockopt(fd, level, opt, v, v.length), "setsockopt", `${level}/${opt}`);
+}
+
+/** setsockopt(2) of an int option. */
+export function setsockoptInt(fd: number, level: number, opt: number, value: number): void {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, value, true);
+  setsockoptBytes(fd, level, opt, b);
+}
+
+/** An IPv4 endpoint. */
+export interface Inet4 {
+  /** Dotted quad. */
+  addr: string;
+  /** Port. */
+  port: number;
+}
+
+/** `struct sockaddr_in` for `a`. */
+export function sockaddrIn(a: Inet4): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, AF.INET, true);
+  v.setUint16(2, a.port, false);
+  const parts = a.addr.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !(p >= 0 && p <= 255))) {
+    throw new RangeError(`not an IPv4 address: ${a.addr}`);
+  }
+  b.set(parts, 4);
+  return b;
+}
+
+function parseSockaddr(b: Uint8Array): Inet4 | { family: number } {
+  const v = new DataView(b.buffer, b.byteOffset, b.length);
+  const family = v.getUint16(0, true);
+  if (family !== AF.INET) return { family };
+  return { addr: [...b.subarray(4, 8)].join("."), port: v.getUint16(2, false) };
+}
+
+/** getsockname(2): the IPv4 endpoint, or the family of another kind of socket. */
+export function sockName(fd: number): Inet4 | { family: number } {
+  const b = new Uint8Array(128);
+  const len = new Uint32Array([128]);
+  check(c().getsockname(fd, b, len), "getsockname", fd);
+  return parseSockaddr(b);
+}
+
+/** getpeername(2): the peer, or null when not connected. */
+export function peerName(fd: number): Inet4 | { family: number } | null {
+  const b = new Uint8Array(128);
+  const len = new Uint32Array([128]);
+  if (c().getpeername(fd, b, len) < 0) {
+    const e = errno();
+    if (e === 107) return null; // ENOTCONN
+    throw new ErrnoError("getpeername", e, String(fd));
+  }
+  return parseSockaddr(b);
+}
+
+/** bind(2) to an IPv4 endpoint. */
+export function bind4(fd: number, a: Inet4): void {
+  check(c().bind(fd, sockaddrIn(a), 16), "bind", `${a.addr}:${a.port}`);
+}
+
+/** connect(2) to an IPv4 endpoint (in TCP repair mode: no SYN, just the state). */
+export function connect4(fd: number, a: Inet4): void {
+  check(c().connect(fd, sockaddrIn(a), 16), "connect", `${a.addr}:${a.port}`);
+}
+
+/** listen(2). */
+export function listenSocket(fd: number, backlog: number): void {
+  check(c().listen(fd, backlog), "listen", fd);
+}
+
+/** An int ioctl (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD). */
+export function ioctlInt(fd: number, request: number): number {
+  const b = new Int32Array(1);
+  check(c().ioctl(fd, BigInt(request), new Uint8Array(b.buffer)), "ioctl", request);
+  return b[0];
+}
+
+/** recv(2) of up to `len` bytes with `flags`. */
+export function recvBytes(fd: number, len: number, flags: number): Uint8Array {
+  const buf = new Uint8Array(Math.max(1, len));
+  const n = c().recv(fd, buf, BigInt(len), flags);
+  check(n, "recv", fd);
+  return buf.subarray(0, Number(n));
+}
+
+/** send(2) of all of `data` (in repair mode it fills the selected queue). */
+export function sendAll(fd: number, data: Uint8Array, flags = 0): void {
+  const buf = new Uint8Array(data);
+  for (let off = 0; off < buf.length;) {
+    const n = c().send(fd, buf.subarray(off), BigInt(buf.length - off), flags);
+    check(n, "send", fd);
+    off += Number(n);
+  }
+}
+
+/** fcntl(2) F_GETFL. */
+export function getFl(fd: number): number {
+  const r = c().fcntl(fd, F.GETFL, 0n);
+  check(r, "fcntl", fd);
+  return r;
+}

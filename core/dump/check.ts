@@ -5,6 +5,7 @@
  * @module
  */
 import { readFds } from "./files.ts";
+import { inspectSockets } from "./sockets.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
 
 const OK_DEVICE_MAPS = ["/dev/zero"];
@@ -49,7 +50,10 @@ export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<stri
   const reasons = stayReasons(status, maps);
   if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
   try {
-    reasons.push(...(await readFds(pid)).reasons);
+    const files = await readFds(pid);
+    reasons.push(...files.reasons);
+    // IPv4 TCP and UDP sockets move with `ppm migrate`; the others are reasons.
+    reasons.push(...inspectSockets(pid, files.sockets.map((s) => s.fd)).reasons);
   } catch {
     reasons.push("its open files cannot be read (not yours?)");
   }

@@ -46,12 +46,16 @@ export interface FileIdentity {
   sha256: string;
 }
 
-/** Classifies descriptor `fd` whose link reads `target`; returns a reason when it cannot be carried. */
+/**
+ * Classifies descriptor `fd` whose link reads `target`: a file kind,
+ * "socket" (core/dump/sockets.ts looks closer), or a reason it cannot be
+ * carried.
+ */
 export function classifyFd(
   fd: number,
   target: string,
   isRegular: boolean,
-): FdKind | { reason: string } {
+): FdKind | "socket" | { reason: string } {
   if (PORTABLE_DEVICES.includes(target)) return "device";
   if (
     fd <= 2 &&
@@ -63,9 +67,7 @@ export function classifyFd(
     return { reason: `fd ${fd}: ${target} was deleted` };
   }
   if (target.startsWith("/") && isRegular) return "regular";
-  if (target.startsWith("socket:")) {
-    return { reason: `fd ${fd}: a socket (${target}) is not supported yet` };
-  }
+  if (target.startsWith("socket:")) return "socket";
   if (target.startsWith("pipe:")) {
     return { reason: `fd ${fd}: a pipe (${target}) other than stdin/stdout/stderr` };
   }
@@ -75,9 +77,23 @@ export function classifyFd(
   return { reason: `fd ${fd}: ${target} (not a regular file or a portable device)` };
 }
 
-/** Reads the descriptors of `pid`; unsupported ones are returned as reasons. */
-export async function readFds(pid: number): Promise<{ fds: FdRecord[]; reasons: string[] }> {
+/** A socket descriptor: its number and file status flags. */
+export interface SocketFd {
+  /** Descriptor number. */
+  fd: number;
+  /** open(2)-style flags (O_NONBLOCK, O_CLOEXEC, ...). */
+  flags: number;
+}
+
+/**
+ * Reads the descriptors of `pid`: files, sockets (to look at with
+ * core/dump/sockets.ts), and reasons for the ones that cannot be carried.
+ */
+export async function readFds(
+  pid: number,
+): Promise<{ fds: FdRecord[]; sockets: SocketFd[]; reasons: string[] }> {
   const fds: FdRecord[] = [];
+  const sockets: SocketFd[] = [];
   const reasons: string[] = [];
   const nums: number[] = [];
   for await (const e of Deno.readDir(`/proc/${pid}/fd`)) nums.push(Number(e.name));
@@ -99,9 +115,10 @@ export async function readFds(pid: number): Promise<{ fds: FdRecord[]; reasons: 
       continue;
     }
     const info = parseFdInfo(await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd}`));
-    fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
+    if (kind === "socket") sockets.push({ fd, flags: info.flags });
+    else fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
   }
-  return { fds, reasons };
+  return { fds, sockets, reasons };
 }
 
 /** Size and mtime of a file now (cheap; taken while the process is frozen). */

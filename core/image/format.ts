@@ -47,6 +47,8 @@ export const RECORD = {
   SIGNALS: 5,
   /** mm fields: brk, stack, auxv. */
   MM: 6,
+  /** IPv4 sockets, with their TCP repair state (migration only). */
+  SOCKETS: 7,
   /** Raw page data (not msgpack): see {@link PAGES_HEADER_SIZE}. */
   PAGES: 16,
   /** The last record: a map with at least the `records` and `pages` counts. */

@@ -5,9 +5,10 @@
  *
  * @module
  */
-import { ImageError } from "./errors.ts";
+import { arr, bad, big, bytes, int, obj, str } from "./fields.ts";
 import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
+import { checkSockets, type SocketEntry } from "./sockets.ts";
 
 /** The TASK record. */
 export interface TaskRecord {
@@ -154,6 +155,8 @@ export interface LoadedImage {
   vmas: VmaEntry[];
   /** Files. */
   files: { fds: FdEntry[]; mapped: MappedFile[] };
+  /** Sockets (none in a checkpoint file; a migration may carry some). */
+  sockets: SocketEntry[];
   /** Page blocks, in image order. */
   pages: PageBlock[];
   /** END record extras. */
@@ -163,60 +166,6 @@ export interface LoadedImage {
 }
 
 const TASK_SIZE = 1n << 47n;
-
-function bad(what: string, why: string): ImageError {
-  return new ImageError(`malformed image: ${what}`, why);
-}
-
-function obj(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array) {
-    throw bad(what, "not a map");
-  }
-  return v as Record<string, unknown>;
-}
-
-function int(o: Record<string, unknown>, k: string, what: string, min = 0, max = 2 ** 32): number {
-  const v = o[k];
-  const n = typeof v === "bigint" ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw bad(what, `${k} is ${String(v)}, not an integer in ${min}..${max}`);
-  }
-  return n;
-}
-
-function big(o: Record<string, unknown>, k: string, what: string, max = (1n << 64n) - 1n): bigint {
-  const v = o[k];
-  const n = typeof v === "number" && Number.isInteger(v) ? BigInt(v) : v;
-  if (typeof n !== "bigint" || n < 0n || n > max) {
-    throw bad(what, `${k} is ${String(v)}, out of range`);
-  }
-  return n;
-}
-
-function str(o: Record<string, unknown>, k: string, what: string, max = 4096): string {
-  const v = o[k];
-  if (typeof v !== "string" || v.length > max) throw bad(what, `${k} is not a string`);
-  return v;
-}
-
-function bytes(
-  o: Record<string, unknown>,
-  k: string,
-  what: string,
-  min: number,
-  max: number,
-): Uint8Array {
-  const v = o[k];
-  if (!(v instanceof Uint8Array) || v.length < min || v.length > max) {
-    throw bad(what, `${k} is not ${min}..${max} bytes`);
-  }
-  return v;
-}
-
-function arr(v: unknown, what: string, max: number): unknown[] {
-  if (!Array.isArray(v) || v.length > max) throw bad(what, `not a list of at most ${max}`);
-  return v;
-}
 
 function checkTask(v: unknown): TaskRecord {
   const o = obj(v, "TASK");
@@ -386,5 +335,11 @@ export async function loadImage(source: AsyncIterable<Uint8Array>): Promise<Load
     );
     if (!inside) throw bad(`pages at ${p.start.toString(16)}`, "outside every mapping");
   }
-  return { task, mm, cpu, signals, vmas, files, pages, end: end ?? {}, pageCount };
+  const sockets = got.has(RECORD.SOCKETS) ? checkSockets(got.get(RECORD.SOCKETS)) : [];
+  const fdNumbers = new Set(files.fds.map((f) => f.fd));
+  for (const s of sockets) {
+    if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
+    fdNumbers.add(s.fd);
+  }
+  return { task, mm, cpu, signals, vmas, files, sockets, pages, end: end ?? {}, pageCount };
 }

@@ -94,6 +94,7 @@ function image(): LoadedImage {
     pages: [{ start: 0x600000n, count: 2, data: new Uint8Array(8192).fill(7) }],
     end: {},
     pageCount: 2,
+    sockets: [],
   };
 }
 

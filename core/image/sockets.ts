@@ -1,0 +1,171 @@
+/**
+ * The SOCKETS record: the IPv4 sockets of a migrated process. An
+ * established TCP connection carries its TCP repair state (sequence
+ * numbers, queued bytes both ways, options, window); a listener its
+ * backlog; a UDP socket its ends. Read back and checked field by field.
+ *
+ * @module
+ */
+import { arr, bad, bytes, int, obj, str } from "./fields.ts";
+
+/** An IPv4 endpoint. */
+export interface Endpoint4 {
+  /** Dotted quad. */
+  addr: string;
+  /** Port. */
+  port: number;
+}
+
+/** Socket options carried over. */
+export interface SocketOptions {
+  /** SO_REUSEADDR. */
+  reuseaddr: boolean;
+  /** SO_KEEPALIVE. */
+  keepalive: boolean;
+  /** SO_SNDBUF as getsockopt reports it. */
+  sndbuf: number;
+  /** SO_RCVBUF as getsockopt reports it. */
+  rcvbuf: number;
+  /** TCP_NODELAY (TCP only). */
+  nodelay: boolean;
+  /** TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (TCP only; 0 for UDP). */
+  keepidle: number;
+  /** TCP_KEEPINTVL. */
+  keepintvl: number;
+  /** TCP_KEEPCNT. */
+  keepcnt: number;
+}
+
+/** The state TCP repair mode reads and writes. */
+export interface TcpRepairState {
+  /** Sequence number of the first byte of the send queue (snd_una). */
+  sendSeq: number;
+  /** Sent-but-unacknowledged bytes, then not-yet-sent ones. */
+  sendQueue: Uint8Array;
+  /** How many of the send queue's bytes were never sent. */
+  notSent: number;
+  /** Sequence number of the first byte of the receive queue. */
+  recvSeq: number;
+  /** Received bytes the process has not read yet. */
+  recvQueue: Uint8Array;
+  /** MSS. */
+  mss: number;
+  /** Send and receive window scale; -1 when not negotiated. */
+  sndWscale: number;
+  /** Receive window scale; -1 when not negotiated. */
+  rcvWscale: number;
+  /** SACK negotiated. */
+  sack: boolean;
+  /** Timestamps negotiated. */
+  timestamps: boolean;
+  /** TCP_TIMESTAMP: the connection's timestamp clock now. */
+  tsval: number;
+  /** TCP_REPAIR_WINDOW. */
+  window: { sndWl1: number; sndWnd: number; maxWindow: number; rcvWnd: number; rcvWup: number };
+}
+
+/** One socket of the process. */
+export interface SocketEntry {
+  /** Descriptor number. */
+  fd: number;
+  /** File status flags (O_NONBLOCK, O_CLOEXEC, ...). */
+  flags: number;
+  /** "tcp" (established), "tcp-listen" or "udp". */
+  kind: "tcp" | "tcp-listen" | "udp";
+  /** Its own end. */
+  local: Endpoint4;
+  /** The other end (TCP; UDP when connected). */
+  remote?: Endpoint4;
+  /** Listener: backlog. */
+  backlog?: number;
+  /** Options. */
+  options: SocketOptions;
+  /** Established TCP: the repair state. */
+  tcp?: TcpRepairState;
+}
+
+/** Largest queue carried per direction (the kernel's buffers are smaller). */
+export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+
+const U32 = 2 ** 32 - 1;
+
+function endpoint(v: unknown, what: string): Endpoint4 {
+  const o = obj(v, what);
+  const addr = str(o, "addr", what, 15);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(addr) || addr.split(".").some((p) => Number(p) > 255)) {
+    throw bad(what, `addr ${addr} is not an IPv4 address`);
+  }
+  return { addr, port: int(o, "port", what, 0, 65535) };
+}
+
+function bool(o: Record<string, unknown>, k: string, what: string): boolean {
+  if (typeof o[k] !== "boolean") throw bad(what, `${k} is not a boolean`);
+  return o[k] as boolean;
+}
+
+function options(v: unknown, what: string): SocketOptions {
+  const o = obj(v, what);
+  return {
+    reuseaddr: bool(o, "reuseaddr", what),
+    keepalive: bool(o, "keepalive", what),
+    sndbuf: int(o, "sndbuf", what, 0, 1 << 30),
+    rcvbuf: int(o, "rcvbuf", what, 0, 1 << 30),
+    nodelay: bool(o, "nodelay", what),
+    keepidle: int(o, "keepidle", what, 0, 32767),
+    keepintvl: int(o, "keepintvl", what, 0, 32767),
+    keepcnt: int(o, "keepcnt", what, 0, 127),
+  };
+}
+
+function repair(v: unknown, what: string): TcpRepairState {
+  const o = obj(v, what);
+  const w = obj(o.window, `${what} window`);
+  const sendQueue = bytes(o, "sendQueue", what, 0, MAX_QUEUE_BYTES);
+  const t: TcpRepairState = {
+    sendSeq: int(o, "sendSeq", what, 0, U32),
+    sendQueue,
+    notSent: int(o, "notSent", what, 0, sendQueue.length),
+    recvSeq: int(o, "recvSeq", what, 0, U32),
+    recvQueue: bytes(o, "recvQueue", what, 0, MAX_QUEUE_BYTES),
+    mss: int(o, "mss", what, 0, 65535),
+    sndWscale: int(o, "sndWscale", what, -1, 14),
+    rcvWscale: int(o, "rcvWscale", what, -1, 14),
+    sack: bool(o, "sack", what),
+    timestamps: bool(o, "timestamps", what),
+    tsval: int(o, "tsval", what, 0, U32),
+    window: {
+      sndWl1: int(w, "sndWl1", what, 0, U32),
+      sndWnd: int(w, "sndWnd", what, 0, U32),
+      maxWindow: int(w, "maxWindow", what, 0, U32),
+      rcvWnd: int(w, "rcvWnd", what, 0, U32),
+      rcvWup: int(w, "rcvWup", what, 0, U32),
+    },
+  };
+  return t;
+}
+
+/** Checks a SOCKETS record. */
+export function checkSockets(v: unknown): SocketEntry[] {
+  return arr(v, "SOCKETS", 4096).map((x, i) => {
+    const o = obj(x, `socket ${i}`);
+    const what = `socket ${i}`;
+    const kind = str(o, "kind", what, 16);
+    if (kind !== "tcp" && kind !== "tcp-listen" && kind !== "udp") {
+      throw bad(what, `unknown kind ${kind}`);
+    }
+    const e: SocketEntry = {
+      fd: int(o, "fd", what, 0, 1 << 20),
+      flags: int(o, "flags", what),
+      kind,
+      local: endpoint(o.local, `${what} local end`),
+      options: options(o.options, `${what} options`),
+    };
+    if (o.remote !== undefined) e.remote = endpoint(o.remote, `${what} remote end`);
+    if (kind === "tcp") {
+      if (!e.remote) throw bad(what, "a TCP connection without a remote end");
+      e.tcp = repair(o.tcp, `${what} TCP state`);
+    }
+    if (kind === "tcp-listen") e.backlog = int(o, "backlog", what, 0, 65535);
+    return e;
+  });
+}

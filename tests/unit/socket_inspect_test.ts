@@ -1,0 +1,61 @@
+/**
+ * Which sockets of a process can move and why the others cannot, read from
+ * a real process (python3) through pidfd_getfd. Needs root (ptrace access
+ * to the child is enough, but CI runs as root anyway).
+ */
+import { readFds } from "../../core/dump/files.ts";
+import { inspectSockets } from "../../core/dump/sockets.ts";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+
+const SCRIPT = `
+import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 0)); l.listen(7)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
+a, b = socket.socketpair()
+c = socket.create_connection(("127.0.0.1", l.getsockname()[1]))
+s6 = socket.socket(socket.AF_INET6)
+t = socket.socket()
+print(l.fileno(), u.fileno(), a.fileno(), c.fileno(), s6.fileno(), t.fileno(), flush=True)
+time.sleep(30)
+`;
+
+Deno.test({
+  name: "sockets: listeners and UDP can move; unix, IPv6, loopback and unconnected ones cannot",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const child = new Deno.Command("python3", {
+      args: ["-c", SCRIPT],
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).spawn();
+    try {
+      const reader = child.stdout.getReader();
+      const { value } = await reader.read();
+      reader.releaseLock();
+      const [l, u, a, c, s6, t] = new TextDecoder().decode(value).trim().split(" ").map(Number);
+      const files = await readFds(child.pid);
+      const fds = files.sockets.map((s) => s.fd);
+      for (const fd of [l, u, a, c, s6, t]) assert(fds.includes(fd), `fd ${fd} not a socket`);
+      const { sockets, reasons } = inspectSockets(child.pid, fds);
+      const byFd = new Map(sockets.map((s) => [s.fd, s]));
+      assertEquals(byFd.get(l)?.kind, "tcp-listen");
+      assertEquals(byFd.get(l)?.backlog, 7);
+      assertEquals(byFd.get(l)?.local.addr, "0.0.0.0");
+      assertEquals(byFd.get(u)?.kind, "udp");
+      const text = reasons.join("\n");
+      assertMatch(text, new RegExp(`fd ${a}: a unix socket`));
+      assertMatch(text, new RegExp(`fd ${c}: a TCP connection over loopback`));
+      assertMatch(text, new RegExp(`fd ${s6}: an IPv6 socket`));
+      assertMatch(
+        text,
+        new RegExp(`fd ${t}: a TCP socket that is neither connected nor listening`),
+      );
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    }
+  },
+});

@@ -12,6 +12,7 @@ import { type DumpedTask, withDevice } from "../../ffi/device.ts";
 import { ErrnoError } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
+import { NetworkFreeze } from "../freeze/network.ts";
 import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
@@ -31,6 +32,13 @@ export interface CheckpointOptions {
    * Migration holds the source until the destination runs the process.
    */
   hold?: boolean;
+  /**
+   * Carry the process's IPv4 sockets (migration only): their flows are
+   * frozen on this node, whose address peers know as `nodeAddr`. Without
+   * it, sockets are a reason not to checkpoint (a file cannot hold a live
+   * connection).
+   */
+  network?: { nodeAddr: string };
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -47,6 +55,8 @@ export interface CheckpointStats {
   memoryBytes: number;
   /** With `hold`: the still-frozen process. */
   held?: Tracee;
+  /** With `hold` and `network`: its frozen sockets. */
+  network?: NetworkFreeze;
   /** Per-phase times, µs. */
   timesUs: {
     freeze: number;
@@ -98,6 +108,7 @@ export async function checkpoint(
   const tFrozen = performance.now();
   let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
   let ok = false;
+  let net: NetworkFreeze | undefined;
   let vmas: VmaRecord[] = [];
   let stats: PageStats[] = [];
   let mappedPaths: string[] = [];
@@ -105,8 +116,15 @@ export async function checkpoint(
   try {
     const status = parseStatus(await readText(`/proc/${pid}/status`));
     const maps = parseMaps(await readText(`/proc/${pid}/maps`));
-    const { fds, reasons: fdReasons } = await readFds(pid);
+    const { fds, sockets, reasons: fdReasons } = await readFds(pid);
     const reasons = [...stayReasons(status, maps), ...fdReasons];
+    if (sockets.length && !opts.network) {
+      reasons.push(
+        ...sockets.map((sk) =>
+          `fd ${sk.fd}: a socket; an image file cannot hold a live connection (ppm migrate moves TCP and UDP sockets)`
+        ),
+      );
+    }
     let task: DumpedTask;
     let kvmas;
     try {
@@ -134,6 +152,19 @@ export async function checkpoint(
         "see `ppm checkpoint --check PID`",
         EXIT.FAILURE,
       );
+    }
+
+    if (sockets.length && opts.network) {
+      const frozen = NetworkFreeze.freeze(pid, sockets, opts.network.nodeAddr);
+      if (!(frozen instanceof NetworkFreeze)) {
+        throw new PpmError(
+          `process ${pid} cannot be migrated`,
+          frozen.reasons.join("; "),
+          "see `ppm checkpoint --check PID`",
+          EXIT.FAILURE,
+        );
+      }
+      net = frozen;
     }
 
     const regs = tracee.getRegs();
@@ -209,6 +240,7 @@ export async function checkpoint(
       rseq: task.rseq,
     });
     await writer.writeRecord(RECORD.VMAS, vmas);
+    if (net) await writer.writeRecord(RECORD.SOCKETS, net.entries);
     fdsRecord = fds;
     stats = await dumpPages(pid, vmas, (run) => writer.writePages(run.start, run.data));
     tMem = performance.now();
@@ -216,8 +248,13 @@ export async function checkpoint(
   } finally {
     try {
       if (ok && opts.hold) { /* the caller decides */ }
-      else if (ok && opts.kill) tracee.kill();
-      else tracee.release();
+      else if (ok && opts.kill) {
+        tracee.kill();
+        net?.release();
+      } else {
+        net?.thaw();
+        tracee.release();
+      }
     } finally {
       tResumed = performance.now();
     }
@@ -237,6 +274,7 @@ export async function checkpoint(
   return {
     pid,
     held: opts.hold ? tracee : undefined,
+    network: opts.hold ? net : undefined,
     leftRunning: !opts.kill,
     imageBytes: summary.bytes,
     pages: totals,

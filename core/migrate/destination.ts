@@ -13,7 +13,16 @@ import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
 import { loadImage } from "../image/schema.ts";
 import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
+import { planRedirects } from "../redirect/plan.ts";
+import { RedirectSet } from "../redirect/table.ts";
 import { restoreImage } from "../restore/restore.ts";
+import {
+  checkPortsFree,
+  dropSockets,
+  rebuildSockets,
+  type RebuiltSocket,
+  releaseSockets,
+} from "../restore/sockets.ts";
 import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
 
 /** A process that arrived here. */
@@ -107,16 +116,35 @@ async function* withImageFaults(source: AsyncIterable<Uint8Array>) {
   }
 }
 
+/** Options of {@link migrateIn}. */
+export interface MigrateInOptions {
+  /** Bound of each step (default 120 s). */
+  stepTimeoutMs?: number;
+  /** Progress notes. */
+  log?: (s: string) => void;
+  /** Where the relay FIFOs live. */
+  runDir: string;
+  /** Take sockets too: this node's address (the agent knows it). */
+  network?: { nodeAddr: string };
+  /** The offer, when the caller already read it. */
+  offer?: Offer;
+}
+
 /** Serves one incoming migration on `channel`; returns the arrival, or undefined if none. */
 export async function migrateIn(
   channel: MigrationChannel,
-  opts: { stepTimeoutMs?: number; log?: (s: string) => void; runDir: string },
+  opts: MigrateInOptions,
 ): Promise<Arrival | undefined> {
   const step = opts.stepTimeoutMs ?? 120_000;
   const log = opts.log ?? (() => {});
-  const offer = await channel.recv(step) as Offer;
+  const offer = opts.offer ?? await channel.recv(step) as Offer;
   if (offer?.op !== "offer") return undefined;
+  const sockets = Array.isArray(offer.sockets) ? offer.sockets : [];
   try {
+    if (sockets.length) {
+      if (!opts.network) throw new PpmError("refused", "this node does not take sockets");
+      checkPortsFree(sockets, opts.network.nodeAddr);
+    }
     if (offer.abi !== PPM_ABI_VERSION) {
       throw new PpmError("refused", `module ABI ${offer.abi} here is ${PPM_ABI_VERSION}`);
     }
@@ -163,14 +191,20 @@ export async function migrateIn(
     );
     const pumps = [out.pump(), err.pump(), input?.pump()];
     let r;
+    let rebuilt: RebuiltSocket[] = [];
+    const answers = new RedirectSet();
+    const nodeAddr = opts.network?.nodeAddr ?? "";
     try {
+      if (img.sockets.length) rebuilt = rebuildSockets(img.sockets, nodeAddr);
       r = await restoreImage(img, {
         hold: true,
         stdin: input?.path,
         stdout: out.path,
         stderr: err.path,
+        sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       });
     } catch (e) {
+      dropSockets(rebuilt);
       const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
       log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
       await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
@@ -188,6 +222,7 @@ export async function migrateIn(
         ok: true,
         pid: r.pid,
         stats: { pages: r.pages, timesUs: r.timesUs },
+        addr: opts.network?.nodeAddr,
       });
       log(
         `process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`,
@@ -201,12 +236,24 @@ export async function migrateIn(
         log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
         return undefined;
       }
+      // The redirects are in place on the other nodes; answers here leave with
+      // the old address; then the connections may speak.
+      if (img.sockets.length) {
+        answers.add(planRedirects(img.sockets, offer.fromAddr, nodeAddr, []).answers);
+      }
+      releaseSockets(rebuilt);
       r.start!();
       started = true;
+      dropSockets(rebuilt);
+      answers.keep();
       await channel.send({ op: "committed", ok: true }).catch(() => {});
       log(`process ${offer.pid} from ${offer.from} runs here`);
     } finally {
-      if (!started) r.abort!();
+      if (!started) {
+        r.abort!();
+        dropSockets(rebuilt);
+        answers.removeAll();
+      }
     }
     return {
       pid: r.pid,

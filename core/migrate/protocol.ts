@@ -5,8 +5,12 @@
  *   source → offer        what the process needs (kernel, CPU, files, PID)
  *   dest   → offer-reply  yes, or why not
  *   source → stream 1     the image, streamed while the process is frozen
- *   dest   → restored     the process exists there, stopped (or why not)
- *   source → commit       dest lets it run ...
+ *   dest   → restored     the process exists there, stopped (or why not); its
+ *                         sockets exist too, in TCP repair mode, and the
+ *                         destination answers for the old address (ANSWER)
+ *   source               forwards outside peers' flows (FORWARD) and asks
+ *                         cluster peers' agents to rewrite theirs (PEER)
+ *   source → commit       dest ends repair mode and lets the process run ...
  *   dest   → committed    ... and says so; only now does the source end its copy
  *   dest   → streams 2, 3 the process's stdout and stderr, relayed back to the
  *                         source's original descriptors for as long as it runs
@@ -18,6 +22,8 @@
  *
  * @module
  */
+
+import type { FlowSocket } from "../redirect/plan.ts";
 
 /** Stream ids on the connection. */
 export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3, STDIN: 4 } as const;
@@ -64,6 +70,10 @@ export interface Offer {
   moves: number;
   /** Its stdin: closed, /dev/null, or relayed from the source (stream 4). */
   stdin: StdinMode;
+  /** The source node's address, as the process's peers know it ("" without sockets). */
+  fromAddr: string;
+  /** Its IPv4 sockets (their ports must be free at the destination). */
+  sockets: FlowSocket[];
 }
 
 /** How a migrated process's stdin is provided at the destination. */

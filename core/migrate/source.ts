@@ -10,7 +10,12 @@ import { close, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/l
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
-import { fileIdentity } from "../dump/files.ts";
+import { fileIdentity, readFds } from "../dump/files.ts";
+import { inspectSockets } from "../dump/sockets.ts";
+import type { Redirect } from "../../ffi/redirect.ts";
+import { enableForwarding } from "../redirect/forwarding.ts";
+import { planRedirects } from "../redirect/plan.ts";
+import { RedirectSet } from "../redirect/table.ts";
 import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
@@ -31,7 +36,9 @@ export interface MigrateResult {
   /** Per-phase times, µs. */
   timesUs: Record<string, number>;
   /** Figures of the checkpoint. */
-  checkpoint: Omit<CheckpointStats, "held">;
+  checkpoint: Omit<CheckpointStats, "held" | "network">;
+  /** Sockets that moved. */
+  sockets: number;
   /** Restore figures from the destination. */
   restore: unknown;
 }
@@ -67,6 +74,7 @@ export async function buildOffer(
   from: string,
   origin?: { node: string; pid: number },
   moves = 0,
+  fromAddr = "",
 ): Promise<Offer> {
   const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
   const paths = [
@@ -101,6 +109,10 @@ export async function buildOffer(
     origin: origin ?? { node: from, pid },
     moves,
     stdin: await stdinMode(pid),
+    fromAddr,
+    sockets: inspectSockets(pid, (await readFds(pid)).sockets.map((x) => x.fd)).sockets.map(
+      (x) => ({ kind: x.kind, local: x.local, remote: x.remote }),
+    ),
   };
 }
 
@@ -199,6 +211,18 @@ export interface MigrateOutOptions {
   onRelay?: (done: Promise<void>) => void;
   /** Progress notes. */
   log?: (s: string) => void;
+  /** Move the process's sockets too (the agent provides the cluster's side). */
+  network?: NetworkSide;
+}
+
+/** What socket migration needs from the cluster, provided by the agent. */
+export interface NetworkSide {
+  /** This node's address, as peers know it. */
+  nodeAddr: string;
+  /** Addresses of the cluster's nodes (those running ppm). */
+  clusterAddrs: string[];
+  /** Adds `entries` on the node at `addr` (through its agent); resolves to their removal. */
+  addAt(addr: string, entries: Redirect[]): Promise<() => Promise<void>>;
 }
 
 /**
@@ -226,7 +250,13 @@ async function migrate(
   const step = opts.stepTimeoutMs ?? 120_000;
   const reasons = await checkReasons(pid);
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
-  const offer = await buildOffer(pid, opts.node, opts.origin, opts.moves ?? 0);
+  const offer = await buildOffer(
+    pid,
+    opts.node,
+    opts.origin,
+    opts.moves ?? 0,
+    opts.network?.nodeAddr,
+  );
   await channel.send(offer);
   const reply = await channel.recv(step) as OfferReply;
   if (!reply || reply.op !== "offer-reply" || !reply.ok) {
@@ -251,7 +281,7 @@ async function migrate(
         return new Error(`the destination took no data for ${step / 1000} s (link down?)`);
       });
       opts.onProgress?.({ sent: bytes, expected: offer.estimatedBytes });
-    }, { hold: true });
+    }, { hold: true, network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined });
   } catch (e) {
     dropKept();
     throw e instanceof PpmError
@@ -259,6 +289,9 @@ async function migrate(
       : refuse(`the image could not be sent: ${(e as Error).message}`);
   }
   const held = stats.held!;
+  const net = stats.network;
+  const forwards = new RedirectSet();
+  const undo: (() => Promise<void>)[] = [];
   const tSent = performance.now();
   try {
     await channel.endStream(STREAM.IMAGE);
@@ -268,9 +301,25 @@ async function migrate(
       pid?: number;
       reason?: string;
       stats?: unknown;
+      addr?: string;
     };
     if (!restored?.ok || restored.op !== "restored") {
       throw refuse(`the destination could not restore it: ${restored?.reason ?? "no answer"}`);
+    }
+    if (net?.entries.length && opts.network) {
+      // The flows' new path, in place before the destination's sockets say a word.
+      const plan = planRedirects(
+        net.entries,
+        opts.network.nodeAddr,
+        restored.addr ?? "",
+        opts.network.clusterAddrs,
+      );
+      if (plan.forwards.length) {
+        const changed = await enableForwarding();
+        if (changed.length) opts.log?.(`forwarding for migrated flows: ${changed.join(", ")}`);
+        forwards.add(plan.forwards);
+      }
+      for (const [addr, list] of plan.peers) undo.push(await opts.network.addAt(addr, list));
     }
     await channel.send({ op: "commit" });
     const done = await channel.recv(step) as { op: string; ok: boolean };
@@ -278,12 +327,15 @@ async function migrate(
       throw refuse("the destination did not confirm that the process runs");
     }
     held.kill();
+    net?.release();
+    forwards.keep();
     const tEnd = performance.now();
     opts.onRelay?.(relayStdio(channel, keep));
-    const { held: _held, ...ck } = stats;
+    const { held: _held, network: _net, ...ck } = stats;
     return {
       pid: restored.pid!,
       bytes,
+      sockets: net?.entries.length ?? 0,
       checkpoint: ck,
       restore: restored.stats,
       timesUs: {
@@ -295,6 +347,9 @@ async function migrate(
       },
     };
   } catch (e) {
+    forwards.removeAll();
+    for (const u of undo) await u().catch(() => {});
+    net?.thaw();
     held.release();
     dropKept();
     try {

@@ -75,3 +75,39 @@ export function formatRedirect(e: RedirectEntry): string {
     ep(e.old)
   }${to}  ${e.state}  ${e.packets} pkts ${e.bytes} B  age ${(e.ageMs / 1000).toFixed(0)} s`;
 }
+
+/** Entries added on this node by one migration, removed together when it fails or ends. */
+export class RedirectSet {
+  #ids: number[] = [];
+
+  /** Adds every entry; on failure removes the ones this call added and throws. */
+  add(list: Redirect[]): void {
+    const added: number[] = [];
+    try {
+      for (const r of list) added.push(addRedirect(r));
+    } catch (e) {
+      for (const id of added) deleteRedirect(id);
+      throw e;
+    }
+    this.#ids.push(...added);
+  }
+
+  /** The ids of the entries held. */
+  get ids(): readonly number[] {
+    return this.#ids;
+  }
+
+  /** Removes every entry of this set (best effort: one that expired is gone already). */
+  removeAll(): void {
+    for (const id of this.#ids.splice(0)) {
+      try {
+        deleteRedirect(id);
+      } catch { /* the module went away: so did its entries */ }
+    }
+  }
+
+  /** Forgets the entries: they stay until they expire. */
+  keep(): void {
+    this.#ids = [];
+  }
+}

@@ -20,7 +20,7 @@ import type { LoadedImage } from "../image/schema.ts";
 
 /** Descriptors the stub keeps for itself start here (saved stdio, device, plan, mapped files). */
 export function stubBase(img: LoadedImage): number {
-  return Math.max(1000, ...img.files.fds.map((f) => f.fd + 1));
+  return Math.max(1000, ...img.files.fds.map((f) => f.fd + 1), ...img.sockets.map((s) => s.fd + 1));
 }
 
 /** The stub's descriptor for mapped file `index`. */
@@ -102,6 +102,8 @@ const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o
 
 /** Where the restored standard streams go: a path, or the restorer's own. */
 export interface StdioTargets {
+  /** Sockets rebuilt by this process (ppm), taken by the stub at their numbers. */
+  sockets?: { fd: number; copy: number; flags: number }[];
   /** Path for fd 0, opened for reading (else the restorer's stdin). */
   stdin?: string;
   /** Path for fd 1 (else the restorer's stdout). */
@@ -132,6 +134,9 @@ export function stubSpec(
         `fd ${f.fd} ${flags} ${f.kind === "regular" ? f.pos : 0n} ${f.path}`,
       );
     }
+  }
+  for (const sk of o.stdio.sockets ?? []) {
+    L.push(`sock ${sk.fd} ${Deno.pid} ${sk.copy} ${sk.flags}`);
   }
   mappedFiles(img).forEach((f, i) => L.push(`map ${i} ${f.write ? O_RDWR : 0} ${f.path}`));
   for (const a of img.signals.actions) {

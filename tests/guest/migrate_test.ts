@@ -94,10 +94,8 @@ Deno.test({
     await generateSecret(secret);
     await withCluster({ name: CLUSTER, nodes: 3, kernel: "6.1", memory: 1280 }, async (c) => {
       const agents = new Agents(c, secret);
-      for (const n of NODES) {
-        assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
-        await agents.start(n);
-      }
+      for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+      await agents.startAll(NODES);
 
       await t.step("each node's ppm peers lists the other two", async () => {
         for (const n of NODES) {

@@ -142,6 +142,8 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
       origin: { node: "nodeA", pid: 4_000_000 },
       moves: 0,
       stdin: "null",
+      fromAddr: "",
+      sockets: [],
       ...change,
     };
     const served = migrateIn(dst, { runDir: "/tmp", stepTimeoutMs: 5000 });

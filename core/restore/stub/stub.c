@@ -20,6 +20,7 @@
  * SPEC lines (numbers in decimal unless 0x-prefixed; PATH is the rest of the line):
  *   pid N | base N | dev PATH | plan PATH | pidout PATH | cwd PATH | umask N | comm NAME
  *   groups N G... | rlimit RES SOFT HARD | fd N FLAGS POS PATH | stdio N FROM
+ *   sock N PID FD FLAGS (descriptor FD of process PID, ppm, taken with pidfd_getfd)
  *   map INDEX FLAGS PATH | sigaction SIG HANDLER FLAGS RESTORER MASK
  *   altstack SP SIZE FLAGS | robust ADDR LEN | tidaddr ADDR | vdso START END | vvar START END
  *
@@ -122,6 +123,29 @@ static void open_at(int step, int n, int flags, const char *path, off_t pos)
 			die(step, path);
 		close(fd);
 	}
+}
+
+/* Takes descriptor FD of process PID (ppm holding a rebuilt socket) as fd N. */
+static void take_at(int step, int n, int pid, int fd, int flags)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int got;
+
+	if (pidfd < 0)
+		die(step, "pidfd_open");
+	got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (got < 0)
+		die(step, "pidfd_getfd");
+	close(pidfd);
+	if (got != n) {
+		if (dup3(got, n, flags & O_CLOEXEC) < 0)
+			die(step, "dup3");
+		close(got);
+	} else if (!(flags & O_CLOEXEC) && fcntl(n, F_SETFD, 0) < 0) {
+		die(step, "fcntl");
+	}
+	if (fcntl(n, F_SETFL, flags & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0)
+		die(step, "fcntl");
 }
 
 struct kernel_sigaction {
@@ -232,11 +256,13 @@ static void child(void)
 
 	for (int i = 0; i < nlines; i++) {
 		const char *l = lines[i];
-		int n, flags, from;
+		int n, flags, from, sfd;
 		long long pos;
 
 		if (sscanf(l, "fd %d %i %lld", &n, &flags, &pos) == 3) {
 			open_at(3, n, flags, rest(l, 4), pos);
+		} else if (sscanf(l, "sock %d %d %d %i", &n, &from, &sfd, &flags) == 4) {
+			take_at(3, n, from, sfd, flags);
 		} else if (sscanf(l, "stdio %d %d", &n, &from) == 2) {
 			if (dup2(base_fd + from, n) < 0)
 				die(3, "stdio");

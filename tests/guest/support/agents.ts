@@ -21,6 +21,11 @@ export class Agents {
     await this.c.waitFor(n, "ppm peers --json > /dev/null 2>&1", 120);
   }
 
+  /** Starts the agents of `nodes` together (each takes seconds to start in a guest). */
+  async startAll(nodes: number[]): Promise<void> {
+    await Promise.all(nodes.map((n) => this.start(n)));
+  }
+
   /** Stops node n's agent (the one this class started) and waits until it is gone. */
   async stop(n: number): Promise<void> {
     await this.c.exec(n, ["sh", "-c", "kill $(cat /tmp/agent.pid) 2>/dev/null"]);

@@ -1,0 +1,99 @@
+/**
+ * Freezing a process's network side: its sockets are taken (copies of the
+ * descriptors), the module drops their flows' packets on this node (no RST,
+ * no ICMP: the peers retransmit), and established connections enter TCP
+ * repair mode so that nothing is sent or answered for them while they are
+ * dumped. `thaw` undoes all of it when a migration fails; `release` hands
+ * over once the process runs elsewhere.
+ *
+ * @module
+ */
+import { close } from "../../ffi/libc.ts";
+import type { SocketFd } from "../dump/files.ts";
+import {
+  copyFds,
+  describeSocket,
+  dumpSocket,
+  type HeldSocket,
+  setRepair,
+} from "../dump/sockets.ts";
+import type { SocketEntry } from "../image/sockets.ts";
+import { planRedirects } from "../redirect/plan.ts";
+import { RedirectSet } from "../redirect/table.ts";
+
+/** The frozen network side of one process. */
+export class NetworkFreeze {
+  private repaired: number[] = [];
+
+  private constructor(
+    readonly held: HeldSocket[],
+    readonly drops: RedirectSet,
+    readonly entries: SocketEntry[],
+  ) {}
+
+  /**
+   * Freezes the sockets `fds` of the stopped process `pid` on this node,
+   * whose address peers know as `nodeAddr`; returns reasons instead when
+   * some socket cannot move (then nothing was changed).
+   */
+  static freeze(
+    pid: number,
+    fds: SocketFd[],
+    nodeAddr: string,
+  ): NetworkFreeze | { reasons: string[] } {
+    const copies = copyFds(pid, fds.map((f) => f.fd));
+    const held: HeldSocket[] = [];
+    const reasons: string[] = [];
+    for (const [fd, copy] of copies) {
+      const d = describeSocket(fd, copy);
+      if ("reason" in d) reasons.push(d.reason);
+      else held.push({ ...d, copy });
+    }
+    if (reasons.length) {
+      for (const c of copies.values()) close(c);
+      return { reasons };
+    }
+    const drops = new RedirectSet();
+    const net = new NetworkFreeze(held, drops, []);
+    try {
+      drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
+      for (const s of held) {
+        if (s.kind !== "tcp") continue;
+        setRepair(s.copy, true);
+        net.repaired.push(s.copy);
+      }
+      const flags = new Map(fds.map((f) => [f.fd, f.flags]));
+      for (const s of held) net.entries.push(dumpSocket(s, flags.get(s.fd) ?? 0));
+    } catch (e) {
+      net.thaw();
+      throw e;
+    }
+    return net;
+  }
+
+  /** Undoes the freeze: connections leave repair mode, the drops go; the process may resume. */
+  thaw(): void {
+    for (const c of this.repaired.splice(0)) {
+      try {
+        setRepair(c, false);
+      } catch { /* closed by the peer meanwhile */ }
+    }
+    this.drops.removeAll();
+    this.closeCopies();
+  }
+
+  /**
+   * The process runs elsewhere now: ppm's copies close (connections still
+   * in repair mode close silently once the process here is gone too) and
+   * the drops stay, to swallow late packets, until they expire.
+   */
+  release(): void {
+    this.repaired = [];
+    this.drops.keep();
+    this.closeCopies();
+  }
+
+  private closeCopies(): void {
+    for (const s of this.held.splice(0)) close(s.copy);
+  }
+}

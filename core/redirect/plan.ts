@@ -1,0 +1,105 @@
+/**
+ * Which redirect entries a socket migration needs on which node (pure: no
+ * I/O). A process moves from node A (old address) to node B (new
+ * address); each of its sockets keeps its port.
+ *
+ * - During the freeze, A drops the flows' packets (no RST, no ICMP): TCP's
+ *   retransmission covers the gap.
+ * - A connection whose peer P runs ppm: P's node rewrites its own packets
+ *   (PEER entry). A still drops what arrives late for the flow.
+ * - A connection whose peer is outside the cluster: A forwards the flow to
+ *   B (FORWARD entry), and B answers with A's address (ANSWER entry).
+ * - A listener or a UDP socket (any peer): FORWARD on A, ANSWER on B, and a
+ *   PEER entry on every other node of the cluster, so that clients still
+ *   dialing A reach B wherever they are (the thesis's SYN-CHANGE).
+ *
+ * @module
+ */
+import type { Redirect } from "../../ffi/redirect.ts";
+import type { Endpoint4, SocketEntry } from "../image/sockets.ts";
+
+/** Seconds without a packet after which a drop entry goes (the freeze never lasts that long). */
+export const DROP_IDLE_S = 300;
+/** Seconds without a packet after which a listener's or UDP socket's entries go. */
+export const ANY_PEER_IDLE_S = 86400;
+
+const ANY: Endpoint4 = { addr: "0.0.0.0", port: 0 };
+
+/** What one socket of the process is, as far as redirects go. */
+export interface FlowSocket {
+  /** "tcp" (a connection), "tcp-listen" or "udp". */
+  kind: SocketEntry["kind"];
+  /** Its end on the old node (address 0.0.0.0 for a wildcard bind). */
+  local: Endpoint4;
+  /** The other end, when connected. */
+  remote?: Endpoint4;
+}
+
+/** The entries of one migration, per node. */
+export interface RedirectPlan {
+  /** On the old node during the freeze (and for late packets after it). */
+  drops: Redirect[];
+  /** On the old node once the process runs on the new one. */
+  forwards: Redirect[];
+  /** On the new node, before the process runs. */
+  answers: Redirect[];
+  /** On other nodes of the cluster, by their address. */
+  peers: Map<string, Redirect[]>;
+}
+
+function proto(s: FlowSocket): "tcp" | "udp" {
+  return s.kind === "udp" ? "udp" : "tcp";
+}
+
+/** The endpoint peers know for socket `s` of the old node `oldAddr`. */
+function oldEnd(s: FlowSocket, oldAddr: string): Endpoint4 {
+  return { addr: s.local.addr === "0.0.0.0" ? oldAddr : s.local.addr, port: s.local.port };
+}
+
+/** True when socket `s` cannot be reached from other nodes (loopback): it needs no redirect. */
+function nodeLocal(s: FlowSocket): boolean {
+  return s.local.addr.startsWith("127.");
+}
+
+/**
+ * The plan for moving `sockets` from `oldAddr` to `newAddr`, given the
+ * addresses of the cluster's other nodes (those that run ppm).
+ */
+export function planRedirects(
+  sockets: FlowSocket[],
+  oldAddr: string,
+  newAddr: string,
+  clusterAddrs: Iterable<string>,
+): RedirectPlan {
+  const cluster = new Set(clusterAddrs);
+  cluster.delete(oldAddr);
+  cluster.delete(newAddr);
+  const plan: RedirectPlan = { drops: [], forwards: [], answers: [], peers: new Map() };
+  const toPeer = (addr: string, r: Redirect) => {
+    const list = plan.peers.get(addr) ?? [];
+    list.push(r);
+    plan.peers.set(addr, list);
+  };
+  for (const s of sockets) {
+    if (nodeLocal(s)) continue;
+    const p = proto(s);
+    const old = oldEnd(s, oldAddr);
+    const now: Endpoint4 = { addr: newAddr, port: s.local.port };
+    const connected = s.kind === "tcp" || (s.kind === "udp" && s.remote !== undefined);
+    const peer = connected ? s.remote! : ANY;
+    const idle = connected && p === "tcp" ? 0 : ANY_PEER_IDLE_S;
+    plan.drops.push({ proto: p, action: "drop", old, peer, idleTimeout: DROP_IDLE_S });
+    plan.answers.push({ proto: p, action: "answer", old, new: now, peer, idleTimeout: idle });
+    if (connected && cluster.has(peer.addr)) {
+      toPeer(peer.addr, { proto: p, action: "peer", old, new: now, peer, idleTimeout: idle });
+      continue;
+    }
+    plan.forwards.push({ proto: p, action: "forward", old, new: now, peer, idleTimeout: idle });
+    if (!connected) {
+      for (const addr of cluster) {
+        toPeer(addr, { proto: p, action: "peer", old, new: now, peer: ANY, idleTimeout: idle });
+      }
+    }
+  }
+  return plan;
+}

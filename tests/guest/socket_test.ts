@@ -1,0 +1,304 @@
+/**
+ * Socket migration between three 6.1 guests running `ppm daemon`. Clients
+ * run on node3 (a cluster peer: its own module rewrites the flow) or on
+ * the bridge from the host side, inside the test's network namespace, at
+ * 10.77.0.254 (a peer without ppm: node1 forwards the flow to node2, which
+ * answers with node1's address).
+ *
+ * - An echo server moves node1 → node2 while a client streams checksummed
+ *   bytes through it; every byte comes back in order, with no reset. Both
+ *   paths. Its listener moves too: new clients dialing node1 reach node2.
+ * - A client moves node1 → node2 while streaming to a server on node3.
+ * - Python's http.server (single-threaded) moves under a request loop.
+ * - A UDP request/response server moves; its client resumes.
+ * - A failed socket migration (restore failure, destination crash before
+ *   the commit) leaves the connection working at the source and no
+ *   redirect entry on any node.
+ *
+ * The stall a peer sees is printed (a benchmark figure), not asserted.
+ */
+import { join } from "node:path";
+import { ensurePackages } from "../../core/host/packages.ts";
+import { stateDir } from "../../core/paths.ts";
+import { generateSecret } from "../../core/security/secret.ts";
+import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { type TestCluster, withCluster } from "../support/cluster.ts";
+import { buildPrograms } from "../support/programs.ts";
+import { Agents } from "./support/agents.ts";
+
+const CLUSTER = "tsock";
+const NODES = [1, 2, 3];
+const OUTSIDE = "10.77.0.254";
+
+/** Runs `argv` on the host inside the cluster's namespace, in the background; returns it. */
+function outside(argv: string[], out: string): Deno.ChildProcess {
+  return new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      netnsName(CLUSTER),
+      "sh",
+      "-c",
+      `exec "$@" > ${out} 2>&1`,
+      "sh",
+      ...argv,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+async function migrate(c: TestCluster, from: number, pid: string, to: number) {
+  const r = await c.ppm(from, ["migrate", pid, "--to", `node${to}`, "--json"], 300_000);
+  assertEquals(r.code, 0, `node${from} → node${to}: ${r.stderr}`);
+  const m = JSON.parse(r.stdout);
+  console.log(
+    `  node${from} → node${to}: ${m.sockets} sockets, frozen ${
+      (m.timesUs.frozen / 1000).toFixed(0)
+    } ms`,
+  );
+  return m;
+}
+
+/** Starts `cmd` on node n in /tmp with its output in `out`; returns its PID. */
+async function spawn(c: TestCluster, n: number, cmd: string, out: string): Promise<string> {
+  return (await c.ok(n, ["sh", "-c", `cd /tmp; ${cmd} > ${out} 2>&1 < /dev/null & echo $!`]))
+    .trim();
+}
+
+/** Waits for the `ok stream_client` line in node n's `out` (or the host file) and returns the stall. */
+function stallOf(text: string): number {
+  const m = /^ok stream_client bytes=(\d+) max_stall_ms=(\d+)/m.exec(text);
+  assert(m, `the client did not finish cleanly:\n${text.slice(-2000)}`);
+  assert(Number(m[1]) > 0);
+  return Number(m[2]);
+}
+
+async function redirects(c: TestCluster, n: number): Promise<{ action: string }[]> {
+  return JSON.parse(await c.ok(n, ["ppm", "redirects", "--json"]));
+}
+
+Deno.test({
+  name: "guest 6.1: sockets move with the process; peers in and outside the cluster keep talking",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    await ensurePackages(["python3", "iproute2"], "the socket test's programs");
+    const progs = await buildPrograms(join(stateDir(), "test-programs"));
+    const echo = guestPath(progs.echo_server), client = guestPath(progs.stream_client);
+    const secret = join(stateDir(), "test-secret-sock");
+    await Deno.remove(secret).catch(() => {});
+    await generateSecret(secret);
+    const hostOut = await Deno.makeTempDir({ prefix: "ppm-sock-" });
+    const started: Deno.ChildProcess[] = [];
+    await withCluster({ name: CLUSTER, nodes: 3, kernel: "6.1", memory: 1024 }, async (c) => {
+      const ns = netnsName(CLUSTER);
+      const ip = new Deno.Command("ip", {
+        args: ["-n", ns, "addr", "add", `${OUTSIDE}/24`, "dev", "br0"],
+      });
+      assertEquals((await ip.output()).code, 0, "cannot give br0 an address");
+      const agents = new Agents(c, secret);
+      try {
+        for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+        await agents.startAll(NODES);
+        for (const n of NODES) await agents.waitSeen(n, NODES);
+
+        await t.step(
+          "an echo server moves while a client on node3 streams (cluster path)",
+          async () => {
+            const server = await spawn(c, 1, `${echo} 7001`, "/tmp/es1.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/es1.out", 60);
+            await spawn(c, 3, `${client} 10.77.0.1 7001 45 128`, "/tmp/sc1.out");
+            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc1.out", 120);
+            await migrate(c, 1, server, 2);
+            const peer = await redirects(c, 3);
+            assert(peer.some((r) => r.action === "peer"), JSON.stringify(peer));
+            await c.waitFor(3, "grep -q '^ok stream_client' /tmp/sc1.out", 240);
+            const stall = stallOf(await c.ok(3, ["cat", "/tmp/sc1.out"]));
+            console.log(`  the client on node3 saw a stall of ${stall} ms`);
+          },
+        );
+
+        await t.step(
+          "new clients dialing node1 reach the migrated listener (SYN-CHANGE)",
+          async () => {
+            await spawn(c, 3, `${client} 10.77.0.1 7001 3 64`, "/tmp/sc2.out");
+            await c.waitFor(3, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc2.out", 120);
+            stallOf(await c.ok(3, ["cat", "/tmp/sc2.out"]));
+            const p = outside([client, "10.77.0.1", "7001", "3", "64"], join(hostOut, "sc2.out"));
+            started.push(p);
+            assertEquals(
+              (await p.status).code,
+              0,
+              await Deno.readTextFile(join(hostOut, "sc2.out")),
+            );
+            stallOf(await Deno.readTextFile(join(hostOut, "sc2.out")));
+            const log = await c.ok(2, ["cat", "/tmp/es1.out"]).catch(() => "");
+            assertMatch(await c.ok(1, ["cat", "/tmp/es1.out"]), /conn 2 10\.77\.0\.3/);
+            void log;
+          },
+        );
+
+        await t.step(
+          "an echo server moves while a client outside the cluster streams (forwarding)",
+          async () => {
+            const server = await spawn(c, 1, `${echo} 7002`, "/tmp/es2.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/es2.out", 60);
+            const out = join(hostOut, "sc3.out");
+            const p = outside([client, "10.77.0.1", "7002", "45", "128"], out);
+            started.push(p);
+            for (let i = 0; i < 600; i++) {
+              if (/^tick 3 /m.test(await Deno.readTextFile(out).catch(() => ""))) break;
+              await new Promise((r) => setTimeout(r, 200));
+            }
+            await migrate(c, 1, server, 2);
+            const fwd = await redirects(c, 1);
+            assert(fwd.some((r) => r.action === "forward"), JSON.stringify(fwd));
+            assertEquals((await p.status).code, 0, await Deno.readTextFile(out));
+            console.log(
+              `  the outside client saw a stall of ${stallOf(await Deno.readTextFile(out))} ms`,
+            );
+          },
+        );
+
+        await t.step("a client moves while streaming to a server on node3", async () => {
+          await spawn(c, 3, `${echo} 7003`, "/tmp/es3.out");
+          await c.waitFor(3, "grep -q '^ready' /tmp/es3.out", 60);
+          const cl = await spawn(c, 1, `${client} 10.77.0.3 7003 40 128`, "/tmp/sc4.out");
+          await c.waitFor(1, "grep -q '^tick 3 ' /tmp/sc4.out", 120);
+          await migrate(c, 1, cl, 2);
+          await c.waitFor(1, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc4.out", 240);
+          console.log(
+            `  the server on node3 saw the client stall ${
+              stallOf(await c.ok(1, ["cat", "/tmp/sc4.out"]))
+            } ms`,
+          );
+        });
+
+        await t.step(
+          "Python's http.server moves under a request loop; every request succeeds",
+          async () => {
+            await c.ok(1, ["sh", "-c", "mkdir -p /tmp/www && echo hello-ppm > /tmp/www/index.txt"]);
+            const server = await spawn(
+              c,
+              1,
+              "cd /tmp/www && /usr/bin/python3 -c 'from http.server import HTTPServer, " +
+                'SimpleHTTPRequestHandler as H; HTTPServer(("", 8000), H).serve_forever()\'',
+              "/tmp/http.out",
+            );
+            await c.waitFor(1, "ss -ltn | grep -q ':8000 '", 60);
+            const loop = [
+              "import time, urllib.request",
+              "ok = 0; worst = 0.0; t_end = time.time() + 40",
+              "while time.time() < t_end:",
+              "    t = time.time()",
+              "    body = urllib.request.urlopen('http://10.77.0.1:8000/index.txt', timeout=30).read()",
+              "    assert body == b'hello-ppm\\n', body",
+              "    ok += 1; worst = max(worst, time.time() - t)",
+              "    print('tick', ok, flush=True); time.sleep(0.1)",
+              "print('done', ok, 'worst_ms', int(worst * 1000), flush=True)",
+            ].join("\n");
+            await c.ok(3, [
+              "sh",
+              "-c",
+              'cd /tmp; /usr/bin/python3 -c "$0" > /tmp/load.out 2>&1 < /dev/null &',
+              loop,
+            ]);
+            await c.waitFor(3, "grep -q '^tick 5$' /tmp/load.out", 120);
+            await migrate(c, 1, server, 2);
+            await c.waitFor(3, "grep -q '^done\\|Error' /tmp/load.out", 240);
+            const out = await c.ok(3, ["cat", "/tmp/load.out"]);
+            const m = /^done (\d+) worst_ms (\d+)/m.exec(out);
+            assert(m, out.slice(-2000));
+            console.log(`  ${m[1]} requests, all answered; the slowest took ${m[2]} ms`);
+          },
+        );
+
+        await t.step("a UDP request/response server moves; its client resumes", async () => {
+          const server = await spawn(
+            c,
+            1,
+            "/usr/bin/python3 -c 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n" +
+              's.bind(("", 9999))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b"re:" + d, a)\'',
+            "/tmp/udp.out",
+          );
+          await c.waitFor(1, "ss -lun | grep -q ':9999 '", 60);
+          const cl = [
+            "import socket, time",
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)",
+            "got = 0; lost = 0; i = 0; t_end = time.time() + 40",
+            "while time.time() < t_end:",
+            "    i += 1; s.sendto(b'%d' % i, ('10.77.0.1', 9999))",
+            "    try:",
+            "        d, _ = s.recvfrom(2048)",
+            "        if d == b're:%d' % i: got += 1",
+            "        print('tick', i, 'got', got, flush=True)",
+            "    except socket.timeout: lost += 1",
+            "    time.sleep(0.1)",
+            "print('done got', got, 'lost', lost, flush=True)",
+          ].join("\n");
+          await c.ok(3, [
+            "sh",
+            "-c",
+            'cd /tmp; /usr/bin/python3 -c "$0" > /tmp/udpc.out 2>&1 &',
+            cl,
+          ]);
+          await c.waitFor(3, "grep -q 'got 5$' /tmp/udpc.out", 120);
+          await migrate(c, 1, server, 2);
+          const before = Number(
+            (await c.ok(3, ["sh", "-c", "tail -1 /tmp/udpc.out"])).trim().split(" ").at(-1),
+          );
+          await c.waitFor(3, "grep -q '^done' /tmp/udpc.out", 120);
+          const out = await c.ok(3, ["cat", "/tmp/udpc.out"]);
+          const m = /^done got (\d+) lost (\d+)/m.exec(out);
+          assert(m, out);
+          assert(Number(m[1]) > before + 10, `no answers after the move: ${out.slice(-500)}`);
+          console.log(`  UDP: ${m[1]} answers, ${m[2]} lost (during the freeze)`);
+        });
+
+        await t.step(
+          "a failed socket migration keeps the connection at the source, no redirect left",
+          async () => {
+            const server = await spawn(c, 1, `${echo} 7004`, "/tmp/es4.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/es4.out", 60);
+            await spawn(c, 3, `${client} 10.77.0.1 7004 60 128`, "/tmp/sc5.out");
+            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc5.out", 120);
+            for (const f of ["restore", "crash-before-commit"]) {
+              await agents.restart(2, NODES, f);
+              const r = await c.ppm(1, ["migrate", server, "--to", "node2"], 300_000);
+              assert(r.code !== 0, r.stdout);
+              assertMatch(r.stderr, /runs on here/);
+              if (f.startsWith("crash")) await agents.waitDead(2);
+              for (const n of NODES) {
+                if (n === 2 && f.startsWith("crash")) continue;
+                const left = (await redirects(c, n)).filter((x) => x.action !== "drop" || n !== 1);
+                assertEquals(left, [], `node${n} after the ${f} fault`);
+              }
+              assertEquals((await redirects(c, 1)).length, 0, "node1 kept drop entries");
+            }
+            await agents.start(2);
+            await agents.waitSeen(2, NODES);
+            await c.waitFor(3, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc5.out", 240);
+            console.log(`  the client saw ${stallOf(await c.ok(3, ["cat", "/tmp/sc5.out"]))} ms`);
+          },
+        );
+
+        await t.step("the module cannot be unloaded while redirects are active", async () => {
+          const r = await c.ppm(3, ["module", "unload"]);
+          assertEquals(r.code, 6, r.stderr);
+          assertMatch(r.stderr, /redirects? (is|are) active/);
+        });
+      } finally {
+        for (const p of started) {
+          try {
+            p.kill("SIGKILL");
+          } catch { /* ended */ }
+          await p.status.catch(() => {});
+        }
+        await Deno.remove(hostOut, { recursive: true }).catch(() => {});
+      }
+    });
+  },
+});

@@ -1,0 +1,75 @@
+/** Which node gets which redirect entries when a process with sockets moves A → B. */
+import { planRedirects } from "../../core/redirect/plan.ts";
+import { assertEquals } from "../support/assert.ts";
+
+const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3", Q = "10.77.0.254";
+
+Deno.test("redirect plan: a connection to a cluster peer is rewritten by that peer", () => {
+  const plan = planRedirects(
+    [{ kind: "tcp", local: { addr: A, port: 7000 }, remote: { addr: P, port: 40000 } }],
+    A,
+    B,
+    [A, B, P],
+  );
+  assertEquals(plan.drops.map((d) => [d.action, d.old, d.peer]), [
+    ["drop", { addr: A, port: 7000 }, { addr: P, port: 40000 }],
+  ]);
+  assertEquals(plan.forwards, []);
+  assertEquals(plan.answers.length, 1);
+  assertEquals([...plan.peers.keys()], [P]);
+  const r = plan.peers.get(P)![0];
+  assertEquals([r.action, r.old, r.new, r.peer, r.idleTimeout], [
+    "peer",
+    { addr: A, port: 7000 },
+    { addr: B, port: 7000 },
+    { addr: P, port: 40000 },
+    0,
+  ]);
+});
+
+Deno.test("redirect plan: a connection to an outside peer is forwarded by A, answered by B", () => {
+  const plan = planRedirects(
+    [{ kind: "tcp", local: { addr: A, port: 7000 }, remote: { addr: Q, port: 5555 } }],
+    A,
+    B,
+    [P],
+  );
+  assertEquals(plan.peers.size, 0);
+  assertEquals(plan.forwards.map((f) => [f.action, f.old, f.new, f.peer]), [
+    ["forward", { addr: A, port: 7000 }, { addr: B, port: 7000 }, { addr: Q, port: 5555 }],
+  ]);
+  assertEquals(plan.answers.map((f) => [f.action, f.old, f.new, f.peer]), [
+    ["answer", { addr: A, port: 7000 }, { addr: B, port: 7000 }, { addr: Q, port: 5555 }],
+  ]);
+});
+
+Deno.test("redirect plan: a wildcard listener reaches B from everywhere (SYN-CHANGE)", () => {
+  const plan = planRedirects(
+    [{ kind: "tcp-listen", local: { addr: "0.0.0.0", port: 8080 } }],
+    A,
+    B,
+    [A, B, P, "10.77.0.4"],
+  );
+  const any = { addr: "0.0.0.0", port: 0 };
+  assertEquals(plan.drops.map((d) => [d.old, d.peer]), [[{ addr: A, port: 8080 }, any]]);
+  assertEquals(plan.forwards.map((d) => [d.old, d.new, d.peer]), [
+    [{ addr: A, port: 8080 }, { addr: B, port: 8080 }, any],
+  ]);
+  assertEquals([...plan.peers.keys()].sort(), [P, "10.77.0.4"]);
+  assertEquals(plan.answers[0].peer, any);
+});
+
+Deno.test("redirect plan: loopback sockets need nothing; UDP connected follows its peer", () => {
+  const plan = planRedirects(
+    [
+      { kind: "udp", local: { addr: "127.0.0.1", port: 53 } },
+      { kind: "udp", local: { addr: A, port: 9000 }, remote: { addr: P, port: 9001 } },
+    ],
+    A,
+    B,
+    [P],
+  );
+  assertEquals(plan.drops.length, 1);
+  assertEquals(plan.peers.get(P)![0].proto, "udp");
+  assertEquals(plan.forwards.length, 0);
+});

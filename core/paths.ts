@@ -6,8 +6,13 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The project root (the folder holding deno.json, kmod/, core/). */
-export const PROJECT_ROOT: string = dirname(dirname(fileURLToPath(import.meta.url)));
+/**
+ * The project root (the folder holding deno.json, kmod/, core/):
+ * `$PPM_ROOT` when set (a bundled ppm, whose own URL says nothing about
+ * where the sources are), else found from this file's place in the tree.
+ */
+export const PROJECT_ROOT: string = Deno.env.get("PPM_ROOT") ||
+  dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** The module sources. */
 export const KMOD_SRC: string = join(PROJECT_ROOT, "kmod");

@@ -16,8 +16,8 @@ import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import type { Offer } from "../migrate/protocol.ts";
 import { migrateOut, type NetworkSide } from "../migrate/source.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
-import { RedirectSet } from "../redirect/table.ts";
-import { deleteRedirect } from "../redirect/table.ts";
+import { deleteRedirect, RedirectSet } from "../redirect/table.ts";
+import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import { connectPeer, listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
@@ -53,6 +53,9 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
   const moved: MovedProcess[] = [];
   const runDir = "/run/ppm";
   await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
+
+  // The restore stub is built now, not while a migrating process is frozen.
+  ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
 
   const discovery = await startDiscovery(config, {
     secret: secret.key,

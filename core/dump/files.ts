@@ -55,11 +55,15 @@ export function classifyFd(
   fd: number,
   target: string,
   isRegular: boolean,
+  isFifo = false,
 ): FdKind | "socket" | { reason: string } {
   if (PORTABLE_DEVICES.includes(target)) return "device";
+  // A standard stream on a pipe, a FIFO (even one whose name is gone: a
+  // migrated process's relay) or a terminal.
   if (
     fd <= 2 &&
-    (target.startsWith("pipe:") || target.startsWith("/dev/pts/") || target.startsWith("/dev/tty"))
+    (isFifo || target.startsWith("pipe:") || target.startsWith("/dev/pts/") ||
+      target.startsWith("/dev/tty"))
   ) {
     return "stdio";
   }
@@ -105,11 +109,13 @@ export async function readFds(
     } catch {
       continue; // closed meanwhile
     }
-    let regular = false;
+    let regular = false, fifo = false;
     try {
-      regular = (await Deno.stat(`/proc/${pid}/fd/${fd}`)).isFile;
+      const st = await Deno.stat(`/proc/${pid}/fd/${fd}`);
+      regular = st.isFile;
+      fifo = st.isFifo === true;
     } catch { /* not statable */ }
-    const kind = classifyFd(fd, target, regular);
+    const kind = classifyFd(fd, target, regular, fifo);
     if (typeof kind === "object") {
       reasons.push(kind.reason);
       continue;

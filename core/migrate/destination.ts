@@ -16,6 +16,7 @@ import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/comp
 import { planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { restoreImage } from "../restore/restore.ts";
+import { ensureStub } from "../restore/stub.ts";
 import {
   checkPortsFree,
   dropSockets,
@@ -152,6 +153,8 @@ export async function migrateIn(
     await checkCpu(offer.cpuFlags);
     await checkPidFree(offer.pid);
     await checkFiles(offer.files);
+    // Built before anything is frozen at the source, never during the freeze.
+    await ensureStub();
   } catch (e) {
     const reason = e instanceof PpmError ? e.why : (e as Error).message;
     await channel.send({ op: "offer-reply", ok: false, reason });

@@ -12,8 +12,21 @@ import { exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
 
 const SRC = join(PROJECT_ROOT, "core", "restore", "stub", "stub.c");
 
-/** Path of a built stub, building it first when needed. */
-export async function ensureStub(): Promise<string> {
+let building: Promise<string> | undefined;
+
+/**
+ * Path of a built stub, building it first when needed (once per process:
+ * concurrent callers share the build; a failed build is tried again).
+ */
+export function ensureStub(): Promise<string> {
+  building ??= buildStub().catch((e) => {
+    building = undefined;
+    throw e;
+  });
+  return building;
+}
+
+async function buildStub(): Promise<string> {
   const src = await Deno.readFile(SRC);
   const uapi = await Deno.readFile(join(KMOD_SRC, "uapi", "ppm.h"));
   const hash = createHash("sha256").update(src).update(uapi).digest("hex").slice(0, 12);

@@ -119,6 +119,9 @@ Deno.test("files: what can be carried and why not", () => {
   assertEquals(classifyFd(5, "/home/u/data.txt", true), "regular");
   const r = (x: unknown) => (x as { reason: string }).reason;
   assertEquals(classifyFd(4, "socket:[99]", false), "socket");
+  assertEquals(classifyFd(0, "/tmp/in.fifo", false, true), "stdio");
+  assertEquals(classifyFd(1, "/run/ppm/in-1-x/stdout (deleted)", false, true), "stdio");
+  assert(/in\.fifo/.test(r(classifyFd(5, "/tmp/in.fifo", false, true))));
   assert(/pipe/.test(r(classifyFd(7, "pipe:[5]", false))));
   assert(/eventfd/.test(r(classifyFd(8, "anon_inode:[eventfd]", false))));
   assert(/deleted/.test(r(classifyFd(9, "/tmp/x (deleted)", true))));

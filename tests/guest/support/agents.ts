@@ -16,7 +16,7 @@ export class Agents {
       "sh",
       "-c",
       `cd /tmp; ${env}ppm daemon --secret-file ${guestPath(this.secret)} --interface eth0 ` +
-      `--node-name node${n} --announce-interval 0.5 >> /tmp/agent.log 2>&1 & echo $! > /tmp/agent.pid`,
+      `--node-name node${n} --announce-interval 1 >> /tmp/agent.log 2>&1 & echo $! > /tmp/agent.pid`,
     ]);
     await this.c.waitFor(n, "ppm peers --json > /dev/null 2>&1", 120);
   }

@@ -43,6 +43,8 @@ export function agentCommands(): Command[] {
         Deno.addSignalListener(sig, () => ac.abort());
       }
       await runDaemon(config, ac.signal);
+      // Open relays and connections would keep the process alive: the agent is done.
+      Deno.exit(0);
     });
 
   const peers = new Command("peers")

@@ -18,6 +18,7 @@ import {
   ppmDumpTask,
   ppmDumpVmas,
   ppmInfo,
+  ppmQueueAccept,
   ppmRedirect,
   ppmRedirectDel,
   ppmRedirectList,
@@ -169,6 +170,19 @@ export class PpmDevice {
       out.push(decodeRedirect(arr.subarray(i * ppmRedirect.size, (i + 1) * ppmRedirect.size)));
     }
     return out;
+  }
+
+  /**
+   * PPM_IOC_QUEUE_ACCEPT (CAP_NET_ADMIN): moves the established connection
+   * `sockFd` into the accept queue of listener `listenFd` (both this
+   * process's descriptors); `sockFd` is left without a connection.
+   */
+  queueAccept(listenFd: number, sockFd: number): void {
+    ioctl(
+      this.fd,
+      PPM_IOC.QUEUE_ACCEPT,
+      encode(ppmQueueAccept, { listen_fd: listenFd, sock_fd: sockFd }),
+    );
   }
 
   /** Closes the descriptor. */

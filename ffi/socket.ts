@@ -15,6 +15,8 @@ const symbols = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
@@ -191,6 +193,22 @@ export function connect4(fd: number, a: Inet4): void {
 /** listen(2). */
 export function listenSocket(fd: number, backlog: number): void {
   check(c().listen(fd, backlog), "listen", fd);
+}
+
+/** accept4(2) without waiting: a new descriptor, or null when the queue is empty. */
+export function acceptNow(fd: number): number | null {
+  const SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
+  // The listener may be a blocking one: look before accepting.
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, 1, true); // POLLIN
+  if (c().poll(pfd, 1n, 0) <= 0 || !(v.getInt16(6, true) & 1)) return null;
+  const r = c().accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (r >= 0) return r;
+  const e = errno();
+  if (e === 11) return null; // EAGAIN
+  throw new ErrnoError("accept4", e, String(fd));
 }
 
 /** An int ioctl (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD). */

@@ -257,6 +257,17 @@ export const ppmRedirectList = defineStruct(
   ] as const,
 );
 
+/** `struct ppm_queue_accept`. */
+export const ppmQueueAccept = defineStruct(
+  "ppm_queue_accept",
+  [
+    ["listen_fd", "i32"],
+    ["sock_fd", "i32"],
+    ["flags", "u32"],
+    ["reserved", "u32"],
+  ] as const,
+);
+
 /** Every uapi structure, for the layout test. */
 export const ALL_STRUCTS = [
   ppmInfo,
@@ -271,6 +282,7 @@ export const ALL_STRUCTS = [
   ppmRedirect,
   ppmRedirectDel,
   ppmRedirectList,
+  ppmQueueAccept,
 ] as const;
 
 const IOC_NRBITS = 8n, IOC_TYPEBITS = 8n, IOC_SIZEBITS = 14n;
@@ -307,4 +319,5 @@ export const PPM_IOC = {
   REDIRECT_ADD: IOWR(PPM_IOC_MAGIC, 0x04, ppmRedirect.size),
   REDIRECT_DEL: IOWR(PPM_IOC_MAGIC, 0x05, ppmRedirectDel.size),
   REDIRECT_LIST: IOWR(PPM_IOC_MAGIC, 0x06, ppmRedirectList.size),
+  QUEUE_ACCEPT: IOW(PPM_IOC_MAGIC, 0x07, ppmQueueAccept.size),
 } as const;

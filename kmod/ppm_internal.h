@@ -27,4 +27,7 @@ long ppm_ioctl_redirect_add(void __user *arg);
 long ppm_ioctl_redirect_del(void __user *arg);
 long ppm_ioctl_redirect_list(void __user *arg);
 
+/* accept.c */
+long ppm_ioctl_queue_accept(void __user *arg);
+
 #endif /* _PPM_INTERNAL_H */

@@ -53,6 +53,8 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ppm_ioctl_redirect_del(uarg);
 	case PPM_IOC_REDIRECT_LIST:
 		return ppm_ioctl_redirect_list(uarg);
+	case PPM_IOC_QUEUE_ACCEPT:
+		return ppm_ioctl_queue_accept(uarg);
 	default:
 		return -ENOTTY;
 	}

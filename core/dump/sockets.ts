@@ -248,6 +248,6 @@ export function dumpSocket(s: HeldSocket, flags: number): SocketEntry {
   };
   if (s.remote) e.remote = s.remote;
   if (s.kind === "tcp-listen") e.backlog = s.backlog ?? 128;
-  if (s.kind === "tcp") e.tcp = dumpTcpRepair(s.copy);
+  if (s.kind === "tcp" || s.kind === "tcp-pending") e.tcp = dumpTcpRepair(s.copy);
   return e;
 }

@@ -8,7 +8,9 @@
  *
  * @module
  */
+import { withDevice } from "../../ffi/device.ts";
 import { close } from "../../ffi/libc.ts";
+import { acceptNow, IPPROTO, setsockoptInt, TCP } from "../../ffi/socket.ts";
 import type { SocketFd } from "../dump/files.ts";
 import {
   copyFds,
@@ -24,6 +26,8 @@ import { RedirectSet } from "../redirect/table.ts";
 /** The frozen network side of one process. */
 export class NetworkFreeze {
   private repaired: number[] = [];
+  /** Connections taken out of a listener's accept queue. */
+  private pending: HeldSocket[] = [];
 
   private constructor(
     readonly held: HeldSocket[],
@@ -57,8 +61,24 @@ export class NetworkFreeze {
     const net = new NetworkFreeze(held, drops, []);
     try {
       drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
+      // Connections waiting in a listener's accept queue move too: ppm takes
+      // them out now (the drops hold their packets) and the new node queues
+      // them again.
+      for (const l of held.filter((x) => x.kind === "tcp-listen" && x.acceptQueue)) {
+        for (let i = 0; i < 4096; i++) {
+          const child = acceptNow(l.copy);
+          if (child === null) break;
+          const d = describeSocket(l.fd, child);
+          if ("reason" in d || d.kind !== "tcp") {
+            close(child);
+            continue;
+          }
+          net.pending.push({ ...d, kind: "tcp-pending", copy: child });
+        }
+      }
+      held.push(...net.pending);
       for (const s of held) {
-        if (s.kind !== "tcp") continue;
+        if (s.kind !== "tcp" && s.kind !== "tcp-pending") continue;
         setRepair(s.copy, true);
         net.repaired.push(s.copy);
       }
@@ -71,12 +91,23 @@ export class NetworkFreeze {
     return net;
   }
 
-  /** Undoes the freeze: connections leave repair mode, the drops go; the process may resume. */
+  /**
+   * Undoes the freeze: connections leave repair mode, those taken from an
+   * accept queue go back into it, the drops go; the process may resume.
+   */
   thaw(): void {
+    const pending = new Set(this.pending.map((p) => p.copy));
     for (const c of this.repaired.splice(0)) {
       try {
-        setRepair(c, false);
+        // Repair off without a window probe for the queued ones: they were silent.
+        setsockoptInt(c, IPPROTO.TCP, TCP.REPAIR, pending.has(c) ? -1 : 0);
       } catch { /* closed by the peer meanwhile */ }
+    }
+    for (const p of this.pending.splice(0)) {
+      const listener = this.held.find((h) => h.kind === "tcp-listen" && h.fd === p.fd);
+      try {
+        if (listener) withDevice((d) => d.queueAccept(listener.copy, p.copy));
+      } catch { /* the connection is lost: its client sees a reset */ }
     }
     this.drops.removeAll();
     this.closeCopies();

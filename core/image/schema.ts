@@ -337,7 +337,7 @@ export async function loadImage(source: AsyncIterable<Uint8Array>): Promise<Load
   }
   const sockets = got.has(RECORD.SOCKETS) ? checkSockets(got.get(RECORD.SOCKETS)) : [];
   const fdNumbers = new Set(files.fds.map((f) => f.fd));
-  for (const s of sockets) {
+  for (const s of sockets.filter((x) => x.kind !== "tcp-pending")) {
     if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
     fdNumbers.add(s.fd);
   }

@@ -70,8 +70,11 @@ export interface SocketEntry {
   fd: number;
   /** File status flags (O_NONBLOCK, O_CLOEXEC, ...). */
   flags: number;
-  /** "tcp" (established), "tcp-listen" or "udp". */
-  kind: "tcp" | "tcp-listen" | "udp";
+  /**
+   * "tcp" (established), "tcp-listen", "udp", or "tcp-pending": a
+   * connection that waited in the accept queue of the listener at `fd`.
+   */
+  kind: "tcp" | "tcp-listen" | "udp" | "tcp-pending";
   /** Its own end. */
   local: Endpoint4;
   /** The other end (TCP; UDP when connected). */
@@ -146,11 +149,11 @@ function repair(v: unknown, what: string): TcpRepairState {
 
 /** Checks a SOCKETS record. */
 export function checkSockets(v: unknown): SocketEntry[] {
-  return arr(v, "SOCKETS", 4096).map((x, i) => {
+  const list = arr(v, "SOCKETS", 4096).map((x, i) => {
     const o = obj(x, `socket ${i}`);
     const what = `socket ${i}`;
     const kind = str(o, "kind", what, 16);
-    if (kind !== "tcp" && kind !== "tcp-listen" && kind !== "udp") {
+    if (kind !== "tcp" && kind !== "tcp-listen" && kind !== "udp" && kind !== "tcp-pending") {
       throw bad(what, `unknown kind ${kind}`);
     }
     const e: SocketEntry = {
@@ -161,11 +164,17 @@ export function checkSockets(v: unknown): SocketEntry[] {
       options: options(o.options, `${what} options`),
     };
     if (o.remote !== undefined) e.remote = endpoint(o.remote, `${what} remote end`);
-    if (kind === "tcp") {
+    if (kind === "tcp" || kind === "tcp-pending") {
       if (!e.remote) throw bad(what, "a TCP connection without a remote end");
       e.tcp = repair(o.tcp, `${what} TCP state`);
     }
     if (kind === "tcp-listen") e.backlog = int(o, "backlog", what, 0, 65535);
     return e;
   });
+  for (const p of list.filter((e) => e.kind === "tcp-pending")) {
+    if (!list.some((l) => l.kind === "tcp-listen" && l.fd === p.fd)) {
+      throw bad(`socket on fd ${p.fd}`, "a pending connection without its listener");
+    }
+  }
+  return list;
 }

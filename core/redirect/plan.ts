@@ -27,7 +27,7 @@ const ANY: Endpoint4 = { addr: "0.0.0.0", port: 0 };
 
 /** What one socket of the process is, as far as redirects go. */
 export interface FlowSocket {
-  /** "tcp" (a connection), "tcp-listen" or "udp". */
+  /** "tcp" (a connection; "tcp-pending" one not accepted yet), "tcp-listen" or "udp". */
   kind: SocketEntry["kind"];
   /** Its end on the old node (address 0.0.0.0 for a wildcard bind). */
   local: Endpoint4;
@@ -85,7 +85,8 @@ export function planRedirects(
     const p = proto(s);
     const old = oldEnd(s, oldAddr);
     const now: Endpoint4 = { addr: newAddr, port: s.local.port };
-    const connected = s.kind === "tcp" || (s.kind === "udp" && s.remote !== undefined);
+    const connected = s.kind === "tcp" || s.kind === "tcp-pending" ||
+      (s.kind === "udp" && s.remote !== undefined);
     const peer = connected ? s.remote! : ANY;
     const idle = connected && p === "tcp" ? 0 : ANY_PEER_IDLE_S;
     plan.drops.push({ proto: p, action: "drop", old, peer, idleTimeout: DROP_IDLE_S });

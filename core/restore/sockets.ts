@@ -31,6 +31,7 @@ import {
   TCP_QUEUE,
   TCPOPT,
 } from "../../ffi/socket.ts";
+import { withDevice } from "../../ffi/device.ts";
 import { ErrnoError } from "../../ffi/libc.ts";
 import type { SocketEntry, SocketOptions, TcpRepairState } from "../image/sockets.ts";
 import { EXIT, PpmError } from "../errors.ts";
@@ -116,14 +117,15 @@ export function restoreTcpRepair(fd: number, t: TcpRepairState, remote: Inet4): 
 function rebuildOne(e: SocketEntry, nodeAddr: string): RebuiltSocket {
   const local = localHere(e, nodeAddr);
   const tcp = e.kind !== "udp";
+  const conn = e.kind === "tcp" || e.kind === "tcp-pending";
   const fd = socket(AF.INET, tcp ? SOCK.STREAM : SOCK.DGRAM, tcp ? IPPROTO.TCP : IPPROTO.UDP);
   try {
-    if (e.kind === "tcp") setsockoptInt(fd, IPPROTO.TCP, TCP.REPAIR, 1);
+    if (conn) setsockoptInt(fd, IPPROTO.TCP, TCP.REPAIR, 1);
     // Connections and their listener share a port: reuse while binding, then as it was.
     setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, 1);
     applyOptions(fd, e.options, tcp);
     bind4(fd, local);
-    if (e.kind === "tcp") restoreTcpRepair(fd, e.tcp!, e.remote!);
+    if (conn) restoreTcpRepair(fd, e.tcp!, e.remote!);
     if (e.kind === "tcp-listen") listenSocket(fd, e.backlog ?? 128);
     if (e.kind === "udp" && e.remote) connect4(fd, e.remote);
     if (!e.options.reuseaddr && e.kind !== "tcp") setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, 0);

@@ -360,6 +360,22 @@ struct ppm_redirect_list {
 	__u32 count;
 };
 
+/**
+ * struct ppm_queue_accept - argument of PPM_IOC_QUEUE_ACCEPT
+ * @listen_fd: a listening IPv4 TCP socket of the caller
+ * @sock_fd: an established IPv4 TCP socket of the caller, out of repair
+ *	mode, on the listener's port; it moves into the listener's accept
+ *	queue and @sock_fd is left without a connection
+ * @flags: zero
+ * @reserved: zero
+ */
+struct ppm_queue_accept {
+	__s32 listen_fd;
+	__s32 sock_fd;
+	__u32 flags;
+	__u32 reserved;
+};
+
 #define PPM_IOC_MAGIC		0xB7
 
 #define PPM_IOC_INFO		_IOR(PPM_IOC_MAGIC, 0x00, struct ppm_info)
@@ -369,5 +385,6 @@ struct ppm_redirect_list {
 #define PPM_IOC_REDIRECT_ADD	_IOWR(PPM_IOC_MAGIC, 0x04, struct ppm_redirect)
 #define PPM_IOC_REDIRECT_DEL	_IOWR(PPM_IOC_MAGIC, 0x05, struct ppm_redirect_del)
 #define PPM_IOC_REDIRECT_LIST	_IOWR(PPM_IOC_MAGIC, 0x06, struct ppm_redirect_list)
+#define PPM_IOC_QUEUE_ACCEPT	_IOW(PPM_IOC_MAGIC, 0x07, struct ppm_queue_accept)
 
 #endif /* _UAPI_LINUX_PPM_H */

@@ -58,10 +58,14 @@ async function migrate(c: TestCluster, from: number, pid: string, to: number) {
   assertEquals(r.code, 0, `node${from} → node${to}: ${r.stderr}`);
   const m = JSON.parse(r.stdout);
   assertEquals(String(m.pid), pid);
+  const ms = (o: Record<string, number> | undefined) =>
+    Object.entries(o ?? {}).map(([k, v]) => `${k} ${(v / 1000).toFixed(0)}`).join(", ");
   console.log(
     `  node${from} → node${to}: frozen ${(m.timesUs.frozen / 1000).toFixed(0)} ms, ${
       (m.bytes / 2 ** 20).toFixed(1)
-    } MiB`,
+    } MiB [${ms(m.timesUs)}] [dump: ${ms(m.checkpoint?.timesUs)}] [restore: ${
+      ms(m.restore?.timesUs)
+    }]`,
   );
   return m;
 }
@@ -112,7 +116,7 @@ Deno.test({
         "a compute program goes node1 → node2 → node3 → node1; its output continues in node1's file",
         async () => {
           const pid =
-            (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 400 > /tmp/hc.out 2>&1 & echo $!`]))
+            (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 700 > /tmp/hc.out 2>&1 & echo $!`]))
               .trim();
           await c.waitFor(1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
           for (const [from, to] of [[1, 2], [2, 3], [3, 1]]) {
@@ -129,8 +133,8 @@ Deno.test({
             "node1",
             3,
           ]);
-          await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/hc.out", 300);
-          assertContinuous(await c.ok(1, ["cat", "/tmp/hc.out"]), 400);
+          await c.waitFor(1, "grep -q '^ok heap_counter' /tmp/hc.out", 600);
+          assertContinuous(await c.ok(1, ["cat", "/tmp/hc.out"]), 700);
         },
       );
 

@@ -168,17 +168,24 @@ export async function guestExec(
     const reader = new FrameReader();
     let timer: ReturnType<typeof setTimeout> | undefined;
     let ackTimer: ReturnType<typeof setTimeout> | undefined;
+    let closer: ReturnType<typeof setTimeout> | undefined;
     try {
       await port.conn.write(request);
       timer = setTimeout(() => {
         port.conn.write(frame("K", nonce, new Uint8Array(new Int32Array([9]).buffer))).catch(
           () => {},
         );
-        setTimeout(() => port.conn.close(), 2000);
+        closer = setTimeout(() => {
+          try {
+            port.conn.close();
+          } catch { /* closed meanwhile */ }
+        }, 2000);
       }, timeoutMs);
       // An agent busy with a previous client's command ignores us: retry on another port.
       ackTimer = setTimeout(() => {
-        if (!started) port.conn.close();
+        try {
+          if (!started) port.conn.close();
+        } catch { /* closed meanwhile */ }
       }, 15_000);
       const buf = new Uint8Array(65536);
       const t0 = Date.now();
@@ -229,6 +236,7 @@ export async function guestExec(
     } finally {
       clearTimeout(timer);
       clearTimeout(ackTimer);
+      clearTimeout(closer);
       try {
         port.conn.close();
       } catch { /* closed */ }

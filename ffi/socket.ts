@@ -92,9 +92,10 @@ export const MSG = { PEEK: 2, DONTWAIT: 0x40 } as const;
 /** fcntl commands. */
 export const F = { GETFL: 3, SETFL: 4 } as const;
 
-/** socket(2). */
+/** socket(2), close-on-exec (ppm's sockets never leak into the programs it starts). */
 export function socket(domain: number, type: number, proto = 0): number {
-  const fd = c().socket(domain, type, proto);
+  const SOCK_CLOEXEC = 0o2000000;
+  const fd = c().socket(domain, type | SOCK_CLOEXEC, proto);
   check(fd, "socket", `${domain}/${type}`);
   return fd;
 }

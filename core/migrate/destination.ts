@@ -13,7 +13,7 @@ import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
 import { loadImage } from "../image/schema.ts";
 import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
-import { planRedirects } from "../redirect/plan.ts";
+import { planLocks, planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { restoreImage } from "../restore/restore.ts";
 import { ensureStub } from "../restore/stub.ts";
@@ -45,6 +45,7 @@ function relayFifo(
   name: string,
   sink: (c: Uint8Array) => Promise<void>,
   end: () => Promise<void>,
+  log: (s: string) => void,
 ) {
   const path = join(dir, name);
   mkfifo(path);
@@ -53,15 +54,19 @@ function relayFifo(
     /** Opens the read end (completes when the process opens its end) and pumps. */
     pump: async () => {
       const f = await Deno.open(path, { read: true });
+      let bytes = 0;
       try {
         const buf = new Uint8Array(65536);
         for (;;) {
           const n = await f.read(buf);
           if (n === null) break;
           await sink(buf.slice(0, n));
+          bytes += n;
         }
-      } catch {
-        /* the connection went away: the output is lost, the process goes on */
+        log(`${name} relay ended after ${bytes} bytes`);
+      } catch (e) {
+        // The connection went away: the output is lost, the process goes on.
+        log(`${name} relay stopped after ${bytes} bytes: ${(e as Error).message}`);
       } finally {
         f.close();
         await end().catch(() => {});
@@ -185,20 +190,26 @@ export async function migrateIn(
       "stdout",
       channel.streamSink(STREAM.STDOUT),
       () => channel.endStream(STREAM.STDOUT),
+      log,
     );
     const err = relayFifo(
       dir,
       "stderr",
       channel.streamSink(STREAM.STDERR),
       () => channel.endStream(STREAM.STDERR),
+      log,
     );
     const pumps = [out.pump(), err.pump(), input?.pump()];
     let r;
     let rebuilt: RebuiltSocket[] = [];
     const answers = new RedirectSet();
+    const locks = new RedirectSet();
     const nodeAddr = opts.network?.nodeAddr ?? "";
     try {
-      if (img.sockets.length) rebuilt = rebuildSockets(img.sockets, nodeAddr);
+      if (img.sockets.length) {
+        locks.add(planLocks(img.sockets, nodeAddr));
+        rebuilt = rebuildSockets(img.sockets, nodeAddr);
+      }
       r = await restoreImage(img, {
         hold: true,
         stdin: input?.path,
@@ -208,6 +219,7 @@ export async function migrateIn(
       });
     } catch (e) {
       dropSockets(rebuilt);
+      locks.removeAll();
       const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
       log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
       await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
@@ -244,6 +256,7 @@ export async function migrateIn(
       if (img.sockets.length) {
         answers.add(planRedirects(img.sockets, offer.fromAddr, nodeAddr, []).answers);
       }
+      locks.removeAll();
       releaseSockets(rebuilt);
       r.start!();
       started = true;
@@ -256,6 +269,7 @@ export async function migrateIn(
         r.abort!();
         dropSockets(rebuilt);
         answers.removeAll();
+        locks.removeAll();
       }
     }
     return {

@@ -124,16 +124,23 @@ export type KeptStdio = { 0?: number; 1?: number; 2?: number };
  * its stdout and stderr (streams 2, 3) into the descriptors it had here, and
  * what arrives on its stdin here into stream 4, until the streams end.
  */
-export function relayStdio(channel: MigrationChannel, fds: KeptStdio): Promise<void> {
+export function relayStdio(
+  channel: MigrationChannel,
+  fds: KeptStdio,
+  log: (s: string) => void = () => {},
+): Promise<void> {
   let outputDone = false;
   const pump = async (stream: number, fd: number | undefined) => {
+    let bytes = 0;
     try {
       for await (const chunk of channel.streamSource(stream)) {
         // Without a descriptor the bytes are drained, so the stream never stalls the connection.
         if (fd !== undefined) await writeFd(fd, new Uint8Array(chunk));
+        bytes += chunk.length;
       }
-    } catch {
-      /* the reader went away */
+      log(`relay of stream ${stream} ended after ${bytes} bytes`);
+    } catch (e) {
+      log(`relay of stream ${stream} stopped after ${bytes} bytes: ${(e as Error).message}`);
     } finally {
       if (fd !== undefined) close(fd);
     }
@@ -330,7 +337,7 @@ async function migrate(
     net?.release();
     forwards.keep();
     const tEnd = performance.now();
-    opts.onRelay?.(relayStdio(channel, keep));
+    opts.onRelay?.(relayStdio(channel, keep, opts.log));
     const { held: _held, network: _net, ...ck } = stats;
     return {
       pid: restored.pid!,

@@ -104,3 +104,23 @@ export function planRedirects(
   }
   return plan;
 }
+
+/**
+ * The new node's lock while the process is restored there: its rebuilt
+ * connections are in TCP repair mode, but their retransmission timers run
+ * (repair mode stops sends, not retransmissions), and a retransmission
+ * leaving with the new address before the peers know it would draw a RST.
+ * So the new node drops its connections' packets both ways until the
+ * commit, as CRIU's network lock does.
+ */
+export function planLocks(sockets: FlowSocket[], newAddr: string): Redirect[] {
+  return sockets.filter((s) =>
+    (s.kind === "tcp" || s.kind === "tcp-pending") && s.remote && !nodeLocal(s)
+  ).map((s) => ({
+    proto: "tcp" as const,
+    action: "drop" as const,
+    old: { addr: newAddr, port: s.local.port },
+    peer: s.remote!,
+    idleTimeout: DROP_IDLE_S,
+  }));
+}

@@ -82,8 +82,16 @@ int main(int argc, char **argv)
 				continue;
 			}
 			/* End of file, or an error: this client is done. */
-			out("closed %d bytes=%llu%s%s\n", ids[i], echoed[i], got < 0 ? " error=" : "",
-			    got < 0 ? strerror(errno) : "");
+			{
+				struct tcp_info ti;
+				socklen_t tl = sizeof(ti);
+				int e = errno;
+
+				memset(&ti, 0, sizeof(ti));
+				getsockopt(pfd[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &tl);
+				out("closed %d bytes=%llu state=%d%s%s\n", ids[i], echoed[i],
+				    ti.tcpi_state, got < 0 ? " error=" : "", got < 0 ? strerror(e) : "");
+			}
 			close(pfd[i].fd);
 			pfd[i] = pfd[nfds - 1];
 			echoed[i] = echoed[nfds - 1];

@@ -1,5 +1,5 @@
 /** Which node gets which redirect entries when a process with sockets moves A → B. */
-import { planRedirects } from "../../core/redirect/plan.ts";
+import { planLocks, planRedirects } from "../../core/redirect/plan.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3", Q = "10.77.0.254";
@@ -72,4 +72,19 @@ Deno.test("redirect plan: loopback sockets need nothing; UDP connected follows i
   assertEquals(plan.drops.length, 1);
   assertEquals(plan.peers.get(P)![0].proto, "udp");
   assertEquals(plan.forwards.length, 0);
+});
+
+Deno.test("redirect plan: the new node locks its rebuilt connections until the commit", () => {
+  const locks = planLocks(
+    [
+      { kind: "tcp", local: { addr: A, port: 7000 }, remote: { addr: P, port: 40000 } },
+      { kind: "tcp-listen", local: { addr: "0.0.0.0", port: 7000 } },
+      { kind: "tcp-pending", local: { addr: A, port: 7000 }, remote: { addr: Q, port: 5 } },
+    ],
+    B,
+  );
+  assertEquals(locks.map((l) => [l.action, l.old, l.peer]), [
+    ["drop", { addr: B, port: 7000 }, { addr: P, port: 40000 }],
+    ["drop", { addr: B, port: 7000 }, { addr: Q, port: 5 }],
+  ]);
 });

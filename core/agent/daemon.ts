@@ -15,8 +15,7 @@ import { armedFaults } from "../fault.ts";
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import type { Offer } from "../migrate/protocol.ts";
 import { migrateOut, type NetworkSide } from "../migrate/source.ts";
-import type { Redirect } from "../../ffi/redirect.ts";
-import { deleteRedirect, RedirectSet } from "../redirect/table.ts";
+import { isRedirectRequest, PeerRedirects, serveRedirects } from "../redirect/peers.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import { connectPeer, listenPeers } from "../transport/conn.ts";
@@ -70,30 +69,6 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
   /** This node's address as peers know it: the first one it announces. */
   const nodeAddr = () => discovery.status().self.addresses[0] ?? "";
 
-  /** Serves a peer's request to add or remove redirect entries here (a migration's PEER entries). */
-  const serveRedirect = async (
-    conn: { send(m: unknown): Promise<void> },
-    req: { op: string; entries?: Redirect[]; ids?: number[] },
-    from: string,
-  ) => {
-    try {
-      if (req.op === "redirect-add") {
-        const set = new RedirectSet();
-        set.add(req.entries ?? []);
-        log("info", `added ${set.ids.length} redirects for ${from}`);
-        await conn.send({ op: "redirect-added", ok: true, ids: set.ids });
-      } else {
-        for (const id of req.ids ?? []) deleteRedirect(id);
-        log("info", `removed ${req.ids?.length ?? 0} redirects for ${from}`);
-        await conn.send({ op: "redirect-removed", ok: true });
-      }
-    } catch (e) {
-      const why = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
-      log("warn", `redirect request from ${from} failed: ${why}`);
-      await conn.send({ op: "redirect-failed", ok: false, reason: why }).catch(() => {});
-    }
-  };
-
   const listener = listenPeers({
     port: config.migrationPort,
     secret: secret.key,
@@ -102,8 +77,8 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
       let arrival: Arrival | undefined;
       try {
         const first = await conn.recv(30_000) as { op?: string };
-        if (first?.op === "redirect-add" || first?.op === "redirect-del") {
-          await serveRedirect(conn, first as { op: string }, conn.peer);
+        if (isRedirectRequest(first)) {
+          await serveRedirects(conn, first, (s) => log("info", `${s} for ${conn.peer}`));
           conn.close();
           return;
         }
@@ -175,39 +150,24 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
           expectNode: peer.name,
         });
         const prior = moved.find((m) => m.direction === "arrived" && m.current.pid === req.pid);
+        const peers = new PeerRedirects(async (addr) => {
+          const at = discovery.status().peers.find((x) => x.addresses.includes(addr));
+          if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
+          return await connectPeer({
+            host: at.from.replace(/:\d+$/, ""),
+            port: at.migrationPort,
+            secret: secret.key,
+            node: config.nodeName,
+            expectNode: at.name,
+          });
+        }, (s) => log("info", s));
         const network: NetworkSide = {
           nodeAddr: nodeAddr(),
           clusterAddrs: discovery.status().peers.filter((x) => x.state === "alive").flatMap((x) =>
             x.addresses
           ),
-          addAt: async (addr, entries) => {
-            const at = discovery.status().peers.find((x) => x.addresses.includes(addr));
-            if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
-            const ask = async (msg: unknown) => {
-              const c = await connectPeer({
-                host: at.from.replace(/:\d+$/, ""),
-                port: at.migrationPort,
-                secret: secret.key,
-                node: config.nodeName,
-                expectNode: at.name,
-              });
-              try {
-                await c.send(msg);
-                const r = await c.recv(30_000) as { ok: boolean; ids?: number[]; reason?: string };
-                if (!r?.ok) {
-                  throw new PpmError(`${at.name} refused the redirects`, r?.reason ?? "no answer");
-                }
-                return r;
-              } finally {
-                c.close();
-              }
-            };
-            const r = await ask({ op: "redirect-add", entries });
-            log("info", `${at.name} rewrites ${entries.length} flows of process ${req.pid}`);
-            return async () => {
-              await ask({ op: "redirect-del", ids: r.ids ?? [] });
-            };
-          },
+          prepare: (addrs) => peers.prepare(addrs),
+          addAt: (addr, entries) => peers.add(addr, entries),
         };
         let lastEmitted = 0;
         try {
@@ -239,6 +199,8 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
           conn.close();
           log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
           throw e;
+        } finally {
+          await peers.close();
         }
       }
     }

@@ -128,9 +128,10 @@ export async function readFds(
 }
 
 /** Size and mtime of a file now (cheap; taken while the process is frozen). */
-export async function statIdentity(path: string): Promise<Omit<FileIdentity, "sha256">> {
-  const st = await Deno.stat(path);
-  return { path, size: st.size, mtimeMs: st.mtime?.getTime() ?? 0 };
+export function statIdentity(path: string): Promise<Omit<FileIdentity, "sha256">> {
+  // Synchronous: one system call, no trip through the runtime's thread pool (it runs while frozen).
+  const st = Deno.statSync(path);
+  return Promise.resolve({ path, size: st.size, mtimeMs: st.mtime?.getTime() ?? 0 });
 }
 
 const hashCache = new Map<string, string>();
@@ -141,7 +142,7 @@ const hashCache = new Map<string, string>();
  * of ppm (the agent hashes them once, not once per migration).
  */
 export async function sha256File(path: string): Promise<string> {
-  const st = await Deno.stat(path);
+  const st = Deno.statSync(path);
   const key = `${path}\0${st.ino}\0${st.size}\0${st.mtime?.getTime()}`;
   const known = hashCache.get(key);
   if (known) return known;
@@ -169,5 +170,11 @@ async function hashContent(path: string): Promise<string> {
 
 /** The full identity of a file. */
 export async function fileIdentity(path: string): Promise<FileIdentity> {
-  return { ...(await statIdentity(path)), sha256: await sha256File(path) };
+  const st = Deno.statSync(path);
+  return {
+    path,
+    size: st.size,
+    mtimeMs: st.mtime?.getTime() ?? 0,
+    sha256: await sha256File(path),
+  };
 }

@@ -212,6 +212,10 @@ export async function migrateIn(
       }
       r = await restoreImage(img, {
         hold: true,
+        // Checked with the offer, unless the process mapped something new since.
+        filesChecked: img.files.mapped.every((m) =>
+          offer.files.some((f) => f.path === m.path && f.sha256 === m.sha256)
+        ),
         stdin: input?.path,
         stdout: out.path,
         stderr: err.path,

@@ -230,6 +230,8 @@ export interface NetworkSide {
   clusterAddrs: string[];
   /** Adds `entries` on the node at `addr` (through its agent); resolves to their removal. */
   addAt(addr: string, entries: Redirect[]): Promise<() => Promise<void>>;
+  /** Opens the connections to those nodes ahead, before the process is frozen. */
+  prepare?(addrs: Iterable<string>): Promise<void>;
 }
 
 /**
@@ -268,6 +270,16 @@ async function migrate(
   const reply = await channel.recv(step) as OfferReply;
   if (!reply || reply.op !== "offer-reply" || !reply.ok) {
     throw refuse(`the destination refused: ${reply?.reason ?? "no answer"}`);
+  }
+  if (opts.network?.prepare && offer.sockets.length) {
+    // The nodes that will rewrite flows, reached before the freeze rather than during it.
+    const guess = planRedirects(
+      offer.sockets,
+      opts.network.nodeAddr,
+      "",
+      opts.network.clusterAddrs,
+    );
+    await opts.network.prepare(guess.peers.keys());
   }
   const tOffer = performance.now();
 

@@ -42,6 +42,8 @@ export interface RestoreOptions extends StdioTargets {
    * with `start()` or removes it with `abort()` (migration commits this way).
    */
   hold?: boolean;
+  /** The mapped files were checked already (a migration checks them with the offer). */
+  filesChecked?: boolean;
 }
 
 /** Figures of one restore; times in µs. */
@@ -209,7 +211,11 @@ export async function restoreImage(
 ): Promise<RestoreStats> {
   const tLoad = performance.now();
   const pid = img.task.pid;
-  await checkCompatible(img, { pid, xsaveSize: img.cpu.xstate.length });
+  await checkCompatible(img, {
+    pid,
+    xsaveSize: img.cpu.xstate.length,
+    filesChecked: opts.filesChecked,
+  });
   for (const target of [opts.stdout, opts.stderr]) {
     // Create missing targets; never open existing ones (a FIFO would see EOF).
     if (target && !(await Deno.lstat(target).then(() => true, () => false))) {

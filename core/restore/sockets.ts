@@ -144,20 +144,40 @@ function rebuildOne(e: SocketEntry, nodeAddr: string): RebuiltSocket {
   }
 }
 
+const ORDER: Record<SocketEntry["kind"], number> = {
+  "tcp": 0,
+  "tcp-pending": 1,
+  "tcp-listen": 2,
+  "udp": 3,
+};
+
 /**
  * Rebuilds every socket of the image; connections first, so their
- * listener can bind its port after them. On failure nothing is left open.
+ * listener can bind its port after them. Connections that waited in a
+ * listener's accept queue go back into the rebuilt listener's queue (they
+ * leave repair mode silently for that; nothing reaches them before the
+ * redirects are in place). Returns the sockets the process takes; on
+ * failure nothing is left open.
  */
 export function rebuildSockets(entries: SocketEntry[], nodeAddr: string): RebuiltSocket[] {
-  const order = [...entries].sort((a, b) =>
-    (a.kind === "tcp" ? 0 : 1) - (b.kind === "tcp" ? 0 : 1)
-  );
+  const order = [...entries].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
   const out: RebuiltSocket[] = [];
+  const pending: RebuiltSocket[] = [];
   try {
-    for (const e of order) out.push(rebuildOne(e, nodeAddr));
+    for (const e of order) (e.kind === "tcp-pending" ? pending : out).push(rebuildOne(e, nodeAddr));
+    for (const p of pending) {
+      const listener = out.find((l) => l.entry.kind === "tcp-listen" && l.fd === p.fd);
+      if (!listener) throw new Error(`no listener on fd ${p.fd} for a waiting connection`);
+      setsockoptInt(p.copy, IPPROTO.TCP, TCP.REPAIR, -1); // off, without a window probe
+      withDevice((d) => d.queueAccept(listener.copy, p.copy));
+    }
   } catch (err) {
     dropSockets(out);
-    throw err;
+    throw err instanceof PpmError
+      ? err
+      : new PpmError("cannot rebuild the sockets", (err as Error).message, "", EXIT.FAILURE);
+  } finally {
+    dropSockets(pending);
   }
   return out;
 }

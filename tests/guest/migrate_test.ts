@@ -23,7 +23,7 @@ import { generateSecret } from "../../core/security/secret.ts";
 import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -115,9 +115,12 @@ Deno.test({
       await t.step(
         "a compute program goes node1 → node2 → node3 → node1; its output continues in node1's file",
         async () => {
-          const pid =
-            (await c.ok(1, ["sh", "-c", `cd /tmp; ${bin} 700 > /tmp/hc.out 2>&1 & echo $!`]))
-              .trim();
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; ${bin} 700 > /tmp/hc.out 2>&1 & echo $!`,
+          ]))
+            .trim();
           await c.waitFor(1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
           for (const [from, to] of [[1, 2], [2, 3], [3, 1]]) {
             await migrate(c, from, pid, to);
@@ -153,7 +156,7 @@ Deno.test({
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            'cd /tmp; /usr/bin/python3 -u -c "$0" < /dev/null > /tmp/py.out 2>&1 & echo $!',
+            `${highPids()}cd /tmp; /usr/bin/python3 -u -c "$0" < /dev/null > /tmp/py.out 2>&1 & echo $!`,
             script,
           ])).trim();
           await c.waitFor(1, "grep -q '^tick 20 ' /tmp/py.out", 180);
@@ -175,7 +178,7 @@ Deno.test({
           const [holder, pid] = (await c.ok(1, [
             "sh",
             "-c",
-            "cd /tmp; rm -f in.fifo; mkfifo in.fifo; sleep 600 > in.fifo & echo $!; " +
+            `${highPids()}cd /tmp; rm -f in.fifo; mkfifo in.fifo; sleep 600 > in.fifo & echo $!; ` +
             "cat < in.fifo > /tmp/cat.out & echo $!",
           ])).trim().split("\n");
           try {
@@ -206,12 +209,12 @@ Deno.test({
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; ${bin} 5000 > /tmp/fail.out 2>&1 & echo $!`,
+            `${highPids()}cd /tmp; ${bin} 5000 > /tmp/fail.out 2>&1 & echo $!`,
           ])).trim();
           const local = (await c.ok(1, [
             "sh",
             "-c",
-            "cd /tmp; /tmp/local-hc 5000 > /tmp/local.out 2>&1 & echo $!",
+            `${highPids()}cd /tmp; /tmp/local-hc 5000 > /tmp/local.out 2>&1 & echo $!`,
           ])).trim();
           try {
             await c.waitFor(1, "grep -q '^tick 5 ' /tmp/fail.out", 120);

@@ -23,7 +23,7 @@ import { stateDir } from "../../core/paths.ts";
 import { generateSecret } from "../../core/security/secret.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -64,7 +64,11 @@ async function migrate(c: TestCluster, from: number, pid: string, to: number) {
 
 /** Starts `cmd` on node n in /tmp with its output in `out`; returns its PID. */
 async function spawn(c: TestCluster, n: number, cmd: string, out: string): Promise<string> {
-  return (await c.ok(n, ["sh", "-c", `cd /tmp; ${cmd} > ${out} 2>&1 < /dev/null & echo $!`]))
+  return (await c.ok(n, [
+    "sh",
+    "-c",
+    `${highPids()}cd /tmp; ${cmd} > ${out} 2>&1 < /dev/null & echo $!`,
+  ]))
     .trim();
 }
 

@@ -122,3 +122,13 @@ export async function withCluster(
     await down(spec.name);
   }
 }
+
+/**
+ * A shell prefix that makes the next process IDs on a node start at a
+ * random high number: migration restores a process with its PID, which must
+ * be free at the destination, where the agent's own threads hold low ones.
+ */
+export function highPids(): string {
+  const base = 10_000 + Math.floor(Math.random() * 20_000);
+  return `echo ${base} > /proc/sys/kernel/ns_last_pid; `;
+}

@@ -16,6 +16,7 @@ import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import type { Offer } from "../migrate/protocol.ts";
 import { migrateOut, type NetworkSide } from "../migrate/source.ts";
 import { isRedirectRequest, PeerRedirects, serveRedirects } from "../redirect/peers.ts";
+import { deleteRedirect, listRedirects } from "../redirect/table.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import { connectPeer, listenPeers } from "../transport/conn.ts";
@@ -62,9 +63,35 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
     abi: PPM_ABI_VERSION,
     log: (lvl, msg) => log(lvl, msg),
   });
-  discovery.on((e) =>
-    log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`)
-  );
+  /** Redirect entries left here by processes that moved away, by their new node. */
+  const leftFor = new Map<string, number[]>();
+  discovery.on((e) => {
+    log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`);
+    // A node gone silent (not an agent that restarts, or one that says goodbye).
+    if (e.type === "leave" && e.reason === "expired") {
+      dropRedirectsTo(e.peer.name, e.peer.addresses);
+    }
+  });
+
+  /**
+   * A node that left takes its flows with it: the entries that send them
+   * there go, and so do this node's drops for them, so that their peers get
+   * a reset from here rather than silence.
+   */
+  const dropRedirectsTo = (name: string, addrs: string[]) => {
+    try {
+      const ids = [
+        ...(leftFor.get(name) ?? []),
+        ...listRedirects().filter((r) => r.new && addrs.includes(r.new.addr)).map((r) => r.id),
+      ];
+      leftFor.delete(name);
+      let n = 0;
+      for (const id of new Set(ids)) n += deleteRedirect(id);
+      if (n) log("warn", `${name} left: removed ${n} redirects of flows that had moved there`);
+    } catch (e) {
+      log("warn", `cannot clean the redirects of ${name}: ${(e as Error).message}`);
+    }
+  };
 
   /** This node's address as peers know it: the first one it announces. */
   const nodeAddr = () => discovery.status().self.addresses[0] ?? "";
@@ -193,6 +220,7 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
             movedAt: new Date().toISOString(),
             direction: "left",
           });
+          leftFor.set(peer.name, [...(leftFor.get(peer.name) ?? []), ...r.redirectIds]);
           log("info", `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes)`);
           return { ...r, to: peer.name };
         } catch (e) {

@@ -39,6 +39,8 @@ export interface MigrateResult {
   checkpoint: Omit<CheckpointStats, "held" | "network">;
   /** Sockets that moved. */
   sockets: number;
+  /** Redirect entries left on this node for them (drops and forwards). */
+  redirectIds: number[];
   /** Restore figures from the destination. */
   restore: unknown;
 }
@@ -346,6 +348,7 @@ async function migrate(
       throw refuse("the destination did not confirm that the process runs");
     }
     held.kill();
+    const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
     net?.release();
     forwards.keep();
     const tEnd = performance.now();
@@ -355,6 +358,7 @@ async function migrate(
       pid: restored.pid!,
       bytes,
       sockets: net?.entries.length ?? 0,
+      redirectIds,
       checkpoint: ck,
       restore: restored.stats,
       timesUs: {

@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { ensurePackages } from "../../core/host/packages.ts";
 import { stateDir } from "../../core/paths.ts";
 import { generateSecret } from "../../core/security/secret.ts";
+import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
@@ -355,6 +356,30 @@ Deno.test({
           assertEquals(r.code, 6, r.stderr);
           assertMatch(r.stderr, /redirects? (is|are) active/);
         });
+
+        await t.step(
+          "when the new node dies, its redirects go and the peer sees a reset, not a hang",
+          async () => {
+            const server = await spawn(c, 1, `${echo} 7009`, "/tmp/es9.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/es9.out", 60);
+            await spawn(c, 3, `${client} 10.77.0.1 7009 300 64`, "/tmp/sc9.out");
+            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc9.out", 120);
+            await migrate(c, 1, server, 2);
+            await c.waitFor(3, "grep -q '^tick 10 ' /tmp/sc9.out", 120);
+            const t0 = Date.now();
+            await setLink(netnsName(CLUSTER), 2, false);
+            try {
+              await c.waitFor(3, "grep -q '^FAIL' /tmp/sc9.out", 120);
+            } finally {
+              await setLink(netnsName(CLUSTER), 2, true);
+            }
+            const out = await c.ok(3, ["cat", "/tmp/sc9.out"]);
+            assertMatch(out, /FAIL stream_client: .*(reset|Broken pipe)/);
+            console.log(
+              `  the client saw the reset ${((Date.now() - t0) / 1000).toFixed(0)} s after`,
+            );
+          },
+        );
       } finally {
         for (const p of started) {
           try {

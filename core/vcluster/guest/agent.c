@@ -179,7 +179,7 @@ static void start(struct session *s, unsigned char *p, size_t len)
 	s->pid = fork();
 	if (s->pid == 0) {
 		sigset_t none;
-		int null = open("/dev/null", O_RDONLY);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);

@@ -158,6 +158,9 @@ export async function migrateIn(
     await checkCpu(offer.cpuFlags);
     await checkPidFree(offer.pid);
     await checkFiles(offer.files);
+    if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
+      throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);
+    }
     // Built before anything is frozen at the source, never during the freeze.
     await ensureStub();
   } catch (e) {

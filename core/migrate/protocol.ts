@@ -74,6 +74,8 @@ export interface Offer {
   fromAddr: string;
   /** Its IPv4 sockets (their ports must be free at the destination). */
   sockets: FlowSocket[];
+  /** Its working directory (it must exist at the destination). */
+  cwd: string;
 }
 
 /** How a migrated process's stdin is provided at the destination. */

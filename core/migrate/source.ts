@@ -111,6 +111,7 @@ export async function buildOffer(
     origin: origin ?? { node: from, pid },
     moves,
     stdin: await stdinMode(pid),
+    cwd: await Deno.readLink(`/proc/${pid}/cwd`),
     fromAddr,
     sockets: inspectSockets(pid, (await readFds(pid)).sockets.map((x) => x.fd)).sockets.map(
       (x) => ({ kind: x.kind, local: x.local, remote: x.remote }),

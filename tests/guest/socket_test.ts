@@ -234,7 +234,14 @@ Deno.test({
         await t.step(
           "Python's http.server moves under a request loop; every request succeeds",
           async () => {
-            await c.ok(1, ["sh", "-c", "mkdir -p /tmp/www && echo hello-ppm > /tmp/www/index.txt"]);
+            // The same files on every node, as a shared file system would have them.
+            for (const n of [1, 2]) {
+              await c.ok(n, [
+                "sh",
+                "-c",
+                "mkdir -p /tmp/www && echo hello-ppm > /tmp/www/index.txt",
+              ]);
+            }
             const server = await spawn(
               c,
               1,

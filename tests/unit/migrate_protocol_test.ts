@@ -122,6 +122,7 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
       /lacks features/,
     ],
     [{ pid: Deno.pid }, /is taken/],
+    [{ cwd: "/nonexistent/dir" }, /working directory \/nonexistent\/dir does not exist/],
     [
       { files: [{ path: "/nonexistent/lib.so", size: 1, sha256: "0".repeat(64) }] },
       /does not exist here/,
@@ -144,6 +145,7 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
       stdin: "null",
       fromAddr: "",
       sockets: [],
+      cwd: "/",
       ...change,
     };
     const served = migrateIn(dst, { runDir: "/tmp", stepTimeoutMs: 5000 });

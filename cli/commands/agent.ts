@@ -40,7 +40,11 @@ export function agentCommands(): Command[] {
       const config = await loadConfig({ flags: { ...o } });
       const ac = new AbortController();
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
-        Deno.addSignalListener(sig, () => ac.abort());
+        Deno.addSignalListener(sig, () => {
+          ac.abort();
+          // A migration in flight may hold the cleanup up: stop anyway, soon.
+          setTimeout(() => Deno.exit(0), 3000);
+        });
       }
       await runDaemon(config, ac.signal);
       // Open relays and connections would keep the process alive: the agent is done.

@@ -108,7 +108,12 @@ Deno.test({
           for (const r of stats) {
             assertEquals(r.code, 0, r.stderr);
             const s = JSON.parse(r.stdout);
-            assertEquals([s.loaded, s.abi, s.toolAbi, s.device], [true, 1, 1, true]);
+            assertEquals([s.loaded, s.abi, s.toolAbi, s.device], [
+              true,
+              PPM_ABI_VERSION,
+              PPM_ABI_VERSION,
+              true,
+            ]);
             assertMatch(s.kernel, /^6\.1\./);
             assertMatch(s.version, /^\d+\.\d+\.\d+$/);
             assert(s.features.includes("info"));

@@ -260,16 +260,26 @@ export async function checkpoint(
     }
   }
 
-  const mapped: FileIdentity[] = [];
-  for (const p of mappedPaths) mapped.push(await fileIdentity(p));
-  await writer.writeRecord(RECORD.FILES, { fds: fdsRecord, mapped });
-  const tId = performance.now();
+  let tId: number, summary: { bytes: number };
   const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
-  for (const s of stats) {
-    for (const k of Object.keys(totals) as (keyof PageStats)[]) totals[k] += s[k];
+  try {
+    const mapped: FileIdentity[] = [];
+    for (const p of mappedPaths) mapped.push(await fileIdentity(p));
+    await writer.writeRecord(RECORD.FILES, { fds: fdsRecord, mapped });
+    tId = performance.now();
+    for (const s of stats) {
+      for (const k of Object.keys(totals) as (keyof PageStats)[]) totals[k] += s[k];
+    }
+    summary = await writer.end({ pageStats: stats });
+    for (const c of chunks) await sink(c);
+  } catch (e) {
+    // A held process must not stay frozen because the image could not go out.
+    if (opts.hold) {
+      net?.thaw();
+      tracee.release();
+    }
+    throw e;
   }
-  const summary = await writer.end({ pageStats: stats });
-  for (const c of chunks) await sink(c);
   const tEnd = performance.now();
   return {
     pid,

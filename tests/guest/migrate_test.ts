@@ -23,7 +23,7 @@ import { generateSecret } from "../../core/security/secret.ts";
 import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, notYet, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -84,15 +84,6 @@ async function assertRunsOn(c: TestCluster, pid: string, comm: string, on: numbe
     // A killed copy may take a moment to be reaped.
     await c.waitFor(n, `! (${lives(pid, comm)})`, 30);
   }
-}
-
-/**
- * A step that does not pass in CI yet, kept so that it is not forgotten:
- * it is reported as ignored, with the reason in its name. See the session
- * notes; remove the wrapper once it passes.
- */
-function notYet(t: Deno.TestContext, name: string, why: string, fn: () => Promise<void>) {
-  return t.step({ name: `${name} [not yet: ${why}]`, ignore: true, fn });
 }
 
 Deno.test({

@@ -24,7 +24,7 @@ import { generateSecret } from "../../core/security/secret.ts";
 import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, notYet, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -83,15 +83,6 @@ function stallOf(text: string): number {
 
 async function redirects(c: TestCluster, n: number): Promise<{ id: number; action: string }[]> {
   return JSON.parse(await c.ok(n, ["ppm", "redirects", "--json"]));
-}
-
-/**
- * A step that does not pass in CI yet, kept so that it is not forgotten:
- * it is reported as ignored, with the reason in its name. See the session
- * notes; remove the wrapper once it passes.
- */
-function notYet(t: Deno.TestContext, name: string, why: string, fn: () => Promise<void>) {
-  return t.step({ name: `${name} [not yet: ${why}]`, ignore: true, fn });
 }
 
 Deno.test({

@@ -132,3 +132,17 @@ export function highPids(): string {
   const base = 10_000 + Math.floor(Math.random() * 20_000);
   return `echo ${base} > /proc/sys/kernel/ns_last_pid; `;
 }
+
+/**
+ * A step that does not pass in CI yet, kept so that it is not forgotten:
+ * it is reported as ignored, with the reason in its name. Remove the
+ * wrapper once it passes.
+ */
+export function notYet(
+  t: Deno.TestContext,
+  name: string,
+  why: string,
+  fn: () => Promise<void>,
+): Promise<boolean> {
+  return t.step({ name: `${name} [not yet: ${why}]`, ignore: true, fn });
+}

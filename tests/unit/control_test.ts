@@ -4,6 +4,14 @@ import { controlRequest, serveControl } from "../../core/agent/control.ts";
 import { PpmError } from "../../core/errors.ts";
 import { assertEquals, assertRejects } from "../support/assert.ts";
 
+/** Waits (at most 2 s) until the served socket exists. */
+async function socketAppears(path: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await Deno.stat(path).then(() => true, () => false)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 Deno.test("control socket: directory 0700, socket 0600, one JSON reply per request, errors pass through", async () => {
   const dir = await Deno.makeTempDir();
   const path = join(dir, "run", "ppm.sock");
@@ -18,10 +26,7 @@ Deno.test("control socket: directory 0700, socket 0600, one JSON reply per reque
     () => {},
   );
   try {
-    for (let i = 0; i < 100; i++) {
-      if (await Deno.stat(path).then(() => true, () => false)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await socketAppears(path);
     assertEquals((await Deno.stat(join(dir, "run"))).mode! & 0o777, 0o700);
     assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
     assertEquals(await controlRequest(path, { op: "ps" }), [{ pid: 7 }]);
@@ -57,10 +62,7 @@ Deno.test("control socket: events before the reply arrive in order, then the res
     () => {},
   );
   try {
-    for (let i = 0; i < 100; i++) {
-      if (await Deno.stat(path).then(() => true, () => false)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await socketAppears(path);
     const seen: number[] = [];
     const r = await controlRequest(
       path,

@@ -7,11 +7,13 @@
 import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
 import { agentCommands } from "./commands/agent.ts";
+import { balanceCommands } from "./commands/balance.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
 import { redirectsCommand } from "./commands/redirects.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { runCommand } from "./commands/run.ts";
 import { secretCommand } from "./commands/secret.ts";
 import { moduleCommand } from "./commands/module.ts";
 import { vclusterCommand } from "./commands/vcluster.ts";
@@ -37,7 +39,9 @@ export function buildApp(): Command {
     .description("preemptive process migration for Linux clusters")
     .version(`ppm ${VERSION} (ABI ${PPM_ABI_VERSION})`, "-V, --version")
     .addHelpText("after", EXIT_HELP)
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    // `ppm run CMD -x`: options after the command are the command's.
+    .enablePositionalOptions();
 
   program.addCommand(moduleCommand());
   program.addCommand(checkpointCommand());
@@ -45,6 +49,8 @@ export function buildApp(): Command {
   program.addCommand(imageCommand());
   program.addCommand(secretCommand());
   for (const c of agentCommands()) program.addCommand(c);
+  program.addCommand(runCommand());
+  for (const c of balanceCommands()) program.addCommand(c);
   program.addCommand(redirectsCommand());
   program.addCommand(vclusterCommand());
   program.addCommand(demoCommand());

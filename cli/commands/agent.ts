@@ -6,18 +6,15 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { controlRequest } from "../../core/agent/control.ts";
-import type { MovedProcess } from "../../core/agent/daemon.ts";
 import { runDaemon } from "../../core/agent/daemon.ts";
+import type { ProcessEntry } from "../../core/agent/processes.ts";
 import { loadConfig } from "../../core/config/load.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
+import { renderPs } from "../balance_text.ts";
 import { report } from "../output.ts";
 import { ProgressBar } from "../progress_bar.ts";
-
-async function socketPath(o: { config?: string; controlSocket?: string }): Promise<string> {
-  return (await loadConfig({ flags: { config: o.config, controlSocket: o.controlSocket } }))
-    .controlSocket;
-}
+import { parsePid, socketPath } from "./agent_socket.ts";
 
 /** The agent commands. */
 export function agentCommands(): Command[] {
@@ -36,7 +33,11 @@ export function agentCommands(): Command[] {
     .option("--announce-interval <seconds>", "seconds between announcements (default 1)")
     .option("--log-level <level>", "error, warn, info or debug (default info)")
     .option("--control-socket <path>", "control socket (default /run/ppm/ppm.sock)")
-    .action(async (o) => {
+    .option(
+      "--balance",
+      "balance load by itself (as balance.enabled in the config; docs/balancing.md)",
+    )
+    .action(async ({ balance, ...o }) => {
       const config = await loadConfig({ flags: { ...o } });
       const ac = new AbortController();
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -46,7 +47,7 @@ export function agentCommands(): Command[] {
           setTimeout(() => Deno.exit(0), 3000);
         });
       }
-      await runDaemon(config, ac.signal);
+      await runDaemon(config, ac.signal, { balance });
       // Open relays and connections would keep the process alive: the agent is done.
       Deno.exit(0);
     });
@@ -85,10 +86,7 @@ export function agentCommands(): Command[] {
     )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .action(async (rawPid, o) => {
-      const pid = Number(rawPid);
-      if (!Number.isInteger(pid) || pid <= 0) {
-        throw new PpmError("invalid PID", rawPid, "", EXIT.USAGE);
-      }
+      const pid = parsePid(rawPid);
       const timeoutS = o.timeout === undefined ? 120 : Number(o.timeout);
       if (!(timeoutS > 0 && timeoutS <= 3600)) {
         throw new PpmError(
@@ -129,22 +127,15 @@ export function agentCommands(): Command[] {
     });
 
   const ps = new Command("ps")
-    .description("list the migrated processes this node knows: origin, current node and PID, moves")
+    .description(
+      "list the managed and migrated processes this node knows: where they run, moves, and why they moved",
+    )
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
     .option("--json", "print them as JSON")
     .action(async (o) => {
-      const list = await controlRequest(await socketPath(o), { op: "ps" }) as MovedProcess[];
-      report(
-        o.json,
-        list,
-        (d) =>
-          d.length === 0
-            ? "no migrated processes"
-            : d.map((m) =>
-              `${m.origin.node}:${m.origin.pid} -> ${m.current.node}:${m.current.pid}  ${m.direction}  moves ${m.moves}  ${m.movedAt}`
-            ).join("\n"),
-      );
+      const list = await controlRequest(await socketPath(o), { op: "ps" }) as ProcessEntry[];
+      report(o.json, list, renderPs);
     });
   return [daemon, peers, migrate, ps] as unknown as Command[];
 }

@@ -15,7 +15,13 @@ export type ControlRequest =
   | { op: "status" }
   | { op: "peers" }
   | { op: "ps" }
-  | { op: "migrate"; pid: number; to: string; timeoutMs?: number };
+  | { op: "migrate"; pid: number; to: string; timeoutMs?: number }
+  | { op: "manage"; pid: number; name?: string; by?: "run" | "manage" }
+  | { op: "unmanage"; pid: number }
+  | { op: "wait"; pid: number; timeoutMs?: number }
+  | { op: "balance"; dryRun: boolean }
+  | { op: "drain" }
+  | { op: "undrain" };
 
 /** Sends an event line to the requester before the reply. */
 export type Emit = (event: unknown) => void;

@@ -1,70 +1,118 @@
 /**
- * `ppm daemon`: the node agent. It announces this node and tracks its
- * peers (core/discovery), accepts authenticated migrations from them
- * (core/transport, core/migrate/destination.ts), migrates processes away
- * on request (core/migrate/source.ts), relays the output of processes that
- * left, and answers the CLI on the root-only control socket.
+ * `ppm daemon`: the node agent. It announces this node and its load and
+ * tracks its peers (core/discovery), accepts authenticated migrations from
+ * them (inbound.ts), migrates processes away on request or by its own
+ * balancing decisions (outbound.ts, balancer.ts), relays the output of
+ * processes that left, keeps the table of the processes it knows
+ * (processes.ts), and answers the CLI on the root-only control socket
+ * (control.ts, ops.ts).
  *
  * @module
  */
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { admit } from "../balance/admission.ts";
+import { capacity } from "../balance/load.ts";
+import { resolveBalanceConfig } from "../balance/settings.ts";
 import type { PpmConfig } from "../config/schema.ts";
+import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { startDiscovery } from "../discovery/service.ts";
-import { EXIT, PpmError } from "../errors.ts";
 import { armedFaults } from "../fault.ts";
-import { type Arrival, migrateIn } from "../migrate/destination.ts";
-import type { Offer } from "../migrate/protocol.ts";
-import { migrateOut, type NetworkSide } from "../migrate/source.ts";
-import { isRedirectRequest, PeerRedirects, serveRedirects } from "../redirect/peers.ts";
+import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
+import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
 import { deleteRedirect, listRedirects } from "../redirect/table.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
-import { connectPeer, listenPeers } from "../transport/conn.ts";
+import { listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
-import { type ControlRequest, type Emit, serveControl } from "./control.ts";
+import { Balancer, readLoadSample } from "./balancer.ts";
+import { serveControl } from "./control.ts";
+import { DemandMeter, processViews } from "./facts.ts";
+import { receive } from "./inbound.ts";
+import { makeHandler } from "./ops.ts";
+import { makeMover } from "./outbound.ts";
+import { ROOT } from "./permission.ts";
+import { type ProcessEntry, ProcessTable } from "./processes.ts";
+import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
+import { reapChild, sweep } from "./sweep.ts";
 
-/** A process this node knows moved: arrived here or left from here. */
-export interface MovedProcess {
-  /** Where it started: node and PID. */
-  origin: { node: string; pid: number };
-  /** Where it runs now: node and PID. */
-  current: { node: string; pid: number };
-  /** Moves so far. */
-  moves: number;
-  /** When it last moved (ISO). */
-  movedAt: string;
-  /** "arrived" (runs here) or "left" (runs elsewhere; its output is relayed here). */
-  direction: "arrived" | "left";
+/** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
+export type MovedProcess = ProcessEntry;
+
+/** Options of {@link runDaemon} besides the configuration. */
+export interface DaemonOptions {
+  /** Balance by itself even when the configuration does not say so (`ppm daemon --balance`). */
+  balance?: boolean;
 }
 
 const LEVELS = ["error", "warn", "info", "debug"];
 
 /** Runs the agent until `signal` aborts. */
-export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise<void> {
+export async function runDaemon(
+  config: PpmConfig,
+  signal: AbortSignal,
+  options: DaemonOptions = {},
+): Promise<void> {
   const level = LEVELS.indexOf(config.logLevel);
   const log = (lvl: string, s: string) => {
     if (LEVELS.indexOf(lvl) <= level) {
       console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
     }
   };
+  const balanceConfig = resolveBalanceConfig(config.balance);
+  const settings = balanceConfig.settings;
   const secret = await loadSecret(config.secretFile);
   const faults = [...armedFaults()];
   if (faults.length) log("warn", `fault injection armed (PPM_FAULT): ${faults.join(", ")}`);
-  const moved: MovedProcess[] = [];
+  const table = new ProcessTable(config.nodeName);
+  const busy = new Set<number>();
+  const upstream = new Map<number, MigrationChannel>();
+  const leftFor = new Map<string, number[]>();
+  const incoming = new Map<Offer, { load: number; memory: number }>();
+  let draining = false;
   const runDir = "/run/ppm";
   await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
 
   // The restore stub is built now, not while a migrating process is frozen.
   ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
 
+  // The balancer (and its load tracker) before discovery, which asks for the load at once.
+  const boot = await readBootTime();
+  const meter = new DemandMeter();
+  const balancer: Balancer = new Balancer({
+    node: config.nodeName,
+    settings,
+    enabled: balanceConfig.enabled || options.balance === true,
+    now: () => Date.now() / 1000,
+    sample: () => readLoadSample(settings.speed),
+    peers: () => discovery.peerViews(),
+    processes: (load) =>
+      processViews(table.list(), {
+        facts: readProcFacts,
+        startedHere: (f) => startedAtSeconds(boot, f.startTicks),
+        meter,
+        busy,
+        now: Date.now() / 1000,
+        load,
+      }),
+    move: (pid, to, why) => move({ pid, to, why }),
+    draining: () => draining,
+    incoming: () => {
+      let load = 0, memory = 0;
+      for (const x of incoming.values()) [load, memory] = [load + x.load, memory + x.memory];
+      return { load, memory };
+    },
+    log,
+  });
   const discovery = await startDiscovery(config, {
     secret: secret.key,
     version: VERSION,
     abi: PPM_ABI_VERSION,
     log: (lvl, msg) => log(lvl, msg),
+    load: () => {
+      const s = balancer.tracker.sample;
+      return s ? loadVector(balancer.tracker.announcement(draining), s) : readLoadVector();
+    },
   });
-  /** Redirect entries left here by processes that moved away, by their new node. */
-  const leftFor = new Map<string, number[]>();
   discovery.on((e) => {
     log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`);
     // A node gone silent (not an agent that restarts, or one that says goodbye).
@@ -96,12 +144,24 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
   /** This node's address as peers know it: the first one it announces. */
   const nodeAddr = () => discovery.status().self.addresses[0] ?? "";
 
+  const move = makeMover({
+    node: config.nodeName,
+    secret: secret.key,
+    discovery,
+    table,
+    leftFor,
+    upstream,
+    busy,
+    log,
+  });
+
+  const tracker = balancer.tracker;
+
   const listener = listenPeers({
     port: config.migrationPort,
     secret: secret.key,
     node: config.nodeName,
     onConnection: async (conn) => {
-      let arrival: Arrival | undefined;
       try {
         const first = await conn.recv(30_000) as { op?: string };
         if (isRedirectRequest(first)) {
@@ -109,138 +169,89 @@ export async function runDaemon(config: PpmConfig, signal: AbortSignal): Promise
           conn.close();
           return;
         }
-        arrival = await migrateIn(conn, {
+        if (first?.op !== "offer") {
+          conn.close();
+          return;
+        }
+        await receive(conn, first as Offer, {
           runDir,
-          log: (s) => log("info", s),
-          network: { nodeAddr: nodeAddr() },
-          offer: first as Offer,
+          nodeAddr,
+          table,
+          upstream,
+          stat: readProcStat,
+          log,
+          admission: (offer) => {
+            if (draining) return "draining: this node accepts no processes";
+            if (!tracker.sample) return "";
+            const a = admit(tracker.localView(false), offer.estimatedBytes || 0, settings);
+            return a.accept ? "" : a.why;
+          },
+          reserve: (offer) => {
+            const s = tracker.sample;
+            // One CPU-bound process, until it shows in the measurements.
+            const x = { load: s ? 1 / capacity(s.cpus, s.speed) : 1, memory: offer.estimatedBytes };
+            incoming.set(offer, x);
+            tracker.accepted(x);
+            return () => incoming.delete(offer);
+          },
         });
       } catch (e) {
-        log("warn", `incoming migration failed: ${(e as Error).message}`);
-      }
-      if (!arrival) {
+        log("warn", `incoming connection failed: ${(e as Error).message}`);
         conn.close();
-        return;
       }
-      // A process that left from here and came back is one entry again.
-      for (let i = moved.length - 1; i >= 0; i--) {
-        const m = moved[i];
-        if (m.origin.node === arrival.origin.node && m.origin.pid === arrival.origin.pid) {
-          moved.splice(i, 1);
-        }
-      }
-      moved.push({
-        origin: arrival.origin,
-        current: { node: config.nodeName, pid: arrival.pid },
-        moves: arrival.moves,
-        movedAt: arrival.at,
-        direction: "arrived",
-      });
-      // The connection now carries the process's output back; it closes when the process ends.
     },
     onRefused: (r) => log("warn", `refused a connection from ${r.remote}: ${r.reason}`),
   });
 
-  const findPeer = (to: string) => {
-    const peers = discovery.status().peers;
-    const p = peers.find((x) => x.name === to || x.hostname === to || x.addresses.includes(to));
-    if (!p) {
-      throw new PpmError(
-        `no peer ${to}`,
-        `known peers: ${peers.map((x) => x.name).join(", ") || "none"}`,
-        "check `ppm peers`; the destination's agent must run with the same cluster secret",
-        EXIT.MISSING,
-      );
-    }
-    if (p.state !== "alive") {
-      throw new PpmError(`peer ${to} is ${p.state}`, "its announcements stopped", "", EXIT.FAILURE);
-    }
-    return p;
-  };
+  const handle = makeHandler({
+    node: config.nodeName,
+    agentPid: Deno.pid,
+    caller: ROOT,
+    table,
+    busy,
+    move,
+    balance: (dryRun) => balancer.round({ dryRun }),
+    balanceStatus: () => ({
+      enabled: balancer.enabled,
+      draining,
+      managedHere: table.managedHere().length,
+      migrating: busy.size,
+      load: tracker.sample
+        ? { local: tracker.localLoad, exported: tracker.exportedLoad }
+        : undefined,
+    }),
+    discovery: () => discovery.status(),
+    setDraining: (on) => {
+      if (on !== draining) log("info", on ? "draining" : "drain ended");
+      draining = on;
+    },
+    facts: readProcFacts,
+    bootTime: readBootTime,
+  });
 
-  const handle = async (req: ControlRequest, emit: Emit): Promise<unknown> => {
-    switch (req.op) {
-      case "status":
-        return { node: config.nodeName, ...discovery.status().self };
-      case "peers":
-        return discovery.status();
-      case "ps":
-        return moved;
-      case "migrate": {
-        const peer = findPeer(req.to);
-        const host = peer.from.replace(/:\d+$/, "");
-        const conn = await connectPeer({
-          host,
-          port: peer.migrationPort,
-          secret: secret.key,
-          node: config.nodeName,
-          expectNode: peer.name,
-        });
-        const prior = moved.find((m) => m.direction === "arrived" && m.current.pid === req.pid);
-        const peers = new PeerRedirects(async (addr) => {
-          const at = discovery.status().peers.find((x) => x.addresses.includes(addr));
-          if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
-          return await connectPeer({
-            host: at.from.replace(/:\d+$/, ""),
-            port: at.migrationPort,
-            secret: secret.key,
-            node: config.nodeName,
-            expectNode: at.name,
-          });
-        }, (s) => log("info", s));
-        const network: NetworkSide = {
-          nodeAddr: nodeAddr(),
-          clusterAddrs: discovery.status().peers.filter((x) => x.state === "alive").flatMap((x) =>
-            x.addresses
-          ),
-          prepare: (addrs) => peers.prepare(addrs),
-          addAt: (addr, entries) => peers.add(addr, entries),
-        };
-        let lastEmitted = 0;
-        try {
-          const r = await migrateOut(req.pid, conn, {
-            node: config.nodeName,
-            origin: prior?.origin,
-            moves: prior?.moves ?? 0,
-            stepTimeoutMs: req.timeoutMs,
-            network,
-            log: (s) => log("info", s),
-            onProgress: (p) => {
-              if (p.sent - lastEmitted < 1 << 20) return;
-              lastEmitted = p.sent;
-              emit({ progress: p });
-            },
-            onRelay: (done) => done.finally(() => conn.close()),
-          });
-          if (prior) moved.splice(moved.indexOf(prior), 1);
-          moved.push({
-            origin: prior?.origin ?? { node: config.nodeName, pid: req.pid },
-            current: { node: peer.name, pid: r.pid },
-            moves: (prior?.moves ?? 0) + 1,
-            movedAt: new Date().toISOString(),
-            direction: "left",
-          });
-          leftFor.set(peer.name, [...(leftFor.get(peer.name) ?? []), ...r.redirectIds]);
-          log("info", `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes)`);
-          return { ...r, to: peer.name };
-        } catch (e) {
-          conn.close();
-          log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
-          throw e;
-        } finally {
-          await peers.close();
-        }
-      }
+  // The loops: balancing (measuring at least) and the look at the known processes.
+  const loops = new AbortController();
+  signal.addEventListener("abort", () => loops.abort(), { once: true });
+  const balancing = balancer.run(loops.signal);
+  const sweeping = (async () => {
+    while (!loops.signal.aborted) {
+      await sweep({ table, busy, upstream, stat: readProcStat, reap: reapChild, log })
+        .catch((e) => log("warn", `process sweep: ${(e as Error).message}`));
+      await new Promise((r) => setTimeout(r, 500));
     }
-  };
+  })();
 
   log(
     "info",
-    `agent ${config.nodeName} up: migrations on port ${config.migrationPort}, control ${config.controlSocket}`,
+    `agent ${config.nodeName} up: migrations on port ${config.migrationPort}, control ${config.controlSocket}, balancing ${
+      balancer.enabled ? `on (every ${settings.interval} s)` : "off"
+    }`,
   );
   try {
     await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s));
   } finally {
+    loops.abort();
+    await Promise.allSettled([balancing, sweeping]);
     await listener.close().catch(() => {});
     await discovery.stop({ leave: true }).catch(() => {});
   }

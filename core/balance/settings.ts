@@ -91,6 +91,11 @@ export const DEFAULT_BALANCE_SETTINGS = Object.freeze({
   exportDecayGain: 0.125,
   /** How many peers and processes a record lists; the rest are only counted. Default 8. */
   recordLimit: 8,
+  /**
+   * This node's relative CPU speed (1 = the reference CPU); a node of speed 2 counts as
+   * twice the CPUs it has. Announced to the peers. Default 1.
+   */
+  speed: 1,
 });
 
 /** The balancing settings; see {@link DEFAULT_BALANCE_SETTINGS} for each field. */
@@ -119,6 +124,7 @@ const RANGES: Record<
   localRiseGain: { min: 0, max: 1, minOpen: true },
   exportDecayGain: { min: 0, max: 1, minOpen: true },
   recordLimit: { min: 0, max: 10000, integer: true },
+  speed: { min: 0, max: 1000, minOpen: true },
 };
 
 function usage(why: string, fix: string): PpmError {
@@ -186,4 +192,31 @@ export function resolveBalanceSettings(user?: unknown): BalanceSettings {
     );
   }
   return out;
+}
+
+/** The `balance` object of the agent's configuration, resolved. */
+export interface BalanceConfig {
+  /** True when the agent balances by itself (`balance.enabled`, or `ppm daemon --balance`). */
+  enabled: boolean;
+  /** The settings: the defaults overridden by the other keys. */
+  settings: BalanceSettings;
+}
+
+/**
+ * Resolves the `balance` object of the configuration: `enabled` (a boolean,
+ * default false) and the settings of {@link resolveBalanceSettings}. Throws a
+ * PpmError with EXIT.USAGE as that does, or when `enabled` is not a boolean.
+ */
+export function resolveBalanceConfig(raw?: unknown): BalanceConfig {
+  if (raw === undefined || raw === null) {
+    return { enabled: false, settings: resolveBalanceSettings() };
+  }
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    throw usage("balance must be an object of names to values", "see docs/balancing.md");
+  }
+  const { enabled, ...rest } = raw as Record<string, unknown>;
+  if (enabled !== undefined && typeof enabled !== "boolean") {
+    throw usage(`enabled is ${JSON.stringify(enabled)}`, "give balance.enabled as true or false");
+  }
+  return { enabled: enabled ?? false, settings: resolveBalanceSettings(rest) };
 }

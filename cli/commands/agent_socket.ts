@@ -1,0 +1,23 @@
+/**
+ * What the commands that talk to the agent share: where its control socket
+ * is, and reading a PID argument.
+ *
+ * @module
+ */
+import { loadConfig } from "../../core/config/load.ts";
+import { EXIT, PpmError } from "../../core/errors.ts";
+
+/** The control socket of the configuration (file, PPM_* variables, `--control-socket`). */
+export async function socketPath(o: { config?: string; controlSocket?: string }): Promise<string> {
+  return (await loadConfig({ flags: { config: o.config, controlSocket: o.controlSocket } }))
+    .controlSocket;
+}
+
+/** A PID argument; a PpmError (EXIT.USAGE) when it is not a positive whole number. */
+export function parsePid(raw: string): number {
+  const pid = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(pid) || pid <= 0) {
+    throw new PpmError("invalid PID", raw, "give a positive whole number", EXIT.USAGE);
+  }
+  return pid;
+}

@@ -1,0 +1,246 @@
+/**
+ * The agent's balancing loop. Every `interval` it measures this node
+ * (LoadTracker: the local load for itself, the exported load for its
+ * announcements), and when balancing is on or the node drains, runs one
+ * round of the policy (core/balance/policy.ts) on its view, its peers'
+ * announcements and the managed processes, and carries out the decisions
+ * one after the other through the same move function as `ppm migrate`.
+ *
+ * Everything outside is injected (the clock, the readings, the peers, the
+ * moves), so the loop runs in tests without /proc or a cluster.
+ *
+ * @module
+ */
+import { instantLoad } from "../balance/load.ts";
+import { sampleFromProc } from "../balance/measure.ts";
+import { decide, type DecideInput } from "../balance/policy.ts";
+import { roundRng } from "../balance/rng.ts";
+import type { BalanceSettings } from "../balance/settings.ts";
+import { type Incoming, LoadTracker } from "../balance/tracker.ts";
+import {
+  type BalanceState,
+  type Decision,
+  initialBalanceState,
+  type LoadSample,
+  type PeerView,
+  type ProcessView,
+  type RoundRecord,
+} from "../balance/types.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import type { MoveReason } from "./processes.ts";
+
+/** What the balancer needs from the agent. */
+export interface BalancerDeps {
+  /** This node's name (its id in the announcements). */
+  node: string;
+  /** The settings. */
+  settings: BalanceSettings;
+  /** Balance by itself (otherwise only drain and `ppm balance --once` move processes). */
+  enabled: boolean;
+  /** The clock, seconds since the epoch. */
+  now: () => number;
+  /** Takes one measurement of this node. */
+  sample: () => Promise<LoadSample>;
+  /** The peers' last announcements. */
+  peers: () => PeerView[];
+  /** The processes here, managed or not, given the instantaneous load. */
+  processes: (load: number) => Promise<ProcessView[]>;
+  /** Moves a process (the agent's move function). */
+  move: (pid: number, to: string, why: MoveReason) => Promise<{ pid: number }>;
+  /** True while this node drains. */
+  draining: () => boolean;
+  /** Work accepted from peers that has not arrived yet. */
+  incoming: () => Incoming;
+  /** Logs a line. */
+  log: (level: string, s: string) => void;
+}
+
+/** How one decided move went. */
+export interface MoveOutcome {
+  /** The process. */
+  pid: number;
+  /** The peer. */
+  to: string;
+  /** True when it runs there now. */
+  ok: boolean;
+  /** Its PID there. */
+  newPid?: number;
+  /** Why it failed. */
+  error?: string;
+}
+
+/** One round as `ppm balance --once` shows it. Plain JSON. */
+export interface BalanceReport {
+  /** This node. */
+  node: string;
+  /** True when nothing was carried out. */
+  dryRun: boolean;
+  /** The round's record: mode, loads, budget, peers, why it stopped. */
+  round: RoundRecord;
+  /** The decisions, each with its full record. */
+  decisions: Decision[];
+  /** How each decision went (empty in a dry run). */
+  outcomes: MoveOutcome[];
+  /** The processes the round looked at. */
+  processes: ProcessView[];
+}
+
+/** Reads /proc and returns a sample of this node (`speed` from the settings). */
+export async function readLoadSample(speed: number): Promise<LoadSample> {
+  const opt = (p: string) => Deno.readTextFile(p).catch(() => undefined);
+  const [loadavg, stat, meminfo, pressureCpu, cpuinfo] = await Promise.all([
+    Deno.readTextFile("/proc/loadavg"),
+    Deno.readTextFile("/proc/stat"),
+    Deno.readTextFile("/proc/meminfo"),
+    opt("/proc/pressure/cpu"),
+    opt("/proc/cpuinfo"),
+  ]);
+  return sampleFromProc(
+    { loadavg, stat, meminfo, pressureCpu, cpuinfo },
+    { at: Date.now() / 1000, speed },
+  );
+}
+
+/** The balancing loop of one agent. */
+export class Balancer {
+  /** The node's two loads. */
+  readonly tracker: LoadTracker;
+  #state: BalanceState = initialBalanceState();
+  #round = 0;
+  #executing = false;
+
+  /** @param d what the loop needs from the agent */
+  constructor(private d: BalancerDeps) {
+    this.tracker = new LoadTracker(d.node, d.settings);
+  }
+
+  /** True when the agent balances by itself. */
+  get enabled(): boolean {
+    return this.d.enabled;
+  }
+
+  /** True while the decisions of a round are being carried out. */
+  get executing(): boolean {
+    return this.#executing;
+  }
+
+  /** Takes a measurement and feeds it through both filters. */
+  async measure(): Promise<LoadSample> {
+    const s = await this.d.sample();
+    this.tracker.observe(s, this.d.incoming());
+    return s;
+  }
+
+  /** The policy's input for a round now (measures first when there is no sample yet). */
+  async #input(): Promise<DecideInput> {
+    const sample = this.tracker.sample ?? await this.measure();
+    const now = this.d.now();
+    return {
+      local: this.tracker.localView(this.d.draining()),
+      peers: this.d.peers(),
+      processes: await this.d.processes(instantLoad(sample)),
+      settings: this.d.settings,
+      now,
+      rng: roundRng(this.d.node, this.#round),
+      state: this.#state,
+    };
+  }
+
+  /**
+   * One round now. With `dryRun` nothing moves and no state changes; without,
+   * the decisions are carried out one after the other. Throws a PpmError
+   * (EXIT.BUSY) when the decisions of another round are still being carried out.
+   */
+  async round(opts: { dryRun: boolean }): Promise<BalanceReport> {
+    if (!opts.dryRun && this.#executing) {
+      throw new PpmError(
+        "cannot balance now",
+        "the decisions of the last round are still being carried out",
+        "wait a moment, or look with --dry-run",
+        EXIT.BUSY,
+      );
+    }
+    if (!opts.dryRun) this.#executing = true;
+    try {
+      const input = await this.#input();
+      const result = decide(input);
+      const report: BalanceReport = {
+        node: this.d.node,
+        dryRun: opts.dryRun,
+        round: result.round,
+        decisions: result.decisions,
+        outcomes: [],
+        processes: [...input.processes],
+      };
+      if (opts.dryRun) return report;
+      this.#round++;
+      this.#state = result.state;
+      report.outcomes = await this.#carryOut(result.decisions);
+      return report;
+    } finally {
+      if (!opts.dryRun) this.#executing = false;
+    }
+  }
+
+  /**
+   * Carries the decisions out in order. A send counts as pending for its peer
+   * from when it finished (a peer's announcement measured before the process
+   * arrived does not show it); a failed one does not count at all.
+   */
+  async #carryOut(decisions: Decision[]): Promise<MoveOutcome[]> {
+    const out: MoveOutcome[] = [];
+    for (const dec of decisions) {
+      const why: MoveReason = { kind: "balance", mode: dec.mode, record: dec.record };
+      const sent = this.#state.sent.find((m) => m.pid === dec.pid && m.at === dec.record.at);
+      try {
+        const r = await this.d.move(dec.pid, dec.to, why);
+        if (sent) sent.at = Math.max(sent.at, this.d.now());
+        out.push({ pid: dec.pid, to: dec.to, ok: true, newPid: r.pid });
+        this.d.log(
+          "info",
+          `balance (${dec.mode}): process ${dec.pid} moved to ${dec.to}: ${dec.record.margin.text}`,
+        );
+      } catch (e) {
+        if (sent) this.#state.sent.splice(this.#state.sent.indexOf(sent), 1);
+        const msg = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+        out.push({ pid: dec.pid, to: dec.to, ok: false, error: msg });
+        this.d.log("warn", `balance (${dec.mode}): process ${dec.pid} to ${dec.to} failed: ${msg}`);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * One tick of the loop: measure, then a round when balancing is on or the
+   * node drains and no earlier round is still being carried out.
+   */
+  async tick(): Promise<BalanceReport | undefined> {
+    await this.measure();
+    if (!(this.d.enabled || this.d.draining()) || this.#executing) return undefined;
+    const r = await this.round({ dryRun: false });
+    if (r.decisions.length) this.d.log("debug", `balance round: ${r.round.stop}`);
+    return r;
+  }
+
+  /**
+   * Runs {@link tick} every `interval` until `signal` aborts. A round still
+   * carrying out its moves makes the next ticks only measure.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const ms = this.d.settings.interval * 1000;
+    while (!signal.aborted) {
+      const started = performance.now();
+      this.tick().catch((e) => this.d.log("warn", `balancing: ${(e as Error).message}`));
+      const wait = Math.max(10, ms - (performance.now() - started));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, wait);
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          resolve();
+        }
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * How a migrated process ended, told back along the way it came: the agent
+ * where it ended collects its exit (it is that process's parent) and sends
+ * `{op: "exited"}` on the connection from the node it came from; each agent
+ * on the way records it and passes it on, so the node where it started (and
+ * a `ppm run` waiting there) learns its exit code.
+ *
+ * @module
+ */
+import type { ExitStatus } from "./processes.ts";
+
+/** The news of an exit. */
+export interface ExitMessage {
+  /** Message type. */
+  op: "exited";
+  /** The PID (the same on every node). */
+  pid: number;
+  /** Exit code, when it exited. */
+  code?: number;
+  /** Signal number, when a signal killed it. */
+  signal?: number;
+  /** Where it ended. */
+  node: string;
+}
+
+/** True for an {@link ExitMessage}. */
+export function isExitMessage(msg: unknown): msg is ExitMessage {
+  const m = msg as ExitMessage | undefined;
+  return typeof m === "object" && m !== null && m.op === "exited" && Number.isInteger(m.pid) &&
+    typeof m.node === "string";
+}
+
+/** The exit status of an {@link ExitMessage}. */
+export function toExitStatus(m: ExitMessage): ExitStatus {
+  const out: ExitStatus = { node: m.node, at: new Date().toISOString() };
+  if (Number.isInteger(m.code)) out.code = m.code;
+  if (Number.isInteger(m.signal)) out.signal = m.signal;
+  return out;
+}
+
+/** Decodes a waitpid(2) status: an exit code or a terminating signal. */
+export function decodeWaitStatus(status: number): { code?: number; signal?: number } {
+  const sig = status & 0x7f;
+  if (sig === 0) return { code: (status >> 8) & 0xff };
+  if (sig !== 0x7f) return { signal: sig };
+  return {};
+}
+
+/** The exit code a shell gives for `exit`: the code, or 128 + the signal; null when unknown. */
+export function shellCode(exit: { code?: number; signal?: number }): number | null {
+  if (exit.code !== undefined) return exit.code;
+  if (exit.signal !== undefined) return 128 + exit.signal;
+  return null;
+}

@@ -1,0 +1,102 @@
+/**
+ * The facts of the processes on this node as the policy takes them
+ * ({@link ProcessView}): memory from /proc, CPU demand from the CPU time
+ * they got between two looks, age and residency from the process table.
+ *
+ * @module
+ */
+import type { ProcessView } from "../balance/types.ts";
+import type { ProcessEntry } from "./processes.ts";
+import { CLK_TCK, type ProcFacts } from "./procfs.ts";
+
+/** The CPU time of one process at one look. */
+interface Look {
+  ticks: number;
+  at: number;
+}
+
+/**
+ * Estimates CPU demand: the CPUs a process would use alone. The CPU time it
+ * got per second is its share; while the node is loaded (load > 1) that
+ * share is cut by the load, so it is scaled back up: a CPU-bound process
+ * sharing one CPU with five others gets 1/6 of it at load 6, demand 1. It is
+ * never more than its thread count.
+ */
+export class DemandMeter {
+  #last = new Map<number, Look>();
+
+  /**
+   * The demand of `pid` at `now` (seconds) with `ticks` of CPU time; `since`
+   * is when it started here (for the first look: its average since then),
+   * `load` the node's instantaneous normalised load.
+   */
+  demand(
+    pid: number,
+    ticks: number,
+    threads: number,
+    now: number,
+    since: number,
+    load: number,
+  ): number {
+    const prev = this.#last.get(pid);
+    this.#last.set(pid, { ticks, at: now });
+    const from = prev && prev.ticks <= ticks && prev.at < now
+      ? prev
+      : { ticks: 0, at: Math.min(since, now - 1e-3) };
+    const share = (ticks - from.ticks) / CLK_TCK / Math.max(1e-3, now - from.at);
+    const demand = share * Math.max(1, load);
+    return Math.round(Math.min(Math.max(1, threads), Math.max(0, demand)) * 1000) / 1000;
+  }
+
+  /** Forgets the processes not in `pids`. */
+  keep(pids: Iterable<number>): void {
+    const live = new Set(pids);
+    for (const pid of this.#last.keys()) if (!live.has(pid)) this.#last.delete(pid);
+  }
+}
+
+/**
+ * The views of the table's processes running here. `facts` reads a process
+ * (null when gone); `startedHere` gives when it started or arrived here, in
+ * seconds; `load` is the node's instantaneous normalised load.
+ */
+export async function processViews(
+  entries: readonly ProcessEntry[],
+  opts: {
+    facts: (pid: number) => Promise<ProcFacts | null>;
+    startedHere: (f: ProcFacts) => number;
+    meter: DemandMeter;
+    busy: ReadonlySet<number>;
+    now: number;
+    load: number;
+  },
+): Promise<ProcessView[]> {
+  const out: ProcessView[] = [];
+  for (const e of entries) {
+    if (e.direction === "left" || e.exit) continue;
+    const f = await opts.facts(e.current.pid);
+    if (!f || f.state === "Z" || f.state === "X") continue;
+    if (e.startTicks !== undefined && f.startTicks !== e.startTicks) continue;
+    const view: ProcessView = {
+      pid: e.current.pid,
+      managed: e.managed,
+      demand: opts.meter.demand(
+        f.pid,
+        f.cpuTicks,
+        f.threads,
+        opts.now,
+        opts.startedHere(f),
+        opts.load,
+      ),
+      memory: f.memory,
+      startedAt: e.startedAt,
+      arrivedAt: e.arrivedAt,
+      moves: e.moves,
+      busy: opts.busy.has(e.current.pid),
+    };
+    if (e.cameFrom) view.cameFrom = e.cameFrom;
+    out.push(view);
+  }
+  opts.meter.keep(out.map((v) => v.pid));
+  return out;
+}

@@ -1,0 +1,109 @@
+/**
+ * Receiving a process: the agent's admission check (a draining node, or one
+ * that would run short of memory, refuses before anything is frozen), the
+ * migration itself (core/migrate/destination.ts), the arrival in the process
+ * table, and the source's handover (managed or not, why it moved).
+ *
+ * @module
+ */
+import { type Arrival, migrateIn } from "../migrate/destination.ts";
+import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
+import type { Handover, ProcessTable } from "./processes.ts";
+import type { ProcStatFields } from "./procfs.ts";
+
+/** How long the destination waits for the source's handover after the commit. */
+export const HANDOVER_WAIT_MS = 30_000;
+
+/** What {@link receive} needs from the agent. */
+export interface InboundDeps {
+  /** Where the relay FIFOs live. */
+  runDir: string;
+  /** This node's address as peers know it. */
+  nodeAddr: () => string;
+  /** The process table. */
+  table: ProcessTable;
+  /** Connections to the nodes arrived processes came from, by PID. */
+  upstream: Map<number, MigrationChannel>;
+  /** Why this node refuses `offer` now, or "" when it takes it. */
+  admission: (offer: Offer) => string;
+  /** Called when an offer is taken, with a function to call once it arrived or failed. */
+  reserve: (offer: Offer) => () => void;
+  /** Reads /proc/PID/stat. */
+  stat: (pid: number) => Promise<ProcStatFields | null>;
+  /** Logs a line. */
+  log: (level: string, s: string) => void;
+  /** The migration (default core/migrate/destination.ts migrateIn; injected for tests). */
+  migrateIn?: typeof migrateIn;
+}
+
+/** True for a {@link Handover}. */
+export function isHandover(msg: unknown): msg is Handover {
+  const m = msg as Handover | undefined;
+  return typeof m === "object" && m !== null && m.op === "handover" && Number.isInteger(m.pid) &&
+    typeof m.managed === "boolean";
+}
+
+/**
+ * Serves one incoming migration whose offer was read already. Returns the
+ * arrival, or undefined when none happened (refused or failed; the
+ * connection is then closed).
+ */
+export async function receive(
+  conn: MigrationChannel,
+  offer: Offer,
+  d: InboundDeps,
+): Promise<Arrival | undefined> {
+  const refusal = d.admission(offer);
+  if (refusal) {
+    await conn.send({ op: "offer-reply", ok: false, reason: refusal }).catch(() => {});
+    d.log("info", `refused process ${offer.pid} from ${offer.from}: ${refusal}`);
+    conn.close();
+    return undefined;
+  }
+  const release = d.reserve(offer);
+  let arrival: Arrival | undefined;
+  try {
+    arrival = await (d.migrateIn ?? migrateIn)(conn, {
+      runDir: d.runDir,
+      log: (s) => d.log("info", s),
+      network: { nodeAddr: d.nodeAddr() },
+      offer,
+    });
+  } catch (e) {
+    d.log("warn", `incoming migration failed: ${(e as Error).message}`);
+  } finally {
+    release();
+  }
+  if (!arrival) {
+    conn.close();
+    return undefined;
+  }
+  const st = await d.stat(arrival.pid);
+  d.table.arrived({ ...arrival, name: offer.comm, startTicks: st?.startTicks });
+  // The connection now carries the process's output back, and later the news of its exit.
+  d.upstream.set(arrival.pid, conn);
+  await takeHandover(conn, arrival.pid, d);
+  return arrival;
+}
+
+/** Waits (bounded) for the source's handover and applies it. */
+async function takeHandover(conn: MigrationChannel, pid: number, d: InboundDeps): Promise<void> {
+  const deadline = Date.now() + HANDOVER_WAIT_MS;
+  try {
+    while (Date.now() < deadline) {
+      const msg = await conn.recv(Math.max(1, deadline - Date.now()));
+      if (!isHandover(msg) || msg.pid !== pid) continue;
+      if (d.table.handover(msg)) {
+        d.log(
+          "info",
+          `process ${pid} (${msg.name}) is ${msg.managed ? "managed" : "not managed"} here (${
+            msg.why.kind === "balance" ? `balance: ${msg.why.mode}` : msg.why.by
+          })`,
+        );
+      }
+      return;
+    }
+  } catch {
+    /* an older source sends none, or the connection ended: the process stays unmanaged */
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * The agent's answers to the control socket's requests (control.ts): status,
+ * peers, ps, migrate, manage, unmanage, wait, balance, drain, undrain. Every
+ * dependency is injected, so that the requests are tested with a fake move
+ * function and fake /proc readings.
+ *
+ * @module
+ */
+import type { DiscoveryStatus } from "../discovery/service.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import type { BalanceReport } from "./balancer.ts";
+import type { ControlRequest, Emit } from "./control.ts";
+import type { MoveFn } from "./outbound.ts";
+import { EXIT_GRACE_MS } from "./outbound.ts";
+import { type Caller, checkMayManage } from "./permission.ts";
+import type { ProcessEntry, ProcessTable } from "./processes.ts";
+import { type ProcFacts, startedAtSeconds } from "./procfs.ts";
+
+/** Longest single `wait` request; the CLI asks again. */
+export const MAX_WAIT_MS = 60_000;
+
+/** What `wait` says about a process that ran here as a PID. */
+export type WaitAnswer =
+  | { state: "here" }
+  | { state: "elsewhere"; entry: ProcessEntry }
+  | { state: "exited"; entry: ProcessEntry }
+  | { state: "ended"; entry: ProcessEntry }
+  | { state: "unknown" };
+
+/** The agent's balancing state, as `status` shows it. */
+export interface BalanceStatus {
+  /** Balancing by itself. */
+  enabled: boolean;
+  /** Draining. */
+  draining: boolean;
+  /** Managed processes running here. */
+  managedHere: number;
+  /** Processes being migrated from here right now. */
+  migrating: number;
+  /** The local and exported loads, when measured. */
+  load?: { local: number; exported: number };
+}
+
+/** What the handler needs from the agent. */
+export interface OpsDeps {
+  /** This node's name. */
+  node: string;
+  /** The agent's own PID (never managed). */
+  agentPid: number;
+  /** Who is asking (the control socket is root's). */
+  caller: Caller;
+  /** The process table. */
+  table: ProcessTable;
+  /** PIDs being migrated now. */
+  busy: ReadonlySet<number>;
+  /** Moves a process. */
+  move: MoveFn;
+  /** One balancing round now. */
+  balance: (dryRun: boolean) => Promise<BalanceReport>;
+  /** The balancing state. */
+  balanceStatus: () => BalanceStatus;
+  /** Discovery's status. */
+  discovery: () => DiscoveryStatus;
+  /** Sets the drain flag. */
+  setDraining: (on: boolean) => void;
+  /** Reads a process's facts; null when there is none. */
+  facts: (pid: number) => Promise<ProcFacts | null>;
+  /** This node's boot time in seconds since the epoch. */
+  bootTime: () => Promise<number>;
+  /** Waits (for `wait`'s polling; default setTimeout). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+function badPid(pid: unknown): PpmError | undefined {
+  return Number.isInteger(pid) && (pid as number) > 0
+    ? undefined
+    : new PpmError("invalid PID", String(pid), "give a positive whole number", EXIT.USAGE);
+}
+
+/** Builds the control socket's handler. */
+export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Promise<unknown> {
+  const sleep = d.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+
+  const manage = async (pid: number, name: string | undefined, by: "run" | "manage") => {
+    const f = await d.facts(pid);
+    if (!f) {
+      throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);
+    }
+    checkMayManage(d.caller, f, d.agentPid);
+    return d.table.manage({
+      pid,
+      name: name?.trim() || f.comm,
+      startedAt: startedAtSeconds(await d.bootTime(), f.startTicks),
+      startTicks: f.startTicks,
+      by,
+    });
+  };
+
+  const wait = async (pid: number, timeoutMs: number): Promise<WaitAnswer> => {
+    const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
+    for (;;) {
+      const left = d.table.departed(pid);
+      const busy = d.busy.has(pid);
+      if (!busy && left) {
+        // Exited, and its output is all out (or its relay is stuck: a child of it holds it).
+        const endedAt = left.relayEndedAt ? Date.parse(left.relayEndedAt) : NaN;
+        const exitAt = left.exit ? Date.parse(left.exit.at) : NaN;
+        if (left.exit && (left.relayEndedAt || Date.now() - exitAt > EXIT_GRACE_MS)) {
+          return { state: "exited", entry: left };
+        }
+        if (Date.now() - endedAt > EXIT_GRACE_MS + 1000) return { state: "ended", entry: left };
+      } else if (!busy) {
+        return d.table.running(pid) ? { state: "here" } : { state: "unknown" };
+      }
+      if (Date.now() >= deadline) {
+        return left ? { state: "elsewhere", entry: left } : { state: "here" };
+      }
+      await sleep(200);
+    }
+  };
+
+  return async (req, emit) => {
+    switch (req.op) {
+      case "status":
+        return { node: d.node, ...d.discovery().self, balance: d.balanceStatus() };
+      case "peers":
+        return d.discovery();
+      case "ps":
+        return d.table.list();
+      case "migrate": {
+        const bad = badPid(req.pid);
+        if (bad) throw bad;
+        let lastEmitted = 0;
+        return await d.move({
+          pid: req.pid,
+          to: req.to,
+          timeoutMs: req.timeoutMs,
+          why: { kind: "manual", by: "ppm migrate" },
+          onProgress: (p) => {
+            if (p.sent - lastEmitted < 1 << 20) return;
+            lastEmitted = p.sent;
+            emit({ progress: p });
+          },
+        });
+      }
+      case "manage": {
+        const bad = badPid(req.pid);
+        if (bad) throw bad;
+        return await manage(req.pid, req.name, req.by === "run" ? "run" : "manage");
+      }
+      case "unmanage": {
+        const bad = badPid(req.pid);
+        if (bad) throw bad;
+        if (!d.table.unmanage(req.pid)) {
+          throw new PpmError(
+            `process ${req.pid} is not managed here`,
+            d.table.departed(req.pid)
+              ? `it moved to ${d.table.departed(req.pid)!.current.node}`
+              : "it was never made managed on this node",
+            "run ppm unmanage on the node where it runs (see ppm ps)",
+            EXIT.MISSING,
+          );
+        }
+        return { pid: req.pid, managed: false };
+      }
+      case "wait": {
+        const bad = badPid(req.pid);
+        if (bad) throw bad;
+        return await wait(req.pid, req.timeoutMs ?? 30_000);
+      }
+      case "balance":
+        return await d.balance(req.dryRun === true);
+      case "drain":
+        d.setDraining(true);
+        return d.balanceStatus();
+      case "undrain":
+        d.setDraining(false);
+        return d.balanceStatus();
+      default:
+        throw new PpmError(
+          "unknown request",
+          JSON.stringify((req as { op?: unknown }).op),
+          "use a ppm of the same version as the agent",
+          EXIT.USAGE,
+        );
+    }
+  };
+}

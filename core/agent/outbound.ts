@@ -1,0 +1,218 @@
+/**
+ * Sending a process to a peer: the one path that `ppm migrate`, the
+ * balancer and `ppm drain` share. It connects to the peer's agent, runs
+ * core/migrate/source.ts, records the move in the process table, tells the
+ * destination what it must know about the process (the handover: managed or
+ * not, its name and start time, why it moved), and keeps the connection for
+ * the output relay and for the news of how the process ended.
+ *
+ * @module
+ */
+import type { Discovery } from "../discovery/service.ts";
+import type { PeerSnapshot } from "../discovery/table.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import type { MigrationChannel } from "../migrate/protocol.ts";
+import { migrateOut, type MigrateProgress, type NetworkSide } from "../migrate/source.ts";
+import { PeerRedirects } from "../redirect/peers.ts";
+import { connectPeer } from "../transport/conn.ts";
+import type { PeerConnection } from "../transport/peer.ts";
+import { type ExitMessage, isExitMessage, toExitStatus } from "./exits.ts";
+import type { MoveReason, ProcessTable } from "./processes.ts";
+
+/** Seconds a finished relay waits for the news of the exit before its connection closes. */
+export const EXIT_GRACE_MS = 10_000;
+
+/** A migration request, from the control socket or the balancer. */
+export interface MoveRequest {
+  /** The process here. */
+  pid: number;
+  /** The peer: its name, hostname or address. */
+  to: string;
+  /** Bound of each step (see MigrateOutOptions.stepTimeoutMs). */
+  timeoutMs?: number;
+  /** Why it moves (kept in the record `ppm ps` shows). */
+  why: MoveReason;
+  /** Called as the image goes out. */
+  onProgress?: (p: MigrateProgress) => void;
+}
+
+/** The result of a move, as `ppm migrate --json` prints it. */
+export interface MoveResult {
+  /** PID at the destination. */
+  pid: number;
+  /** The destination's name. */
+  to: string;
+  /** Image bytes sent. */
+  bytes: number;
+  /** Per-phase times, µs. */
+  timesUs: Record<string, number>;
+  /** Everything else migrateOut returned. */
+  [k: string]: unknown;
+}
+
+/** Moves a process; the function the control socket and the balancer call. */
+export type MoveFn = (req: MoveRequest) => Promise<MoveResult>;
+
+/** What {@link makeMover} needs from the agent. */
+export interface MoverDeps {
+  /** This node's name. */
+  node: string;
+  /** The cluster secret's key. */
+  secret: Uint8Array;
+  /** Discovery: the peers and this node's address. */
+  discovery: Pick<Discovery, "status">;
+  /** The process table. */
+  table: ProcessTable;
+  /** Redirect entries left here by processes that moved away, by their new node. */
+  leftFor: Map<string, number[]>;
+  /** Connections to the nodes arrived processes came from, by PID (to pass exits on). */
+  upstream: Map<number, MigrationChannel>;
+  /** PIDs being migrated right now. */
+  busy: Set<number>;
+  /** Logs a line. */
+  log: (level: string, s: string) => void;
+}
+
+/** The peer named `to` (name, hostname or address); throws a PpmError when unknown or stale. */
+export function findPeer(peers: PeerSnapshot[], to: string): PeerSnapshot {
+  const p = peers.find((x) => x.name === to || x.hostname === to || x.addresses.includes(to));
+  if (!p) {
+    throw new PpmError(
+      `no peer ${to}`,
+      `known peers: ${peers.map((x) => x.name).join(", ") || "none"}`,
+      "check `ppm peers`; the destination's agent must run with the same cluster secret",
+      EXIT.MISSING,
+    );
+  }
+  if (p.state !== "alive") {
+    throw new PpmError(`peer ${to} is ${p.state}`, "its announcements stopped", "", EXIT.FAILURE);
+  }
+  return p;
+}
+
+const hostOf = (p: PeerSnapshot) => p.from.replace(/:\d+$/, "");
+
+/** The comm of `pid`, for the record ("" when it is gone). */
+async function commOf(pid: number): Promise<string> {
+  return (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+}
+
+/** Builds the move function of an agent. */
+export function makeMover(d: MoverDeps): MoveFn {
+  const connectTo = (p: PeerSnapshot) =>
+    connectPeer({
+      host: hostOf(p),
+      port: p.migrationPort,
+      secret: d.secret,
+      node: d.node,
+      expectNode: p.name,
+    });
+
+  return async (req) => {
+    if (d.busy.has(req.pid)) {
+      throw new PpmError(
+        `process ${req.pid} is being migrated already`,
+        "another migration of it is under way",
+        "wait for it to finish (ppm ps)",
+        EXIT.BUSY,
+      );
+    }
+    const peer = findPeer(d.discovery.status().peers, req.to);
+    d.busy.add(req.pid);
+    try {
+      return await moveTo(peer, req);
+    } finally {
+      d.busy.delete(req.pid);
+    }
+  };
+
+  async function moveTo(peer: PeerSnapshot, req: MoveRequest): Promise<MoveResult> {
+    const conn = await connectTo(peer);
+    const prior = d.table.running(req.pid);
+    const nodeAddr = d.discovery.status().self.addresses[0] ?? "";
+    const redirects = new PeerRedirects(async (addr) => {
+      const at = d.discovery.status().peers.find((x) => x.addresses.includes(addr));
+      if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
+      return await connectTo(at);
+    }, (s) => d.log("info", s));
+    const network: NetworkSide = {
+      nodeAddr,
+      clusterAddrs: d.discovery.status().peers.filter((x) => x.state === "alive").flatMap((x) =>
+        x.addresses
+      ),
+      prepare: (addrs) => redirects.prepare(addrs),
+      addAt: (addr, entries) => redirects.add(addr, entries),
+    };
+    const name = prior?.name ?? await commOf(req.pid);
+    let relay: Promise<void> | undefined;
+    try {
+      const r = await migrateOut(req.pid, conn, {
+        node: d.node,
+        origin: prior?.origin,
+        moves: prior?.moves ?? 0,
+        stepTimeoutMs: req.timeoutMs,
+        network,
+        log: (s) => d.log("info", s),
+        onProgress: req.onProgress,
+        onRelay: (done) => relay = done,
+      });
+      const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
+      d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);
+      follow(conn, req.pid, r.pid, relay ?? Promise.resolve());
+      await conn.send(handover).catch((e) =>
+        d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
+      );
+      d.log(
+        "info",
+        `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes; ${
+          req.why.kind === "balance" ? `balance: ${req.why.mode}` : req.why.by
+        })`,
+      );
+      return { ...r, to: peer.name };
+    } catch (e) {
+      conn.close();
+      d.log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
+      throw e;
+    } finally {
+      await redirects.close();
+    }
+  }
+
+  /**
+   * After a move: takes the news of the exit from the destination (and passes
+   * it on towards where the process came from), and closes the connection once
+   * the relay ended and the news came, or {@link EXIT_GRACE_MS} after the relay.
+   */
+  function follow(conn: PeerConnection, pidHere: number, pidThere: number, relay: Promise<void>) {
+    let exitSeen!: () => void;
+    const exited = new Promise<void>((r) => exitSeen = r);
+    (async () => {
+      for (;;) {
+        const msg = await conn.recv(Infinity);
+        if (!isExitMessage(msg) || msg.pid !== pidThere) continue;
+        d.table.exitedElsewhere(pidHere, toExitStatus(msg));
+        passOn(pidHere, msg);
+        exitSeen();
+        return;
+      }
+    })().catch(() => exitSeen());
+    relay.finally(async () => {
+      d.table.relayEnded(pidHere);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        exited,
+        new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
+      conn.close();
+    });
+  }
+
+  /** Passes the news of an exit to the node the process had come from, if it came from one. */
+  function passOn(pid: number, msg: ExitMessage) {
+    const up = d.upstream.get(pid);
+    if (!up) return;
+    d.upstream.delete(pid);
+    up.send({ ...msg, pid }).catch(() => {});
+  }
+}

@@ -14,6 +14,9 @@ import { closeSocket, openReceiver } from "./socket.ts";
 import { DiscoveryState, type Received } from "./state.ts";
 import type { PeerEvent, PeerSnapshot } from "./table.ts";
 
+/** A tick this late (ms) means this agent could not listen meanwhile. */
+const STALL_MS = 500;
+
 /** Options of {@link Listener.open}. */
 export interface ListenerOptions extends FreshnessOptions {
   /** The announce key (wire.ts announceKey). */
@@ -73,7 +76,23 @@ export class Listener {
       (e) => l.#log("error", `discovery socket: ${e.message}`),
     );
     const tick = options.tickMs ?? 100;
-    l.#timer = setInterval(() => l.#dispatch(l.state.tick(l.#now())), tick);
+    let last = l.#now();
+    l.#timer = setInterval(() => {
+      const now = l.#now();
+      // A late tick means this agent was held up, and the announcements that
+      // came meanwhile wait unread in the socket: that time is not the peers'
+      // silence, or a busy node would expire every peer at once.
+      const late = now - last - tick;
+      last = now;
+      if (late > STALL_MS) {
+        l.state.table.excuse(late);
+        l.#log(
+          late > 1000 ? "warn" : "debug",
+          `discovery: this agent was held up ${late} ms; its peers' silence then is excused`,
+        );
+      }
+      l.#dispatch(l.state.tick(now));
+    }, tick);
     return l;
   }
 

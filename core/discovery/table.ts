@@ -142,6 +142,16 @@ export class PeerTable {
     return events;
   }
 
+  /**
+   * Does not count the last `ms` milliseconds against any peer: this node
+   * could not listen then (its own event loop was held up), so a silence in
+   * that time is not the peers'.
+   */
+  excuse(ms: number): void {
+    if (!(ms > 0)) return;
+    for (const e of this.#peers.values()) e.lastSeen += ms;
+  }
+
   /** Every peer at `now`, by name. */
   snapshot(now: number): PeerSnapshot[] {
     return [...this.#peers.values()].map((e) => snap(e, now)).sort((x, y) =>

@@ -23,7 +23,7 @@ import { generateSecret } from "../../core/security/secret.ts";
 import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { highPids, notYet, type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -150,7 +150,7 @@ Deno.test({
             "for i in range(150):",
             "    h.update(str(i).encode())",
             "    print('tick', i, h.hexdigest()[:16], flush=True)",
-            "    time.sleep(0.1)",
+            "    time.sleep(0.25)",
             "print('done', h.hexdigest(), flush=True)",
           ].join("\n");
           const pid = (await c.ok(1, [
@@ -171,10 +171,8 @@ Deno.test({
         },
       );
 
-      await notYet(
-        t,
+      await t.step(
         "Debian's cat moves while reading a FIFO on node1; its stdin and stdout are relayed",
-        "passed in one CI run; in the next, node1's FIFO lost its reader after the first relayed line",
         async () => {
           // A holder keeps the FIFO's write end open, so cat sees no end of file in between.
           const [holder, pid] = (await c.ok(1, [
@@ -204,10 +202,8 @@ Deno.test({
         },
       );
 
-      await notYet(
-        t,
+      await t.step(
         "failure injection at each phase: the process runs on at the source, nothing is lost",
-        "in CI, one of the five faults leaves the program's ticks stopped; cause not found",
         async () => {
           await c.ok(1, ["cp", bin, "/tmp/local-hc"]);
           const pid = (await c.ok(1, [

@@ -513,3 +513,12 @@ Deno.test("discovery local: ids, CPU features, interfaces, addresses, load vecto
   assertEquals(instantLoadVector({ ...sample, cpuPressure: 3 }).cpuPressure, 3);
   assert(openPacket(sealPacket(ann({ load: lv }), KEY), KEY).ok);
 });
+
+Deno.test("discovery table: time this node could not listen is not counted against its peers", () => {
+  const s = state();
+  s.receive(sealPacket(ann({ interval: 1000 }), KEY), "a", T0);
+  // Held up 5 s: the peer's announcements wait unread; it is excused that long.
+  s.table.excuse(5000);
+  assertEquals(s.tick(T0 + 7900), []);
+  assertEquals(s.tick(T0 + 8001).map((e) => e.type), ["leave"]);
+});

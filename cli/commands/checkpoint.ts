@@ -31,6 +31,10 @@ export function checkpointCommand(): Command {
       "--check",
       "only say whether the process can be checkpointed, and if not, why (exit 0 or 1)",
     )
+    .option(
+      "--copy-all",
+      "carry the resident pages of code and libraries too (the optimized total copy off)",
+    )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
@@ -72,7 +76,7 @@ export function checkpointCommand(): Command {
         stats = await checkpoint(pid, async (c) => {
           let off = 0;
           while (off < c.length) off += await file.write(c.subarray(off));
-        }, { kill: o.kill });
+        }, { kill: o.kill, copyAll: o.copyAll });
         file.close();
         await Deno.rename(tmp, o.output);
       } catch (e) {

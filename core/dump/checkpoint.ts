@@ -39,6 +39,11 @@ export interface CheckpointOptions {
    * connection).
    */
   network?: { nodeAddr: string };
+  /**
+   * Carry the resident pages of code and libraries too, switching the
+   * optimized total copy off (kept to measure what the optimization saves).
+   */
+  copyAll?: boolean;
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -242,7 +247,12 @@ export async function checkpoint(
     await writer.writeRecord(RECORD.VMAS, vmas);
     if (net) await writer.writeRecord(RECORD.SOCKETS, net.entries);
     fdsRecord = fds;
-    stats = await dumpPages(pid, vmas, (run) => writer.writePages(run.start, run.data));
+    stats = await dumpPages(
+      pid,
+      vmas,
+      (run) => writer.writePages(run.start, run.data),
+      opts.copyAll,
+    );
     tMem = performance.now();
     ok = true;
   } finally {

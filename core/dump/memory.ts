@@ -45,12 +45,14 @@ async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<
 
 /**
  * Reads the pages of `vmas` that must be carried, calling `emit` with runs of
- * consecutive non-zero pages; returns the counts per mapping.
+ * consecutive non-zero pages; returns the counts per mapping. `copyAll`
+ * carries the resident pages of private file mappings too (see pageNeeded).
  */
 export async function dumpPages(
   pid: number,
   vmas: VmaRecord[],
   emit: (run: PageRun) => void | Promise<void>,
+  copyAll = false,
 ): Promise<PageStats[]> {
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
@@ -71,7 +73,7 @@ export async function dumpPages(
         let any = false;
         for (let i = 0; i < count; i++) {
           const e = ev.getBigUint64(i * 8, true);
-          const n = pageNeeded(v.kind, e);
+          const n = pageNeeded(v.kind, e, copyAll);
           need.push(n);
           if (n) any = true;
           else if (e === 0n) st.absent++;

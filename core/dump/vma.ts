@@ -85,8 +85,10 @@ export const PM = { PRESENT: 1n << 63n, SWAPPED: 1n << 62n, FILE: 1n << 61n } as
  * Whether page `entry` of a mapping of `kind` must be in the image (before
  * the zero check). File pages of private mappings are still the file's;
  * shared file mappings live in the file; never-touched pages have no entry.
+ * With `copyAll`, the resident pages of private file mappings (code,
+ * libraries) are carried as well, as a copy without the optimization would.
  */
-export function pageNeeded(kind: VmaKind, entry: bigint): boolean {
+export function pageNeeded(kind: VmaKind, entry: bigint, copyAll = false): boolean {
   const present = (entry & PM.PRESENT) !== 0n, swapped = (entry & PM.SWAPPED) !== 0n;
   switch (kind) {
     case "vdso":
@@ -95,7 +97,8 @@ export function pageNeeded(kind: VmaKind, entry: bigint): boolean {
     case "shared-file":
       return false;
     case "file":
-      return swapped || (present && (entry & PM.FILE) === 0n);
+      // --copy-all carries the file's own pages too (the unoptimized total copy).
+      return swapped || (present && (copyAll || (entry & PM.FILE) === 0n));
     default:
       return present || swapped;
   }

@@ -223,6 +223,8 @@ export interface MigrateOutOptions {
   log?: (s: string) => void;
   /** Move the process's sockets too (the agent provides the cluster's side). */
   network?: NetworkSide;
+  /** Send the pages of code and libraries too (the optimized total copy off; for comparison). */
+  copyAll?: boolean;
 }
 
 /** What socket migration needs from the cluster, provided by the agent. */
@@ -303,7 +305,11 @@ async function migrate(
         return new Error(`the destination took no data for ${step / 1000} s (link down?)`);
       });
       opts.onProgress?.({ sent: bytes, expected: offer.estimatedBytes });
-    }, { hold: true, network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined });
+    }, {
+      hold: true,
+      network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined,
+      copyAll: opts.copyAll,
+    });
   } catch (e) {
     dropKept();
     throw e instanceof PpmError

@@ -89,6 +89,12 @@ Deno.test("optimized total copy: which pages an image carries", () => {
     pageNeeded("heap", anonPage),
   ], [false, false, true]);
   assertEquals([pageNeeded("vdso", anonPage), pageNeeded("shared-anon", file)], [false, true]);
+  // --copy-all: the file's own resident pages too, but never a shared file's or an absent page.
+  assertEquals([
+    pageNeeded("file", file, true),
+    pageNeeded("file", 0n, true),
+    pageNeeded("shared-file", file, true),
+  ], [true, false, false]);
   assert(isZeroPage(new Uint8Array(4096)));
   const p = new Uint8Array(4096);
   p[4095] = 1;

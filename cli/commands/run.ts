@@ -31,17 +31,19 @@ export function runExitCode(
   if (child.signal !== "SIGKILL" || !moved) return { code: child.code };
   switch (moved.state) {
     case "exited": {
-      const e = moved.entry.exit!;
-      const code = shellCode(e);
+      const code = shellCode(moved.exit);
       return code === null
-        ? { code: EXIT.FAILURE, note: `it ended on ${e.node}; its exit status is not known` }
+        ? {
+          code: EXIT.FAILURE,
+          note: `it ended on ${moved.exit.node}; its exit status is not known`,
+        }
         : { code };
     }
     case "ended":
       return {
         code: EXIT.FAILURE,
-        note: `it ran on ${moved.entry.current.node}; its output ended but how it ended did not ` +
-          "come back (its node or agent went away?)",
+        note: `it ran on ${moved.node}; its output ended but how it ended did not come back ` +
+          "(its node or agent went away?)",
       };
     default:
       return { code: child.code }; // killed here

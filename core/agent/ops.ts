@@ -13,7 +13,7 @@ import type { ControlRequest, Emit } from "./control.ts";
 import type { MoveFn } from "./outbound.ts";
 import { EXIT_GRACE_MS } from "./outbound.ts";
 import { type Caller, checkMayManage } from "./permission.ts";
-import type { ProcessEntry, ProcessTable } from "./processes.ts";
+import type { ExitStatus, ProcessTable } from "./processes.ts";
 import { type ProcFacts, startedAtSeconds } from "./procfs.ts";
 
 /** Longest single `wait` request; the CLI asks again. */
@@ -21,10 +21,15 @@ export const MAX_WAIT_MS = 60_000;
 
 /** What `wait` says about a process that ran here as a PID. */
 export type WaitAnswer =
+  /** It runs (or ended) here, never moved: its parent here knows how it ended. */
   | { state: "here" }
-  | { state: "elsewhere"; entry: ProcessEntry }
-  | { state: "exited"; entry: ProcessEntry }
-  | { state: "ended"; entry: ProcessEntry }
+  /** It left and has not ended yet (or came back and runs under the agent). */
+  | { state: "elsewhere"; node: string }
+  /** It ended elsewhere (or back here), and its output is all out. */
+  | { state: "exited"; exit: ExitStatus }
+  /** Its output relay ended, but how it ended never came back. */
+  | { state: "ended"; node: string }
+  /** Not a process this agent knows. */
   | { state: "unknown" };
 
 /** The agent's balancing state, as `status` shows it. */
@@ -96,25 +101,34 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
     });
   };
 
+  /** Where `pid` is now, for `wait`: an answer, or null while it still runs somewhere. */
+  const fate = (pid: number): WaitAnswer | { state: "running"; node: string } => {
+    if (d.busy.has(pid)) return { state: "running", node: d.node };
+    const here = d.table.running(pid);
+    if (here?.direction === "local") return { state: "here" };
+    // Came back and runs under the agent: the news of its end comes round to the departure.
+    if (here) return { state: "running", node: d.node };
+    const dep = d.table.departure(pid);
+    if (!dep) return { state: "unknown" };
+    const now = Date.now();
+    // Exited, and its output is all out (or its relay is stuck: a child of it holds it).
+    if (dep.exit && (dep.relayEndedAt || now - Date.parse(dep.exit.at) > EXIT_GRACE_MS)) {
+      return { state: "exited", exit: dep.exit };
+    }
+    if (
+      !dep.exit && dep.relayEndedAt && now - Date.parse(dep.relayEndedAt) > EXIT_GRACE_MS + 1000
+    ) {
+      return { state: "ended", node: dep.to };
+    }
+    return { state: "running", node: dep.to };
+  };
+
   const wait = async (pid: number, timeoutMs: number): Promise<WaitAnswer> => {
     const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
     for (;;) {
-      const left = d.table.departed(pid);
-      const busy = d.busy.has(pid);
-      if (!busy && left) {
-        // Exited, and its output is all out (or its relay is stuck: a child of it holds it).
-        const endedAt = left.relayEndedAt ? Date.parse(left.relayEndedAt) : NaN;
-        const exitAt = left.exit ? Date.parse(left.exit.at) : NaN;
-        if (left.exit && (left.relayEndedAt || Date.now() - exitAt > EXIT_GRACE_MS)) {
-          return { state: "exited", entry: left };
-        }
-        if (Date.now() - endedAt > EXIT_GRACE_MS + 1000) return { state: "ended", entry: left };
-      } else if (!busy) {
-        return d.table.running(pid) ? { state: "here" } : { state: "unknown" };
-      }
-      if (Date.now() >= deadline) {
-        return left ? { state: "elsewhere", entry: left } : { state: "here" };
-      }
+      const f = fate(pid);
+      if (f.state !== "running") return f;
+      if (Date.now() >= deadline) return { state: "elsewhere", node: f.node };
       await sleep(200);
     }
   };

@@ -114,9 +114,25 @@ export interface Handover {
 /** Entries kept after they ended (exited, or left and ended elsewhere), newest kept. */
 export const HISTORY_LIMIT = 128;
 
+/**
+ * The last departure of a PID from this node: where it went, and what came
+ * back since (the end of its output relay, its exit). Kept apart from the
+ * entries, since a process that comes back replaces its "left" entry while
+ * the relay of its first departure still carries its output.
+ */
+export interface Departure {
+  /** Where it went. */
+  to: string;
+  /** When the relay of its output to this node ended (ISO). */
+  relayEndedAt?: string;
+  /** How it ended, once known. */
+  exit?: ExitStatus;
+}
+
 /** The processes this agent knows. */
 export class ProcessTable {
   #entries: ProcessEntry[] = [];
+  #departures = new Map<number, Departure>();
 
   /**
    * @param node this node's name
@@ -244,6 +260,11 @@ export class ProcessTable {
     if (prior) this.#entries.splice(this.#entries.indexOf(prior), 1);
     this.#entries.push(e);
     this.#trim();
+    this.#departures.delete(pid);
+    this.#departures.set(pid, { to });
+    if (this.#departures.size > HISTORY_LIMIT) {
+      this.#departures.delete(this.#departures.keys().next().value!);
+    }
     return {
       op: "handover",
       pid: newPid,
@@ -254,16 +275,27 @@ export class ProcessTable {
     };
   }
 
+  /** The last departure of `pid` from here, if any (a copy). */
+  departure(pid: number): Departure | undefined {
+    const d = this.#departures.get(pid);
+    return d && structuredClone(d);
+  }
+
   /** Records how the process that left here as `pid` ended elsewhere. */
   exitedElsewhere(pid: number, exit: ExitStatus): void {
     const e = this.departed(pid);
     if (e && !e.exit) e.exit = exit;
+    const d = this.#departures.get(pid);
+    if (d && !d.exit) d.exit = exit;
   }
 
   /** Records that the relay of the departed `pid` ended. */
   relayEnded(pid: number): void {
+    const at = new Date(this.clock() * 1000).toISOString();
     const e = this.departed(pid);
-    if (e) e.relayEndedAt = new Date(this.clock() * 1000).toISOString();
+    if (e) e.relayEndedAt = at;
+    const d = this.#departures.get(pid);
+    if (d) d.relayEndedAt = at;
   }
 
   /** Records that the process running here as `pid` ended (its entry stays as history). */

@@ -155,7 +155,7 @@ Deno.test("agent ops: wait tells a process that ended elsewhere from one killed 
     table.relayEnded(42);
     const done = await ask({ op: "wait", pid: 42, timeoutMs: 50 }) as WaitAnswer;
     assertEquals(done.state, "exited");
-    if (done.state === "exited") assertEquals(done.entry.exit?.code, 3);
+    if (done.state === "exited") assertEquals([done.exit.code, done.exit.node], [3, "node2"]);
   });
 });
 
@@ -185,4 +185,34 @@ Deno.test("agent facts: demand is the CPU share scaled by the load, at most the 
   m.keep([2]);
   // Forgotten: the next look starts again from its start here.
   assertEquals(m.demand(1, 100, 1, 110, 100, 1), 0.1);
+});
+
+Deno.test("agent ops: wait follows a process that came back and ended here", async () => {
+  await withAgent({}, async (ask, table) => {
+    await ask({ op: "manage", pid: 42 });
+    await ask({ op: "migrate", pid: 42, to: "node2" });
+    // It comes back: it runs here again, under the agent, not under `ppm run`.
+    table.arrived({
+      pid: 42,
+      from: "node2",
+      origin: { node: "node1", pid: 42 },
+      moves: 2,
+      at: new Date().toISOString(),
+      name: "job",
+    });
+    assertEquals(await ask({ op: "wait", pid: 42, timeoutMs: 50 }), {
+      state: "elsewhere",
+      node: "node1",
+    });
+    // It ends here; the news goes round (node2 passes it back on the first move's connection).
+    const exit = { code: 0, node: "node1", at: new Date().toISOString() };
+    table.ended(42, exit);
+    assertEquals(
+      (await ask({ op: "wait", pid: 42, timeoutMs: 50 }) as WaitAnswer).state,
+      "elsewhere",
+    );
+    table.exitedElsewhere(42, exit);
+    table.relayEnded(42);
+    assertEquals(await ask({ op: "wait", pid: 42, timeoutMs: 50 }), { state: "exited", exit });
+  });
 });

@@ -56,31 +56,16 @@ Deno.test("balance cli: the balance object of the config: enabled and the settin
 });
 
 Deno.test("balance cli: ppm run's exit code, here or after the process moved", () => {
-  const entry = (exit?: { code?: number; signal?: number }) => ({
-    origin: { node: "n1", pid: 5 },
-    current: { node: "n2", pid: 5 },
-    moves: 1,
-    direction: "left" as const,
-    managed: true,
-    name: "job",
-    startedAt: 0,
-    arrivedAt: 0,
-    exit: exit && { ...exit, node: "n2", at: "t" },
-  });
+  const exit = (e: { code?: number; signal?: number }) => ({ ...e, node: "n2", at: "t" });
+  const killed = { code: 137, signal: "SIGKILL" };
   assertEquals(runExitCode({ code: 3, signal: null }, null), { code: 3 });
-  assertEquals(runExitCode({ code: 137, signal: "SIGKILL" }, { state: "here" }), { code: 137 });
-  assertEquals(
-    runExitCode({ code: 137, signal: "SIGKILL" }, { state: "exited", entry: entry({ code: 4 }) }),
-    { code: 4 },
-  );
-  assertEquals(
-    runExitCode({ code: 137, signal: "SIGKILL" }, {
-      state: "exited",
-      entry: entry({ signal: 15 }),
-    }),
-    { code: 143 },
-  );
-  const lost = runExitCode({ code: 137, signal: "SIGKILL" }, { state: "ended", entry: entry() });
+  assertEquals(runExitCode(killed, { state: "here" }), { code: 137 });
+  assertEquals(runExitCode(killed, { state: "unknown" }), { code: 137 });
+  assertEquals(runExitCode(killed, { state: "exited", exit: exit({ code: 4 }) }), { code: 4 });
+  assertEquals(runExitCode(killed, { state: "exited", exit: exit({ signal: 15 }) }), { code: 143 });
+  const unknown = runExitCode(killed, { state: "exited", exit: exit({}) });
+  assertEquals(unknown.code, EXIT.FAILURE);
+  const lost = runExitCode(killed, { state: "ended", node: "n2" });
   assertEquals(lost.code, EXIT.FAILURE);
   assertMatch(lost.note!, /did not come back/);
 });

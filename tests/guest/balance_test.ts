@@ -1,0 +1,274 @@
+/**
+ * Load balancing between three 6.1 guests whose agents balance by themselves
+ * (`"balance": {"enabled": true}` in /etc/ppm/ppm.json):
+ *
+ * - six CPU-bound managed processes (`ppm run -- cpu_spin`) started on node1
+ *   end up 2/2/2 without an operator, with at most MAX_SPREAD_MIGRATIONS
+ *   migrations;
+ * - over STEADY_SECONDS of steady load nothing moves (no bouncing) and the
+ *   spread stays 2/2/2;
+ * - `ppm drain --wait` on node2 empties it and nothing lands on it while it
+ *   drains; `ppm undrain` lets work return;
+ * - an unmanaged process on node1 (heap_counter) is never moved;
+ * - at the end (SIGUSR1 wherever each copy runs) every copy prints the same
+ *   sums as the others for the same ticks, with no gap, into its file on
+ *   node1, and each `ppm run` exits 0: the exit status came back along the
+ *   way its process moved.
+ *
+ * About 6-8 minutes under TCG (boot included).
+ */
+import { join } from "node:path";
+import { stateDir } from "../../core/paths.ts";
+import { generateSecret } from "../../core/security/secret.ts";
+import { guestPath } from "../../core/vcluster/spec.ts";
+import { assert, assertEquals } from "../support/assert.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
+import { buildPrograms } from "../support/programs.ts";
+import { Agents } from "./support/agents.ts";
+
+const CLUSTER = "tbal";
+const NODES = [1, 2, 3];
+const JOBS = 6;
+/** Migrations allowed to spread six processes from one node to 2/2/2 (4 are needed). */
+const MAX_SPREAD_MIGRATIONS = 6;
+/** Seconds of steady load during which nothing may move. */
+const STEADY_SECONDS = 120;
+/** The agents' balancing settings (docs/balancing.md). */
+const BALANCE = { enabled: true, interval: 1, minResidency: 20, staleAfter: 5 };
+
+/** The PIDs of cpu_spin copies running on node n (zombies excluded). */
+async function spinsOn(c: TestCluster, n: number): Promise<number[]> {
+  const r = await c.exec(n, [
+    "sh",
+    "-c",
+    "for p in $(pgrep -x cpu_spin); do grep -q '^State:.*Z' /proc/$p/status 2>/dev/null || echo $p; done",
+  ]);
+  return r.stdout.split("\n").filter((l) => l.trim()).map(Number).sort((a, b) => a - b);
+}
+
+/** How many cpu_spin copies each node runs, in node order. */
+async function spread(c: TestCluster): Promise<number[]> {
+  return await Promise.all(NODES.map(async (n) => (await spinsOn(c, n)).length));
+}
+
+/** Migrations the agents made so far (every agent logs each one it sends). */
+async function migrations(c: TestCluster): Promise<number> {
+  let total = 0;
+  for (const n of NODES) {
+    const r = await c.exec(n, ["sh", "-c", "grep -c ' moved to node' /tmp/agent.log || true"]);
+    total += Number(r.stdout.trim() || "0");
+  }
+  return total;
+}
+
+/** Polls `check` every 2 s for at most `seconds`; returns the last spread when it holds. */
+async function waitSpread(
+  c: TestCluster,
+  seconds: number,
+  check: (s: number[]) => boolean,
+  what: string,
+): Promise<number[]> {
+  const deadline = Date.now() + seconds * 1000;
+  let s = await spread(c);
+  while (!check(s)) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: still ${s.join("/")} after ${seconds} s`);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    s = await spread(c);
+  }
+  return s;
+}
+
+/** Waits (polling every second, at most `seconds`) until node n sees `peer`'s drain flag at `on`. */
+async function waitPeerDrain(
+  c: TestCluster,
+  n: number,
+  peer: string,
+  on: boolean,
+  seconds: number,
+): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
+    const p = st.peers.find((x: { name: string }) => x.name === peer);
+    if (p?.load?.drain === on) return;
+    if (Date.now() > deadline) {
+      throw new Error(`node${n} does not see ${peer} with drain ${on}: ${JSON.stringify(p?.load)}`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+/** The tick lines of `out` as sums by tick; checks they run 0, 1, 2, ... with no gap. */
+function ticks(out: string, name: string): string[] {
+  const sums: string[] = [];
+  for (const line of out.split("\n")) {
+    const m = /^tick (\d+) sum=([0-9a-f]{16})$/.exec(line);
+    if (!m) continue;
+    assertEquals(Number(m[1]), sums.length, `${name}: tick ${m[1]} after ${sums.length} ticks`);
+    sums.push(m[2]);
+  }
+  return sums;
+}
+
+Deno.test({
+  name: "guest 6.1: three agents balance six CPU-bound managed processes, no bouncing, drain",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const progs = await buildPrograms(join(stateDir(), "test-programs"));
+    const spin = guestPath(progs.cpu_spin);
+    const counter = guestPath(progs.heap_counter);
+    const secret = join(stateDir(), "test-secret-balance");
+    await Deno.remove(secret).catch(() => {});
+    await generateSecret(secret);
+    await withCluster({ name: CLUSTER, nodes: 3, kernel: "6.1", memory: 1280 }, async (c) => {
+      const agents = new Agents(c, secret);
+      const config = JSON.stringify({ balance: BALANCE });
+      for (const n of NODES) {
+        assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+        await c.ok(n, ["sh", "-c", `mkdir -p /etc/ppm && echo '${config}' > /etc/ppm/ppm.json`]);
+      }
+      await agents.startAll(NODES);
+      for (const n of NODES) {
+        for (const m of NODES.filter((x) => x !== n)) {
+          await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "node${m}"'`, 180);
+        }
+        const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
+        assertEquals(st.peers.length, 2);
+      }
+
+      // An unmanaged process on node1 (it sleeps most of the time: it hardly adds load).
+      const unmanaged = Number(
+        (await c.ok(1, [
+          "sh",
+          "-c",
+          `${highPids()}cd /tmp; ${counter} 10000000 < /dev/null > /tmp/unmanaged.out 2>&1 & echo $!`,
+        ])).trim(),
+      );
+      // Six managed CPU-bound processes, each through its own `ppm run`, whose exit code is kept.
+      const jobs = Array.from({ length: JOBS }, (_, k) => k);
+      await c.ok(1, [
+        "sh",
+        "-c",
+        `${highPids()}cd /tmp; for k in ${jobs.join(" ")}; do ` +
+        `(ppm run --name spin-$k -- ${spin} 10000000 < /dev/null > /tmp/spin-$k.out 2> /tmp/spin-$k.err; ` +
+        `echo $? > /tmp/spin-$k.rc) > /dev/null 2>&1 & done`,
+      ]);
+      await c.waitFor(
+        1,
+        `[ $(pgrep -x cpu_spin | wc -l) -ge ${JOBS} ] || ls /tmp/spin-*.rc > /dev/null 2>&1`,
+        120,
+      );
+      const early = await c.exec(1, ["sh", "-c", "cat /tmp/spin-*.rc /tmp/spin-*.err 2>/dev/null"]);
+      assertEquals(early.stdout.trim(), "", "a ppm run ended at once");
+
+      await t.step("six managed processes on node1 spread 2/2/2 by themselves", async () => {
+        const started = Date.now();
+        const s = await waitSpread(
+          c,
+          240,
+          (x) => x.every((k) => k === 2),
+          "the six processes did not spread",
+        );
+        const n = await migrations(c);
+        console.log(
+          `  spread ${s.join("/")} after ${
+            ((Date.now() - started) / 1000).toFixed(0)
+          } s, ${n} migrations`,
+        );
+        assert(n >= 4 && n <= MAX_SPREAD_MIGRATIONS, `${n} migrations to spread six processes`);
+        const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
+        const left = ps.filter((e: { direction: string }) => e.direction === "left");
+        assert(left.length >= 4, JSON.stringify(ps));
+        for (const e of left) {
+          assertEquals([e.managed, e.why?.kind, e.why?.mode], [true, "balance", "load"]);
+          assert(e.why.record.margin.holds, JSON.stringify(e.why.record));
+        }
+        // The arrived processes are managed at their destination.
+        for (const n of [2, 3]) {
+          const there = JSON.parse(await c.ok(n, ["ppm", "ps", "--json"]));
+          const arrived = there.filter((e: { direction: string; exit?: unknown }) =>
+            e.direction === "arrived" && !e.exit
+          );
+          assertEquals(arrived.length, 2, JSON.stringify(there));
+          for (const e of arrived) assertEquals([e.managed, e.managedBy], [true, "migration"]);
+        }
+      });
+
+      await t.step(`nothing moves over ${STEADY_SECONDS} s of steady load`, async () => {
+        const before = await migrations(c);
+        const where = await Promise.all(NODES.map((n) => spinsOn(c, n)));
+        const end = Date.now() + STEADY_SECONDS * 1000;
+        while (Date.now() < end) {
+          await new Promise((r) => setTimeout(r, 10_000));
+          const s = await spread(c);
+          assert(s.every((k) => k === 2), `the spread changed to ${s.join("/")}`);
+        }
+        assertEquals(await migrations(c), before, "processes moved under steady load");
+        assertEquals(await Promise.all(NODES.map((n) => spinsOn(c, n))), where);
+        const dry = JSON.parse(await c.ok(1, ["ppm", "balance", "--once", "--dry-run", "--json"]));
+        assertEquals(dry.decisions, [], JSON.stringify(dry.round));
+      });
+
+      await t.step("ppm drain empties node2; ppm undrain lets work return", async () => {
+        const before = await migrations(c);
+        const r = await c.ppm(2, ["drain", "--wait", "--timeout", "120", "--json"], 180_000);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(JSON.parse(r.stdout).managedHere, 0);
+        assertEquals((await spinsOn(c, 2)).length, 0);
+        // Its peers know it drains.
+        await waitPeerDrain(c, 1, "node2", true, 30);
+        // Nothing lands on a draining node.
+        for (let i = 0; i < 5; i++) {
+          await new Promise((r) => setTimeout(r, 3000));
+          assertEquals((await spinsOn(c, 2)).length, 0, "a process landed on draining node2");
+        }
+        const drained = await migrations(c) - before;
+        assertEquals(drained, 2, "node2's two processes left, nothing else moved");
+        assertEquals(await c.ppm(2, ["undrain"]).then((x) => x.code), 0);
+        await waitPeerDrain(c, 1, "node2", false, 30);
+        const s = await waitSpread(c, 120, (x) => x[1] >= 1, "no work came back to node2");
+        console.log(`  after undrain: ${s.join("/")}`);
+      });
+
+      await t.step("the unmanaged process never moved", async () => {
+        const r = await c.exec(1, [
+          "sh",
+          "-c",
+          `[ "$(cat /proc/${unmanaged}/comm)" = heap_counter ]`,
+        ]);
+        assertEquals(r.code, 0, "the unmanaged process no longer runs on node1");
+        for (const n of [2, 3]) {
+          const there = await c.exec(n, ["sh", "-c", `[ -e /proc/${unmanaged} ]`]);
+          assert(there.code !== 0, `the unmanaged process appeared on node${n}`);
+        }
+        const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
+        assert(!ps.some((e: { origin: { pid: number } }) => e.origin.pid === unmanaged));
+        await c.exec(1, ["kill", String(unmanaged)]);
+      });
+
+      await t.step("every copy ends with the same sums, no gap, and ppm run exits 0", async () => {
+        for (const n of NODES) {
+          await c.exec(n, ["sh", "-c", "pkill -USR1 -x cpu_spin || true"]);
+        }
+        await c.waitFor(1, `[ $(ls /tmp/spin-*.rc 2>/dev/null | wc -l) -eq ${JOBS} ]`, 180);
+        let longest: string[] = [];
+        for (const k of jobs) {
+          const rc = (await c.ok(1, ["cat", `/tmp/spin-${k}.rc`])).trim();
+          const err = await c.ok(1, ["cat", `/tmp/spin-${k}.err`]);
+          assertEquals(rc, "0", `ppm run of spin-${k} exited ${rc}: ${err}`);
+          const out = await c.ok(1, ["cat", `/tmp/spin-${k}.out`]);
+          const sums = ticks(out, `spin-${k}`);
+          assert(sums.length >= 10, `spin-${k}: only ${sums.length} ticks`);
+          const ok = new RegExp(`^ok cpu_spin ticks=${sums.length} sum=${sums.at(-1)}$`, "m");
+          assert(ok.test(out), `spin-${k}: no matching ok line:\n${out.slice(-300)}`);
+          const common = Math.min(sums.length, longest.length);
+          assertEquals(sums.slice(0, common), longest.slice(0, common), `spin-${k}: sums differ`);
+          if (sums.length > longest.length) longest = sums;
+        }
+      });
+    });
+  },
+});

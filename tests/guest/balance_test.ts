@@ -172,6 +172,8 @@ Deno.test({
           (x) => x.every((k) => k === 2),
           "the six processes did not spread",
         );
+        // The last move's log line and handover follow its commit by moments.
+        await new Promise((r) => setTimeout(r, 3000));
         const n = await migrations(c);
         console.log(
           `  spread ${s.join("/")} after ${

@@ -35,13 +35,14 @@ async function cycle(
   cmd: string,
   k: number,
   stdin = "/dev/null",
+  extra: string[] = [],
 ): Promise<Cycle> {
   const out = `/tmp/${name}.out`, err = `/tmp/${name}.err`, img = `/tmp/${name}.img`;
   const pid =
     (await c.ok(1, ["sh", "-c", `cd /tmp; ${cmd} < ${stdin} > ${out} 2> ${err} & echo $!`]))
       .trim();
   await c.waitFor(1, `grep -q '^tick ${k} ' ${out} || grep -q FAIL ${err}`, 120);
-  const ck = await c.ppm(1, ["checkpoint", pid, "-o", img, "--kill", "--json"]);
+  const ck = await c.ppm(1, ["checkpoint", pid, "-o", img, "--kill", "--json", ...extra]);
   assertEquals(ck.code, 0, `checkpoint of ${name}: ${ck.stderr}`);
   const rs = await c.ppm(1, ["restore", img, "--stdout", out, "--stderr", err, "--json"]);
   assertEquals(rs.code, 0, `restore of ${name}: ${rs.stderr}`);
@@ -92,6 +93,7 @@ Deno.test({
       ).join(" ");
       await c.ok(1, ["sh", "-c", `cd /tmp && ${baseCmd} wait`], 600_000);
 
+      const imageBytes: Record<string, number> = {};
       for (const [name, cmd, k] of cases) {
         await t.step(
           `${name}: killed at tick ${k}, restored, finishes exactly like an uninterrupted run`,
@@ -101,9 +103,26 @@ Deno.test({
             const base = await c.ok(1, ["cat", `/tmp/base-${name}.out`]);
             assertEquals(afterReady(r.out), afterReady(base));
             assertMatch(r.out, new RegExp(`^ok ${name}`, "m"));
+            imageBytes[name] = r.checkpoint.imageBytes as number;
           },
         );
       }
+
+      await t.step(
+        "--copy-all carries code and library pages too, and its image restores the same",
+        async () => {
+          const r = await cycle(c, "copy_all", cases[0][1], cases[0][2], "/dev/null", [
+            "--copy-all",
+          ]);
+          assertEquals(r.err, "", r.err);
+          const base = await c.ok(1, ["cat", "/tmp/base-heap_counter.out"]);
+          assertEquals(afterReady(r.out), afterReady(base));
+          const all = r.checkpoint.imageBytes as number, opt = imageBytes.heap_counter;
+          // The resident code of the program, ld.so and libc is in it; the optimized copy leaves it out.
+          assert(all > opt + 64 * 1024, `--copy-all ${all} bytes, optimized ${opt} bytes`);
+          console.log(`  image: optimized ${opt} bytes, --copy-all ${all} bytes`);
+        },
+      );
 
       await t.step("pipe_reader: blocked in read on a pipe, restored onto a new pipe", async () => {
         const feed = (from: number) =>

@@ -1,0 +1,128 @@
+/**
+ * The records a benchmark run produces. Every number in them comes from a
+ * measurement taken in the run; what could not be measured is a
+ * {@link Failure} or a note, never a made-up value.
+ *
+ * @module
+ */
+
+/** The JSON schema tag of a results file. */
+export const SCHEMA = "ppm-bench/1";
+
+/** Who moved or checkpointed the process. */
+export type Tool = "ppm" | "ppm-copy-all" | "criu";
+
+/** Every tool, in report order. */
+export const TOOLS: readonly Tool[] = ["ppm", "ppm-copy-all", "criu"];
+
+/** What was measured: a migration between two nodes, or a checkpoint + restore on one node. */
+export type Kind = "migrate" | "local";
+
+/** One measurement of one tool on one workload in one round. */
+export interface Sample {
+  /** Migration or local checkpoint + restore. */
+  kind: Kind;
+  /** Workload id (see workloads.ts). */
+  workload: string;
+  /** The tool. */
+  tool: Tool;
+  /** Round number (0-based); samples of the same round form a pair. */
+  round: number;
+  /**
+   * migrate: from the process stopped on node1 to it running on node2, ms;
+   * local: checkpoint plus restore, ms.
+   */
+  freezeMs: number;
+  /** migrate: bytes that went over the wire for the process (image, pages). */
+  bytes?: number;
+  /** Anonymous memory the workload wrote, bytes (what must be carried). */
+  writtenBytes?: number;
+  /** Time the image spent on the wire, ms (for the throughput against the link). */
+  transferMs?: number;
+  /** TCP workloads: the longest time a peer received nothing, across the migration, ms. */
+  stallMs?: number;
+  /** Per-phase times, ms (names depend on the tool). */
+  phasesMs?: Record<string, number>;
+}
+
+/** One raw TCP throughput measurement between the two guests. */
+export interface LinkSample {
+  /** Round number. */
+  round: number;
+  /** Bytes sent. */
+  bytes: number;
+  /** From the first byte received to the end of the stream at the receiver, ms. */
+  ms: number;
+}
+
+/** A measurement that did not happen, and why. */
+export interface Failure {
+  /** What was being measured. */
+  kind: Kind | "link" | "setup";
+  /** Workload id ("" for link and setup). */
+  workload: string;
+  /** Tool ("" for link and setup). */
+  tool: Tool | "";
+  /** Round (-1 when not tied to one). */
+  round: number;
+  /** What failed and why (one line, then details). */
+  error: string;
+}
+
+/** Where the run happened. */
+export interface Environment {
+  /** The host machine. */
+  machine: { cpuModel: string; cores: number; kernel: string; memoryMiB: number };
+  /** The guests. */
+  guest: {
+    kernel: string;
+    qemu: string;
+    accel: string;
+    nodes: number;
+    memoryMiB: number;
+    cpus: number;
+  };
+  /** This checkout. */
+  ppm: { version: string; commit: string; dirty: boolean };
+  /** CRIU in the guests (a host package: guests run the host's filesystem). */
+  criu: { version: string };
+  /** Deno running the benchmark. */
+  deno: string;
+}
+
+/** A workload as recorded in the results. */
+export interface WorkloadInfo {
+  /** Id (e.g. "anon-64"). */
+  id: string;
+  /** What it is. */
+  title: string;
+  /** Anonymous memory written, MiB (0 when it is not about memory). */
+  mib: number;
+  /** TCP connections the process holds. */
+  connections: number;
+}
+
+/** The whole output of one run. */
+export interface BenchResults {
+  /** {@link SCHEMA}. */
+  schema: typeof SCHEMA;
+  /** "full" or "quick" (one workload, two rounds). */
+  mode: "full" | "quick";
+  /** ISO times. */
+  startedAt: string;
+  finishedAt: string;
+  /** Rounds per workload and tool. */
+  rounds: number;
+  /** Workloads measured. */
+  workloads: WorkloadInfo[];
+  /** Where. */
+  environment: Environment;
+  /** Every measurement. */
+  samples: Sample[];
+  /** Raw TCP throughput between the guests. */
+  link: LinkSample[];
+  /** Every measurement that did not happen. */
+  failures: Failure[];
+  /** Series skipped on purpose, with why (e.g. no --copy-all in this ppm). */
+  notes: string[];
+}

@@ -1,0 +1,50 @@
+/**
+ * The workloads of the benchmark: what runs on node1 before it is moved.
+ * Pure definitions; the runner starts them (bench/lib/measure.ts).
+ *
+ * @module
+ */
+import type { WorkloadInfo } from "./types.ts";
+
+/** A workload and how to run it. */
+export interface Workload extends WorkloadInfo {
+  /** Whether a local checkpoint + restore applies (ppm's image files hold no live sockets). */
+  local: boolean;
+}
+
+/** Every workload, in report order. */
+export const WORKLOADS: readonly Workload[] = [
+  { id: "anon-1", title: "1 MiB anonymous memory written", mib: 1, connections: 0, local: true },
+  { id: "anon-64", title: "64 MiB anonymous memory", mib: 64, connections: 0, local: true },
+  { id: "anon-256", title: "256 MiB anonymous memory", mib: 256, connections: 0, local: true },
+  {
+    id: "tcp-1",
+    title: "one established TCP connection, a stream from node2",
+    mib: 0,
+    connections: 1,
+    local: false,
+  },
+  {
+    id: "listen-8",
+    title: "a listener with 8 established connections",
+    mib: 0,
+    connections: 8,
+    local: false,
+  },
+];
+
+/** The one workload of `--quick`. */
+export const QUICK_WORKLOAD = "anon-1";
+
+/** Rounds (pairs) of a full run, and of `--quick`. */
+export const ROUNDS = { full: 5, quick: 2 } as const;
+
+/** The workloads of a run. */
+export function workloadsFor(mode: "full" | "quick"): Workload[] {
+  return mode === "quick" ? WORKLOADS.filter((w) => w.id === QUICK_WORKLOAD) : [...WORKLOADS];
+}
+
+/** Plain record of a workload for the results file. */
+export function workloadInfo(w: Workload): WorkloadInfo {
+  return { id: w.id, title: w.title, mib: w.mib, connections: w.connections };
+}

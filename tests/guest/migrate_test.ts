@@ -173,110 +173,112 @@ Deno.test({
 
       await t.step(
         "Debian's cat moves while reading a FIFO on node1; its stdin and stdout are relayed",
-        async () => {
-          // A holder keeps the FIFO's write end open, so cat sees no end of file in between.
-          const [holder, pid] = (await c.ok(1, [
-            "sh",
-            "-c",
-            `${highPids()}cd /tmp; rm -f in.fifo; mkfifo in.fifo; sleep 600 > in.fifo & echo $!; ` +
-            "cat < in.fifo > /tmp/cat.out & echo $!",
-          ])).trim().split("\n");
-          try {
-            await c.ok(1, ["sh", "-c", "echo line-0 > /tmp/in.fifo"]);
-            await c.waitFor(1, "grep -q '^line-0$' /tmp/cat.out", 60);
-            await migrate(c, 1, pid, 2);
-            await assertRunsOn(c, pid, "cat", 2);
-            for (let i = 1; i <= 5; i++) {
-              await c.ok(1, ["sh", "-c", `echo line-${i} > /tmp/in.fifo`]);
-              await c.waitFor(1, `grep -q '^line-${i}$' /tmp/cat.out`, 60);
+        () =>
+          agents.explain(NODES, async () => {
+            // A holder keeps the FIFO's write end open, so cat sees no end of file in between.
+            const [holder, pid] = (await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; rm -f in.fifo; mkfifo in.fifo; sleep 600 > in.fifo & echo $!; ` +
+              "cat < in.fifo > /tmp/cat.out & echo $!",
+            ])).trim().split("\n");
+            try {
+              await c.ok(1, ["sh", "-c", "echo line-0 > /tmp/in.fifo"]);
+              await c.waitFor(1, "grep -q '^line-0$' /tmp/cat.out", 60);
+              await migrate(c, 1, pid, 2);
+              await assertRunsOn(c, pid, "cat", 2);
+              for (let i = 1; i <= 5; i++) {
+                await c.ok(1, ["sh", "-c", `echo line-${i} > /tmp/in.fifo`]);
+                await c.waitFor(1, `grep -q '^line-${i}$' /tmp/cat.out`, 60);
+              }
+              assertEquals(
+                (await c.ok(1, ["cat", "/tmp/cat.out"])).trim().split("\n"),
+                ["line-0", "line-1", "line-2", "line-3", "line-4", "line-5"],
+              );
+            } finally {
+              await c.exec(1, ["kill", holder]);
             }
-            assertEquals(
-              (await c.ok(1, ["cat", "/tmp/cat.out"])).trim().split("\n"),
-              ["line-0", "line-1", "line-2", "line-3", "line-4", "line-5"],
-            );
-          } finally {
-            await c.exec(1, ["kill", holder]);
-          }
-          // End of file on node1's FIFO reaches cat on node2, and it ends there.
-          await c.waitFor(2, `! (${lives(pid, "cat")})`, 60);
-        },
+            // End of file on node1's FIFO reaches cat on node2, and it ends there.
+            await c.waitFor(2, `! (${lives(pid, "cat")})`, 60);
+          }),
       );
 
       await t.step(
         "failure injection at each phase: the process runs on at the source, nothing is lost",
-        async () => {
-          await c.ok(1, ["cp", bin, "/tmp/local-hc"]);
-          const pid = (await c.ok(1, [
-            "sh",
-            "-c",
-            `${highPids()}cd /tmp; ${bin} 5000 > /tmp/fail.out 2>&1 & echo $!`,
-          ])).trim();
-          const local = (await c.ok(1, [
-            "sh",
-            "-c",
-            `${highPids()}cd /tmp; /tmp/local-hc 5000 > /tmp/local.out 2>&1 & echo $!`,
-          ])).trim();
-          try {
-            await c.waitFor(1, "grep -q '^tick 5 ' /tmp/fail.out", 120);
-
-            /** A migration that must fail with `why`, leaving `p` running on node1 only. */
-            const mustFail = async (p: string, why: RegExp, args: string[] = []) => {
-              const comm = p === pid ? "heap_counter" : "local-hc";
-              const r = await c.ppm(1, ["migrate", p, "--to", "node2", ...args], 300_000);
-              assert(r.code !== 0, `the migration succeeded: ${r.stdout}`);
-              assertMatch(r.stderr, /runs on here/);
-              assertMatch(r.stderr, why);
-              await assertRunsOn(c, p, comm, 1);
-              await waitTicks(c, 1, p === pid ? "/tmp/fail.out" : "/tmp/local.out", 3);
-              console.log(`  refused as expected: ${r.stderr.split("\n")[0]}`);
-            };
-
-            // Before the transfer: the destination refuses (a mapped file is missing there).
-            await mustFail(local, /local-hc does not exist/);
-
-            // Mid-transfer: the destination agent dies.
-            await agents.restart(2, NODES, "crash-mid-image");
-            await mustFail(pid, /connection|closed|ended|reset|broken/i);
-            await agents.waitDead(2);
-
-            // Mid-transfer: the link to the destination is cut.
-            await agents.start(2, "image-stall");
-            await agents.waitSeen(2, NODES);
-            const ns = netnsName(CLUSTER);
-            const failing = mustFail(pid, /./, ["--timeout", "15"]);
+        () =>
+          agents.explain(NODES, async () => {
+            await c.ok(1, ["cp", bin, "/tmp/local-hc"]);
+            const pid = (await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; ${bin} 5000 > /tmp/fail.out 2>&1 & echo $!`,
+            ])).trim();
+            const local = (await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; /tmp/local-hc 5000 > /tmp/local.out 2>&1 & echo $!`,
+            ])).trim();
             try {
-              await c.waitFor(2, `grep -q 'receiving process ${pid} ' /tmp/agent.log`, 120);
-              await setLink(ns, 2, false);
-              await failing;
+              await c.waitFor(1, "grep -q '^tick 5 ' /tmp/fail.out", 120);
+
+              /** A migration that must fail with `why`, leaving `p` running on node1 only. */
+              const mustFail = async (p: string, why: RegExp, args: string[] = []) => {
+                const comm = p === pid ? "heap_counter" : "local-hc";
+                const r = await c.ppm(1, ["migrate", p, "--to", "node2", ...args], 300_000);
+                assert(r.code !== 0, `the migration succeeded: ${r.stdout}`);
+                assertMatch(r.stderr, /runs on here/);
+                assertMatch(r.stderr, why);
+                await assertRunsOn(c, p, comm, 1);
+                await waitTicks(c, 1, p === pid ? "/tmp/fail.out" : "/tmp/local.out", 3);
+                console.log(`  refused as expected: ${r.stderr.split("\n")[0]}`);
+              };
+
+              // Before the transfer: the destination refuses (a mapped file is missing there).
+              await mustFail(local, /local-hc does not exist/);
+
+              // Mid-transfer: the destination agent dies.
+              await agents.restart(2, NODES, "crash-mid-image");
+              await mustFail(pid, /connection|closed|ended|reset|broken/i);
+              await agents.waitDead(2);
+
+              // Mid-transfer: the link to the destination is cut.
+              await agents.start(2, "image-stall");
+              await agents.waitSeen(2, NODES);
+              const ns = netnsName(CLUSTER);
+              const failing = mustFail(pid, /./, ["--timeout", "15"]);
+              try {
+                await c.waitFor(2, `grep -q 'receiving process ${pid} ' /tmp/agent.log`, 120);
+                await setLink(ns, 2, false);
+                await failing;
+              } finally {
+                await setLink(ns, 2, true);
+              }
+
+              // During the restore: it fails after the memory was replaced.
+              await agents.restart(2, NODES, "restore");
+              await mustFail(pid, /injected fault restore/);
+
+              // Before the confirmation: the destination agent dies with the copy held.
+              await agents.restart(2, NODES, "crash-before-commit");
+              await mustFail(pid, /did not confirm|connection|closed|ended|reset|broken/i);
+              await agents.waitDead(2);
+
+              // And then it moves, with its output whole.
+              await agents.start(2);
+              await agents.waitSeen(2, NODES);
+              await migrate(c, 1, pid, 2);
+              await assertRunsOn(c, pid, "heap_counter", 2);
+              await waitTicks(c, 1, "/tmp/fail.out", 10);
+              assertContinuous(await c.ok(1, ["cat", "/tmp/fail.out"]), 30);
+              assertContinuous(await c.ok(1, ["cat", "/tmp/local.out"]), 10);
+              const log = await c.ok(2, ["cat", "/tmp/agent.log"]);
+              assertMatch(log, /restore failed: .*injected fault restore/);
             } finally {
-              await setLink(ns, 2, true);
+              await c.exec(1, ["kill", local]);
+              await c.exec(2, ["kill", pid]);
+              await c.exec(1, ["kill", pid]);
             }
-
-            // During the restore: it fails after the memory was replaced.
-            await agents.restart(2, NODES, "restore");
-            await mustFail(pid, /injected fault restore/);
-
-            // Before the confirmation: the destination agent dies with the copy held.
-            await agents.restart(2, NODES, "crash-before-commit");
-            await mustFail(pid, /did not confirm|connection|closed|ended|reset|broken/i);
-            await agents.waitDead(2);
-
-            // And then it moves, with its output whole.
-            await agents.start(2);
-            await agents.waitSeen(2, NODES);
-            await migrate(c, 1, pid, 2);
-            await assertRunsOn(c, pid, "heap_counter", 2);
-            await waitTicks(c, 1, "/tmp/fail.out", 10);
-            assertContinuous(await c.ok(1, ["cat", "/tmp/fail.out"]), 30);
-            assertContinuous(await c.ok(1, ["cat", "/tmp/local.out"]), 10);
-            const log = await c.ok(2, ["cat", "/tmp/agent.log"]);
-            assertMatch(log, /restore failed: .*injected fault restore/);
-          } finally {
-            await c.exec(1, ["kill", local]);
-            await c.exec(2, ["kill", pid]);
-            await c.exec(1, ["kill", pid]);
-          }
-        },
+          }),
       );
 
       await t.step("a connection with the wrong secret is refused and logged", async () => {

@@ -44,6 +44,25 @@ export class Agents {
     await this.waitSeen(n, nodes);
   }
 
+  /**
+   * Runs `fn`; when it fails, the error carries the last lines of every
+   * node's agent log, so that a failure in CI can be understood.
+   */
+  async explain(nodes: number[], fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      const logs = [];
+      for (const n of nodes) {
+        const r = await this.c.exec(n, ["sh", "-c", "tail -n 40 /tmp/agent.log"], 30_000)
+          .catch((x) => ({ stdout: `(cannot read: ${(x as Error).message})` }));
+        logs.push(`--- node${n} /tmp/agent.log, last lines ---\n${r.stdout}`);
+      }
+      if (e instanceof Error) e.message += `\n${logs.join("\n")}`;
+      throw e;
+    }
+  }
+
   /** Waits until each of `nodes` (but n) lists node n's current agent as alive. */
   async waitSeen(n: number, nodes: number[]): Promise<void> {
     const id = JSON.parse(await this.c.ok(n, ["ppm", "peers", "--json"])).self.id as string;

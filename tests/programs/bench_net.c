@@ -4,7 +4,10 @@
  * start fast in a TCG guest. Every mode ends within 300 s (alarm).
  *
  *   bench_net serve PORT          accept one connection, send it stdin, close
- *   bench_net fetch HOST PORT     connect (retrying up to 30 s), copy to stdout
+ *   bench_net fetch HOST PORT [WAIT_S]
+ *                                 connect (retrying up to WAIT_S s, default 30),
+ *                                 copy to stdout; prints on stderr
+ *                                 `fetched bytes=<n> us=<connected to end>`
  *   bench_net sink PORT           accept one connection, read it to the end;
  *                                 prints `sink bytes=<n> us=<first byte to end>`
  *   bench_net blast HOST PORT MIB connect, send MIB MiB, half-close, wait for
@@ -56,12 +59,12 @@ static int accept_one(long port)
 	return c;
 }
 
-static int connect_to(const char *host, long port)
+static int connect_to(const char *host, long port, long wait_s)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 
 	CHECK(inet_aton(host, &a.sin_addr), "bad HOST '%s'", host);
-	for (int tries = 0; tries < 3000; tries++) {
+	for (long tries = 0; tries < wait_s * 100; tries++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 		CHECK(fd >= 0, "socket: %s", strerror(errno));
@@ -72,7 +75,7 @@ static int connect_to(const char *host, long port)
 		close(fd);
 		sleep_ms(10);
 	}
-	fail("connect %s:%ld: nobody listened within 30 s", host, port);
+	fail("connect %s:%ld: nobody listened within %ld s", host, port, wait_s);
 }
 
 /* Copies from `in` to `out` until end of file; returns the bytes copied. */
@@ -97,7 +100,7 @@ int main(int argc, char **argv)
 {
 	*prog_name_slot() = "bench_net";
 	signal(SIGPIPE, SIG_IGN);
-	alarm(300);
+	alarm(600);
 	if (argc == 3 && !strcmp(argv[1], "serve")) {
 		int c = accept_one(port_arg(argv[2]));
 		unsigned long long n = copy(0, c);
@@ -106,10 +109,20 @@ int main(int argc, char **argv)
 		out("served bytes=%llu\n", n);
 		return 0;
 	}
-	if (argc == 4 && !strcmp(argv[1], "fetch")) {
-		int c = connect_to(argv[2], port_arg(argv[3]));
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "fetch")) {
+		long wait_s = argc == 5 ? strtol(argv[4], NULL, 10) : 30;
+		int c;
+		double t0;
+		unsigned long long n;
+		char line[128];
+		int len;
 
-		copy(c, 1);
+		CHECK(wait_s > 0 && wait_s <= 540, "bad WAIT_S '%s'", argv[4]);
+		c = connect_to(argv[2], port_arg(argv[3]), wait_s);
+		t0 = now_us();
+		n = copy(c, 1);
+		len = snprintf(line, sizeof(line), "fetched bytes=%llu us=%.0f\n", n, now_us() - t0);
+		write_all(2, line, (size_t)len);
 		close(c);
 		return 0;
 	}
@@ -136,7 +149,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 5 && !strcmp(argv[1], "blast")) {
 		long mib = strtol(argv[4], NULL, 10);
-		int c = connect_to(argv[2], port_arg(argv[3]));
+		int c = connect_to(argv[2], port_arg(argv[3]), 30);
 		double t0;
 
 		CHECK(mib > 0 && mib <= 65536, "bad MIB '%s'", argv[4]);
@@ -154,7 +167,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	{
-		const char *u = "usage: bench_net serve PORT | fetch HOST PORT | sink PORT | "
+		const char *u = "usage: bench_net serve PORT | fetch HOST PORT [WAIT_S] | sink PORT | "
 				"blast HOST PORT MIB\n";
 
 		write_all(2, u, strlen(u));

@@ -1,0 +1,455 @@
+/**
+ * The measurements, one function per tool and question: a migration with
+ * ppm (optionally --copy-all) or CRIU, a local checkpoint + restore with
+ * either, and the raw link. Each starts its own workload on node1, waits
+ * until it runs, measures, checks the process runs on afterwards, and
+ * kills only the processes it started. Every wait is bounded.
+ *
+ * @module
+ */
+import { nodeAddress } from "../../core/vcluster/spec.ts";
+import type { Guests } from "./guest.ts";
+import {
+  criuDumpArgs,
+  criuPageServerArgs,
+  criuRestoreArgs,
+  dropRules,
+  parseByteTime,
+  parseDu,
+  parseStall,
+  parseSteps,
+  ppmMigrationSample,
+  ppmTotalMs,
+  shJoin,
+  shq,
+  stepMs,
+  timedStep,
+} from "./scripts.ts";
+import type { LinkSample, Sample, Tool } from "./types.ts";
+import { type Workload, WORKLOADS } from "./workloads.ts";
+
+/** Guest paths of the benchmark's programs. */
+export interface Programs {
+  bench_anon: string;
+  bench_stream: string;
+  bench_net: string;
+  echo_server: string;
+}
+
+/** Where the runs keep their files in the guests (each guest's own /tmp). */
+export const WORK = "/tmp/bench";
+const SRC = nodeAddress(1);
+const DST = nodeAddress(2);
+const DROP_TABLE = "ppmbench";
+/** Rounds a run may have (ports are laid out for this many). */
+export const MAX_ROUNDS = 50;
+const PORTS = { pageServer: 24000, copy: 27000, workload: 30000, link: 34000 } as const;
+
+/** A running workload on node1. */
+interface Started {
+  pid: number;
+  /** Its stdout/stderr file (on node1; a copy travels with CRIU). */
+  out: string;
+  /** Its process name, checked before any kill. */
+  comm: string;
+  /** TCP workloads: the peer on node2. */
+  peer?: { pid: number; out: string };
+  /** TCP workloads: the server's port. */
+  port?: number;
+}
+
+/** Options of a {@link Measurer}. */
+export interface MeasureOptions {
+  /** Progress lines. */
+  log: (s: string) => void;
+  /** MiB each link measurement sends. */
+  linkMiB: number;
+}
+
+/** A shell test: `pid` lives as `comm` and is no zombie. */
+export function lives(pid: number, comm: string): string {
+  return `[ "$(cat /proc/${pid}/comm 2>/dev/null)" = ${shq(comm)} ] && ` +
+    `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
+}
+
+/** A shell command killing `pid` only if it still is our `comm`. */
+export function killOurs(pid: number, comm: string, signal = "KILL"): string {
+  return `if ${lives(pid, comm)}; then kill -${signal} ${pid}; fi; true`;
+}
+
+function highPids(): string {
+  return `echo ${10_000 + Math.floor(Math.random() * 20_000)} > /proc/sys/kernel/ns_last_pid; `;
+}
+
+/** Runs the measurements on a two-node cluster whose agents run. */
+export class Measurer {
+  constructor(
+    private g: Guests,
+    private bin: Programs,
+    private opts: MeasureOptions,
+  ) {}
+
+  /**
+   * Ports unique per round, workload and tool (rounds < {@link MAX_ROUNDS}),
+   * so no measurement meets an earlier one's sockets or rules.
+   */
+  private port(base: number, round: number, w: Workload, tool: Tool): number {
+    const t = ["ppm", "ppm-copy-all", "criu"].indexOf(tool);
+    const k = Math.max(0, WORKLOADS.findIndex((x) => x.id === w.id));
+    return base + round * 50 + k * 10 + t;
+  }
+
+  /** Starts workload `w` on node1 (and its TCP peer on node2). */
+  private async start(w: Workload, tag: string, port: number): Promise<Started> {
+    await this.g.ok(1, `mkdir -p ${WORK}`);
+    await this.g.ok(2, `mkdir -p ${WORK}`);
+    const out = `${WORK}/${tag}.out`;
+    if (w.connections === 0) {
+      const pid = Number(
+        (await this.g.ok(
+          1,
+          `${highPids()}cd ${WORK}; ${this.bin.bench_anon} 1000000 ${w.mib} < /dev/null > ${out} 2>&1 & echo $!`,
+        )).trim(),
+      );
+      await this.g.waitFor(1, `grep -q '^tick 2 ' ${out}`, 600, `${tag}: bench_anon's third tick`);
+      return { pid, out, comm: "bench_anon" };
+    }
+    const pid = Number(
+      (await this.g.ok(
+        1,
+        `${highPids()}cd ${WORK}; ${this.bin.echo_server} ${port} < /dev/null > ${out} 2>&1 & echo $!`,
+      )).trim(),
+    );
+    await this.g.waitFor(1, `grep -q '^ready ' ${out}`, 60, `${tag}: echo_server listening`);
+    const peerOut = `${WORK}/${tag}.peer`;
+    const peer = Number(
+      (await this.g.ok(
+        2,
+        `cd ${WORK}; ${this.bin.bench_stream} ${SRC} ${port} ${w.connections} 900 128 < /dev/null > ${peerOut} 2>&1 & echo $!`,
+      )).trim(),
+    );
+    await this.g.waitFor(
+      2,
+      `grep -q '^tick 2 ' ${peerOut}`,
+      120,
+      `${tag}: bench_stream's third second`,
+    );
+    return { pid, out, comm: "echo_server", peer: { pid: peer, out: peerOut }, port };
+  }
+
+  /** Waits until the workload shows progress after a move: ticks in `out` on `node`, or the peer's. */
+  private async progressed(s: Started, node: number): Promise<void> {
+    if (s.peer) {
+      const want = Number((await this.g.ok(2, `grep -c '^tick ' ${s.peer.out} || true`)).trim()) +
+        2;
+      await this.g.waitFor(
+        2,
+        `[ $(grep -c '^tick ' ${s.peer.out}) -ge ${want} ]`,
+        180,
+        "the TCP peer going on",
+      );
+      return;
+    }
+    const want = Number((await this.g.ok(node, `grep -c '^tick ' ${s.out} || true`)).trim()) + 2;
+    await this.g.waitFor(
+      node,
+      `[ $(grep -c '^tick ' ${s.out}) -ge ${want} ]`,
+      180,
+      `${s.comm} ticking on after the move`,
+    );
+  }
+
+  /** Ends the peer cleanly and returns the longest stall it saw. */
+  private async peerStall(s: Started): Promise<number | undefined> {
+    if (!s.peer) return undefined;
+    await this.g.ok(2, killOurs(s.peer.pid, "bench_stream", "USR1"));
+    await this.g.waitFor(
+      2,
+      `grep -q '^ok bench_stream' ${s.peer.out} || grep -q '^FAIL' ${s.peer.out}`,
+      180,
+      "the TCP peer's end",
+    );
+    return parseStall(await this.g.ok(2, `cat ${s.peer.out}`));
+  }
+
+  /** Kills what `s` started, wherever it is now. */
+  private async stop(s: Started): Promise<void> {
+    for (const n of [1, 2]) {
+      await this.g.sh(n, killOurs(s.pid, s.comm)).catch(() => {});
+      if (s.peer && n === 2) {
+        await this.g.sh(n, killOurs(s.peer.pid, "bench_stream")).catch(() => {});
+      }
+    }
+  }
+
+  /** `ppm migrate` of workload `w` (with `--copy-all` for that tool). */
+  async ppmMigrate(w: Workload, tool: "ppm" | "ppm-copy-all", round: number): Promise<Sample> {
+    const tag = `m-${w.id}-${tool}-${round}`;
+    await this.waitPeers();
+    const s = await this.start(w, tag, this.port(PORTS.workload, round, w, tool));
+    try {
+      const r = await this.g.exec(1, [
+        "ppm",
+        "migrate",
+        String(s.pid),
+        "--to",
+        "node2",
+        "--json",
+        "--timeout",
+        "300",
+        ...(tool === "ppm-copy-all" ? ["--copy-all"] : []),
+      ], 900_000);
+      if (r.code !== 0) throw new Error(`ppm migrate exited ${r.code}: ${r.stderr.trim()}`);
+      const sample = ppmMigrationSample(r.stdout, {
+        workload: w.id,
+        tool,
+        round,
+        writtenBytes: w.mib ? w.mib * 1048576 : undefined,
+      });
+      await this.g.waitFor(2, lives(s.pid, s.comm), 30, `${s.comm} ${s.pid} running on node2`);
+      // ppm relays stdout: the ticks go on in node1's file.
+      await this.progressed(s, 1);
+      sample.stallMs = await this.peerStall(s);
+      return sample;
+    } finally {
+      await this.stop(s);
+    }
+  }
+
+  /** CRIU's migration of workload `w`: dump with a page server, copy, address, restore. */
+  async criuMigrate(w: Workload, round: number): Promise<Sample> {
+    const tag = `m-${w.id}-criu-${round}`;
+    const dir = `${WORK}/criu-${tag}`;
+    const psPort = this.port(PORTS.pageServer, round, w, "criu");
+    const cpPort = this.port(PORTS.copy, round, w, "criu");
+    const tcp = w.connections > 0;
+    const s = await this.start(w, tag, this.port(PORTS.workload, round, w, "criu"));
+    const logs = {
+      ps: `${WORK}/${tag}.ps.log`,
+      dump: `${WORK}/${tag}.dump.log`,
+      restore: `${WORK}/${tag}.restore.log`,
+    };
+    try {
+      await this.g.ok(1, `rm -rf ${dir}; mkdir -p ${dir}`);
+      await this.g.ok(
+        2,
+        `rm -rf ${dir}; mkdir -p ${dir}; ${
+          shJoin(criuPageServerArgs({ dir, port: psPort, log: logs.ps }))
+        }`,
+      );
+      // node2 waits for the images before the dump starts, as a script of a CRIU user would.
+      const fetched = `${WORK}/${tag}.fetched`;
+      const node2 = this.g.sh(
+        2,
+        [
+          timedStep(
+            "copy",
+            `${this.bin.bench_net} fetch ${SRC} ${cpPort} 500 2> ${fetched} | tar -C / -xf -`,
+          ),
+          ...(tcp
+            ? [timedStep(
+              "address",
+              `printf '%s' ${shq(dropRules(DROP_TABLE, SRC, s.port!))} | nft -f - && ` +
+                `ip addr add ${SRC}/32 dev lo`,
+            )]
+            : []),
+          timedStep("restore", shJoin(criuRestoreArgs({ dir, log: logs.restore, tcp }))),
+          ...(tcp ? [timedStep("unlock", `nft delete table inet ${DROP_TABLE}`)] : []),
+          `cat ${fetched}`,
+          `du -sb ${dir}`,
+        ].join("\n"),
+        900_000,
+      );
+      const node1 = await this.g.sh(
+        1,
+        [
+          timedStep(
+            "dump",
+            shJoin(criuDumpArgs({
+              pid: s.pid,
+              dir,
+              log: logs.dump,
+              tcp,
+              pageServer: { address: DST, port: psPort },
+            })),
+          ),
+          `tar -C / -cf - ${dir.slice(1)} ${
+            s.out.slice(1)
+          } | ${this.bin.bench_net} serve ${cpPort}`,
+        ].join("\n"),
+        900_000,
+      );
+      const dumpSteps = parseSteps(node1.stdout);
+      if (dumpSteps.get("dump")?.rc !== 0) {
+        // node2 waits for images that will not come: an empty stream ends its wait.
+        await this.g.sh(1, `: | ${this.bin.bench_net} serve ${cpPort}`, 60_000).catch(() => {});
+        await node2.catch(() => {});
+        throw new Error(
+          `criu dump failed (exit ${dumpSteps.get("dump")?.rc ?? node1.code})\n` +
+            (await this.tail(1, logs.dump)),
+        );
+      }
+      if (node1.code !== 0) throw new Error(`sending the images failed: ${node1.stderr.trim()}`);
+      const r2 = await node2;
+      const steps = parseSteps(r2.stdout);
+      if (r2.code !== 0) {
+        throw new Error(
+          `CRIU's side on node2 failed (exit ${r2.code}): ${r2.stderr.trim()}\n${r2.stdout}\n` +
+            (await this.tail(2, logs.restore)),
+        );
+      }
+      const copy = parseByteTime(r2.stdout, "fetched");
+      const phasesMs: Record<string, number> = {
+        dump: stepMs(dumpSteps, "dump", node1.stdout),
+        copy: copy.ms,
+        ...(tcp ? { "address + drop rule": stepMs(steps, "address", r2.stdout) } : {}),
+        restore: stepMs(steps, "restore", r2.stdout),
+        ...(tcp ? { "drop rule removed": stepMs(steps, "unlock", r2.stdout) } : {}),
+      };
+      const sample: Sample = {
+        kind: "migrate",
+        workload: w.id,
+        tool: "criu",
+        round,
+        freezeMs: Object.values(phasesMs).reduce((a, b) => a + b, 0),
+        bytes: parseDu(r2.stdout.split("\n").slice(-3).join("\n")),
+        writtenBytes: w.mib ? w.mib * 1048576 : undefined,
+        transferMs: copy.ms,
+        phasesMs,
+      };
+      await this.g.waitFor(2, lives(s.pid, s.comm), 30, `${s.comm} ${s.pid} running on node2`);
+      // CRIU restored the output file at its path on node2: the ticks go on there.
+      await this.progressed(s, 2);
+      sample.stallMs = await this.peerStall(s);
+      return sample;
+    } finally {
+      await this.stop(s);
+      await this.g.sh(
+        2,
+        `ip addr del ${SRC}/32 dev lo 2>/dev/null; nft delete table inet ${DROP_TABLE} 2>/dev/null; rm -rf ${dir}; true`,
+      ).catch(() => {});
+      // The dump leaves the moved connections locked on node1 (tables named CRIU-*).
+      await this.g.sh(
+        1,
+        `for t in $(nft list tables 2>/dev/null | grep -o 'CRIU[-A-Za-z0-9_]*'); do nft delete table inet $t; done; rm -rf ${dir}; true`,
+      ).catch(() => {});
+    }
+  }
+
+  /** `ppm checkpoint --kill` then `ppm restore` of workload `w` on node1. */
+  async ppmLocal(w: Workload, round: number): Promise<Sample> {
+    const tag = `l-${w.id}-ppm-${round}`;
+    const img = `${WORK}/${tag}.img`;
+    const s = await this.start(w, tag, 0);
+    try {
+      const ck = await this.g.exec(
+        1,
+        ["ppm", "checkpoint", String(s.pid), "-o", img, "--kill", "--json"],
+        900_000,
+      );
+      if (ck.code !== 0) throw new Error(`ppm checkpoint exited ${ck.code}: ${ck.stderr.trim()}`);
+      await this.g.waitFor(1, `[ ! -e /proc/${s.pid} ]`, 60, `process ${s.pid} gone`);
+      const rs = await this.g.exec(1, ["ppm", "restore", img, "--json"], 900_000);
+      if (rs.code !== 0) throw new Error(`ppm restore exited ${rs.code}: ${rs.stderr.trim()}`);
+      const phasesMs = {
+        checkpoint: ppmTotalMs(ck.stdout, "ppm checkpoint"),
+        restore: ppmTotalMs(rs.stdout, "ppm restore"),
+      };
+      await this.progressed(s, 1);
+      return {
+        kind: "local",
+        workload: w.id,
+        tool: "ppm",
+        round,
+        freezeMs: phasesMs.checkpoint + phasesMs.restore,
+        phasesMs,
+      };
+    } finally {
+      await this.stop(s);
+      await this.g.sh(1, `rm -f ${img}`).catch(() => {});
+    }
+  }
+
+  /** `criu dump` then `criu restore` of workload `w` on node1. */
+  async criuLocal(w: Workload, round: number): Promise<Sample> {
+    const tag = `l-${w.id}-criu-${round}`;
+    const dir = `${WORK}/criu-${tag}`;
+    const logs = { dump: `${WORK}/${tag}.dump.log`, restore: `${WORK}/${tag}.restore.log` };
+    const s = await this.start(w, tag, 0);
+    try {
+      const r = await this.g.sh(
+        1,
+        [
+          `rm -rf ${dir}; mkdir -p ${dir}`,
+          timedStep("dump", shJoin(criuDumpArgs({ pid: s.pid, dir, log: logs.dump, tcp: false }))),
+          timedStep("restore", shJoin(criuRestoreArgs({ dir, log: logs.restore, tcp: false }))),
+        ].join("\n"),
+        900_000,
+      );
+      const steps = parseSteps(r.stdout);
+      if (r.code !== 0) {
+        const log = steps.get("dump")?.rc === 0 ? logs.restore : logs.dump;
+        throw new Error(
+          `criu ${log === logs.dump ? "dump" : "restore"} failed (exit ${r.code})\n${await this
+            .tail(1, log)}`,
+        );
+      }
+      const phasesMs = { dump: stepMs(steps, "dump"), restore: stepMs(steps, "restore") };
+      await this.progressed(s, 1);
+      return {
+        kind: "local",
+        workload: w.id,
+        tool: "criu",
+        round,
+        freezeMs: phasesMs.dump + phasesMs.restore,
+        phasesMs,
+      };
+    } finally {
+      await this.stop(s);
+      await this.g.sh(1, `rm -rf ${dir}`).catch(() => {});
+    }
+  }
+
+  /** Raw TCP throughput node1 → node2 with bench_net blast/sink. */
+  async link(round: number): Promise<LinkSample> {
+    const port = PORTS.link + round;
+    const sink = this.g.sh(2, `${this.bin.bench_net} sink ${port}`, 660_000);
+    const blast = await this.g.sh(
+      1,
+      `${this.bin.bench_net} blast ${DST} ${port} ${this.opts.linkMiB}`,
+      660_000,
+    );
+    const s = await sink;
+    if (blast.code !== 0 || s.code !== 0) {
+      throw new Error(
+        `bench_net blast/sink failed (exit ${blast.code}/${s.code}): ${blast.stderr.trim()} ${s.stderr.trim()}`,
+      );
+    }
+    const got = parseByteTime(s.stdout, "sink");
+    return { round, bytes: got.bytes, ms: got.ms };
+  }
+
+  /** Waits until node1's agent sees node2's as alive (after CRIU borrowed node1's address there). */
+  async waitPeers(): Promise<void> {
+    const deadline = Date.now() + 180_000;
+    let last = "";
+    for (let i = 0; i < 60 && Date.now() < deadline; i++) {
+      const r = await this.g.exec(1, ["ppm", "peers", "--json"], 60_000);
+      try {
+        const st = JSON.parse(r.stdout) as { peers: { name: string; state: string }[] };
+        if (st.peers.some((p) => p.name === "node2" && p.state === "alive")) return;
+        last = JSON.stringify(st.peers.map((p) => [p.name, p.state]));
+      } catch {
+        last = r.stderr.trim() || r.stdout.trim();
+      }
+      await new Promise((res) => setTimeout(res, 2000));
+    }
+    throw new Error(`node1's agent does not see node2's as alive (last: ${last})`);
+  }
+
+  /** The last lines of a CRIU log on node `n`. */
+  private async tail(n: number, log: string): Promise<string> {
+    const r = await this.g.sh(n, `tail -n 25 ${log} 2>&1`).catch(() => undefined);
+    return r ? `--- ${log} (node${n}), last lines ---\n${r.stdout}` : "";
+  }
+}

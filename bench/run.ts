@@ -1,0 +1,237 @@
+/**
+ * `deno task bench [--quick] [--json]`: ppm against CRIU and against the
+ * link, measured side by side in one two-node virtual cluster (kernel
+ * 6.1), interleaved round by round: for each round, the link, then per
+ * workload ppm, ppm --copy-all and CRIU migrations, then ppm and CRIU
+ * local checkpoint + restore. Writes bench/results/<time>.{json,md,svg}.
+ * See docs/bench.md.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { ensurePackages } from "../core/host/packages.ts";
+import { isRoot } from "../core/host/run.ts";
+import { PROJECT_ROOT, stateDir } from "../core/paths.ts";
+import { generateSecret } from "../core/security/secret.ts";
+import { down, up } from "../core/vcluster/cluster.ts";
+import { consoleTrouble } from "../core/vcluster/console.ts";
+import { guestPath } from "../core/vcluster/spec.ts";
+import { buildPrograms } from "../tests/support/programs.ts";
+import { parseArgs, USAGE } from "./lib/args.ts";
+import { hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
+import { Guests } from "./lib/guest.ts";
+import { Measurer, WORK } from "./lib/measure.ts";
+import { validateRunFiles, writeRun } from "./lib/results.ts";
+import { hasCopyAll } from "./lib/scripts.ts";
+import { type BenchResults, type Failure, type Sample, SCHEMA, type Tool } from "./lib/types.ts";
+import { type Workload, workloadInfo, workloadsFor } from "./lib/workloads.ts";
+
+const CLUSTER = "bench";
+const GUEST_MEMORY = 1536;
+/** A series that failed this many rounds in a row is not tried again in this run. */
+const GIVE_UP_AFTER = 2;
+
+const log = (s: string) => console.error(`bench: ${s}`);
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? (e.message || String(e)) : String(e);
+}
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(Deno.args, join(PROJECT_ROOT, "bench", "results"));
+  } catch (e) {
+    console.error(errorText(e));
+    return 2;
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!isRoot()) {
+    console.error(
+      "bench: needs root (it boots a virtual cluster and installs CRIU); run it as root",
+    );
+    return 2;
+  }
+  const mode = args.quick ? "quick" : "full";
+  const workloads = workloadsFor(mode);
+  const startedAt = new Date().toISOString();
+  await ensurePackages(
+    ["criu", "nftables"],
+    "the benchmark (the guests run the host's CRIU and nft)",
+    log,
+  );
+  const progs = await buildPrograms(join(stateDir(), "test-programs"));
+  for (const p of ["bench_anon", "bench_stream", "bench_net", "echo_server"]) {
+    if (!progs[p]) throw new Error(`tests/programs/${p}.c was not built`);
+  }
+  const bin = {
+    bench_anon: guestPath(progs.bench_anon),
+    bench_stream: guestPath(progs.bench_stream),
+    bench_net: guestPath(progs.bench_net),
+    echo_server: guestPath(progs.echo_server),
+  };
+  const secret = join(stateDir(), "bench-secret");
+  await Deno.remove(secret).catch(() => {});
+  await generateSecret(secret);
+
+  const samples: Sample[] = [];
+  const link: BenchResults["link"] = [];
+  const failures: Failure[] = [];
+  const notes: string[] = [];
+  const machine = await hostFacts();
+  const qemu = await qemuVersion();
+  const ppm = await ppmFacts();
+  let guestKernel = "unknown";
+  let criuVersion = "unknown";
+  let cpus = 0;
+
+  const state = await up({ name: CLUSTER, nodes: 2, kernel: "6.1", memory: GUEST_MEMORY }, {
+    progress: (s) => log(s),
+  });
+  try {
+    guestKernel = state.kernel.release;
+    const g = new Guests(state);
+    for (const n of [1, 2]) {
+      await g.ok(n, `ppm module load && mkdir -p ${WORK}`, 300_000);
+      await g.ok(
+        n,
+        `cd /tmp; ppm daemon --secret-file ${guestPath(secret)} --interface eth0 ` +
+          `--node-name node${n} --announce-interval 1 >> ${WORK}/agent.log 2>&1 & echo $! > ${WORK}/agent.pid`,
+      );
+    }
+    for (const n of [1, 2]) {
+      await g.waitFor(n, "ppm peers --json > /dev/null 2>&1", 180, `node${n}'s agent`);
+    }
+    criuVersion = (await g.ok(1, "criu --version")).trim().split("\n").join(", ");
+    cpus = Number((await g.ok(1, "nproc")).trim());
+    const help = await g.sh(1, "ppm migrate --help");
+    const copyAll = hasCopyAll(help.stdout + help.stderr);
+    if (!copyAll) {
+      notes.push(
+        "`ppm migrate --help` offers no --copy-all in this checkout: the ppm --copy-all series is skipped",
+      );
+    }
+    const m = new Measurer(g, bin, { log, linkMiB: args.quick ? 16 : 64 });
+    const streak = new Map<string, number>();
+    const attempt = async (
+      kind: Failure["kind"],
+      w: Workload | undefined,
+      tool: Tool | "",
+      round: number,
+      fn: () => Promise<void>,
+    ) => {
+      const key = `${kind}/${w?.id ?? ""}/${tool}`;
+      if ((streak.get(key) ?? 0) >= GIVE_UP_AFTER) return;
+      const t0 = performance.now();
+      try {
+        await fn();
+        streak.set(key, 0);
+        log(`  ${key} round ${round}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      } catch (e) {
+        const n = (streak.get(key) ?? 0) + 1;
+        streak.set(key, n);
+        failures.push({ kind, workload: w?.id ?? "", tool, round, error: errorText(e) });
+        log(`  ${key} round ${round} FAILED: ${errorText(e).split("\n")[0]}`);
+        if (n === GIVE_UP_AFTER) {
+          notes.push(`${key} failed ${n} rounds in a row and was not tried again in this run`);
+        }
+      }
+    };
+
+    for (let round = 0; round < args.rounds; round++) {
+      log(`round ${round + 1} of ${args.rounds}`);
+      await attempt("link", undefined, "", round, async () => {
+        link.push(await m.link(round));
+      });
+      for (const w of workloads) {
+        const tools: Tool[] = copyAll ? ["ppm", "ppm-copy-all", "criu"] : ["ppm", "criu"];
+        for (const tool of tools) {
+          await attempt("migrate", w, tool, round, async () => {
+            samples.push(
+              tool === "criu" ? await m.criuMigrate(w, round) : await m.ppmMigrate(w, tool, round),
+            );
+          });
+        }
+        if (!w.local) continue;
+        for (const tool of ["ppm", "criu"] as const) {
+          await attempt("local", w, tool, round, async () => {
+            samples.push(
+              tool === "criu" ? await m.criuLocal(w, round) : await m.ppmLocal(w, round),
+            );
+          });
+        }
+      }
+    }
+    for (const w of workloads.filter((x) => !x.local)) {
+      notes.push(
+        `${w.id}: no local checkpoint + restore (ppm's image files hold no live connections by design)`,
+      );
+    }
+    for (const n of [1, 2]) {
+      await g.sh(n, `kill $(cat ${WORK}/agent.pid) 2>/dev/null; true`).catch(() => {});
+    }
+  } finally {
+    for (const n of state.nodes) {
+      const text = await Deno.readTextFile(n.console).catch(() => "");
+      const trouble = consoleTrouble(text);
+      if (trouble.length) {
+        failures.push({
+          kind: "setup",
+          workload: "",
+          tool: "",
+          round: -1,
+          error: `${n.name} console: ${trouble.join(" | ")} (log: ${n.console})`,
+        });
+      }
+    }
+    await down(CLUSTER).catch((e) => log(`could not stop the cluster: ${errorText(e)}`));
+  }
+
+  const results: BenchResults = {
+    schema: SCHEMA,
+    mode,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    rounds: args.rounds,
+    workloads: workloads.map(workloadInfo),
+    environment: {
+      machine,
+      guest: {
+        kernel: guestKernel,
+        qemu,
+        accel: "TCG (software emulation, -cpu max)",
+        nodes: 2,
+        memoryMiB: GUEST_MEMORY,
+        cpus,
+      },
+      ppm,
+      criu: { version: criuVersion },
+      deno: Deno.version.deno,
+    },
+    samples,
+    link,
+    failures,
+    notes,
+  };
+  const files = await writeRun(args.out, results);
+  const problems = await validateRunFiles(files);
+  console.log(args.json ? JSON.stringify(results, null, 2) : await Deno.readTextFile(files.md));
+  log(`results: ${files.json}, ${files.md}${files.svg ? `, ${files.svg}` : ""}`);
+  if (problems.length) {
+    log(`the results are not well-formed:\n  ${problems.join("\n  ")}`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (e) {
+    console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    Deno.exit(1);
+  }
+}

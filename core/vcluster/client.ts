@@ -95,6 +95,9 @@ export class FrameReader {
   }
 }
 
+/** How long a guest agent may take to say it started a command (or that its port is busy). */
+const ACK_TIMEOUT_MS = 60_000;
+
 const sameNonce = (a: Uint8Array, b: Uint8Array) => a.every((x, i) => x === b[i]);
 
 interface Port {
@@ -163,7 +166,7 @@ export async function guestExec(
   const dec = new TextDecoder();
   for (let tries = 0; tries < 20; tries++) {
     const port = await acquirePort(runDir, node, connectDeadline);
-    let started = false;
+    let started = false, busy = false;
     const out: string[] = [], err: string[] = [];
     const reader = new FrameReader();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -181,12 +184,16 @@ export async function guestExec(
           } catch { /* closed meanwhile */ }
         }, 2000);
       }, timeoutMs);
-      // An agent busy with a previous client's command ignores us: retry on another port.
+      // A busy port answers 'B' at once. Without any answer the command may
+      // still have started, so it is never sent again: that is an error.
+      let unanswered = false;
       ackTimer = setTimeout(() => {
+        if (started) return;
+        unanswered = true;
         try {
-          if (!started) port.conn.close();
+          port.conn.close();
         } catch { /* closed meanwhile */ }
-      }, 15_000);
+      }, ACK_TIMEOUT_MS);
       const buf = new Uint8Array(65536);
       const t0 = Date.now();
       while (true) {
@@ -197,6 +204,14 @@ export async function guestExec(
           n = null;
         }
         if (n === null) {
+          if (unanswered) {
+            throw new PpmError(
+              `${argv.join(" ")} on ${nodeName(node)}: no answer`,
+              `the guest agent did not say within ${ACK_TIMEOUT_MS / 1000} s whether it started it`,
+              "the guest may be overloaded; check its console log in `ppm vcluster status`",
+              EXIT.TIMEOUT,
+            );
+          }
           if (Date.now() - t0 >= timeoutMs) {
             throw new PpmError(
               `${argv.join(" ")} on ${nodeName(node)} did not finish`,
@@ -205,7 +220,7 @@ export async function guestExec(
               EXIT.TIMEOUT,
             );
           }
-          if (!started) break; // retry elsewhere
+          if (!started) break; // the guest closed the port before starting: retry elsewhere
           throw new PpmError(
             `lost ${nodeName(node)} while running ${argv[0]}`,
             "the guest agent's port closed",
@@ -216,6 +231,7 @@ export async function guestExec(
         for (const f of reader.push(buf.subarray(0, n))) {
           if (!sameNonce(f.nonce, nonce)) continue;
           if (f.type === "A") started = true;
+          else if (f.type === "B") busy = true;
           else if (f.type === "O") {
             opts.onStdout ? opts.onStdout(f.body) : out.push(dec.decode(f.body, { stream: true }));
           } else if (f.type === "E") {
@@ -232,6 +248,7 @@ export async function guestExec(
             );
           }
         }
+        if (busy) break; // this port still runs a command whose client left: retry elsewhere
       }
     } finally {
       clearTimeout(timer);

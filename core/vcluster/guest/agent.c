@@ -16,6 +16,7 @@
  *                  'A' nonce i32 pid             (started)
  *                  'R' nonce i32 status          (exit code, 128+signal)
  *                  'F' nonce message             (could not start)
+ *                  'B' nonce                     (port busy: not started)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -94,18 +95,24 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static void send_frame(struct session *s, char type, const void *data,
-		       size_t len)
+static int write_frame(int port, char type, const unsigned char *nonce,
+		       const void *data, size_t len)
 {
 	unsigned char hdr[13];
 	uint32_t l = len + 8;
 
 	hdr[0] = type;
 	memcpy(hdr + 1, &l, 4);
-	memcpy(hdr + 5, s->nonce, 8);
+	memcpy(hdr + 5, nonce, 8);
+	return write_all(port, hdr, sizeof(hdr)) || write_all(port, data, len);
+}
+
+static void send_frame(struct session *s, char type, const void *data,
+		       size_t len)
+{
 	if (s->gone)
 		return;
-	if (write_all(s->port, hdr, sizeof(hdr)) || write_all(s->port, data, len))
+	if (write_frame(s->port, type, s->nonce, data, len))
 		s->gone = 1;
 }
 
@@ -222,6 +229,9 @@ static void on_frame(struct session *s, unsigned char type, unsigned char *p,
 
 	if (type == 'X' && len >= 18 && !s->pid)
 		start(s, p, len);
+	else if (type == 'X' && len >= 18)
+		/* Still busy with a command whose client left: say so at once. */
+		write_frame(s->port, 'B', p, NULL, 0);
 	else if (type == 'K' && len == 12 && s->pid && !memcmp(p, s->nonce, 8)) {
 		memcpy(&sig, p + 8, 4);
 		kill(s->pid, sig);

@@ -84,6 +84,10 @@ export function agentCommands(): Command[] {
       "--timeout <seconds>",
       "give up (and resume the process here) when the destination is silent this long (default 120)",
     )
+    .option(
+      "--copy-all",
+      "send the pages of code and libraries too (the optimized total copy off, for comparison)",
+    )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
@@ -103,7 +107,7 @@ export function agentCommands(): Command[] {
       );
       const r = await controlRequest(
         await socketPath(o),
-        { op: "migrate", pid, to: o.to, timeoutMs: timeoutS * 1000 },
+        { op: "migrate", pid, to: o.to, timeoutMs: timeoutS * 1000, copyAll: o.copyAll },
         // The agent answers within a few steps of the timeout each.
         Math.max(600_000, timeoutS * 1000 * 6),
         (ev) => {

@@ -15,7 +15,7 @@ export type ControlRequest =
   | { op: "status" }
   | { op: "peers" }
   | { op: "ps" }
-  | { op: "migrate"; pid: number; to: string; timeoutMs?: number }
+  | { op: "migrate"; pid: number; to: string; timeoutMs?: number; copyAll?: boolean }
   | { op: "manage"; pid: number; name?: string; by?: "run" | "manage" }
   | { op: "unmanage"; pid: number }
   | { op: "wait"; pid: number; timeoutMs?: number }

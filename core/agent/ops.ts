@@ -149,6 +149,7 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
           pid: req.pid,
           to: req.to,
           timeoutMs: req.timeoutMs,
+          copyAll: req.copyAll === true,
           why: { kind: "manual", by: "ppm migrate" },
           onProgress: (p) => {
             if (p.sent - lastEmitted < 1 << 20) return;

@@ -32,6 +32,8 @@ export interface MoveRequest {
   timeoutMs?: number;
   /** Why it moves (kept in the record `ppm ps` shows). */
   why: MoveReason;
+  /** Send code and library pages too (the optimized total copy off; for comparison). */
+  copyAll?: boolean;
   /** Called as the image goes out. */
   onProgress?: (p: MigrateProgress) => void;
 }
@@ -151,6 +153,7 @@ export function makeMover(d: MoverDeps): MoveFn {
         origin: prior?.origin,
         moves: prior?.moves ?? 0,
         stepTimeoutMs: req.timeoutMs,
+        copyAll: req.copyAll,
         network,
         log: (s) => d.log("info", s),
         onProgress: req.onProgress,

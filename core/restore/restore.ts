@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { DEVICE_PATH } from "../../ffi/device.ts";
-import { kill, PTRACE, ptrace, waitpid, WALL } from "../../ffi/libc.ts";
+import { kill, PTRACE, ptrace, waitpid, WALL, WNOHANG } from "../../ffi/libc.ts";
 import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
@@ -95,6 +95,41 @@ function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
     const sig = (status >> 8) & 0xff;
     if (sig === (5 | 0x80)) return t.getRegs();
     // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
+    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
+  }
+  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
+}
+
+/** The longest the stub may take to reach its ioctl, or to finish it. */
+const STUB_WAIT_MS = 300_000;
+
+/**
+ * Like {@link nextSyscallStop}, for the long waits (the stub starting, the
+ * module filling the memory): the status is polled, so the agent's event
+ * loop runs on meanwhile (announcements, relays). Still this thread, as
+ * ptrace requires.
+ */
+async function nextSyscallStopAsync(t: Tracee): Promise<Uint8Array<ArrayBuffer> | null> {
+  const deadline = Date.now() + STUB_WAIT_MS;
+  for (let i = 0; i < 1000; i++) {
+    let status = 0;
+    for (let pause = 0;; pause = Math.min(20, pause * 2 + 1)) {
+      const [r, st] = waitpid(t.pid, WALL | WNOHANG);
+      if (r === t.pid) {
+        status = st;
+        break;
+      }
+      if (Date.now() > deadline) {
+        throw new PpmError(
+          "cannot restore",
+          `the restore stub did not stop within ${STUB_WAIT_MS / 1000} s`,
+          "see dmesg on this node",
+        );
+      }
+      await new Promise((res) => setTimeout(res, pause));
+    }
+    if ((status & 0xff) !== 0x7f) return null;
+    if (((status >> 8) & 0xff) === (5 | 0x80)) return t.getRegs();
     ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
   }
   throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
@@ -292,10 +327,10 @@ export async function restoreImage(
     // From here on, a failure must not leave a half-restored process behind.
     let started = false;
     try {
-      let regs = nextSyscallStop(t);
+      let regs = await nextSyscallStopAsync(t);
       for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
         ptrace(PTRACE.SYSCALL, pid);
-        regs = nextSyscallStop(t);
+        regs = await nextSyscallStopAsync(t);
       }
       if (!regs) {
         throw new PpmError(
@@ -317,7 +352,7 @@ export async function restoreImage(
       const reqAddr = getReg(regs, "rdx");
       const tStub = performance.now();
       ptrace(PTRACE.SYSCALL, pid);
-      const exit = nextSyscallStop(t);
+      const exit = await nextSyscallStopAsync(t);
       if (!exit) {
         throw new PpmError(
           "restore failed after the memory was replaced; the new process was killed",

@@ -245,9 +245,12 @@ Deno.test({
               await agents.start(2, "image-stall");
               await agents.waitSeen(2, NODES);
               const ns = netnsName(CLUSTER);
+              // The log goes on across agent runs: wait for one more such line than now.
+              const receiving = `grep -c 'receiving process ${pid} ' /tmp/agent.log`;
+              const seen = Number((await c.exec(2, ["sh", "-c", receiving])).stdout.trim() || "0");
               const failing = mustFail(pid, /./, ["--timeout", "15"]);
               try {
-                await c.waitFor(2, `grep -q 'receiving process ${pid} ' /tmp/agent.log`, 120);
+                await c.waitFor(2, `[ "$(${receiving})" -gt ${seen} ]`, 120);
                 await setLink(ns, 2, false);
                 await failing;
               } finally {

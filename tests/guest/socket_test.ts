@@ -24,7 +24,7 @@ import { generateSecret } from "../../core/security/secret.ts";
 import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { highPids, notYet, type TestCluster, withCluster } from "../support/cluster.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
@@ -319,45 +319,44 @@ Deno.test({
           console.log(`  UDP: ${m[1]} answers, ${m[2]} lost (during the freeze)`);
         });
 
-        await notYet(
-          t,
+        await t.step(
           "a failed socket migration keeps the connection at the source, no redirect left",
-          "in CI, restarting the agent with a crash fault hung the exec",
-          async () => {
-            const server = await spawn(c, 1, `${echo} 7004`, "/tmp/es4.out");
-            await c.waitFor(1, "grep -q '^ready' /tmp/es4.out", 60);
-            await spawn(c, 3, `${client} 10.77.0.1 7004 60 128`, "/tmp/sc5.out");
-            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc5.out", 120);
-            const tables = async () => {
-              const t: Record<number, number[]> = {};
-              for (const n of NODES) t[n] = (await redirects(c, n)).map((x) => x.id).sort();
-              return t;
-            };
-            for (const f of ["restore", "crash-before-commit"]) {
-              await agents.restart(2, NODES, f);
-              const before = await tables();
-              const r = await c.ppm(1, ["migrate", server, "--to", "node2"], 300_000);
-              assert(r.code !== 0, r.stdout);
-              assertMatch(r.stderr, /runs on here/);
-              console.log(`  ${f}: ${r.stderr.split("\n")[0]}`);
-              if (f.startsWith("crash")) await agents.waitDead(2);
-              const after = await tables();
-              for (const n of NODES) {
-                // Entries of earlier migrations may expire meanwhile; none may be added.
-                const added = after[n].filter((id) => !before[n].includes(id));
-                assertEquals(added, [], `node${n} kept redirect entries after the ${f} fault`);
+          () =>
+            agents.explain(NODES, async () => {
+              const server = await spawn(c, 1, `${echo} 7004`, "/tmp/es4.out");
+              await c.waitFor(1, "grep -q '^ready' /tmp/es4.out", 60);
+              await spawn(c, 3, `${client} 10.77.0.1 7004 60 128`, "/tmp/sc5.out");
+              await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc5.out", 120);
+              const tables = async () => {
+                const t: Record<number, number[]> = {};
+                for (const n of NODES) t[n] = (await redirects(c, n)).map((x) => x.id).sort();
+                return t;
+              };
+              for (const f of ["restore", "crash-before-commit"]) {
+                await agents.restart(2, NODES, f);
+                const before = await tables();
+                const r = await c.ppm(1, ["migrate", server, "--to", "node2"], 300_000);
+                assert(r.code !== 0, r.stdout);
+                assertMatch(r.stderr, /runs on here/);
+                console.log(`  ${f}: ${r.stderr.split("\n")[0]}`);
+                if (f.startsWith("crash")) await agents.waitDead(2);
+                const after = await tables();
+                for (const n of NODES) {
+                  // Entries of earlier migrations may expire meanwhile; none may be added.
+                  const added = after[n].filter((id) => !before[n].includes(id));
+                  assertEquals(added, [], `node${n} kept redirect entries after the ${f} fault`);
+                }
+                assertEquals(
+                  (await c.exec(1, ["kill", "-0", server])).code,
+                  0,
+                  "the server left node1",
+                );
               }
-              assertEquals(
-                (await c.exec(1, ["kill", "-0", server])).code,
-                0,
-                "the server left node1",
-              );
-            }
-            await agents.start(2);
-            await agents.waitSeen(2, NODES);
-            await c.waitFor(3, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc5.out", 240);
-            console.log(`  the client saw ${stallOf(await c.ok(3, ["cat", "/tmp/sc5.out"]))} ms`);
-          },
+              await agents.start(2);
+              await agents.waitSeen(2, NODES);
+              await c.waitFor(3, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc5.out", 240);
+              console.log(`  the client saw ${stallOf(await c.ok(3, ["cat", "/tmp/sc5.out"]))} ms`);
+            }),
         );
 
         await t.step("the module cannot be unloaded while redirects are active", async () => {
@@ -366,30 +365,29 @@ Deno.test({
           assertMatch(r.stderr, /redirects? (is|are) active/);
         });
 
-        await notYet(
-          t,
+        await t.step(
           "when the new node dies, its redirects go and the peer sees a reset, not a hang",
-          "never passed yet (it ran after the step above failed)",
-          async () => {
-            const server = await spawn(c, 1, `${echo} 7009`, "/tmp/es9.out");
-            await c.waitFor(1, "grep -q '^ready' /tmp/es9.out", 60);
-            await spawn(c, 3, `${client} 10.77.0.1 7009 300 64`, "/tmp/sc9.out");
-            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc9.out", 120);
-            await migrate(c, 1, server, 2);
-            await c.waitFor(3, "grep -q '^tick 10 ' /tmp/sc9.out", 120);
-            const t0 = Date.now();
-            await setLink(netnsName(CLUSTER), 2, false);
-            try {
-              await c.waitFor(3, "grep -q '^FAIL' /tmp/sc9.out", 120);
-            } finally {
-              await setLink(netnsName(CLUSTER), 2, true);
-            }
-            const out = await c.ok(3, ["cat", "/tmp/sc9.out"]);
-            assertMatch(out, /FAIL stream_client: .*(reset|Broken pipe)/);
-            console.log(
-              `  the client saw the reset ${((Date.now() - t0) / 1000).toFixed(0)} s after`,
-            );
-          },
+          () =>
+            agents.explain(NODES, async () => {
+              const server = await spawn(c, 1, `${echo} 7009`, "/tmp/es9.out");
+              await c.waitFor(1, "grep -q '^ready' /tmp/es9.out", 60);
+              await spawn(c, 3, `${client} 10.77.0.1 7009 300 64`, "/tmp/sc9.out");
+              await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc9.out", 120);
+              await migrate(c, 1, server, 2);
+              await c.waitFor(3, "grep -q '^tick 10 ' /tmp/sc9.out", 120);
+              const t0 = Date.now();
+              await setLink(netnsName(CLUSTER), 2, false);
+              try {
+                await c.waitFor(3, "grep -q '^FAIL' /tmp/sc9.out", 120);
+              } finally {
+                await setLink(netnsName(CLUSTER), 2, true);
+              }
+              const out = await c.ok(3, ["cat", "/tmp/sc9.out"]);
+              assertMatch(out, /FAIL stream_client: .*(reset|Broken pipe)/);
+              console.log(
+                `  the client saw the reset ${((Date.now() - t0) / 1000).toFixed(0)} s after`,
+              );
+            }),
         );
       } finally {
         for (const p of started) {

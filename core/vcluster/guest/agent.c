@@ -67,12 +67,16 @@ static long long now_ms(void)
 
 /*
  * Ports are non-blocking: a write to a port whose host went away would
- * otherwise block until some client connects again.  A full queue is
- * waited for, up to WRITE_STALL_MS, then the client counts as gone.
+ * otherwise block until some client connects again.  A full queue, or a
+ * host not seen yet, is waited for up to WRITE_STALL_MS; then the client
+ * counts as gone.  A host counts as not seen yet, not as gone, because a
+ * new client's request can reach us before the news that it connected
+ * (they travel on different virtqueues), so the port still polls HUP.
  */
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
+	long long stall_from = -1;
 
 	while (len) {
 		ssize_t n = write(fd, p, len);
@@ -81,14 +85,21 @@ static int write_all(int fd, const void *buf, size_t len)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
 			struct pollfd w = { .fd = fd, .events = POLLOUT };
+			int r;
 
-			if (poll(&w, 1, WRITE_STALL_MS) == 1 &&
-			    !(w.revents & POLLHUP))
-				continue;
-			return -1;
+			if (stall_from < 0)
+				stall_from = now_ms();
+			if (now_ms() - stall_from >= WRITE_STALL_MS)
+				return -1;
+			r = poll(&w, 1, 50);
+			/* HUP: no host yet; poll says so at once, so pace the retries. */
+			if (r == 1 && (w.revents & POLLHUP))
+				usleep(20000);
+			continue;
 		}
 		if (n <= 0)
 			return -1;
+		stall_from = -1;
 		p += n;
 		len -= n;
 	}

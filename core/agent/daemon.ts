@@ -113,11 +113,31 @@ export async function runDaemon(
       return s ? loadVector(balancer.tracker.announcement(draining), s) : readLoadVector();
     },
   });
+  /**
+   * Nodes gone silent whose redirects go unless they are heard again first:
+   * a node held up for a moment, or whose agent restarts, still runs the
+   * processes that moved there.
+   */
+  const silent = new Map<string, ReturnType<typeof setTimeout>>();
+  const graceMs = config.peerExpiry * config.announceInterval * 1000;
   discovery.on((e) => {
     log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`);
+    const name = e.peer.name;
+    if (e.type === "join" && silent.has(name)) {
+      clearTimeout(silent.get(name));
+      silent.delete(name);
+      log("info", `${name} is back: its redirects stay`);
+    }
     // A node gone silent (not an agent that restarts, or one that says goodbye).
-    if (e.type === "leave" && e.reason === "expired") {
-      dropRedirectsTo(e.peer.name, e.peer.addresses);
+    if (e.type === "leave" && e.reason === "expired" && !silent.has(name)) {
+      const addrs = e.peer.addresses;
+      silent.set(
+        name,
+        setTimeout(() => {
+          silent.delete(name);
+          dropRedirectsTo(name, addrs);
+        }, graceMs),
+      );
     }
   });
 
@@ -250,6 +270,7 @@ export async function runDaemon(
   try {
     await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s));
   } finally {
+    for (const t of silent.values()) clearTimeout(t);
     loops.abort();
     await Promise.allSettled([balancing, sweeping]);
     await listener.close().catch(() => {});

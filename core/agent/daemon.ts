@@ -28,6 +28,7 @@ import { Balancer, readLoadSample } from "./balancer.ts";
 import { serveControl } from "./control.ts";
 import { DemandMeter, processViews } from "./facts.ts";
 import { receive } from "./inbound.ts";
+import { probeNode } from "./liveness.ts";
 import { makeHandler } from "./ops.ts";
 import { makeMover } from "./outbound.ts";
 import { ROOT } from "./permission.ts";
@@ -131,13 +132,22 @@ export async function runDaemon(
     // A node gone silent (not an agent that restarts, or one that says goodbye).
     if (e.type === "leave" && e.reason === "expired" && !silent.has(name)) {
       const addrs = e.peer.addresses;
-      silent.set(
-        name,
-        setTimeout(() => {
+      const host = e.peer.from.replace(/:\d+$/, "");
+      const port = e.peer.migrationPort;
+      // Its kernel answering (even with a reset: the agent is down) means the
+      // node and the processes that moved there live; check again later.
+      const check = async () => {
+        const answer = await probeNode(host, port, graceMs);
+        if (!silent.has(name)) return;
+        if (answer === "silent") {
           silent.delete(name);
           dropRedirectsTo(name, addrs);
-        }, graceMs),
-      );
+          return;
+        }
+        log("info", `${name} is silent, but its kernel answers (${answer}): its redirects stay`);
+        silent.set(name, setTimeout(check, graceMs));
+      };
+      silent.set(name, setTimeout(check, graceMs));
     }
   });
 

@@ -232,7 +232,7 @@ Deno.test({
         });
 
         await t.step(
-          "Python's http.server moves under a request loop; every request succeeds",
+          "Python's http.server moves under a request loop; every request is answered",
           async () => {
             // The same files on every node, as a shared file system would have them.
             for (const n of [1, 2]) {
@@ -250,16 +250,25 @@ Deno.test({
               "/tmp/http.out",
             );
             await c.waitFor(1, "ss -ltn | grep -q ':8000 '", 60);
+            // A connection whose handshake is half done at the freeze (SYN_RECV:
+            // not yet in the accept queue) is reset after the move (docs/sockets.md,
+            // limits): the client counts it and asks again, once.
             const loop = [
               "import time, urllib.request",
-              "ok = 0; worst = 0.0; t_end = time.time() + 40",
+              "ok = 0; resets = 0; worst = 0.0; t_end = time.time() + 40",
+              "def get():",
+              "    u = 'http://10.77.0.1:8000/index.txt'",
+              "    return urllib.request.urlopen(u, timeout=30).read()",
               "while time.time() < t_end:",
               "    t = time.time()",
-              "    body = urllib.request.urlopen('http://10.77.0.1:8000/index.txt', timeout=30).read()",
+              "    try:",
+              "        body = get()",
+              "    except ConnectionResetError:",
+              "        resets += 1; print('reset', flush=True); body = get()",
               "    assert body == b'hello-ppm\\n', body",
               "    ok += 1; worst = max(worst, time.time() - t)",
               "    print('tick', ok, flush=True); time.sleep(0.1)",
-              "print('done', ok, 'worst_ms', int(worst * 1000), flush=True)",
+              "print('done', ok, 'worst_ms', int(worst * 1000), 'resets', resets, flush=True)",
             ].join("\n");
             await c.ok(3, [
               "sh",
@@ -271,9 +280,12 @@ Deno.test({
             await migrate(c, 1, server, 2);
             await c.waitFor(3, "grep -q '^done\\|Error' /tmp/load.out", 240);
             const out = await c.ok(3, ["cat", "/tmp/load.out"]);
-            const m = /^done (\d+) worst_ms (\d+)/m.exec(out);
+            const m = /^done (\d+) worst_ms (\d+) resets (\d+)/m.exec(out);
             assert(m, out.slice(-2000));
-            console.log(`  ${m[1]} requests, all answered; the slowest took ${m[2]} ms`);
+            assert(Number(m[3]) <= 1, `${m[3]} connections were reset: ${out.slice(-2000)}`);
+            console.log(
+              `  ${m[1]} requests, all answered; the slowest took ${m[2]} ms; ${m[3]} reset`,
+            );
           },
         );
 

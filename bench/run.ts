@@ -91,6 +91,12 @@ async function main(): Promise<number> {
   const state = await up({ name: CLUSTER, nodes: 2, kernel: "6.1", memory: GUEST_MEMORY }, {
     progress: (s) => log(s),
   });
+  // A stopped run (a test's time limit, ^C) takes its cluster down too.
+  const onSignal = () => {
+    log("stopped: taking the cluster down");
+    down(CLUSTER).catch(() => {}).finally(() => Deno.exit(130));
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, onSignal);
   try {
     guestKernel = state.kernel.release;
     const g = new Guests(state);
@@ -187,6 +193,7 @@ async function main(): Promise<number> {
         });
       }
     }
+    for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.removeSignalListener(sig, onSignal);
     await down(CLUSTER).catch((e) => log(`could not stop the cluster: ${errorText(e)}`));
   }
 

@@ -21,6 +21,7 @@ import {
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
 import { planRedirects } from "../redirect/plan.ts";
+import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
 
 /** The frozen network side of one process. */
@@ -60,6 +61,10 @@ export class NetworkFreeze {
     const drops = new RedirectSet();
     const net = new NetworkFreeze(held, drops, []);
     try {
+      // Half-done handshakes complete into the accept queue before the drops start.
+      settleHandshakes(
+        new Set(held.filter((h) => h.kind === "tcp-listen").map((h) => h.local.port)),
+      );
       drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
       // Connections waiting in a listener's accept queue move too: ppm takes
       // them out now (the drops hold their packets) and the new node queues

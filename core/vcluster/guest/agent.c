@@ -39,11 +39,18 @@
 #define MAX_ARGS 4096
 #define DRAIN_GRACE_MS 300
 #define WRITE_STALL_MS 5000
+/*
+ * A port must poll HUP this long before its command's client counts as
+ * gone: the news that a client left can reach us after the next client's
+ * request (data and port events travel on different virtqueues).
+ */
+#define HUP_GRACE_MS 2000
 
 struct session {
 	int port;		/* virtio port fd, -1 if unused */
 	int hup;		/* host side not connected at last poll */
 	int gone;		/* the client of the running command went away */
+	long long hup_since;	/* when the port began to poll HUP, 0 if it does not */
 	unsigned char nonce[8];
 	pid_t pid;		/* running command, 0 if none */
 	int out, err;		/* pipes from the command, -1 when closed */
@@ -406,6 +413,12 @@ int main(void)
 		}
 		if (poll(pfd, n, timeout) < 0 && errno != EINTR)
 			continue;
+		for (int k = 0; k < n; k++) {
+			/* A port polled without HUP has its host: any HUP was a passing one. */
+			if (owner[k] >= 0 && owner[k] < MAX_PORTS &&
+			    !(pfd[k].revents & POLLHUP))
+				ses[owner[k]].hup_since = 0;
+		}
 		for (int i = 0; i < nses; i++)
 			ses[i].hup = 0;
 		for (int k = 0; k < n; k++) {
@@ -425,12 +438,17 @@ int main(void)
 					struct session *s = &ses[o];
 
 					s->hup = 1;
+					if (!s->hup_since)
+						s->hup_since = now_ms();
+					if (now_ms() - s->hup_since < HUP_GRACE_MS)
+						continue;
+					/* The client went away for good: hang up its command. */
 					s->req_len = 0;
-					/* The client went away: hang up its command. */
-					if (s->pid && !s->exited && !s->gone)
-						kill(s->pid, SIGHUP);
-					if (s->pid)
+					if (s->pid && !s->gone) {
+						if (!s->exited)
+							kill(s->pid, SIGHUP);
 						s->gone = 1;
+					}
 				} else {
 					read_port(&ses[o]);
 				}

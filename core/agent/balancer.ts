@@ -12,7 +12,7 @@
  * @module
  */
 import { instantLoad } from "../balance/load.ts";
-import { sampleFromProc } from "../balance/measure.ts";
+import { readLoadSample as readSample } from "../balance/read.ts";
 import { decide, type DecideInput } from "../balance/policy.ts";
 import { roundRng } from "../balance/rng.ts";
 import type { BalanceSettings } from "../balance/settings.ts";
@@ -86,19 +86,8 @@ export interface BalanceReport {
 }
 
 /** Reads /proc and returns a sample of this node (`speed` from the settings). */
-export async function readLoadSample(speed: number): Promise<LoadSample> {
-  const opt = (p: string) => Deno.readTextFile(p).catch(() => undefined);
-  const [loadavg, stat, meminfo, pressureCpu, cpuinfo] = await Promise.all([
-    Deno.readTextFile("/proc/loadavg"),
-    Deno.readTextFile("/proc/stat"),
-    Deno.readTextFile("/proc/meminfo"),
-    opt("/proc/pressure/cpu"),
-    opt("/proc/cpuinfo"),
-  ]);
-  return sampleFromProc(
-    { loadavg, stat, meminfo, pressureCpu, cpuinfo },
-    { at: Date.now() / 1000, speed },
-  );
+export function readLoadSample(speed: number): Promise<LoadSample> {
+  return Promise.resolve(readSample(speed));
 }
 
 /** The balancing loop of one agent. */

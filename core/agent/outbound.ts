@@ -19,8 +19,13 @@ import type { PeerConnection } from "../transport/peer.ts";
 import { type ExitMessage, isExitMessage, toExitStatus } from "./exits.ts";
 import type { MoveReason, ProcessTable } from "./processes.ts";
 
-/** Seconds a finished relay waits for the news of the exit before its connection closes. */
-export const EXIT_GRACE_MS = 10_000;
+/**
+ * Milliseconds a finished relay waits for the news of the exit before its
+ * connection closes. The news comes moments after the output ends, but along
+ * a chain of moves on busy nodes (all of a job's processes ending at once
+ * under TCG) 10 s proved too short: a `ppm run` lost its exit status.
+ */
+export const EXIT_GRACE_MS = 60_000;
 
 /** A migration request, from the control socket or the balancer. */
 export interface MoveRequest {

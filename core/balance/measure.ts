@@ -242,3 +242,18 @@ export function sampleFromProc(texts: ProcTexts, options: SampleOptions): LoadSa
   }
   return sample;
 }
+
+/**
+ * How many of a process's threads are runnable, from the texts of its
+ * /proc/PID/task/TID/stat files: state R after the command's closing
+ * parenthesis. Texts that cannot be parsed (a thread that ended) count 0.
+ */
+export function runnableThreads(taskStats: readonly string[]): number {
+  let n = 0;
+  for (const text of taskStats) {
+    const close = text.lastIndexOf(")");
+    if (close < 0) continue;
+    if (text.slice(close + 1).trimStart().startsWith("R")) n++;
+  }
+  return n;
+}

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { instantLoad } from "../balance/load.ts";
-import { sampleFromProc } from "../balance/measure.ts";
+import { readLoadSample } from "../balance/read.ts";
 import type { Announcement, LoadSample } from "../balance/types.ts";
 import { ipv4Bytes } from "../config/values.ts";
 import { parseCpuFlags } from "../dump/proc.ts";
@@ -123,26 +123,7 @@ export function instantLoadVector(sample: LoadSample, drain = false): LoadVector
   }, sample);
 }
 
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Reads /proc and returns the instant load vector of this node (at: seconds since the epoch). */
-export async function readLoadVector(speed = 1): Promise<LoadVector> {
-  const [loadavg, stat, meminfo, pressureCpu, cpuinfo] = await Promise.all([
-    Deno.readTextFile("/proc/loadavg"),
-    Deno.readTextFile("/proc/stat"),
-    Deno.readTextFile("/proc/meminfo"),
-    readOptional("/proc/pressure/cpu"),
-    readOptional("/proc/cpuinfo"),
-  ]);
-  const sample = sampleFromProc(
-    { loadavg, stat, meminfo, pressureCpu, cpuinfo },
-    { at: Date.now() / 1000, speed },
-  );
-  return instantLoadVector(sample);
+export function readLoadVector(speed = 1): Promise<LoadVector> {
+  return Promise.resolve(instantLoadVector(readLoadSample(speed)));
 }

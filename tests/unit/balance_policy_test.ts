@@ -18,9 +18,11 @@ import {
   parseNproc,
   parsePressure,
   parseProcStat,
+  runnableThreads,
   sampleFromProc,
 } from "../../core/balance/measure.ts";
 import { decide, type DecideInput } from "../../core/balance/policy.ts";
+import { readLoadSample } from "../../core/balance/read.ts";
 import { mulberry32, roundRng, seedFrom, shuffle } from "../../core/balance/rng.ts";
 import {
   type BalanceSettings,
@@ -585,4 +587,21 @@ Deno.test("balance policy: every loop is bounded, even with odd input", () => {
   });
   assert(r.decisions.length <= 2);
   assertEquals(r.round.peers.length, 1, "duplicate announcements: the newest counts");
+});
+
+Deno.test("runnableThreads counts the threads in state R, whatever the command holds", () => {
+  const stats = [
+    "812 (deno) R 1 812 812 0 -1 4194560 9 0 0 0",
+    "813 (tokio-runtime-w) S 1 812 812 0 -1",
+    "814 (a) R) S 1 812 812",
+    "815 (v8 worker) R 1",
+    "",
+    "garbage",
+  ];
+  assertEquals(runnableThreads(stats), 2);
+});
+
+Deno.test("readLoadSample leaves out the reader's own runnable threads", () => {
+  const s = readLoadSample(1);
+  assert(s.runnable >= 0 && s.cpus >= 1 && s.memTotal > 0, JSON.stringify(s));
 });

@@ -13,11 +13,7 @@ import { assert, assertEquals } from "../support/assert.ts";
 const QUICK_TIMEOUT_MS = 45 * 60_000;
 
 Deno.test({
-  name: "guest 6.1: deno task bench --quick produces well-formed results [not yet (issue 7): " +
-    "in its first run the migration worked but the runner's wait for the output that follows " +
-    "it did not return]",
-  // Kept in the tree, reported as ignored, until the runner passes it in a cluster.
-  ignore: true,
+  name: "guest 6.1: deno task bench --quick produces well-formed results",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

@@ -46,15 +46,19 @@ export class Agents {
 
   /**
    * Runs `fn`; when it fails, the error carries the last lines of every
-   * node's agent log, so that a failure in CI can be understood.
+   * node's agent log (only those matching the extended regular expression
+   * `only`, when given), so that a failure in CI can be understood.
    */
-  async explain(nodes: number[], fn: () => Promise<void>): Promise<void> {
+  async explain(nodes: number[], fn: () => Promise<void>, only?: string): Promise<void> {
     try {
       await fn();
     } catch (e) {
       const logs = [];
+      const lines = only
+        ? `grep -E '${only.replaceAll("'", "")}' /tmp/agent.log | tail -n 60`
+        : "tail -n 40 /tmp/agent.log";
       for (const n of nodes) {
-        const r = await this.c.exec(n, ["sh", "-c", "tail -n 40 /tmp/agent.log"], 30_000)
+        const r = await this.c.exec(n, ["sh", "-c", lines], 30_000)
           .catch((x) => ({ stdout: `(cannot read: ${(x as Error).message})` }));
         logs.push(`--- node${n} /tmp/agent.log, last lines ---\n${r.stdout}`);
       }

@@ -12,7 +12,6 @@
  * @module
  */
 import { instantLoad } from "../balance/load.ts";
-import { readLoadSample as readSample } from "../balance/read.ts";
 import { decide, type DecideInput } from "../balance/policy.ts";
 import { roundRng } from "../balance/rng.ts";
 import type { BalanceSettings } from "../balance/settings.ts";
@@ -83,11 +82,6 @@ export interface BalanceReport {
   outcomes: MoveOutcome[];
   /** The processes the round looked at. */
   processes: ProcessView[];
-}
-
-/** Reads /proc and returns a sample of this node (`speed` from the settings). */
-export function readLoadSample(speed: number): Promise<LoadSample> {
-  return Promise.resolve(readSample(speed));
 }
 
 /** The balancing loop of one agent. */

@@ -24,7 +24,8 @@ import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import { listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
-import { Balancer, readLoadSample } from "./balancer.ts";
+import { LoadReader } from "../balance/read.ts";
+import { Balancer } from "./balancer.ts";
 import { serveControl } from "./control.ts";
 import { DemandMeter, processViews } from "./facts.ts";
 import { receive } from "./inbound.ts";
@@ -79,12 +80,13 @@ export async function runDaemon(
   // The balancer (and its load tracker) before discovery, which asks for the load at once.
   const boot = await readBootTime();
   const meter = new DemandMeter();
+  const loadReader = new LoadReader();
   const balancer: Balancer = new Balancer({
     node: config.nodeName,
     settings,
     enabled: balanceConfig.enabled || options.balance === true,
     now: () => Date.now() / 1000,
-    sample: () => readLoadSample(settings.speed),
+    sample: () => Promise.resolve(loadReader.sample(settings.speed)),
     peers: () => discovery.peerViews(),
     processes: (load) =>
       processViews(table.list(), {

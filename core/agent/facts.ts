@@ -12,23 +12,34 @@ import { CLK_TCK, type ProcFacts } from "./procfs.ts";
 /** The CPU time of one process at one look. */
 interface Look {
   ticks: number;
+  runWaitNs?: number;
   at: number;
 }
 
 /**
- * Estimates CPU demand: the CPUs a process would use alone. The CPU time it
- * got per second is its share; while the node is loaded (load > 1) that
- * share is cut by the load, so it is scaled back up: a CPU-bound process
- * sharing one CPU with five others gets 1/6 of it at load 6, demand 1. It is
- * never more than its thread count.
+ * Estimates CPU demand: the CPUs a process would use alone.
+ *
+ * Where the kernel keeps schedstat times, the demand is the time the process
+ * was running or waiting for a CPU per second: a CPU-bound process is always
+ * one or the other, demand 1, however many share its CPU, and whatever the
+ * hypervisor takes from the node's CPUs (under TCG a guest's CPU-bound
+ * process gets a third of a CPU in CPU time).
+ *
+ * Otherwise it is the CPU time it got per second, its share: while the node
+ * is loaded (load > 1) that share is cut by the load, so it is scaled back
+ * up: a CPU-bound process sharing one CPU with five others gets 1/6 of it at
+ * load 6, demand 1.
+ *
+ * It is never more than its thread count.
  */
 export class DemandMeter {
   #last = new Map<number, Look>();
 
   /**
-   * The demand of `pid` at `now` (seconds) with `ticks` of CPU time; `since`
-   * is when it started here (for the first look: its average since then),
-   * `load` the node's instantaneous normalised load.
+   * The demand of `pid` at `now` (seconds) with `ticks` of CPU time and,
+   * when known, `runWaitNs` of run plus wait time (/proc/PID/schedstat);
+   * `since` is when it started here (for the first look: its average since
+   * then), `load` the node's instantaneous normalised load.
    */
   demand(
     pid: number,
@@ -37,14 +48,19 @@ export class DemandMeter {
     now: number,
     since: number,
     load: number,
+    runWaitNs?: number,
   ): number {
     const prev = this.#last.get(pid);
-    this.#last.set(pid, { ticks, at: now });
-    const from = prev && prev.ticks <= ticks && prev.at < now
-      ? prev
-      : { ticks: 0, at: Math.min(since, now - 1e-3) };
-    const share = (ticks - from.ticks) / CLK_TCK / Math.max(1e-3, now - from.at);
-    const demand = share * Math.max(1, load);
+    this.#last.set(pid, { ticks, runWaitNs, at: now });
+    const fresh = prev && prev.ticks <= ticks && prev.at < now;
+    const from = fresh ? prev : { ticks: 0, runWaitNs: 0, at: Math.min(since, now - 1e-3) };
+    const span = Math.max(1e-3, now - from.at);
+    let demand: number;
+    if (runWaitNs !== undefined && from.runWaitNs !== undefined && runWaitNs >= from.runWaitNs) {
+      demand = (runWaitNs - from.runWaitNs) / 1e9 / span;
+    } else {
+      demand = (ticks - from.ticks) / CLK_TCK / span * Math.max(1, load);
+    }
     return Math.round(Math.min(Math.max(1, threads), Math.max(0, demand)) * 1000) / 1000;
   }
 
@@ -87,6 +103,7 @@ export async function processViews(
         opts.now,
         opts.startedHere(f),
         opts.load,
+        f.runWaitNs,
       ),
       memory: f.memory,
       startedAt: e.startedAt,

@@ -19,13 +19,16 @@ export function capacity(cpus: number, speed: number): number {
 }
 
 /**
- * The CPU demand of a sample in tasks: the runnable count, raised when PSI
- * shows waiting the snapshot missed. PSI "some avg10" is the share of time at
+ * The CPU demand of a sample in tasks: the runnable count. A count at one
+ * instant is raised when PSI shows waiting the snapshot missed; an average
+ * over the interval is taken as it is. PSI "some avg10" is the share of time at
  * least one task waited for a CPU; at those times more than `cpus` tasks were
  * runnable, so the average demand was at least `cpus + some/100`.
  */
 export function cpuDemand(sample: LoadSample): number {
   const runnable = Math.max(0, sample.runnable);
+  // An average over the interval misses no waiting; PSI would add the kernel's threads.
+  if (sample.averaged) return runnable;
   const some = sample.cpuPressure;
   if (some === undefined || !(some > 0)) return runnable;
   return Math.max(runnable, Math.max(sample.cpus, 1) + Math.min(some, 100) / 100);

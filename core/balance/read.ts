@@ -2,6 +2,12 @@
  * Reads this node's load from /proc: the one place the agent and discovery
  * take their samples from.
  *
+ * The runnable count is, when the kernel keeps schedstat times and an
+ * earlier look exists ({@link LoadReader}), the mean run-queue length since
+ * that look (runqueue.ts), over user tasks only: kernel threads (khugepaged,
+ * ksoftirqd, kworkers) are the kernel's housekeeping, not work to move.
+ * Otherwise it is the count of runnable tasks at this instant.
+ *
  * The agent's own runnable threads are not the node's load: a migration in
  * or out keeps several of them busy for seconds (under TCG for many), and
  * counting them made a node that was receiving or sending work look
@@ -13,7 +19,11 @@
  * @module
  */
 import { runnableThreads, sampleFromProc } from "./measure.ts";
+import { parseSchedstat, RunqueueMeter } from "./runqueue.ts";
 import type { LoadSample } from "./types.ts";
+
+/** PF_KTHREAD in the flags of /proc/PID/stat. */
+const PF_KTHREAD = 0x00200000;
 
 function readOptional(path: string): string | undefined {
   try {
@@ -39,9 +49,65 @@ function ownTaskStats(): string[] {
   return out;
 }
 
+/** Is the /proc/PID/stat text a kernel thread's? (Unreadable: no.) */
+function isKernelThread(stat: string): boolean {
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[6]) & PF_KTHREAD) !== 0;
+}
+
 /**
- * One sample of this node now: runnable tasks less this process's runnable
- * threads (at least the reader), CPUs, `speed`, memory and PSI.
+ * Run plus wait time (ns) of every user task on this node but those of this
+ * process, by "pid/tid"; undefined when the kernel keeps no schedstat times.
+ */
+export function readTaskTimes(): Map<string, number> | undefined {
+  const out = new Map<string, number>();
+  const self = String(Deno.pid);
+  let seen = false;
+  for (const p of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(p.name) || p.name === self) continue;
+    const stat = readOptional(`/proc/${p.name}/stat`);
+    if (stat === undefined || isKernelThread(stat)) continue;
+    let tasks: string[];
+    try {
+      tasks = [...Deno.readDirSync(`/proc/${p.name}/task`)].map((t) => t.name);
+    } catch {
+      continue;
+    }
+    for (const tid of tasks) {
+      const text = readOptional(`/proc/${p.name}/task/${tid}/schedstat`);
+      if (text === undefined) continue;
+      seen = true;
+      const t = parseSchedstat(text);
+      if (t !== null) out.set(`${p.name}/${tid}`, t);
+    }
+  }
+  return seen ? out : undefined;
+}
+
+/**
+ * Samples this node, averaging the run queue between its looks: one per
+ * agent, since each look is measured against the one before.
+ */
+export class LoadReader {
+  readonly #meter = new RunqueueMeter();
+
+  /** One sample now (see {@link readLoadSample}), averaged when it can be. */
+  sample(speed = 1): LoadSample {
+    const s = readLoadSample(speed);
+    const times = readTaskTimes();
+    const mean = times ? this.#meter.update(times, performance.now() / 1000) : undefined;
+    if (mean !== undefined) {
+      s.runnable = mean;
+      s.averaged = true;
+    }
+    return s;
+  }
+}
+
+/**
+ * One sample of this node now: runnable tasks at this instant less this
+ * process's runnable threads (at least the reader), CPUs, `speed`, memory
+ * and PSI.
  */
 export function readLoadSample(speed = 1): LoadSample {
   const stat = Deno.readTextFileSync("/proc/stat");

@@ -22,6 +22,12 @@ export interface LoadSample {
   at: number;
   /** Runnable tasks (running or waiting for a CPU), without the agent itself. */
   runnable: number;
+  /**
+   * True when `runnable` is the average over the time since the last sample
+   * (from the tasks' run and wait times, kernel threads left out) rather than
+   * a count at one instant.
+   */
+  averaged?: boolean;
   /** Online CPUs. */
   cpus: number;
   /** Relative CPU speed; 1 is the reference CPU. */

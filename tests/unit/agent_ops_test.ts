@@ -187,6 +187,18 @@ Deno.test("agent facts: demand is the CPU share scaled by the load, at most the 
   assertEquals(m.demand(1, 100, 1, 110, 100, 1), 0.1);
 });
 
+Deno.test("agent facts: with schedstat times, demand is run plus wait time per second", () => {
+  const m = new DemandMeter();
+  // First look: 0.9 s of run+wait in the 1 s since it arrived.
+  assertEquals(m.demand(1, 30, 1, 101, 100, 0.5, 0.9e9), 0.9);
+  // A CPU-bound process that got a third of a CPU (TCG steal, or sharing) but was never asleep.
+  assertEquals(m.demand(1, 30 + 100 / 3, 1, 102, 100, 0.5, 1.9e9), 1);
+  // Asleep: neither ran nor waited.
+  assertEquals(m.demand(1, 30 + 100 / 3, 1, 104, 100, 0.5, 1.9e9), 0);
+  // A thread ended (the sum shrank): this look falls back to the CPU share.
+  assertEquals(m.demand(1, 30 + 100 / 3 + 50, 1, 105, 100, 2, 1.0e9), 1);
+});
+
 Deno.test("agent ops: wait follows a process that came back and ended here", async () => {
   await withAgent({}, async (ask, table) => {
     await ask({ op: "manage", pid: 42 });

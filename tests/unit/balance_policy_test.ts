@@ -22,7 +22,8 @@ import {
   sampleFromProc,
 } from "../../core/balance/measure.ts";
 import { decide, type DecideInput } from "../../core/balance/policy.ts";
-import { readLoadSample } from "../../core/balance/read.ts";
+import { LoadReader, readLoadSample, readTaskTimes } from "../../core/balance/read.ts";
+import { parseSchedstat, RunqueueMeter } from "../../core/balance/runqueue.ts";
 import { mulberry32, roundRng, seedFrom, shuffle } from "../../core/balance/rng.ts";
 import {
   type BalanceSettings,
@@ -604,4 +605,53 @@ Deno.test("runnableThreads counts the threads in state R, whatever the command h
 Deno.test("readLoadSample leaves out the reader's own runnable threads", () => {
   const s = readLoadSample(1);
   assert(s.runnable >= 0 && s.cpus >= 1 && s.memTotal > 0, JSON.stringify(s));
+});
+
+Deno.test("parseSchedstat: run plus wait ns, null when malformed", () => {
+  assertEquals(parseSchedstat("1500 250 7\n"), 1750);
+  assertEquals(parseSchedstat("12"), null);
+  assertEquals(parseSchedstat("a b c"), null);
+  assertEquals(parseSchedstat("-1 2 3"), null);
+});
+
+Deno.test("RunqueueMeter: the mean run-queue length between looks", () => {
+  const m = new RunqueueMeter();
+  assertEquals(m.update(new Map([["1/1", 5e9], ["2/2", 1e9]]), 10), undefined);
+  // Over 2 s: task 1 always runnable, task 2 half the time, task 3 new with 0.5 s.
+  const mean = m.update(new Map([["1/1", 7e9], ["2/2", 2e9], ["3/3", 0.5e9]]), 12);
+  assertEquals(mean, (2 + 1 + 0.5) / 2);
+  // A new task counts at most the interval; a clock that did not advance gives nothing.
+  assertEquals(m.update(new Map([["9/9", 100e9]]), 13), 1);
+  assertEquals(m.update(new Map([["9/9", 100e9]]), 13), undefined);
+  // A reused key whose time went down is a new task.
+  assertEquals(m.update(new Map([["9/9", 0.25e9]]), 14), 0.25);
+});
+
+Deno.test("cpuDemand: an averaged runnable count is taken as it is, PSI not added", () => {
+  assertEquals(
+    instantLoad(sample({ runnable: 1.5, cpus: 2, cpuPressure: 90, averaged: true })),
+    0.75,
+  );
+  assertEquals(instantLoad(sample({ runnable: 1.5, cpus: 2, cpuPressure: 90 })), 2.9 / 2);
+});
+
+Deno.test("LoadReader: the second sample averages the run queue of user tasks", async () => {
+  const times = readTaskTimes();
+  if (!times) return; // a kernel without schedstat: the reader counts at one instant
+  assert(!times.has(`${Deno.pid}/${Deno.pid}`), "the reader's own tasks are left out");
+  const r = new LoadReader();
+  assertEquals(r.sample(1).averaged, undefined);
+  // A busy child for the interval: it is runnable all along.
+  const child = new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn();
+  try {
+    await new Promise((res) => setTimeout(res, 300));
+    r.sample(1);
+    await new Promise((res) => setTimeout(res, 500));
+    const s = r.sample(1);
+    assertEquals(s.averaged, true);
+    assert(s.runnable >= 0.8, `a busy child was ${s.runnable} runnable tasks on average`);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
 });

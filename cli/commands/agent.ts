@@ -7,6 +7,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { controlRequest } from "../../core/agent/control.ts";
 import { runDaemon } from "../../core/agent/daemon.ts";
+import { AGENT_NICE } from "../../core/agent/priority.ts";
 import type { ProcessEntry } from "../../core/agent/processes.ts";
 import { loadConfig } from "../../core/config/load.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
@@ -37,7 +38,20 @@ export function agentCommands(): Command[] {
       "--balance",
       "balance load by itself (as balance.enabled in the config; docs/balancing.md)",
     )
-    .action(async ({ balance, ...o }) => {
+    .option(
+      "--nice <n>",
+      `the agent's nice value, -20 to 19 (default ${AGENT_NICE}: it stays responsive on a busy node)`,
+    )
+    .action(async ({ balance, nice, ...o }) => {
+      const niceValue = nice === undefined ? AGENT_NICE : Number(nice);
+      if (!Number.isInteger(niceValue) || niceValue < -20 || niceValue > 19) {
+        throw new PpmError(
+          `--nice ${nice} is not a nice value`,
+          "it must be an integer from -20 to 19",
+          "",
+          EXIT.USAGE,
+        );
+      }
       const config = await loadConfig({ flags: { ...o } });
       const ac = new AbortController();
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -47,7 +61,7 @@ export function agentCommands(): Command[] {
           setTimeout(() => Deno.exit(0), 3000);
         });
       }
-      await runDaemon(config, ac.signal, { balance });
+      await runDaemon(config, ac.signal, { balance, nice: niceValue });
       // Open relays and connections would keep the process alive: the agent is done.
       Deno.exit(0);
     });

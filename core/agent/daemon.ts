@@ -25,6 +25,7 @@ import { loadSecret } from "../security/secret.ts";
 import { listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
 import { LoadReader } from "../balance/read.ts";
+import { AGENT_NICE, setOwnNice } from "./priority.ts";
 import { Balancer } from "./balancer.ts";
 import { serveControl } from "./control.ts";
 import { DemandMeter, processViews } from "./facts.ts";
@@ -44,6 +45,8 @@ export type MovedProcess = ProcessEntry;
 export interface DaemonOptions {
   /** Balance by itself even when the configuration does not say so (`ppm daemon --balance`). */
   balance?: boolean;
+  /** Nice value for the agent's threads (default AGENT_NICE; see priority.ts). */
+  nice?: number;
 }
 
 const LEVELS = ["error", "warn", "info", "debug"];
@@ -63,6 +66,11 @@ export async function runDaemon(
   const balanceConfig = resolveBalanceConfig(config.balance);
   const settings = balanceConfig.settings;
   const secret = await loadSecret(config.secretFile);
+  const nice = options.nice ?? AGENT_NICE;
+  const niceFailed = setOwnNice(nice);
+  if (niceFailed.length) {
+    log("warn", `cannot run at nice ${nice} (${niceFailed[0]}): busy nodes may starve the agent`);
+  }
   const faults = [...armedFaults()];
   if (faults.length) log("warn", `fault injection armed (PPM_FAULT): ${faults.join(", ")}`);
   const table = new ProcessTable(config.nodeName);

@@ -18,7 +18,7 @@ import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, readFds } from "./files.ts";
 import { dumpPages, type PageStats } from "./memory.ts";
-import { parseCpuFlags, parseLimits, parseMaps, parseStatus } from "./proc.ts";
+import { parseCpuFlags, parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
 import { stayReasons } from "./check.ts";
 import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
 
@@ -215,6 +215,7 @@ export async function checkpoint(
       groups: status.groups,
       caps: status.caps,
       rlimits: parseLimits(await readText(`/proc/${pid}/limits`)),
+      nice: parseNice(await readText(`/proc/${pid}/stat`)),
       personality: task.personality,
       kernel: Deno.osRelease(),
       cpuFlags: parseCpuFlags(await readText("/proc/cpuinfo")),

@@ -142,6 +142,13 @@ export const RLIMIT_NAMES = [
   "rttime",
 ] as const;
 
+/** The nice value (field 19) of a /proc/PID/stat text; 0 when it cannot be read. */
+export function parseNice(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const n = Number(f[16]);
+  return Number.isInteger(n) && n >= -20 && n <= 19 ? n : 0;
+}
+
 /** A limit; -1 is unlimited. */
 export interface Rlimit {
   /** RLIMIT_* number. */

@@ -32,6 +32,8 @@ export interface TaskRecord {
   caps: Record<string, string>;
   /** Limits. */
   rlimits: { resource: number; soft: number; hard: number }[];
+  /** Nice value, -20 to 19 (absent in images before it was kept: 0). */
+  nice?: number;
   /** Personality. */
   personality: number;
   /** Kernel release. */
@@ -190,6 +192,7 @@ function checkTask(v: unknown): TaskRecord {
         hard: int(x, "hard", "rlimit", -1, Number.MAX_SAFE_INTEGER),
       };
     }),
+    ...(o.nice === undefined ? {} : { nice: int(o, "nice", w, -20, 19) }),
     personality: int(o, "personality", w),
     kernel: str(o, "kernel", w, 256),
     cpuFlags: arr(o.cpuFlags, "TASK.cpuFlags", 1024).map((f) => String(f)),

@@ -156,5 +156,7 @@ export function stubSpec(
   if (mm.vvar) L.push(`vvar 0x${mm.vvar.toString(16)} 0x${mm.vvarEnd.toString(16)}`);
   if (mm.vdso) L.push(`vdso 0x${mm.vdso.toString(16)} 0x${mm.vdsoEnd.toString(16)}`);
   for (const r of t.rlimits) L.push(`rlimit ${r.resource} ${r.soft} ${r.hard}`);
+  // Always: the stub would otherwise keep the agent's own (raised) priority.
+  L.push(`nice ${t.nice ?? 0}`);
   return L.join("\n") + "\n";
 }

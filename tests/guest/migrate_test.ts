@@ -113,18 +113,25 @@ Deno.test({
       });
 
       await t.step(
-        "a compute program goes node1 → node2 → node3 → node1; its output continues in node1's file",
+        "a compute program goes node1 → node2 → node3 → node1; its output continues in node1's " +
+          "file, and it keeps its nice value (not the agent's)",
         async () => {
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `${highPids()}cd /tmp; ${bin} 700 > /tmp/hc.out 2>&1 & echo $!`,
+            `${highPids()}cd /tmp; nice -n 5 ${bin} 700 > /tmp/hc.out 2>&1 & echo $!`,
           ]))
             .trim();
           await c.waitFor(1, "grep -q '^tick 10 ' /tmp/hc.out", 120);
+          const nice = (n: number) =>
+            c.ok(n, ["sh", "-c", `cut -d')' -f2 /proc/${pid}/stat | cut -d' ' -f18`]).then((x) =>
+              x.trim()
+            );
+          assertEquals(await nice(1), "5");
           for (const [from, to] of [[1, 2], [2, 3], [3, 1]]) {
             await migrate(c, from, pid, to);
             await assertRunsOn(c, pid, "heap_counter", to);
+            assertEquals(await nice(to), "5", `its nice value on node${to}`);
             await waitTicks(c, 1, "/tmp/hc.out", 5);
           }
           const ps3 = JSON.parse(await c.ok(3, ["ppm", "ps", "--json"]));

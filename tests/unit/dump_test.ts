@@ -1,7 +1,13 @@
 /** The checkpoint's pure parts: /proc parsers, page classes, syscall restart, fd classes. */
 import { normalizeSyscallRestart } from "../../core/dump/checkpoint.ts";
 import { classifyFd } from "../../core/dump/files.ts";
-import { parseFdInfo, parseLimits, parseMaps, parseStatus } from "../../core/dump/proc.ts";
+import {
+  parseFdInfo,
+  parseLimits,
+  parseMaps,
+  parseNice,
+  parseStatus,
+} from "../../core/dump/proc.ts";
 import { stayReasons } from "../../core/dump/check.ts";
 import { classifyVma, isZeroPage, pageNeeded, PM, protOf, VM } from "../../core/dump/vma.ts";
 import { getReg, REGS_SIZE, setReg } from "../../core/freeze/tracee.ts";
@@ -144,4 +150,12 @@ Deno.test("stay reasons: threads, devices, deleted files", () => {
   assert(r[0].includes("4 threads"));
   assert(r[1].includes("/dev/dri/card0"));
   assert(r[2].includes("deleted"));
+});
+
+Deno.test("parseNice: field 19 of /proc/PID/stat, whatever the command name holds", () => {
+  const tail = "1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 25 5 1 0 12345";
+  assertEquals(parseNice(`4242 (heap counter) R ${tail}`), 5);
+  assertEquals(parseNice(`4242 (a) b) S ${tail.replace(" 25 5 ", " 39 19 ")}`), 19);
+  assertEquals(parseNice(`4242 (x) S ${tail.replace(" 25 5 ", " 10 -10 ")}`), -10);
+  assertEquals(parseNice("garbage"), 0);
 });

@@ -150,6 +150,16 @@ Deno.test("stub spec: fds at their numbers and offsets, stdio redirected, signal
   assertMatch(spec, /^vdso 0x7fff0000 0x7fff2000$/m);
   assertMatch(spec, /^rlimit 7 1024 4096$/m);
   assertMatch(spec, /^groups 2 24 100$/m);
+  // No nice value in the image (an older one): 0, never the agent's own.
+  assertMatch(spec, /^nice 0$/m);
+});
+
+Deno.test("stub spec: the process's nice value", () => {
+  const img = image();
+  img.task.nice = -3;
+  const o = { pid: 1, base: 1000, dev: "/dev/ppm", plan: "/p", pidOut: "/o", stdio: {} };
+  const spec = stubSpec(img, o);
+  assertMatch(spec, /^nice -3$/m);
 });
 
 Deno.test("compat: CPU features the image needs and this node lacks", () => {

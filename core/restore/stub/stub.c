@@ -7,7 +7,7 @@
  * child's PID (to the pidout file), and exits.  The child sets up what belongs to the process
  * but lives outside its memory (descriptors at their numbers, cwd, umask,
  * groups, signal dispositions, altstack, robust list, tid address, name,
- * rlimits, the vDSO at the image's address), blocks every signal, stops
+ * rlimits, nice value, the vDSO at the image's address), blocks every signal, stops
  * itself, and, once ppm has attached with ptrace, calls PPM_IOC_RESTORE,
  * which replaces its memory.  ppm then sets registers, FPU state, signal
  * mask and credentials and lets the process run.
@@ -19,7 +19,7 @@
  *
  * SPEC lines (numbers in decimal unless 0x-prefixed; PATH is the rest of the line):
  *   pid N | base N | dev PATH | plan PATH | pidout PATH | cwd PATH | umask N | comm NAME
- *   groups N G... | rlimit RES SOFT HARD | fd N FLAGS POS PATH | stdio N FROM
+ *   groups N G... | rlimit RES SOFT HARD | nice N | fd N FLAGS POS PATH | stdio N FROM
  *   sock N PID FD FLAGS (descriptor FD of process PID, ppm, taken with pidfd_getfd)
  *   map INDEX FLAGS PATH | sigaction SIG HANDLER FLAGS RESTORER MASK
  *   altstack SP SIZE FLAGS | robust ADDR LEN | tidaddr ADDR | vdso START END | vvar START END
@@ -335,6 +335,10 @@ static void child(void)
 			setrlimit(res, &rl);
 		}
 	}
+	/* The process's own priority, not the one of the agent that spawned the stub. */
+	if (find("nice") &&
+	    setpriority(PRIO_PROCESS, 0, (int)strtol(rest(find("nice"), 1), NULL, 10)))
+		die(11, "setpriority");
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);

@@ -14,7 +14,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { controlRequest } from "../../core/agent/control.ts";
+import { controlRequest, UNANSWERED } from "../../core/agent/control.ts";
 import { shellCode } from "../../core/agent/exits.ts";
 import type { WaitAnswer } from "../../core/agent/ops.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
@@ -50,14 +50,25 @@ export function runExitCode(
   }
 }
 
+/** Requests in a row that may go unanswered before `ppm run` gives up on the agent. */
+const WAIT_RETRIES = 5;
+
 async function waitElsewhere(path: string, pid: number): Promise<WaitAnswer> {
-  // One request waits at most a minute; the process's end (or its node's) ends the loop.
+  // One request waits at most 30 s; the process's end (or its node's) ends the loop. A wait
+  // asks and changes nothing, so a request the agent dropped (it was restarted, or so busy
+  // that the request's deadline passed before it read it) is asked again.
+  let unanswered = 0;
   for (;;) {
-    const a = await controlRequest(
-      path,
-      { op: "wait", pid, timeoutMs: 30_000 },
-      90_000,
-    ) as WaitAnswer;
+    let a: WaitAnswer;
+    try {
+      a = await controlRequest(path, { op: "wait", pid, timeoutMs: 30_000 }, 90_000) as WaitAnswer;
+    } catch (e) {
+      if (!(e instanceof PpmError) || e.what !== UNANSWERED) throw e;
+      if (++unanswered >= WAIT_RETRIES) throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+      continue;
+    }
+    unanswered = 0;
     if (a.state !== "elsewhere") return a;
   }
 }

@@ -103,7 +103,8 @@ async function serveOne(
   log: (s: string) => void,
 ): Promise<void> {
   try {
-    const line = await new LineReader(conn).next(10_000);
+    // Generous: a client writes its request at once, but a starved agent may read it late.
+    const line = await new LineReader(conn).next(30_000);
     if (line === null) return;
     let reply: ControlReply;
     // Events go out in order, and never after the reply; a requester that left loses them.
@@ -133,6 +134,9 @@ async function serveOne(
     } catch { /* closed */ }
   }
 }
+
+/** The `what` of the error {@link controlRequest} throws when a request got no reply. */
+export const UNANSWERED = "the ppm agent did not answer";
 
 /**
  * Sends one request to the agent at `path` and returns its result (or
@@ -171,7 +175,13 @@ export async function controlRequest(
     while (!reply) {
       const line = await lines.next(Math.max(1, deadline - Date.now()));
       if (line === null) {
-        throw new PpmError("the ppm agent hung up", "no reply", "see the agent's log");
+        throw new PpmError(
+          UNANSWERED,
+          Date.now() >= deadline
+            ? `no reply within ${Math.round(timeoutMs / 1000)} s`
+            : "it closed the connection without a reply",
+          "see the agent's log",
+        );
       }
       const msg = JSON.parse(line) as ControlReply | { event: unknown };
       if ("event" in msg) onEvent?.(msg.event);

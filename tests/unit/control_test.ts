@@ -1,8 +1,8 @@
 /** The agent's control socket: root-only permissions, requests and errors. */
 import { join } from "node:path";
-import { controlRequest, serveControl } from "../../core/agent/control.ts";
+import { controlRequest, serveControl, UNANSWERED } from "../../core/agent/control.ts";
 import { PpmError } from "../../core/errors.ts";
-import { assertEquals, assertRejects } from "../support/assert.ts";
+import { assertEquals, assertMatch, assertRejects } from "../support/assert.ts";
 
 /** Waits (at most 2 s) until the served socket exists. */
 async function socketAppears(path: string): Promise<void> {
@@ -75,6 +75,36 @@ Deno.test("control socket: events before the reply arrive in order, then the res
   } finally {
     ac.abort();
     await served;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("control socket: a request without a reply says whether the agent closed or was silent", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "ppm.sock");
+  const listener = Deno.listen({ transport: "unix", path });
+  const held: Deno.Conn[] = [];
+  const serving = (async () => {
+    let n = 0;
+    for await (const conn of listener) {
+      // The first request is dropped at once; the second is never answered.
+      if (n++ === 0) conn.close();
+      else held.push(conn);
+    }
+  })();
+  try {
+    const fails = (ms: number) =>
+      controlRequest(path, { op: "ps" }, ms).then(() => new PpmError("answered", ""), (e) => e);
+    const closed = await fails(5000);
+    assertEquals(closed.what, UNANSWERED);
+    assertMatch(closed.why, /closed the connection/);
+    const silent = await fails(300);
+    assertEquals(silent.what, UNANSWERED);
+    assertMatch(silent.why, /no reply within 0 s/);
+  } finally {
+    listener.close();
+    for (const c of held) c.close();
+    await serving.catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
 });

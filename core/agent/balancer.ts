@@ -179,9 +179,12 @@ export class Balancer {
         const r = await this.d.move(dec.pid, dec.to, why);
         if (sent) sent.at = Math.max(sent.at, this.d.now());
         out.push({ pid: dec.pid, to: dec.to, ok: true, newPid: r.pid });
+        const rq = dec.record.local.runqueue?.map((x) => `${x.comm}[${x.pid}] ${x.runnable}`);
         this.d.log(
           "info",
-          `balance (${dec.mode}): process ${dec.pid} moved to ${dec.to}: ${dec.record.margin.text}`,
+          `balance (${dec.mode}): process ${dec.pid} moved to ${dec.to}: ${dec.record.margin.text}${
+            rq?.length ? `; run queue here: ${rq.join(", ")}` : ""
+          }`,
         );
       } catch (e) {
         if (sent) this.#state.sent.splice(this.#state.sent.indexOf(sent), 1);

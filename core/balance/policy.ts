@@ -347,6 +347,7 @@ function record(round: Round, mode: BalanceMode, c: Choice): DecisionRecord {
       memAvailable: round.mem,
       memAvailableAfter: round.mem + p.memory,
       memTotal: local.memTotal,
+      ...(local.runqueue ? { runqueue: local.runqueue } : {}),
     },
     target: {
       id: c.target.view.id,

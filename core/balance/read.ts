@@ -20,7 +20,7 @@
  */
 import { runnableThreads, sampleFromProc } from "./measure.ts";
 import { parseSchedstat, RunqueueMeter } from "./runqueue.ts";
-import type { LoadSample } from "./types.ts";
+import type { LoadSample, RunqueueShare } from "./types.ts";
 
 /** PF_KTHREAD in the flags of /proc/PID/stat. */
 const PF_KTHREAD = 0x00200000;
@@ -84,6 +84,24 @@ export function readTaskTimes(): Map<string, number> | undefined {
   return seen ? out : undefined;
 }
 
+/** How many processes a sample names as the run queue's largest parts. */
+const RUNQUEUE_TOP = 4;
+
+/** The `n` processes with the largest parts of the run queue ("pid/tid" shares), with names. */
+function topProcesses(shares: ReadonlyMap<string, number>, n: number): RunqueueShare[] {
+  const byPid = new Map<number, number>();
+  for (const [task, share] of shares) {
+    const pid = Number(task.slice(0, task.indexOf("/")));
+    byPid.set(pid, (byPid.get(pid) ?? 0) + share);
+  }
+  return [...byPid].filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).slice(0, n)
+    .map(([pid, v]) => ({
+      pid,
+      comm: (readOptional(`/proc/${pid}/comm`) ?? "?").trim(),
+      runnable: Math.round(v * 100) / 100,
+    }));
+}
+
 /**
  * Samples this node, averaging the run queue between its looks: one per
  * agent, since each look is measured against the one before.
@@ -99,6 +117,7 @@ export class LoadReader {
     if (mean !== undefined) {
       s.runnable = mean;
       s.averaged = true;
+      s.runqueue = topProcesses(this.#meter.shares, RUNQUEUE_TOP);
     }
     return s;
   }

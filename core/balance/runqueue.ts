@@ -24,6 +24,12 @@ export function parseSchedstat(text: string): number | null {
 /** The mean run-queue length between successive looks at the tasks' run and wait times. */
 export class RunqueueMeter {
   #last?: { at: number; times: ReadonlyMap<string, number> };
+  #shares = new Map<string, number>();
+
+  /** Each task's mean runnable count in the last interval {@link update} measured. */
+  get shares(): ReadonlyMap<string, number> {
+    return this.#shares;
+  }
 
   /**
    * Takes a look: `times` maps each task (any stable key) to its run plus
@@ -40,11 +46,14 @@ export class RunqueueMeter {
     if (!prev) return undefined;
     const span = (at - prev.at) * 1e9;
     let sum = 0;
+    this.#shares = new Map();
     for (const [task, t] of times) {
       const before = prev.times.get(task);
       const grew = before === undefined ? t : t - before;
       // A reused key (a new task) can look like a shrink: count it as new.
-      sum += Math.min(span, grew >= 0 ? grew : t);
+      const part = Math.min(span, grew >= 0 ? grew : t);
+      sum += part;
+      if (part > 0) this.#shares.set(task, part / span);
     }
     return sum / span;
   }

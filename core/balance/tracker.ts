@@ -86,6 +86,7 @@ export class LoadTracker {
       memAvailable: s.memAvailable,
       drain,
       sendBacklog,
+      ...(s.runqueue ? { runqueue: s.runqueue } : {}),
     };
   }
 

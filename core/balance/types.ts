@@ -10,6 +10,16 @@
  * @module
  */
 
+/** A process's part of a node's run queue over one interval. */
+export interface RunqueueShare {
+  /** The process. */
+  pid: number;
+  /** Its command name. */
+  comm: string;
+  /** Its threads' mean count of running or waiting for a CPU over the interval. */
+  runnable: number;
+}
+
 /**
  * One measurement of a node, as read from /proc (see `measure.ts`).
  *
@@ -28,6 +38,8 @@ export interface LoadSample {
    * a count at one instant.
    */
   averaged?: boolean;
+  /** The processes that were runnable the most over the interval (averaged samples only). */
+  runqueue?: RunqueueShare[];
   /** Online CPUs. */
   cpus: number;
   /** Relative CPU speed; 1 is the reference CPU. */
@@ -89,6 +101,8 @@ export interface LocalView {
   drain: boolean;
   /** Seconds until the outgoing transfers already under way finish; 0 when idle. */
   sendBacklog?: number;
+  /** What made up the run queue in the last interval (for the record; the policy ignores it). */
+  runqueue?: RunqueueShare[];
 }
 
 /** A process on this node. */
@@ -193,6 +207,8 @@ export interface DecisionRecord {
     memAvailable: number;
     memAvailableAfter: number;
     memTotal: number;
+    /** The processes that made up the local run queue (when measured). */
+    runqueue?: RunqueueShare[];
   };
   /** The chosen peer. */
   target: {

@@ -620,6 +620,7 @@ Deno.test("RunqueueMeter: the mean run-queue length between looks", () => {
   // Over 2 s: task 1 always runnable, task 2 half the time, task 3 new with 0.5 s.
   const mean = m.update(new Map([["1/1", 7e9], ["2/2", 2e9], ["3/3", 0.5e9]]), 12);
   assertEquals(mean, (2 + 1 + 0.5) / 2);
+  assertEquals([...m.shares], [["1/1", 1], ["2/2", 0.5], ["3/3", 0.25]]);
   // A new task counts at most the interval; a clock that did not advance gives nothing.
   assertEquals(m.update(new Map([["9/9", 100e9]]), 13), 1);
   assertEquals(m.update(new Map([["9/9", 100e9]]), 13), undefined);
@@ -650,6 +651,7 @@ Deno.test("LoadReader: the second sample averages the run queue of user tasks", 
     const s = r.sample(1);
     assertEquals(s.averaged, true);
     assert(s.runnable >= 0.8, `a busy child was ${s.runnable} runnable tasks on average`);
+    assert(s.runqueue?.some((x) => x.pid === child.pid), JSON.stringify(s.runqueue));
   } finally {
     child.kill("SIGKILL");
     await child.status;

@@ -5,7 +5,10 @@
  * The runnable count is, when the kernel keeps schedstat times and an
  * earlier look exists ({@link LoadReader}), the mean run-queue length since
  * that look (runqueue.ts), over user tasks only: kernel threads (khugepaged,
- * ksoftirqd, kworkers) are the kernel's housekeeping, not work to move.
+ * ksoftirqd, kworkers) are the kernel's housekeeping, not work to move;
+ * nor are ppm's own processes: its commands (`ppm peers`, a `ppm run`
+ * starting) are short and stay where they are, and under TCG one of them
+ * kept four threads busy for seconds, which moved a node's work away.
  * Otherwise it is the count of runnable tasks at this instant.
  *
  * The agent's own runnable threads are not the node's load: a migration in
@@ -18,6 +21,8 @@
  *
  * @module
  */
+import { basename, isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { runnableThreads, sampleFromProc } from "./measure.ts";
 import { parseSchedstat, RunqueueMeter } from "./runqueue.ts";
 import type { LoadSample, RunqueueShare } from "./types.ts";
@@ -55,18 +60,62 @@ function isKernelThread(stat: string): boolean {
   return (Number(f[6]) & PF_KTHREAD) !== 0;
 }
 
+/** Tells ppm's own processes: the same executable, and for `deno run` the same script. */
+export class OwnProcesses {
+  readonly #exe: string;
+  readonly #script?: string;
+
+  /** @param exe this process's executable; @param script its main module's path under `deno run` */
+  constructor(exe = Deno.execPath(), script = scriptOf(Deno.mainModule)) {
+    this.#exe = exe;
+    // A compiled ppm is its own executable; under `deno run` the script tells ppm apart.
+    if (basename(exe) === "deno") this.#script = script;
+  }
+
+  /** True when `pid` runs ppm (unreadable: no). */
+  has(pid: string): boolean {
+    let exe: string;
+    try {
+      exe = Deno.readLinkSync(`/proc/${pid}/exe`);
+    } catch {
+      return false;
+    }
+    if (exe !== this.#exe) return false;
+    if (this.#script === undefined) return true;
+    const script = this.#script;
+    const args = (readOptional(`/proc/${pid}/cmdline`) ?? "").split("\0");
+    return args.some((a) => {
+      if (a === script) return true;
+      if (!a.endsWith(basename(script)) || isAbsolute(a)) return false;
+      try {
+        return resolve(Deno.readLinkSync(`/proc/${pid}/cwd`), a) === script;
+      } catch {
+        return false;
+      }
+    });
+  }
+}
+
+function scriptOf(mainModule: string): string | undefined {
+  try {
+    return mainModule.startsWith("file:") ? fileURLToPath(mainModule) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Run plus wait time (ns) of every user task on this node but those of this
- * process, by "pid/tid"; undefined when the kernel keeps no schedstat times.
+ * Run plus wait time (ns) of every user task on this node but ppm's own, by
+ * "pid/tid"; undefined when the kernel keeps no schedstat times.
  */
-export function readTaskTimes(): Map<string, number> | undefined {
+export function readTaskTimes(own = new OwnProcesses()): Map<string, number> | undefined {
   const out = new Map<string, number>();
   const self = String(Deno.pid);
   let seen = false;
   for (const p of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(p.name) || p.name === self) continue;
     const stat = readOptional(`/proc/${p.name}/stat`);
-    if (stat === undefined || isKernelThread(stat)) continue;
+    if (stat === undefined || isKernelThread(stat) || own.has(p.name)) continue;
     let tasks: string[];
     try {
       tasks = [...Deno.readDirSync(`/proc/${p.name}/task`)].map((t) => t.name);
@@ -108,11 +157,12 @@ function topProcesses(shares: ReadonlyMap<string, number>, n: number): RunqueueS
  */
 export class LoadReader {
   readonly #meter = new RunqueueMeter();
+  readonly #own = new OwnProcesses();
 
   /** One sample now (see {@link readLoadSample}), averaged when it can be. */
   sample(speed = 1): LoadSample {
     const s = readLoadSample(speed);
-    const times = readTaskTimes();
+    const times = readTaskTimes(this.#own);
     const mean = times ? this.#meter.update(times, performance.now() / 1000) : undefined;
     if (mean !== undefined) {
       s.runnable = mean;

@@ -3,8 +3,8 @@
  * (`"balance": {"enabled": true}` in /etc/ppm/ppm.json):
  *
  * - six CPU-bound managed processes (`ppm run -- cpu_spin`) started on node1
- *   end up 2/2/2 without an operator, with at most MAX_SPREAD_MIGRATIONS
- *   migrations;
+ *   end up 2/2/2 without an operator once node2 and node3 join idle, with at
+ *   most MAX_SPREAD_MIGRATIONS migrations;
  * - over STEADY_SECONDS of steady load nothing moves (no bouncing) and the
  *   spread stays 2/2/2;
  * - `ppm drain --wait` on node2 empties it and nothing lands on it while it
@@ -33,6 +33,8 @@ const JOBS = 6;
 const MAX_SPREAD_MIGRATIONS = 6;
 /** Seconds of steady load during which nothing may move. */
 const STEADY_SECONDS = 120;
+/** Agent log lines that tell about moves (shown when a step fails). */
+const MOVES = "balance|moved to|did not move|failed|refused|overloaded";
 /** The agents' balancing settings (docs/balancing.md). */
 const BALANCE = { enabled: true, interval: 1, minResidency: 20, staleAfter: 5 };
 
@@ -80,7 +82,23 @@ async function waitSpread(
   return s;
 }
 
-/** Waits (polling every second, at most `seconds`) until node n sees `peer`'s drain flag at `on`. */
+/**
+ * Waits (at most `seconds`) until node n lists its two peers. It polls every
+ * 3 s: each `ppm peers` is a command that takes seconds of CPU under TCG, and
+ * polling without a pause was most of the load the balancer saw.
+ */
+async function waitPeers(c: TestCluster, n: number, seconds: number): Promise<void> {
+  const want = NODES.filter((x) => x !== n).map((m) => `grep -q '"name": "node${m}"' /tmp/peers`);
+  const r = await c.exec(n, [
+    "sh",
+    "-c",
+    `for i in $(seq ${Math.ceil(seconds / 3)}); do ppm peers --json > /tmp/peers 2>/dev/null && ` +
+    `${want.join(" && ")} && exit 0; sleep 3; done; exit 1`,
+  ], (seconds + 60) * 1000);
+  assertEquals(r.code, 0, `node${n} does not list its two peers after ${seconds} s`);
+}
+
+/** Waits (polling every 3 s, at most `seconds`) until node n sees `peer`'s drain flag at `on`. */
 async function waitPeerDrain(
   c: TestCluster,
   n: number,
@@ -96,7 +114,7 @@ async function waitPeerDrain(
     if (Date.now() > deadline) {
       throw new Error(`node${n} does not see ${peer} with drain ${on}: ${JSON.stringify(p?.load)}`);
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 3000));
   }
 }
 
@@ -113,11 +131,7 @@ function ticks(out: string, name: string): string[] {
 }
 
 Deno.test({
-  name: "guest 6.1: three agents balance six CPU-bound managed processes, no bouncing, drain " +
-    "[not yet (issue 6): the first run reached 2/2/2 in 162 s but with 16 migrations, then " +
-    "processes kept moving; drain left extra moves; one ppm run lost its exit status]",
-  // Kept in the tree, reported as ignored, until the balancer passes it (9 min of CI).
-  ignore: true,
+  name: "guest 6.1: three agents balance six CPU-bound managed processes, no bouncing, drain",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
@@ -134,14 +148,10 @@ Deno.test({
         assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
         await c.ok(n, ["sh", "-c", `mkdir -p /etc/ppm && echo '${config}' > /etc/ppm/ppm.json`]);
       }
-      await agents.startAll(NODES);
-      for (const n of NODES) {
-        for (const m of NODES.filter((x) => x !== n)) {
-          await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "node${m}"'`, 180);
-        }
-        const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
-        assertEquals(st.peers.length, 2);
-      }
+      // node1's agent first: the jobs start there while it has no peer to send them to. Under
+      // TCG six `ppm run` take up to a minute of CPU to start; the other nodes join once that
+      // is over, idle, and the cluster spreads the work by itself.
+      await agents.start(1);
 
       // An unmanaged process on node1 (it sleeps most of the time: it hardly adds load).
       const unmanaged = Number(
@@ -162,119 +172,146 @@ Deno.test({
       ]);
       await c.waitFor(
         1,
-        `[ $(pgrep -x cpu_spin | wc -l) -ge ${JOBS} ] || ls /tmp/spin-*.rc > /dev/null 2>&1`,
-        120,
+        `[ $(ppm ps --json | grep -c '"managed": true') -ge ${JOBS} ] || ls /tmp/spin-*.rc > /dev/null 2>&1`,
+        180,
       );
       const early = await c.exec(1, ["sh", "-c", "cat /tmp/spin-*.rc /tmp/spin-*.err 2>/dev/null"]);
       assertEquals(early.stdout.trim(), "", "a ppm run ended at once");
+      assertEquals((await spinsOn(c, 1)).length, JOBS);
 
-      await t.step("six managed processes on node1 spread 2/2/2 by themselves", async () => {
-        const started = Date.now();
-        const s = await waitSpread(
-          c,
-          240,
-          (x) => x.every((k) => k === 2),
-          "the six processes did not spread",
-        );
-        // The last move's log line and handover follow its commit by moments.
-        await new Promise((r) => setTimeout(r, 3000));
-        const n = await migrations(c);
-        console.log(
-          `  spread ${s.join("/")} after ${
-            ((Date.now() - started) / 1000).toFixed(0)
-          } s, ${n} migrations`,
-        );
-        assert(n >= 4 && n <= MAX_SPREAD_MIGRATIONS, `${n} migrations to spread six processes`);
-        const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
-        const left = ps.filter((e: { direction: string }) => e.direction === "left");
-        assert(left.length >= 4, JSON.stringify(ps));
-        for (const e of left) {
-          assertEquals([e.managed, e.why?.kind, e.why?.mode], [true, "balance", "load"]);
-          assert(e.why.record.margin.holds, JSON.stringify(e.why.record));
-        }
-        // The arrived processes are managed at their destination.
-        for (const n of [2, 3]) {
-          const there = JSON.parse(await c.ok(n, ["ppm", "ps", "--json"]));
-          const arrived = there.filter((e: { direction: string; exit?: unknown }) =>
-            e.direction === "arrived" && !e.exit
-          );
-          assertEquals(arrived.length, 2, JSON.stringify(there));
-          for (const e of arrived) assertEquals([e.managed, e.managedBy], [true, "migration"]);
-        }
-      });
+      await agents.startAll([2, 3]);
+      for (const n of NODES) await waitPeers(c, n, 180);
 
-      await t.step(`nothing moves over ${STEADY_SECONDS} s of steady load`, async () => {
-        const before = await migrations(c);
-        const where = await Promise.all(NODES.map((n) => spinsOn(c, n)));
-        const end = Date.now() + STEADY_SECONDS * 1000;
-        while (Date.now() < end) {
-          await new Promise((r) => setTimeout(r, 10_000));
-          const s = await spread(c);
-          assert(s.every((k) => k === 2), `the spread changed to ${s.join("/")}`);
-        }
-        assertEquals(await migrations(c), before, "processes moved under steady load");
-        assertEquals(await Promise.all(NODES.map((n) => spinsOn(c, n))), where);
-        const dry = JSON.parse(await c.ok(1, ["ppm", "balance", "--once", "--dry-run", "--json"]));
-        assertEquals(dry.decisions, [], JSON.stringify(dry.round));
-      });
+      await t.step(
+        "six managed processes on node1 spread 2/2/2 by themselves",
+        () =>
+          agents.explain(NODES, async () => {
+            const started = Date.now();
+            const s = await waitSpread(
+              c,
+              240,
+              (x) => x.every((k) => k === 2),
+              "the six processes did not spread",
+            );
+            // The last move's log line and handover follow its commit by moments.
+            await new Promise((r) => setTimeout(r, 3000));
+            const n = await migrations(c);
+            console.log(
+              `  spread ${s.join("/")} after ${
+                ((Date.now() - started) / 1000).toFixed(0)
+              } s, ${n} migrations`,
+            );
+            assert(n >= 4 && n <= MAX_SPREAD_MIGRATIONS, `${n} migrations to spread six processes`);
+            const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
+            const left = ps.filter((e: { direction: string }) => e.direction === "left");
+            assert(left.length >= 4, JSON.stringify(ps));
+            for (const e of left) {
+              assertEquals([e.managed, e.why?.kind, e.why?.mode], [true, "balance", "load"]);
+              assert(e.why.record.margin.holds, JSON.stringify(e.why.record));
+            }
+            // The arrived processes are managed at their destination.
+            for (const n of [2, 3]) {
+              const there = JSON.parse(await c.ok(n, ["ppm", "ps", "--json"]));
+              const arrived = there.filter((e: { direction: string; exit?: unknown }) =>
+                e.direction === "arrived" && !e.exit
+              );
+              assertEquals(arrived.length, 2, JSON.stringify(there));
+              for (const e of arrived) assertEquals([e.managed, e.managedBy], [true, "migration"]);
+            }
+          }, MOVES),
+      );
 
-      await t.step("ppm drain empties node2; ppm undrain lets work return", async () => {
-        const before = await migrations(c);
-        const r = await c.ppm(2, ["drain", "--wait", "--timeout", "120", "--json"], 180_000);
-        assertEquals(r.code, 0, r.stderr);
-        assertEquals(JSON.parse(r.stdout).managedHere, 0);
-        assertEquals((await spinsOn(c, 2)).length, 0);
-        // Its peers know it drains.
-        await waitPeerDrain(c, 1, "node2", true, 30);
-        // Nothing lands on a draining node.
-        for (let i = 0; i < 5; i++) {
-          await new Promise((r) => setTimeout(r, 3000));
-          assertEquals((await spinsOn(c, 2)).length, 0, "a process landed on draining node2");
-        }
-        const drained = await migrations(c) - before;
-        assertEquals(drained, 2, "node2's two processes left, nothing else moved");
-        assertEquals(await c.ppm(2, ["undrain"]).then((x) => x.code), 0);
-        await waitPeerDrain(c, 1, "node2", false, 30);
-        const s = await waitSpread(c, 120, (x) => x[1] >= 1, "no work came back to node2");
-        console.log(`  after undrain: ${s.join("/")}`);
-      });
+      await t.step(
+        `nothing moves over ${STEADY_SECONDS} s of steady load`,
+        () =>
+          agents.explain(NODES, async () => {
+            const before = await migrations(c);
+            const where = await Promise.all(NODES.map((n) => spinsOn(c, n)));
+            const end = Date.now() + STEADY_SECONDS * 1000;
+            while (Date.now() < end) {
+              await new Promise((r) => setTimeout(r, 10_000));
+              const s = await spread(c);
+              assert(s.every((k) => k === 2), `the spread changed to ${s.join("/")}`);
+            }
+            assertEquals(await migrations(c), before, "processes moved under steady load");
+            assertEquals(await Promise.all(NODES.map((n) => spinsOn(c, n))), where);
+            const dry = JSON.parse(
+              await c.ok(1, ["ppm", "balance", "--once", "--dry-run", "--json"]),
+            );
+            assertEquals(dry.decisions, [], JSON.stringify(dry.round));
+          }, MOVES),
+      );
 
-      await t.step("the unmanaged process never moved", async () => {
-        const r = await c.exec(1, [
-          "sh",
-          "-c",
-          `[ "$(cat /proc/${unmanaged}/comm)" = heap_counter ]`,
-        ]);
-        assertEquals(r.code, 0, "the unmanaged process no longer runs on node1");
-        for (const n of [2, 3]) {
-          const there = await c.exec(n, ["sh", "-c", `[ -e /proc/${unmanaged} ]`]);
-          assert(there.code !== 0, `the unmanaged process appeared on node${n}`);
-        }
-        const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
-        assert(!ps.some((e: { origin: { pid: number } }) => e.origin.pid === unmanaged));
-        await c.exec(1, ["kill", String(unmanaged)]);
-      });
+      await t.step(
+        "ppm drain empties node2; ppm undrain lets work return",
+        () =>
+          agents.explain(NODES, async () => {
+            const before = await migrations(c);
+            const r = await c.ppm(2, ["drain", "--wait", "--timeout", "120", "--json"], 180_000);
+            assertEquals(r.code, 0, r.stderr);
+            assertEquals(JSON.parse(r.stdout).managedHere, 0);
+            assertEquals((await spinsOn(c, 2)).length, 0);
+            // Its peers know it drains.
+            await waitPeerDrain(c, 1, "node2", true, 30);
+            // Nothing lands on a draining node.
+            for (let i = 0; i < 5; i++) {
+              await new Promise((r) => setTimeout(r, 3000));
+              assertEquals((await spinsOn(c, 2)).length, 0, "a process landed on draining node2");
+            }
+            const drained = await migrations(c) - before;
+            assertEquals(drained, 2, "node2's two processes left, nothing else moved");
+            assertEquals(await c.ppm(2, ["undrain"]).then((x) => x.code), 0);
+            await waitPeerDrain(c, 1, "node2", false, 30);
+            const s = await waitSpread(c, 120, (x) => x[1] >= 1, "no work came back to node2");
+            console.log(`  after undrain: ${s.join("/")}`);
+          }, MOVES),
+      );
 
-      await t.step("every copy ends with the same sums, no gap, and ppm run exits 0", async () => {
-        for (const n of NODES) {
-          await c.exec(n, ["sh", "-c", "pkill -USR1 -x cpu_spin || true"]);
-        }
-        await c.waitFor(1, `[ $(ls /tmp/spin-*.rc 2>/dev/null | wc -l) -eq ${JOBS} ]`, 180);
-        let longest: string[] = [];
-        for (const k of jobs) {
-          const rc = (await c.ok(1, ["cat", `/tmp/spin-${k}.rc`])).trim();
-          const err = await c.ok(1, ["cat", `/tmp/spin-${k}.err`]);
-          assertEquals(rc, "0", `ppm run of spin-${k} exited ${rc}: ${err}`);
-          const out = await c.ok(1, ["cat", `/tmp/spin-${k}.out`]);
-          const sums = ticks(out, `spin-${k}`);
-          assert(sums.length >= 10, `spin-${k}: only ${sums.length} ticks`);
-          const ok = new RegExp(`^ok cpu_spin ticks=${sums.length} sum=${sums.at(-1)}$`, "m");
-          assert(ok.test(out), `spin-${k}: no matching ok line:\n${out.slice(-300)}`);
-          const common = Math.min(sums.length, longest.length);
-          assertEquals(sums.slice(0, common), longest.slice(0, common), `spin-${k}: sums differ`);
-          if (sums.length > longest.length) longest = sums;
-        }
-      });
+      await t.step("the unmanaged process never moved", () =>
+        agents.explain(NODES, async () => {
+          const r = await c.exec(1, [
+            "sh",
+            "-c",
+            `[ "$(cat /proc/${unmanaged}/comm)" = heap_counter ]`,
+          ]);
+          assertEquals(r.code, 0, "the unmanaged process no longer runs on node1");
+          for (const n of [2, 3]) {
+            const there = await c.exec(n, ["sh", "-c", `[ -e /proc/${unmanaged} ]`]);
+            assert(there.code !== 0, `the unmanaged process appeared on node${n}`);
+          }
+          const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
+          assert(!ps.some((e: { origin: { pid: number } }) => e.origin.pid === unmanaged));
+          await c.exec(1, ["kill", String(unmanaged)]);
+        }, MOVES));
+
+      await t.step(
+        "every copy ends with the same sums, no gap, and ppm run exits 0",
+        () =>
+          agents.explain(NODES, async () => {
+            for (const n of NODES) {
+              await c.exec(n, ["sh", "-c", "pkill -USR1 -x cpu_spin || true"]);
+            }
+            await c.waitFor(1, `[ $(ls /tmp/spin-*.rc 2>/dev/null | wc -l) -eq ${JOBS} ]`, 180);
+            let longest: string[] = [];
+            for (const k of jobs) {
+              const rc = (await c.ok(1, ["cat", `/tmp/spin-${k}.rc`])).trim();
+              const err = await c.ok(1, ["cat", `/tmp/spin-${k}.err`]);
+              assertEquals(rc, "0", `ppm run of spin-${k} exited ${rc}: ${err}`);
+              const out = await c.ok(1, ["cat", `/tmp/spin-${k}.out`]);
+              const sums = ticks(out, `spin-${k}`);
+              assert(sums.length >= 10, `spin-${k}: only ${sums.length} ticks`);
+              const ok = new RegExp(`^ok cpu_spin ticks=${sums.length} sum=${sums.at(-1)}$`, "m");
+              assert(ok.test(out), `spin-${k}: no matching ok line:\n${out.slice(-300)}`);
+              const common = Math.min(sums.length, longest.length);
+              assertEquals(
+                sums.slice(0, common),
+                longest.slice(0, common),
+                `spin-${k}: sums differ`,
+              );
+              if (sums.length > longest.length) longest = sums;
+            }
+          }, MOVES),
+      );
     });
   },
 });

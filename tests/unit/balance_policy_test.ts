@@ -1,4 +1,5 @@
 /** The balancing policy's parts: filters, /proc parsers, settings, random numbers, decide(). */
+import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { admit } from "../../core/balance/admission.ts";
@@ -22,7 +23,12 @@ import {
   sampleFromProc,
 } from "../../core/balance/measure.ts";
 import { decide, type DecideInput } from "../../core/balance/policy.ts";
-import { LoadReader, readLoadSample, readTaskTimes } from "../../core/balance/read.ts";
+import {
+  LoadReader,
+  OwnProcesses,
+  readLoadSample,
+  readTaskTimes,
+} from "../../core/balance/read.ts";
 import { parseSchedstat, RunqueueMeter } from "../../core/balance/runqueue.ts";
 import { mulberry32, roundRng, seedFrom, shuffle } from "../../core/balance/rng.ts";
 import {
@@ -655,5 +661,32 @@ Deno.test("LoadReader: the second sample averages the run queue of user tasks", 
   } finally {
     child.kill("SIGKILL");
     await child.status;
+  }
+});
+
+Deno.test("OwnProcesses: ppm's own processes by executable and script, relative or not", async () => {
+  const dir = await Deno.makeTempDir();
+  const script = join(dir, "main.ts");
+  await Deno.writeTextFile(script, "await new Promise((r) => setTimeout(r, 20000));\n");
+  const spawn = (arg: string) =>
+    new Deno.Command(Deno.execPath(), { args: ["run", arg], cwd: dir }).spawn();
+  const kids = [spawn(script), spawn("./main.ts")];
+  const other = new Deno.Command("sleep", { args: ["20"] }).spawn();
+  try {
+    const own = new OwnProcesses(Deno.execPath(), script);
+    for (let i = 0; i < 100 && !kids.every((k) => own.has(String(k.pid))); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert(kids.every((k) => own.has(String(k.pid))), "deno run of the same script is ppm");
+    assert(!own.has(String(other.pid)), "another program is not ppm");
+    assert(!new OwnProcesses(Deno.execPath(), join(dir, "x.ts")).has(String(kids[0].pid)));
+    // A compiled ppm is its own executable: every process of it is ppm.
+    assert(new OwnProcesses("/usr/bin/sleep").has(String(other.pid)));
+  } finally {
+    for (const k of [...kids, other]) {
+      k.kill("SIGKILL");
+      await k.status;
+    }
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -18,7 +18,8 @@ export class Agents {
       `cd /tmp; ${env}ppm daemon --secret-file ${guestPath(this.secret)} --interface eth0 ` +
       `--node-name node${n} --announce-interval 1 >> /tmp/agent.log 2>&1 & echo $! > /tmp/agent.pid`,
     ]);
-    await this.c.waitFor(n, "ppm peers --json > /dev/null 2>&1", 120);
+    // The socket first: each try of the command costs seconds of CPU in a TCG guest.
+    await this.c.waitFor(n, "[ -S /run/ppm/ppm.sock ] && ppm peers --json > /dev/null 2>&1", 120);
   }
 
   /** Starts the agents of `nodes` together (each takes seconds to start in a guest). */

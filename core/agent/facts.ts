@@ -7,7 +7,14 @@
  */
 import type { ProcessView } from "../balance/types.ts";
 import type { ProcessEntry } from "./processes.ts";
+import { LookWindow } from "../balance/runqueue.ts";
 import { CLK_TCK, type ProcFacts } from "./procfs.ts";
+
+/**
+ * Seconds a process's demand is measured over, at least (see RUNQUEUE_WINDOW:
+ * a wait shows in schedstat only once it is over, so short spans swing).
+ */
+export const DEMAND_WINDOW = 10;
 
 /** The CPU time of one process at one look. */
 interface Look {
@@ -33,7 +40,10 @@ interface Look {
  * It is never more than its thread count.
  */
 export class DemandMeter {
-  #last = new Map<number, Look>();
+  #looks = new Map<number, LookWindow<Look>>();
+
+  /** @param window seconds a demand is measured over, at least, once the process was seen that long */
+  constructor(readonly window = DEMAND_WINDOW) {}
 
   /**
    * The demand of `pid` at `now` (seconds) with `ticks` of CPU time and,
@@ -50,8 +60,9 @@ export class DemandMeter {
     load: number,
     runWaitNs?: number,
   ): number {
-    const prev = this.#last.get(pid);
-    this.#last.set(pid, { ticks, runWaitNs, at: now });
+    let looks = this.#looks.get(pid);
+    if (!looks) this.#looks.set(pid, looks = new LookWindow(this.window));
+    const prev = looks.push({ ticks, runWaitNs, at: now });
     const fresh = prev && prev.ticks <= ticks && prev.at < now;
     const from = fresh ? prev : { ticks: 0, runWaitNs: 0, at: Math.min(since, now - 1e-3) };
     const span = Math.max(1e-3, now - from.at);
@@ -67,7 +78,7 @@ export class DemandMeter {
   /** Forgets the processes not in `pids`. */
   keep(pids: Iterable<number>): void {
     const live = new Set(pids);
-    for (const pid of this.#last.keys()) if (!live.has(pid)) this.#last.delete(pid);
+    for (const pid of this.#looks.keys()) if (!live.has(pid)) this.#looks.delete(pid);
   }
 }
 

@@ -22,11 +22,55 @@ export function parseSchedstat(text: string): number | null {
 }
 
 /** The mean run-queue length between successive looks at the tasks' run and wait times. */
+/**
+ * Seconds a mean run-queue length is taken over, at least. The kernel adds a
+ * waiting task's wait to its schedstat only when the task gets a CPU, so
+ * over one second a task that waited most of it can read as idle; under TCG
+ * such waits last seconds, and 1 s means swung by a whole task.
+ */
+export const RUNQUEUE_WINDOW = 5;
+
+interface Look {
+  at: number;
+  times: ReadonlyMap<string, number>;
+}
+
+/** Each look of a series is kept until a newer one is `window` seconds old: the reference. */
+export class LookWindow<T extends { at: number }> {
+  #looks: T[] = [];
+
+  /** @param window seconds the reference look is at least old, when there is one that old */
+  constructor(readonly window: number) {}
+
+  /**
+   * Adds `look` and returns the reference to measure it against: the newest
+   * earlier look at least `window` old, else the oldest one; undefined for
+   * the first look or when the clock did not advance.
+   */
+  push(look: T): T | undefined {
+    const last = this.#looks.at(-1);
+    if (last && !(look.at > last.at)) return undefined;
+    this.#looks.push(look);
+    let ref = 0;
+    for (let i = 0; i < this.#looks.length - 1; i++) {
+      if (look.at - this.#looks[i].at >= this.window) ref = i;
+    }
+    this.#looks = this.#looks.slice(ref);
+    return this.#looks.length > 1 ? this.#looks[0] : undefined;
+  }
+}
+
+/** The mean run-queue length between looks at the tasks' run and wait times. */
 export class RunqueueMeter {
-  #last?: { at: number; times: ReadonlyMap<string, number> };
+  readonly #looks: LookWindow<Look>;
   #shares = new Map<string, number>();
 
-  /** Each task's mean runnable count in the last interval {@link update} measured. */
+  /** @param window seconds each mean is taken over, at least (once the meter has looked that long) */
+  constructor(window = RUNQUEUE_WINDOW) {
+    this.#looks = new LookWindow(window);
+  }
+
+  /** Each task's mean runnable count over the span the last {@link update} measured. */
   get shares(): ReadonlyMap<string, number> {
     return this.#shares;
   }
@@ -34,15 +78,14 @@ export class RunqueueMeter {
   /**
    * Takes a look: `times` maps each task (any stable key) to its run plus
    * wait time in ns, `at` is the time of the look in seconds. Returns the mean
-   * number of runnable tasks since the previous look, or undefined for the
-   * first look (or when the clock did not advance). A task first seen now
-   * counts with what it used since it started, at most the interval; a task
-   * that came and went between two looks is not seen.
+   * number of runnable tasks since the reference look (the newest at least
+   * `window` old, else the oldest), or undefined for the first look (or when
+   * the clock did not advance). A task first seen since counts with what it
+   * used since it started, at most the span; a task that came and went
+   * between two looks is not seen.
    */
   update(times: ReadonlyMap<string, number>, at: number): number | undefined {
-    const prev = this.#last;
-    if (prev && !(at > prev.at)) return undefined;
-    this.#last = { at, times };
+    const prev = this.#looks.push({ at, times });
     if (!prev) return undefined;
     const span = (at - prev.at) * 1e9;
     let sum = 0;

@@ -171,7 +171,7 @@ Deno.test("agent ops: balance passes --dry-run on; drain and undrain", async () 
 });
 
 Deno.test("agent facts: demand is the CPU share scaled by the load, at most the threads", () => {
-  const m = new DemandMeter();
+  const m = new DemandMeter(0);
   // First look: the average since it started here (50 ticks in 1 s = half a CPU at load 2).
   assertEquals(m.demand(1, 50, 1, 101, 100, 2), 1);
   // 1/6 of a CPU per second at load 6: a CPU-bound process.
@@ -188,7 +188,7 @@ Deno.test("agent facts: demand is the CPU share scaled by the load, at most the 
 });
 
 Deno.test("agent facts: with schedstat times, demand is run plus wait time per second", () => {
-  const m = new DemandMeter();
+  const m = new DemandMeter(0);
   // First look: 0.9 s of run+wait in the 1 s since it arrived.
   assertEquals(m.demand(1, 30, 1, 101, 100, 0.5, 0.9e9), 0.9);
   // A CPU-bound process that got a third of a CPU (TCG steal, or sharing) but was never asleep.
@@ -197,6 +197,17 @@ Deno.test("agent facts: with schedstat times, demand is run plus wait time per s
   assertEquals(m.demand(1, 30 + 100 / 3, 1, 104, 100, 0.5, 1.9e9), 0);
   // A thread ended (the sum shrank): this look falls back to the CPU share.
   assertEquals(m.demand(1, 30 + 100 / 3 + 50, 1, 105, 100, 2, 1.0e9), 1);
+});
+
+Deno.test("agent facts: demand is measured over the window, not the last second", () => {
+  const m = new DemandMeter(10);
+  m.demand(1, 0, 1, 100, 90, 1, 10e9);
+  // A second in which its wait had not shown yet reads low alone, but the window holds it.
+  for (let t = 101; t <= 110; t++) m.demand(1, 0, 1, t, 90, 1, (10 + (t - 100)) * 1e9);
+  // (Over the last second alone: 0.2.)
+  assertEquals(m.demand(1, 0, 1, 111, 90, 1, 20.2e9), 0.92);
+  // The wait shows once it is over; measured from 102 on (at most its one thread).
+  assertEquals(m.demand(1, 0, 1, 112, 90, 1, 22.2e9), 1);
 });
 
 Deno.test("agent ops: wait follows a process that came back and ended here", async () => {

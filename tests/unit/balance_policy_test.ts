@@ -621,7 +621,7 @@ Deno.test("parseSchedstat: run plus wait ns, null when malformed", () => {
 });
 
 Deno.test("RunqueueMeter: the mean run-queue length between looks", () => {
-  const m = new RunqueueMeter();
+  const m = new RunqueueMeter(0);
   assertEquals(m.update(new Map([["1/1", 5e9], ["2/2", 1e9]]), 10), undefined);
   // Over 2 s: task 1 always runnable, task 2 half the time, task 3 new with 0.5 s.
   const mean = m.update(new Map([["1/1", 7e9], ["2/2", 2e9], ["3/3", 0.5e9]]), 12);
@@ -632,6 +632,19 @@ Deno.test("RunqueueMeter: the mean run-queue length between looks", () => {
   assertEquals(m.update(new Map([["9/9", 100e9]]), 13), undefined);
   // A reused key whose time went down is a new task.
   assertEquals(m.update(new Map([["9/9", 0.25e9]]), 14), 0.25);
+});
+
+Deno.test("RunqueueMeter: each mean spans the window once the meter has looked that long", () => {
+  const m = new RunqueueMeter(5);
+  const look = (at: number, ns: number) => m.update(new Map([["1/1", ns]]), at);
+  assertEquals(look(0, 0), undefined);
+  // Before 5 s of looks: from the first one.
+  assertEquals(look(1, 0.2e9), 0.2);
+  assertEquals(look(2, 2e9), 1);
+  // From 5 s on: from the newest look at least 5 s old, so a late wait evens out.
+  for (let t = 3; t <= 6; t++) look(t, t * 1e9);
+  assertEquals(look(7, 7e9), (7e9 - 2e9) / 5e9);
+  assertEquals(look(8, 7.5e9), (7.5e9 - 3e9) / 5e9);
 });
 
 Deno.test("cpuDemand: an averaged runnable count is taken as it is, PSI not added", () => {

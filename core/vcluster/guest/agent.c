@@ -51,10 +51,12 @@
  * request (data and port events travel on different virtqueues).
  */
 #define HUP_GRACE_MS 2000
+/* How long a port whose host is away waits before it is polled again. */
+#define HUP_RETRY_MS 50
 
 struct session {
 	int port;		/* virtio port fd, -1 if unused */
-	int hup;		/* host side not connected at last poll */
+	long long retry_ms;	/* host side away: poll the port again from then on */
 	int gone;		/* the client of the running command went away */
 	long long hup_since;	/* when the port began to poll HUP, 0 if it does not */
 	unsigned char nonce[8];
@@ -271,7 +273,7 @@ static void read_port(struct session *s)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		s->hup = 1;
+		s->retry_ms = now_ms() + HUP_RETRY_MS;
 		return;
 	}
 	if (s->req_len + n > MAX_REQ) {
@@ -387,7 +389,8 @@ int main(void)
 		struct pollfd pfd[1 + 3 * MAX_PORTS + MAX_DRAIN];
 		int owner[1 + 3 * MAX_PORTS + MAX_DRAIN];
 		int n = 0;
-		int timeout = 50;
+		int timeout = HUP_RETRY_MS;
+		long long now = now_ms();
 
 		pfd[n].fd = sfd;
 		pfd[n].events = POLLIN;
@@ -395,11 +398,18 @@ int main(void)
 		for (int i = 0; i < nses; i++) {
 			struct session *s = &ses[i];
 
-			/* A port whose host is away polls HUP at once: retry on the tick. */
-			if (!s->hup) {
+			/*
+			 * A port whose host is away polls HUP at once: it is polled
+			 * again HUP_RETRY_MS later, each on its own time. (Skipping
+			 * it for one turn of the loop only, ports out of step kept
+			 * every poll returning at once: the agent spun, a whole CPU.)
+			 */
+			if (now >= s->retry_ms) {
 				pfd[n].fd = s->port;
 				pfd[n].events = POLLIN;
 				owner[n++] = i;
+			} else if (s->retry_ms - now < timeout) {
+				timeout = (int)(s->retry_ms - now);
 			}
 			if (s->out >= 0) {
 				pfd[n].fd = s->out;
@@ -427,8 +437,6 @@ int main(void)
 			    !(pfd[k].revents & POLLHUP))
 				ses[owner[k]].hup_since = 0;
 		}
-		for (int i = 0; i < nses; i++)
-			ses[i].hup = 0;
 		for (int k = 0; k < n; k++) {
 			int o = owner[k];
 			short r = pfd[k].revents;
@@ -445,7 +453,7 @@ int main(void)
 				if (r & POLLHUP) {
 					struct session *s = &ses[o];
 
-					s->hup = 1;
+					s->retry_ms = now_ms() + HUP_RETRY_MS;
 					if (!s->hup_since)
 						s->hup_since = now_ms();
 					if (now_ms() - s->hup_since < HUP_GRACE_MS)

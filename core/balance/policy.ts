@@ -158,13 +158,22 @@ function ineligible(p: ProcessView, mode: BalanceMode, s: BalanceSettings, now: 
   return "";
 }
 
-/** Targets in the order to try: by score, the near-equal best ones shuffled. */
-function orderTargets(targets: PeerAssessment[], s: BalanceSettings, rng: Rng): PeerAssessment[] {
+/**
+ * Targets in the order to try: by score, the near-equal best ones shuffled
+ * (unless `strict`), so that busy nodes that see the same idle peers do not
+ * all pick the same one.
+ */
+function orderTargets(
+  targets: PeerAssessment[],
+  s: BalanceSettings,
+  rng: Rng,
+  strict = false,
+): PeerAssessment[] {
   const score = (a: PeerAssessment) => a.expected + s.margin / a.capacity;
   const sorted = targets.map((a) => ({ a, score: score(a) })).sort((x, y) =>
     x.score - y.score || (x.a.view.id < y.a.view.id ? -1 : 1)
   );
-  if (sorted.length === 0) return [];
+  if (sorted.length === 0 || strict) return sorted.map((x) => x.a);
   const best = sorted[0].score;
   let n = 1;
   while (n < sorted.length && sorted[n].score - best <= s.tieTolerance) n++;
@@ -260,7 +269,9 @@ function pickProcess(
 function choose(round: Round, mode: BalanceMode, candidates: ProcessView[]): Choice | undefined {
   const { settings: s, rng } = round.input;
   const open = round.peers.filter((a) => a.reason === TARGET && !round.isExcluded(mode, a.view.id));
-  const order = orderTargets(open, s, rng);
+  // A draining node sends everything: the least loaded peer first, each time, so its
+  // processes spread instead of piling on one of near-equal peers.
+  const order = orderTargets(open, s, rng, mode === "drain");
   const considered: PeerVerdict[] = [];
   let minDemand = Infinity;
   for (const p of candidates) minDemand = Math.min(minDemand, p.demand);

@@ -57,7 +57,13 @@ async function spread(c: TestCluster): Promise<number[]> {
 async function migrations(c: TestCluster): Promise<number> {
   let total = 0;
   for (const n of NODES) {
-    const r = await c.exec(n, ["sh", "-c", "grep -c ' moved to node' /tmp/agent.log || true"]);
+    // One line per move ("process P moved to NODE (pid ..."); the balancer's own line about it
+    // ("balance (load): process P moved to NODE: margin") is not counted again.
+    const r = await c.exec(n, [
+      "sh",
+      "-c",
+      "grep -cE 'process [0-9]+ moved to node[0-9]+ \\(pid' /tmp/agent.log || true",
+    ]);
     total += Number(r.stdout.trim() || "0");
   }
   return total;

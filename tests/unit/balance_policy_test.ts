@@ -586,6 +586,22 @@ Deno.test("balance policy: a draining node sends every managed process away and 
   assertEquals(admit(local({ memTotal: 10 * GiB, memAvailable: GiB }), MiB, S).accept, false);
 });
 
+Deno.test("balance policy: a drain spreads over near-equal peers, least loaded first each time", () => {
+  // Two 2-CPU peers, near-equal (within the tie tolerance): each process goes to the one
+  // that is least loaded at the time, never both to one of them (they would move on after).
+  for (let round = 0; round < 20; round++) {
+    const r = decide({
+      local: local({ load: 1, cpus: 2, drain: true }),
+      peers: [peer("a", 1.02, { cpus: 2 }), peer("b", 1.1, { cpus: 2 })],
+      processes: procs(2, { demand: 1 }),
+      settings: S,
+      now: NOW,
+      rng: roundRng("drainer", round),
+    });
+    assertEquals(r.decisions.map((d) => d.to), ["a", "b"], `round ${round}`);
+  }
+});
+
 Deno.test("balance policy: every loop is bounded, even with odd input", () => {
   const r = run({
     local: local({ load: 1e6, cpus: 0, speed: 0 }),

@@ -60,17 +60,10 @@ function isKernelThread(stat: string): boolean {
   return (Number(f[6]) & PF_KTHREAD) !== 0;
 }
 
-/** The start time (field 22) of a /proc/PID/stat text. */
-function startTime(stat: string): string {
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
-}
-
 /** Tells ppm's own processes: the same executable, and for `deno run` the same script. */
 export class OwnProcesses {
   readonly #exe: string;
   readonly #script?: string;
-  /** PIDs found to be ppm, with their start times: an exiting one can no longer be read. */
-  #known = new Map<string, string>();
 
   /** @param exe this process's executable; @param script its main module's path under `deno run` */
   constructor(exe = Deno.execPath(), script = scriptOf(Deno.mainModule)) {
@@ -79,24 +72,8 @@ export class OwnProcesses {
     if (basename(exe) === "deno") this.#script = script;
   }
 
-  /**
-   * True when `pid` runs ppm. A process once found to be ppm stays so while
-   * `start` (its start time) is the same: as it exits, its executable can no
-   * longer be read, and all it did in the last interval would count.
-   */
-  has(pid: string, start = ""): boolean {
-    if (this.#known.get(pid) === start) return true;
-    if (!this.#check(pid)) return false;
-    this.#known.set(pid, start);
-    return true;
-  }
-
-  /** Forgets the PIDs not in `live`. */
-  keep(live: ReadonlySet<string>): void {
-    for (const pid of this.#known.keys()) if (!live.has(pid)) this.#known.delete(pid);
-  }
-
-  #check(pid: string): boolean {
+  /** True when `pid` runs ppm (unreadable: no). */
+  has(pid: string): boolean {
     let exe: string;
     try {
       exe = Deno.readLinkSync(`/proc/${pid}/exe`);
@@ -135,12 +112,10 @@ export function readTaskTimes(own = new OwnProcesses()): Map<string, number> | u
   const out = new Map<string, number>();
   const self = String(Deno.pid);
   let seen = false;
-  const live = new Set<string>();
   for (const p of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(p.name) || p.name === self) continue;
-    live.add(p.name);
     const stat = readOptional(`/proc/${p.name}/stat`);
-    if (stat === undefined || isKernelThread(stat) || own.has(p.name, startTime(stat))) continue;
+    if (stat === undefined || isKernelThread(stat) || own.has(p.name)) continue;
     let tasks: string[];
     try {
       tasks = [...Deno.readDirSync(`/proc/${p.name}/task`)].map((t) => t.name);
@@ -155,7 +130,6 @@ export function readTaskTimes(own = new OwnProcesses()): Map<string, number> | u
       if (t !== null) out.set(`${p.name}/${tid}`, t);
     }
   }
-  own.keep(live);
   return seen ? out : undefined;
 }
 

@@ -224,39 +224,8 @@ static bool ppm_new_to_peer(const struct ppm_redirect *r,
 	       ppm_eq16(f->dport, r->peer_port);
 }
 
-/* What an entry does to a packet that comes in or goes out. */
-enum ppm_verdict {
-	PPM_V_NONE,	/* not the entry's packet */
-	PPM_V_DROP,	/* dropped: TCP retransmits it after the freeze */
-	PPM_V_TO_NEW,	/* destination OLD rewritten to NEW */
-	PPM_V_FROM_OLD,	/* source NEW rewritten to OLD */
-};
-
-static enum ppm_verdict ppm_match(const struct ppm_redirect *r,
-				  const struct ppm_flow *f, bool out)
-{
-	switch (r->action) {
-	case PPM_RDR_DROP:
-		return ppm_old_peer(r, f, !out) ? PPM_V_DROP : PPM_V_NONE;
-	case PPM_RDR_FORWARD:
-		/* A peer elsewhere dials OLD on this node. */
-		return !out && ppm_old_peer(r, f, true) ? PPM_V_TO_NEW : PPM_V_NONE;
-	case PPM_RDR_PEER:
-		/* Out: this node (the peer) dials OLD; in: NEW answers it. */
-		if (out)
-			return ppm_old_peer(r, f, true) ? PPM_V_TO_NEW : PPM_V_NONE;
-		return ppm_new_to_peer(r, f) ? PPM_V_FROM_OLD : PPM_V_NONE;
-	case PPM_RDR_ANSWER:
-		/* NEW, here, answers a peer that dialled OLD. */
-		return out && ppm_new_to_peer(r, f) ? PPM_V_FROM_OLD : PPM_V_NONE;
-	default:
-		return PPM_V_NONE;
-	}
-}
-
-/* One walk of the table for a packet coming in (@out false) or going out. */
-static unsigned int ppm_hook(struct sk_buff *skb,
-			     const struct nf_hook_state *state, bool out)
+static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
+				const struct nf_hook_state *state)
 {
 	struct ppm_flow f;
 	struct ppm_rdr *e;
@@ -265,40 +234,80 @@ static unsigned int ppm_hook(struct sk_buff *skb,
 		return NF_ACCEPT;
 	list_for_each_entry_rcu(e, &ppm_rdr_list, list) {
 		const struct ppm_redirect *r = &e->r;
-		enum ppm_verdict v;
 
 		if (r->proto != f.proto)
 			continue;
-		v = ppm_match(r, &f, out);
-		if (v == PPM_V_NONE)
+		switch (r->action) {
+		case PPM_RDR_DROP:
+			if (!ppm_old_peer(r, &f, true))
+				continue;
+			ppm_account(e, skb, &f, false);
+			return NF_DROP;
+		case PPM_RDR_FORWARD:
+			if (!ppm_old_peer(r, &f, true))
+				continue;
+			ppm_account(e, skb, &f, false);
+			if (!ppm_rewrite(skb, false, r->new_addr, r->new_port))
+				return NF_DROP;
+			return NF_ACCEPT;
+		case PPM_RDR_PEER:
+			if (!ppm_new_to_peer(r, &f))
+				continue;
+			ppm_account(e, skb, &f, false);
+			if (!ppm_rewrite(skb, true, r->old_addr, r->old_port))
+				return NF_DROP;
+			return NF_ACCEPT;
+		default:
 			continue;
-		ppm_account(e, skb, &f, out);
-		if (v == PPM_V_DROP)
-			return NF_DROP;
-		if (v == PPM_V_FROM_OLD)
-			return ppm_rewrite(skb, true, r->old_addr, r->old_port) ?
-			       NF_ACCEPT : NF_DROP;
-		if (!ppm_rewrite(skb, false, r->new_addr, r->new_port))
-			return NF_DROP;
-		/* Locally generated: the new destination needs its own route. */
-		if (out && ip_route_me_harder(state->net, state->sk, skb,
-					      RTN_UNSPEC))
-			return NF_DROP;
-		return NF_ACCEPT;
+		}
 	}
 	return NF_ACCEPT;
-}
-
-static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
-				const struct nf_hook_state *state)
-{
-	return ppm_hook(skb, state, false);
 }
 
 static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 				 const struct nf_hook_state *state)
 {
-	return ppm_hook(skb, state, true);
+	struct ppm_flow f;
+	struct ppm_rdr *e;
+
+	if (list_empty(&ppm_rdr_list) || !ppm_parse(skb, &f))
+		return NF_ACCEPT;
+	list_for_each_entry_rcu(e, &ppm_rdr_list, list) {
+		const struct ppm_redirect *r = &e->r;
+
+		if (r->proto != f.proto)
+			continue;
+		switch (r->action) {
+		case PPM_RDR_DROP:
+			if (!ppm_old_peer(r, &f, false))
+				continue;
+			ppm_account(e, skb, &f, true);
+			return NF_DROP;
+		case PPM_RDR_PEER:
+			/* From this node (the peer) to the old endpoint. */
+			if (f.daddr != r->old_addr || f.dport != r->old_port ||
+			    !ppm_eq32(f.saddr, r->peer_addr) ||
+			    !ppm_eq16(f.sport, r->peer_port))
+				continue;
+			ppm_account(e, skb, &f, true);
+			if (!ppm_rewrite(skb, false, r->new_addr, r->new_port))
+				return NF_DROP;
+			if (ip_route_me_harder(state->net, state->sk, skb,
+					       RTN_UNSPEC))
+				return NF_DROP;
+			return NF_ACCEPT;
+		case PPM_RDR_ANSWER:
+			if (!ppm_new_to_peer(r, &f))
+				continue;
+			ppm_account(e, skb, &f, true);
+			if (!ppm_rewrite(skb, true, r->old_addr, r->old_port))
+				return NF_DROP;
+			return NF_ACCEPT;
+		default:
+			continue;
+		}
+	}
+	return NF_ACCEPT;
 }
 
 static const struct nf_hook_ops ppm_nf_ops[] = {

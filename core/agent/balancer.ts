@@ -28,6 +28,13 @@ import {
 import { EXIT, PpmError } from "../errors.ts";
 import type { MoveReason } from "./processes.ts";
 
+/**
+ * Seconds a process whose move failed is not chosen again. A process that
+ * cannot move (a socket that cannot follow it, say) would otherwise be chosen,
+ * and refused, every round, and hold back the processes that can.
+ */
+export const HOLD_BACK_SECONDS = 60;
+
 /** What the balancer needs from the agent. */
 export interface BalancerDeps {
   /** This node's name (its id in the announcements). */
@@ -91,6 +98,8 @@ export class Balancer {
   #state: BalanceState = initialBalanceState();
   #round = 0;
   #executing = false;
+  /** Processes whose move failed: not chosen until then, and why. */
+  #heldBack = new Map<number, { until: number; why: string }>();
 
   /** @param d what the loop needs from the agent */
   constructor(private d: BalancerDeps) {
@@ -118,10 +127,15 @@ export class Balancer {
   async #input(): Promise<DecideInput> {
     const sample = this.tracker.sample ?? await this.measure();
     const now = this.d.now();
+    const processes = await this.d.processes(instantLoad(sample));
+    for (const [pid, h] of this.#heldBack) if (h.until <= now) this.#heldBack.delete(pid);
     return {
       local: this.tracker.localView(this.d.draining()),
       peers: this.d.peers(),
-      processes: await this.d.processes(instantLoad(sample)),
+      processes: processes.map((p) => {
+        const h = this.#heldBack.get(p.pid);
+        return h ? { ...p, heldBack: h.why } : p;
+      }),
       settings: this.d.settings,
       now,
       rng: roundRng(this.d.node, this.#round),
@@ -189,6 +203,10 @@ export class Balancer {
       } catch (e) {
         if (sent) this.#state.sent.splice(this.#state.sent.indexOf(sent), 1);
         const msg = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+        this.#heldBack.set(dec.pid, {
+          until: this.d.now() + HOLD_BACK_SECONDS,
+          why: `its move to ${dec.to} failed ${new Date().toISOString().slice(11, 19)} UTC: ${msg}`,
+        });
         out.push({ pid: dec.pid, to: dec.to, ok: false, error: msg });
         this.d.log("warn", `balance (${dec.mode}): process ${dec.pid} to ${dec.to} failed: ${msg}`);
       }

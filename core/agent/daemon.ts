@@ -101,6 +101,7 @@ export async function runDaemon(
         facts: readProcFacts,
         startedHere: (f) => startedAtSeconds(boot, f.startTicks),
         meter,
+        schedstats: loadReader.demands,
         busy,
         now: Date.now() / 1000,
         load,

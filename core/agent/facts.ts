@@ -1,20 +1,27 @@
 /**
  * The facts of the processes on this node as the policy takes them
- * ({@link ProcessView}): memory from /proc, CPU demand from the CPU time
- * they got between two looks, age and residency from the process table.
+ * ({@link ProcessView}): memory from /proc, CPU demand from the load
+ * reader's looks at the tasks' run and wait times (else from the CPU time
+ * they got between two looks), age and residency from the process table.
  *
  * @module
  */
 import type { ProcessView } from "../balance/types.ts";
 import type { ProcessEntry } from "./processes.ts";
-import { LookWindow } from "../balance/runqueue.ts";
+import { DEMAND_WINDOW, type DemandRate, LookWindow } from "../balance/runqueue.ts";
 import { CLK_TCK, type ProcFacts } from "./procfs.ts";
 
-/**
- * Seconds a process's demand is measured over, at least (see RUNQUEUE_WINDOW:
- * a wait shows in schedstat only once it is over, so short spans swing).
- */
-export const DEMAND_WINDOW = 10;
+/** What the load reader knows of a process's run and wait times (core/balance/runqueue.ts DemandRates). */
+export interface Schedstats {
+  /** Its demand over the reader's window; undefined until seen twice. */
+  demand(pid: number): DemandRate | undefined;
+  /** Its run plus wait time at the last look, ns; undefined when unseen. */
+  runWait(pid: number): number | undefined;
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
 
 /** The CPU time of one process at one look. */
 interface Look {
@@ -24,13 +31,13 @@ interface Look {
 }
 
 /**
- * Estimates CPU demand: the CPUs a process would use alone.
+ * Estimates CPU demand, the CPUs a process would use alone, where the load
+ * reader has no window of looks at it (a process first seen now, or a kernel
+ * without schedstat).
  *
- * Where the kernel keeps schedstat times, the demand is the time the process
- * was running or waiting for a CPU per second: a CPU-bound process is always
- * one or the other, demand 1, however many share its CPU, and whatever the
- * hypervisor takes from the node's CPUs (under TCG a guest's CPU-bound
- * process gets a third of a CPU in CPU time).
+ * Given schedstat times, the demand is the time the process was running or
+ * waiting for a CPU per second (see DemandRates), here since the reference
+ * look or, at the first look, since it started here.
  *
  * Otherwise it is the CPU time it got per second, its share: while the node
  * is loaded (load > 1) that share is cut by the load, so it is scaled back
@@ -72,7 +79,7 @@ export class DemandMeter {
     } else {
       demand = (ticks - from.ticks) / CLK_TCK / span * Math.max(1, load);
     }
-    return Math.round(Math.min(Math.max(1, threads), Math.max(0, demand)) * 1000) / 1000;
+    return round3(Math.min(Math.max(1, threads), Math.max(0, demand)));
   }
 
   /** Forgets the processes not in `pids`. */
@@ -85,7 +92,9 @@ export class DemandMeter {
 /**
  * The views of the table's processes running here. `facts` reads a process
  * (null when gone); `startedHere` gives when it started or arrived here, in
- * seconds; `load` is the node's instantaneous normalised load.
+ * seconds; `load` is the node's instantaneous normalised load; `schedstats`
+ * the load reader's run and wait times, which give the demand wherever they
+ * cover a process (`meter` estimates it elsewhere).
  */
 export async function processViews(
   entries: readonly ProcessEntry[],
@@ -93,6 +102,7 @@ export async function processViews(
     facts: (pid: number) => Promise<ProcFacts | null>;
     startedHere: (f: ProcFacts) => number;
     meter: DemandMeter;
+    schedstats?: Schedstats;
     busy: ReadonlySet<number>;
     now: number;
     load: number;
@@ -104,24 +114,28 @@ export async function processViews(
     const f = await opts.facts(e.current.pid);
     if (!f || f.state === "Z" || f.state === "X") continue;
     if (e.startTicks !== undefined && f.startTicks !== e.startTicks) continue;
+    // The meter looks at every process each round, so that it has a window where the reader has none.
+    const estimate = opts.meter.demand(
+      f.pid,
+      f.cpuTicks,
+      f.threads,
+      opts.now,
+      opts.startedHere(f),
+      opts.load,
+      opts.schedstats?.runWait(f.pid),
+    );
+    const rate = opts.schedstats?.demand(f.pid);
     const view: ProcessView = {
       pid: e.current.pid,
       managed: e.managed,
-      demand: opts.meter.demand(
-        f.pid,
-        f.cpuTicks,
-        f.threads,
-        opts.now,
-        opts.startedHere(f),
-        opts.load,
-        f.runWaitNs,
-      ),
+      demand: rate ? round3(Math.min(Math.max(1, f.threads), rate.demand)) : estimate,
       memory: f.memory,
       startedAt: e.startedAt,
       arrivedAt: e.arrivedAt,
       moves: e.moves,
       busy: opts.busy.has(e.current.pid),
     };
+    if (rate) view.demandSpan = Math.round(rate.span * 10) / 10;
     if (e.cameFrom) view.cameFrom = e.cameFrom;
     out.push(view);
   }

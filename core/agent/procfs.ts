@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { parseSchedstat } from "../balance/runqueue.ts";
 
 /** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux ABI ppm runs on). */
 export const CLK_TCK = 100;
@@ -93,8 +92,6 @@ export interface ProcFacts extends ProcStatFields, ProcIds {
   procOwner: number;
   /** Anonymous memory in bytes (what a migration sends); 0 when unreadable. */
   memory: number;
-  /** Time its threads ran or waited for a CPU, ns (/proc/PID/task/TID/schedstat); absent without. */
-  runWaitNs?: number;
 }
 
 /** Reads the facts of `pid`; null when there is no such process (or it is gone meanwhile). */
@@ -116,28 +113,10 @@ export async function readProcFacts(pid: number): Promise<ProcFacts | null> {
       procOwner: st.uid ?? 0,
       memory: parseAnonymous(rollup) ?? 0,
     };
-    const runWait = await readRunWait(pid);
-    if (runWait !== undefined) out.runWaitNs = runWait;
     return out;
   } catch {
     return null;
   }
-}
-
-/** The run plus wait time of all of `pid`'s threads, ns; undefined without schedstat. */
-async function readRunWait(pid: number): Promise<number | undefined> {
-  let sum = 0;
-  try {
-    for await (const t of Deno.readDir(`/proc/${pid}/task`)) {
-      const text = await Deno.readTextFile(`/proc/${pid}/task/${t.name}/schedstat`);
-      const v = parseSchedstat(text);
-      if (v === null) return undefined;
-      sum += v;
-    }
-  } catch {
-    return undefined;
-  }
-  return sum;
 }
 
 /** Reads only /proc/PID/stat (cheap, for the periodic checks); null when the process is gone. */

@@ -152,6 +152,7 @@ class Round {
 function ineligible(p: ProcessView, mode: BalanceMode, s: BalanceSettings, now: number): string {
   if (!p.managed) return "unmanaged";
   if (p.busy) return "busy";
+  if (p.heldBack) return "held back";
   if (mode === "drain") return "";
   if (p.moves > 0 && now - p.arrivedAt < s.minResidency) return "residency";
   if (mode === "load" && now - p.startedAt < s.minAge) return "young";
@@ -372,6 +373,7 @@ function record(round: Round, mode: BalanceMode, c: Choice): DecisionRecord {
     process: {
       pid: p.pid,
       demand: p.demand,
+      ...(p.demandSpan !== undefined ? { demandSpan: p.demandSpan } : {}),
       loadHere: r4(e.loadHere),
       loadThere: r4(e.loadThere),
       memory: p.memory,
@@ -440,7 +442,7 @@ export function decide(input: DecideInput): RoundResult {
   const recent = sent.filter((m) => m.at > now - s.interval).length;
   const budget = Math.max(0, s.maxMigrationsPerInterval - recent);
   const remaining = new Map<number, ProcessView>();
-  for (const p of input.processes) if (p.managed && !p.busy) remaining.set(p.pid, p);
+  for (const p of input.processes) if (p.managed && !p.busy && !p.heldBack) remaining.set(p.pid, p);
   const decisions: Decision[] = [];
   let stop = startMode ? "" : why;
   for (let i = 0; i <= budget && !stop; i++) {

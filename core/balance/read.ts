@@ -24,7 +24,7 @@
 import { basename, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runnableThreads, sampleFromProc } from "./measure.ts";
-import { parseSchedstat, RunqueueMeter } from "./runqueue.ts";
+import { DemandRates, parseSchedstat, pidOf, RunqueueMeter } from "./runqueue.ts";
 import type { LoadSample, RunqueueShare } from "./types.ts";
 
 /** PF_KTHREAD in the flags of /proc/PID/stat. */
@@ -140,7 +140,7 @@ const RUNQUEUE_TOP = 4;
 function topProcesses(shares: ReadonlyMap<string, number>, n: number): RunqueueShare[] {
   const byPid = new Map<number, number>();
   for (const [task, share] of shares) {
-    const pid = Number(task.slice(0, task.indexOf("/")));
+    const pid = pidOf(task);
     byPid.set(pid, (byPid.get(pid) ?? 0) + share);
   }
   return [...byPid].filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).slice(0, n)
@@ -158,12 +158,16 @@ function topProcesses(shares: ReadonlyMap<string, number>, n: number): RunqueueS
 export class LoadReader {
   readonly #meter = new RunqueueMeter();
   readonly #own = new OwnProcesses();
+  /** The processes' CPU demands, from the same looks (see {@link DemandRates}). */
+  readonly demands = new DemandRates();
 
   /** One sample now (see {@link readLoadSample}), averaged when it can be. */
   sample(speed = 1): LoadSample {
     const s = readLoadSample(speed);
     const times = readTaskTimes(this.#own);
-    const mean = times ? this.#meter.update(times, performance.now() / 1000) : undefined;
+    const at = performance.now() / 1000;
+    const mean = times ? this.#meter.update(times, at) : undefined;
+    if (times) this.demands.update(times, at);
     if (mean !== undefined) {
       s.runnable = mean;
       s.averaged = true;

@@ -21,7 +21,6 @@ export function parseSchedstat(text: string): number | null {
   return Number.isFinite(run) && Number.isFinite(wait) && run >= 0 && wait >= 0 ? run + wait : null;
 }
 
-/** The mean run-queue length between successive looks at the tasks' run and wait times. */
 /**
  * Seconds a mean run-queue length is taken over, at least. The kernel adds a
  * waiting task's wait to its schedstat only when the task gets a CPU, so
@@ -30,9 +29,21 @@ export function parseSchedstat(text: string): number | null {
  */
 export const RUNQUEUE_WINDOW = 5;
 
+/**
+ * Seconds a process's CPU demand is measured over, at least: twice the
+ * run-queue window, as one process's waits swing its own figure more than a
+ * node's sum.
+ */
+export const DEMAND_WINDOW = 10;
+
 interface Look {
   at: number;
   times: ReadonlyMap<string, number>;
+}
+
+/** The pid of a "pid/tid" task key. */
+export function pidOf(task: string): number {
+  return Number(task.slice(0, task.indexOf("/")));
 }
 
 /** Each look of a series is kept until a newer one is `window` seconds old: the reference. */
@@ -57,6 +68,11 @@ export class LookWindow<T extends { at: number }> {
     }
     this.#looks = this.#looks.slice(ref);
     return this.#looks.length > 1 ? this.#looks[0] : undefined;
+  }
+
+  /** The looks kept, oldest first: the reference, the ones after it, the newest. */
+  get looks(): readonly T[] {
+    return this.#looks;
   }
 }
 
@@ -99,5 +115,67 @@ export class RunqueueMeter {
       if (part > 0) this.#shares.set(task, part / span);
     }
     return sum / span;
+  }
+}
+
+/** A process's CPU demand and the seconds it was measured over. */
+export interface DemandRate {
+  /** Run plus wait time of its threads per second: 1 for a CPU-bound thread. */
+  demand: number;
+  /** Seconds it was measured over (the longest of its threads'). */
+  span: number;
+}
+
+/**
+ * Each process's CPU demand from the same looks as the run queue: the time
+ * its threads ran on a CPU or waited for one, per second, over at least
+ * `window` seconds. A CPU-bound thread is always one or the other: demand 1,
+ * however many tasks share its CPU and whatever the hypervisor takes from the
+ * node (under TCG such a thread gets a third of a CPU in CPU time).
+ *
+ * Each thread is measured from the oldest look of the window that saw it, so
+ * a process that arrived or started within the window counts from its first
+ * look; one first seen in the newest look has no demand yet.
+ */
+export class DemandRates {
+  readonly #looks: LookWindow<Look>;
+  #rates = new Map<number, DemandRate>();
+  #times: ReadonlyMap<string, number> = new Map();
+
+  /** @param window seconds each demand is taken over, at least (once the looks span that long) */
+  constructor(window = DEMAND_WINDOW) {
+    this.#looks = new LookWindow(window);
+  }
+
+  /** Takes a look: `times` maps "pid/tid" to run plus wait ns, `at` is in seconds. */
+  update(times: ReadonlyMap<string, number>, at: number): void {
+    if (!this.#looks.push({ at, times }) && this.#looks.looks.length > 1) return;
+    this.#times = times;
+    const looks = this.#looks.looks;
+    const rates = new Map<number, DemandRate>();
+    for (const [task, t] of times) {
+      // The oldest earlier look that saw this thread, and not a reused key's larger time.
+      const from = looks.find((l) => l.at < at && (l.times.get(task) ?? Infinity) <= t);
+      if (!from) continue;
+      const span = at - from.at;
+      const rate = Math.min(1, (t - from.times.get(task)!) / 1e9 / span);
+      const pid = pidOf(task);
+      const r = rates.get(pid);
+      rates.set(pid, { demand: (r?.demand ?? 0) + rate, span: Math.max(r?.span ?? 0, span) });
+    }
+    this.#rates = rates;
+  }
+
+  /** The demand of `pid` as of the last look; undefined while it has been seen only once (or never). */
+  demand(pid: number): DemandRate | undefined {
+    return this.#rates.get(pid);
+  }
+
+  /** The run plus wait time of all of `pid`'s threads at the last look, ns; undefined when unseen. */
+  runWait(pid: number): number | undefined {
+    let sum: number | undefined;
+    const prefix = `${pid}/`;
+    for (const [task, t] of this.#times) if (task.startsWith(prefix)) sum = (sum ?? 0) + t;
+    return sum;
   }
 }

@@ -113,6 +113,8 @@ export interface ProcessView {
   managed: boolean;
   /** CPU demand in CPUs of reference speed when it runs alone (1 for a CPU-bound thread). */
   demand: number;
+  /** Seconds its demand was measured over from run and wait times; absent when estimated otherwise. */
+  demandSpan?: number;
   /** Memory that a migration sends, in bytes. */
   memory: number;
   /** When it started, on any node, in seconds. */
@@ -125,6 +127,8 @@ export interface ProcessView {
   cameFrom?: string;
   /** True while it is being frozen or migrated already. */
   busy?: boolean;
+  /** Why it is not chosen for now: its last move failed (see HOLD_BACK_SECONDS). */
+  heldBack?: string;
 }
 
 /** Why a node sends work away in a round. */
@@ -224,6 +228,8 @@ export interface DecisionRecord {
   process: {
     pid: number;
     demand: number;
+    /** Seconds the demand was measured over (see ProcessView.demandSpan). */
+    demandSpan?: number;
     loadHere: number;
     loadThere: number;
     memory: number;

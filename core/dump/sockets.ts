@@ -84,6 +84,17 @@ export function copyFds(pid: number, fds: number[]): Map<number, number> {
   return out;
 }
 
+/** This node's IPv4 addresses (a connection to one of them has its other end here). */
+function ownAddresses(): Set<string> {
+  try {
+    return new Set(
+      Deno.networkInterfaces().filter((i) => i.family === "IPv4").map((i) => i.address),
+    );
+  } catch {
+    return new Set();
+  }
+}
+
 /**
  * What socket descriptor `fd` (ppm's copy: `copy`) is, or why it cannot
  * move: a reason a user can act on.
@@ -129,6 +140,12 @@ export function describeSocket(fd: number, copy: number): SocketInfo | { reason:
         reason:
           `fd ${fd}: a TCP connection over loopback (${where} to ${remote.addr}:${remote.port}); ` +
           "its peer on this node does not move",
+      };
+    }
+    if (ownAddresses().has(remote.addr)) {
+      return {
+        reason: `fd ${fd}: a TCP connection to a process on this node, through its own address ` +
+          `${remote.addr} (${where} to ${remote.addr}:${remote.port}); its peer does not move`,
       };
     }
     return { fd, kind: "tcp", local, remote };

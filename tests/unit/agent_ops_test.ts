@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import type { BalanceReport } from "../../core/agent/balancer.ts";
 import { type ControlRequest, controlRequest, serveControl } from "../../core/agent/control.ts";
-import { DemandMeter } from "../../core/agent/facts.ts";
+import { DemandMeter, processViews } from "../../core/agent/facts.ts";
 import { makeHandler, type OpsDeps, type WaitAnswer } from "../../core/agent/ops.ts";
 import type { MoveRequest } from "../../core/agent/outbound.ts";
 import { type ProcessEntry, ProcessTable } from "../../core/agent/processes.ts";
@@ -208,6 +208,37 @@ Deno.test("agent facts: demand is measured over the window, not the last second"
   assertEquals(m.demand(1, 0, 1, 111, 90, 1, 20.2e9), 0.92);
   // The wait shows once it is over; measured from 102 on (at most its one thread).
   assertEquals(m.demand(1, 0, 1, 112, 90, 1, 22.2e9), 1);
+});
+
+Deno.test("agent facts: the load reader's run and wait times give the demand where they cover a process", async () => {
+  const entry = (pid: number): ProcessEntry => ({
+    origin: { node: "n1", pid },
+    current: { node: "n1", pid },
+    moves: 0,
+    direction: "local",
+    managed: true,
+    name: `job${pid}`,
+    startedAt: 100,
+    arrivedAt: 100,
+  });
+  const views = await processViews([entry(1), entry(2)], {
+    // Both got a tenth of a CPU for 10 s (its CPU share, what the meter sees) at load 1.5.
+    facts: (pid) => Promise.resolve(facts(pid, { state: "R", cpuTicks: 100 })),
+    startedHere: () => 100,
+    meter: new DemandMeter(),
+    schedstats: {
+      demand: (pid) => pid === 1 ? { demand: 0.98, span: 10.04 } : undefined,
+      runWait: (pid) => pid === 1 ? 10e9 : undefined,
+    },
+    busy: new Set(),
+    now: 110,
+    load: 1.5,
+  });
+  // 1: the reader's window; 2 (not covered): the meter's estimate since it started.
+  assertEquals(views.map((v) => [v.pid, v.demand, v.demandSpan]), [
+    [1, 0.98, 10],
+    [2, 0.15, undefined],
+  ]);
 });
 
 Deno.test("agent ops: wait follows a process that came back and ended here", async () => {

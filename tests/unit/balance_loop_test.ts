@@ -4,7 +4,7 @@
  * processes and two idle peers ends at 2/2/2 and stays there; failed moves,
  * dry runs, drain and a disabled balancer.
  */
-import { Balancer, type BalancerDeps } from "../../core/agent/balancer.ts";
+import { Balancer, type BalancerDeps, HOLD_BACK_SECONDS } from "../../core/agent/balancer.ts";
 import type { MoveReason } from "../../core/agent/processes.ts";
 import { resolveBalanceSettings } from "../../core/balance/settings.ts";
 import type { LoadSample, PeerView, ProcessView } from "../../core/balance/types.ts";
@@ -19,6 +19,7 @@ class World {
   here: number[] = [];
   on: Record<string, number> = { n2: 0, n3: 0 };
   moves: { pid: number; to: string; why: MoveReason }[] = [];
+  tried: number[] = [];
   failTo = new Set<string>();
   draining = false;
 
@@ -36,6 +37,7 @@ class World {
       peers: () => this.peers(),
       processes: () => Promise.resolve(this.processes()),
       move: (pid, to, why) => {
+        this.tried.push(pid);
         if (this.failTo.has(to)) {
           return Promise.reject(new PpmError("the migration did not happen", "refused"));
         }
@@ -118,7 +120,7 @@ Deno.test("balance loop: six CPU-bound processes on one of three nodes end 2/2/2
   }
 });
 
-Deno.test("balance loop: a failed move does not count as sent; the next round tries again", async () => {
+Deno.test("balance loop: a failed move does not count as sent; that process is held back a while", async () => {
   const w = new World(3);
   w.failTo.add("n2");
   w.on.n3 = 5; // only n2 is a target
@@ -127,8 +129,16 @@ Deno.test("balance loop: a failed move does not count as sent; the next round tr
     await b.tick();
     w.now += 1;
   }
+  // Each process was tried once (a failed one is not chosen again every round), none moved.
   assertEquals(w.moves.length, 0);
+  assertEquals([...w.tried].sort(), [100, 101, 102]);
   w.failTo.clear();
+  await b.tick();
+  assertEquals(w.moves.length, 0);
+  const report = await b.round({ dryRun: true });
+  assert(report.processes.every((p) => /move to n2 failed .*refused/.test(p.heldBack ?? "")));
+  // Once the hold-back is over it is tried again, and moves.
+  w.now += HOLD_BACK_SECONDS;
   await b.tick();
   assertEquals(w.moves.map((m) => m.to), ["n2"]);
 });

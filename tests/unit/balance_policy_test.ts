@@ -29,7 +29,7 @@ import {
   readLoadSample,
   readTaskTimes,
 } from "../../core/balance/read.ts";
-import { parseSchedstat, RunqueueMeter } from "../../core/balance/runqueue.ts";
+import { DemandRates, parseSchedstat, RunqueueMeter } from "../../core/balance/runqueue.ts";
 import { mulberry32, roundRng, seedFrom, shuffle } from "../../core/balance/rng.ts";
 import {
   type BalanceSettings,
@@ -661,6 +661,35 @@ Deno.test("RunqueueMeter: each mean spans the window once the meter has looked t
   for (let t = 3; t <= 6; t++) look(t, t * 1e9);
   assertEquals(look(7, 7e9), (7e9 - 2e9) / 5e9);
   assertEquals(look(8, 7.5e9), (7.5e9 - 3e9) / 5e9);
+});
+
+Deno.test("DemandRates: run plus wait time per second of each process over the window", () => {
+  const d = new DemandRates(10);
+  const look = (at: number, times: [string, number][]) => d.update(new Map(times), at);
+  look(0, [["5/5", 0], ["7/7", 0], ["7/8", 0]]);
+  // Seen once: no demand yet.
+  assertEquals(d.demand(5), undefined);
+  assertEquals(d.runWait(7), 0);
+  // A CPU-bound thread that got a third of a CPU but never slept; two threads half asleep.
+  look(1, [["5/5", 1e9], ["7/7", 0.5e9], ["7/8", 0.5e9], ["9/9", 3e9]]);
+  assertEquals(d.demand(5), { demand: 1, span: 1 });
+  assertEquals(d.demand(7), { demand: 1, span: 1 });
+  assertEquals(d.runWait(7), 1e9);
+  // A process first seen in this look (it may have run for long elsewhere): none yet.
+  assertEquals(d.demand(9), undefined);
+  // Over the window: a second whose wait has not shown yet does not pull it down.
+  for (let t = 2; t <= 10; t++) look(t, [["5/5", t * 1e9], ["9/9", 3e9 + (t - 1) * 1e9]]);
+  look(11, [["5/5", 10.2e9], ["9/9", 12.5e9]]);
+  assertEquals(d.demand(5)?.span, 10);
+  assertEquals(Math.round(d.demand(5)!.demand * 100) / 100, 0.92);
+  // A process seen since the look at 1 s counts from there, over its own span.
+  assertEquals(d.demand(9)?.span, 10);
+  // Gone: no demand; a reused thread key (time went back) counts from where it is seen anew.
+  look(12, [["9/9", 0.5e9]]);
+  assertEquals(d.demand(5), undefined);
+  assertEquals(d.demand(9), undefined);
+  look(13, [["9/9", 1.5e9]]);
+  assertEquals(d.demand(9), { demand: 1, span: 1 });
 });
 
 Deno.test("cpuDemand: an averaged runnable count is taken as it is, PSI not added", () => {

@@ -14,27 +14,42 @@ l.bind(("0.0.0.0", 0)); l.listen(7)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
 a, b = socket.socketpair()
 c = socket.create_connection(("127.0.0.1", l.getsockname()[1]))
+own = sys.argv[1]
+h = socket.create_connection((own, l.getsockname()[1])) if own else socket.socket()
 s6 = socket.socket(socket.AF_INET6)
 t = socket.socket()
-print(l.fileno(), u.fileno(), a.fileno(), c.fileno(), s6.fileno(), t.fileno(), flush=True)
+print(l.fileno(), u.fileno(), a.fileno(), c.fileno(), s6.fileno(), t.fileno(), h.fileno(),
+      flush=True)
 time.sleep(30)
 `;
 
 Deno.test({
-  name: "sockets: listeners and UDP can move; unix, IPv6, loopback and unconnected ones cannot",
+  name:
+    "sockets: listeners and UDP can move; unix, IPv6, loopback, same-node and unconnected ones " +
+    "cannot",
   ignore: Deno.uid() !== 0,
   fn: async () => {
+    // A connection to this machine's own address (not 127.x) stays on it, as loopback does.
+    const own = Deno.networkInterfaces().find((i) =>
+      i.family === "IPv4" && !i.address.startsWith("127.")
+    )?.address ?? "";
     const child = new Deno.Command("python3", {
-      args: ["-c", SCRIPT],
+      args: ["-c", SCRIPT, own],
       stdout: "piped",
       stderr: "null",
       stdin: "null",
     }).spawn();
     try {
+      // The descriptor numbers, one line (it may come in more than one read).
       const reader = child.stdout.getReader();
-      const { value } = await reader.read();
+      let line = "";
+      for (let i = 0; i < 100 && !line.includes("\n"); i++) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        line += new TextDecoder().decode(value);
+      }
       reader.releaseLock();
-      const [l, u, a, c, s6, t] = new TextDecoder().decode(value).trim().split(" ").map(Number);
+      const [l, u, a, c, s6, t, h] = line.trim().split(/\s+/).map(Number);
       const files = await readFds(child.pid);
       const fds = files.sockets.map((s) => s.fd);
       for (const fd of [l, u, a, c, s6, t]) assert(fds.includes(fd), `fd ${fd} not a socket`);
@@ -48,6 +63,9 @@ Deno.test({
       assertMatch(text, new RegExp(`fd ${a}: a unix socket`));
       assertMatch(text, new RegExp(`fd ${c}: a TCP connection over loopback`));
       assertMatch(text, new RegExp(`fd ${s6}: an IPv6 socket`));
+      if (own) {
+        assertMatch(text, new RegExp(`fd ${h}: a TCP connection to a process on this node`));
+      }
       assertMatch(
         text,
         new RegExp(`fd ${t}: a TCP socket that is neither connected nor listening`),

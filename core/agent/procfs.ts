@@ -8,49 +8,8 @@
 /** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux ABI ppm runs on). */
 export const CLK_TCK = 100;
 
-/** PF_KTHREAD in the flags of /proc/PID/stat. */
-const PF_KTHREAD = 0x00200000;
-
-/** The fields of /proc/PID/stat the agent uses. */
-export interface ProcStatFields {
-  /** The command name (up to 15 characters). */
-  comm: string;
-  /** R, S, D, Z, T, t, X, I ... */
-  state: string;
-  /** Parent PID. */
-  ppid: number;
-  /** True for a kernel thread. */
-  kernelThread: boolean;
-  /** User plus system CPU time, in clock ticks. */
-  cpuTicks: number;
-  /** Threads. */
-  threads: number;
-  /** Start time after boot, in clock ticks (tells a reused PID apart). */
-  startTicks: number;
-}
-
-/** Parses /proc/PID/stat; null when it is not one. */
-export function parseProcStatLine(text: string): ProcStatFields | null {
-  const open = text.indexOf("(");
-  const close = text.lastIndexOf(")");
-  if (open < 0 || close < open) return null;
-  const f = text.slice(close + 2).trim().split(/\s+/);
-  if (f.length < 20) return null;
-  const n = (i: number) => Number(f[i]);
-  const flags = n(6);
-  const out: ProcStatFields = {
-    comm: text.slice(open + 1, close),
-    state: f[0],
-    ppid: n(1),
-    kernelThread: (flags & PF_KTHREAD) !== 0,
-    cpuTicks: n(11) + n(12),
-    threads: n(17),
-    startTicks: n(19),
-  };
-  return [out.ppid, flags, out.cpuTicks, out.threads, out.startTicks].every(Number.isFinite)
-    ? out
-    : null;
-}
+export { parseProcStatLine, type ProcStatFields } from "../host/proc_stat.ts";
+import { parseProcStatLine, type ProcStatFields } from "../host/proc_stat.ts";
 
 /** Real, effective and saved user and group ids from /proc/PID/status. */
 export interface ProcIds {

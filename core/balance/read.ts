@@ -23,12 +23,10 @@
  */
 import { basename, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseProcStatLine } from "../host/proc_stat.ts";
 import { runnableThreads, sampleFromProc } from "./measure.ts";
 import { DemandRates, parseSchedstat, pidOf, RunqueueMeter } from "./runqueue.ts";
 import type { LoadSample, RunqueueShare } from "./types.ts";
-
-/** PF_KTHREAD in the flags of /proc/PID/stat. */
-const PF_KTHREAD = 0x00200000;
 
 function readOptional(path: string): string | undefined {
   try {
@@ -56,8 +54,7 @@ function ownTaskStats(): string[] {
 
 /** Is the /proc/PID/stat text a kernel thread's? (Unreadable: no.) */
 function isKernelThread(stat: string): boolean {
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[6]) & PF_KTHREAD) !== 0;
+  return parseProcStatLine(stat)?.kernelThread ?? false;
 }
 
 /** Tells ppm's own processes: the same executable, and for `deno run` the same script. */
@@ -163,11 +160,12 @@ export class LoadReader {
 
   /** One sample now (see {@link readLoadSample}), averaged when it can be. */
   sample(speed = 1): LoadSample {
-    const s = readLoadSample(speed);
     const times = readTaskTimes(this.#own);
     const at = performance.now() / 1000;
     const mean = times ? this.#meter.update(times, at) : undefined;
     if (times) this.demands.update(times, at);
+    // The instant count (and the reader's own threads it leaves out) only without a mean.
+    const s = readLoadSample(speed, mean === undefined);
     if (mean !== undefined) {
       s.runnable = mean;
       s.averaged = true;
@@ -179,12 +177,12 @@ export class LoadReader {
 
 /**
  * One sample of this node now: runnable tasks at this instant less this
- * process's runnable threads (at least the reader), CPUs, `speed`, memory
- * and PSI.
+ * process's runnable threads (at least the reader; only the reader when
+ * `countSelf` is false), CPUs, `speed`, memory and PSI.
  */
-export function readLoadSample(speed = 1): LoadSample {
+export function readLoadSample(speed = 1, countSelf = true): LoadSample {
   const stat = Deno.readTextFileSync("/proc/stat");
-  const self = Math.max(1, runnableThreads(ownTaskStats()));
+  const self = countSelf ? Math.max(1, runnableThreads(ownTaskStats())) : 1;
   return sampleFromProc(
     {
       loadavg: Deno.readTextFileSync("/proc/loadavg"),

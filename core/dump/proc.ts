@@ -5,6 +5,8 @@
  * @module
  */
 
+import { parseProcStatLine } from "../host/proc_stat.ts";
+
 /** One line of /proc/PID/maps. */
 export interface MapsEntry {
   /** First address. */
@@ -144,9 +146,7 @@ export const RLIMIT_NAMES = [
 
 /** The nice value (field 19) of a /proc/PID/stat text; 0 when it cannot be read. */
 export function parseNice(stat: string): number {
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const n = Number(f[16]);
-  return Number.isInteger(n) && n >= -20 && n <= 19 ? n : 0;
+  return parseProcStatLine(stat)?.nice ?? 0;
 }
 
 /** A limit; -1 is unlimited. */

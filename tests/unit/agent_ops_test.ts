@@ -24,6 +24,7 @@ function facts(pid: number, o: Partial<ProcFacts> = {}): ProcFacts {
     ppid: 1,
     kernelThread: false,
     cpuTicks: 0,
+    nice: 0,
     threads: 1,
     startTicks: 500,
     uids: [1000, 1000, 1000, 1000],

@@ -22,6 +22,7 @@ Deno.test("agent procfs: stat with a ) in the name, CPU ticks, threads, start ti
     ppid: 7746,
     kernelThread: false,
     cpuTicks: 300,
+    nice: 0,
     threads: 3,
     startTicks: 1197220,
   });
@@ -60,6 +61,7 @@ function facts(o: Partial<ProcFacts> = {}): ProcFacts {
     ppid: 400,
     kernelThread: false,
     cpuTicks: 0,
+    nice: 0,
     threads: 1,
     startTicks: 1,
     uids: [1000, 1000, 1000, 1000],

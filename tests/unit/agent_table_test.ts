@@ -110,6 +110,7 @@ function stat(o: Partial<ProcStatFields> = {}): ProcStatFields {
     ppid: 1,
     kernelThread: false,
     cpuTicks: 0,
+    nice: 0,
     threads: 1,
     startTicks: 9,
     ...o,

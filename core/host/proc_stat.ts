@@ -1,0 +1,57 @@
+/**
+ * The one parser of /proc/PID/stat (and /proc/PID/task/TID/stat) that the
+ * agent, the load reader and the dump share. Pure.
+ *
+ * @module
+ */
+
+/** PF_KTHREAD in the flags of /proc/PID/stat. */
+const PF_KTHREAD = 0x00200000;
+
+/** The fields of /proc/PID/stat that ppm uses. */
+export interface ProcStatFields {
+  /** The command name (up to 15 characters). */
+  comm: string;
+  /** R, S, D, Z, T, t, X, I ... */
+  state: string;
+  /** Parent PID. */
+  ppid: number;
+  /** True for a kernel thread. */
+  kernelThread: boolean;
+  /** User plus system CPU time, in clock ticks. */
+  cpuTicks: number;
+  /** Nice value, -20 to 19. */
+  nice: number;
+  /** Threads. */
+  threads: number;
+  /** Start time after boot, in clock ticks (tells a reused PID apart). */
+  startTicks: number;
+}
+
+/**
+ * Parses a /proc/PID/stat text; null when it is not one. The command name
+ * may hold spaces and parentheses: the fields after it start at the last ")".
+ */
+export function parseProcStatLine(text: string): ProcStatFields | null {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 0 || close < open) return null;
+  const f = text.slice(close + 2).trim().split(/\s+/);
+  if (f.length < 20) return null;
+  const n = (i: number) => Number(f[i]);
+  const flags = n(6);
+  const out: ProcStatFields = {
+    comm: text.slice(open + 1, close),
+    state: f[0],
+    ppid: n(1),
+    kernelThread: (flags & PF_KTHREAD) !== 0,
+    cpuTicks: n(11) + n(12),
+    nice: n(16),
+    threads: n(17),
+    startTicks: n(19),
+  };
+  const valid =
+    [out.ppid, flags, out.cpuTicks, out.threads, out.startTicks].every(Number.isFinite) &&
+    Number.isInteger(out.nice) && out.nice >= -20 && out.nice <= 19;
+  return valid ? out : null;
+}

@@ -27,7 +27,13 @@ import { type BenchResults, type Failure, type Sample, SCHEMA, type Tool } from 
 import { type Workload, workloadInfo, workloadsFor } from "./lib/workloads.ts";
 
 const CLUSTER = "bench";
-const GUEST_MEMORY = 1536;
+/**
+ * MiB per guest. A 256 MiB workload needs room for its image too: ppm's
+ * restore loads the whole image before it maps it, and a ppm process that
+ * handled one holds hundreds of MiB until its garbage is collected. At 1536
+ * MiB node1's agent was killed by the kernel's OOM killer.
+ */
+const GUEST_MEMORY = 3072;
 /** A series that failed this many rounds in a row is not tried again in this run. */
 const GIVE_UP_AFTER = 2;
 

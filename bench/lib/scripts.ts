@@ -189,18 +189,22 @@ const KNOWN_RS = new Set([
  */
 export function ppmPhases(j: {
   timesUs: Times;
-  checkpoint?: { timesUs?: Times };
+  checkpoint?: { timesUs?: Times; streamed?: boolean };
   restore?: unknown;
 }): Record<string, number> {
   const ck = j.checkpoint?.timesUs ?? {};
+  // A streamed image goes out while the memory is dumped: the two are one phase.
+  const streamed = j.checkpoint?.streamed === true;
   const rs = (j.restore as { timesUs?: Times } | undefined)?.timesUs ?? {};
   const out: Record<string, number | undefined> = {
     "freeze": ms(ck.freeze),
     "dump: CPU state (and socket freeze)": ms(ck.dumpCpu),
     "dump: sockets": ms(ck.dumpSockets),
-    "dump: memory": ms(ck.dumpMemory),
+    [streamed ? "dump: memory, sent as it is read (with the transfer)" : "dump: memory"]: ms(
+      ck.dumpMemory,
+    ),
     "dump: file identities": ms(ck.identity),
-    "transfer": ms(ck.write),
+    [streamed ? "transfer: the image's tail" : "transfer"]: ms(ck.write),
     "restore: load, checks, plan, stub":
       ["load", "check", "plan", "stub"].some((k) => rs[k] !== undefined)
         ? ms(["load", "check", "plan", "stub"].reduce((a, k) => a + (rs[k] ?? 0), 0))
@@ -231,7 +235,12 @@ export function ppmMigrationSample(
   json: string,
   at: { workload: string; tool: Tool; round: number; writtenBytes?: number },
 ): Sample {
-  let j: { bytes?: number; timesUs?: Times; checkpoint?: { timesUs?: Times }; restore?: unknown };
+  let j: {
+    bytes?: number;
+    timesUs?: Times;
+    checkpoint?: { timesUs?: Times; streamed?: boolean };
+    restore?: unknown;
+  };
   try {
     j = JSON.parse(json);
   } catch {
@@ -240,7 +249,11 @@ export function ppmMigrationSample(
   if (!j.timesUs || typeof j.timesUs.frozen !== "number" || typeof j.bytes !== "number") {
     throw new Error(`ppm migrate --json lacks timesUs.frozen or bytes:\n${json.slice(0, 2000)}`);
   }
-  const write = j.checkpoint?.timesUs?.write;
+  // The time the image took to go out: streamed, from the start of the memory dump on.
+  const ck = j.checkpoint?.timesUs;
+  const write = j.checkpoint?.streamed && ck?.write !== undefined
+    ? ck.write + (ck.dumpMemory ?? 0) + (ck.identity ?? 0)
+    : ck?.write;
   return {
     kind: "migrate",
     workload: at.workload,

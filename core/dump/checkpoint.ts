@@ -58,6 +58,13 @@ export interface CheckpointStats {
   pages: PageStats;
   /** Anonymous memory written by the process that the image carries, bytes. */
   memoryBytes: number;
+  /**
+   * True when the image went to the sink as it was written (with `hold`):
+   * then `dumpMemory` includes sending the pages, and `write` is only the
+   * tail. Otherwise the image was kept in memory and sent after the process
+   * ran again (`write`).
+   */
+  streamed: boolean;
   /** With `hold`: the still-frozen process. */
   held?: Tracee;
   /** With `hold` and `network`: its frozen sockets. */
@@ -104,11 +111,18 @@ export async function checkpoint(
   opts: CheckpointOptions = {},
 ): Promise<CheckpointStats> {
   const t0 = performance.now();
+  // A held process stays frozen until its destination runs it: keeping its image here first would
+  // only add the transfer to the freeze, and a copy of its memory to ours. So the image goes out
+  // as it is written, and the dump and the transfer overlap. A process that runs again after the
+  // dump (a checkpoint to a file) has its image kept in memory until it runs, for a shorter freeze.
+  const streamed = opts.hold === true;
   const chunks: Uint8Array[] = [];
-  const writer = new ImageWriter((c) => {
-    chunks.push(c.slice());
-    return Promise.resolve();
-  });
+  const writer = new ImageWriter(
+    streamed ? sink : (c) => {
+      chunks.push(c.slice());
+      return Promise.resolve();
+    },
+  );
   const tracee = Tracee.freeze(pid);
   const tFrozen = performance.now();
   let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
@@ -283,6 +297,7 @@ export async function checkpoint(
     }
     summary = await writer.end({ pageStats: stats });
     for (const c of chunks) await sink(c);
+    chunks.length = 0;
   } catch (e) {
     // A held process must not stay frozen because the image could not go out.
     if (opts.hold) {
@@ -294,6 +309,7 @@ export async function checkpoint(
   const tEnd = performance.now();
   return {
     pid,
+    streamed,
     held: opts.hold ? tracee : undefined,
     network: opts.hold ? net : undefined,
     leftRunning: !opts.kill,

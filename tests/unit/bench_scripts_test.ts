@@ -151,6 +151,18 @@ Deno.test("bench scripts: ppm's phases from migrate --json, nothing invented", (
   const q = ppmPhases(more);
   assertEquals(q["dump: sockets"], 4);
   assertEquals(q["dump: fds"], 0.7);
+  // A streamed image: the memory dump carries the transfer, the transfer phase is the tail.
+  const streamed = { ...MIGRATE, checkpoint: { ...MIGRATE.checkpoint, streamed: true } };
+  const r = ppmPhases(streamed);
+  assertEquals(r["dump: memory, sent as it is read (with the transfer)"], 30);
+  assertEquals(r["transfer: the image's tail"], 20);
+  assertEquals(r["dump: memory"], undefined);
+  const st = ppmMigrationSample(JSON.stringify(streamed), {
+    workload: "anon-1",
+    tool: "ppm",
+    round: 0,
+  });
+  assertEquals(st.transferMs, 50.5);
 });
 
 Deno.test("bench scripts: a migration sample, and errors that show what ppm printed", () => {

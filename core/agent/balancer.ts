@@ -29,11 +29,21 @@ import { EXIT, PpmError } from "../errors.ts";
 import type { MoveReason } from "./processes.ts";
 
 /**
- * Seconds a process whose move failed is not chosen again. A process that
- * cannot move (a socket that cannot follow it, say) would otherwise be chosen,
- * and refused, every round, and hold back the processes that can.
+ * Seconds a process whose move failed is not chosen again, after its first
+ * failure; each further failure in a row doubles it, up to
+ * {@link HOLD_BACK_MAX_SECONDS}. A process that cannot move (a socket that
+ * cannot follow it, say) would otherwise be chosen, and refused, every round,
+ * and the processes that can move would wait behind it; a failure that
+ * passes (a peer's late announcement) costs only a short pause.
  */
-export const HOLD_BACK_SECONDS = 60;
+export const HOLD_BACK_SECONDS = 10;
+/** The longest pause of a process whose moves keep failing. */
+export const HOLD_BACK_MAX_SECONDS = 320;
+
+/** The pause after the `failures`-th failure in a row, seconds. */
+export function holdBack(failures: number): number {
+  return Math.min(HOLD_BACK_MAX_SECONDS, HOLD_BACK_SECONDS * 2 ** Math.max(0, failures - 1));
+}
 
 /** What the balancer needs from the agent. */
 export interface BalancerDeps {
@@ -98,8 +108,8 @@ export class Balancer {
   #state: BalanceState = initialBalanceState();
   #round = 0;
   #executing = false;
-  /** Processes whose move failed: not chosen until then, and why. */
-  #heldBack = new Map<number, { until: number; why: string }>();
+  /** Processes whose moves failed: not chosen until `until`, why, and the failures in a row. */
+  #heldBack = new Map<number, { until: number; why: string; failures: number }>();
 
   /** @param d what the loop needs from the agent */
   constructor(private d: BalancerDeps) {
@@ -128,13 +138,16 @@ export class Balancer {
     const sample = this.tracker.sample ?? await this.measure();
     const now = this.d.now();
     const processes = await this.d.processes(instantLoad(sample));
-    for (const [pid, h] of this.#heldBack) if (h.until <= now) this.#heldBack.delete(pid);
+    // A failure in a row counts while the process may still be chosen; long after, it is forgotten.
+    for (const [pid, h] of this.#heldBack) {
+      if (h.until + HOLD_BACK_MAX_SECONDS <= now) this.#heldBack.delete(pid);
+    }
     return {
       local: this.tracker.localView(this.d.draining()),
       peers: this.d.peers(),
       processes: processes.map((p) => {
         const h = this.#heldBack.get(p.pid);
-        return h ? { ...p, heldBack: h.why } : p;
+        return h && h.until > now ? { ...p, heldBack: h.why } : p;
       }),
       settings: this.d.settings,
       now,
@@ -192,6 +205,7 @@ export class Balancer {
       try {
         const r = await this.d.move(dec.pid, dec.to, why);
         if (sent) sent.at = Math.max(sent.at, this.d.now());
+        this.#heldBack.delete(dec.pid);
         out.push({ pid: dec.pid, to: dec.to, ok: true, newPid: r.pid });
         const rq = dec.record.local.runqueue?.map((x) => `${x.comm}[${x.pid}] ${x.runnable}`);
         this.d.log(
@@ -203,9 +217,14 @@ export class Balancer {
       } catch (e) {
         if (sent) this.#state.sent.splice(this.#state.sent.indexOf(sent), 1);
         const msg = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+        const failures = (this.#heldBack.get(dec.pid)?.failures ?? 0) + 1;
+        const pause = holdBack(failures);
         this.#heldBack.set(dec.pid, {
-          until: this.d.now() + HOLD_BACK_SECONDS,
-          why: `its move to ${dec.to} failed ${new Date().toISOString().slice(11, 19)} UTC: ${msg}`,
+          until: this.d.now() + pause,
+          why: `its move to ${dec.to} failed ${
+            new Date().toISOString().slice(11, 19)
+          } UTC (${failures} in a row, held back ${pause} s): ${msg}`,
+          failures,
         });
         out.push({ pid: dec.pid, to: dec.to, ok: false, error: msg });
         this.d.log("warn", `balance (${dec.mode}): process ${dec.pid} to ${dec.to} failed: ${msg}`);

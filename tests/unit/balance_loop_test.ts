@@ -4,7 +4,13 @@
  * processes and two idle peers ends at 2/2/2 and stays there; failed moves,
  * dry runs, drain and a disabled balancer.
  */
-import { Balancer, type BalancerDeps, HOLD_BACK_SECONDS } from "../../core/agent/balancer.ts";
+import {
+  Balancer,
+  type BalancerDeps,
+  HOLD_BACK_MAX_SECONDS,
+  HOLD_BACK_SECONDS,
+  holdBack,
+} from "../../core/agent/balancer.ts";
 import type { MoveReason } from "../../core/agent/processes.ts";
 import { resolveBalanceSettings } from "../../core/balance/settings.ts";
 import type { LoadSample, PeerView, ProcessView } from "../../core/balance/types.ts";
@@ -141,6 +147,23 @@ Deno.test("balance loop: a failed move does not count as sent; that process is h
   w.now += HOLD_BACK_SECONDS;
   await b.tick();
   assertEquals(w.moves.map((m) => m.to), ["n2"]);
+});
+
+Deno.test("balance loop: a process whose moves keep failing waits twice as long each time", async () => {
+  assertEquals([1, 2, 3, 10].map(holdBack), [10, 20, 40, HOLD_BACK_MAX_SECONDS]);
+  const w = new World(2);
+  w.failTo.add("n2");
+  w.on.n3 = 5;
+  const b = new Balancer(w.deps(true));
+  const triedAt: number[] = [];
+  for (let i = 0; i < 80; i++) {
+    const before = w.tried.filter((p) => p === 100).length;
+    await b.tick();
+    if (w.tried.filter((p) => p === 100).length > before) triedAt.push(w.now - 1000);
+    w.now += 1;
+  }
+  // Process 100: tried, then again after 10, 20 and 40 s of pause.
+  assertEquals(triedAt.slice(1).map((t, i) => t - triedAt[i]), [10, 20, 40]);
 });
 
 Deno.test("balance loop: a dry run moves nothing and changes nothing", async () => {

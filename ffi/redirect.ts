@@ -5,7 +5,7 @@
  * @module
  */
 import { decode, encode } from "./struct.ts";
-import { PPM_RDR, PPM_RDR_ST_CLOSING, ppmRedirect } from "./uapi.ts";
+import { PPM_RDR, PPM_RDR_F_SYN, PPM_RDR_ST_CLOSING, ppmRedirect } from "./uapi.ts";
 
 /** An IPv4 endpoint; address "0.0.0.0" or port 0 means any (peers only). */
 export interface Endpoint {
@@ -15,8 +15,11 @@ export interface Endpoint {
   port: number;
 }
 
-/** What a node does with a flow's packets (see PPM_RDR in kmod/uapi/ppm.h). */
-export type RedirectAction = "drop" | "peer" | "forward" | "answer";
+/**
+ * What a node does with a flow's packets (see PPM_RDR in kmod/uapi/ppm.h);
+ * "drop-syn" is a TCP drop of new connections only (PPM_RDR_F_SYN).
+ */
+export type RedirectAction = "drop" | "drop-syn" | "peer" | "forward" | "answer";
 
 /** A redirect to add. */
 export interface Redirect {
@@ -51,7 +54,7 @@ export interface RedirectEntry extends Redirect {
 }
 
 const PROTO = { tcp: 6, udp: 17 } as const;
-const ACTIONS: Record<RedirectAction, number> = {
+const ACTIONS: Record<Exclude<RedirectAction, "drop-syn">, number> = {
   drop: PPM_RDR.DROP,
   peer: PPM_RDR.PEER,
   forward: PPM_RDR.FORWARD,
@@ -81,9 +84,11 @@ const portOf = (b: Uint8Array) => (b[0] << 8) | b[1];
 
 /** `struct ppm_redirect` bytes for `r`. */
 export function encodeRedirect(r: Redirect): Uint8Array<ArrayBuffer> {
+  const syn = r.action === "drop-syn";
   return encode(ppmRedirect, {
     proto: PROTO[r.proto],
-    action: ACTIONS[r.action],
+    action: syn ? PPM_RDR.DROP : ACTIONS[r.action as Exclude<RedirectAction, "drop-syn">],
+    flags: syn ? PPM_RDR_F_SYN : 0,
     old_addr: addrBytes(r.old.addr),
     old_port: portBytes(r.old.port),
     new_addr: addrBytes(r.new?.addr ?? "0.0.0.0"),
@@ -97,8 +102,13 @@ export function encodeRedirect(r: Redirect): Uint8Array<ArrayBuffer> {
 /** The entry in `struct ppm_redirect` bytes. */
 export function decodeRedirect(buf: Uint8Array): RedirectEntry {
   const v = decode(ppmRedirect, buf);
-  const action = (Object.keys(ACTIONS) as RedirectAction[]).find((a) => ACTIONS[a] === v.action) ??
-    "drop";
+  const known =
+    (Object.keys(ACTIONS) as Exclude<RedirectAction, "drop-syn">[]).find((a) =>
+      ACTIONS[a] === v.action
+    ) ?? "drop";
+  const action: RedirectAction = known === "drop" && (Number(v.flags) & PPM_RDR_F_SYN)
+    ? "drop-syn"
+    : known;
   const proto = v.proto === PROTO.udp ? "udp" : "tcp";
   const e: RedirectEntry = {
     id: Number(v.id),
@@ -113,7 +123,7 @@ export function decodeRedirect(buf: Uint8Array): RedirectEntry {
     ageMs: Number(v.age_ms),
     idleMs: Number(v.idle_ms),
   };
-  if (action !== "drop") {
+  if (action !== "drop" && action !== "drop-syn") {
     e.new = { addr: addrOf(v.new_addr as Uint8Array), port: portOf(v.new_port as Uint8Array) };
   }
   return e;

@@ -8,7 +8,7 @@
 import { defineStruct } from "./struct.ts";
 
 /** PPM_ABI_VERSION this tool speaks. */
-export const PPM_ABI_VERSION = 2;
+export const PPM_ABI_VERSION = 3;
 
 /** Name of the misc device and of the module. */
 export const PPM_DEVICE_NAME = "ppm";
@@ -201,6 +201,8 @@ export const PPM_RDR = {
   ANSWER: 4,
 } as const;
 
+/** PPM_RDR_F_SYN: a TCP drop that holds back only SYNs without ACK (new connections) to OLD. */
+export const PPM_RDR_F_SYN = 1;
 /** PPM_RDR_ST_OPEN: packets flow. */
 export const PPM_RDR_ST_OPEN = 0;
 /** PPM_RDR_ST_CLOSING: TCP FINs both ways or a RST seen; the entry expires soon. */

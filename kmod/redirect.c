@@ -54,6 +54,7 @@
 
 #define PPM_TCP_FIN		0x1
 #define PPM_TCP_RST		0x2
+#define PPM_TCP_SYN		0x4	/* SYN without ACK: opens a connection */
 
 #define PPM_RDR_FIN_IN		0x1
 #define PPM_RDR_FIN_OUT		0x2
@@ -130,6 +131,8 @@ static bool ppm_parse(const struct sk_buff *skb, struct ppm_flow *f)
 			f->tcp_flags |= PPM_TCP_FIN;
 		if (th->rst)
 			f->tcp_flags |= PPM_TCP_RST;
+		if (th->syn && !th->ack)
+			f->tcp_flags |= PPM_TCP_SYN;
 		return true;
 	}
 	if (skb_copy_bits(skb, skb_network_offset(skb) + thoff, ports,
@@ -241,6 +244,9 @@ static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 		case PPM_RDR_DROP:
 			if (!ppm_old_peer(r, &f, true))
 				continue;
+			if ((r->flags & PPM_RDR_F_SYN) &&
+			    !(f.tcp_flags & PPM_TCP_SYN))
+				continue;
 			ppm_account(e, skb, &f, false);
 			return NF_DROP;
 		case PPM_RDR_FORWARD:
@@ -279,7 +285,9 @@ static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 			continue;
 		switch (r->action) {
 		case PPM_RDR_DROP:
-			if (!ppm_old_peer(r, &f, false))
+			/* A SYN drop holds back what comes in only. */
+			if ((r->flags & PPM_RDR_F_SYN) ||
+			    !ppm_old_peer(r, &f, false))
 				continue;
 			ppm_account(e, skb, &f, true);
 			return NF_DROP;
@@ -363,7 +371,7 @@ static bool ppm_rdr_same(const struct ppm_redirect *a,
 			 const struct ppm_redirect *b)
 {
 	return a->proto == b->proto && a->action == b->action &&
-	       a->old_addr == b->old_addr && a->old_port == b->old_port &&
+	       a->flags == b->flags && a->old_addr == b->old_addr && a->old_port == b->old_port &&
 	       a->new_addr == b->new_addr && a->new_port == b->new_port &&
 	       a->peer_addr == b->peer_addr && a->peer_port == b->peer_port;
 }
@@ -374,7 +382,11 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
 		return -EPROTONOSUPPORT;
 	if (r->action < PPM_RDR_DROP || r->action > PPM_RDR_ANSWER)
 		return -EINVAL;
-	if (r->flags || r->reserved0 || r->reserved[0] || r->reserved[1])
+	if ((r->flags & ~PPM_RDR_F_SYN) || r->reserved0 || r->reserved[0] ||
+	    r->reserved[1])
+		return -EINVAL;
+	if ((r->flags & PPM_RDR_F_SYN) &&
+	    (r->action != PPM_RDR_DROP || r->proto != IPPROTO_TCP))
 		return -EINVAL;
 	if (!r->old_addr || !r->old_port)
 		return -EINVAL;

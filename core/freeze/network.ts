@@ -61,10 +61,20 @@ export class NetworkFreeze {
     const drops = new RedirectSet();
     const net = new NetworkFreeze(held, drops, []);
     try {
-      // Half-done handshakes complete into the accept queue before the drops start.
-      settleHandshakes(
-        new Set(held.filter((h) => h.kind === "tcp-listen").map((h) => h.local.port)),
-      );
+      // New connections to its listeners are held back first: their SYNs are dropped, and the
+      // clients send them again, to reach the process where it runs by then. The handshakes
+      // already half done complete into the accept queue meanwhile, before the drops start, and
+      // move with it.
+      const listeners = held.filter((h) => h.kind === "tcp-listen");
+      if (listeners.length) {
+        drops.add(
+          planRedirects(listeners, nodeAddr, nodeAddr, []).drops.map((r) => ({
+            ...r,
+            action: "drop-syn" as const,
+          })),
+        );
+      }
+      settleHandshakes(new Set(listeners.map((h) => h.local.port)));
       drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
       // Connections waiting in a listener's accept queue move too: ppm takes
       // them out now (the drops hold their packets) and the new node queues

@@ -342,11 +342,11 @@ async function migrate(
         restored.addr ?? "",
         opts.network.clusterAddrs,
       );
-      if (plan.forwards.length) {
+      if (plan.forwards.some((r) => r.action === "forward")) {
         const changed = await enableForwarding();
         if (changed.length) opts.log?.(`forwarding for migrated flows: ${changed.join(", ")}`);
-        forwards.add(plan.forwards);
       }
+      if (plan.forwards.length) forwards.add(plan.forwards);
       for (const [addr, list] of plan.peers) undo.push(await opts.network.addAt(addr, list));
     }
     await channel.send({ op: "commit" });

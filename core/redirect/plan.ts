@@ -9,6 +9,11 @@
  *   (PEER entry). A still drops what arrives late for the flow.
  * - A connection whose peer is outside the cluster: A forwards the flow to
  *   B (FORWARD entry), and B answers with A's address (ANSWER entry).
+ * - A connection whose peer is on B itself (it dialed A's address): B sends
+ *   the peer's packets for A's end to the process, locally (a PEER entry next
+ *   to its ANSWER). Routed out to A and forwarded back, they would arrive
+ *   with one of B's own addresses as their source, and be dropped as
+ *   martians. (A peer on A is refused before the freeze: core/dump/sockets.ts.)
  * - A listener or a UDP socket (any peer): FORWARD on A, ANSWER on B, and a
  *   PEER entry on every other node of the cluster, so that clients still
  *   dialing A reach B wherever they are (the thesis's SYN-CHANGE).
@@ -91,6 +96,11 @@ export function planRedirects(
     const idle = connected && p === "tcp" ? 0 : ANY_PEER_IDLE_S;
     plan.drops.push({ proto: p, action: "drop", old, peer, idleTimeout: DROP_IDLE_S });
     plan.answers.push({ proto: p, action: "answer", old, new: now, peer, idleTimeout: idle });
+    if (connected && peer.addr === newAddr) {
+      // The peer is on B: B sends the peer's packets to the process there, not out to A.
+      plan.answers.push({ proto: p, action: "peer", old, new: now, peer, idleTimeout: idle });
+      continue;
+    }
     if (connected && cluster.has(peer.addr)) {
       toPeer(peer.addr, { proto: p, action: "peer", old, new: now, peer, idleTimeout: idle });
       continue;

@@ -71,7 +71,7 @@ export function formatRedirect(e: RedirectEntry): string {
   const ep = (x: { addr: string; port: number }) =>
     `${x.addr === "0.0.0.0" ? "*" : x.addr}:${x.port || "*"}`;
   const to = e.new ? ` -> ${ep(e.new)}` : "";
-  return `${String(e.id).padStart(4)} ${e.proto} ${e.action.padEnd(7)} peer ${ep(e.peer)}  ${
+  return `${String(e.id).padStart(4)} ${e.proto} ${e.action.padEnd(8)} peer ${ep(e.peer)}  ${
     ep(e.old)
   }${to}  ${e.state}  ${e.packets} pkts ${e.bytes} B  age ${(e.ageMs / 1000).toFixed(0)} s`;
 }

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 
 /* Bumped on every incompatible change of this header. */
-#define PPM_ABI_VERSION		2
+#define PPM_ABI_VERSION		3
 
 #define PPM_DEVICE_NAME		"ppm"
 #define PPM_VERSION_LEN		32
@@ -286,6 +286,8 @@ struct ppm_restore {
 #define PPM_RDR_FORWARD		3	/* old node: in dst OLD->NEW (then routed on) */
 #define PPM_RDR_ANSWER		4	/* new node: out src NEW->OLD */
 
+#define PPM_RDR_F_SYN		_BITUL(0)	/* drop: only TCP SYNs (no ACK) to OLD */
+
 #define PPM_RDR_ST_OPEN		0	/* packets flow */
 #define PPM_RDR_ST_CLOSING	1	/* TCP FIN both ways or RST seen: expires soon */
 
@@ -297,7 +299,8 @@ struct ppm_restore {
  * @id: out (add, list): the entry's id
  * @proto: IPPROTO_TCP or IPPROTO_UDP
  * @action: PPM_RDR_*
- * @flags: zero
+ * @flags: PPM_RDR_F_* (PPM_RDR_F_SYN: a TCP drop that holds back only new
+ *	connections to OLD: a listener's half-done handshakes still complete)
  * @old_addr: the address peers know (network order)
  * @new_addr: the address the process has now (network order)
  * @peer_addr: the remote end, 0 for any (network order)

@@ -1,7 +1,7 @@
 /**
  * The module on Debian's 6.1 kernel, in a two-node virtual cluster: load,
  * status, idempotent load, unload (refused while /dev/ppm is open), and the
- * private bridge between the nodes. Also `ppm vcluster` itself: exec's exit
+ * private bridge between the nodes, and a SYN-only redirect drop. Also `ppm vcluster` itself: exec's exit
  * codes and streams, concurrent execs, background processes, status.
  */
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
@@ -138,6 +138,22 @@ Deno.test({
         assertEquals(r.code, 0, r.stderr);
         assertMatch(r.stdout, /already loaded/);
       });
+
+      await t.step(
+        "a SYN-only drop holds back new connections to a listener, not established ones",
+        async () => {
+          // What a listener's freeze installs before it waits for half-done handshakes.
+          const r = await c.deno(
+            1,
+            "tests/guest/support/syn_drop.ts",
+            ["10.77.0.1", "7601"],
+            120_000,
+          );
+          assertEquals(r.code, 0, r.stdout + r.stderr);
+          const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+          console.log(`  ${JSON.stringify(out)}`);
+        },
+      );
 
       await t.step("unload is refused while /dev/ppm is open, then works", async () => {
         const holder =

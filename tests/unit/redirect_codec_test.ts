@@ -39,6 +39,15 @@ Deno.test("redirect codec: a drop has no new endpoint; bad addresses and ports a
     peer: { addr: "192.168.1.9", port: 40000 },
   }));
   assertEquals([e.proto, e.action, e.new], ["udp", "drop", undefined]);
+  // A drop of new connections only: a drop with PPM_RDR_F_SYN (the first byte of flags).
+  const synBuf = encodeRedirect({
+    proto: "tcp",
+    action: "drop-syn",
+    old: { addr: "192.168.1.1", port: 80 },
+    peer: { addr: "0.0.0.0", port: 0 },
+  });
+  const syn = decodeRedirect(synBuf);
+  assertEquals([syn.action, syn.new, synBuf[9], synBuf[10]], ["drop-syn", undefined, 1, 1]);
   assertThrows(() => addrBytes("10.0.0"));
   assertThrows(() => addrBytes("10.0.0.256"));
   assertThrows(() => addrBytes("::1"));

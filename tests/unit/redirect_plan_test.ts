@@ -43,6 +43,21 @@ Deno.test("redirect plan: a connection to an outside peer is forwarded by A, ans
   ]);
 });
 
+Deno.test("redirect plan: a peer on B itself is rewritten by B, locally", () => {
+  const plan = planRedirects(
+    [{ kind: "tcp", local: { addr: A, port: 7000 }, remote: { addr: B, port: 40000 } }],
+    A,
+    B,
+    [A, B, P],
+  );
+  // B answers as A, and sends the peer's packets for A's end to the process, not out to A.
+  assertEquals(plan.answers.map((r) => [r.action, r.old, r.new, r.peer]), [
+    ["answer", { addr: A, port: 7000 }, { addr: B, port: 7000 }, { addr: B, port: 40000 }],
+    ["peer", { addr: A, port: 7000 }, { addr: B, port: 7000 }, { addr: B, port: 40000 }],
+  ]);
+  assertEquals([plan.forwards, plan.peers.size, plan.drops.length], [[], 0, 1]);
+});
+
 Deno.test("redirect plan: a wildcard listener reaches B from everywhere (SYN-CHANGE)", () => {
   const plan = planRedirects(
     [{ kind: "tcp-listen", local: { addr: "0.0.0.0", port: 8080 } }],

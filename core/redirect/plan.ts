@@ -15,8 +15,9 @@
  *   with one of B's own addresses as their source, and be dropped as
  *   martians. (A peer on A is refused before the freeze: core/dump/sockets.ts.)
  * - A listener or a UDP socket (any peer): FORWARD on A, ANSWER on B, and a
- *   PEER entry on every other node of the cluster, so that clients still
- *   dialing A reach B wherever they are (the thesis's SYN-CHANGE).
+ *   PEER entry on every node of the cluster but A (B too, for its own
+ *   clients), so that clients still dialing A reach B wherever they are (the
+ *   thesis's SYN-CHANGE).
  *
  * @module
  */
@@ -110,6 +111,8 @@ export function planRedirects(
       for (const addr of cluster) {
         toPeer(addr, { proto: p, action: "peer", old, new: now, peer: ANY, idleTimeout: idle });
       }
+      // B's own clients that dial A reach it locally too.
+      plan.answers.push({ proto: p, action: "peer", old, new: now, peer: ANY, idleTimeout: idle });
     }
   }
   return plan;

@@ -9,6 +9,8 @@
  *   bytes through it; every byte comes back in order, with no reset. Both
  *   paths. Its listener moves too: new clients dialing node1 reach node2.
  * - A client moves node1 → node2 while streaming to a server on node3.
+ * - An echo server moves node1 → node2, the node of its client, which keeps
+ *   dialing node1's address: node2 hands the client's packets to it locally.
  * - Python's http.server (single-threaded) moves under a request loop.
  * - A UDP request/response server moves; its client resumes.
  * - A failed socket migration (restore failure, destination crash before
@@ -230,6 +232,25 @@ Deno.test({
             } ms`,
           );
         });
+
+        await t.step(
+          "an echo server moves to the node of its client, which dialed the old node",
+          async () => {
+            // The client on node2 keeps dialing node1's address; the server comes to node2, so
+            // node2 must hand the client's packets to it locally (a packet sent out to node1 and
+            // forwarded back would carry node2's own address as its source: a martian).
+            const server = await spawn(c, 1, `${echo} 7006`, "/tmp/es6.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/es6.out", 60);
+            await spawn(c, 2, `${client} 10.77.0.1 7006 30 128`, "/tmp/sc6.out");
+            await c.waitFor(2, "grep -q '^tick 3 ' /tmp/sc6.out", 120);
+            await migrate(c, 1, server, 2);
+            const local = await redirects(c, 2);
+            assert(local.some((r) => r.action === "peer"), JSON.stringify(local));
+            await c.waitFor(2, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc6.out", 240);
+            const stall = stallOf(await c.ok(2, ["cat", "/tmp/sc6.out"]));
+            console.log(`  the client on node2 saw a stall of ${stall} ms`);
+          },
+        );
 
         await t.step(
           "Python's http.server moves under a request loop; every request is answered",

@@ -57,10 +57,10 @@ async function spread(c: TestCluster): Promise<number[]> {
   return await Promise.all(NODES.map(async (n) => (await spinsOn(c, n)).length));
 }
 
-/** Migrations the agents made so far (every agent logs each one it sends). */
-async function migrations(c: TestCluster): Promise<number> {
+/** Migrations the agents of `nodes` made so far (every agent logs each one it sends). */
+async function migrations(c: TestCluster, nodes = NODES): Promise<number> {
   let total = 0;
-  for (const n of NODES) {
+  for (const n of nodes) {
     // One line per move ("process P moved to NODE (pid ..."); the balancer's own line about it
     // ("balance (load): process P moved to NODE: margin") is not counted again.
     const r = await c.exec(n, [
@@ -266,6 +266,7 @@ Deno.test({
         () =>
           agents.explain(NODES, async () => {
             const before = await migrations(c);
+            const sentBefore = await migrations(c, [2]);
             const r = await c.ppm(2, ["drain", "--wait", "--timeout", "120", "--json"], 180_000);
             // A failed check must not leave node2 draining for the steps after it.
             let undrained = false;
@@ -280,8 +281,15 @@ Deno.test({
                 await new Promise((r) => setTimeout(r, 3000));
                 assertEquals((await spinsOn(c, 2)).length, 0, "a process landed on draining node2");
               }
-              const drained = await migrations(c) - before;
-              assertEquals(drained, 2, "node2's two processes left, nothing else moved");
+              // node2 sent exactly its two processes. A peer that got both may pass one on: the
+              // cluster rebalances what the drain crowded, once at most.
+              assertEquals(
+                await migrations(c, [2]) - sentBefore,
+                2,
+                "node2 sent its two processes",
+              );
+              const moved = await migrations(c) - before;
+              assert(moved <= 3, `${moved} migrations while node2 drained its two processes`);
               assertEquals(await c.ppm(2, ["undrain"]).then((x) => x.code), 0);
               undrained = true;
             } finally {

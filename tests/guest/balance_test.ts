@@ -344,7 +344,7 @@ Deno.test({
               );
               if (sums.length > longest.length) longest = sums;
             }
-          }, MOVES),
+          }, `${MOVES}|ended|relay|exit`),
       );
 
       await t.step(

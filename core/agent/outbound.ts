@@ -166,7 +166,12 @@ export function makeMover(d: MoverDeps): MoveFn {
       });
       const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
       d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);
-      follow(conn, req.pid, r.pid, relay ?? Promise.resolve());
+      // The connection this visit came in on goes with this departure: the process may come
+      // back here later, in on another connection, and the news of its end then passes here
+      // twice, once for each visit, each time towards the node that visit came from.
+      const up = d.upstream.get(req.pid);
+      d.upstream.delete(req.pid);
+      follow(conn, req.pid, r.pid, relay ?? Promise.resolve(), up);
       await conn.send(handover).catch((e) =>
         d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
       );
@@ -191,7 +196,13 @@ export function makeMover(d: MoverDeps): MoveFn {
    * it on towards where the process came from), and closes the connection once
    * the relay ended and the news came, or {@link EXIT_GRACE_MS} after the relay.
    */
-  function follow(conn: PeerConnection, pidHere: number, pidThere: number, relay: Promise<void>) {
+  function follow(
+    conn: PeerConnection,
+    pidHere: number,
+    pidThere: number,
+    relay: Promise<void>,
+    up: MigrationChannel | undefined,
+  ) {
     let exitSeen!: () => void;
     const exited = new Promise<void>((r) => exitSeen = r);
     (async () => {
@@ -199,7 +210,7 @@ export function makeMover(d: MoverDeps): MoveFn {
         const msg = await conn.recv(Infinity);
         if (!isExitMessage(msg) || msg.pid !== pidThere) continue;
         d.table.exitedElsewhere(pidHere, toExitStatus(msg));
-        passOn(pidHere, msg);
+        up?.send({ ...msg, pid: pidHere }).catch(() => {});
         exitSeen();
         return;
       }
@@ -214,13 +225,5 @@ export function makeMover(d: MoverDeps): MoveFn {
       clearTimeout(timer);
       conn.close();
     });
-  }
-
-  /** Passes the news of an exit to the node the process had come from, if it came from one. */
-  function passOn(pid: number, msg: ExitMessage) {
-    const up = d.upstream.get(pid);
-    if (!up) return;
-    d.upstream.delete(pid);
-    up.send({ ...msg, pid }).catch(() => {});
   }
 }

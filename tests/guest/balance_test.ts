@@ -142,10 +142,9 @@ function ticks(out: string, name: string): string[] {
 
 Deno.test({
   name: "guest 6.1: three agents balance six CPU-bound managed processes, no bouncing, drain, " +
-    "and TCP clients whose connections survive [not yet in CI (issue 6): in session 6 the spread " +
-    "(13-19 s, 4 moves), steady load, the unmanaged process and the TCP step passed; the drain " +
-    "sent both processes to one peer, which passed one on (3 moves, not 2), and the exit status " +
-    "of a process moved node1 -> node2 -> node3 did not come back to its ppm run]",
+    "and TCP clients whose connections survive [not yet in CI (issue 6): every step passed in " +
+    "the last run of session 6, after fixes found by the three runs before it; it goes into CI " +
+    "once it passes repeatedly]",
   // Kept in the tree, reported as ignored, until it passes reliably (10 min of CI).
   // PPM_BALANCE_TEST=1 runs it.
   ignore: Deno.env.get("PPM_BALANCE_TEST") !== "1",

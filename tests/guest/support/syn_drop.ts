@@ -18,10 +18,9 @@ import { addRedirect, deleteRedirect, listRedirects } from "../../../core/redire
 const [addr, portText] = Deno.args;
 const port = Number(portText);
 const listener = Deno.listen({ hostname: "0.0.0.0", port });
-const echoes: Promise<void>[] = [];
 (async () => {
   for await (const conn of listener) {
-    echoes.push((async () => {
+    (async () => {
       const buf = new Uint8Array(64);
       for (;;) {
         const n = await conn.read(buf).catch(() => null);
@@ -29,7 +28,7 @@ const echoes: Promise<void>[] = [];
         await conn.write(buf.subarray(0, n));
       }
       conn.close();
-    })());
+    })();
   }
 })();
 

@@ -16,7 +16,7 @@ import { migrateOut, type MigrateProgress, type NetworkSide } from "../migrate/s
 import { PeerRedirects } from "../redirect/peers.ts";
 import { connectPeer } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
-import { type ExitMessage, isExitMessage, toExitStatus } from "./exits.ts";
+import { isExitMessage, toExitStatus } from "./exits.ts";
 import type { MoveReason, ProcessTable } from "./processes.ts";
 
 /**

@@ -85,7 +85,7 @@ export function copyFds(pid: number, fds: number[]): Map<number, number> {
 }
 
 /** This node's IPv4 addresses (a connection to one of them has its other end here). */
-function ownAddresses(): Set<string> {
+export function ownAddresses(): Set<string> {
   try {
     return new Set(
       Deno.networkInterfaces().filter((i) => i.family === "IPv4").map((i) => i.address),
@@ -97,9 +97,14 @@ function ownAddresses(): Set<string> {
 
 /**
  * What socket descriptor `fd` (ppm's copy: `copy`) is, or why it cannot
- * move: a reason a user can act on.
+ * move: a reason a user can act on. `own` is this node's addresses; a caller
+ * that describes many sockets reads them once.
  */
-export function describeSocket(fd: number, copy: number): SocketInfo | { reason: string } {
+export function describeSocket(
+  fd: number,
+  copy: number,
+  own: ReadonlySet<string> = ownAddresses(),
+): SocketInfo | { reason: string } {
   const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
   const type = getsockoptInt(copy, SOL_SOCKET, SO.TYPE);
   const proto = getsockoptInt(copy, SOL_SOCKET, SO.PROTOCOL);
@@ -142,7 +147,7 @@ export function describeSocket(fd: number, copy: number): SocketInfo | { reason:
           "its peer on this node does not move",
       };
     }
-    if (ownAddresses().has(remote.addr)) {
+    if (own.has(remote.addr)) {
       return {
         reason: `fd ${fd}: a TCP connection to a process on this node, through its own address ` +
           `${remote.addr} (${where} to ${remote.addr}:${remote.port}); its peer does not move`,
@@ -172,8 +177,9 @@ export function inspectSockets(
     return { sockets, reasons: fds.map((fd) => `fd ${fd}: a socket ppm may not inspect (${why})`) };
   }
   try {
+    const own = ownAddresses();
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy);
+      const d = describeSocket(fd, copy, own);
       if ("reason" in d) reasons.push(d.reason);
       else sockets.push(d);
     }

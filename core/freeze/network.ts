@@ -17,6 +17,7 @@ import {
   describeSocket,
   dumpSocket,
   type HeldSocket,
+  ownAddresses,
   setRepair,
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
@@ -49,8 +50,9 @@ export class NetworkFreeze {
     const copies = copyFds(pid, fds.map((f) => f.fd));
     const held: HeldSocket[] = [];
     const reasons: string[] = [];
+    const own = ownAddresses();
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy);
+      const d = describeSocket(fd, copy, own);
       if ("reason" in d) reasons.push(d.reason);
       else held.push({ ...d, copy });
     }
@@ -83,7 +85,7 @@ export class NetworkFreeze {
         for (let i = 0; i < 4096; i++) {
           const child = acceptNow(l.copy);
           if (child === null) break;
-          const d = describeSocket(l.fd, child);
+          const d = describeSocket(l.fd, child, own);
           if ("reason" in d || d.kind !== "tcp") {
             close(child);
             continue;

@@ -1,7 +1,8 @@
 /**
- * Constants and types of the checkpoint image format, version 1: a 16-byte
- * stream header, then checksummed records, the last one END. The byte
- * layout is documented in docs/image-format.md.
+ * Constants and types of the checkpoint image format: a 16-byte stream
+ * header, then checksummed records, the last one END. Version 2 differs from
+ * version 1 only in the record checksum (see checksum.ts). The byte layout
+ * is documented in docs/image-format.md.
  *
  * @module
  */
@@ -9,13 +10,13 @@
 /** The 8 magic bytes that open every image: ASCII "PPMIMG\r\n". */
 export const MAGIC: Uint8Array = new TextEncoder().encode("PPMIMG\r\n");
 
-/** The format version this code writes and reads. */
-export const VERSION = 1;
+/** The format version this code writes; it reads every version in checksum.ts's CHECKSUMS. */
+export const VERSION = 2;
 
 /** Size of the stream header: magic, u16 version, u16 header length, u32 reserved. */
 export const HEADER_SIZE = 16;
 
-/** Size of a record header: u32 type, u32 flags, u32 payload length, u32 CRC32C. */
+/** Size of a record header: u32 type, u32 flags, u32 payload length, u32 checksum. */
 export const RECORD_HEADER_SIZE = 16;
 
 /** Size of the header that opens a PAGES payload: u64 start, u32 count, u32 reserved. */

@@ -7,6 +7,7 @@
  * @module
  */
 
+export { CHECKSUMS, crc32ieee } from "./checksum.ts";
 export { crc32c } from "./crc32c.ts";
 export { FIX_CORRUPT, FIX_TRUNCATED, ImageError } from "./errors.ts";
 export * from "./format.ts";

@@ -7,7 +7,7 @@
 
 import { ChunkReader } from "./chunks.ts";
 import { decodeValue } from "./codec.ts";
-import { crc32c } from "./crc32c.ts";
+import { type Checksum, CHECKSUMS } from "./checksum.ts";
 import { FIX_TRUNCATED, hex32, ImageError } from "./errors.ts";
 import {
   HEADER_SIZE,
@@ -22,7 +22,6 @@ import {
   RECORD,
   RECORD_HEADER_SIZE,
   recordName,
-  VERSION,
 } from "./format.ts";
 
 const FIX_NOT_IMAGE =
@@ -36,8 +35,8 @@ function view(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** Checks the 16-byte stream header. */
-async function readHeader(r: ChunkReader): Promise<void> {
+/** Checks the 16-byte stream header; returns the checksum of the image's version. */
+async function readHeader(r: ChunkReader): Promise<Checksum> {
   const what = "image header (offset 0)";
   const h = await r.read(HEADER_SIZE);
   if (h.length === 0) throw truncated(what, "the image is empty");
@@ -51,10 +50,13 @@ async function readHeader(r: ChunkReader): Promise<void> {
   }
   const v = view(h);
   const version = v.getUint16(8, true);
-  if (version !== VERSION) {
+  const checksum = CHECKSUMS.get(version);
+  if (!checksum) {
     throw new ImageError(
       what,
-      `unsupported format version ${version} (this ppm reads version ${VERSION})`,
+      `unsupported format version ${version} (this ppm reads versions ${
+        [...CHECKSUMS.keys()].join(", ")
+      })`,
       "read the image with the ppm that wrote it, or take a new checkpoint with this one",
     );
   }
@@ -63,6 +65,7 @@ async function readHeader(r: ChunkReader): Promise<void> {
     throw new ImageError(what, `header length ${len} (expected ${HEADER_SIZE})`);
   }
   if (reserved !== 0) throw new ImageError(what, `reserved field is ${hex32(reserved)}, not 0`);
+  return checksum.crc;
 }
 
 /** Parses and checks a PAGES payload whose checksum matched. */
@@ -120,7 +123,7 @@ function checkEnd(where: string, value: unknown, records: number, pages: number)
 /**
  * Reads an image, yielding its records in order; the last is END. Every
  * defect throws {@link ImageError} naming the record index and byte offset:
- * a bad header, a record over its size limit, nonzero flags or reserved
+ * a bad header or a version it does not read (it reads 1 and 2), a record over its size limit, nonzero flags or reserved
  * fields, a checksum mismatch, a malformed PAGES block, msgpack that does not
  * decode, wrong END counts, a stream that ends early, bytes after END.
  * Errors of the source itself (I/O) pass through unchanged.
@@ -136,7 +139,7 @@ function checkEnd(where: string, value: unknown, records: number, pages: number)
 export async function* readImage(source: AsyncIterable<Uint8Array>): AsyncGenerator<ImageRecord> {
   const r = new ChunkReader(source);
   try {
-    await readHeader(r);
+    const checksum = await readHeader(r);
     let pages = 0;
     for (let index = 0;; index++) {
       const offset = r.offset;
@@ -155,7 +158,7 @@ export async function* readImage(source: AsyncIterable<Uint8Array>): AsyncGenera
       if (length > max) {
         throw new ImageError(where, `payload length ${length} is over the limit of ${max}`);
       }
-      const crc = crc32c(h.subarray(0, 12));
+      const crc = checksum(h.subarray(0, 12), 0);
       const payload = await r.read(length);
       if (payload.length < length) {
         throw truncated(
@@ -163,7 +166,7 @@ export async function* readImage(source: AsyncIterable<Uint8Array>): AsyncGenera
           `the payload is cut short after ${payload.length} of ${length} bytes`,
         );
       }
-      const computed = crc32c(payload, crc);
+      const computed = checksum(payload, crc);
       if (computed !== stored) {
         throw new ImageError(
           where,

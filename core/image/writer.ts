@@ -6,7 +6,7 @@
  */
 
 import { encodeValue } from "./codec.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32ieee } from "./checksum.ts";
 import { ImageError } from "./errors.ts";
 import {
   HEADER_SIZE,
@@ -36,16 +36,16 @@ function streamHeader(): Uint8Array {
 }
 
 /**
- * Fills the record header at the start of `buf`; the CRC covers the header's first 12 bytes
- * (type, flags, length) then the payload, given as `parts`.
+ * Fills the record header at the start of `buf`; the CRC (CRC-32, format version 2) covers the
+ * header's first 12 bytes (type, flags, length) then the payload, given as `parts`.
  */
 function fillRecordHeader(buf: Uint8Array, type: number, length: number, parts: Uint8Array[]) {
   const v = new DataView(buf.buffer, buf.byteOffset, RECORD_HEADER_SIZE);
   v.setUint32(0, type, true);
   v.setUint32(4, 0, true);
   v.setUint32(8, length, true);
-  let crc = crc32c(buf.subarray(0, 12));
-  for (const p of parts) crc = crc32c(p, crc);
+  let crc = crc32ieee(buf.subarray(0, 12));
+  for (const p of parts) crc = crc32ieee(p, crc);
   v.setUint32(12, crc, true);
 }
 

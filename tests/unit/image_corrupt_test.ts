@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { encode } from "@msgpack/msgpack";
+import { crc32ieee } from "../../core/image/checksum.ts";
 import { crc32c } from "../../core/image/crc32c.ts";
 import { FIX_CORRUPT, FIX_TRUNCATED, ImageError } from "../../core/image/errors.ts";
 import { MAX_PAGES_PAYLOAD, MAX_VALUE_PAYLOAD, RECORD } from "../../core/image/format.ts";
@@ -46,14 +47,24 @@ function header(version = 1, length = 16, reserved = 0, magic = "PPMIMG\r\n"): U
   return h;
 }
 
-/** A record with a valid checksum (over the header's first 12 bytes, then the payload). */
-function record(type: number, payload: Uint8Array, flags = 0, length = payload.length) {
+/**
+ * A record with a valid checksum (over the header's first 12 bytes, then the payload): CRC32C
+ * for a version 1 image, the default here, or CRC-32 for version 2.
+ */
+function record(
+  type: number,
+  payload: Uint8Array,
+  flags = 0,
+  length = payload.length,
+  version = 1,
+) {
   const h = new Uint8Array(16);
   const v = new DataView(h.buffer);
   v.setUint32(0, type, true);
   v.setUint32(4, flags, true);
   v.setUint32(8, length, true);
-  v.setUint32(12, crc32c(payload, crc32c(h.subarray(0, 12))), true);
+  const crc = version === 1 ? crc32c : crc32ieee;
+  v.setUint32(12, crc(payload, crc(h.subarray(0, 12), 0)), true);
   return concat(h, payload);
 }
 
@@ -82,11 +93,26 @@ async function smallImage(): Promise<Uint8Array> {
   return concat(...parts);
 }
 
-Deno.test("corrupt: the crafted helpers make a readable image", async () => {
-  const img = concat(header(), value(RECORD.TASK, 1), record(16, pagesPayload(0n, 1)), end(2, 1));
-  const kinds = [];
-  for await (const r of readImage(chunked(img, 5))) kinds.push(r.kind);
-  assertEquals(kinds, ["record", "pages", "end"]);
+Deno.test("corrupt: the crafted helpers make a readable image, in versions 1 and 2", async () => {
+  for (const version of [1, 2]) {
+    const rec = (type: number, payload: Uint8Array) =>
+      record(type, payload, 0, payload.length, version);
+    const img = concat(
+      header(version),
+      rec(RECORD.TASK, encode(1)),
+      rec(16, pagesPayload(0n, 1)),
+      rec(RECORD.END, encode({ records: 2, pages: 1 })),
+    );
+    const kinds = [];
+    for await (const r of readImage(chunked(img, 5))) kinds.push(r.kind);
+    assertEquals(kinds, ["record", "pages", "end"], `version ${version}`);
+  }
+});
+
+Deno.test("corrupt: a version 1 record under a version 2 header fails its checksum", async () => {
+  const img = concat(header(2), value(RECORD.TASK, 1), end(1, 0));
+  const e = await readError(img);
+  assertMatch(e.message, /^image record 0 \(TASK at offset 16\): checksum mismatch/);
 });
 
 Deno.test("corrupt: truncation at every byte offset is an ImageError saying so", async () => {
@@ -150,8 +176,8 @@ Deno.test("corrupt: bad stream headers", async () => {
     ),
   );
   await rejects(
-    concat(header(2), rest),
-    /unsupported format version 2 \(this ppm reads version 1\)/,
+    concat(header(3), rest),
+    /unsupported format version 3 \(this ppm reads versions 1, 2\)/,
     "read the image with the ppm that wrote it, or take a new checkpoint with this one",
   );
   await rejects(concat(header(1, 32), rest), /header length 32 \(expected 16\)/);

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { crc32ieee } from "../../core/image/checksum.ts";
 import { crc32c } from "../../core/image/crc32c.ts";
 import { ImageError } from "../../core/image/errors.ts";
 import { type ImageRecord, PAGE_SIZE, RECORD } from "../../core/image/format.ts";
@@ -14,6 +15,16 @@ function crcRef(d: Uint8Array): number {
   for (const b of d) {
     c ^= b;
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
+  return ~c >>> 0;
+}
+
+/** Bitwise CRC-32 (ISO-HDLC), the reference for the native one. */
+function crc32Ref(d: Uint8Array): number {
+  let c = ~0;
+  for (const b of d) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
   }
   return ~c >>> 0;
 }
@@ -68,6 +79,23 @@ Deno.test("crc32c: matches the bitwise reference at every length and alignment; 
   for (const cut of [0, 1, 63, 64, 65, 300, 600]) {
     assertEquals(crc32c(buf.subarray(cut), crc32c(buf.subarray(0, cut))), crc32c(buf));
   }
+});
+
+Deno.test("crc32ieee: the check value, and the bitwise reference on views at any offset; chains", () => {
+  assertEquals(crc32ieee(te.encode("123456789")), 0xcbf43926);
+  assertEquals(crc32ieee(new Uint8Array(0)), 0);
+  const buf = pattern(600);
+  for (let off = 0; off < 8; off++) {
+    for (let n = 0; n <= 300; n += off + 1) {
+      const d = buf.subarray(off, off + n);
+      assertEquals(crc32ieee(d), crc32Ref(d), `offset ${off} length ${n}`);
+    }
+  }
+  for (const cut of [0, 1, 63, 64, 65, 300, 600]) {
+    assertEquals(crc32ieee(buf.subarray(cut), crc32ieee(buf.subarray(0, cut))), crc32ieee(buf));
+  }
+  const high = new Uint8Array(64).fill(0xff);
+  assert(crc32ieee(high) >= 0 && crc32ieee(high) === crc32Ref(high), "unsigned");
 });
 
 Deno.test("crc32c: throughput (printed, not asserted)", () => {
@@ -158,6 +186,7 @@ Deno.test("image: an empty image is a header and END", async () => {
   assertEquals(await w.end(), { records: 0, pages: 0, bytes: m.bytes().length });
   const recs = await collect(chunked(m.bytes(), 5));
   assertEquals(recs.map((r) => r.kind), ["end"]);
+  assertEquals(new DataView(m.bytes().buffer).getUint16(8, true), 2, "the writer writes version 2");
 });
 
 async function rejectsImage(p: Promise<unknown>, re: RegExp) {

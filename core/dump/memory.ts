@@ -87,7 +87,8 @@ export async function dumpPages(
           if (runStart < 0) return;
           await emit({
             start: base + BigInt(runStart * PAGE),
-            data: data.slice(runStart * PAGE, end * PAGE),
+            // A view: `data` is this chunk's own buffer, never reused after the chunk.
+            data: data.subarray(runStart * PAGE, end * PAGE),
           });
           runStart = -1;
         };

@@ -106,8 +106,8 @@ export function pageNeeded(kind: VmaKind, entry: bigint, copyAll = false): boole
 
 /** True when a 4 KiB page holds only zero bytes. */
 export function isZeroPage(page: Uint8Array): boolean {
+  // Stops at the first non-zero word: a page with data costs a few reads, not a full pass.
   const words = new Uint32Array(page.buffer, page.byteOffset, page.byteLength / 4);
-  let acc = 0;
-  for (let i = 0; i < words.length; i++) acc |= words[i];
-  return acc === 0;
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  return true;
 }

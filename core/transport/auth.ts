@@ -26,8 +26,12 @@ import { type Frame, type FrameReader, type FrameWriter, KIND } from "./frame.ts
 import { FrameMac } from "./mac.ts";
 import type { NonceCache } from "./nonces.ts";
 
-/** The transport protocol version in hellos. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The transport protocol version in hellos. Version 2 tags frames with
+ * ChaCha20-Poly1305 instead of HMAC-SHA256 (mac.ts); nodes of different
+ * versions refuse each other at the handshake.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Bytes of a handshake nonce. */
 export const NONCE_BYTES = 32;

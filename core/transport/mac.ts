@@ -1,43 +1,47 @@
 /**
  * Per-frame authentication after the handshake: every frame carries a
- * 16-byte tag, HMAC-SHA256 truncated, over its sequence number, kind and
- * payload, under a key for one direction of one connection. Sequence numbers
- * are implicit counters, so a frame that was altered, dropped, reordered,
- * replayed, or reflected back to its sender fails the check.
+ * 16-byte Poly1305 tag over its kind, length and payload, made with
+ * ChaCha20-Poly1305 (RFC 8439) under a key for one direction of one
+ * connection, with the frame's sequence number as the nonce and the frame
+ * as associated data (nothing is encrypted). Sequence numbers are implicit
+ * counters, so a frame that was altered, dropped, reordered, replayed, or
+ * reflected back to its sender fails the check.
+ *
+ * Protocol version 1 used HMAC-SHA256 here. Poly1305 is a few times faster
+ * per byte, and the tag pass over every byte of a migration's memory was one
+ * of the slowest steps of the memory path under TCG emulation.
  *
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
+import { type CipherGCMTypes, createCipheriv } from "node:crypto";
 import { macEqual } from "../security/secret.ts";
 
 /** Bytes of the tag appended to each authenticated frame. */
 export const TAG_BYTES = 16;
 
-/** SHA-256 block size, for the HMAC pads. */
-const BLOCK = 64;
+/** Bytes of a direction's key. */
+export const KEY_BYTES = 32;
 
 /**
- * Tags the frames of one direction of a connection. HMAC-SHA256 is computed
- * from hash states prepared once per key (the standard construction, equal
- * to `createHmac`), which halves the cost for small frames.
+ * The AEAD whose tag authenticates frames. Node's type declarations have no
+ * overload for it; its cipher has the GCM shape (setAAD, final, getAuthTag).
+ */
+const AEAD = "chacha20-poly1305" as CipherGCMTypes;
+
+/**
+ * Tags the frames of one direction of a connection. Each frame's nonce is
+ * its sequence number (u64 little-endian, then 4 zero bytes), so no nonce
+ * repeats under a key: keys are fresh per connection and direction.
  */
 export class FrameMac {
-  #inner: Hash;
-  #outer: Hash;
+  #key: Uint8Array;
   #seq = 0;
-  #head = new Uint8Array(13);
 
-  /** @param key the direction's key, 32 bytes (at most 64) */
+  /** @param key the direction's key, 32 bytes */
   constructor(key: Uint8Array) {
-    if (key.length > BLOCK) throw new RangeError("frame MAC keys are at most 64 bytes");
-    const ipad = new Uint8Array(BLOCK).fill(0x36), opad = new Uint8Array(BLOCK).fill(0x5c);
-    for (let i = 0; i < key.length; i++) {
-      ipad[i] ^= key[i];
-      opad[i] ^= key[i];
-    }
-    this.#inner = createHash("sha256").update(ipad);
-    this.#outer = createHash("sha256").update(opad);
+    if (key.length !== KEY_BYTES) throw new RangeError(`frame MAC keys are ${KEY_BYTES} bytes`);
+    this.#key = key.slice();
   }
 
   /** The sequence number of the next frame. */
@@ -49,22 +53,24 @@ export class FrameMac {
    * The tag of the next frame in this direction; advances the counter.
    *
    * @param kind the frame kind
-   * @param parts the payload, in pieces that are hashed in order
+   * @param parts the payload, in pieces that are authenticated in order
    */
   next(kind: number, ...parts: Uint8Array[]): Uint8Array {
     let length = 0;
     for (const p of parts) length += p.length;
-    const v = new DataView(this.#head.buffer);
-    v.setUint32(0, this.#seq % 0x100000000, true);
-    v.setUint32(4, Math.floor(this.#seq / 0x100000000), true);
-    v.setUint8(8, kind);
-    v.setUint32(9, length, true);
+    const nonce = new Uint8Array(12);
+    const nv = new DataView(nonce.buffer);
+    nv.setUint32(0, this.#seq % 0x100000000, true);
+    nv.setUint32(4, Math.floor(this.#seq / 0x100000000), true);
     this.#seq++;
-    const h = this.#inner.copy().update(this.#head);
-    for (const p of parts) h.update(p);
-    const inner = h.digest();
-    const tag: Uint8Array = this.#outer.copy().update(inner).digest();
-    return new Uint8Array(tag.buffer, tag.byteOffset, TAG_BYTES);
+    const head = new Uint8Array(5);
+    head[0] = kind;
+    new DataView(head.buffer).setUint32(1, length, true);
+    const aead = createCipheriv(AEAD, this.#key, nonce, { authTagLength: TAG_BYTES });
+    aead.setAAD(head);
+    for (const p of parts) if (p.length) aead.setAAD(p);
+    aead.final();
+    return new Uint8Array(aead.getAuthTag());
   }
 
   /**

@@ -1,5 +1,5 @@
 /** Transport framing: round trips at any chunk boundaries, and every defect as a PpmError. */
-import { createHmac } from "node:crypto";
+import { type CipherGCMTypes, createCipheriv } from "node:crypto";
 import { PpmError } from "../../core/errors.ts";
 import {
   type Frame,
@@ -11,7 +11,7 @@ import {
   MAX_DATA_PAYLOAD,
 } from "../../core/transport/frame.ts";
 import { FrameMac, TAG_BYTES } from "../../core/transport/mac.ts";
-import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 
 /** Collects what is written; `maxWrite` makes writes partial, `slow` makes them yield. */
 class MemWriter {
@@ -162,22 +162,54 @@ Deno.test("frame: a large payload is read straight into its own buffer (few read
   assert(chunks[0].buffer !== chunks[1].buffer && chunks[1].buffer !== chunks[2].buffer);
 });
 
-Deno.test("frame: the tag is HMAC-SHA256 over sequence, kind, length and payload, truncated", () => {
+const hex = (s: string) => Uint8Array.from(s.match(/../g)!, (x) => parseInt(x, 16));
+
+Deno.test("frame: the AEAD under the tags gives RFC 8439's ChaCha20-Poly1305 test vector", () => {
+  // RFC 8439 section 2.8.2: the tag covers the associated data and the ciphertext.
+  const c = createCipheriv(
+    "chacha20-poly1305" as CipherGCMTypes,
+    hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"),
+    hex("070000004041424344454647"),
+    { authTagLength: 16 },
+  );
+  c.setAAD(hex("50515253c0c1c2c3c4c5c6c7"));
+  const sunscreen = "Ladies and Gentlemen of the class of '99: If I could offer you only one " +
+    "tip for the future, sunscreen would be it.";
+  const ct = c.update(new TextEncoder().encode(sunscreen));
+  c.final();
+  assertEquals(new Uint8Array(ct.subarray(0, 8)), hex("d31a8d34648e60db"));
+  assertEquals(new Uint8Array(c.getAuthTag()), hex("1ae10b594f09e26a7e902ecbd0600691"));
+});
+
+Deno.test("frame: the tag is ChaCha20-Poly1305's over kind, length and payload, nonce = sequence", () => {
   const mac = new FrameMac(KEY);
-  for (let seq = 0; seq < 3; seq++) {
+  for (const seq of [0, 1, 2]) {
     const payload = pattern(100 + seq, seq);
-    const head = new Uint8Array(13);
-    const v = new DataView(head.buffer);
-    v.setBigUint64(0, BigInt(seq), true);
-    v.setUint8(8, KIND.DATA);
-    v.setUint32(9, payload.length, true);
-    const want = createHmac("sha256", KEY).update(head).update(payload).digest().subarray(0, 16);
+    const nonce = new Uint8Array(12);
+    new DataView(nonce.buffer).setBigUint64(0, BigInt(seq), true);
+    const aad = new Uint8Array(5 + payload.length);
+    aad[0] = KIND.DATA;
+    new DataView(aad.buffer).setUint32(1, payload.length, true);
+    aad.set(payload, 5);
+    const c = createCipheriv("chacha20-poly1305" as CipherGCMTypes, KEY, nonce, {
+      authTagLength: 16,
+    });
+    c.setAAD(aad);
+    c.final();
     assertEquals(
-      mac.next(KIND.DATA, payload.subarray(0, 10), payload.subarray(10)),
-      new Uint8Array(want),
+      mac.next(KIND.DATA, payload.subarray(0, 10), new Uint8Array(0), payload.subarray(10)),
+      new Uint8Array(c.getAuthTag()),
+      `sequence ${seq}`,
     );
   }
   assertEquals(mac.sequence, 3);
+  // Another kind, another length or another key give another tag.
+  const a = new FrameMac(KEY), b = new FrameMac(KEY), k = new FrameMac(new Uint8Array(32));
+  const p = pattern(64, 9);
+  const t = a.next(KIND.DATA, p);
+  assert(!b.check(KIND.CONTROL, p, t));
+  assert(!k.check(KIND.DATA, p, t));
+  assertThrows(() => new FrameMac(new Uint8Array(16)), RangeError);
 });
 
 Deno.test("frame: truncated at every offset is a PpmError (or a clean end at a frame boundary)", async () => {

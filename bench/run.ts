@@ -61,8 +61,8 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const mode = args.quick ? "quick" : "full";
-  const workloads = workloadsFor(mode);
+  const mode = args.quick ? "quick" : args.workloads.length ? "partial" : "full";
+  const workloads = workloadsFor(mode, args.workloads);
   const startedAt = new Date().toISOString();
   await ensurePackages(
     ["criu", "nftables"],

@@ -39,7 +39,7 @@ export async function writeRun(
   opts: { latest?: boolean } = {},
 ): Promise<RunFiles> {
   await Deno.mkdir(dir, { recursive: true });
-  const stamp = `${stampOf(r.startedAt)}${r.mode === "quick" ? "-quick" : ""}`;
+  const stamp = `${stampOf(r.startedAt)}${r.mode === "full" ? "" : `-${r.mode}`}`;
   const files: RunFiles = { json: join(dir, `${stamp}.json`), md: join(dir, `${stamp}.md`) };
   await Deno.writeTextFile(files.json, JSON.stringify(r, null, 2) + "\n");
   let chart: string | undefined;

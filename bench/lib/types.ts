@@ -107,7 +107,7 @@ export interface BenchResults {
   /** {@link SCHEMA}. */
   schema: typeof SCHEMA;
   /** "full" or "quick" (one workload, two rounds). */
-  mode: "full" | "quick";
+  mode: "full" | "quick" | "partial";
   /** ISO times. */
   startedAt: string;
   finishedAt: string;

@@ -60,7 +60,9 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
   const p: string[] = [];
   if (!isObj(data)) return ["the results are not a JSON object"];
   if (data.schema !== SCHEMA) p.push(`schema: ${JSON.stringify(data.schema)}, expected ${SCHEMA}`);
-  if (data.mode !== "full" && data.mode !== "quick") p.push("mode: not full or quick");
+  if (!["full", "quick", "partial"].includes(data.mode as string)) {
+    p.push("mode: not full, quick or partial");
+  }
   for (const k of ["startedAt", "finishedAt"]) {
     if (typeof data[k] !== "string" || Number.isNaN(Date.parse(data[k] as string))) {
       p.push(`${k}: not an ISO time`);

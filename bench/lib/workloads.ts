@@ -39,9 +39,10 @@ export const QUICK_WORKLOAD = "anon-1";
 /** Rounds (pairs) of a full run, and of `--quick`. */
 export const ROUNDS = { full: 5, quick: 2 } as const;
 
-/** The workloads of a run. */
-export function workloadsFor(mode: "full" | "quick"): Workload[] {
-  return mode === "quick" ? WORKLOADS.filter((w) => w.id === QUICK_WORKLOAD) : [...WORKLOADS];
+/** The workloads of a run; a partial run's are `only`, in the order of WORKLOADS. */
+export function workloadsFor(mode: "full" | "quick" | "partial", only: string[] = []): Workload[] {
+  if (mode === "quick") return WORKLOADS.filter((w) => w.id === QUICK_WORKLOAD);
+  return mode === "partial" ? WORKLOADS.filter((w) => only.includes(w.id)) : [...WORKLOADS];
 }
 
 /** Plain record of a workload for the results file. */

@@ -11,6 +11,7 @@ Deno.test("bench args: defaults, quick, rounds, out, json", () => {
     out: "/r",
     rounds: 5,
     help: false,
+    workloads: [],
   });
   assertEquals(parseArgs(["--quick", "--json"], "/r").rounds, 2);
   assertEquals(parseArgs(["--rounds", "7", "--out", "/x"], "/r"), {
@@ -19,7 +20,15 @@ Deno.test("bench args: defaults, quick, rounds, out, json", () => {
     out: "/x",
     rounds: 7,
     help: false,
+    workloads: [],
   });
+  assertEquals(parseArgs(["--workloads", "anon-256,tcp-1"], "/r").workloads, ["anon-256", "tcp-1"]);
+  assertThrows(
+    () => parseArgs(["--workloads", "anon-2"], "/r"),
+    (e) => /--workloads takes ids from anon-1, .*got "anon-2"/.test(String(e)),
+  );
+  assertThrows(() => parseArgs(["--workloads", ","], "/r"));
+  assertThrows(() => parseArgs(["--quick", "--workloads", "anon-1"], "/r"));
   assertThrows(() => parseArgs(["--rounds", "0"], "/r"));
   assertThrows(() => parseArgs(["--rounds", "50"], "/r"));
   assertThrows(() => parseArgs(["--out"], "/r"));

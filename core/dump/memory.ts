@@ -43,10 +43,85 @@ async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<
   }
 }
 
+/** One chunk of a mapping whose pages were read: which of them must be carried, and the bytes. */
+interface ReadChunk {
+  /** The mapping's counts. */
+  st: PageStats;
+  /** Address of the chunk's first page. */
+  base: bigint;
+  /** Which pages must be carried (before the zero test). */
+  need: boolean[];
+  /** The chunk's bytes, `need.length` pages. */
+  data: Uint8Array;
+}
+
+/** Reads the chunks of `vmas` that hold pages to carry, in order; counts absent and file pages. */
+async function* readChunks(
+  pagemap: Deno.FsFile,
+  mem: Deno.FsFile,
+  vmas: VmaRecord[],
+  stats: PageStats[],
+  copyAll: boolean,
+): AsyncGenerator<ReadChunk> {
+  for (const v of vmas) {
+    const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+    stats.push(st);
+    const npages = Number((v.end - v.start) / BigInt(PAGE));
+    if (v.kind === "vdso" || v.kind === "vvar" || v.kind === "vsyscall") continue;
+    for (let first = 0; first < npages; first += CHUNK_PAGES) {
+      const count = Math.min(CHUNK_PAGES, npages - first);
+      const base = v.start + BigInt(first * PAGE);
+      const entries = new Uint8Array(count * 8);
+      await preadFull(pagemap, (base / BigInt(PAGE)) * 8n, entries);
+      const ev = new DataView(entries.buffer);
+      const need: boolean[] = [];
+      let any = false;
+      for (let i = 0; i < count; i++) {
+        const e = ev.getBigUint64(i * 8, true);
+        const n = pageNeeded(v.kind, e, copyAll);
+        need.push(n);
+        if (n) any = true;
+        else if (e === 0n) st.absent++;
+        else st.file++;
+      }
+      if (!any) continue;
+      const data = new Uint8Array(count * PAGE);
+      await preadFull(mem, base, data);
+      yield { st, base, need, data };
+    }
+  }
+}
+
+/** Emits a chunk's runs of consecutive non-zero pages that must be carried; counts them. */
+async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<void>) {
+  let runStart = -1;
+  const flush = async (end: number) => {
+    if (runStart < 0) return;
+    // A view: `c.data` is this chunk's own buffer, never reused after the chunk.
+    await emit({
+      start: c.base + BigInt(runStart * PAGE),
+      data: c.data.subarray(runStart * PAGE, end * PAGE),
+    });
+    runStart = -1;
+  };
+  for (let i = 0; i < c.need.length; i++) {
+    const keep = c.need[i] && !isZeroPage(c.data.subarray(i * PAGE, (i + 1) * PAGE));
+    if (c.need[i] && !keep) c.st.zero++;
+    if (keep) {
+      c.st.dumped++;
+      if (runStart < 0) runStart = i;
+    } else await flush(i);
+  }
+  await flush(c.need.length);
+}
+
 /**
  * Reads the pages of `vmas` that must be carried, calling `emit` with runs of
  * consecutive non-zero pages; returns the counts per mapping. `copyAll`
  * carries the resident pages of private file mappings too (see pageNeeded).
+ * The next chunk is read from /proc/PID/mem (on the runtime's I/O threads)
+ * while the runs of the current one are emitted, so reading overlaps the
+ * checksum, the frame tags and the sending.
  */
 export async function dumpPages(
   pid: number,
@@ -57,53 +132,20 @@ export async function dumpPages(
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
   const stats: PageStats[] = [];
+  const chunks = readChunks(pagemap, mem, vmas, stats, copyAll);
+  let ahead = chunks.next();
   try {
-    for (const v of vmas) {
-      const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
-      stats.push(st);
-      const npages = Number((v.end - v.start) / BigInt(PAGE));
-      if (v.kind === "vdso" || v.kind === "vvar" || v.kind === "vsyscall") continue;
-      for (let first = 0; first < npages; first += CHUNK_PAGES) {
-        const count = Math.min(CHUNK_PAGES, npages - first);
-        const base = v.start + BigInt(first * PAGE);
-        const entries = new Uint8Array(count * 8);
-        await preadFull(pagemap, (base / BigInt(PAGE)) * 8n, entries);
-        const ev = new DataView(entries.buffer);
-        const need: boolean[] = [];
-        let any = false;
-        for (let i = 0; i < count; i++) {
-          const e = ev.getBigUint64(i * 8, true);
-          const n = pageNeeded(v.kind, e, copyAll);
-          need.push(n);
-          if (n) any = true;
-          else if (e === 0n) st.absent++;
-          else st.file++;
-        }
-        if (!any) continue;
-        const data = new Uint8Array(count * PAGE);
-        await preadFull(mem, base, data);
-        let runStart = -1;
-        const flush = async (end: number) => {
-          if (runStart < 0) return;
-          await emit({
-            start: base + BigInt(runStart * PAGE),
-            // A view: `data` is this chunk's own buffer, never reused after the chunk.
-            data: data.subarray(runStart * PAGE, end * PAGE),
-          });
-          runStart = -1;
-        };
-        for (let i = 0; i < count; i++) {
-          const keep = need[i] && !isZeroPage(data.subarray(i * PAGE, (i + 1) * PAGE));
-          if (need[i] && !keep) st.zero++;
-          if (keep) {
-            st.dumped++;
-            if (runStart < 0) runStart = i;
-          } else await flush(i);
-        }
-        await flush(count);
-      }
+    for (;;) {
+      // Marked handled now: it may fail while the current chunk is emitted; it is awaited next.
+      ahead.catch(() => {});
+      const r = await ahead;
+      if (r.done) break;
+      ahead = chunks.next();
+      await emitRuns(r.value, emit);
     }
   } finally {
+    await ahead.catch(() => {});
+    await chunks.return(undefined).catch(() => {});
     pagemap.close();
     mem.close();
   }

@@ -159,7 +159,7 @@ export interface LoadedImage {
   files: { fds: FdEntry[]; mapped: MappedFile[] };
   /** Sockets (none in a checkpoint file; a migration may carry some). */
   sockets: SocketEntry[];
-  /** Page blocks, in image order. */
+  /** Page blocks, in image order; empty when they went to a {@link PageSink} instead. */
   pages: PageBlock[];
   /** END record extras. */
   end: Record<string, unknown>;
@@ -238,21 +238,56 @@ function checkVmas(v: unknown): VmaEntry[] {
   });
 }
 
-/** Reads and checks a whole image from `source`. */
-export async function loadImage(source: AsyncIterable<Uint8Array>): Promise<LoadedImage> {
+/**
+ * Takes the page blocks of an image as they are read, with the image's
+ * checked mappings, instead of {@link loadImage} keeping them: a restore
+ * writes them straight into its plan. Each block lies inside one of `vmas`.
+ */
+export type PageSink = (block: PageBlock, vmas: VmaEntry[]) => Promise<void>;
+
+/** Throws unless the block lies inside one mapping. */
+function checkInside(p: PageBlock, vmas: VmaEntry[]): void {
+  const inside = vmas.some((v) => p.start >= v.start && p.start + BigInt(p.count * 4096) <= v.end);
+  if (!inside) throw bad(`pages at ${p.start.toString(16)}`, "outside every mapping");
+}
+
+/**
+ * Reads and checks a whole image from `source`. With `sink`, page blocks go
+ * to it as they are read (once the VMAS record is known: blocks before it
+ * wait in memory) and the result's `pages` is empty; the image is still
+ * checked whole before this returns, so a sink must treat what it got as
+ * provisional until then.
+ */
+export async function loadImage(
+  source: AsyncIterable<Uint8Array>,
+  sink?: PageSink,
+): Promise<LoadedImage> {
   const got = new Map<number, unknown>();
-  const pages: PageBlock[] = [];
+  let pages: PageBlock[] = [];
   let end: Record<string, unknown> | undefined;
   let pageCount = 0;
+  let early: VmaEntry[] | undefined;
   for await (const r of readImage(source)) {
     if (r.kind === "pages") {
-      pages.push({ start: r.start, count: r.count, data: r.data });
+      const block = { start: r.start, count: r.count, data: r.data };
       pageCount += r.count;
+      if (sink && early) {
+        checkInside(block, early);
+        await sink(block, early);
+      } else pages.push(block);
     } else if (r.kind === "end") {
       end = r.value;
     } else {
       if (got.has(r.type)) throw bad(recordName(r.type), "appears twice");
       got.set(r.type, r.value);
+      if (sink && r.type === RECORD.VMAS) {
+        early = checkVmas(r.value);
+        for (const b of pages) {
+          checkInside(b, early);
+          await sink(b, early);
+        }
+        pages = [];
+      }
     }
   }
   const need = (t: number) => {
@@ -332,12 +367,7 @@ export async function loadImage(source: AsyncIterable<Uint8Array>): Promise<Load
       };
     }),
   };
-  for (const p of pages) {
-    const inside = vmas.some((v) =>
-      p.start >= v.start && p.start + BigInt(p.count * 4096) <= v.end
-    );
-    if (!inside) throw bad(`pages at ${p.start.toString(16)}`, "outside every mapping");
-  }
+  for (const p of pages) checkInside(p, vmas);
   const sockets = got.has(RECORD.SOCKETS) ? checkSockets(got.get(RECORD.SOCKETS)) : [];
   const fdNumbers = new Set(files.fds.map((f) => f.fd));
   for (const s of sockets.filter((x) => x.kind !== "tcp-pending")) {

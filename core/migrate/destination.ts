@@ -11,11 +11,10 @@ import { close, mkfifo, open } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { loadImage } from "../image/schema.ts";
 import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
 import { planLocks, planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { restoreImage } from "../restore/restore.ts";
+import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
 import { ensureStub } from "../restore/stub.ts";
 import {
   checkPortsFree,
@@ -173,8 +172,12 @@ export async function migrateIn(
   log(`receiving process ${offer.pid} (${offer.comm}) from ${offer.from}`);
 
   const dir = await Deno.makeTempDir({ dir: opts.runDir, prefix: `in-${offer.pid}-` });
+  let staged: StagedPlan | undefined;
   try {
-    const img = await loadImage(withImageFaults(channel.streamSource(STREAM.IMAGE)));
+    // The pages go into the restore plan as they arrive (restoreImage discards it).
+    const loaded = await loadStaged(withImageFaults(channel.streamSource(STREAM.IMAGE)));
+    const img = loaded.img;
+    staged = loaded.staged;
     // Standard streams follow the process: stdout and stderr are relayed to the
     // source's descriptors whatever they were there, and so is stdin unless it
     // was /dev/null (then it is /dev/null here too).
@@ -213,7 +216,7 @@ export async function migrateIn(
         locks.add(planLocks(img.sockets, nodeAddr));
         rebuilt = rebuildSockets(img.sockets, nodeAddr);
       }
-      r = await restoreImage(img, {
+      const opts = {
         hold: true,
         // Checked with the offer, unless the process mapped something new since.
         filesChecked: img.files.mapped.every((m) =>
@@ -223,7 +226,8 @@ export async function migrateIn(
         stdout: out.path,
         stderr: err.path,
         sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
-      });
+      };
+      r = await restoreImage(img, opts, undefined, staged);
     } catch (e) {
       dropSockets(rebuilt);
       locks.removeAll();
@@ -287,6 +291,8 @@ export async function migrateIn(
       at: new Date().toISOString(),
     };
   } finally {
+    // The plan is gone already unless a step before the restore failed.
+    await staged?.discard();
     // The FIFOs are open by now (or never will be): their names can go.
     setTimeout(() => Deno.remove(dir, { recursive: true }).catch(() => {}), 5_000);
   }

@@ -44,17 +44,89 @@ export function mappedFiles(img: LoadedImage): { path: string; write: boolean }[
 
 /** The vmas the plan recreates: all but vdso, vvar and vsyscall, which the kernel provides. */
 export function planVmas(img: LoadedImage) {
-  return img.vmas.filter((v) => !["vdso", "vvar", "vsyscall"].includes(v.kind));
+  return img.vmas.filter((v) => !KERNEL_VMAS.includes(v.kind));
 }
 
-/** Writes the plan to `file`; returns bytes written. */
-export async function writePlan(
+/** Writes all of `b` to `file` at its current position. */
+async function writeAll(file: Deno.FsFile, b: Uint8Array): Promise<void> {
+  for (let off = 0; off < b.length;) off += await file.write(b.subarray(off));
+}
+
+/**
+ * Writes a plan in the order its pieces become known: the page runs first,
+ * as an image's PAGES records arrive (after room left for the header and the
+ * mapping entries), then, once the whole image is read and checked, the
+ * header and the mappings at the start. The bytes are those of a plan
+ * written in one go, so the module reads it front to back as before.
+ */
+export class PlanWriter {
+  #file: Deno.FsFile;
+  #vmas = -1;
+  #runs = 0;
+  #end = 0;
+
+  /** @param file the plan file, empty, opened for writing; the caller closes it */
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /** Page runs written so far. */
+  get runs(): number {
+    return this.#runs;
+  }
+
+  /**
+   * Appends one run. The first call leaves room for the header and one
+   * entry per mapping the plan recreates (see {@link planVmas}) of `vmas`.
+   */
+  async addRun(
+    block: { start: bigint; count: number; data: Uint8Array },
+    vmas: { kind: string }[],
+  ): Promise<void> {
+    if (this.#vmas < 0) {
+      this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
+      this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
+      await this.#file.seek(this.#end, Deno.SeekMode.Start);
+    }
+    await writeAll(this.#file, encode(ppmPlanRun, { start: block.start, nr_pages: block.count }));
+    await writeAll(this.#file, block.data);
+    this.#end += ppmPlanRun.size + block.data.length;
+    this.#runs++;
+  }
+
+  /**
+   * Writes the header and the mappings of the checked image `img` at the
+   * start; returns the plan's size in bytes.
+   *
+   * @param img the image whose runs were added (its own `pages` are added first, if any)
+   * @param base the stub's first descriptor (see {@link stubBase})
+   */
+  async finish(img: LoadedImage, base: number): Promise<number> {
+    for (const p of img.pages) await this.addRun(p, img.vmas);
+    const vmas = planVmas(img);
+    if (this.#vmas < 0) this.#end = ppmPlanHeader.size + vmas.length * ppmPlanVma.size;
+    else if (vmas.length !== this.#vmas) {
+      throw new Error(
+        `the plan left room for ${this.#vmas} mappings, the image has ${vmas.length}`,
+      );
+    }
+    await this.#file.seek(0, Deno.SeekMode.Start);
+    await writeAll(this.#file, planPrefix(img, vmas, this.#runs, base));
+    return this.#end;
+  }
+}
+
+/** Mappings the kernel provides by itself. */
+const KERNEL_VMAS = ["vdso", "vvar", "vsyscall"];
+
+/** The plan's header and mapping entries. */
+function planPrefix(
   img: LoadedImage,
-  file: Deno.FsFile,
+  vmas: ReturnType<typeof planVmas>,
+  runs: number,
   base: number,
-): Promise<number> {
+): Uint8Array {
   const files = mappedFiles(img);
-  const vmas = planVmas(img);
   const auxv = new Uint8Array(8 * 64);
   const adv = new DataView(auxv.buffer);
   img.mm.auxv.slice(0, 64).forEach((w, i) => adv.setBigUint64(i * 8, w, true));
@@ -62,7 +134,7 @@ export async function writePlan(
     magic: PPM_PLAN_MAGIC,
     abi_version: PPM_ABI_VERSION,
     nr_vmas: vmas.length,
-    nr_runs: img.pages.length,
+    nr_runs: runs,
     vdso: img.mm.vdso ?? 0n,
     auxv,
     auxv_words: Math.min(64, img.mm.auxv.length),
@@ -70,32 +142,35 @@ export async function writePlan(
     rseq_sig: img.signals.rseq.sig,
   };
   for (const k of MM_KEYS) hdr[k] = img.mm[k] ?? 0n;
-  let bytes = 0;
-  const put = async (b: Uint8Array) => {
-    let off = 0;
-    while (off < b.length) off += await file.write(b.subarray(off));
-    bytes += b.length;
-  };
-  await put(encode(ppmPlanHeader, hdr));
-  for (const v of vmas) {
+  const out = new Uint8Array(ppmPlanHeader.size + vmas.length * ppmPlanVma.size);
+  out.set(encode(ppmPlanHeader, hdr));
+  vmas.forEach((v, i) => {
     let flags = 0;
     if (v.kind === "shared-file" || v.kind === "shared-anon") flags |= PPM_VMA.SHARED;
     if ((v.vmFlags & VM.GROWSDOWN) !== 0n) flags |= PPM_VMA.GROWSDOWN;
     const fi = v.path ? files.findIndex((f) => f.path === v.path) : -1;
-    await put(encode(ppmPlanVma, {
-      start: v.start,
-      end: v.end,
-      pgoff: v.path ? v.pgoff : 0n,
-      prot: v.prot,
-      flags,
-      fd: fi >= 0 ? mapFd(base, fi) : -1,
-    }));
-  }
-  for (const p of img.pages) {
-    await put(encode(ppmPlanRun, { start: p.start, nr_pages: p.count }));
-    await put(p.data);
-  }
-  return bytes;
+    out.set(
+      encode(ppmPlanVma, {
+        start: v.start,
+        end: v.end,
+        pgoff: v.path ? v.pgoff : 0n,
+        prot: v.prot,
+        flags,
+        fd: fi >= 0 ? mapFd(base, fi) : -1,
+      }),
+      ppmPlanHeader.size + i * ppmPlanVma.size,
+    );
+  });
+  return out;
+}
+
+/** Writes the plan of an image whose pages are in memory to `file`; returns bytes written. */
+export async function writePlan(
+  img: LoadedImage,
+  file: Deno.FsFile,
+  base: number,
+): Promise<number> {
+  return await new PlanWriter(file).finish(img, base);
 }
 
 const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o2000;

@@ -20,7 +20,7 @@ import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../image/io.ts";
 import { checkCompatible } from "./compat.ts";
-import { mapFd, mappedFiles, type StdioTargets, stubBase, stubSpec, writePlan } from "./plan.ts";
+import { mapFd, mappedFiles, PlanWriter, type StdioTargets, stubBase, stubSpec } from "./plan.ts";
 import { ensureStub } from "./stub.ts";
 
 const SYS = {
@@ -217,16 +217,13 @@ async function dmesgTail(): Promise<string> {
 /** Restores the image in `path`; returns the new process's PID and figures. */
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreStats> {
   const t0 = performance.now();
-  let img: LoadedImage;
-  try {
-    img = await loadImage(pathSource(path));
-  } catch (e) {
+  const { img, staged } = await loadStaged(pathSource(path)).catch((e) => {
     if (e instanceof Deno.errors.NotFound) {
       throw new PpmError("cannot restore", `no image ${path}`, "", EXIT.MISSING);
     }
     throw e;
-  }
-  return await restoreImage(img, opts, t0);
+  });
+  return await restoreImage(img, opts, t0, staged);
 }
 
 /** A directory in memory when the system has one: images are never written to disk. */
@@ -238,13 +235,76 @@ async function workDir(): Promise<string> {
   }
 }
 
-/** Restores a loaded image (from a file or a stream). */
+/**
+ * A restore plan being written while its image is read: its page runs go
+ * to the plan file as they arrive, so the image's memory is never held
+ * whole, and writing the plan overlaps reading (or receiving) the image.
+ */
+export interface StagedPlan {
+  /** The work directory that holds the plan (removed by restoreImage or `discard`). */
+  dir: string;
+  /** The plan file's path. */
+  path: string;
+  /** The open plan file. */
+  file: Deno.FsFile;
+  /** Writes the runs, then the header. */
+  writer: PlanWriter;
+  /** Closes the file and removes the directory (for a load that failed). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Reads and checks the image from `source`, writing its pages into a new
+ * plan as they arrive; on failure nothing is left behind.
+ */
+export async function loadStaged(
+  source: AsyncIterable<Uint8Array>,
+): Promise<{ img: LoadedImage; staged: StagedPlan }> {
+  const dir = await workDir();
+  const path = join(dir, "plan");
+  let file: Deno.FsFile | undefined;
+  const discard = async () => {
+    try {
+      file?.close();
+    } catch { /* closed */ }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
+    const writer = new PlanWriter(file);
+    const img = await loadImage(source, (block, vmas) => writer.addRun(block, vmas));
+    return { img, staged: { dir, path, file, writer, discard } };
+  } catch (e) {
+    await discard();
+    throw e;
+  }
+}
+
+/**
+ * Restores a checked image: one loaded whole (`staged` absent), or one
+ * whose pages were written into `staged` as it was read (see loadStaged).
+ */
 export async function restoreImage(
   img: LoadedImage,
   opts: RestoreOptions = {},
   t0 = performance.now(),
+  staged?: StagedPlan,
 ): Promise<RestoreStats> {
   const tLoad = performance.now();
+  try {
+    return await restoreChecked(img, opts, t0, tLoad, staged);
+  } finally {
+    await staged?.discard();
+  }
+}
+
+async function restoreChecked(
+  img: LoadedImage,
+  opts: RestoreOptions,
+  t0: number,
+  tLoad: number,
+  staged: StagedPlan | undefined,
+): Promise<RestoreStats> {
   const pid = img.task.pid;
   await checkCompatible(img, {
     pid,
@@ -259,13 +319,14 @@ export async function restoreImage(
   }
   const tCheck = performance.now();
 
-  const work = await workDir();
+  const work = staged?.dir ?? await workDir();
   const base = stubBase(img);
   try {
-    const planPath = join(work, "plan");
-    const plan = await Deno.open(planPath, { write: true, create: true, mode: 0o600 });
+    const planPath = staged?.path ?? join(work, "plan");
+    const plan = staged?.file ??
+      await Deno.open(planPath, { write: true, create: true, mode: 0o600 });
     try {
-      await writePlan(img, plan, base);
+      await (staged?.writer ?? new PlanWriter(plan)).finish(img, base);
     } finally {
       plan.close();
     }

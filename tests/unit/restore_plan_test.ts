@@ -3,7 +3,7 @@ import { decode } from "../../ffi/struct.ts";
 import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/restore/compat.ts";
-import { mapFd, stubBase, stubSpec, writePlan } from "../../core/restore/plan.ts";
+import { mapFd, PlanWriter, stubBase, stubSpec, writePlan } from "../../core/restore/plan.ts";
 import { VM } from "../../core/dump/vma.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
@@ -125,6 +125,35 @@ Deno.test("plan: header, mappings (vDSO left to the kernel), runs with their pag
     assertEquals(b.length, runAt + ppmPlanRun.size + 8192);
   } finally {
     await Deno.remove(path);
+  }
+});
+
+Deno.test("plan: runs written as they arrive, header last, give the same bytes as in one go", async () => {
+  const img = image();
+  img.pages.push({ start: 0x7f0000000000n, count: 1, data: new Uint8Array(4096).fill(9) });
+  img.pageCount += 1;
+  const dir = await Deno.makeTempDir();
+  try {
+    const whole = `${dir}/whole`, streamed = `${dir}/streamed`;
+    let f = await Deno.open(whole, { write: true, create: true });
+    const n = await writePlan(img, f, 1000);
+    f.close();
+    f = await Deno.open(streamed, { write: true, create: true });
+    const w = new PlanWriter(f);
+    for (const p of img.pages) await w.addRun(p, img.vmas);
+    assertEquals(w.runs, img.pages.length);
+    assertEquals(await w.finish({ ...img, pages: [] }, 1000), n);
+    f.close();
+    assertEquals(await Deno.readFile(streamed), await Deno.readFile(whole));
+    // Room left for one mapping count cannot take another.
+    f = await Deno.open(`${dir}/short`, { write: true, create: true });
+    const short = new PlanWriter(f);
+    await short.addRun(img.pages[0], img.vmas.slice(1));
+    const e = await short.finish({ ...img, pages: [] }, 1000).then(() => undefined, (x) => x);
+    f.close();
+    assertMatch(String(e), /left room for 2 mappings, the image has 3/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

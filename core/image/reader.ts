@@ -68,10 +68,21 @@ async function readHeader(r: ChunkReader): Promise<Checksum> {
   return checksum.crc;
 }
 
-/** Parses and checks a PAGES payload whose checksum matched. */
-function parsePages(where: string, index: number, offset: number, p: Uint8Array): PagesRecord {
-  if (p.length < PAGES_HEADER_SIZE) {
-    throw new ImageError(where, `payload of ${p.length} bytes is shorter than the pages header`);
+/**
+ * Parses and checks a PAGES payload whose checksum matched: its 16-byte
+ * header `p` and the page data, read separately so that the data stays a
+ * view of the source's chunk. `length` is the whole payload's.
+ */
+function parsePages(
+  where: string,
+  index: number,
+  offset: number,
+  p: Uint8Array,
+  data: Uint8Array,
+  length: number,
+): PagesRecord {
+  if (length < PAGES_HEADER_SIZE) {
+    throw new ImageError(where, `payload of ${length} bytes is shorter than the pages header`);
   }
   const v = view(p);
   const start = v.getBigUint64(0, true), count = v.getUint32(8, true);
@@ -81,10 +92,10 @@ function parsePages(where: string, index: number, offset: number, p: Uint8Array)
     throw new ImageError(where, `page count ${count} is not in 1..${MAX_PAGES_PER_RECORD}`);
   }
   const expected = PAGES_HEADER_SIZE + count * PAGE_SIZE;
-  if (p.length !== expected) {
+  if (length !== expected) {
     throw new ImageError(
       where,
-      `payload length ${p.length} does not match ${count} pages (expected ${expected})`,
+      `payload length ${length} does not match ${count} pages (expected ${expected})`,
     );
   }
   if (start % BigInt(PAGE_SIZE) !== 0n) {
@@ -93,7 +104,6 @@ function parsePages(where: string, index: number, offset: number, p: Uint8Array)
   if (start + BigInt(count * PAGE_SIZE) > 1n << 64n) {
     throw new ImageError(where, `${count} pages at 0x${start.toString(16)} go beyond 2^64`);
   }
-  const data = p.subarray(PAGES_HEADER_SIZE);
   return { kind: "pages", index, offset, start, count, data };
 }
 
@@ -159,14 +169,18 @@ export async function* readImage(source: AsyncIterable<Uint8Array>): AsyncGenera
         throw new ImageError(where, `payload length ${length} is over the limit of ${max}`);
       }
       const crc = checksum(h.subarray(0, 12), 0);
-      const payload = await r.read(length);
-      if (payload.length < length) {
+      // A PAGES payload is read as its header, then its data: the data is then usually one
+      // chunk of the source, kept as a view rather than copied.
+      const split = type === RECORD.PAGES ? Math.min(length, PAGES_HEADER_SIZE) : length;
+      const payload = await r.read(split);
+      const rest = split < length ? await r.read(length - split) : payload.subarray(split);
+      if (payload.length + rest.length < length) {
         throw truncated(
           where,
-          `the payload is cut short after ${payload.length} of ${length} bytes`,
+          `the payload is cut short after ${payload.length + rest.length} of ${length} bytes`,
         );
       }
-      const computed = checksum(payload, crc);
+      const computed = checksum(rest, checksum(payload, crc));
       if (computed !== stored) {
         throw new ImageError(
           where,
@@ -174,7 +188,7 @@ export async function* readImage(source: AsyncIterable<Uint8Array>): AsyncGenera
         );
       }
       if (type === RECORD.PAGES) {
-        const rec = parsePages(where, index, offset, payload);
+        const rec = parsePages(where, index, offset, payload, rest, length);
         pages += rec.count;
         yield rec;
         continue;

@@ -44,6 +44,12 @@ const symbols = {
     nonblocking: true,
   },
   poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  process_vm_readv_nb: {
+    name: "process_vm_readv",
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "isize",
+    nonblocking: true,
+  },
   syscall2: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   syscall_delete_module: {
@@ -293,5 +299,33 @@ export async function readFdWithin(
   if (v.getInt16(6, true) & 0x20) throw new ErrnoError("poll", 9, String(fd)); // POLLNVAL
   const n = await libc().read_nb(fd, buf, BigInt(buf.length));
   if (n < 0n) throw new ErrnoError("read", 5, String(fd));
+  return Number(n);
+}
+
+/**
+ * Copies `buf.length` bytes at `addr` in process `pid` into `buf` with
+ * process_vm_readv(2), on a worker thread: one copy, straight from the
+ * process's pages (reading /proc/PID/mem goes through a bounce page). Needs
+ * what ptrace attach needs. The process must not unmap the range meanwhile.
+ *
+ * @returns the bytes copied: fewer than asked when the range reaches memory
+ *   the call cannot read (a mapping without read permission, say), or -1 when
+ *   it fails at once (errno is not kept: it belongs to the worker thread)
+ */
+export async function processVmRead(
+  pid: number,
+  addr: bigint,
+  buf: Uint8Array<ArrayBuffer>,
+): Promise<number> {
+  const local = new BigUint64Array([addressOf(buf), BigInt(buf.length)]);
+  const remote = new BigUint64Array([addr, BigInt(buf.length)]);
+  const n = await libc().process_vm_readv_nb(
+    pid,
+    new Uint8Array(local.buffer),
+    1n,
+    new Uint8Array(remote.buffer),
+    1n,
+    0n,
+  );
   return Number(n);
 }

@@ -1,9 +1,11 @@
 /**
  * Reading the pages a checkpoint carries, from /proc/PID/pagemap (which
- * pages exist and whether they are still the file's) and /proc/PID/mem.
+ * pages exist and whether they are still the file's), then with
+ * process_vm_readv (one copy), or /proc/PID/mem for what it cannot read.
  *
  * @module
  */
+import { processVmRead } from "../../ffi/libc.ts";
 import { isZeroPage, pageNeeded, type VmaRecord } from "./vma.ts";
 
 /** Page size. */
@@ -57,6 +59,7 @@ interface ReadChunk {
 
 /** Reads the chunks of `vmas` that hold pages to carry, in order; counts absent and file pages. */
 async function* readChunks(
+  pid: number,
   pagemap: Deno.FsFile,
   mem: Deno.FsFile,
   vmas: VmaRecord[],
@@ -86,7 +89,9 @@ async function* readChunks(
       }
       if (!any) continue;
       const data = new Uint8Array(count * PAGE);
-      await preadFull(mem, base, data);
+      // /proc/PID/mem reads through FOLL_FORCE what process_vm_readv cannot (no read permission).
+      const got = Math.max(0, await processVmRead(pid, base, data));
+      if (got < data.length) await preadFull(mem, base + BigInt(got), data.subarray(got));
       yield { st, base, need, data };
     }
   }
@@ -119,7 +124,7 @@ async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<voi
  * Reads the pages of `vmas` that must be carried, calling `emit` with runs of
  * consecutive non-zero pages; returns the counts per mapping. `copyAll`
  * carries the resident pages of private file mappings too (see pageNeeded).
- * The next chunk is read from /proc/PID/mem (on the runtime's I/O threads)
+ * The next chunk is read (on a worker thread)
  * while the runs of the current one are emitted, so reading overlaps the
  * checksum, the frame tags and the sending.
  */
@@ -132,7 +137,7 @@ export async function dumpPages(
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
   const stats: PageStats[] = [];
-  const chunks = readChunks(pagemap, mem, vmas, stats, copyAll);
+  const chunks = readChunks(pid, pagemap, mem, vmas, stats, copyAll);
   let ahead = chunks.next();
   try {
     for (;;) {

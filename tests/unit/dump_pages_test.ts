@@ -84,3 +84,44 @@ Deno.test("dumpPages: a failing emit ends the dump with its error, the read ahea
     assertEquals(calls, 2);
   });
 });
+
+Deno.test("dumpPages: a page the process cannot read (PROT_NONE) is carried too", async () => {
+  // process_vm_readv stops there; /proc/PID/mem reads it with FOLL_FORCE.
+  const script = [
+    "import ctypes, mmap, sys, time",
+    "m = mmap.mmap(-1, 3 * 4096)",
+    "m.write(b'\\xab' * (3 * 4096))",
+    "a = ctypes.addressof(ctypes.c_char.from_buffer(m))",
+    "libc = ctypes.CDLL(None)",
+    "assert libc.mprotect(ctypes.c_void_p(a + 4096), 4096, 0) == 0",
+    "print(hex(a), flush=True)",
+    "time.sleep(60)",
+  ].join("\n");
+  const child = new Deno.Command("python3", { args: ["-c", script], stdout: "piped" }).spawn();
+  try {
+    const reader = child.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    const addr = BigInt(new TextDecoder().decode(value).trim());
+    const vmas = await vmasOf(child.pid);
+    const runs: PageRun[] = [];
+    await dumpPages(child.pid, vmas, (r) => {
+      runs.push(r);
+    });
+    for (let i = 0; i < 3; i++) {
+      const at = addr + BigInt(i * PAGE);
+      const run = runs.find((r) => r.start <= at && at < r.start + BigInt(r.data.length));
+      assert(run, `page ${i} at 0x${at.toString(16)} is carried`);
+      const off = Number(at - run.start);
+      assertEquals(
+        run.data.subarray(off, off + PAGE),
+        new Uint8Array(PAGE).fill(0xab),
+        `page ${i}`,
+      );
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+  }
+});

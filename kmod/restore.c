@@ -24,12 +24,16 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/uio.h>
 
 #include "ppm_internal.h"
 
 #define PPM_IO_PAGES 16
+/* Bytes read straight into the process per call, between reschedules. */
+#define PPM_DIRECT_CHUNK SZ_1M
 
 struct ppm_restore_ctx {
 	struct file *plan;
@@ -217,15 +221,37 @@ static int ppm_map_all(struct ppm_restore_ctx *c)
 	return 0;
 }
 
-static int ppm_put_page(struct ppm_restore_ctx *c, const struct ppm_plan_vma *v,
-			u64 addr, void *page)
+/*
+ * Reads @len bytes of the plan straight into the caller's memory at @addr, a
+ * range the plan's own checks placed inside one of its writable mappings:
+ * one copy, from the plan's pages to the process's.
+ */
+static int ppm_read_direct(struct ppm_restore_ctx *c, u64 addr, u64 len)
 {
-	if (v->prot & PROT_WRITE) {
-		if (copy_to_user(u64_to_user_ptr(addr), page, PAGE_SIZE))
-			return ppm_fail(c, -EFAULT, "cannot fill page %llx", addr);
-		return 0;
+	while (len) {
+		size_t chunk = min_t(u64, len, PPM_DIRECT_CHUNK);
+		struct iovec iov = { .iov_base = u64_to_user_ptr(addr), .iov_len = chunk };
+		struct iov_iter iter;
+		ssize_t n;
+
+		if (fatal_signal_pending(current))
+			return ppm_fail(c, -EINTR, "killed while filling pages");
+		iov_iter_init(&iter, ITER_DEST, &iov, 1, chunk);
+		n = vfs_iter_read(c->plan, &iter, &c->pos, 0);
+		if (n < 0)
+			return ppm_fail(c, (int)n, "cannot fill pages at %llx", addr);
+		if (!n)
+			return ppm_fail(c, -EINVAL, "plan truncated");
+		addr += n;
+		len -= n;
+		cond_resched();
 	}
-	/* Read-only private mappings: write through, as a debugger would. */
+	return 0;
+}
+
+/* Read-only private mappings: write through, as a debugger would. */
+static int ppm_put_page(struct ppm_restore_ctx *c, u64 addr, void *page)
+{
 	if (access_process_vm(current, addr, page, PAGE_SIZE,
 			      FOLL_FORCE | FOLL_WRITE) != PAGE_SIZE)
 		return ppm_fail(c, -EFAULT, "cannot fill read-only page %llx", addr);
@@ -254,6 +280,12 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 			return ppm_fail(c, -EINVAL, "page run %u at %llx is outside the mappings",
 					r, run.start);
 		v = &c->vmas[idx];
+		if (v->prot & PROT_WRITE) {
+			ret = ppm_read_direct(c, run.start, (u64)run.nr_pages << PAGE_SHIFT);
+			if (ret)
+				return ret;
+			continue;
+		}
 		while (done < run.nr_pages) {
 			u64 n = min_t(u64, run.nr_pages - done, PPM_IO_PAGES);
 			u64 k;
@@ -262,7 +294,7 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 			if (ret)
 				return ret;
 			for (k = 0; k < n; k++) {
-				ret = ppm_put_page(c, v, run.start + ((done + k) << PAGE_SHIFT),
+				ret = ppm_put_page(c, run.start + ((done + k) << PAGE_SHIFT),
 						   c->buf + (k << PAGE_SHIFT));
 				if (ret)
 					return ret;

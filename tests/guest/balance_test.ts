@@ -142,12 +142,7 @@ function ticks(out: string, name: string): string[] {
 
 Deno.test({
   name: "guest 6.1: three agents balance six CPU-bound managed processes, no bouncing, drain, " +
-    "and TCP clients whose connections survive [not yet in CI (issue 6): every step passed in " +
-    "the last two runs of session 6, after fixes found by the three runs before them; it goes " +
-    "into CI once it passes repeatedly]",
-  // Kept in the tree, reported as ignored, until it passes reliably (10 min of CI).
-  // PPM_BALANCE_TEST=1 runs it.
-  ignore: Deno.env.get("PPM_BALANCE_TEST") !== "1",
+    "and TCP clients whose connections survive",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {

@@ -68,34 +68,29 @@ Deno.test("crc32c: known vectors (RFC 3720 and the check value)", () => {
   assertEquals(crc32c(Uint8Array.from({ length: 32 }, (_, i) => 31 - i)), 0x113fdb5c);
 });
 
-Deno.test("crc32c: matches the bitwise reference at every length and alignment; chains", () => {
-  const buf = pattern(600);
-  for (let off = 0; off < 8; off++) {
-    for (let n = 0; n <= 300; n += off + 1) {
-      const d = buf.subarray(off, off + n);
-      assertEquals(crc32c(d), crcRef(d), `offset ${off} length ${n}`);
-    }
-  }
-  for (const cut of [0, 1, 63, 64, 65, 300, 600]) {
-    assertEquals(crc32c(buf.subarray(cut), crc32c(buf.subarray(0, cut))), crc32c(buf));
-  }
-});
-
-Deno.test("crc32ieee: the check value, and the bitwise reference on views at any offset; chains", () => {
+Deno.test("crc32ieee: the check value", () => {
   assertEquals(crc32ieee(te.encode("123456789")), 0xcbf43926);
   assertEquals(crc32ieee(new Uint8Array(0)), 0);
+  assertEquals(crc32ieee(new Uint8Array(64).fill(0xff)), crc32Ref(new Uint8Array(64).fill(0xff)));
+});
+
+Deno.test("crc32c and crc32ieee: match their bitwise references on views at any offset; chain", () => {
   const buf = pattern(600);
-  for (let off = 0; off < 8; off++) {
-    for (let n = 0; n <= 300; n += off + 1) {
-      const d = buf.subarray(off, off + n);
-      assertEquals(crc32ieee(d), crc32Ref(d), `offset ${off} length ${n}`);
+  const pairs: [string, (d: Uint8Array, seed?: number) => number, (d: Uint8Array) => number][] = [
+    ["crc32c", crc32c, crcRef],
+    ["crc32ieee", crc32ieee, crc32Ref],
+  ];
+  for (const [name, crc, ref] of pairs) {
+    for (let off = 0; off < 8; off++) {
+      for (let n = 0; n <= 300; n += off + 1) {
+        const d = buf.subarray(off, off + n);
+        assertEquals(crc(d), ref(d), `${name}: offset ${off} length ${n}`);
+      }
+    }
+    for (const cut of [0, 1, 63, 64, 65, 300, 600]) {
+      assertEquals(crc(buf.subarray(cut), crc(buf.subarray(0, cut))), crc(buf), `${name} ${cut}`);
     }
   }
-  for (const cut of [0, 1, 63, 64, 65, 300, 600]) {
-    assertEquals(crc32ieee(buf.subarray(cut), crc32ieee(buf.subarray(0, cut))), crc32ieee(buf));
-  }
-  const high = new Uint8Array(64).fill(0xff);
-  assert(crc32ieee(high) >= 0 && crc32ieee(high) === crc32Ref(high), "unsigned");
 });
 
 Deno.test("crc32c: throughput (printed, not asserted)", () => {

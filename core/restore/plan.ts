@@ -64,6 +64,8 @@ export class PlanWriter {
   #vmas = -1;
   #runs = 0;
   #end = 0;
+  /** The run being written: the next one starts when it is done, `finish` waits for it. */
+  #pending: Promise<void> = Promise.resolve();
 
   /** @param file the plan file, empty, opened for writing; the caller closes it */
   constructor(file: Deno.FsFile) {
@@ -78,20 +80,29 @@ export class PlanWriter {
   /**
    * Appends one run. The first call leaves room for the header and one
    * entry per mapping the plan recreates (see {@link planVmas}) of `vmas`.
+   * The run is written behind: this returns once the run before it is
+   * written (a failure of that one throws here), so the caller reads the
+   * next block meanwhile; `block.data` must not change until `finish`.
    */
   async addRun(
     block: { start: bigint; count: number; data: Uint8Array },
     vmas: { kind: string }[],
   ): Promise<void> {
+    await this.#pending;
     if (this.#vmas < 0) {
       this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
       this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
       await this.#file.seek(this.#end, Deno.SeekMode.Start);
     }
-    await writeAll(this.#file, encode(ppmPlanRun, { start: block.start, nr_pages: block.count }));
-    await writeAll(this.#file, block.data);
+    const head = encode(ppmPlanRun, { start: block.start, nr_pages: block.count });
     this.#end += ppmPlanRun.size + block.data.length;
     this.#runs++;
+    this.#pending = (async () => {
+      await writeAll(this.#file, head);
+      await writeAll(this.#file, block.data);
+    })();
+    // Marked handled now; the next addRun or finish awaits it and throws its error.
+    this.#pending.catch(() => {});
   }
 
   /**
@@ -103,6 +114,7 @@ export class PlanWriter {
    */
   async finish(img: LoadedImage, base: number): Promise<number> {
     for (const p of img.pages) await this.addRun(p, img.vmas);
+    await this.#pending;
     const vmas = planVmas(img);
     if (this.#vmas < 0) this.#end = ppmPlanHeader.size + vmas.length * ppmPlanVma.size;
     else if (vmas.length !== this.#vmas) {

@@ -227,7 +227,7 @@ export async function migrateIn(
         stderr: err.path,
         sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       };
-      r = await restoreImage(img, opts, undefined, staged);
+      r = await restoreImage(img, staged, opts);
     } catch (e) {
       dropSockets(rebuilt);
       locks.removeAll();

@@ -223,7 +223,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
     throw e;
   });
-  return await restoreImage(img, opts, t0, staged);
+  return await restoreImage(img, staged, opts, t0);
 }
 
 /** A directory in memory when the system has one: images are never written to disk. */
@@ -281,29 +281,29 @@ export async function loadStaged(
 }
 
 /**
- * Restores a checked image: one loaded whole (`staged` absent), or one
- * whose pages were written into `staged` as it was read (see loadStaged).
+ * Restores a checked image whose pages were written into `staged` as it was
+ * read (see loadStaged); the plan is discarded at the end, whatever happens.
  */
 export async function restoreImage(
   img: LoadedImage,
+  staged: StagedPlan,
   opts: RestoreOptions = {},
   t0 = performance.now(),
-  staged?: StagedPlan,
 ): Promise<RestoreStats> {
   const tLoad = performance.now();
   try {
-    return await restoreChecked(img, opts, t0, tLoad, staged);
+    return await restoreStaged(img, staged, opts, t0, tLoad);
   } finally {
-    await staged?.discard();
+    await staged.discard();
   }
 }
 
-async function restoreChecked(
+async function restoreStaged(
   img: LoadedImage,
+  staged: StagedPlan,
   opts: RestoreOptions,
   t0: number,
   tLoad: number,
-  staged: StagedPlan | undefined,
 ): Promise<RestoreStats> {
   const pid = img.task.pid;
   await checkCompatible(img, {
@@ -319,174 +319,166 @@ async function restoreChecked(
   }
   const tCheck = performance.now();
 
-  const work = staged?.dir ?? await workDir();
   const base = stubBase(img);
   try {
-    const planPath = staged?.path ?? join(work, "plan");
-    const plan = staged?.file ??
-      await Deno.open(planPath, { write: true, create: true, mode: 0o600 });
-    try {
-      await (staged?.writer ?? new PlanWriter(plan)).finish(img, base);
-    } finally {
-      plan.close();
-    }
-    const pidOut = join(work, "pid");
-    const specPath = join(work, "spec");
-    await Deno.writeTextFile(
-      specPath,
-      stubSpec(img, { pid, base, dev: DEVICE_PATH, plan: planPath, pidOut, stdio: opts }),
+    await staged.writer.finish(img, base);
+  } finally {
+    staged.file.close();
+  }
+  const pidOut = join(staged.dir, "pid");
+  const specPath = join(staged.dir, "spec");
+  await Deno.writeTextFile(
+    specPath,
+    stubSpec(img, { pid, base, dev: DEVICE_PATH, plan: staged.path, pidOut, stdio: opts }),
+  );
+  const stub = await ensureStub();
+  const tPlan = performance.now();
+
+  const launcher = await new Deno.Command(stub, {
+    args: [specPath],
+    env: { GLIBC_TUNABLES: "glibc.pthread.rseq=0" },
+    clearEnv: true,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (launcher.code === 3) {
+    throw new PpmError(
+      "cannot restore",
+      `PID ${pid} is taken`,
+      "end that process, or restore where the PID is free",
+      EXIT.BUSY,
     );
-    const stub = await ensureStub();
-    const tPlan = performance.now();
+  }
+  if (launcher.code === 4) {
+    throw new PpmError(
+      "cannot restore",
+      "creating a process with a chosen PID needs CAP_CHECKPOINT_RESTORE",
+      "run as root",
+      EXIT.PERMISSION,
+    );
+  }
+  if (launcher.code !== 0) {
+    throw new PpmError(
+      "cannot restore",
+      `the restore stub failed to start (exit ${launcher.code})`,
+      "",
+    );
+  }
+  const got = Number((await Deno.readTextFile(pidOut)).trim());
+  if (got !== pid) {
+    throw new PpmError("cannot restore", `the stub got PID ${got}, not ${pid}`, "");
+  }
 
-    const launcher = await new Deno.Command(stub, {
-      args: [specPath],
-      env: { GLIBC_TUNABLES: "glibc.pthread.rseq=0" },
-      clearEnv: true,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (launcher.code === 3) {
-      throw new PpmError(
-        "cannot restore",
-        `PID ${pid} is taken`,
-        "end that process, or restore where the PID is free",
-        EXIT.BUSY,
-      );
+  let t: Tracee;
+  try {
+    t = Tracee.attach(pid, { sysgood: true, exitKill: true });
+  } catch {
+    throw new PpmError(
+      "cannot restore",
+      "the restore stub failed while setting up (see its message above)",
+      "",
+    );
+  }
+  // From here on, a failure must not leave a half-restored process behind.
+  let started = false;
+  try {
+    let regs = await nextSyscallStopAsync(t);
+    for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
+      ptrace(PTRACE.SYSCALL, pid);
+      regs = await nextSyscallStopAsync(t);
     }
-    if (launcher.code === 4) {
-      throw new PpmError(
-        "cannot restore",
-        "creating a process with a chosen PID needs CAP_CHECKPOINT_RESTORE",
-        "run as root",
-        EXIT.PERMISSION,
-      );
-    }
-    if (launcher.code !== 0) {
-      throw new PpmError(
-        "cannot restore",
-        `the restore stub failed to start (exit ${launcher.code})`,
-        "",
-      );
-    }
-    const got = Number((await Deno.readTextFile(pidOut)).trim());
-    if (got !== pid) {
-      throw new PpmError("cannot restore", `the stub got PID ${got}, not ${pid}`, "");
-    }
-
-    let t: Tracee;
-    try {
-      t = Tracee.attach(pid, { sysgood: true, exitKill: true });
-    } catch {
+    if (!regs) {
       throw new PpmError(
         "cannot restore",
         "the restore stub failed while setting up (see its message above)",
         "",
       );
     }
-    // From here on, a failure must not leave a half-restored process behind.
-    let started = false;
-    try {
-      let regs = await nextSyscallStopAsync(t);
-      for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
-        ptrace(PTRACE.SYSCALL, pid);
-        regs = await nextSyscallStopAsync(t);
-      }
-      if (!regs) {
-        throw new PpmError(
-          "cannot restore",
-          "the restore stub failed while setting up (see its message above)",
-          "",
-        );
-      }
-      const xsaveHere = t.getXstate().length;
-      if (xsaveHere !== img.cpu.xstate.length) {
-        t.kill();
-        throw new PpmError(
-          "cannot restore",
-          `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
-          "restore on a node with the same CPU features",
-          EXIT.INCOMPATIBLE,
-        );
-      }
-      const reqAddr = getReg(regs, "rdx");
-      const tStub = performance.now();
-      ptrace(PTRACE.SYSCALL, pid);
-      const exit = await nextSyscallStopAsync(t);
-      if (!exit) {
-        throw new PpmError(
-          "restore failed after the memory was replaced; the new process was killed",
-          (await dmesgTail()) || "see dmesg",
-          "the image may be damaged; nothing else was changed",
-        );
-      }
-      const ret = BigInt.asIntN(64, getReg(exit, "rax"));
-      if (ret !== 0n) {
-        const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
-          new Uint8Array(ppmRestore.size)
-        );
-        const req = decode(ppmRestore, raw);
-        t.kill();
-        throw new PpmError(
-          "the module refused the image",
-          `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
-          "the image is damaged or does not fit this node; nothing was changed",
-        );
-      }
-      const tMem = performance.now();
-      await fault("restore");
-
-      // The process's own finishing system calls, from the vDSO's syscall instruction.
-      const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
-      const files = mappedFiles(img);
-      const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
-      inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-      const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
-      if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
-        throw new PpmError("cannot restore", "setresgid failed", "");
-      }
-      if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
-        throw new PpmError("cannot restore", "setresuid failed", "");
-      }
-      inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
-      await requeueSignals(t, at, exit, img);
-      inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
-
-      const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
-      setReg(final, "orig_rax", -1n);
-      t.setRegs(final);
-      t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
-      t.setSigmask(img.cpu.sigmask);
-      const start = () => {
-        // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
-        Deno.kill(pid, "SIGCONT");
-        t.release();
-        if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
-      };
-      if (!opts.hold) start();
-      started = true;
-      const tEnd = performance.now();
-      return {
-        pid,
-        start: opts.hold ? start : undefined,
-        abort: opts.hold ? () => t.kill() : undefined,
-        pages: img.pageCount,
-        timesUs: {
-          load: us(tLoad - t0),
-          check: us(tCheck - tLoad),
-          plan: us(tPlan - tCheck),
-          stub: us(tStub - tPlan),
-          memory: us(tMem - tStub),
-          finish: us(tEnd - tMem),
-          total: us(tEnd - t0),
-        },
-      };
-    } catch (e) {
-      if (!started) t.kill();
-      throw e;
+    const xsaveHere = t.getXstate().length;
+    if (xsaveHere !== img.cpu.xstate.length) {
+      t.kill();
+      throw new PpmError(
+        "cannot restore",
+        `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
+        "restore on a node with the same CPU features",
+        EXIT.INCOMPATIBLE,
+      );
     }
-  } finally {
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    const reqAddr = getReg(regs, "rdx");
+    const tStub = performance.now();
+    ptrace(PTRACE.SYSCALL, pid);
+    const exit = await nextSyscallStopAsync(t);
+    if (!exit) {
+      throw new PpmError(
+        "restore failed after the memory was replaced; the new process was killed",
+        (await dmesgTail()) || "see dmesg",
+        "the image may be damaged; nothing else was changed",
+      );
+    }
+    const ret = BigInt.asIntN(64, getReg(exit, "rax"));
+    if (ret !== 0n) {
+      const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
+        new Uint8Array(ppmRestore.size)
+      );
+      const req = decode(ppmRestore, raw);
+      t.kill();
+      throw new PpmError(
+        "the module refused the image",
+        `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
+        "the image is damaged or does not fit this node; nothing was changed",
+      );
+    }
+    const tMem = performance.now();
+    await fault("restore");
+
+    // The process's own finishing system calls, from the vDSO's syscall instruction.
+    const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
+    const files = mappedFiles(img);
+    const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
+    inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
+    const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
+    if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
+      throw new PpmError("cannot restore", "setresgid failed", "");
+    }
+    if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
+      throw new PpmError("cannot restore", "setresuid failed", "");
+    }
+    inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
+    await requeueSignals(t, at, exit, img);
+    inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+
+    const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
+    setReg(final, "orig_rax", -1n);
+    t.setRegs(final);
+    t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
+    t.setSigmask(img.cpu.sigmask);
+    const start = () => {
+      // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
+      Deno.kill(pid, "SIGCONT");
+      t.release();
+      if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+    };
+    if (!opts.hold) start();
+    started = true;
+    const tEnd = performance.now();
+    return {
+      pid,
+      start: opts.hold ? start : undefined,
+      abort: opts.hold ? () => t.kill() : undefined,
+      pages: img.pageCount,
+      timesUs: {
+        load: us(tLoad - t0),
+        check: us(tCheck - tLoad),
+        plan: us(tPlan - tCheck),
+        stub: us(tStub - tPlan),
+        memory: us(tMem - tStub),
+        finish: us(tEnd - tMem),
+        total: us(tEnd - t0),
+      },
+    };
+  } catch (e) {
+    if (!started) t.kill();
+    throw e;
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { processVmRead } from "../../ffi/libc.ts";
+import { readAhead } from "../host/ahead.ts";
 import { isZeroPage, pageNeeded, type VmaRecord } from "./vma.ts";
 
 /** Page size. */
@@ -124,9 +125,9 @@ async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<voi
  * Reads the pages of `vmas` that must be carried, calling `emit` with runs of
  * consecutive non-zero pages; returns the counts per mapping. `copyAll`
  * carries the resident pages of private file mappings too (see pageNeeded).
- * The next chunk is read (on a worker thread)
- * while the runs of the current one are emitted, so reading overlaps the
- * checksum, the frame tags and the sending.
+ * The next chunk is read (on a worker thread) while the runs of the current
+ * one are emitted, so reading overlaps the checksum, the frame tags and the
+ * sending.
  */
 export async function dumpPages(
   pid: number,
@@ -137,20 +138,11 @@ export async function dumpPages(
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
   const stats: PageStats[] = [];
-  const chunks = readChunks(pid, pagemap, mem, vmas, stats, copyAll);
-  let ahead = chunks.next();
   try {
-    for (;;) {
-      // Marked handled now: it may fail while the current chunk is emitted; it is awaited next.
-      ahead.catch(() => {});
-      const r = await ahead;
-      if (r.done) break;
-      ahead = chunks.next();
-      await emitRuns(r.value, emit);
+    for await (const c of readAhead(readChunks(pid, pagemap, mem, vmas, stats, copyAll))) {
+      await emitRuns(c, emit);
     }
   } finally {
-    await ahead.catch(() => {});
-    await chunks.return(undefined).catch(() => {});
     pagemap.close();
     mem.close();
   }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readAhead } from "../host/ahead.ts";
 import type { ImageSink } from "./writer.ts";
 
 /** Something bytes can be written to, like Deno.FsFile or Deno.Conn. */
@@ -65,10 +66,9 @@ export async function* fileSource(
 const FILE_BUFFER = 8 * 1024 * 1024;
 
 /**
- * A source reading the file at `path`; the file is closed when the source
- * ends or the reader stops. The next chunk is read (on the runtime's I/O
- * threads) while the caller works on the current one; chunks are fresh
- * regions of buffers that are never reused, as with {@link fileSource}.
+ * A source reading the file at `path` (a {@link fileSource}); the file is
+ * closed when the source ends or the reader stops. The next chunk is read
+ * (on the runtime's I/O threads) while the caller works on the current one.
  *
  * @param path the image file
  * @param bufferSize the size of the buffers read into
@@ -78,29 +78,5 @@ export async function* pathSource(
   bufferSize = FILE_BUFFER,
 ): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
-  let buf = new Uint8Array(0), pos = 0;
-  const readNext = async (): Promise<Uint8Array | null> => {
-    if (buf.length - pos < Math.min(MIN_READ, bufferSize)) {
-      buf = new Uint8Array(bufferSize);
-      pos = 0;
-    }
-    const region = buf.subarray(pos);
-    const n = await file.read(region);
-    if (n === null) return null;
-    pos += n;
-    return region.subarray(0, n);
-  };
-  let ahead = readNext();
-  try {
-    for (;;) {
-      // Marked handled now: it may fail while the caller holds the current chunk.
-      ahead.catch(() => {});
-      const chunk = await ahead;
-      if (chunk === null) return;
-      ahead = readNext();
-      yield chunk;
-    }
-  } finally {
-    await ahead.catch(() => {});
-  }
+  yield* readAhead(fileSource(file, bufferSize));
 }

@@ -91,6 +91,7 @@ export class PpmDevice {
     }
     const mm: Record<string, bigint> = {};
     for (const k of MM_KEYS) mm[k] = v[k] as bigint;
+    const creds = v as Record<string, unknown>;
     return {
       nrThreads: v.nr_threads as number,
       mm,
@@ -110,6 +111,9 @@ export class PpmDevice {
       robustListLen: v.robust_list_len as bigint,
       clearChildTid: v.clear_child_tid as bigint,
       rseq: { addr: v.rseq as bigint, len: v.rseq_len as number, sig: v.rseq_sig as number },
+      securebits: Number(creds.securebits ?? 0),
+      dumpable: Number(creds.dumpable ?? 1),
+      pdeathSignal: Number(creds.pdeath_signal ?? 0),
     };
   }
 
@@ -248,6 +252,12 @@ export interface DumpedTask {
   clearChildTid: bigint;
   /** Registered rseq area. */
   rseq: { addr: bigint; len: number; sig: number };
+  /** The task's securebits. */
+  securebits: number;
+  /** get_dumpable() of its mm: 0, 1 or 2. */
+  dumpable: number;
+  /** Its parent-death signal (0 none). */
+  pdeathSignal: number;
 }
 
 /** Decoded `struct ppm_vma`. */

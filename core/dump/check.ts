@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { credReasons } from "./creds.ts";
 import { readFds } from "./files.ts";
 import { inspectSockets } from "./sockets.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
@@ -47,7 +48,7 @@ export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<stri
     throw e;
   }
   if (maps.length === 0) return ["it is a kernel thread"];
-  const reasons = stayReasons(status, maps);
+  const reasons = [...stayReasons(status, maps), ...credReasons(status)];
   if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
   try {
     const files = await readFds(pid);

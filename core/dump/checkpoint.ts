@@ -16,7 +16,8 @@ import { NetworkFreeze } from "../freeze/network.ts";
 import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
-import { type FileIdentity, fileIdentity, readFds } from "./files.ts";
+import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";
+import { credReasons, dumpCreds } from "./creds.ts";
 import { dumpPages, type PageStats } from "./memory.ts";
 import { parseCpuFlags, parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
 import { stayReasons } from "./check.ts";
@@ -104,6 +105,19 @@ async function readText(path: string): Promise<string> {
   return await Deno.readTextFile(path);
 }
 
+/**
+ * The process's name exactly as the kernel keeps it (/proc/PID/status
+ * escapes it; /proc/PID/comm does not), or undefined when it is not UTF-8.
+ */
+export async function readComm(pid: number): Promise<string | undefined> {
+  const raw = await Deno.readFile(`/proc/${pid}/comm`);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(raw).replace(/\n$/, "");
+  } catch {
+    return undefined;
+  }
+}
+
 /** Checkpoints `pid` into `sink`; returns the figures. */
 export async function checkpoint(
   pid: number,
@@ -136,7 +150,9 @@ export async function checkpoint(
     const status = parseStatus(await readText(`/proc/${pid}/status`));
     const maps = parseMaps(await readText(`/proc/${pid}/maps`));
     const { fds, sockets, reasons: fdReasons } = await readFds(pid);
-    const reasons = [...stayReasons(status, maps), ...fdReasons];
+    const comm = await readComm(pid);
+    const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
+    if (comm === undefined) reasons.push("its name is not valid UTF-8");
     if (sockets.length && !opts.network) {
       reasons.push(
         ...sockets.map((sk) =>
@@ -220,9 +236,10 @@ export async function checkpoint(
 
     await writer.writeRecord(RECORD.TASK, {
       pid,
-      comm: status.name,
+      comm,
       exe: await Deno.readLink(`/proc/${pid}/exe`),
       cwd: await Deno.readLink(`/proc/${pid}/cwd`),
+      cwdId: fileId(`/proc/${pid}/cwd`),
       umask: status.umask,
       uid: status.uid,
       gid: status.gid,
@@ -231,6 +248,7 @@ export async function checkpoint(
       rlimits: parseLimits(await readText(`/proc/${pid}/limits`)),
       nice: parseNice(await readText(`/proc/${pid}/stat`)),
       personality: task.personality,
+      creds: dumpCreds(pid, status, task),
       kernel: Deno.osRelease(),
       cpuFlags: parseCpuFlags(await readText("/proc/cpuinfo")),
       xsaveSize: xstate.length,

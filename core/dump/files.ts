@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { FileId } from "../image/schema.ts";
 import { parseFdInfo } from "./proc.ts";
 
 /** How an open descriptor is carried. */
@@ -23,6 +24,8 @@ export interface FdRecord {
   flags: number;
   /** File position. */
   pos: bigint;
+  /** What the file is (type, owner, mode, size, mtime, device, inode). */
+  id?: FileId;
 }
 
 /** Devices that are reopened by path. */
@@ -44,6 +47,22 @@ export interface FileIdentity {
   mtimeMs: number;
   /** SHA-256 of the content, hex. */
   sha256: string;
+  /** Type, owner, mode, device and inode. */
+  id?: FileId;
+}
+
+/** What `path` is now (it follows a /proc/PID/fd or cwd link to the file itself). */
+export function fileId(path: string): FileId {
+  const st = Deno.statSync(path);
+  return {
+    mode: st.mode ?? 0,
+    uid: st.uid ?? 0,
+    gid: st.gid ?? 0,
+    size: st.size,
+    mtimeMs: st.mtime?.getTime() ?? 0,
+    dev: BigInt(st.dev),
+    ino: BigInt(st.ino ?? 0),
+  };
 }
 
 /**
@@ -106,14 +125,20 @@ export async function readFds(
     let target: string;
     try {
       target = await Deno.readLink(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      continue; // closed meanwhile
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue; // closed meanwhile
+      if (e instanceof Deno.errors.InvalidData) {
+        reasons.push(`fd ${fd}: its path is not valid UTF-8 (ppm carries UTF-8 paths only)`);
+        continue;
+      }
+      throw e;
     }
     let regular = false, fifo = false;
+    let id: FileId | undefined;
     try {
-      const st = await Deno.stat(`/proc/${pid}/fd/${fd}`);
-      regular = st.isFile;
-      fifo = st.isFifo === true;
+      id = fileId(`/proc/${pid}/fd/${fd}`);
+      regular = (id.mode & 0o170000) === 0o100000;
+      fifo = (id.mode & 0o170000) === 0o010000;
     } catch { /* not statable */ }
     const kind = classifyFd(fd, target, regular, fifo);
     if (typeof kind === "object") {
@@ -122,7 +147,9 @@ export async function readFds(
     }
     const info = parseFdInfo(await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd}`));
     if (kind === "socket") sockets.push({ fd, flags: info.flags });
-    else fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
+    else if (kind === "stdio") {
+      fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
+    } else fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos, id });
   }
   return { fds, sockets, reasons };
 }
@@ -170,11 +197,6 @@ async function hashContent(path: string): Promise<string> {
 
 /** The full identity of a file. */
 export async function fileIdentity(path: string): Promise<FileIdentity> {
-  const st = Deno.statSync(path);
-  return {
-    path,
-    size: st.size,
-    mtimeMs: st.mtime?.getTime() ?? 0,
-    sha256: await sha256File(path),
-  };
+  const id = fileId(path);
+  return { path, size: id.size, mtimeMs: id.mtimeMs, sha256: await sha256File(path), id };
 }

@@ -71,6 +71,10 @@ export interface ProcStatus {
   state: string;
   /** Tracer pid, 0 when not traced. */
   tracerPid: number;
+  /** no_new_privs. */
+  noNewPrivs: boolean;
+  /** Seccomp mode: 0 off, 1 strict, 2 filter. */
+  seccomp: number;
 }
 
 /** Parses /proc/PID/status. */
@@ -101,6 +105,8 @@ export function parseStatus(text: string): ProcStatus {
     },
     state: (f.get("State") ?? "?").charAt(0),
     tracerPid: Number(f.get("TracerPid") ?? "0"),
+    noNewPrivs: f.get("NoNewPrivs") === "1",
+    seccomp: Number(f.get("Seccomp") ?? "0"),
   };
 }
 

@@ -78,3 +78,12 @@ export function arr(v: unknown, what: string, max: number): unknown[] {
   if (!Array.isArray(v) || v.length > max) throw bad(what, `not a list of at most ${max}`);
   return v;
 }
+
+/** `o[k]` as an absolute path: 1..4095 bytes of UTF-8, no NUL (a name is data, never syntax). */
+export function path(o: Record<string, unknown>, k: string, what: string): string {
+  const v = str(o, k, what, 4095);
+  if (!v.startsWith("/") || v.includes("\0") || new TextEncoder().encode(v).length > 4095) {
+    throw bad(what, `${k} is not an absolute path of at most 4095 bytes without NUL`);
+  }
+  return v;
+}

@@ -5,10 +5,49 @@
  *
  * @module
  */
-import { arr, bad, big, bytes, int, obj, str } from "./fields.ts";
+import { arr, bad, big, bytes, int, obj, path, str } from "./fields.ts";
 import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
 import { checkSockets, type SocketEntry } from "./sockets.ts";
+
+/**
+ * What a file was when the image was taken (stat of the open file), so the
+ * restore can refuse another file put in its place.
+ */
+export interface FileId {
+  /** st_mode: type and permission bits. */
+  mode: number;
+  /** Owner. */
+  uid: number;
+  /** Group. */
+  gid: number;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time, ms since the epoch. */
+  mtimeMs: number;
+  /** Device (st_dev). */
+  dev: bigint;
+  /** Inode. */
+  ino: bigint;
+}
+
+/** Credentials beyond the ids, restored exactly (absent in images before they were kept). */
+export interface CredsRecord {
+  /** Capability sets as 64-bit masks. */
+  caps: { inh: bigint; prm: bigint; eff: bigint; bnd: bigint; amb: bigint };
+  /** securebits. */
+  securebits: number;
+  /** PR_GET_NO_NEW_PRIVS. */
+  noNewPrivs: boolean;
+  /** PR_GET_DUMPABLE (0 or 1; 2 is restored as 0). */
+  dumpable: number;
+  /** Parent-death signal, 0 none. */
+  pdeathSig: number;
+  /** Seccomp: mode 0 off, 2 filter; filters oldest first (BPF programs, 8 bytes an instruction). */
+  seccomp: { mode: number; filters: { flags: number; prog: Uint8Array }[] };
+  /** boot_id of the node and boot the image was taken in (inode numbers mean something there). */
+  bootId: string;
+}
 
 /** The TASK record. */
 export interface TaskRecord {
@@ -20,6 +59,8 @@ export interface TaskRecord {
   exe: string;
   /** Working directory. */
   cwd: string;
+  /** What the working directory was. */
+  cwdId?: FileId;
   /** umask. */
   umask: number;
   /** Real, effective, saved, filesystem uid. */
@@ -36,6 +77,8 @@ export interface TaskRecord {
   nice?: number;
   /** Personality. */
   personality: number;
+  /** Capabilities, securebits, no_new_privs, seccomp, dumpable, pdeath signal. */
+  creds?: CredsRecord;
   /** Kernel release. */
   kernel: string;
   /** CPU flags of the node. */
@@ -119,6 +162,8 @@ export interface FdEntry {
   flags: number;
   /** Position. */
   pos: bigint;
+  /** What the file was. */
+  id?: FileId;
 }
 
 /** A mapped file's identity. */
@@ -131,6 +176,8 @@ export interface MappedFile {
   mtimeMs: number;
   /** SHA-256, hex. */
   sha256: string;
+  /** What the file was. */
+  id?: FileId;
 }
 
 /** A block of pages. */
@@ -169,6 +216,78 @@ export interface LoadedImage {
 
 const TASK_SIZE = 1n << 47n;
 
+/** A FileId of an image or an offer, checked (undefined when absent). */
+export function checkId(v: unknown, what: string): FileId | undefined {
+  if (v === undefined) return undefined;
+  const o = obj(v, what);
+  return {
+    mode: int(o, "mode", what, 0, 0o177777),
+    uid: int(o, "uid", what, 0, 0xffffffff),
+    gid: int(o, "gid", what, 0, 0xffffffff),
+    size: int(o, "size", what, 0, Number.MAX_SAFE_INTEGER),
+    mtimeMs: int(o, "mtimeMs", what, 0, Number.MAX_SAFE_INTEGER),
+    dev: big(o, "dev", what),
+    ino: big(o, "ino", what),
+  };
+}
+
+const SECCOMP_MAX_INSNS = 4096;
+
+/** The process name: at most 15 bytes (TASK_COMM_LEN - 1), no NUL; any other byte is data. */
+function comm(o: Record<string, unknown>): string {
+  const v = str(o, "comm", "TASK", 64);
+  if (v.includes("\0") || new TextEncoder().encode(v).length > 15) {
+    throw bad("TASK", "comm is not a name of at most 15 bytes without NUL");
+  }
+  return v;
+}
+
+/** The capability sets as /proc/PID/status shows them: hex strings of at most 16 digits. */
+function caps(v: unknown): Record<string, string> {
+  const o = obj(v, "TASK.caps");
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (typeof x !== "string" || !/^[0-9a-f]{1,16}$/i.test(x)) {
+      throw bad("TASK.caps", `${k} is not a hex capability mask`);
+    }
+    out[k] = x;
+  }
+  return out;
+}
+
+/** The creds of a TASK record, checked. */
+function checkCreds(v: unknown): CredsRecord | undefined {
+  if (v === undefined) return undefined;
+  const w = "TASK.creds";
+  const o = obj(v, w);
+  const c = obj(o.caps, `${w}.caps`);
+  const sc = obj(o.seccomp, `${w}.seccomp`);
+  const capMask = (1n << 64n) - 1n;
+  return {
+    caps: {
+      inh: big(c, "inh", `${w}.caps`, capMask),
+      prm: big(c, "prm", `${w}.caps`, capMask),
+      eff: big(c, "eff", `${w}.caps`, capMask),
+      bnd: big(c, "bnd", `${w}.caps`, capMask),
+      amb: big(c, "amb", `${w}.caps`, capMask),
+    },
+    securebits: int(o, "securebits", w, 0, 0xff),
+    noNewPrivs: o.noNewPrivs === true,
+    dumpable: int(o, "dumpable", w, 0, 2),
+    pdeathSig: int(o, "pdeathSig", w, 0, 64),
+    seccomp: {
+      mode: int(sc, "mode", `${w}.seccomp`, 0, 2),
+      filters: arr(sc.filters, `${w}.seccomp.filters`, 512).map((f, i) => {
+        const x = obj(f, `seccomp filter ${i}`);
+        const prog = bytes(x, "prog", `seccomp filter ${i}`, 8, 8 * SECCOMP_MAX_INSNS);
+        if (prog.length % 8) throw bad(`seccomp filter ${i}`, "not whole BPF instructions");
+        return { flags: int(x, "flags", `seccomp filter ${i}`, 0, 0xffff), prog };
+      }),
+    },
+    bootId: str(o, "bootId", w, 64),
+  };
+}
+
 function checkTask(v: unknown): TaskRecord {
   const o = obj(v, "TASK");
   const w = "TASK";
@@ -176,14 +295,15 @@ function checkTask(v: unknown): TaskRecord {
     arr(o[k], `${w}.${k}`, 65536).map((x, i) => int({ x }, "x", `${w}.${k}[${i}]`));
   return {
     pid: int(o, "pid", w, 1, 4194304),
-    comm: str(o, "comm", w, 64),
-    exe: str(o, "exe", w),
-    cwd: str(o, "cwd", w),
+    comm: comm(o),
+    exe: path(o, "exe", w),
+    cwd: path(o, "cwd", w),
+    ...(o.cwdId === undefined ? {} : { cwdId: checkId(o.cwdId, "TASK.cwdId") }),
     umask: int(o, "umask", w, 0, 0o777),
     uid: ids("uid"),
     gid: ids("gid"),
     groups: ids("groups"),
-    caps: obj(o.caps, "TASK.caps") as Record<string, string>,
+    caps: caps(o.caps),
     rlimits: arr(o.rlimits, "TASK.rlimits", 16).map((r, i) => {
       const x = obj(r, `TASK.rlimits[${i}]`);
       return {
@@ -194,6 +314,7 @@ function checkTask(v: unknown): TaskRecord {
     }),
     ...(o.nice === undefined ? {} : { nice: int(o, "nice", w, -20, 19) }),
     personality: int(o, "personality", w),
+    ...(o.creds === undefined ? {} : { creds: checkCreds(o.creds) }),
     kernel: str(o, "kernel", w, 256),
     cpuFlags: arr(o.cpuFlags, "TASK.cpuFlags", 1024).map((f) => String(f)),
     xsaveSize: int(o, "xsaveSize", w, 512, 16384),
@@ -216,7 +337,7 @@ function checkVmas(v: unknown): VmaEntry[] {
       pgoff: big(o, "pgoff", w, 1n << 52n),
       kind: str(o, "kind", w, 16),
     };
-    if (o.path !== undefined) e.path = str(o, "path", w);
+    if (o.path !== undefined) e.path = path(o, "path", w);
     if (e.start % 4096n || e.end % 4096n || e.start >= e.end || e.start < prevEnd) {
       throw bad(
         w,
@@ -352,18 +473,20 @@ export async function loadImage(
       return {
         fd: int(x, "fd", "fd", 0, 1 << 20),
         kind: str(x, "kind", "fd", 16),
-        path: str(x, "path", "fd"),
+        path: x.kind === "stdio" ? str(x, "path", "fd") : path(x, "path", `fd ${i}`),
         flags: int(x, "flags", "fd"),
         pos: big(x, "pos", "fd", 1n << 62n),
+        ...(x.id === undefined ? {} : { id: checkId(x.id, `fd ${i} identity`) }),
       };
     }),
     mapped: arr(fo.mapped, "FILES.mapped", 65536).map((f, i) => {
       const x = obj(f, `mapped file ${i}`);
       return {
-        path: str(x, "path", "mapped file"),
+        path: path(x, "path", `mapped file ${i}`),
         size: int(x, "size", "mapped file", 0, Number.MAX_SAFE_INTEGER),
         mtimeMs: int(x, "mtimeMs", "mapped file", 0, Number.MAX_SAFE_INTEGER),
         sha256: str(x, "sha256", "mapped file", 64),
+        ...(x.id === undefined ? {} : { id: checkId(x.id, `mapped file ${i} identity`) }),
       };
     }),
   };

@@ -11,7 +11,16 @@ import { close, mkfifo, open } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { checkCpu, checkFiles, checkKernel, checkPidFree } from "../restore/compat.ts";
+import {
+  checkCpu,
+  checkFileIds,
+  checkFiles,
+  checkKernel,
+  checkPidFree,
+  type ExpectedFile,
+} from "../restore/compat.ts";
+import { checkId } from "../image/schema.ts";
+import { path as pathField, str } from "../image/fields.ts";
 import { planLocks, planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
@@ -24,6 +33,26 @@ import {
   releaseSockets,
 } from "../restore/sockets.ts";
 import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
+
+/** The offer's expected files, checked as hostile input. */
+export function expectedOf(v: unknown): ExpectedFile[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.length > 65536) {
+    throw new PpmError("refused", "the offer's file list is not a list of at most 65536");
+  }
+  return v.map((x, i) => {
+    const what = `offer file ${i}`;
+    if (typeof x !== "object" || x === null) throw new PpmError("refused", `${what} is not a map`);
+    const o = x as Record<string, unknown>;
+    const flags = typeof o.flags === "number" && Number.isInteger(o.flags) ? o.flags : undefined;
+    return {
+      path: pathField(o, "path", what),
+      id: checkId(o.id, what),
+      flags,
+      role: str(o, "role", what, 64),
+    };
+  });
+}
 
 /** A process that arrived here. */
 export interface Arrival {
@@ -160,6 +189,7 @@ export async function migrateIn(
     if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
       throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);
     }
+    checkFileIds(expectedOf(offer.expected));
     // Built before anything is frozen at the source, never during the freeze.
     await ensureStub();
   } catch (e) {

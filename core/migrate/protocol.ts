@@ -44,6 +44,8 @@ export interface MigrationChannel {
   close(): void;
 }
 
+import type { ExpectedFile } from "../restore/compat.ts";
+
 /** What the destination must provide, asked before anything is frozen. */
 export interface Offer {
   /** Message type. */
@@ -76,6 +78,12 @@ export interface Offer {
   sockets: FlowSocket[];
   /** Its working directory (it must exist at the destination). */
   cwd: string;
+  /**
+   * Its working directory, open files and mapped files with what they are
+   * (type, owner, mode, size, mtime): the destination checks them before
+   * anything is frozen.
+   */
+  expected?: ExpectedFile[];
 }
 
 /** How a migrated process's stdin is provided at the destination. */

@@ -10,7 +10,8 @@ import { close, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/l
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
-import { fileIdentity, readFds } from "../dump/files.ts";
+import { fileId, fileIdentity, readFds } from "../dump/files.ts";
+import type { ExpectedFile } from "../restore/compat.ts";
 import { inspectSockets } from "../dump/sockets.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
 import { enableForwarding } from "../redirect/forwarding.ts";
@@ -87,9 +88,20 @@ export async function buildOffer(
     ),
   ];
   const files = [];
+  const cwd = await Deno.readLink(`/proc/${pid}/cwd`);
+  const expected: ExpectedFile[] = [
+    { path: cwd, id: fileId(`/proc/${pid}/cwd`), role: "the working directory" },
+  ];
   for (const p of paths) {
     const id = await fileIdentity(p);
     files.push({ path: id.path, size: id.size, sha256: id.sha256 });
+    expected.push({ path: p, id: id.id, role: "a mapped file" });
+  }
+  const open = await readFds(pid);
+  for (const f of open.fds) {
+    if (f.kind !== "stdio") {
+      expected.push({ path: f.path, id: f.id, flags: f.flags, role: `fd ${f.fd}` });
+    }
   }
   // Private pages in memory are what the optimized total copy sends.
   const rollup = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`).catch(() => "");
@@ -111,9 +123,10 @@ export async function buildOffer(
     origin: origin ?? { node: from, pid },
     moves,
     stdin: await stdinMode(pid),
-    cwd: await Deno.readLink(`/proc/${pid}/cwd`),
+    cwd,
+    expected,
     fromAddr,
-    sockets: inspectSockets(pid, (await readFds(pid)).sockets.map((x) => x.fd)).sockets.map(
+    sockets: inspectSockets(pid, open.sockets.map((x) => x.fd)).sockets.map(
       (x) => ({ kind: x.kind, local: x.local, remote: x.remote }),
     ),
   };

@@ -9,7 +9,7 @@
 import { parseCpuFlags } from "../dump/proc.ts";
 import { sha256File } from "../dump/files.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import type { LoadedImage } from "../image/schema.ts";
+import type { FileId, LoadedImage } from "../image/schema.ts";
 
 const WHAT = "cannot restore the image";
 
@@ -95,6 +95,82 @@ export async function checkFiles(
   }
 }
 
+/** A file the process had open, mapped or as its working directory, as the image saw it. */
+export interface ExpectedFile {
+  /** Its path (the kernel's d_path: no symlink on the way). */
+  path: string;
+  /** What it was; without it, only the path is checked. */
+  id?: FileId;
+  /** How it was opened (size and mtime are compared for read-only regular files). */
+  flags?: number;
+  /** What it was to the process ("fd 3", "the working directory", "a mapped file"). */
+  role: string;
+}
+
+const S_IFMT = 0o170000, S_IFREG = 0o100000;
+
+/**
+ * Why `f` is not here as the image saw it: missing, reached through a
+ * symlink (someone swapped a component for one), or of another type,
+ * owner, mode, size or mtime. Empty when it matches.
+ */
+export function fileIdReason(f: ExpectedFile): string {
+  let real: string;
+  try {
+    real = Deno.realPathSync(f.path);
+  } catch {
+    return `${f.role}: ${f.path} does not exist here`;
+  }
+  if (real !== f.path) return `${f.role}: ${f.path} leads through a symlink here (to ${real})`;
+  if (!f.id) return "";
+  const st = Deno.statSync(f.path);
+  const id = f.id;
+  const diff: string[] = [];
+  if (((st.mode ?? 0) & S_IFMT) !== (id.mode & S_IFMT)) diff.push("type");
+  if (st.uid !== id.uid || st.gid !== id.gid) {
+    diff.push(`owner ${st.uid}:${st.gid}, the image's ${id.uid}:${id.gid}`);
+  }
+  if (((st.mode ?? 0) & 0o7777) !== (id.mode & 0o7777)) {
+    diff.push(
+      `mode ${((st.mode ?? 0) & 0o7777).toString(8)}, the image's ${
+        (id.mode & 0o7777).toString(8)
+      }`,
+    );
+  }
+  if (((f.flags ?? 0) & 3) === 0 && (id.mode & S_IFMT) === S_IFREG) {
+    if (st.size !== id.size) diff.push(`size ${st.size}, the image's ${id.size}`);
+    else if ((st.mtime?.getTime() ?? 0) !== id.mtimeMs) diff.push("modified since");
+  }
+  return diff.length ? `${f.role}: ${f.path} differs here: ${diff.join(", ")}` : "";
+}
+
+/** The files of `img` the stub opens with the process's rights. */
+export function expectedFiles(img: LoadedImage): ExpectedFile[] {
+  return [
+    { path: img.task.cwd, id: img.task.cwdId, role: "the working directory" },
+    ...img.files.fds.filter((f) => f.kind !== "stdio").map((f) => ({
+      path: f.path,
+      id: f.id,
+      flags: f.flags,
+      role: `fd ${f.fd}`,
+    })),
+    ...img.files.mapped.map((m) => ({ path: m.path, id: m.id, role: "a mapped file" })),
+  ];
+}
+
+/** Throws, naming every file that is not here as the image saw it. */
+export function checkFileIds(files: ExpectedFile[]): void {
+  const reasons = files.map(fileIdReason).filter(Boolean);
+  if (reasons.length) {
+    throw new PpmError(
+      WHAT,
+      reasons.join("; "),
+      "restore where the files are the process's own, unchanged",
+      EXIT.INCOMPATIBLE,
+    );
+  }
+}
+
 /** Throws a PpmError for the first reason the image cannot be restored here. */
 export async function checkCompatible(
   img: LoadedImage,
@@ -113,18 +189,5 @@ export async function checkCompatible(
   }
   // A migration's destination checked the mapped files before the freeze.
   if (!opts.filesChecked) await checkFiles(img.files.mapped);
-  for (const fd of img.files.fds) {
-    if (fd.kind === "regular") {
-      try {
-        await Deno.stat(fd.path);
-      } catch {
-        throw new PpmError(
-          WHAT,
-          `the open file ${fd.path} (fd ${fd.fd}) does not exist here`,
-          "",
-          EXIT.MISSING,
-        );
-      }
-    }
-  }
+  checkFileIds(expectedFiles(img));
 }

@@ -1,7 +1,6 @@
 /**
- * From a loaded image to what the restore needs: the binary plan that
- * PPM_IOC_RESTORE reads (kmod/uapi/ppm.h), and the stub's spec (the
- * process's descriptors, signals, limits, vDSO address).
+ * From a loaded image to the binary plan that PPM_IOC_RESTORE reads
+ * (kmod/uapi/ppm.h); the stub's spec is spec.ts.
  *
  * @module
  */
@@ -23,9 +22,12 @@ export function stubBase(img: LoadedImage): number {
   return Math.max(1000, ...img.files.fds.map((f) => f.fd + 1), ...img.sockets.map((s) => s.fd + 1));
 }
 
-/** The stub's descriptor for mapped file `index`. */
+/**
+ * The stub's descriptor for mapped file `index`: after its saved standard
+ * streams, the device, the plan and its error file (stub.c enum stub_fd).
+ */
 export function mapFd(base: number, index: number): number {
-  return base + 5 + index;
+  return base + 6 + index;
 }
 
 /** Mapped files in plan order (index = position), exe included. */
@@ -183,67 +185,4 @@ export async function writePlan(
   base: number,
 ): Promise<number> {
   return await new PlanWriter(file).finish(img, base);
-}
-
-const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o2000;
-
-/** Where the restored standard streams go: a path, or the restorer's own. */
-export interface StdioTargets {
-  /** Sockets rebuilt by this process (ppm), taken by the stub at their numbers. */
-  sockets?: { fd: number; copy: number; flags: number }[];
-  /** Path for fd 0, opened for reading (else the restorer's stdin). */
-  stdin?: string;
-  /** Path for fd 1 (else the restorer's stdout). */
-  stdout?: string;
-  /** Path for fd 2 (else the restorer's stderr). */
-  stderr?: string;
-}
-
-/** The stub's spec text (see stub.c). */
-export function stubSpec(
-  img: LoadedImage,
-  o: { pid: number; base: number; dev: string; plan: string; pidOut: string; stdio: StdioTargets },
-): string {
-  const L: string[] = [];
-  const t = img.task;
-  L.push(`pid ${o.pid}`, `base ${o.base}`, `dev ${o.dev}`, `plan ${o.plan}`, `pidout ${o.pidOut}`);
-  L.push(`cwd ${t.cwd}`, `umask ${t.umask}`, `comm ${t.comm}`);
-  L.push(`groups ${t.groups.length} ${t.groups.join(" ")}`.trimEnd());
-  for (const f of img.files.fds) {
-    const flags = f.flags & ~(O_CREAT | O_TRUNC);
-    if (f.kind === "stdio") {
-      const target = f.fd === 1 ? o.stdio.stdout : f.fd === 2 ? o.stdio.stderr : undefined;
-      if (f.fd === 0 && o.stdio.stdin) L.push(`fd 0 0 0 ${o.stdio.stdin}`);
-      else if (target) L.push(`fd ${f.fd} ${O_WRONLY | O_APPEND} 0 ${target}`);
-      else L.push(`stdio ${f.fd} ${f.fd}`);
-    } else {
-      L.push(
-        `fd ${f.fd} ${flags} ${f.kind === "regular" ? f.pos : 0n} ${f.path}`,
-      );
-    }
-  }
-  for (const sk of o.stdio.sockets ?? []) {
-    L.push(`sock ${sk.fd} ${Deno.pid} ${sk.copy} ${sk.flags}`);
-  }
-  mappedFiles(img).forEach((f, i) => L.push(`map ${i} ${f.write ? O_RDWR : 0} ${f.path}`));
-  for (const a of img.signals.actions) {
-    L.push(
-      `sigaction ${a.sig} 0x${a.handler.toString(16)} 0x${a.flags.toString(16)} 0x${
-        a.restorer.toString(16)
-      } 0x${a.mask.toString(16)}`,
-    );
-  }
-  const alt = img.signals.altstack;
-  if (alt.sp) L.push(`altstack 0x${alt.sp.toString(16)} ${alt.size} ${alt.flags}`);
-  if (img.signals.robustList) {
-    L.push(`robust 0x${img.signals.robustList.toString(16)} ${img.signals.robustListLen}`);
-  }
-  if (img.signals.clearChildTid) L.push(`tidaddr 0x${img.signals.clearChildTid.toString(16)}`);
-  const mm = img.mm;
-  if (mm.vvar) L.push(`vvar 0x${mm.vvar.toString(16)} 0x${mm.vvarEnd.toString(16)}`);
-  if (mm.vdso) L.push(`vdso 0x${mm.vdso.toString(16)} 0x${mm.vdsoEnd.toString(16)}`);
-  for (const r of t.rlimits) L.push(`rlimit ${r.resource} ${r.soft} ${r.hard}`);
-  // Always: the stub would otherwise keep the agent's own (raised) priority.
-  L.push(`nice ${t.nice ?? 0}`);
-  return L.join("\n") + "\n";
 }

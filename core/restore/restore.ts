@@ -20,14 +20,14 @@ import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../image/io.ts";
 import { checkCompatible } from "./compat.ts";
-import { mapFd, mappedFiles, PlanWriter, type StdioTargets, stubBase, stubSpec } from "./plan.ts";
-import { ensureStub } from "./stub.ts";
+import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
+import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";
+import { type StdioTargets, stubSpec } from "./spec.ts";
+import { ensureStub, STUB_EXIT } from "./stub.ts";
 
 const SYS = {
   ioctl: 16,
   prctl: 157,
-  setresuid: 117,
-  setresgid: 119,
   rt_sigqueueinfo: 129,
   rt_tgsigqueueinfo: 297,
   close_range: 436,
@@ -191,6 +191,43 @@ async function requeueSignals(
   }
 }
 
+/**
+ * System calls and memory of the stopped process `t` for creds.ts; scratch
+ * memory lies below the red zone of its restored stack.
+ */
+function injector(
+  t: Tracee,
+  at: bigint,
+  base: Uint8Array<ArrayBuffer>,
+  img: LoadedImage,
+): Injector {
+  const rsp = getReg(img.cpu.regs, "rsp");
+  const stack = img.vmas.find((v) => v.start <= rsp && rsp <= v.end);
+  return {
+    call: (nr, args) => inject(t, at, base, nr, args),
+    write: async (addr, data) => {
+      const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
+      try {
+        await mem.seek(addr, Deno.SeekMode.Start);
+        for (let off = 0; off < data.length;) off += await mem.write(data.subarray(off));
+      } finally {
+        mem.close();
+      }
+    },
+    scratch: (bytes) => {
+      const addr = (((rsp - 1024n) & ~15n) - 128n - BigInt(bytes)) & ~15n;
+      if (!stack || addr < stack.start) {
+        throw new PpmError(
+          "cannot give the restored process its credentials",
+          `no room for ${bytes} bytes below its stack pointer`,
+          "",
+        );
+      }
+      return addr;
+    },
+  };
+}
+
 async function findSyscallInsn(pid: number, vdso: bigint, end: bigint): Promise<bigint> {
   const code = await readMem(pid, vdso, Number(end - vdso));
   for (let i = 0; i + 1 < code.length; i++) {
@@ -224,6 +261,15 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     throw e;
   });
   return await restoreImage(img, staged, opts, t0);
+}
+
+/** This boot's id: files are the same file only where it matches the image's. */
+function bootId(): string {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+  } catch {
+    return "";
+  }
 }
 
 /** A directory in memory when the system has one: images are never written to disk. */
@@ -326,11 +372,27 @@ async function restoreStaged(
     staged.file.close();
   }
   const pidOut = join(staged.dir, "pid");
+  const errOut = join(staged.dir, "error");
   const specPath = join(staged.dir, "spec");
-  await Deno.writeTextFile(
+  const here = bootId();
+  const sameNode = here !== "" && img.task.creds?.bootId === here;
+  await Deno.writeFile(
     specPath,
-    stubSpec(img, { pid, base, dev: DEVICE_PATH, plan: staged.path, pidOut, stdio: opts }),
+    stubSpec(img, {
+      pid,
+      base,
+      dev: DEVICE_PATH,
+      plan: staged.path,
+      pidOut,
+      errOut,
+      stdio: opts,
+      sameNode,
+    }),
+    { createNew: true, mode: 0o600 },
   );
+  const stubError = async () =>
+    (await Deno.readTextFile(errOut).catch(() => "")).trim() ||
+    "the restore stub failed while setting up (see its message above)";
   const stub = await ensureStub();
   const tPlan = performance.now();
 
@@ -342,7 +404,7 @@ async function restoreStaged(
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  if (launcher.code === 3) {
+  if (launcher.code === STUB_EXIT.PID_TAKEN) {
     throw new PpmError(
       "cannot restore",
       `PID ${pid} is taken`,
@@ -350,7 +412,7 @@ async function restoreStaged(
       EXIT.BUSY,
     );
   }
-  if (launcher.code === 4) {
+  if (launcher.code === STUB_EXIT.NOT_PERMITTED) {
     throw new PpmError(
       "cannot restore",
       "creating a process with a chosen PID needs CAP_CHECKPOINT_RESTORE",
@@ -358,10 +420,10 @@ async function restoreStaged(
       EXIT.PERMISSION,
     );
   }
-  if (launcher.code !== 0) {
+  if (launcher.code !== STUB_EXIT.OK) {
     throw new PpmError(
       "cannot restore",
-      `the restore stub failed to start (exit ${launcher.code})`,
+      `the restore stub failed to start (exit ${launcher.code}): ${await stubError()}`,
       "",
     );
   }
@@ -374,11 +436,7 @@ async function restoreStaged(
   try {
     t = Tracee.attach(pid, { sysgood: true, exitKill: true });
   } catch {
-    throw new PpmError(
-      "cannot restore",
-      "the restore stub failed while setting up (see its message above)",
-      "",
-    );
+    throw new PpmError("cannot restore", await stubError(), "nothing was changed");
   }
   // From here on, a failure must not leave a half-restored process behind.
   let started = false;
@@ -388,13 +446,7 @@ async function restoreStaged(
       ptrace(PTRACE.SYSCALL, pid);
       regs = await nextSyscallStopAsync(t);
     }
-    if (!regs) {
-      throw new PpmError(
-        "cannot restore",
-        "the restore stub failed while setting up (see its message above)",
-        "",
-      );
-    }
+    if (!regs) throw new PpmError("cannot restore", await stubError(), "nothing was changed");
     const xsaveHere = t.getXstate().length;
     if (xsaveHere !== img.cpu.xstate.length) {
       t.kill();
@@ -437,16 +489,12 @@ async function restoreStaged(
     const files = mappedFiles(img);
     const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
     inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-    const gid = img.task.gid.map(BigInt), uid = img.task.uid.map(BigInt);
-    if (inject(t, at, exit, SYS.setresgid, gid.slice(0, 3)) !== 0n) {
-      throw new PpmError("cannot restore", "setresgid failed", "");
-    }
-    if (inject(t, at, exit, SYS.setresuid, uid.slice(0, 3)) !== 0n) {
-      throw new PpmError("cannot restore", "setresuid failed", "");
-    }
-    inject(t, at, exit, SYS.prctl, [4n, 1n]); // PR_SET_DUMPABLE: its owner may checkpoint it again
+    const inj = injector(t, at, exit, img);
+    await restoreCreds(inj, img.task);
     await requeueSignals(t, at, exit, img);
     inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+    await restoreSeccomp(inj, img.task.creds);
+    await verifyCreds(pid, img.task);
 
     const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
     setReg(final, "orig_rax", -1n);

@@ -12,6 +12,16 @@ import { exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
 
 const SRC = join(PROJECT_ROOT, "core", "restore", "stub", "stub.c");
 
+/** The launcher's exit codes (stub.c enum stub_exit); the child exits STEP + its failed step. */
+export const STUB_EXIT = {
+  OK: 0,
+  BAD_SPEC: 2,
+  PID_TAKEN: 3,
+  NOT_PERMITTED: 4,
+  CLONE_FAILED: 5,
+  STEP: 100,
+} as const;
+
 let building: Promise<string> | undefined;
 
 /**

@@ -251,9 +251,39 @@ async function dmesgTail(): Promise<string> {
   }
 }
 
+/**
+ * Throws unless only root could have written the image file at `path`: a
+ * restore gives the process the credentials its image names, so an image
+ * that a user could have edited (owned by them, writable by group or
+ * others, or reached through a symlink) could name root's.
+ */
+export function checkImageFileTrust(path: string, st: Deno.FileInfo): void {
+  let why = "";
+  if (st.isSymlink) why = "it is a symlink";
+  else if (st.uid !== 0 && st.uid !== Deno.uid()) why = `it is owned by uid ${st.uid}`;
+  else if (((st.mode ?? 0) & 0o022) !== 0) {
+    why = `it is writable by ${((st.mode ?? 0) & 0o002) ? "others" : "its group"}`;
+  }
+  if (why) {
+    throw new PpmError(
+      "cannot restore",
+      `the image ${path} could have been changed by someone else (${why}), and an image names the credentials its process gets`,
+      `check it, then as root: chown root: ${path}; chmod go-w ${path}`,
+      EXIT.PERMISSION,
+    );
+  }
+}
+
 /** Restores the image in `path`; returns the new process's PID and figures. */
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreStats> {
   const t0 = performance.now();
+  const st = await Deno.lstat(path).catch((e) => {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PpmError("cannot restore", `no image ${path}`, "", EXIT.MISSING);
+    }
+    throw e;
+  });
+  checkImageFileTrust(path, st);
   const { img, staged } = await loadStaged(pathSource(path)).catch((e) => {
     if (e instanceof Deno.errors.NotFound) {
       throw new PpmError("cannot restore", `no image ${path}`, "", EXIT.MISSING);

@@ -8,6 +8,7 @@
  * was opened).
  */
 import { ensureStub, STUB_EXIT } from "../../core/restore/stub.ts";
+import { checkImageFileTrust, restore } from "../../core/restore/restore.ts";
 import { ID_BYTES, SPEC_MAGIC, stubSpec, TAG } from "../../core/restore/spec.ts";
 import { fileId } from "../../core/dump/files.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
@@ -293,6 +294,28 @@ Deno.test("stub: the process's files are opened with its rights, no symlink, as 
     r = await runStub(img2, dir);
     assertEquals(r.exit, 105, r.error);
     assertMatch(r.error, /symbolic links/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("restore: an image file someone else could have edited is refused before it is read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const img = `${dir}/p.img`;
+    await Deno.writeFile(img, new Uint8Array(16));
+    await Deno.chmod(img, 0o644);
+    checkImageFileTrust(img, await Deno.lstat(img)); // root's, not writable by others: fine
+    await Deno.chmod(img, 0o666);
+    assertMatch(String(captured(() => checkImageFileTrust(img, Deno.lstatSync(img)))), /others/);
+    await Deno.chmod(img, 0o664);
+    assertMatch(String(captured(() => checkImageFileTrust(img, Deno.lstatSync(img)))), /group/);
+    await Deno.chmod(img, 0o644);
+    await Deno.chown(img, 65534, 65534);
+    assertMatch(String(captured(() => checkImageFileTrust(img, Deno.lstatSync(img)))), /uid 65534/);
+    await Deno.symlink(img, `${dir}/link.img`);
+    const e = await restore(`${dir}/link.img`).then(() => "restored", (x) => x);
+    assertMatch(String(e), /symlink/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -439,6 +439,11 @@ static void open_fd(int step, const struct rec *r, int as)
 		fd = open_own(r->str, flags);
 	else
 		fd = open(r->str, (flags & KEEP_FLAGS) | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && as == AS_PROCESS) {
+		say("fd %d: %s: %s (opened with the process's own rights, fsuid %u, and no symlink on the way)",
+		    n, r->str, strerror(errno), (unsigned int)setfsuid(-1));
+		_exit(STUB_STEP + step);
+	}
 	if (fd < 0)
 		die(step, r->str);
 	if (as == AS_PROCESS)
@@ -458,8 +463,11 @@ static void open_map(int step, const struct rec *r)
 		die(step, "a mapped file's descriptor below the stub's own");
 	}
 	fd = open_own(r->str, (int)u32_at(r, 4) & O_ACCMODE);
-	if (fd < 0)
-		die(step, r->str);
+	if (fd < 0) {
+		say("mapped file %s: %s (opened with the process's own rights, fsuid %u, and no symlink on the way)",
+		    r->str, strerror(errno), (unsigned int)setfsuid(-1));
+		_exit(STUB_STEP + step);
+	}
 	check_id(step, fd, r->str, r, 8);
 	place(step, fd, n, 1, r->str);
 }

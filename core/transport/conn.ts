@@ -9,11 +9,13 @@ import { EXIT, PpmError } from "../errors.ts";
 import {
   AuthError,
   clientHandshake,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
   type HandshakeIo,
+  handshakeTimeout,
   type RefusalCode,
   serverHandshake,
-  stepTimeout,
 } from "./auth.ts";
 import { withTimeout } from "./deadline.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
@@ -30,10 +32,19 @@ export interface ConnectOptions {
   secret: Uint8Array;
   /** This node's name. */
   node: string;
-  /** Bound of connecting and of each handshake step in ms (default 5 s, at most 60 s). */
+  /**
+   * Bound of connecting, and then of the whole handshake, in ms (default 5 s
+   * each, at most 60 s).
+   */
   timeoutMs?: number;
   /** Refuse the peer unless it is this node. */
   expectNode?: string;
+  /**
+   * How often to try again, after 50 ms, 100 ms, ... (with jitter), when the
+   * server refuses "busy": it dropped the handshake to make room for newer
+   * ones (default 3, at most 10; 0 never retries).
+   */
+  busyRetries?: number;
   /** Buffer limits and the default recv timeout of the connection. */
   connection?: PeerConnectionOptions;
   /** Wall clock in ms since the epoch (for tests). */
@@ -56,12 +67,26 @@ export interface ListenOptions {
   onRefused?: (refusal: Refusal) => void;
   /** Told when `onConnection` throws (the connection is then closed). */
   onError?: (error: unknown, conn: PeerConnection) => void;
-  /** Bound of each handshake step in ms (default 5 s, at most 60 s). */
+  /**
+   * Bound of each whole handshake in ms, from accepting the connection to the
+   * welcome (default 3 s, at most 60 s): a client that is slower is dropped
+   * ("timeout").
+   */
   handshakeTimeoutMs?: number;
   /** Largest accepted difference between a client's clock and this one (default 120 s). */
   maxClockSkewMs?: number;
-  /** Most handshakes in progress at once; more connections are refused "busy" (default 64). */
+  /**
+   * Most handshakes in progress at once (default 64). A new connection beyond
+   * it drops the oldest handshake of the source address that has the most in
+   * progress ("busy"), so a flood cannot hold every slot.
+   */
   maxPendingHandshakes?: number;
+  /**
+   * Most handshakes in progress at once from one source address, or one IPv6
+   * /64 (default 8). A new connection beyond it drops the oldest handshake of
+   * that source ("busy").
+   */
+  maxPendingPerSource?: number;
   /** Buffer limits and the default recv timeout of the connections. */
   connection?: PeerConnectionOptions;
   /** Wall clock in ms since the epoch (for tests). */
@@ -88,6 +113,8 @@ export interface PeerListener {
   readonly accepted: number;
   /** Connections refused so far, by code. */
   readonly refused: Readonly<Partial<Record<RefusalCode, number>>>;
+  /** Handshakes in progress now. */
+  readonly pending: number;
   /**
    * Stops listening and ends handshakes in progress; connections already
    * handed to `onConnection` stay open (their owners close them).
@@ -108,6 +135,43 @@ function tune(conn: Deno.Conn): void {
   } catch { /* not TCP */ }
 }
 
+/** Default of {@link ListenOptions.maxPendingHandshakes}. */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
+
+/** Default of {@link ListenOptions.maxPendingPerSource}. */
+export const DEFAULT_MAX_PENDING_PER_SOURCE = 8;
+
+/**
+ * The source a connection counts against for the per-source limit: the IPv4
+ * address, or the /64 prefix of an IPv6 address (one host usually has a whole
+ * /64 to pick addresses from).
+ */
+export function sourceOf(hostname: string): string {
+  const host = hostname.replace(/%.*$/, "");
+  if (!host.includes(":")) return host;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped) return mapped[1];
+  const [head, tail] = host.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail === undefined ? [] : tail ? tail.split(":") : [];
+  const groups = [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
+  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(":") + "::/64";
+}
+
+/** A positive integer option, or its default. */
+function limit(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new PpmError(
+      "transport: bad listener option",
+      `${name} ${value} is not a positive integer`,
+      `give ${name} as a whole number of connections, at least 1`,
+      EXIT.USAGE,
+    );
+  }
+  return value;
+}
+
 function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -122,7 +186,29 @@ function closeQuietly(conn: Deno.Conn): void {
  *   handshake fails: different cluster secrets, clocks too far apart, ...
  */
 export async function connectPeer(opts: ConnectOptions): Promise<PeerConnection> {
-  const ms = stepTimeout(opts.timeoutMs);
+  const ms = handshakeTimeout(opts.timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  const asked = opts.busyRetries ?? DEFAULT_BUSY_RETRIES;
+  const retries = Number.isFinite(asked) && asked > 0 ? Math.min(Math.floor(asked), 10) : 0;
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await connectOnce(opts, ms);
+    } catch (e) {
+      if (!(e instanceof AuthError && e.code === "busy") || attempt >= retries) throw e;
+      // The server dropped this handshake to make room (a flood, or many at once from here).
+      const backoff = BUSY_BACKOFF_MS * 2 ** attempt * (0.5 + Math.random());
+      await new Promise((resolve) => setTimeout(resolve, backoff));
+    }
+  }
+}
+
+/** Default of {@link ConnectOptions.busyRetries}. */
+export const DEFAULT_BUSY_RETRIES = 3;
+
+/** The first wait before retrying a "busy" refusal (then doubled, with jitter). */
+const BUSY_BACKOFF_MS = 50;
+
+/** One attempt of {@link connectPeer}. */
+async function connectOnce(opts: ConnectOptions, ms: number): Promise<PeerConnection> {
   const where = label(opts.host, opts.port);
   let timedOut = false;
   const connecting = Deno.connect({ hostname: opts.host, port: opts.port });
@@ -169,16 +255,40 @@ export async function connectPeer(opts: ConnectOptions): Promise<PeerConnection>
   );
 }
 
+/** A handshake in progress on the listener. */
+interface HalfOpen {
+  conn: Deno.Conn;
+  /** What it counts against ({@link sourceOf}). */
+  source: string;
+  /** Its frames to the client (to say "busy" when dropped). */
+  writer?: FrameWriter;
+  /** Why the listener dropped it, if it did. */
+  dropped?: string;
+}
+
 /**
- * Listens for nodes: authenticates each connection (concurrently, each step
- * bounded) and hands it to `onConnection`; refused ones go to `onRefused`.
- * A bad client never stops the listener from serving others.
+ * Listens for nodes: authenticates each connection (concurrently, each
+ * handshake bounded in time, in number per source address and overall) and
+ * hands it to `onConnection`; refused ones go to `onRefused`. A bad client
+ * never stops the listener from serving others: when a limit is reached, the
+ * oldest handshake in the way is dropped, so a flood of silent connections
+ * cannot keep a real node out.
  *
- * @throws PpmError when the address cannot be listened on
+ * @throws PpmError when the address cannot be listened on, or for a bad option
  */
 export function listenPeers(opts: ListenOptions): PeerListener {
-  const ms = stepTimeout(opts.handshakeTimeoutMs);
+  const ms = handshakeTimeout(opts.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS);
   const maxSkew = opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+  const maxPending = limit(
+    opts.maxPendingHandshakes,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
+    "maxPendingHandshakes",
+  );
+  const maxPerSource = limit(
+    opts.maxPendingPerSource,
+    DEFAULT_MAX_PENDING_PER_SOURCE,
+    "maxPendingPerSource",
+  );
   const hostname = opts.hostname ?? "0.0.0.0";
   let listener: Deno.TcpListener;
   try {
@@ -193,7 +303,11 @@ export function listenPeers(opts: ListenOptions): PeerListener {
     );
   }
   const nonces = new NonceCache(2 * maxSkew);
-  const pending = new Map<Deno.Conn, Promise<void>>();
+  /** Handshakes in progress, oldest first. */
+  const pending = new Map<Deno.Conn, HalfOpen>();
+  /** Handshakes in progress by source, oldest first. */
+  const bySource = new Map<string, HalfOpen[]>();
+  const serving = new Set<Promise<void>>();
   const refused: Partial<Record<RefusalCode, number>> = {};
   let accepted = 0, stopping = false;
 
@@ -204,12 +318,60 @@ export function listenPeers(opts: ListenOptions): PeerListener {
     } catch { /* the callback's problem */ }
   };
 
-  const serve = async (conn: Deno.Conn) => {
+  const forget = (h: HalfOpen) => {
+    if (!pending.delete(h.conn)) return;
+    const list = bySource.get(h.source)!;
+    list.splice(list.indexOf(h), 1);
+    if (list.length === 0) bySource.delete(h.source);
+  };
+
+  /**
+   * Drops a handshake in progress to make room: tells the client "busy" (so a
+   * real node tries again), then closes; its serve() reports the refusal.
+   */
+  const drop = (h: HalfOpen, why: string) => {
+    h.dropped = why;
+    forget(h);
+    const bye = h.writer ? h.writer.error("busy", why) : Promise.resolve();
+    withTimeout(bye, DROP_LINGER_MS, () => new Error("linger"))
+      .catch(() => {})
+      .finally(() => closeQuietly(h.conn));
+  };
+
+  /** Makes room for one more handshake from `source`. */
+  const admit = (conn: Deno.Conn, source: string): HalfOpen => {
+    const mine = bySource.get(source);
+    if (mine && mine.length >= maxPerSource) {
+      drop(
+        mine[0],
+        `more than ${maxPerSource} handshakes at once from ${source}: the oldest was dropped`,
+      );
+    }
+    if (pending.size >= maxPending) {
+      // The oldest handshake of the source with the most in progress.
+      let victim: HalfOpen | undefined, most = 0;
+      for (const list of bySource.values()) {
+        if (list.length > most) [victim, most] = [list[0], list.length];
+      }
+      if (victim) {
+        drop(victim, `more than ${maxPending} handshakes at once: the oldest was dropped`);
+      }
+    }
+    const h: HalfOpen = { conn, source };
+    pending.set(conn, h);
+    const list = bySource.get(source);
+    if (list) list.push(h);
+    else bySource.set(source, [h]);
+    return h;
+  };
+
+  const serve = async (h: HalfOpen) => {
+    const conn = h.conn;
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = label(addr.hostname, addr.port);
     tune(conn);
     const reader = new FrameReader(conn, { peer: remote });
-    const writer = new FrameWriter(conn, { peer: remote });
+    const writer = h.writer = new FrameWriter(conn, { peer: remote });
     const io: HandshakeIo = { reader, writer, abort: () => closeQuietly(conn), label: remote };
     let peer: string;
     try {
@@ -222,13 +384,20 @@ export function listenPeers(opts: ListenOptions): PeerListener {
         clock: opts.clock,
       }));
     } catch (e) {
-      closeQuietly(conn);
+      if (h.dropped === undefined) closeQuietly(conn); // a dropped one closes after its "busy"
       if (stopping) return;
+      if (h.dropped !== undefined) {
+        const what = `transport: refused a connection from ${remote}`;
+        refuse(new AuthError("busy", what, h.dropped, BUSY_FIX), "busy", remote);
+        return;
+      }
       const err = e instanceof PpmError ? e : new PpmError("transport: handshake", String(e));
       refuse(err, e instanceof AuthError ? e.code : "malformed", remote);
       return;
+    } finally {
+      forget(h);
     }
-    if (stopping) return closeQuietly(conn);
+    if (stopping || h.dropped !== undefined) return closeQuietly(conn);
     accepted++;
     const pc = new PeerConnection(conn, reader, writer, {
       node: opts.node,
@@ -244,28 +413,33 @@ export function listenPeers(opts: ListenOptions): PeerListener {
   };
 
   const loop = (async () => {
-    try {
-      for await (const conn of listener) {
-        if (pending.size >= (opts.maxPendingHandshakes ?? 64)) {
-          const addr = conn.remoteAddr as Deno.NetAddr;
-          closeQuietly(conn);
-          refuse(
-            new PpmError("transport: refused a connection", "too many handshakes at once"),
-            "busy",
-            label(addr.hostname, addr.port),
-          );
-          continue;
-        }
-        const p = serve(conn).finally(() => pending.delete(conn));
-        pending.set(conn, p);
+    while (!stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) break; // closed
+        // Out of file descriptors or the like: a flood must not end the listener.
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
       }
-    } catch { /* closed */ }
+      if (stopping) {
+        closeQuietly(conn);
+        break;
+      }
+      const source = sourceOf((conn.remoteAddr as Deno.NetAddr).hostname);
+      const p = serve(admit(conn, source)).catch(() => {}).finally(() => serving.delete(p));
+      serving.add(p);
+    }
   })();
 
   return {
     addr: listener.addr,
     get accepted() {
       return accepted;
+    },
+    get pending() {
+      return pending.size;
     },
     refused,
     async close() {
@@ -276,7 +450,18 @@ export function listenPeers(opts: ListenOptions): PeerListener {
       } catch { /* closed */ }
       await loop;
       for (const conn of pending.keys()) closeQuietly(conn);
-      await Promise.allSettled([...pending.values()]);
+      await Promise.allSettled([...serving]);
     },
   };
 }
+
+/** How long a dropped handshake may take to say "busy" before its socket is closed. */
+const DROP_LINGER_MS = 200;
+
+/** How long the listener waits after a failed accept (EMFILE, ...) before the next. */
+const ACCEPT_RETRY_MS = 50;
+
+/** The fix for a handshake dropped to make room. */
+const BUSY_FIX =
+  "if this is a real node, retry; if not, something floods this node with connections " +
+  "(block it at the firewall)";

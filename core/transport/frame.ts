@@ -1,12 +1,14 @@
 /**
  * Framing over a byte stream (a TCP connection). A frame is
  *
- *     u8 kind | u32 LE payload length | payload | [16-byte tag, once authenticated]
+ *     u8 kind | u32 LE payload length | payload | [16-byte tag, once encrypted]
  *
  * Kinds: CONTROL (a msgpack message), DATA (u16 LE stream id, then a chunk of
  * that byte stream), END_DATA (u16 LE stream id: the stream ends) and ERROR
- * (msgpack `{code, message}`: the sender gives up on the connection). The tag
- * is described in mac.ts. Every defect of the input is a {@link PpmError}
+ * (msgpack `{code, message}`: the sender gives up on the connection). After
+ * the handshake the payload is encrypted and the tag added (cipher.ts); before
+ * it, frames are limited to {@link PRE_AUTH_MAX_PAYLOAD} bytes, checked before
+ * anything is allocated. Every defect of the input is a {@link PpmError}
  * naming the frame and the peer.
  *
  * @module
@@ -15,7 +17,7 @@
 import { EXIT, PpmError } from "../errors.ts";
 import type { ByteReader, ByteWriter } from "../image/io.ts";
 import { decodeMessage, encodeMessage, MAX_CONTROL_PAYLOAD } from "./codec.ts";
-import { type FrameMac, TAG_BYTES } from "./mac.ts";
+import { type FrameCipher, TAG_BYTES } from "./cipher.ts";
 
 export { MAX_CONTROL_PAYLOAD } from "./codec.ts";
 
@@ -51,6 +53,16 @@ export const MAX_DATA_PAYLOAD = STREAM_ID_BYTES + MAX_DATA_CHUNK;
 
 /** Largest ERROR payload. */
 export const MAX_ERROR_PAYLOAD = 64 * 1024;
+
+/**
+ * Largest payload of a frame before the connection is authenticated (the
+ * handshake's frames are a few hundred bytes): a client without the secret
+ * cannot make a node allocate more than this per connection.
+ */
+export const PRE_AUTH_MAX_PAYLOAD = 4096;
+
+/** Size of a reader's buffer before authentication: a whole clear frame fits. */
+const PRE_AUTH_BUFFER = 8192;
 
 /** Payload limits by kind. */
 const MAX_PAYLOAD: Record<FrameKind, number> = {
@@ -97,38 +109,51 @@ const SMALL_PAYLOAD = 64 * 1024;
 export interface FrameReaderOptions {
   /** Who sends, for messages: "node-b (10.0.0.2:7790)". */
   peer?: string;
-  /** Size of the read buffer (default 256 KiB, at least 128 KiB). */
+  /** Size of the read buffer once encrypted (default 256 KiB, at least 128 KiB). */
   readBufferSize?: number;
+  /**
+   * Largest payload of a frame in clear, i.e. before {@link FrameReader.encrypt}
+   * (default {@link PRE_AUTH_MAX_PAYLOAD}, 4 KiB). Only tests of the framing
+   * itself raise it.
+   */
+  maxClearPayload?: number;
 }
 
 /**
- * Reads frames from a byte stream with chunks of any sizes. Small frames go
- * through one reused read buffer; large payloads are read straight into a
- * fresh buffer of their exact size, so no byte is copied more than once and
- * every payload (and every DATA chunk) is a buffer of its own that is never
- * reused. After an error every call throws that error again.
+ * Reads frames from a byte stream with chunks of any sizes. Until
+ * {@link encrypt}, frames are in clear and at most `maxClearPayload` bytes,
+ * read through a small buffer. Then small frames go through one reused read
+ * buffer and large ones through one reused ciphertext buffer, and each payload
+ * is decrypted into a fresh buffer of its own that is never reused, so every
+ * payload (and every DATA chunk) may be kept as it is. After an error every
+ * call throws that error again.
  */
 export class FrameReader {
   #r: ByteReader;
   #buf: Uint8Array;
+  #bufSize: number;
+  #maxClear: number;
+  #scratch: Uint8Array | undefined;
   #start = 0;
   #end = 0;
   #eof = false;
   #index = 0;
   #bytes = 0;
-  #mac: FrameMac | undefined;
+  #cipher: FrameCipher | undefined;
   #failure: PpmError | undefined;
   /** Who sends, for messages. */
   peer: string;
 
   /**
    * @param r the connection, or anything with the same `read`
-   * @param opts the peer's name for messages, the read buffer size
+   * @param opts the peer's name for messages, buffer size and the clear-frame limit
    */
   constructor(r: ByteReader, opts: FrameReaderOptions = {}) {
     this.#r = r;
     this.peer = opts.peer ?? "peer";
-    this.#buf = new Uint8Array(Math.max(opts.readBufferSize ?? 256 * 1024, 128 * 1024));
+    this.#bufSize = Math.max(opts.readBufferSize ?? 256 * 1024, 128 * 1024);
+    this.#maxClear = opts.maxClearPayload ?? PRE_AUTH_MAX_PAYLOAD;
+    this.#buf = new Uint8Array(PRE_AUTH_BUFFER);
   }
 
   /** Frames read so far (the index of the next frame). */
@@ -141,9 +166,20 @@ export class FrameReader {
     return this.#bytes;
   }
 
-  /** Every later frame must carry a tag that `mac` accepts. */
-  authenticate(mac: FrameMac): void {
-    this.#mac = mac;
+  /**
+   * Every later frame is encrypted: `cipher` decrypts it and checks its tag.
+   * Call it between frames (not while a {@link next} is pending). It also
+   * gives the reader its full-size read buffer.
+   */
+  encrypt(cipher: FrameCipher): void {
+    this.#cipher = cipher;
+    if (this.#buf.length < this.#bufSize) {
+      const buf = new Uint8Array(this.#bufSize);
+      buf.set(this.#buf.subarray(this.#start, this.#end));
+      this.#end -= this.#start;
+      this.#start = 0;
+      this.#buf = buf;
+    }
   }
 
   /**
@@ -220,45 +256,95 @@ export class FrameReader {
     if (length > max) {
       throw this.#error(`length ${length} exceeds the limit of ${max} for ${kindName(kind)}`);
     }
+    if (!this.#cipher && length > this.#maxClear) {
+      throw this.#error(
+        `length ${length} exceeds the limit of ${this.#maxClear} for a frame before authentication`,
+      );
+    }
     if ((kind === KIND.DATA || kind === KIND.END_DATA) && length < STREAM_ID_BYTES) {
       throw this.#error(`a ${kindName(kind)} frame of ${length} bytes has no stream id`);
     }
     this.#start += HEADER_BYTES;
-    const tagBytes = this.#mac ? TAG_BYTES : 0;
-    const total = length + tagBytes;
-    let payload: Uint8Array, tag: Uint8Array;
-    if (total <= SMALL_PAYLOAD) {
+    const payload = this.#cipher
+      ? await this.#sealed(kind, length, this.#cipher)
+      : await this.#clear(kind, length);
+    const frame = this.#decode(kind, payload);
+    this.#index++;
+    this.#bytes += HEADER_BYTES + length + (this.#cipher ? TAG_BYTES : 0);
+    return frame;
+  }
+
+  /** Whether `total` bytes go through the read buffer rather than a buffer of their own. */
+  #small(total: number): boolean {
+    return total <= Math.min(SMALL_PAYLOAD, this.#buf.length);
+  }
+
+  /** Reads a clear payload into a buffer of its own. */
+  async #clear(kind: FrameKind, length: number): Promise<Uint8Array> {
+    if (this.#small(length)) {
+      const got = await this.#fill(length);
+      if (got < length) throw this.#truncated(got, length, `${kindName(kind)} payload`);
+      const payload = this.#buf.slice(this.#start, this.#start + length);
+      this.#start += length;
+      return payload;
+    }
+    const payload = new Uint8Array(length);
+    await this.#readInto(payload, kind, length);
+    return payload;
+  }
+
+  /**
+   * Reads an encrypted payload and its tag (through the read buffer, or the
+   * reused ciphertext buffer) and decrypts it into a fresh buffer.
+   */
+  async #sealed(kind: FrameKind, length: number, cipher: FrameCipher): Promise<Uint8Array> {
+    const total = length + TAG_BYTES;
+    let sealed: Uint8Array;
+    if (this.#small(total)) {
       const got = await this.#fill(total);
       if (got < length) throw this.#truncated(got, length, `${kindName(kind)} payload`);
       if (got < total) throw this.#truncated(got - length, TAG_BYTES, "tag");
-      payload = this.#buf.slice(this.#start, this.#start + length);
-      tag = this.#buf.subarray(this.#start + length, this.#start + total);
+      sealed = this.#buf.subarray(this.#start, this.#start + total);
       this.#start += total;
     } else {
-      payload = new Uint8Array(length);
-      let got = Math.min(this.#end - this.#start, length);
-      payload.set(this.#buf.subarray(this.#start, this.#start + got));
-      this.#start += got;
-      while (got < length) {
-        const n = this.#eof ? null : await this.#read(payload.subarray(got));
-        if (n === null) throw this.#truncated(got, length, `${kindName(kind)} payload`);
-        got += n;
-      }
-      const t = await this.#fill(tagBytes);
-      if (t < tagBytes) throw this.#truncated(t, TAG_BYTES, "tag");
-      tag = this.#buf.subarray(this.#start, this.#start + tagBytes);
-      this.#start += tagBytes;
+      sealed = this.#scratchFor(total);
+      await this.#readInto(sealed, kind, length);
     }
-    if (this.#mac && !this.#mac.check(kind, payload, tag)) {
+    const plain = cipher.open(kind, sealed.subarray(0, length), sealed.subarray(length));
+    if (!plain) {
       throw this.#error(
         "its tag does not match: it was altered, reordered or replayed in transit",
         "check the network path for tampering; the nodes must share one cluster secret",
       );
     }
-    const frame = this.#decode(kind, payload);
-    this.#index++;
-    this.#bytes += HEADER_BYTES + total;
-    return frame;
+    return plain;
+  }
+
+  /** A buffer for `total` bytes of ciphertext: the reused one up to a DATA frame's size. */
+  #scratchFor(total: number): Uint8Array {
+    const reusable = MAX_DATA_PAYLOAD + TAG_BYTES;
+    if (total > reusable) return new Uint8Array(total); // a CONTROL frame over 4 MiB: rare
+    this.#scratch ??= new Uint8Array(reusable);
+    return this.#scratch.subarray(0, total);
+  }
+
+  /**
+   * Fills `into` with what is buffered, then straight from the connection;
+   * bytes past `length` are the tag.
+   */
+  async #readInto(into: Uint8Array, kind: FrameKind, length: number): Promise<void> {
+    let got = Math.min(this.#end - this.#start, into.length);
+    into.set(this.#buf.subarray(this.#start, this.#start + got));
+    this.#start += got;
+    while (got < into.length) {
+      const n = this.#eof ? null : await this.#read(into.subarray(got));
+      if (n === null) {
+        throw got < length
+          ? this.#truncated(got, length, `${kindName(kind)} payload`)
+          : this.#truncated(got - length, TAG_BYTES, "tag");
+      }
+      got += n;
+    }
   }
 
   #decode(kind: FrameKind, payload: Uint8Array): Frame {
@@ -310,7 +396,8 @@ export class FrameWriter {
   #w: ByteWriter;
   #tail: Promise<void> = Promise.resolve();
   #failure: PpmError | undefined;
-  #mac: FrameMac | undefined;
+  #cipher: FrameCipher | undefined;
+  #willEncrypt = false;
   #index = 0;
   #bytes = 0;
   /** Who receives, for messages. */
@@ -345,10 +432,11 @@ export class FrameWriter {
     return this.#tail;
   }
 
-  /** Frames queued after this call carry a tag made by `mac`. */
-  authenticate(mac: FrameMac): Promise<void> {
+  /** Frames queued after this call are encrypted by `cipher` (and end with its tag). */
+  encrypt(cipher: FrameCipher): Promise<void> {
+    this.#willEncrypt = true;
     return this.#run(() => {
-      this.#mac = mac;
+      this.#cipher = cipher;
       return Promise.resolve();
     });
   }
@@ -415,9 +503,13 @@ export class FrameWriter {
     return this.#run(() => this.#frame(KIND.END_DATA, streamId(stream), new Uint8Array(0)));
   }
 
-  /** Writes an ERROR frame; `message` is cut to fit. */
+  /**
+   * Writes an ERROR frame; `message` is cut to fit (to 4000 characters, or
+   * 1000 in clear so that it stays under the limit before authentication).
+   */
   error(code: string, message: string): Promise<void> {
-    const payload = encodeMessage({ code: code.slice(0, 100), message: message.slice(0, 4000) });
+    const room = this.#willEncrypt ? 4000 : 1000;
+    const payload = encodeMessage({ code: code.slice(0, 100), message: message.slice(0, room) });
     return this.#run(() => this.#frame(KIND.ERROR, new Uint8Array(0), payload));
   }
 
@@ -431,10 +523,11 @@ export class FrameWriter {
     return p;
   }
 
-  /** Writes one frame whose payload is `head` then `body`. */
+  /** Writes one frame whose payload is `head` then `body` (encrypted, once encrypting). */
   async #frame(kind: FrameKind, head: Uint8Array, body: Uint8Array): Promise<void> {
     const length = head.length + body.length;
-    const tag = this.#mac ? this.#mac.next(kind, head, body) : new Uint8Array(0);
+    let tag: Uint8Array = NO_TAG;
+    if (this.#cipher) ({ parts: [head, body], tag } = this.#cipher.seal(kind, head, body));
     const total = HEADER_BYTES + length + tag.length;
     if (length <= SMALL_PAYLOAD) {
       const buf = new Uint8Array(total);
@@ -472,6 +565,8 @@ export class FrameWriter {
     }
   }
 }
+
+const NO_TAG = new Uint8Array(0);
 
 /** The u16 LE stream id prefix. */
 function streamId(stream: number): Uint8Array {

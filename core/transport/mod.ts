@@ -1,21 +1,25 @@
 /**
- * The node-to-node transport: authenticated TCP connections carrying
- * msgpack control messages and byte streams. See docs/transport.md.
+ * The node-to-node transport: authenticated, encrypted TCP connections
+ * carrying msgpack control messages and byte streams. See docs/transport.md.
  *
  * @module
  */
 
 export {
   AuthError,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_CLOCK_SKEW_MS,
-  DEFAULT_STEP_TIMEOUT_MS,
-  MAX_STEP_TIMEOUT_MS,
+  MAX_HANDSHAKE_TIMEOUT_MS,
   PROTOCOL_VERSION,
   type RefusalCode,
 } from "./auth.ts";
+export { AEAD_NAME, TAG_BYTES } from "./cipher.ts";
 export {
   type ConnectOptions,
   connectPeer,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_MAX_PENDING_PER_SOURCE,
   type ListenOptions,
   listenPeers,
   type PeerListener,
@@ -30,8 +34,8 @@ export {
   MAX_DATA_CHUNK,
   MAX_DATA_PAYLOAD,
   MAX_STREAM_ID,
+  PRE_AUTH_MAX_PAYLOAD,
 } from "./frame.ts";
-export { TAG_BYTES } from "./mac.ts";
 export {
   DEFAULT_RECV_TIMEOUT_MS,
   DEFAULT_STREAM_BUFFER_BYTES,

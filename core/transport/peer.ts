@@ -1,5 +1,5 @@
 /**
- * An authenticated connection to another node: control messages both ways,
+ * An authenticated, encrypted connection to another node: control messages both ways,
  * and any number of concurrent byte streams (stream ids 0..65535) each way.
  *
  * Backpressure: received DATA waits in a bounded inbox per stream until its

@@ -1,8 +1,9 @@
 /**
- * The transport over loopback TCP: the handshake, control messages, byte
- * streams, backpressure, and every kind of bad client. Every wait is bounded.
+ * The transport over loopback TCP: the handshake (forward-secret, no
+ * downgrade), control messages, byte streams, backpressure, and bad clients.
+ * Every wait is bounded.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { PAGE_SIZE, RECORD } from "../../core/image/format.ts";
 import { readImage } from "../../core/image/reader.ts";
@@ -11,143 +12,37 @@ import type { MigrationChannel } from "../../core/migrate/protocol.ts";
 import {
   AuthError,
   clientMac,
+  newKeyShare,
   PROTOCOL_VERSION,
   serverMac,
   sessionKeys,
+  sharedSecret,
+  type Transcript,
+  welcomeMac,
 } from "../../core/transport/auth.ts";
-import {
-  type ConnectOptions,
-  connectPeer,
-  type ListenOptions,
-  listenPeers,
-  type PeerListener,
-  type Refusal,
-} from "../../core/transport/conn.ts";
-import { withTimeout } from "../../core/transport/deadline.ts";
-import { type Frame, FrameReader, FrameWriter, KIND } from "../../core/transport/frame.ts";
-import { Inbox } from "../../core/transport/inbox.ts";
+import { FrameCipher } from "../../core/transport/cipher.ts";
+import { connectPeer } from "../../core/transport/conn.ts";
+import { type Frame, KIND } from "../../core/transport/frame.ts";
 import { NonceCache } from "../../core/transport/nonces.ts";
-import { FrameMac } from "../../core/transport/mac.ts";
-import type { PeerConnection } from "../../core/transport/peer.ts";
 import { deriveKey } from "../../core/security/secret.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-
-const SECRET = new Uint8Array(randomBytes(32));
-const OTHER_SECRET = new Uint8Array(randomBytes(32));
-const MiB = 1024 * 1024;
-
-/** Bounds a wait: fails the test instead of hanging it. */
-function within<T>(p: Promise<T>, what: string, ms = 15_000): Promise<T> {
-  return withTimeout(p, ms, () => new Error(`${what} took more than ${ms} ms`));
-}
-
-/** The error `p` rejects with (fails if it resolves). */
-async function failure(p: Promise<unknown>, what: string, ms?: number): Promise<PpmError> {
-  let err: unknown;
-  try {
-    await within(p, what, ms);
-  } catch (e) {
-    err = e;
-  }
-  assert(err instanceof PpmError, `${what}: expected a PpmError, got ${err}`);
-  return err;
-}
-
-/** `n` bytes of a cheap pseudo-random pattern. */
-function pattern(n: number, seed = 1): Uint8Array {
-  const w = new Uint32Array(Math.ceil(n / 4));
-  let x = seed;
-  for (let i = 0; i < w.length; i++) w[i] = x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-  return new Uint8Array(w.buffer, 0, n);
-}
-
-/** `total` bytes of `data` in chunks of varying sizes up to `max`. */
-async function* chunks(data: Uint8Array, max: number, seed = 3): AsyncGenerator<Uint8Array> {
-  let x = seed;
-  for (let off = 0; off < data.length;) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    const n = 1 + x % max;
-    yield data.subarray(off, off += n);
-  }
-}
-
-function sha256(b: Uint8Array): string {
-  return createHash("sha256").update(b).digest("hex");
-}
-
-/** Hashes a stream as it arrives; returns the digest and the byte count. */
-async function hashStream(
-  src: AsyncIterable<Uint8Array>,
-): Promise<{ hash: string; bytes: number }> {
-  const h = createHash("sha256");
-  let bytes = 0;
-  for await (const c of src) {
-    h.update(c);
-    bytes += c.length;
-  }
-  return { hash: h.digest("hex"), bytes };
-}
-
-/** A listener on loopback with queues of what it accepted and refused. */
-interface Server {
-  listener: PeerListener;
-  port: number;
-  /** The next authenticated connection. */
-  next(): Promise<PeerConnection>;
-  /** The next refusal. */
-  refusal(): Promise<Refusal>;
-  /** A client with this server's defaults. */
-  connect(opts?: Partial<ConnectOptions>): Promise<PeerConnection>;
-}
-
-/** Every connection made in a test, closed at its end. */
-const open = new Set<PeerConnection>();
-
-async function closeAll(): Promise<void> {
-  for (const c of open) c.close();
-  await within(Promise.all([...open].map((c) => c.closed)), "closing connections");
-  open.clear();
-}
-
-async function withServer(
-  opts: Partial<ListenOptions>,
-  fn: (s: Server) => Promise<void>,
-): Promise<void> {
-  const accepted = new Inbox<PeerConnection>({ bytes: Infinity, items: Infinity });
-  const refused = new Inbox<Refusal>({ bytes: Infinity, items: Infinity });
-  const listener = listenPeers({
-    hostname: "127.0.0.1",
-    port: 0,
-    secret: SECRET,
-    node: "server-node",
-    onConnection: (c) => (open.add(c), accepted.push(c, 0)),
-    onRefused: (r) => refused.push(r, 0),
-    ...opts,
-  });
-  const port = listener.addr.port;
-  try {
-    await fn({
-      listener,
-      port,
-      next: async () => (await within(accepted.take(), "accepting"))!.value,
-      refusal: async () => (await within(refused.take(), "a refusal"))!.value,
-      connect: async (o = {}) => {
-        const c = await connectPeer({
-          host: "127.0.0.1",
-          port,
-          secret: SECRET,
-          node: "client-node",
-          ...o,
-        });
-        open.add(c);
-        return c;
-      },
-    });
-  } finally {
-    await within(listener.close(), "closing the listener");
-    await closeAll();
-  }
-}
+import {
+  chunks,
+  closeAll,
+  failure,
+  hashStream,
+  hello,
+  MiB,
+  OTHER_SECRET,
+  pattern,
+  proxy,
+  rawClient,
+  SECRET,
+  sha256,
+  sleep,
+  within,
+  withServer,
+} from "./transport_support.ts";
 
 Deno.test("transport: control messages, a 20 MiB stream, concurrent streams and an image", async () => {
   await withServer({}, async (s) => {
@@ -343,28 +238,6 @@ Deno.test("transport: a reader that does not consume applies backpressure, then 
   });
 });
 
-/** A raw TCP connection speaking frames, for playing a bad client. */
-async function rawClient(port: number) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  return {
-    conn,
-    reader: new FrameReader(conn, { peer: "server" }),
-    writer: new FrameWriter(conn, { peer: "server" }),
-    /** Resolves when the server has closed the connection (EOF or reset). */
-    async closedByServer(): Promise<void> {
-      const buf = new Uint8Array(65536);
-      try {
-        while ((await conn.read(buf)) !== null) { /* discard */ }
-      } catch { /* reset */ }
-    },
-    close: () => conn.close(),
-  };
-}
-
-function hello(node: string, nonce: Uint8Array, time = Date.now()) {
-  return { op: "hello", v: PROTOCOL_VERSION, node, nonce, time };
-}
-
 Deno.test("transport: different secrets are refused on both sides, with reasons", async () => {
   await withServer({}, async (s) => {
     // The client finds the server's proof wrong.
@@ -374,7 +247,7 @@ Deno.test("transport: different secrets are refused on both sides, with reasons"
     assertEquals(err.exitCode, EXIT.PERMISSION);
     assertMatch(
       err.message,
-      /^transport: cannot authenticate with 127\.0\.0\.1:\d+: server-node did not prove that it holds the cluster secret of client-node: the nodes have different cluster secrets$/,
+      /^transport: cannot authenticate with 127\.0\.0\.1:\d+: server-node did not prove that it holds the cluster secret of client-node: the nodes have different cluster secrets, or the handshake was altered in transit$/,
     );
     assertMatch(err.fix, /same cluster secret/);
     const r1 = await s.refusal();
@@ -407,25 +280,32 @@ Deno.test("transport: a replayed hello and a skewed clock are refused", async ()
   await withServer({}, async (s) => {
     // A real client whose hello is recorded on the way (by speaking the protocol by hand).
     const key = deriveKey(SECRET, "connect");
+    const share = newKeyShare();
     const nonceC = new Uint8Array(randomBytes(32)), time = Date.now();
     const first = await rawClient(s.port);
-    await first.writer.control(hello("client-node", nonceC, time));
+    await first.writer.control(hello("client-node", nonceC, time, share.publicKey));
     const ch =
       (await within(first.reader.next(), "challenge") as { value: Record<string, unknown> })
         .value;
-    const nonceS = ch.nonce as Uint8Array;
-    assertEquals(ch.mac, serverMac(key, nonceC, nonceS, "server-node", "client-node", time));
-    await first.writer.control({
-      op: "proof",
-      mac: clientMac(key, nonceC, nonceS, "server-node", "client-node", time),
-    });
+    assertEquals(ch.v, PROTOCOL_VERSION);
+    const t: Transcript = {
+      nonceC,
+      nonceS: ch.nonce as Uint8Array,
+      keyC: share.publicKey,
+      keyS: ch.kx as Uint8Array,
+      clientNode: "client-node",
+      serverNode: "server-node",
+      time,
+    };
+    assertEquals(ch.mac, serverMac(key, t));
+    await first.writer.control({ op: "proof", mac: clientMac(key, t) });
+    const keys = sessionKeys(SECRET, sharedSecret(share, t.keyS)!, t);
+    await first.writer.encrypt(new FrameCipher(keys.c2s));
     assertEquals(
       await within(first.reader.next(), "welcome"),
-      { kind: KIND.CONTROL, value: { op: "welcome" }, size: 12 },
+      { kind: KIND.CONTROL, value: { op: "welcome", mac: welcomeMac(keys, t) }, size: 50 },
     );
-    const keys = sessionKeys(key, nonceC, nonceS, "server-node", "client-node");
-    await first.writer.authenticate(new FrameMac(keys.c2s));
-    first.reader.authenticate(new FrameMac(keys.s2c));
+    first.reader.encrypt(new FrameCipher(keys.s2c));
     const server = await s.next();
     await first.writer.control({ op: "hi" });
     assertEquals(await server.recv(5_000), { op: "hi" });
@@ -437,7 +317,7 @@ Deno.test("transport: a replayed hello and a skewed clock are refused", async ()
 
     // The same hello again: refused as a replay, whatever follows.
     const replay = await rawClient(s.port);
-    await replay.writer.control(hello("client-node", nonceC, time));
+    await replay.writer.control(hello("client-node", nonceC, time, share.publicKey));
     const refusal = await within(replay.reader.next(), "refusal") as Frame;
     assertEquals(refusal.kind, KIND.ERROR);
     assertEquals((refusal as { code: string }).code, "replay");
@@ -474,7 +354,10 @@ Deno.test("transport: silent, slow and garbage clients are dropped in time; othe
     assert(silentMs >= timeoutMs - 50 && silentMs < timeoutMs + 2_000, `${silentMs} ms`);
     let r = await s.refusal();
     assertEquals(r.code, "timeout");
-    assertMatch(r.reason, /no progress waiting for hello in the handshake within 300 ms/);
+    assertMatch(
+      r.reason,
+      /^the handshake did not finish within 300 ms \(this node was waiting for hello\)$/,
+    );
 
     // Half a hello, then nothing.
     const slow = await rawClient(s.port);
@@ -547,60 +430,6 @@ Deno.test("transport: a client gives up on a server that does not answer, or is 
   assertMatch(refused.message, /cannot connect to 127\.0\.0\.1:\d+: connection refused/);
 });
 
-/**
- * A TCP proxy between a client and `port` that lets a test see and change
- * the bytes going through it.
- */
-function proxy(
-  port: number,
-  tap: (dir: "c2s" | "s2c", chunk: Uint8Array, offset: number) => void,
-) {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const pumps: Promise<void>[] = [];
-  const pump = async (from: Deno.Conn, to: Deno.Conn, dir: "c2s" | "s2c") => {
-    const buf = new Uint8Array(64 * 1024);
-    let offset = 0;
-    try {
-      for (let n; (n = await from.read(buf)) !== null;) {
-        const chunk = buf.subarray(0, n);
-        tap(dir, chunk, offset);
-        offset += n;
-        for (let o = 0; o < n;) o += await to.write(chunk.subarray(o));
-      }
-      await to.closeWrite();
-    } catch {
-      for (const c of [from, to]) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    }
-  };
-  const accepting = (async () => {
-    try {
-      for await (const a of l) {
-        const b = await Deno.connect({ hostname: "127.0.0.1", port });
-        conns.push(a, b);
-        pumps.push(pump(a, b, "c2s"), pump(b, a, "s2c"));
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: l.addr.port,
-    async close() {
-      l.close();
-      await accepting;
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await Promise.all(pumps);
-    },
-  };
-}
-
 Deno.test("transport: a byte changed in transit is detected, either way", async () => {
   await withServer({}, async (s) => {
     for (const dir of ["c2s", "s2c"] as const) {
@@ -641,17 +470,25 @@ Deno.test("transport: a byte changed in transit is detected, either way", async 
   });
 });
 
-Deno.test("transport: too many handshakes at once are refused as busy", async () => {
+Deno.test("transport: beyond the handshake limit, the oldest handshake is dropped as busy", async () => {
   await withServer({ handshakeTimeoutMs: 400, maxPendingHandshakes: 1 }, async (s) => {
     const a = await rawClient(s.port);
-    await new Promise((r) => setTimeout(r, 50)); // let the server take it
+    await sleep(50); // let the server take it
     const b = await rawClient(s.port);
-    await within(b.closedByServer(), "dropping the second", 5_000);
-    assertEquals((await s.refusal()).code, "busy");
     await within(a.closedByServer(), "dropping the first", 5_000);
+    const r = await s.refusal();
+    assertEquals(r.code, "busy");
+    assertMatch(r.reason, /^more than 1 handshakes at once: the oldest was dropped$/);
+    assertEquals(r.error.exitCode, EXIT.BUSY);
+    await within(b.closedByServer(), "dropping the second", 5_000);
     assertEquals((await s.refusal()).code, "timeout");
     a.close();
     b.close();
+    // A real client still gets in.
+    const c = await s.connect();
+    await c.send("in");
+    assertEquals(await (await s.next()).recv(5_000), "in");
+    assertEquals(s.listener.refused, { busy: 1, timeout: 1 });
   });
 });
 

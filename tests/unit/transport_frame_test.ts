@@ -1,5 +1,8 @@
-/** Transport framing: round trips at any chunk boundaries, and every defect as a PpmError. */
-import { type CipherGCMTypes, createCipheriv } from "node:crypto";
+/**
+ * Transport framing: round trips at any chunk boundaries, encryption, the
+ * limit before authentication, and every defect as a PpmError.
+ */
+import { type CipherGCMTypes, createCipheriv, createDecipheriv } from "node:crypto";
 import { PpmError } from "../../core/errors.ts";
 import {
   type Frame,
@@ -9,8 +12,9 @@ import {
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_CHUNK,
   MAX_DATA_PAYLOAD,
+  PRE_AUTH_MAX_PAYLOAD,
 } from "../../core/transport/frame.ts";
-import { FrameMac, TAG_BYTES } from "../../core/transport/mac.ts";
+import { FrameCipher, TAG_BYTES } from "../../core/transport/cipher.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 
 /** Collects what is written; `maxWrite` makes writes partial, `slow` makes them yield. */
@@ -31,13 +35,19 @@ class MemWriter {
   }
 }
 
-/** Serves `bytes` in chunks of `size` (a number, or a function for varying sizes). */
+/**
+ * Serves `bytes` in chunks of `size` (a number, or a function for varying
+ * sizes); records the largest buffer a read was asked to fill, i.e. the
+ * largest buffer the reader had allocated to read into.
+ */
 class MemReader {
   #pos = 0;
   reads = 0;
+  largestBuffer = 0;
   constructor(readonly bytes: Uint8Array, readonly size: number | (() => number)) {}
   read(p: Uint8Array): Promise<number | null> {
     this.reads++;
+    this.largestBuffer = Math.max(this.largestBuffer, p.buffer.byteLength);
     if (this.#pos >= this.bytes.length) return Promise.resolve(null);
     const want = typeof this.size === "number" ? this.size : this.size();
     const n = Math.min(p.length, Math.max(1, want), this.bytes.length - this.#pos);
@@ -66,11 +76,14 @@ function pattern(n: number, seed: number): Uint8Array {
 
 const KEY = new Uint8Array(32).fill(7);
 
-/** Writes `frames` and returns the bytes. */
+/** Clear frames of any size, for tests of the framing itself. */
+const ANY_SIZE = { maxClearPayload: MAX_CONTROL_PAYLOAD };
+
+/** Writes `frames` (encrypted with KEY when `mac`) and returns the bytes. */
 async function encode(frames: Frame[], mac = false): Promise<Uint8Array> {
   const w = new MemWriter();
   const fw = new FrameWriter(w);
-  if (mac) await fw.authenticate(new FrameMac(KEY));
+  if (mac) await fw.encrypt(new FrameCipher(KEY));
   for (const f of frames) {
     if (f.kind === KIND.CONTROL) await fw.control(f.value);
     else if (f.kind === KIND.DATA) await fw.data(f.stream, f.data);
@@ -86,8 +99,8 @@ async function decode(
   size: number | (() => number),
   mac = false,
 ): Promise<Frame[]> {
-  const fr = new FrameReader(new MemReader(bytes, size), { peer: "test" });
-  if (mac) fr.authenticate(new FrameMac(KEY));
+  const fr = new FrameReader(new MemReader(bytes, size), { peer: "test", ...ANY_SIZE });
+  if (mac) fr.encrypt(new FrameCipher(KEY));
   const out: Frame[] = [];
   for await (const f of fr) out.push(f);
   return out;
@@ -128,7 +141,7 @@ const LARGE_SEQUENCE: Frame[] = [
   { kind: KIND.END_DATA, stream: 4 },
 ];
 
-Deno.test("frame: round trips with chunk sizes from 1 byte to 1 MiB, with and without tags", async () => {
+Deno.test("frame: round trips with chunk sizes from 1 byte to 1 MiB, clear and encrypted", async () => {
   for (const mac of [false, true]) {
     const small = await encode(SMALL_SEQUENCE, mac);
     for (const size of [1, 2, 3, 5, 7, 64, 4096, 65537, 1024 * 1024]) {
@@ -150,21 +163,35 @@ Deno.test("frame: round trips with chunk sizes from 1 byte to 1 MiB, with and wi
   }
 });
 
-Deno.test("frame: a large payload is read straight into its own buffer (few reads, never reused)", async () => {
-  const frames = [data(1, MAX_DATA_CHUNK, 1), data(1, MAX_DATA_CHUNK, 2), data(1, 100, 3)];
-  const bytes = await encode(frames);
-  const src = new MemReader(bytes, 1024 * 1024);
-  const got: Frame[] = [];
-  for await (const f of new FrameReader(src)) got.push(f);
-  assertEquals(strip(got), strip(frames)); // earlier chunks were not overwritten by later reads
-  assert(src.reads <= 12, `${src.reads} reads for 8 MiB in 1 MiB chunks`);
-  const chunks = got.map((f) => (f as { data: Uint8Array }).data);
-  assert(chunks[0].buffer !== chunks[1].buffer && chunks[1].buffer !== chunks[2].buffer);
+Deno.test("frame: each payload is decrypted into its own buffer, never reused (few reads)", async () => {
+  const frames = [
+    data(1, MAX_DATA_CHUNK, 1),
+    data(1, MAX_DATA_CHUNK, 2),
+    data(1, 100, 3),
+    data(1, 200, 4),
+    data(1, 70_000, 5),
+  ];
+  for (const mac of [false, true]) {
+    const bytes = await encode(frames, mac);
+    const src = new MemReader(bytes, 1024 * 1024);
+    const fr = new FrameReader(src, ANY_SIZE);
+    if (mac) fr.encrypt(new FrameCipher(KEY));
+    const got: Frame[] = [];
+    for await (const f of fr) got.push(f);
+    assertEquals(strip(got), strip(frames)); // earlier chunks were not overwritten by later reads
+    assert(src.reads <= 14, `${src.reads} reads for 8 MiB in 1 MiB chunks`);
+    const chunks = got.map((f) => (f as { data: Uint8Array }).data);
+    assertEquals(new Set(chunks.map((c) => c.buffer)).size, chunks.length, "shared buffers");
+    for (const c of chunks) {
+      assertEquals(c.constructor, Uint8Array); // not a node Buffer
+      assertEquals(c.buffer.byteLength, c.length + 2); // the payload's own buffer
+    }
+  }
 });
 
 const hex = (s: string) => Uint8Array.from(s.match(/../g)!, (x) => parseInt(x, 16));
 
-Deno.test("frame: the AEAD under the tags gives RFC 8439's ChaCha20-Poly1305 test vector", () => {
+Deno.test("frame: the AEAD gives RFC 8439's ChaCha20-Poly1305 test vector", () => {
   // RFC 8439 section 2.8.2: the tag covers the associated data and the ciphertext.
   const c = createCipheriv(
     "chacha20-poly1305" as CipherGCMTypes,
@@ -181,35 +208,113 @@ Deno.test("frame: the AEAD under the tags gives RFC 8439's ChaCha20-Poly1305 tes
   assertEquals(new Uint8Array(c.getAuthTag()), hex("1ae10b594f09e26a7e902ecbd0600691"));
 });
 
-Deno.test("frame: the tag is ChaCha20-Poly1305's over kind, length and payload, nonce = sequence", () => {
-  const mac = new FrameMac(KEY);
-  for (const seq of [0, 1, 2]) {
-    const payload = pattern(100 + seq, seq);
+Deno.test("frame: payloads are ChaCha20-Poly1305 ciphertexts with kind and length as AAD, nonce = sequence", async () => {
+  const payloads = [pattern(100, 0), pattern(1, 1), pattern(70_000, 2)];
+  const w = new MemWriter();
+  const fw = new FrameWriter(w);
+  await fw.encrypt(new FrameCipher(KEY));
+  for (const p of payloads) await fw.data(9, p);
+  const wire = w.bytes();
+  let off = 0;
+  for (const [seq, p] of payloads.entries()) {
+    const plain = new Uint8Array([9, 0, ...p]);
     const nonce = new Uint8Array(12);
     new DataView(nonce.buffer).setBigUint64(0, BigInt(seq), true);
-    const aad = new Uint8Array(5 + payload.length);
-    aad[0] = KIND.DATA;
-    new DataView(aad.buffer).setUint32(1, payload.length, true);
-    aad.set(payload, 5);
     const c = createCipheriv("chacha20-poly1305" as CipherGCMTypes, KEY, nonce, {
       authTagLength: 16,
     });
-    c.setAAD(aad);
+    const head = new Uint8Array([KIND.DATA, 0, 0, 0, 0]);
+    new DataView(head.buffer).setUint32(1, plain.length, true);
+    c.setAAD(head);
+    const ct = c.update(plain);
     c.final();
-    assertEquals(
-      mac.next(KIND.DATA, payload.subarray(0, 10), new Uint8Array(0), payload.subarray(10)),
-      new Uint8Array(c.getAuthTag()),
-      `sequence ${seq}`,
-    );
+    const frame = new Uint8Array([...head, ...ct, ...c.getAuthTag()]);
+    assertEquals(wire.subarray(off, off + frame.length), frame, `sequence ${seq}`);
+    off += frame.length;
   }
-  assertEquals(mac.sequence, 3);
-  // Another kind, another length or another key give another tag.
-  const a = new FrameMac(KEY), b = new FrameMac(KEY), k = new FrameMac(new Uint8Array(32));
-  const p = pattern(64, 9);
-  const t = a.next(KIND.DATA, p);
-  assert(!b.check(KIND.CONTROL, p, t));
-  assert(!k.check(KIND.DATA, p, t));
-  assertThrows(() => new FrameMac(new Uint8Array(16)), RangeError);
+  assertEquals(off, wire.length);
+  // Another kind, another length, another key or another sequence number does not open.
+  const seal = new FrameCipher(KEY).seal(KIND.DATA, pattern(64, 9));
+  const [ct, tag] = [seal.parts[0], seal.tag];
+  assert(new FrameCipher(KEY).open(KIND.DATA, ct, tag) !== null);
+  assertEquals(new FrameCipher(KEY).open(KIND.CONTROL, ct, tag), null);
+  assertEquals(new FrameCipher(KEY).open(KIND.DATA, ct.subarray(1), tag), null);
+  assertEquals(new FrameCipher(new Uint8Array(32)).open(KIND.DATA, ct, tag), null);
+  const later = new FrameCipher(KEY);
+  later.seal(KIND.DATA, new Uint8Array(1));
+  assertEquals(later.open(KIND.DATA, ct, tag), null);
+  assertThrows(() => new FrameCipher(new Uint8Array(16)), RangeError);
+  // The reference decryption agrees.
+  const d = createDecipheriv("chacha20-poly1305" as CipherGCMTypes, KEY, new Uint8Array(12), {
+    authTagLength: 16,
+  });
+  const head = new Uint8Array([KIND.DATA, 64, 0, 0, 0]);
+  d.setAAD(head);
+  d.setAuthTag(tag);
+  const plain = d.update(ct);
+  d.final();
+  assertEquals(new Uint8Array(plain), pattern(64, 9));
+});
+
+Deno.test("frame: no payload byte goes out in clear once encrypted, whatever the frame kind", async () => {
+  const marker = new TextEncoder().encode("PPM-SECRET-MARKER");
+  const big = new Uint8Array(5 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = marker[i % marker.length];
+  const text = "PPM-SECRET-MARKER".repeat(100);
+  const frames: Frame[] = [
+    control({ op: text }),
+    { kind: KIND.DATA, stream: 1, data: big },
+    { kind: KIND.DATA, stream: 1, data: marker },
+    { kind: KIND.ERROR, code: "PPM-SECRET-MARKER", message: text },
+  ];
+  const wire = await encode(frames, true);
+  assertEquals(indexOf(wire, marker.subarray(0, 8)), -1);
+  assertEquals(strip(await decode(wire, 65536 + 7, true)).length, 5); // big is split in two
+});
+
+/** Where `needle` first occurs in `hay`, or -1. */
+function indexOf(hay: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+Deno.test("frame: before encryption, a length over 4 KiB is refused before anything is allocated", async () => {
+  for (const kind of [KIND.CONTROL, KIND.DATA, KIND.ERROR]) {
+    for (const length of [PRE_AUTH_MAX_PAYLOAD + 1, 65536, MAX_DATA_PAYLOAD, 0xffffffff]) {
+      const src = new MemReader(new Uint8Array([...header(kind, length), 1, 2, 3]), 4096);
+      const fr = new FrameReader(src, { peer: "10.0.0.9:4000" });
+      let err: unknown;
+      await fr.next().catch((e) => err = e);
+      assert(err instanceof PpmError, `${kind} ${length}`);
+      assertMatch(
+        err.message,
+        length > 0xffffff
+          ? /length 4294967295 exceeds the limit of \d+ for \w+$/
+          : /^transport: frame 0 from 10\.0\.0\.9:4000: length \d+ exceeds the limit of (4096 for a frame before authentication|65536 for ERROR)$/,
+      );
+      assert(src.largestBuffer <= 8192, `read into ${src.largestBuffer} bytes`);
+    }
+  }
+  // At the limit it is read, through the small buffer.
+  const ok = await encode([control("x".repeat(PRE_AUTH_MAX_PAYLOAD - 3))]);
+  assertEquals(ok.length, 5 + PRE_AUTH_MAX_PAYLOAD);
+  const src = new MemReader(ok, 100);
+  const got = await new FrameReader(src).next();
+  assertEquals((got as { value: string }).value.length, PRE_AUTH_MAX_PAYLOAD - 3);
+  assert(src.largestBuffer <= 8192, `read into ${src.largestBuffer} bytes`);
+  // Once encrypted, the kind's own limit applies.
+  const big = await encode([data(1, 100_000)], true);
+  const fr = new FrameReader(new MemReader(big, 9000));
+  fr.encrypt(new FrameCipher(KEY));
+  assertEquals(((await fr.next()) as { data: Uint8Array }).data.length, 100_000);
+  // The writer keeps its own ERROR frames under the limit while in clear.
+  const w = new MemWriter();
+  await new FrameWriter(w).error("x".repeat(500), "é".repeat(10_000));
+  const e = await new FrameReader(new MemReader(w.bytes(), 100)).next();
+  assertEquals(e?.kind, KIND.ERROR);
 });
 
 Deno.test("frame: truncated at every offset is a PpmError (or a clean end at a frame boundary)", async () => {
@@ -228,7 +333,7 @@ Deno.test("frame: truncated at every offset is a PpmError (or a clean end at a f
     for (let cut = 0; cut < bytes.length; cut++) {
       for (const size of [1, 1000]) {
         const fr = new FrameReader(new MemReader(bytes.subarray(0, cut), size), { peer: "node-b" });
-        if (mac) fr.authenticate(new FrameMac(KEY));
+        if (mac) fr.encrypt(new FrameCipher(KEY));
         let n = 0, err: unknown;
         try {
           while (await fr.next()) n++;
@@ -257,8 +362,8 @@ Deno.test("frame: truncated at every offset is a PpmError (or a clean end at a f
 
 /** Reads `bytes` to the end; returns the error (undefined if none) and the frame count. */
 async function drain(bytes: Uint8Array, mac = false): Promise<{ err: unknown; n: number }> {
-  const fr = new FrameReader(new MemReader(bytes, 777), { peer: "10.0.0.2:7790" });
-  if (mac) fr.authenticate(new FrameMac(KEY));
+  const fr = new FrameReader(new MemReader(bytes, 777), { peer: "10.0.0.2:7790", ...ANY_SIZE });
+  if (mac) fr.encrypt(new FrameCipher(KEY));
   let n = 0;
   try {
     while (await fr.next()) n++;
@@ -325,7 +430,7 @@ Deno.test("frame: garbage is a PpmError or parses, never another exception and n
   }
 });
 
-Deno.test("frame: any flipped bit, a reordered or a replayed frame fails the tag check", async () => {
+Deno.test("frame: any flipped bit, a reordered or a replayed frame fails the check", async () => {
   const frames = [
     control({ op: "x" }),
     data(1, 50),
@@ -374,7 +479,7 @@ Deno.test("frame: read failures are PpmErrors", async () => {
 Deno.test("frame: concurrent writes never interleave, and large data is split into 4 MiB frames", async () => {
   const w = new MemWriter(1000, true); // partial, yielding writes
   const fw = new FrameWriter(w);
-  await fw.authenticate(new FrameMac(KEY));
+  await fw.encrypt(new FrameCipher(KEY));
   const want = new Map<number, Uint8Array[]>();
   const calls: Promise<void>[] = [];
   for (let i = 0; i < 60; i++) {

@@ -37,6 +37,8 @@ import { ROOT } from "./permission.ts";
 import { type ProcessEntry, ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
 import { reapChild, sweep } from "./sweep.ts";
+import { recover } from "../freeze/journal.ts";
+import { sweepWorkDirs } from "../restore/restore.ts";
 
 /** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
 export type MovedProcess = ProcessEntry;
@@ -81,6 +83,7 @@ export async function runDaemon(
   let draining = false;
   const runDir = "/run/ppm";
   await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
+  cleanUpAfterCrash(log);
 
   // The restore stub is built now, not while a migrating process is frozen.
   ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
@@ -297,4 +300,28 @@ export async function runDaemon(
     await listener.close().catch(() => {});
     await discovery.stop({ leave: true }).catch(() => {});
   }
+}
+
+/**
+ * What a ppm that died mid-migration left behind: frozen connections and
+ * drop entries (undone, unless the move was committing: then the process
+ * stays stopped, in doubt) and restore plans in RAM.
+ */
+function cleanUpAfterCrash(log: (level: string, s: string) => void): void {
+  for (const r of recover()) {
+    if (r.inDoubt) {
+      log(
+        "warn",
+        `process ${r.pid} was being handed over when ppm stopped: it stays stopped and frozen here; if it runs at its destination end it here (kill -9 ${r.pid}), else resume it (kill -CONT ${r.pid}); see docs/security.md`,
+      );
+    } else {
+      log(
+        "warn",
+        `undid an interrupted freeze of process ${r.pid}: ${r.drops} drop entries removed, ${r.unrepaired} connections out of repair mode${
+          r.alive ? "" : " (the process is gone)"
+        }`,
+      );
+    }
+  }
+  for (const d of sweepWorkDirs()) log("info", `removed ${d}, left by a ppm that stopped`);
 }

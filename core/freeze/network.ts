@@ -24,6 +24,7 @@ import type { SocketEntry } from "../image/sockets.ts";
 import { planRedirects } from "../redirect/plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
+import { forget, record, startTicks } from "./journal.ts";
 
 /** The frozen network side of one process. */
 export class NetworkFreeze {
@@ -32,10 +33,24 @@ export class NetworkFreeze {
   private pending: HeldSocket[] = [];
 
   private constructor(
+    readonly pid: number,
     readonly held: HeldSocket[],
     readonly drops: RedirectSet,
     readonly entries: SocketEntry[],
+    private readonly ticks = startTicks(pid),
   ) {}
+
+  /** Writes what this freeze changed to the journal (journal.ts), in `phase`. */
+  journal(phase: "frozen" | "committing"): void {
+    record({
+      pid: this.pid,
+      startTicks: this.ticks,
+      repaired: this.held.filter((h) => h.kind === "tcp").map((h) => h.fd),
+      dropIds: [...this.drops.ids],
+      by: Deno.pid,
+      phase,
+    });
+  }
 
   /**
    * Freezes the sockets `fds` of the stopped process `pid` on this node,
@@ -61,7 +76,8 @@ export class NetworkFreeze {
       return { reasons };
     }
     const drops = new RedirectSet();
-    const net = new NetworkFreeze(held, drops, []);
+    const net = new NetworkFreeze(pid, held, drops, []);
+    net.journal("frozen");
     try {
       // New connections to its listeners are held back first: their SYNs are dropped, and the
       // clients send them again, to reach the process where it runs by then. The handshakes
@@ -99,6 +115,7 @@ export class NetworkFreeze {
         setRepair(s.copy, true);
         net.repaired.push(s.copy);
       }
+      net.journal("frozen");
       const flags = new Map(fds.map((f) => [f.fd, f.flags]));
       for (const s of held) net.entries.push(dumpSocket(s, flags.get(s.fd) ?? 0));
     } catch (e) {
@@ -128,6 +145,7 @@ export class NetworkFreeze {
     }
     this.drops.removeAll();
     this.closeCopies();
+    forget(this.pid);
   }
 
   /**
@@ -136,6 +154,19 @@ export class NetworkFreeze {
    * the drops stay, to swallow late packets, until they expire.
    */
   release(): void {
+    this.repaired = [];
+    this.drops.keep();
+    this.closeCopies();
+    forget(this.pid);
+  }
+
+  /**
+   * The outcome of the move is unknown (the destination was told to run
+   * the process and did not confirm): ppm's copies close, the connections
+   * stay in repair mode and the drops stay, so the copy here says nothing
+   * on the network; the journal keeps the entry, in doubt.
+   */
+  abandon(): void {
     this.repaired = [];
     this.drops.keep();
     this.closeCopies();

@@ -246,6 +246,15 @@ export class Tracee {
   }
 
   /**
+   * Lets go of the process leaving it stopped (SIGSTOP): nobody knows yet
+   * whether it runs elsewhere, so it must not run here.
+   */
+  releaseStopped(): void {
+    this.deliverOnResume = 19;
+    this.release();
+  }
+
+  /**
    * Ends the process (SIGKILL) and collects its exit as its tracer, so it
    * does not linger as a zombie until this process ends (bounded wait).
    */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { close, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
+import { close, kill, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
@@ -49,6 +49,8 @@ export interface MigrateResult {
 const us = (ms: number) => Math.round(ms * 1000);
 
 const REFUSED = "the migration did not happen; the process runs on here";
+/** How a failure after the commit begins: the process neither runs here nor is known to run there. */
+const IN_DOUBT = "the outcome of moving process";
 
 function refuse(why: string, fix = "", code: ExitCode = EXIT.FAILURE): PpmError {
   return new PpmError(REFUSED, why, fix, code);
@@ -56,6 +58,7 @@ function refuse(why: string, fix = "", code: ExitCode = EXIT.FAILURE): PpmError 
 
 /** Any failure of a migration, told as what it is: the process runs on here. */
 function asRefusal(e: unknown): PpmError {
+  if (e instanceof PpmError && e.what.startsWith(IN_DOUBT)) return e;
   if (e instanceof PpmError) {
     return e.what === REFUSED ? e : refuse(`${e.what}: ${e.why}`, e.fix, e.exitCode);
   }
@@ -98,10 +101,9 @@ export async function buildOffer(
     expected.push({ path: p, id: id.id, role: "a mapped file" });
   }
   const open = await readFds(pid);
-  for (const f of open.fds) {
-    if (f.kind !== "stdio") {
-      expected.push({ path: f.path, id: f.id, flags: f.flags, role: `fd ${f.fd}` });
-    }
+  // Standard streams are relayed from here (or /dev/null), never reopened at the destination.
+  for (const f of open.fds.filter((x) => x.fd > 2 && x.kind !== "stdio")) {
+    expected.push({ path: f.path, id: f.id, flags: f.flags, role: `fd ${f.fd}` });
   }
   // Private pages in memory are what the optimized total copy sends.
   const rollup = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`).catch(() => "");
@@ -334,6 +336,7 @@ async function migrate(
   const forwards = new RedirectSet();
   const undo: (() => Promise<void>)[] = [];
   const tSent = performance.now();
+  let commitSent = false;
   try {
     await channel.endStream(STREAM.IMAGE);
     const restored = await channel.recv(step) as {
@@ -362,6 +365,11 @@ async function migrate(
       if (plan.forwards.length) forwards.add(plan.forwards);
       for (const [addr, list] of plan.peers) undo.push(await opts.network.addAt(addr, list));
     }
+    // From the commit on, the process may run at the destination: should this agent die or
+    // the answer never come, the copy here stays stopped (a SIGSTOP waits for it) and frozen.
+    net?.journal("committing");
+    kill(pid, 19);
+    commitSent = true;
     await channel.send({ op: "commit" });
     const done = await channel.recv(step) as { op: string; ok: boolean };
     if (done?.op !== "committed" || !done.ok) {
@@ -390,6 +398,21 @@ async function migrate(
       },
     };
   } catch (e) {
+    if (commitSent) {
+      // Two live copies must never be: the one here stays stopped, its flows still frozen
+      // and redirected, until someone who knows the outcome decides.
+      forwards.keep();
+      net?.abandon();
+      held.releaseStopped();
+      dropKept();
+      channel.close();
+      throw new PpmError(
+        `${IN_DOUBT} ${pid} is unknown`,
+        `the destination was told to run it and did not confirm (${(e as Error).message})`,
+        `it stays stopped here; if it runs at the destination, end it here (kill -9 ${pid}), else let it go on here (kill -CONT ${pid}; its TCP connections, if any, stay frozen); see docs/security.md`,
+        EXIT.FAILURE,
+      );
+    }
     forwards.removeAll();
     for (const u of undo) await u().catch(() => {});
     net?.thaw();

@@ -24,6 +24,7 @@ import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./cred
 import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
+import { startTicks } from "../freeze/journal.ts";
 
 const SYS = {
   ioctl: 16,
@@ -302,13 +303,45 @@ function bootId(): string {
   }
 }
 
+/** The prefix of restore work directories: ppm-restore-PID-STARTTICKS- of the ppm that made it. */
+function workPrefix(): string {
+  return `ppm-restore-${Deno.pid}-${startTicks(Deno.pid)}-`;
+}
+
 /** A directory in memory when the system has one: images are never written to disk. */
 async function workDir(): Promise<string> {
   try {
-    return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ppm-restore-" });
+    return await Deno.makeTempDir({ dir: "/dev/shm", prefix: workPrefix() });
   } catch {
-    return await Deno.makeTempDir({ prefix: "ppm-restore-" });
+    return await Deno.makeTempDir({ prefix: workPrefix() });
   }
+}
+
+/**
+ * Removes the restore work directories (plans: the memory of processes, in
+ * RAM) that a ppm which died left behind; those of a ppm that runs stay.
+ * Returns the directories removed.
+ */
+export function sweepWorkDirs(dirs = ["/dev/shm", "/tmp"]): string[] {
+  const removed: string[] = [];
+  for (const d of dirs) {
+    let entries: Deno.DirEntry[] = [];
+    try {
+      entries = [...Deno.readDirSync(d)];
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const m = /^ppm-restore-(\d+)-(\d*)-/.exec(e.name);
+      if (!m || !e.isDirectory) continue;
+      if (Number(m[1]) === Deno.pid || (startTicks(Number(m[1])) === m[2] && m[2] !== "")) continue;
+      try {
+        Deno.removeSync(join(d, e.name), { recursive: true });
+        removed.push(join(d, e.name));
+      } catch { /* someone else's, or gone */ }
+    }
+  }
+  return removed;
 }
 
 /**

@@ -17,7 +17,12 @@ import type { PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
-import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
+import {
+  answerOutcome,
+  isOutcomeQuery,
+  type MigrationChannel,
+  type Offer,
+} from "../migrate/protocol.ts";
 import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
 import { deleteRedirect, listRedirects } from "../redirect/table.ts";
 import { ensureStub } from "../restore/stub.ts";
@@ -38,6 +43,7 @@ import { type ProcessEntry, ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
 import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
+import { checkOffer } from "../migrate/offer_check.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
 
 /** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
@@ -213,11 +219,29 @@ export async function runDaemon(
           conn.close();
           return;
         }
+        if (isOutcomeQuery(first)) {
+          const underWay = [...incoming.keys()].some((o) => o.pid === first.pid);
+          const state = answerOutcome(first, underWay);
+          log("info", `${conn.peer} asked whether process ${first.pid} runs here: ${state}`);
+          await conn.send({ op: "outcome", state });
+          conn.close();
+          return;
+        }
         if (first?.op !== "offer") {
           conn.close();
           return;
         }
-        await receive(conn, first as Offer, {
+        let offer: Offer;
+        try {
+          offer = checkOffer(first);
+        } catch (e) {
+          const reason = (e as { why?: string }).why ?? String(e);
+          await conn.send({ op: "offer-reply", ok: false, reason }).catch(() => {});
+          log("warn", `refused an offer from ${conn.peer}: ${reason}`);
+          conn.close();
+          return;
+        }
+        await receive(conn, offer, {
           runDir,
           nodeAddr,
           table,

@@ -163,6 +163,19 @@ export function makeMover(d: MoverDeps): MoveFn {
         log: (s) => d.log("info", s),
         onProgress: req.onProgress,
         onRelay: (done) => relay = done,
+        askOutcome: async (pid, comm) => {
+          // Found again: a restarted agent there may listen on another port.
+          const q = await connectTo(findPeer(d.discovery.status().peers, peer.name));
+          try {
+            await q.send({ op: "outcome?", pid, comm });
+            const a = await q.recv(5_000) as { op?: string; state?: string };
+            return a?.op === "outcome" && ["running", "absent", "pending"].includes(a.state ?? "")
+              ? a.state as "running" | "absent" | "pending"
+              : undefined;
+          } finally {
+            q.close();
+          }
+        },
       });
       const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
       d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);

@@ -17,10 +17,8 @@ import {
   checkFiles,
   checkKernel,
   checkPidFree,
-  type ExpectedFile,
 } from "../restore/compat.ts";
-import { checkId } from "../image/schema.ts";
-import { path as pathField, str } from "../image/fields.ts";
+import { checkOffer } from "./offer_check.ts";
 import { planLocks, planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
@@ -33,26 +31,6 @@ import {
   releaseSockets,
 } from "../restore/sockets.ts";
 import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
-
-/** The offer's expected files, checked as hostile input. */
-export function expectedOf(v: unknown): ExpectedFile[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v) || v.length > 65536) {
-    throw new PpmError("refused", "the offer's file list is not a list of at most 65536");
-  }
-  return v.map((x, i) => {
-    const what = `offer file ${i}`;
-    if (typeof x !== "object" || x === null) throw new PpmError("refused", `${what} is not a map`);
-    const o = x as Record<string, unknown>;
-    const flags = typeof o.flags === "number" && Number.isInteger(o.flags) ? o.flags : undefined;
-    return {
-      path: pathField(o, "path", what),
-      id: checkId(o.id, what),
-      flags,
-      role: str(o, "role", what, 64),
-    };
-  });
-}
 
 /** A process that arrived here. */
 export interface Arrival {
@@ -171,9 +149,18 @@ export async function migrateIn(
 ): Promise<Arrival | undefined> {
   const step = opts.stepTimeoutMs ?? 120_000;
   const log = opts.log ?? (() => {});
-  const offer = opts.offer ?? await channel.recv(step) as Offer;
-  if (offer?.op !== "offer") return undefined;
-  const sockets = Array.isArray(offer.sockets) ? offer.sockets : [];
+  const raw = opts.offer ?? await channel.recv(step);
+  if ((raw as Offer | undefined)?.op !== "offer") return undefined;
+  let offer: Offer;
+  try {
+    offer = checkOffer(raw);
+  } catch (e) {
+    const reason = (e as PpmError).why ?? String(e);
+    await channel.send({ op: "offer-reply", ok: false, reason });
+    log(`refused an offer: ${reason}`);
+    return undefined;
+  }
+  const sockets = offer.sockets;
   try {
     if (sockets.length) {
       if (!opts.network) throw new PpmError("refused", "this node does not take sockets");
@@ -189,7 +176,7 @@ export async function migrateIn(
     if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
       throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);
     }
-    checkFileIds(expectedOf(offer.expected));
+    checkFileIds(offer.expected ?? []);
     // Built before anything is frozen at the source, never during the freeze.
     await ensureStub();
   } catch (e) {

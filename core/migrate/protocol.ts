@@ -98,3 +98,42 @@ export interface OfferReply {
   /** Why not. */
   reason?: string;
 }
+
+/**
+ * What a source asks a destination (on a new connection) when its commit
+ * was not confirmed: does process `pid` (named `comm`) run there?
+ */
+export interface OutcomeQuery {
+  /** Message type. */
+  op: "outcome?";
+  /** The process (the same PID at both ends). */
+  pid: number;
+  /** Its name. */
+  comm: string;
+}
+
+/** The destination's answer: it runs here, it does not (and will not), or the move is still under way. */
+export type Outcome = "running" | "absent" | "pending";
+
+/** True for an {@link OutcomeQuery} (checked as hostile input). */
+export function isOutcomeQuery(v: unknown): v is OutcomeQuery {
+  const o = v as OutcomeQuery | undefined;
+  return typeof o === "object" && o !== null && o.op === "outcome?" && Number.isInteger(o.pid) &&
+    o.pid > 0 && o.pid <= 4194304 && typeof o.comm === "string" && o.comm.length <= 64;
+}
+
+/**
+ * The answer to an outcome query: "pending" while a migration of `pid` is
+ * under way here, else "running" when a process `pid` named `comm` runs
+ * here (a restored process keeps its PID; the destination checked the PID
+ * free before taking it), else "absent".
+ */
+export function answerOutcome(q: OutcomeQuery, underWay: boolean): Outcome {
+  if (underWay) return "pending";
+  try {
+    const comm = Deno.readTextFileSync(`/proc/${q.pid}/comm`).replace(/\n$/, "");
+    return comm === q.comm ? "running" : "absent";
+  } catch {
+    return "absent";
+  }
+}

@@ -24,6 +24,7 @@ import {
   type MigrationChannel,
   type Offer,
   type OfferReply,
+  type Outcome,
   type StdinMode,
   STREAM,
 } from "./protocol.ts";
@@ -134,6 +135,29 @@ export async function buildOffer(
   };
 }
 
+/** How long a source asks for the outcome of an unconfirmed commit before leaving it in doubt. */
+export const OUTCOME_WAIT_MS = 60_000;
+
+/**
+ * Asks the destination whether the process runs there, every second until
+ * it knows ("pending" and unreachable are not knowing), at most
+ * {@link OUTCOME_WAIT_MS}; undefined when it never learned.
+ */
+async function learnOutcome(
+  pid: number,
+  comm: string,
+  opts: MigrateOutOptions,
+): Promise<"running" | "absent" | undefined> {
+  if (!opts.askOutcome) return undefined;
+  const deadline = Date.now() + OUTCOME_WAIT_MS;
+  for (let i = 0; i < 120 && Date.now() < deadline; i++) {
+    const o = await opts.askOutcome(pid, comm).catch(() => undefined);
+    if (o === "running" || o === "absent") return o;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return undefined;
+}
+
 /** Descriptors of the process's standard streams, taken before its copy here ends. */
 export type KeptStdio = { 0?: number; 1?: number; 2?: number };
 
@@ -234,6 +258,12 @@ export interface MigrateOutOptions {
   onProgress?: (p: MigrateProgress) => void;
   /** Called with the relay promise once the process runs at the destination. */
   onRelay?: (done: Promise<void>) => void;
+  /**
+   * Asks the destination, on a new connection, whether the process runs
+   * there (when the commit was not confirmed); undefined when it cannot be
+   * reached. Without it, an unconfirmed commit leaves the process stopped.
+   */
+  askOutcome?: (pid: number, comm: string) => Promise<Outcome | undefined>;
   /** Progress notes. */
   log?: (s: string) => void;
   /** Move the process's sockets too (the agent provides the cluster's side). */
@@ -398,6 +428,44 @@ async function migrate(
       },
     };
   } catch (e) {
+    const outcome = commitSent ? await learnOutcome(pid, offer.comm, opts) : undefined;
+    if (outcome === "running") {
+      // It runs at the destination: this copy ends as after a confirmed commit.
+      held.kill();
+      net?.release();
+      forwards.keep();
+      dropKept();
+      channel.close();
+      opts.log?.(`process ${pid}: the destination did not confirm, but it runs there`);
+      const { held: _h, network: _n, ...ck } = stats;
+      const tEnd = performance.now();
+      return {
+        pid,
+        bytes,
+        sockets: net?.entries.length ?? 0,
+        redirectIds: [...(net?.drops.ids ?? []), ...forwards.ids],
+        checkpoint: ck,
+        restore: undefined,
+        timesUs: {
+          offer: us(tOffer - t0),
+          frozen: us(tEnd - tOffer),
+          dumpAndSend: us(tSent - tOffer),
+          restoreAndCommit: us(tEnd - tSent),
+          total: us(tEnd - t0),
+        },
+      };
+    }
+    if (outcome === "absent") {
+      // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).
+      forwards.removeAll();
+      for (const u of undo) await u().catch(() => {});
+      net?.thaw();
+      held.release();
+      kill(pid, 18);
+      dropKept();
+      channel.close();
+      throw e;
+    }
     if (commitSent) {
       // Two live copies must never be: the one here stays stopped, its flows still frozen
       // and redirected, until someone who knows the outcome decides.

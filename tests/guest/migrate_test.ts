@@ -268,13 +268,20 @@ Deno.test({
               await agents.restart(2, NODES, "restore");
               await mustFail(pid, /injected fault restore/);
 
-              // Before the confirmation: the destination agent dies with the copy held.
+              // Before the confirmation: the destination agent dies with the copy held. The
+              // source cannot tell whether it ran the process: it keeps its copy stopped and asks
+              // again until the destination's next agent answers that it does not run there.
               await agents.restart(2, NODES, "crash-before-commit");
-              await mustFail(pid, /did not confirm|connection|closed|ended|reset|broken/i);
+              const asking = mustFail(pid, /did not confirm|connection|closed|ended|reset|broken/i);
               await agents.waitDead(2);
+              await agents.start(2);
+              await asking;
+              assertMatch(
+                await c.ok(2, ["cat", "/tmp/agent.log"]),
+                new RegExp(`asked whether process ${pid} runs here: absent`),
+              );
 
               // And then it moves, with its output whole.
-              await agents.start(2);
               await agents.waitSeen(2, NODES);
               await migrate(c, 1, pid, 2);
               await assertRunsOn(c, pid, "heap_counter", 2);

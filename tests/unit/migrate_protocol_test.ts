@@ -7,7 +7,12 @@
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../../core/errors.ts";
 import { migrateIn } from "../../core/migrate/destination.ts";
-import type { MigrationChannel, Offer } from "../../core/migrate/protocol.ts";
+import {
+  answerOutcome,
+  isOutcomeQuery,
+  type MigrationChannel,
+  type Offer,
+} from "../../core/migrate/protocol.ts";
 import { buildOffer, migrateOut } from "../../core/migrate/source.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
@@ -155,4 +160,28 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
     assertMatch(reply.reason, why);
     assertEquals(await served, undefined);
   }
+});
+
+Deno.test("outcome query: hostile queries are not queries; the answer is what runs here", () => {
+  for (
+    const bad of [
+      null,
+      "outcome?",
+      { op: "outcome?" },
+      { op: "outcome?", pid: -1, comm: "x" },
+      { op: "outcome?", pid: 1.5, comm: "x" },
+      { op: "outcome?", pid: 2 ** 40, comm: "x" },
+      { op: "outcome?", pid: 5, comm: 7 },
+      { op: "outcome?", pid: 5, comm: "x".repeat(65) },
+      { op: "outcome", pid: 5, comm: "x" },
+    ]
+  ) {
+    assertEquals(isOutcomeQuery(bad), false, JSON.stringify(bad));
+  }
+  const me = Deno.readTextFileSync(`/proc/${Deno.pid}/comm`).trim();
+  assertEquals(answerOutcome({ op: "outcome?", pid: Deno.pid, comm: me }, false), "running");
+  assertEquals(answerOutcome({ op: "outcome?", pid: Deno.pid, comm: me }, true), "pending");
+  // Another process with that PID (another name): not it.
+  assertEquals(answerOutcome({ op: "outcome?", pid: Deno.pid, comm: "other" }, false), "absent");
+  assertEquals(answerOutcome({ op: "outcome?", pid: 4_000_000, comm: me }, false), "absent");
 });

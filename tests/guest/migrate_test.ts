@@ -91,7 +91,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    await ensurePackages(["python3", "coreutils"], "the migration test's programs");
+    await ensurePackages(["python3", "coreutils", "tcpdump"], "the migration test's programs");
     const bin = guestPath((await buildPrograms(join(stateDir(), "test-programs"))).heap_counter);
     const secret = join(stateDir(), "test-secret");
     await Deno.remove(secret).catch(() => {});
@@ -296,6 +296,69 @@ Deno.test({
               await c.exec(1, ["kill", pid]);
             }
           }),
+      );
+
+      await t.step(
+        "the cluster bridge never carries the process's memory in clear, and 200 silent connections do not stop a migration",
+        async () => {
+          // A marker that exists only in the process's memory (built at run time, not in argv).
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; python3 -c "import time; m = ('PPM-' + 'SECRET-MARKER-') * 262144; [time.sleep(0.1) for _ in range(100000)]" > /dev/null 2>&1 & echo $!`,
+          ])).trim();
+          // Half-open handshakes that never say a word, from two sources, held during the move.
+          const hold = () =>
+            `python3 -c "import socket, time; s = [socket.create_connection(('10.77.0.2', 7378)) for _ in range(100)]; time.sleep(600)" > /dev/null 2>&1 & echo $!`;
+          const holders = [
+            (await c.ok(1, ["sh", "-c", hold()])).trim(),
+            (await c.ok(3, ["sh", "-c", hold()])).trim(),
+          ];
+          const pcap = join(stateDir(), "migrate-bridge.pcap");
+          await Deno.remove(pcap).catch(() => {});
+          const dump = new Deno.Command("ip", {
+            args: [
+              "netns",
+              "exec",
+              netnsName(CLUSTER),
+              "tcpdump",
+              "-i",
+              "br0",
+              "-U",
+              "-w",
+              pcap,
+              "tcp",
+            ],
+            stdout: "null",
+            stderr: "null",
+          }).spawn();
+          try {
+            // Built: 4 MiB of it in memory.
+            await c.waitFor(1, `grep -q '^VmRSS:.*[0-9]\\{5,\\} kB' /proc/${pid}/status`, 60);
+            const m = await migrate(c, 1, pid, 2);
+            assert(m.bytes > 4 << 20, `only ${m.bytes} bytes moved`);
+            await assertRunsOn(c, pid, "python3", 2);
+          } finally {
+            await new Promise((r) => setTimeout(r, 1000));
+            try {
+              dump.kill("SIGINT");
+            } catch { /* ended */ }
+            await dump.status;
+            await c.exec(1, ["kill", holders[0]]);
+            await c.exec(3, ["kill", holders[1]]);
+            await c.exec(2, ["kill", pid]);
+          }
+          const captured = await Deno.readFile(pcap);
+          assert(captured.length > 4 << 20, `the capture holds only ${captured.length} bytes`);
+          // The junction of two copies: in the process's memory only, never in a command line.
+          const text = new TextDecoder("latin1").decode(captured);
+          assertEquals(
+            text.indexOf("MARKER-PPM-SECRET"),
+            -1,
+            "the process's memory crossed in clear",
+          );
+          await Deno.remove(pcap);
+        },
       );
 
       await t.step("a connection with the wrong secret is refused and logged", async () => {

@@ -10,6 +10,7 @@
  */
 import { join } from "node:path";
 import { ensurePackages } from "../core/host/packages.ts";
+import { cipherNote } from "./lib/cipher.ts";
 import { isRoot } from "../core/host/run.ts";
 import { PROJECT_ROOT, stateDir } from "../core/paths.ts";
 import { generateSecret } from "../core/security/secret.ts";
@@ -153,6 +154,15 @@ async function main(): Promise<number> {
       }
     };
 
+    await attempt("setup", undefined, "", -1, async () => {
+      const root = guestPath(PROJECT_ROOT);
+      const out = await g.ok(
+        1,
+        `cd ${root} && deno run -A --config deno.json bench/cipher_main.ts`,
+        300_000,
+      );
+      notes.push(cipherNote(JSON.parse(out.trim().split("\n").at(-1)!)));
+    });
     for (let round = 0; round < args.rounds; round++) {
       log(`round ${round + 1} of ${args.rounds}`);
       await attempt("link", undefined, "", round, async () => {

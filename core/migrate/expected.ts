@@ -25,6 +25,7 @@ export function expectedOf(v: unknown): ExpectedFile[] {
       id: checkId(o.id, what),
       flags,
       role: str(o, "role", what, 64),
+      hashChecked: o.hashChecked === true,
     };
   });
 }

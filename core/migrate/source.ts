@@ -99,7 +99,7 @@ export async function buildOffer(
   for (const p of paths) {
     const id = await fileIdentity(p);
     files.push({ path: id.path, size: id.size, sha256: id.sha256 });
-    expected.push({ path: p, id: id.id, role: "a mapped file" });
+    expected.push({ path: p, id: id.id, role: "a mapped file", hashChecked: true });
   }
   const open = await readFds(pid);
   // Standard streams are relayed from here (or /dev/null), never reopened at the destination.

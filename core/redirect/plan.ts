@@ -94,6 +94,8 @@ export function planRedirects(
     const connected = s.kind === "tcp" || s.kind === "tcp-pending" ||
       (s.kind === "udp" && s.remote !== undefined);
     const peer = connected ? s.remote! : ANY;
+    // A connection's entries end with its RST or FINs; 0 is the module's longest idle time
+    // (PPM_RDR_MAX_IDLE, a day), for connections whose peer vanished without either.
     const idle = connected && p === "tcp" ? 0 : ANY_PEER_IDLE_S;
     plan.drops.push({ proto: p, action: "drop", old, peer, idleTimeout: DROP_IDLE_S });
     plan.answers.push({ proto: p, action: "answer", old, new: now, peer, idleTimeout: idle });

@@ -267,13 +267,9 @@ export function stubSpec(img: LoadedImage, o: SpecOptions): Uint8Array {
     b.add(TAG.MAP, 8 + ID_BYTES, (v) => {
       v.setInt32(0, mapFd(o.base, i), true);
       v.setUint32(4, flags, true);
-      // A shared writable mapping's size may change; its content is checked by hash before.
-      putId(
-        v,
-        8,
-        id,
-        idChecks(id, 0, o.sameNode ?? false) & ~(f.write ? ID_CHECK.SIZE | ID_CHECK.MTIME : 0),
-      );
+      // Its content was checked by hash before: here, that it is the same kind of file, the
+      // same owner's, with the same mode (a copy with the same bytes is as good).
+      putId(v, 8, id, idChecks(id, 0, false) & (ID_CHECK.TYPE | ID_CHECK.OWNER | ID_CHECK.MODE));
     }, f.path);
   });
   for (const a of img.signals.actions) {

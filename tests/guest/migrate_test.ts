@@ -72,7 +72,8 @@ async function migrate(c: TestCluster, from: number, pid: string, to: number) {
 
 /** A shell test: process `pid` lives, is called `comm` and is no zombie (PIDs differ per node). */
 function lives(pid: string, comm: string): string {
-  return `[ "$(cat /proc/${pid}/comm 2>/dev/null)" = "${comm}" ] && ` +
+  // The name is read by the shell itself: a `cat` here could get the freed PID and name itself.
+  return `[ "$(read -r x < /proc/${pid}/comm 2>/dev/null; echo "$x")" = "${comm}" ] && ` +
     `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
 }
 

@@ -33,7 +33,11 @@ export interface Redirect {
   new?: Endpoint;
   /** The other end; any when 0.0.0.0:0. */
   peer: Endpoint;
-  /** Seconds without a packet before the entry expires; 0 never (default). */
+  /**
+   * Seconds without a packet before the entry expires; 0 (default): the
+   * longest, PPM_RDR_MAX_IDLE (a day). A TCP connection's entry that saw a
+   * FIN goes after 120 s without a packet at most.
+   */
   idleTimeout?: number;
 }
 
@@ -41,7 +45,10 @@ export interface Redirect {
 export interface RedirectEntry extends Redirect {
   /** Its id on this node. */
   id: number;
-  /** "open", or "closing" once TCP FINs both ways or a RST went through. */
+  /**
+   * "open", or "closing" once TCP FINs both ways or a RST went through (a RST
+   * from the network counts only with the exact expected sequence number).
+   */
   state: "open" | "closing";
   /** Packets matched. */
   packets: number;

@@ -8,7 +8,7 @@
 import { defineStruct } from "./struct.ts";
 
 /** PPM_ABI_VERSION this tool speaks. */
-export const PPM_ABI_VERSION = 3;
+export const PPM_ABI_VERSION = 4;
 
 /** Name of the misc device and of the module. */
 export const PPM_DEVICE_NAME = "ppm";
@@ -99,7 +99,11 @@ export const ppmDumpTask = defineStruct(
     ["rseq", "u64"],
     ["rseq_len", "u32"],
     ["rseq_sig", "u32"],
-    ["reserved", { bytes: 32 }],
+    ["securebits", "u32"],
+    ["dumpable", "u32"],
+    ["pdeath_signal", "i32"],
+    ["reserved0", "u32"],
+    ["reserved", { bytes: 16 }],
   ] as const,
 );
 
@@ -205,11 +209,14 @@ export const PPM_RDR = {
 export const PPM_RDR_F_SYN = 1;
 /** PPM_RDR_ST_OPEN: packets flow. */
 export const PPM_RDR_ST_OPEN = 0;
-/** PPM_RDR_ST_CLOSING: TCP FINs both ways or a RST seen; the entry expires soon. */
+/**
+ * PPM_RDR_ST_CLOSING: TCP FINs both ways, or a RST with the exact expected
+ * sequence number, went through; the entry expires 10 s later.
+ */
 export const PPM_RDR_ST_CLOSING = 1;
 /** Most redirect entries per node. */
 export const PPM_RDR_MAX = 4096;
-/** Longest idle timeout of an entry, seconds. */
+/** Longest idle timeout of an entry, seconds; also the timeout of an entry added with 0. */
 export const PPM_RDR_MAX_IDLE = 86400;
 /** PPM_RDR_DEL_ALL: remove every entry. */
 export const PPM_RDR_DEL_ALL = 1;

@@ -6,18 +6,24 @@
  * flags of every mapping.
  *
  * Permission: the task must be ptrace-stopped by the calling thread.  That
- * proves the kernel's own ptrace access check passed for the caller (root,
- * or the owner where ptrace is allowed), and that the task is frozen while
- * it is read.
+ * proves the kernel's own ptrace access check (PTRACE_MODE_ATTACH) passed
+ * for the caller when it attached (root, or the owner where ptrace is
+ * allowed), and that the task is frozen while it is read.  Nothing here is
+ * more than the tracer could read through ptrace and /proc; no capability
+ * is asked for.  Anything else is -EPERM.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cred.h>
 #include <linux/fs.h>
 #include <linux/futex.h>
 #include <linux/kdev_t.h>
 #include <linux/mm.h>
 #include <linux/pid.h>
+#include <linux/ptrace.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
+#include <linux/sched/coredump.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -50,8 +56,7 @@ static struct task_struct *ppm_get_stopped_task(pid_t pid, long *err)
 		return NULL;
 	}
 	rcu_read_lock();
-	ours = task->ptrace && rcu_dereference(task->parent) == current &&
-	       task_is_traced(task);
+	ours = ptrace_parent(task) == current && task_is_traced(task);
 	rcu_read_unlock();
 	if (!ours) {
 		put_task_struct(task);
@@ -66,12 +71,40 @@ static u64 ppm_sigset(const sigset_t *set)
 	return set->sig[0];
 }
 
-static void ppm_dump_signals(struct task_struct *task, struct ppm_dump_task *d)
+/*
+ * lock_task_sighand() is not exported: this is its loop.  sighand_struct
+ * is SLAB_TYPESAFE_BY_RCU, so under RCU its siglock stays a lock even if
+ * the structure is freed meanwhile; the pointer is checked again once the
+ * lock is held.  Returns NULL (nothing locked) when the task is exiting.
+ */
+static struct sighand_struct *ppm_lock_sighand(struct task_struct *task,
+					       unsigned long *flags)
 {
-	struct sighand_struct *sighand = task->sighand;
+	struct sighand_struct *sighand;
+
+	rcu_read_lock();
+	for (;;) {
+		sighand = rcu_dereference(task->sighand);
+		if (!sighand)
+			break;
+		spin_lock_irqsave(&sighand->siglock, *flags);
+		if (likely(sighand == rcu_access_pointer(task->sighand)))
+			break;
+		spin_unlock_irqrestore(&sighand->siglock, *flags);
+	}
+	rcu_read_unlock();
+	return sighand;
+}
+
+static int ppm_dump_signals(struct task_struct *task, struct ppm_dump_task *d)
+{
+	struct sighand_struct *sighand;
+	unsigned long flags;
 	int i;
 
-	spin_lock_irq(&sighand->siglock);
+	sighand = ppm_lock_sighand(task, &flags);
+	if (!sighand)
+		return -ESRCH;
 	for (i = 0; i < PPM_NSIG && i < _NSIG; i++) {
 		const struct k_sigaction *ka = &sighand->action[i];
 
@@ -85,11 +118,21 @@ static void ppm_dump_signals(struct task_struct *task, struct ppm_dump_task *d)
 	d->blocked = ppm_sigset(&task->blocked);
 	d->pending = ppm_sigset(&task->pending.signal);
 	d->shared_pending = ppm_sigset(&task->signal->shared_pending.signal);
-	spin_unlock_irq(&sighand->siglock);
+	d->pdeath_signal = READ_ONCE(task->pdeath_signal);
+	spin_unlock_irqrestore(&sighand->siglock, flags);
 
 	d->sas_ss_sp = task->sas_ss_sp;
 	d->sas_ss_size = task->sas_ss_size;
 	d->sas_ss_flags = task->sas_ss_flags;
+	return 0;
+}
+
+static void ppm_dump_cred(struct task_struct *task, struct ppm_dump_task *d)
+{
+	const struct cred *cred = get_task_cred(task);
+
+	d->securebits = cred->securebits;
+	put_cred(cred);
 }
 
 static void ppm_dump_mm(struct mm_struct *mm, struct ppm_dump_task *d)
@@ -109,6 +152,7 @@ static void ppm_dump_mm(struct mm_struct *mm, struct ppm_dump_task *d)
 	d->env_start = mm->env_start;
 	d->env_end = mm->env_end;
 	d->vdso = (u64)(unsigned long)mm->context.vdso;
+	d->dumpable = get_dumpable(mm);
 	for (i = 0; i < ARRAY_SIZE(mm->saved_auxv) && i < PPM_AUXV_WORDS; i++)
 		d->auxv[i] = mm->saved_auxv[i];
 	d->auxv_words = i;
@@ -127,12 +171,13 @@ long ppm_ioctl_dump_task(void __user *arg)
 	if (get_user(pid, (s32 __user *)arg) ||
 	    get_user(size, (u32 __user *)(arg + sizeof(s32))))
 		return -EFAULT;
-	if (size != sizeof(*d))
-		return -EINVAL;
-
 	task = ppm_get_stopped_task(pid, &ret);
 	if (!task)
 		return ret;
+	if (size != sizeof(*d)) {
+		ret = -EINVAL;
+		goto out_task;
+	}
 	d = kzalloc(sizeof(*d), GFP_KERNEL);
 	if (!d) {
 		ret = -ENOMEM;
@@ -149,7 +194,10 @@ long ppm_ioctl_dump_task(void __user *arg)
 	d->personality = task->personality;
 	ppm_dump_mm(mm, d);
 	mmput(mm);
-	ppm_dump_signals(task, d);
+	ret = ppm_dump_signals(task, d);
+	if (ret)
+		goto out_free;
+	ppm_dump_cred(task, d);
 	d->robust_list = (u64)(unsigned long)task->robust_list;
 	d->robust_list_len = sizeof(*task->robust_list);
 	d->clear_child_tid = (u64)(unsigned long)task->clear_child_tid;
@@ -194,27 +242,27 @@ long ppm_ioctl_dump_vmas(void __user *arg)
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.count > PPM_MAX_VMAS)
-		return -EINVAL;
-	if (req.count) {
-		buf = kvcalloc(req.count, sizeof(*buf), GFP_KERNEL);
-		if (!buf)
-			return -ENOMEM;
-	}
-
 	task = ppm_get_stopped_task(req.pid, &ret);
 	if (!task)
-		goto out_free;
+		return ret;
 	mm = get_task_mm(task);
 	put_task_struct(task);
-	if (!mm) {
-		ret = -ESRCH;
-		goto out_free;
+	if (!mm)
+		return -ESRCH;
+	if (req.count > PPM_MAX_VMAS) {
+		ret = -EINVAL;
+		goto out_mm;
+	}
+	if (req.count) {
+		buf = kvcalloc(req.count, sizeof(*buf), GFP_KERNEL);
+		if (!buf) {
+			ret = -ENOMEM;
+			goto out_mm;
+		}
 	}
 	if (mmap_read_lock_killable(mm)) {
-		mmput(mm);
 		ret = -EINTR;
-		goto out_free;
+		goto out_mm;
 	}
 	{
 		VMA_ITERATOR(vmi, mm, 0);
@@ -227,13 +275,16 @@ long ppm_ioctl_dump_vmas(void __user *arg)
 	}
 	mmap_read_unlock(mm);
 	mmput(mm);
+	mm = NULL;
 
 	/* Copy out only after the target's lock is dropped. */
 	if (copy_to_user(u64_to_user_ptr(req.vmas), buf,
 			 array_size(min(n, req.count), sizeof(*buf))) ||
 	    put_user(n, (u32 __user *)(arg + offsetof(struct ppm_dump_vmas, count))))
 		ret = -EFAULT;
-out_free:
+out_mm:
+	if (mm)
+		mmput(mm);
 	kvfree(buf);
 	return ret;
 }

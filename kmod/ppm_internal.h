@@ -13,6 +13,12 @@
 #define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE | \
 				 PPM_FEAT_REDIRECT)
 
+/*
+ * The ioctl handlers.  ppm_ioctl() checks each one's capability before it
+ * calls it (see DOC: permissions in ppm_main.c); the dump handlers check
+ * that the caller traces the task themselves.
+ */
+
 /* dump.c */
 long ppm_ioctl_dump_task(void __user *arg);
 long ppm_ioctl_dump_vmas(void __user *arg);

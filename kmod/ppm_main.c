@@ -9,6 +9,9 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/build_bug.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -17,6 +20,51 @@
 #include <linux/utsname.h>
 
 #include "ppm_internal.h"
+
+/* The ABI's structures keep their sizes (the ioctl numbers encode them). */
+static_assert(sizeof(struct ppm_info) == 120);
+static_assert(sizeof(struct ppm_sigaction) == 32);
+static_assert(sizeof(struct ppm_dump_task) == 2792);
+static_assert(sizeof(struct ppm_vma) == 48);
+static_assert(sizeof(struct ppm_dump_vmas) == 16);
+static_assert(sizeof(struct ppm_plan_header) == 672);
+static_assert(sizeof(struct ppm_plan_vma) == 40);
+static_assert(sizeof(struct ppm_plan_run) == 16);
+static_assert(sizeof(struct ppm_restore) == 128);
+static_assert(sizeof(struct ppm_redirect) == 88);
+static_assert(sizeof(struct ppm_redirect_del) == 16);
+static_assert(sizeof(struct ppm_redirect_list) == 16);
+static_assert(sizeof(struct ppm_queue_accept) == 16);
+
+/**
+ * DOC: permissions
+ *
+ * /dev/ppm is created with mode 0600: only root opens it.  Each ioctl also
+ * checks its own permission, before it reads its argument, so that a
+ * descriptor passed to (or inherited by) a less privileged process carries
+ * no rights.  A capability is checked in the initial user namespace, for
+ * the caller and for the opener of the device (file_ns_capable() on the
+ * file's credentials): root in a container's own user namespace has
+ * neither and is refused.  A refusal is -EPERM.
+ *
+ * ======================  ==============================================
+ * PPM_IOC_INFO            anyone who could open the device
+ * PPM_IOC_DUMP_TASK       the caller must be the ptracer of the task and
+ * PPM_IOC_DUMP_VMAS       the task ptrace-stopped (dump.c): the kernel's
+ *                         ptrace access check passed when it attached
+ * PPM_IOC_RESTORE         CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
+ * PPM_IOC_REDIRECT_ADD    CAP_NET_ADMIN
+ * PPM_IOC_REDIRECT_DEL    CAP_NET_ADMIN
+ * PPM_IOC_REDIRECT_LIST   CAP_NET_ADMIN
+ * PPM_IOC_QUEUE_ACCEPT    CAP_NET_ADMIN
+ * ======================  ==============================================
+ */
+
+/* @cap in the initial user namespace, for the caller and the opener of @file. */
+static bool ppm_capable(const struct file *file, int cap)
+{
+	return file_ns_capable(file, &init_user_ns, cap) && capable(cap);
+}
 
 static long ppm_ioctl_info(void __user *arg)
 {
@@ -34,6 +82,7 @@ static long ppm_ioctl_info(void __user *arg)
 	return 0;
 }
 
+/* Routes an ioctl once its permission is checked (see DOC: permissions). */
 static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -42,18 +91,31 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case PPM_IOC_INFO:
 		return ppm_ioctl_info(uarg);
 	case PPM_IOC_DUMP_TASK:
+		/* Permission: the caller traces the stopped task (dump.c). */
 		return ppm_ioctl_dump_task(uarg);
 	case PPM_IOC_DUMP_VMAS:
+		/* Permission: as PPM_IOC_DUMP_TASK. */
 		return ppm_ioctl_dump_vmas(uarg);
 	case PPM_IOC_RESTORE:
+		if (!ppm_capable(file, CAP_CHECKPOINT_RESTORE) &&
+		    !ppm_capable(file, CAP_SYS_ADMIN))
+			return -EPERM;
 		return ppm_ioctl_restore(uarg);
 	case PPM_IOC_REDIRECT_ADD:
+		if (!ppm_capable(file, CAP_NET_ADMIN))
+			return -EPERM;
 		return ppm_ioctl_redirect_add(uarg);
 	case PPM_IOC_REDIRECT_DEL:
+		if (!ppm_capable(file, CAP_NET_ADMIN))
+			return -EPERM;
 		return ppm_ioctl_redirect_del(uarg);
 	case PPM_IOC_REDIRECT_LIST:
+		if (!ppm_capable(file, CAP_NET_ADMIN))
+			return -EPERM;
 		return ppm_ioctl_redirect_list(uarg);
 	case PPM_IOC_QUEUE_ACCEPT:
+		if (!ppm_capable(file, CAP_NET_ADMIN))
+			return -EPERM;
 		return ppm_ioctl_queue_accept(uarg);
 	default:
 		return -ENOTTY;
@@ -71,7 +133,7 @@ static struct miscdevice ppm_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = PPM_DEVICE_NAME,
 	.fops = &ppm_fops,
-	.mode = 0666,	/* the ioctls check permission themselves */
+	.mode = 0600,	/* root only; the ioctls check permission too */
 };
 
 static int __init ppm_init(void)

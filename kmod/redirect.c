@@ -15,29 +15,67 @@
  *    on the new node answer outside peers with the old address
  *    (src NEW -> OLD).
  *
- * The first matching entry decides; rewrites are matched before drops, so
- * an old node can forward a flow it dropped during the freeze by adding a
- * forward entry before removing the drop.
+ * Of the entries a packet matches, one decides: rewrites before drops, the
+ * newest rewrite first, the oldest drop first.  So an old node can forward
+ * a flow it dropped during the freeze by adding a forward entry before it
+ * removes the drop.
  *
- * Every entry holds a reference on the module, so the module cannot be
- * unloaded while redirects are active.  TCP entries of one flow end a few
- * seconds after a RST or FINs both ways; any entry may end after an idle
- * time.  Only CAP_NET_ADMIN may change or read the table.
+ * Lookup: a hash table (jhash with a random seed) keyed on an entry's own
+ * end (OLD, or NEW for the entries that match the new node's packets), the
+ * peer's end and the protocol.  An entry with an any-peer (0) address or
+ * port is hashed with that field 0; a packet is looked up once per pattern
+ * of wildcards that some entry uses, so a listener's entries cost one more
+ * lookup, never a scan.  The hooks read the table under RCU; ppm_rdr_lock
+ * serialises every change.
+ *
+ * TCP flow entries (a peer with address and port) follow their connection
+ * as netfilter's conntrack does, but strictly (RFC 5961): per direction the
+ * furthest sequence number sent, the highest acknowledgment and the
+ * largest window (scaled when both SYNs were seen).  Packets from
+ * LOCAL_OUT were sent by this node's own stack and are believed.  Packets
+ * from PRE_ROUTING come from the network and may be spoofed:
+ *  - a RST ends the entry only if its sequence number is exactly what the
+ *    receiver expects: the last acknowledgment of a direction this node
+ *    sends, or else the end of what the sender was seen sending.  A blind
+ *    RST with the right ports but another sequence number changes nothing
+ *    (it is passed on; the endpoint's own TCP ignores it or answers with a
+ *    challenge ACK);
+ *  - any other segment updates the state, and a FIN counts, only when it
+ *    lies within the receiver's window of that same expected number (64 KiB
+ *    while the window scale is unknown); a FIN outside it counts once this
+ *    node's own stack acknowledges it.
+ * An entry starts CLOSING after such a RST or after FINs both ways, and
+ * goes 10 s later.
+ *
+ * Every entry also goes after its idle time without a packet (idle_timeout,
+ * or PPM_RDR_MAX_IDLE when 0), and a TCP flow entry that saw a FIN after
+ * PPM_RDR_FIN_IDLE seconds at most.  A delayed work checks once a second
+ * while the table has entries, and a full table is swept before an add is
+ * refused.  Every entry holds a reference on the module, so the module
+ * cannot be unloaded while redirects are active.
+ *
+ * Permission: CAP_NET_ADMIN in the initial user namespace for add, delete
+ * and list, checked by ppm_ioctl().
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/capability.h>
+#include <linux/build_bug.h>
+#include <linux/hashtable.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/jhash.h>
 #include <linux/jiffies.h>
 #include <linux/list.h>
+#include <linux/lockdep.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
+#include <linux/random.h>
 #include <linux/rculist.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <linux/uaccess.h>
@@ -46,100 +84,248 @@
 #include <net/ip.h>
 #include <net/net_namespace.h>
 #include <net/route.h>
+#include <net/tcp.h>
 
 #include "ppm_internal.h"
 
 /* How long a closed TCP flow's entries stay, for late retransmissions. */
 #define PPM_RDR_LINGER		(10 * HZ)
+/* Longest idle time of a TCP flow entry once a FIN went through, seconds. */
+#define PPM_RDR_FIN_IDLE	120
+/* The window assumed while a direction's window scale is unknown. */
+#define PPM_TCP_WIN		65535U
+#define PPM_RDR_HASH_BITS	11
 
-#define PPM_TCP_FIN		0x1
-#define PPM_TCP_RST		0x2
-#define PPM_TCP_SYN		0x4	/* SYN without ACK: opens a connection */
+/* What a packet carries (struct ppm_pkt.flags). */
+#define PPM_TCP_FIN		BIT(0)
+#define PPM_TCP_RST		BIT(1)
+#define PPM_TCP_SYN		BIT(2)	/* SYN without ACK: opens a connection */
+#define PPM_TCP_ANYSYN		BIT(3)	/* SYN, with or without ACK */
+#define PPM_TCP_ACK		BIT(4)
+#define PPM_NO_WSCALE		0xff
 
-#define PPM_RDR_FIN_IN		0x1
-#define PPM_RDR_FIN_OUT		0x2
+/* What is known of one direction of a flow (struct ppm_tcp_dir.flags). */
+#define PPM_TD_END		BIT(0)	/* @end is set */
+#define PPM_TD_ACK		BIT(1)	/* @ack is set */
+#define PPM_TD_SCALE		BIT(2)	/* its SYN announced @wscale */
+#define PPM_TD_FIN		BIT(3)	/* it sent a FIN */
+#define PPM_TD_FINCAND		BIT(4)	/* a FIN ending at @fin_end, unconfirmed */
+
+/* Which end of an entry a hash node is keyed on. */
+enum { PPM_END_OLD, PPM_END_NEW, PPM_ENDS };
+/* Which way a packet goes, seen from the entry: from the peer, or to it. */
+enum { PPM_DIR_PEER, PPM_DIR_END, PPM_DIRS };
+/* Wildcard patterns: bit 0 any peer address, bit 1 any peer port. */
+#define PPM_WILD		4
+
+struct ppm_rdr_key {
+	__be32 laddr;	/* the entry's own end */
+	__be32 paddr;	/* the peer, 0 for any */
+	__be16 lport;
+	__be16 pport;	/* 0 for any */
+	u8 proto;
+	u8 end;		/* PPM_END_* */
+	u16 zero;
+};
+
+static_assert(sizeof(struct ppm_rdr_key) == 16);
+
+struct ppm_rdr;
+
+struct ppm_rdr_node {
+	struct hlist_node hnode;
+	struct ppm_rdr_key key;
+	struct ppm_rdr *e;
+	u8 wild;	/* its wildcard pattern */
+	bool hashed;
+};
+
+struct ppm_tcp_dir {
+	u32 end;	/* sequence number after the furthest segment */
+	u32 ack;	/* highest acknowledgment */
+	u32 fin_end;	/* end of an unconfirmed FIN (PPM_TD_FINCAND) */
+	u16 win;	/* largest window field (unscaled) */
+	u8 wscale;
+	u8 flags;	/* PPM_TD_* */
+};
 
 struct ppm_rdr {
-	struct list_head list;
+	struct ppm_rdr_node n[PPM_ENDS];
+	struct list_head list;		/* ppm_rdr_list, by id; under ppm_rdr_lock */
 	struct rcu_head rcu;
 	struct ppm_redirect r;
+	u64 rank;			/* the lowest matching rank decides */
 	atomic64_t packets;
 	atomic64_t bytes;
 	unsigned long created;
 	unsigned long last_used;
 	unsigned long closed_at;
-	u32 fins;
-	u32 state;
+	bool track;			/* a TCP flow: follows its connection */
+	bool fin_seen;
+	u32 state;			/* PPM_RDR_ST_* */
+	spinlock_t lock;		/* @td, @state, @closed_at, @fin_seen */
+	struct ppm_tcp_dir td[PPM_DIRS];
 };
 
-static LIST_HEAD(ppm_rdr_list);
-static DEFINE_MUTEX(ppm_rdr_lock);
-static unsigned int ppm_rdr_count;
-static u64 ppm_rdr_next_id = 1;
-
-static void ppm_rdr_expire(struct work_struct *work);
-static DECLARE_DELAYED_WORK(ppm_rdr_work, ppm_rdr_expire);
-
-/* The four ends of a packet, in network order. */
-struct ppm_flow {
+/* What the hooks read of a packet; addresses and ports in network order. */
+struct ppm_pkt {
 	__be32 saddr;
 	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
 	u8 proto;
-	u8 tcp_flags;	/* PPM_TCP_* */
+	u8 flags;	/* PPM_TCP_* */
+	u8 wscale;	/* of a SYN, or PPM_NO_WSCALE */
+	u16 win;
+	u32 seq;
+	u32 ack;
+	u32 len;	/* TCP payload bytes */
 };
 
-static bool ppm_eq32(__be32 have, __be32 want)
+/* One way to match a packet: which end, which actions, which direction. */
+struct ppm_case {
+	u8 end;
+	bool local_is_src;	/* the entry's end is the packet's source */
+	bool in;		/* PRE_ROUTING: from the network */
+	u8 dir;
+	u8 actions;		/* BIT(PPM_RDR_*) */
+};
+
+static const struct ppm_case ppm_in_cases[] = {
+	/* PEER -> OLD: drop (the freeze) or forward to NEW. */
+	{ PPM_END_OLD, false, true, PPM_DIR_PEER,
+	  BIT(PPM_RDR_DROP) | BIT(PPM_RDR_FORWARD) },
+	/* NEW -> PEER, on the peer: src back to OLD. */
+	{ PPM_END_NEW, true, true, PPM_DIR_END, BIT(PPM_RDR_PEER) },
+};
+
+static const struct ppm_case ppm_out_cases[] = {
+	/* OLD -> PEER: drop (the freeze). */
+	{ PPM_END_OLD, true, false, PPM_DIR_END, BIT(PPM_RDR_DROP) },
+	/* PEER -> OLD, from the peer: dst to NEW. */
+	{ PPM_END_OLD, false, false, PPM_DIR_PEER, BIT(PPM_RDR_PEER) },
+	/* NEW -> PEER, on the new node: src to OLD. */
+	{ PPM_END_NEW, true, false, PPM_DIR_END, BIT(PPM_RDR_ANSWER) },
+};
+
+static DEFINE_HASHTABLE(ppm_rdr_hash, PPM_RDR_HASH_BITS);
+static LIST_HEAD(ppm_rdr_list);
+static DEFINE_MUTEX(ppm_rdr_lock);
+static unsigned int ppm_rdr_count;
+static unsigned int ppm_rdr_nkeys[PPM_ENDS][PPM_WILD];
+static u64 ppm_rdr_next_id = 1;
+static u32 ppm_rdr_seed __read_mostly;
+
+static void ppm_rdr_expire_work(struct work_struct *work);
+static DECLARE_DELAYED_WORK(ppm_rdr_work, ppm_rdr_expire_work);
+
+static u32 ppm_key_hash(const struct ppm_rdr_key *k)
 {
-	return !want || have == want;
+	return jhash2((const u32 *)k, sizeof(*k) / sizeof(u32), ppm_rdr_seed);
 }
 
-static bool ppm_eq16(__be16 have, __be16 want)
+static bool ppm_key_eq(const struct ppm_rdr_key *a, const struct ppm_rdr_key *b)
 {
-	return !want || have == want;
+	return a->laddr == b->laddr && a->paddr == b->paddr &&
+	       a->lport == b->lport && a->pport == b->pport &&
+	       a->proto == b->proto && a->end == b->end;
 }
 
-/* Reads the ends of an IPv4 TCP/UDP packet; false for anything else. */
-static bool ppm_parse(const struct sk_buff *skb, struct ppm_flow *f)
+/* Reads the options of a SYN for its window scale. */
+static u8 ppm_parse_wscale(const struct sk_buff *skb, unsigned int off,
+			   unsigned int optlen)
+{
+	u8 buf[MAX_TCP_OPTION_SPACE];
+	const u8 *opt;
+	unsigned int i = 0;
+
+	if (!optlen || optlen > sizeof(buf))
+		return PPM_NO_WSCALE;
+	opt = skb_header_pointer(skb, off, optlen, buf);
+	if (!opt)
+		return PPM_NO_WSCALE;
+	while (i < optlen) {
+		u8 kind = opt[i], len;
+
+		if (kind == TCPOPT_EOL)
+			break;
+		if (kind == TCPOPT_NOP) {
+			i++;
+			continue;
+		}
+		if (optlen - i < 2)
+			break;
+		len = opt[i + 1];
+		if (len < 2 || len > optlen - i)
+			break;
+		if (kind == TCPOPT_WINDOW && len == TCPOLEN_WINDOW)
+			return min_t(u8, opt[i + 2], TCP_MAX_WSCALE);
+		i += len;
+	}
+	return PPM_NO_WSCALE;
+}
+
+/*
+ * Reads the ends of an IPv4 TCP/UDP packet, and a TCP packet's sequence
+ * numbers; false for anything else, fragments, and headers that are cut
+ * short or inconsistent (the stack drops those itself).
+ */
+static bool ppm_parse(const struct sk_buff *skb, struct ppm_pkt *p)
 {
 	const struct iphdr *iph = ip_hdr(skb);
-	unsigned int thoff;
-	__be16 ports[2];
-	struct tcphdr _th;
+	unsigned int nhoff = skb_network_offset(skb);
+	unsigned int thoff, doff;
 	const struct tcphdr *th;
+	const struct udphdr *uh;
+	struct tcphdr _th;
+	struct udphdr _uh;
 
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return false;
 	if (ip_is_fragment(iph))
 		return false;
 	thoff = iph->ihl * 4;
-	if (thoff < sizeof(*iph))
+	if (thoff < sizeof(*iph) || skb->len < nhoff + thoff)
 		return false;
-	f->saddr = iph->saddr;
-	f->daddr = iph->daddr;
-	f->proto = iph->protocol;
-	f->tcp_flags = 0;
-	if (f->proto == IPPROTO_TCP) {
-		th = skb_header_pointer(skb, skb_network_offset(skb) + thoff,
-					sizeof(_th), &_th);
-		if (!th)
+	thoff += nhoff;
+	p->saddr = iph->saddr;
+	p->daddr = iph->daddr;
+	p->proto = iph->protocol;
+	p->flags = 0;
+	p->wscale = PPM_NO_WSCALE;
+	if (p->proto == IPPROTO_UDP) {
+		uh = skb_header_pointer(skb, thoff, sizeof(_uh), &_uh);
+		if (!uh)
 			return false;
-		f->sport = th->source;
-		f->dport = th->dest;
-		if (th->fin)
-			f->tcp_flags |= PPM_TCP_FIN;
-		if (th->rst)
-			f->tcp_flags |= PPM_TCP_RST;
-		if (th->syn && !th->ack)
-			f->tcp_flags |= PPM_TCP_SYN;
+		p->sport = uh->source;
+		p->dport = uh->dest;
 		return true;
 	}
-	if (skb_copy_bits(skb, skb_network_offset(skb) + thoff, ports,
-			  sizeof(ports)))
+	th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
+	if (!th)
 		return false;
-	f->sport = ports[0];
-	f->dport = ports[1];
+	doff = th->doff * 4;
+	if (doff < sizeof(*th) || skb->len - thoff < doff)
+		return false;
+	p->sport = th->source;
+	p->dport = th->dest;
+	p->seq = ntohl(th->seq);
+	p->ack = ntohl(th->ack_seq);
+	p->win = ntohs(th->window);
+	p->len = skb->len - thoff - doff;
+	if (th->fin)
+		p->flags |= PPM_TCP_FIN;
+	if (th->rst)
+		p->flags |= PPM_TCP_RST;
+	if (th->ack)
+		p->flags |= PPM_TCP_ACK;
+	if (th->syn) {
+		p->flags |= PPM_TCP_ANYSYN;
+		if (!th->ack)
+			p->flags |= PPM_TCP_SYN;
+		p->wscale = ppm_parse_wscale(skb, thoff + sizeof(*th),
+					     doff - sizeof(*th));
+	}
 	return true;
 }
 
@@ -186,136 +372,251 @@ static bool ppm_rewrite(struct sk_buff *skb, bool source, __be32 addr,
 	return true;
 }
 
+static void ppm_rdr_close(struct ppm_rdr *e)
+{
+	lockdep_assert_held(&e->lock);
+	WRITE_ONCE(e->closed_at, jiffies);
+	WRITE_ONCE(e->state, PPM_RDR_ST_CLOSING);
+}
+
+/* The window @r announced, scaled when both SYNs told the scale. */
+static u32 ppm_tcp_window(const struct ppm_tcp_dir *r,
+			  const struct ppm_tcp_dir *s)
+{
+	if (r->flags & s->flags & PPM_TD_SCALE)
+		return max_t(u32, (u32)r->win << r->wscale, PPM_TCP_WIN);
+	return PPM_TCP_WIN;
+}
+
+/*
+ * The sequence number the receiver @r expects next from the sender @s:
+ * @r's last acknowledgment, or else the end of what @s was seen sending.
+ * False when neither is known yet.
+ */
+static bool ppm_tcp_expected(const struct ppm_tcp_dir *s,
+			     const struct ppm_tcp_dir *r, u32 *seq)
+{
+	if (r->flags & PPM_TD_ACK) {
+		*seq = r->ack;
+		return true;
+	}
+	if (s->flags & PPM_TD_END) {
+		*seq = s->end;
+		return true;
+	}
+	return false;
+}
+
+/* Does the segment [@seq, @end) from @s lie in @r's window? */
+static bool ppm_tcp_in_window(const struct ppm_tcp_dir *s,
+			      const struct ppm_tcp_dir *r, u32 seq, u32 end)
+{
+	u32 want, win;
+
+	if (!ppm_tcp_expected(s, r, &want))
+		return true;	/* nothing seen yet: pick the flow up */
+	win = ppm_tcp_window(r, s);
+	return !before(seq, want - win) && !after(end, want + win);
+}
+
+/*
+ * Follows a TCP flow entry's connection with the packet @p going @dir;
+ * @trusted when this node's own stack sent it (LOCAL_OUT).
+ */
+static void ppm_tcp_track(struct ppm_rdr *e, const struct ppm_pkt *p, u8 dir,
+			  bool trusted)
+{
+	struct ppm_tcp_dir *s = &e->td[dir], *r = &e->td[!dir];
+	u32 end = p->seq + p->len, want;
+
+	lockdep_assert_held(&e->lock);
+	if (e->state == PPM_RDR_ST_CLOSING)
+		return;
+	if (p->flags & PPM_TCP_RST) {
+		/* RFC 5961: only the exact expected sequence number resets. */
+		if (trusted || (ppm_tcp_expected(s, r, &want) && p->seq == want))
+			ppm_rdr_close(e);
+		return;
+	}
+	if (p->flags & PPM_TCP_ANYSYN) {
+		end++;
+		/* A SYN's window scale, unless a stranger's SYN mid-flow. */
+		if (trusted || !(s->flags & PPM_TD_END)) {
+			s->flags &= ~PPM_TD_SCALE;
+			if (p->wscale != PPM_NO_WSCALE) {
+				s->wscale = p->wscale;
+				s->flags |= PPM_TD_SCALE;
+			}
+		}
+	}
+	if (p->flags & PPM_TCP_FIN)
+		end++;
+	if (!trusted && !ppm_tcp_in_window(s, r, p->seq, end)) {
+		/* Counted once this node acknowledges it. */
+		if (p->flags & PPM_TCP_FIN) {
+			s->fin_end = end;
+			s->flags |= PPM_TD_FINCAND;
+		}
+		return;
+	}
+	if (!(s->flags & PPM_TD_END) || after(end, s->end)) {
+		s->end = end;
+		s->flags |= PPM_TD_END;
+	}
+	if (p->flags & PPM_TCP_ACK) {
+		if (!(s->flags & PPM_TD_ACK) || after(p->ack, s->ack)) {
+			s->ack = p->ack;
+			s->flags |= PPM_TD_ACK;
+		}
+		if (trusted && (r->flags & PPM_TD_FINCAND) && p->ack == r->fin_end)
+			r->flags |= PPM_TD_FIN;
+	}
+	if (!(p->flags & PPM_TCP_ANYSYN) && p->win > s->win)
+		s->win = p->win;
+	if (p->flags & PPM_TCP_FIN)
+		s->flags |= PPM_TD_FIN;
+	if ((s->flags | r->flags) & PPM_TD_FIN)
+		WRITE_ONCE(e->fin_seen, true);
+	if (s->flags & r->flags & PPM_TD_FIN)
+		ppm_rdr_close(e);
+}
+
 static void ppm_account(struct ppm_rdr *e, const struct sk_buff *skb,
-			const struct ppm_flow *f, bool out)
+			const struct ppm_pkt *p, const struct ppm_case *c)
 {
 	atomic64_inc(&e->packets);
 	atomic64_add(skb->len, &e->bytes);
 	WRITE_ONCE(e->last_used, jiffies);
-	if (e->r.proto != IPPROTO_TCP || !e->r.peer_port ||
-	    READ_ONCE(e->state) == PPM_RDR_ST_CLOSING)
+	if (!e->track)
 		return;
-	if (f->tcp_flags & PPM_TCP_FIN)
-		WRITE_ONCE(e->fins, READ_ONCE(e->fins) |
-			   (out ? PPM_RDR_FIN_OUT : PPM_RDR_FIN_IN));
-	if ((f->tcp_flags & PPM_TCP_RST) ||
-	    READ_ONCE(e->fins) == (PPM_RDR_FIN_IN | PPM_RDR_FIN_OUT)) {
-		WRITE_ONCE(e->closed_at, jiffies);
-		WRITE_ONCE(e->state, PPM_RDR_ST_CLOSING);
+	spin_lock_bh(&e->lock);
+	ppm_tcp_track(e, p, c->dir, !c->in);
+	spin_unlock_bh(&e->lock);
+}
+
+/* The entry of lowest rank among @best and those matching @p as case @c. */
+static struct ppm_rdr *ppm_lookup(struct ppm_rdr *best, const struct ppm_pkt *p,
+				  const struct ppm_case *c)
+{
+	struct ppm_rdr_node *n;
+	struct ppm_rdr_key k = {
+		.proto = p->proto,
+		.end = c->end,
+	};
+	__be32 paddr;
+	__be16 pport;
+	unsigned int w;
+
+	if (c->local_is_src) {
+		k.laddr = p->saddr;
+		k.lport = p->sport;
+		paddr = p->daddr;
+		pport = p->dport;
+	} else {
+		k.laddr = p->daddr;
+		k.lport = p->dport;
+		paddr = p->saddr;
+		pport = p->sport;
 	}
+	for (w = 0; w < PPM_WILD; w++) {
+		if (!READ_ONCE(ppm_rdr_nkeys[c->end][w]))
+			continue;
+		k.paddr = w & 1 ? 0 : paddr;
+		k.pport = w & 2 ? 0 : pport;
+		hash_for_each_possible_rcu(ppm_rdr_hash, n, hnode, ppm_key_hash(&k)) {
+			struct ppm_rdr *e = n->e;
+
+			if (!ppm_key_eq(&n->key, &k) ||
+			    !(c->actions & BIT(e->r.action)))
+				continue;
+			/* A SYN drop holds back only SYNs that come in. */
+			if ((e->r.flags & PPM_RDR_F_SYN) &&
+			    (!c->in || !(p->flags & PPM_TCP_SYN)))
+				continue;
+			if (!best || e->rank < best->rank)
+				best = e;
+		}
+	}
+	return best;
 }
 
-/* Does the packet go from PEER to OLD (@to_old) or from OLD to PEER? */
-static bool ppm_old_peer(const struct ppm_redirect *r,
-			 const struct ppm_flow *f, bool to_old)
+/* Finds the deciding entry for @p among @cases, and the case it matched. */
+static struct ppm_rdr *ppm_match(const struct ppm_pkt *p,
+				 const struct ppm_case *cases, unsigned int n,
+				 const struct ppm_case **which)
 {
-	if (to_old)
-		return f->daddr == r->old_addr && f->dport == r->old_port &&
-		       ppm_eq32(f->saddr, r->peer_addr) &&
-		       ppm_eq16(f->sport, r->peer_port);
-	return f->saddr == r->old_addr && f->sport == r->old_port &&
-	       ppm_eq32(f->daddr, r->peer_addr) &&
-	       ppm_eq16(f->dport, r->peer_port);
-}
+	struct ppm_rdr *best = NULL, *e;
+	unsigned int i;
 
-/* Does the packet go from NEW to PEER? */
-static bool ppm_new_to_peer(const struct ppm_redirect *r,
-			    const struct ppm_flow *f)
-{
-	return f->saddr == r->new_addr && f->sport == r->new_port &&
-	       ppm_eq32(f->daddr, r->peer_addr) &&
-	       ppm_eq16(f->dport, r->peer_port);
+	for (i = 0; i < n; i++) {
+		e = ppm_lookup(best, p, &cases[i]);
+		if (e != best) {
+			best = e;
+			*which = &cases[i];
+		}
+	}
+	return best;
 }
 
 static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 				const struct nf_hook_state *state)
 {
-	struct ppm_flow f;
+	const struct ppm_case *c = NULL;
+	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	if (list_empty(&ppm_rdr_list) || !ppm_parse(skb, &f))
+	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
 		return NF_ACCEPT;
-	list_for_each_entry_rcu(e, &ppm_rdr_list, list) {
-		const struct ppm_redirect *r = &e->r;
-
-		if (r->proto != f.proto)
-			continue;
-		switch (r->action) {
-		case PPM_RDR_DROP:
-			if (!ppm_old_peer(r, &f, true))
-				continue;
-			if ((r->flags & PPM_RDR_F_SYN) &&
-			    !(f.tcp_flags & PPM_TCP_SYN))
-				continue;
-			ppm_account(e, skb, &f, false);
+	e = ppm_match(&p, ppm_in_cases, ARRAY_SIZE(ppm_in_cases), &c);
+	if (!e)
+		return NF_ACCEPT;
+	ppm_account(e, skb, &p, c);
+	switch (e->r.action) {
+	case PPM_RDR_DROP:
+		return NF_DROP;
+	case PPM_RDR_FORWARD:
+		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
 			return NF_DROP;
-		case PPM_RDR_FORWARD:
-			if (!ppm_old_peer(r, &f, true))
-				continue;
-			ppm_account(e, skb, &f, false);
-			if (!ppm_rewrite(skb, false, r->new_addr, r->new_port))
-				return NF_DROP;
-			return NF_ACCEPT;
-		case PPM_RDR_PEER:
-			if (!ppm_new_to_peer(r, &f))
-				continue;
-			ppm_account(e, skb, &f, false);
-			if (!ppm_rewrite(skb, true, r->old_addr, r->old_port))
-				return NF_DROP;
-			return NF_ACCEPT;
-		default:
-			continue;
-		}
+		return NF_ACCEPT;
+	case PPM_RDR_PEER:
+		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+			return NF_DROP;
+		return NF_ACCEPT;
+	default:
+		return NF_ACCEPT;
 	}
-	return NF_ACCEPT;
 }
 
 static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 				 const struct nf_hook_state *state)
 {
-	struct ppm_flow f;
+	const struct ppm_case *c = NULL;
+	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	if (list_empty(&ppm_rdr_list) || !ppm_parse(skb, &f))
+	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
 		return NF_ACCEPT;
-	list_for_each_entry_rcu(e, &ppm_rdr_list, list) {
-		const struct ppm_redirect *r = &e->r;
-
-		if (r->proto != f.proto)
-			continue;
-		switch (r->action) {
-		case PPM_RDR_DROP:
-			/* A SYN drop holds back what comes in only. */
-			if ((r->flags & PPM_RDR_F_SYN) ||
-			    !ppm_old_peer(r, &f, false))
-				continue;
-			ppm_account(e, skb, &f, true);
+	e = ppm_match(&p, ppm_out_cases, ARRAY_SIZE(ppm_out_cases), &c);
+	if (!e)
+		return NF_ACCEPT;
+	ppm_account(e, skb, &p, c);
+	switch (e->r.action) {
+	case PPM_RDR_DROP:
+		return NF_DROP;
+	case PPM_RDR_PEER:
+		/* From this node (the peer) to the old endpoint. */
+		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
 			return NF_DROP;
-		case PPM_RDR_PEER:
-			/* From this node (the peer) to the old endpoint. */
-			if (f.daddr != r->old_addr || f.dport != r->old_port ||
-			    !ppm_eq32(f.saddr, r->peer_addr) ||
-			    !ppm_eq16(f.sport, r->peer_port))
-				continue;
-			ppm_account(e, skb, &f, true);
-			if (!ppm_rewrite(skb, false, r->new_addr, r->new_port))
-				return NF_DROP;
-			if (ip_route_me_harder(state->net, state->sk, skb,
-					       RTN_UNSPEC))
-				return NF_DROP;
-			return NF_ACCEPT;
-		case PPM_RDR_ANSWER:
-			if (!ppm_new_to_peer(r, &f))
-				continue;
-			ppm_account(e, skb, &f, true);
-			if (!ppm_rewrite(skb, true, r->old_addr, r->old_port))
-				return NF_DROP;
-			return NF_ACCEPT;
-		default:
-			continue;
-		}
+		if (ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC))
+			return NF_DROP;
+		return NF_ACCEPT;
+	case PPM_RDR_ANSWER:
+		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+			return NF_DROP;
+		return NF_ACCEPT;
+	default:
+		return NF_ACCEPT;
 	}
-	return NF_ACCEPT;
 }
 
 static const struct nf_hook_ops ppm_nf_ops[] = {
@@ -333,35 +634,111 @@ static const struct nf_hook_ops ppm_nf_ops[] = {
 	},
 };
 
-/* Removes @e; the caller holds ppm_rdr_lock. */
+/* Which ends an action matches packets on. */
+static bool ppm_rdr_has_end(const struct ppm_redirect *r, unsigned int end)
+{
+	if (end == PPM_END_OLD)
+		return r->action != PPM_RDR_ANSWER;
+	return r->action == PPM_RDR_PEER || r->action == PPM_RDR_ANSWER;
+}
+
+static void ppm_rdr_key_of(const struct ppm_redirect *r, unsigned int end,
+			   struct ppm_rdr_node *n)
+{
+	memset(&n->key, 0, sizeof(n->key));
+	n->key.laddr = end == PPM_END_OLD ? r->old_addr : r->new_addr;
+	n->key.lport = end == PPM_END_OLD ? r->old_port : r->new_port;
+	n->key.paddr = r->peer_addr;
+	n->key.pport = r->peer_port;
+	n->key.proto = r->proto;
+	n->key.end = end;
+	n->wild = (r->peer_addr ? 0 : 1) | (r->peer_port ? 0 : 2);
+}
+
+/* Puts @e in the table. */
+static void ppm_rdr_insert(struct ppm_rdr *e)
+{
+	unsigned int end;
+
+	lockdep_assert_held(&ppm_rdr_lock);
+	for (end = 0; end < PPM_ENDS; end++) {
+		struct ppm_rdr_node *n = &e->n[end];
+
+		if (!ppm_rdr_has_end(&e->r, end))
+			continue;
+		n->e = e;
+		ppm_rdr_key_of(&e->r, end, n);
+		hash_add_rcu(ppm_rdr_hash, &n->hnode, ppm_key_hash(&n->key));
+		n->hashed = true;
+		WRITE_ONCE(ppm_rdr_nkeys[end][n->wild],
+			   ppm_rdr_nkeys[end][n->wild] + 1);
+	}
+	list_add_tail(&e->list, &ppm_rdr_list);
+	WRITE_ONCE(ppm_rdr_count, ppm_rdr_count + 1);
+}
+
+/* Takes @e out of the table; it is freed after an RCU grace period. */
+static void ppm_rdr_unlink(struct ppm_rdr *e)
+{
+	unsigned int end;
+
+	lockdep_assert_held(&ppm_rdr_lock);
+	for (end = 0; end < PPM_ENDS; end++) {
+		struct ppm_rdr_node *n = &e->n[end];
+
+		if (!n->hashed)
+			continue;
+		hash_del_rcu(&n->hnode);
+		WRITE_ONCE(ppm_rdr_nkeys[end][n->wild],
+			   ppm_rdr_nkeys[end][n->wild] - 1);
+	}
+	list_del(&e->list);
+	WRITE_ONCE(ppm_rdr_count, ppm_rdr_count - 1);
+	kfree_rcu(e, rcu);
+}
+
+/* Removes @e and drops the module reference it held. */
 static void ppm_rdr_remove(struct ppm_rdr *e)
 {
-	list_del_rcu(&e->list);
-	ppm_rdr_count--;
-	kfree_rcu(e, rcu);
+	lockdep_assert_held(&ppm_rdr_lock);
+	ppm_rdr_unlink(e);
 	module_put(THIS_MODULE);
 }
 
 static bool ppm_rdr_expired(const struct ppm_rdr *e, unsigned long now)
 {
-	unsigned long idle = e->r.idle_timeout * HZ;
+	unsigned long idle = e->r.idle_timeout ? e->r.idle_timeout :
+			     PPM_RDR_MAX_IDLE;
 
 	if (READ_ONCE(e->state) == PPM_RDR_ST_CLOSING &&
 	    time_after(now, READ_ONCE(e->closed_at) + PPM_RDR_LINGER))
 		return true;
-	return idle && time_after(now, READ_ONCE(e->last_used) + idle);
+	if (READ_ONCE(e->fin_seen))
+		idle = min_t(unsigned long, idle, PPM_RDR_FIN_IDLE);
+	return time_after(now, READ_ONCE(e->last_used) + idle * HZ);
 }
 
-static void ppm_rdr_expire(struct work_struct *work)
+/* Removes the entries whose time is up; returns how many. */
+static unsigned int ppm_rdr_expire(void)
 {
 	struct ppm_rdr *e, *tmp;
 	unsigned long now = jiffies;
+	unsigned int n = 0;
 
-	mutex_lock(&ppm_rdr_lock);
+	lockdep_assert_held(&ppm_rdr_lock);
 	list_for_each_entry_safe(e, tmp, &ppm_rdr_list, list) {
-		if (ppm_rdr_expired(e, now))
+		if (ppm_rdr_expired(e, now)) {
 			ppm_rdr_remove(e);
+			n++;
+		}
 	}
+	return n;
+}
+
+static void ppm_rdr_expire_work(struct work_struct *work)
+{
+	mutex_lock(&ppm_rdr_lock);
+	ppm_rdr_expire();
 	if (ppm_rdr_count)
 		schedule_delayed_work(&ppm_rdr_work, HZ);
 	mutex_unlock(&ppm_rdr_lock);
@@ -371,9 +748,26 @@ static bool ppm_rdr_same(const struct ppm_redirect *a,
 			 const struct ppm_redirect *b)
 {
 	return a->proto == b->proto && a->action == b->action &&
-	       a->flags == b->flags && a->old_addr == b->old_addr && a->old_port == b->old_port &&
-	       a->new_addr == b->new_addr && a->new_port == b->new_port &&
-	       a->peer_addr == b->peer_addr && a->peer_port == b->peer_port;
+	       a->flags == b->flags && a->old_addr == b->old_addr &&
+	       a->old_port == b->old_port && a->new_addr == b->new_addr &&
+	       a->new_port == b->new_port && a->peer_addr == b->peer_addr &&
+	       a->peer_port == b->peer_port;
+}
+
+/* Is an entry like @r in the table? */
+static bool ppm_rdr_exists(const struct ppm_redirect *r)
+{
+	unsigned int end = ppm_rdr_has_end(r, PPM_END_OLD) ? PPM_END_OLD :
+			   PPM_END_NEW;
+	struct ppm_rdr_node key, *n;
+
+	lockdep_assert_held(&ppm_rdr_lock);
+	ppm_rdr_key_of(r, end, &key);
+	hash_for_each_possible(ppm_rdr_hash, n, hnode, ppm_key_hash(&key.key)) {
+		if (ppm_key_eq(&n->key, &key.key) && ppm_rdr_same(&n->e->r, r))
+			return true;
+	}
+	return false;
 }
 
 static int ppm_rdr_check(const struct ppm_redirect *r)
@@ -400,11 +794,9 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
 long ppm_ioctl_redirect_add(void __user *arg)
 {
 	struct ppm_redirect r;
-	struct ppm_rdr *e, *it;
+	struct ppm_rdr *e;
 	int ret;
 
-	if (!capable(CAP_NET_ADMIN))
-		return -EPERM;
 	if (copy_from_user(&r, arg, sizeof(r)))
 		return -EFAULT;
 	ret = ppm_rdr_check(&r);
@@ -423,16 +815,15 @@ long ppm_ioctl_redirect_add(void __user *arg)
 	e = kzalloc(sizeof(*e), GFP_KERNEL);
 	if (!e)
 		return -ENOMEM;
+	spin_lock_init(&e->lock);
 	mutex_lock(&ppm_rdr_lock);
-	if (ppm_rdr_count >= PPM_RDR_MAX) {
+	if (ppm_rdr_count >= PPM_RDR_MAX && !ppm_rdr_expire()) {
 		ret = -ENOSPC;
 		goto out_free;
 	}
-	list_for_each_entry(it, &ppm_rdr_list, list) {
-		if (ppm_rdr_same(&it->r, &r)) {
-			ret = -EEXIST;
-			goto out_free;
-		}
+	if (ppm_rdr_exists(&r)) {
+		ret = -EEXIST;
+		goto out_free;
 	}
 	if (!try_module_get(THIS_MODULE)) {
 		ret = -ENODEV;
@@ -440,14 +831,13 @@ long ppm_ioctl_redirect_add(void __user *arg)
 	}
 	r.id = ppm_rdr_next_id++;
 	e->r = r;
+	/* Rewrites go first, the newest first; then drops, the oldest first. */
+	e->rank = r.action == PPM_RDR_DROP ? BIT_ULL(63) + r.id : BIT_ULL(63) - r.id;
+	e->track = r.proto == IPPROTO_TCP && r.peer_addr && r.peer_port;
 	e->created = jiffies;
 	e->last_used = e->created;
-	/* Rewrites go first: a flow forwarded after its freeze is no longer dropped. */
-	if (r.action == PPM_RDR_DROP)
-		list_add_tail_rcu(&e->list, &ppm_rdr_list);
-	else
-		list_add_rcu(&e->list, &ppm_rdr_list);
-	if (!ppm_rdr_count++)
+	ppm_rdr_insert(e);
+	if (ppm_rdr_count == 1)
 		schedule_delayed_work(&ppm_rdr_work, HZ);
 	mutex_unlock(&ppm_rdr_lock);
 
@@ -466,8 +856,6 @@ long ppm_ioctl_redirect_del(void __user *arg)
 	struct ppm_redirect_del d;
 	struct ppm_rdr *e, *tmp;
 
-	if (!capable(CAP_NET_ADMIN))
-		return -EPERM;
 	if (copy_from_user(&d, arg, sizeof(d)))
 		return -EFAULT;
 	if (d.flags & ~PPM_RDR_DEL_ALL)
@@ -489,55 +877,70 @@ long ppm_ioctl_redirect_del(void __user *arg)
 long ppm_ioctl_redirect_list(void __user *arg)
 {
 	struct ppm_redirect_list l;
-	struct ppm_redirect __user *out;
-	struct ppm_redirect r;
+	struct ppm_redirect *buf = NULL;
 	struct ppm_rdr *e;
 	unsigned long now = jiffies;
 	u32 n = 0;
 	int ret = 0;
 
-	if (!capable(CAP_NET_ADMIN))
-		return -EPERM;
 	if (copy_from_user(&l, arg, sizeof(l)))
 		return -EFAULT;
 	if (l.max > PPM_RDR_MAX)
 		return -EINVAL;
-	out = u64_to_user_ptr(l.entries);
+	if (l.max) {
+		buf = kvcalloc(l.max, sizeof(*buf), GFP_KERNEL);
+		if (!buf)
+			return -ENOMEM;
+	}
+	/* A snapshot: no user memory is touched while the table is locked. */
 	mutex_lock(&ppm_rdr_lock);
 	list_for_each_entry(e, &ppm_rdr_list, list) {
 		if (n < l.max) {
-			r = e->r;
-			r.state = READ_ONCE(e->state);
-			r.packets = atomic64_read(&e->packets);
-			r.bytes = atomic64_read(&e->bytes);
-			r.age_ms = jiffies_to_msecs(now - e->created);
-			r.idle_ms = jiffies_to_msecs(now - READ_ONCE(e->last_used));
-			if (copy_to_user(&out[n], &r, sizeof(r))) {
-				ret = -EFAULT;
-				break;
-			}
+			struct ppm_redirect *r = &buf[n];
+
+			*r = e->r;
+			r->state = READ_ONCE(e->state);
+			r->packets = atomic64_read(&e->packets);
+			r->bytes = atomic64_read(&e->bytes);
+			r->age_ms = jiffies_to_msecs(now - e->created);
+			r->idle_ms = jiffies_to_msecs(now - READ_ONCE(e->last_used));
 		}
 		n++;
 	}
 	mutex_unlock(&ppm_rdr_lock);
-	if (ret)
-		return ret;
+	if (copy_to_user(u64_to_user_ptr(l.entries), buf,
+			 array_size(min(n, l.max), sizeof(*buf)))) {
+		ret = -EFAULT;
+		goto out;
+	}
 	l.count = n;
 	if (copy_to_user(arg, &l, sizeof(l)))
-		return -EFAULT;
-	return 0;
+		ret = -EFAULT;
+out:
+	kvfree(buf);
+	return ret;
 }
 
 int ppm_redirect_init(void)
 {
+	ppm_rdr_seed = get_random_u32();
 	return nf_register_net_hooks(&init_net, ppm_nf_ops,
 				     ARRAY_SIZE(ppm_nf_ops));
 }
 
 void ppm_redirect_exit(void)
 {
-	/* Every entry holds a module reference: the table is empty here. */
+	struct ppm_rdr *e, *tmp;
+
 	nf_unregister_net_hooks(&init_net, ppm_nf_ops, ARRAY_SIZE(ppm_nf_ops));
 	cancel_delayed_work_sync(&ppm_rdr_work);
-	rcu_barrier();
+	/*
+	 * Every entry holds a module reference, so the table is empty here;
+	 * whatever were left goes without touching the module's count.
+	 */
+	mutex_lock(&ppm_rdr_lock);
+	list_for_each_entry_safe(e, tmp, &ppm_rdr_list, list)
+		ppm_rdr_unlink(e);
+	mutex_unlock(&ppm_rdr_lock);
+	rcu_barrier();	/* the kfree_rcu() of removed entries */
 }

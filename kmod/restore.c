@@ -387,8 +387,7 @@ long ppm_ioctl_restore(void __user *arg)
 	struct ppm_restore *req;
 	long ret;
 
-	if (!capable(CAP_CHECKPOINT_RESTORE) && !capable(CAP_SYS_ADMIN))
-		return -EPERM;
+	/* Permission (CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN): ppm_ioctl(). */
 	req = kzalloc(sizeof(*req), GFP_KERNEL);
 	if (!req)
 		return -ENOMEM;

@@ -69,7 +69,7 @@ export function checkOffer(v: unknown): Offer {
         return {
           kind: kind as Offer["sockets"][number]["kind"],
           local: endpoint(x.local, `offer socket ${i}.local`),
-          ...(x.remote === undefined
+          ...(x.remote === undefined || x.remote === null
             ? {}
             : { remote: endpoint(x.remote, `offer socket ${i}.remote`) }),
         };

@@ -216,7 +216,8 @@ function injector(
       }
     },
     scratch: (bytes) => {
-      const addr = (((rsp - 1024n) & ~15n) - 128n - BigInt(bytes)) & ~15n;
+      // Below the red zone only: a deep stack may have little room left below its pointer.
+      const addr = (rsp - 128n - BigInt(bytes)) & ~15n;
       if (!stack || addr < stack.start) {
         throw new PpmError(
           "cannot give the restored process its credentials",

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 
 /* Bumped on every incompatible change of this header. */
-#define PPM_ABI_VERSION		3
+#define PPM_ABI_VERSION		4
 
 #define PPM_DEVICE_NAME		"ppm"
 #define PPM_VERSION_LEN		32
@@ -100,6 +100,10 @@ struct ppm_sigaction {
  * @rseq: registered rseq area
  * @rseq_len: its length
  * @rseq_sig: its signature
+ * @securebits: SECBIT_* of the task's credentials
+ * @dumpable: get_dumpable() of its mm (SUID_DUMP_DISABLE, _USER or _ROOT)
+ * @pdeath_signal: prctl(PR_SET_PDEATHSIG) signal, 0 for none
+ * @reserved0: zero
  * @reserved: zero
  */
 struct ppm_dump_task {
@@ -134,7 +138,11 @@ struct ppm_dump_task {
 	__u64 rseq;
 	__u32 rseq_len;
 	__u32 rseq_sig;
-	__u64 reserved[4];
+	__u32 securebits;
+	__u32 dumpable;
+	__s32 pdeath_signal;
+	__u32 reserved0;
+	__u64 reserved[2];
 };
 
 /**
@@ -289,10 +297,10 @@ struct ppm_restore {
 #define PPM_RDR_F_SYN		_BITUL(0)	/* drop: only TCP SYNs (no ACK) to OLD */
 
 #define PPM_RDR_ST_OPEN		0	/* packets flow */
-#define PPM_RDR_ST_CLOSING	1	/* TCP FIN both ways or RST seen: expires soon */
+#define PPM_RDR_ST_CLOSING	1	/* TCP FIN both ways or a valid RST: expires soon */
 
 #define PPM_RDR_MAX		4096	/* entries per node */
-#define PPM_RDR_MAX_IDLE	86400	/* seconds */
+#define PPM_RDR_MAX_IDLE	86400	/* seconds; also the idle time of 0 */
 
 /**
  * struct ppm_redirect - one redirect entry
@@ -308,7 +316,9 @@ struct ppm_restore {
  * @new_port: the port the process has now (network order)
  * @peer_port: the remote port, 0 for any (network order)
  * @reserved0: zero
- * @idle_timeout: seconds without a packet before the entry expires, 0: never
+ * @idle_timeout: seconds without a packet before the entry expires, at most
+ *	PPM_RDR_MAX_IDLE; 0 means PPM_RDR_MAX_IDLE.  A TCP flow entry (a peer
+ *	with address and port) that saw a FIN goes after 120 s idle at most.
  * @state: out (list): PPM_RDR_ST_*
  * @packets: out (list): packets matched
  * @bytes: out (list): bytes of the packets matched
@@ -367,8 +377,9 @@ struct ppm_redirect_list {
  * struct ppm_queue_accept - argument of PPM_IOC_QUEUE_ACCEPT
  * @listen_fd: a listening IPv4 TCP socket of the caller
  * @sock_fd: an established IPv4 TCP socket of the caller, out of repair
- *	mode, on the listener's port; it moves into the listener's accept
- *	queue and @sock_fd is left without a connection
+ *	mode, on the listener's port, that no other descriptor or thread
+ *	uses (else -EBUSY); the connection moves into the listener's accept
+ *	queue and @sock_fd is left holding a new, unconnected TCP socket
  * @flags: zero
  * @reserved: zero
  */
@@ -379,6 +390,22 @@ struct ppm_queue_accept {
 	__u32 reserved;
 };
 
+/*
+ * Permissions.  /dev/ppm is mode 0600 (root); every ioctl checks its own
+ * permission as well, before it reads its argument, and refuses with
+ * -EPERM.  Capabilities count in the initial user namespace only (root in
+ * a container's user namespace has none there), and both the caller and
+ * the process that opened the device must hold them.
+ *
+ *   PPM_IOC_INFO            anyone who could open the device
+ *   PPM_IOC_DUMP_TASK       the caller ptrace-stopped the task itself (no
+ *   PPM_IOC_DUMP_VMAS       capability: it already passed ptrace's check)
+ *   PPM_IOC_RESTORE         CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN
+ *   PPM_IOC_REDIRECT_ADD    CAP_NET_ADMIN
+ *   PPM_IOC_REDIRECT_DEL    CAP_NET_ADMIN
+ *   PPM_IOC_REDIRECT_LIST   CAP_NET_ADMIN
+ *   PPM_IOC_QUEUE_ACCEPT    CAP_NET_ADMIN
+ */
 #define PPM_IOC_MAGIC		0xB7
 
 #define PPM_IOC_INFO		_IOR(PPM_IOC_MAGIC, 0x00, struct ppm_info)

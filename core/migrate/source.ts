@@ -367,6 +367,30 @@ async function migrate(
   const undo: (() => Promise<void>)[] = [];
   const tSent = performance.now();
   let commitSent = false;
+  /** The process runs at the destination: this copy ends, the redirects stay; the figures. */
+  const handOver = (newPid: number, restoreStats: unknown): MigrateResult => {
+    held.kill();
+    const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
+    net?.release();
+    forwards.keep();
+    const tEnd = performance.now();
+    const { held: _held, network: _net, ...ck } = stats;
+    return {
+      pid: newPid,
+      bytes,
+      sockets: net?.entries.length ?? 0,
+      redirectIds,
+      checkpoint: ck,
+      restore: restoreStats,
+      timesUs: {
+        offer: us(tOffer - t0),
+        frozen: us(tEnd - tOffer),
+        dumpAndSend: us(tSent - tOffer),
+        restoreAndCommit: us(tEnd - tSent),
+        total: us(tEnd - t0),
+      },
+    };
+  };
   try {
     await channel.endStream(STREAM.IMAGE);
     const restored = await channel.recv(step) as {
@@ -405,55 +429,17 @@ async function migrate(
     if (done?.op !== "committed" || !done.ok) {
       throw refuse("the destination did not confirm that the process runs");
     }
-    held.kill();
-    const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
-    net?.release();
-    forwards.keep();
-    const tEnd = performance.now();
+    const result = handOver(restored.pid!, restored.stats);
     opts.onRelay?.(relayStdio(channel, keep, opts.log));
-    const { held: _held, network: _net, ...ck } = stats;
-    return {
-      pid: restored.pid!,
-      bytes,
-      sockets: net?.entries.length ?? 0,
-      redirectIds,
-      checkpoint: ck,
-      restore: restored.stats,
-      timesUs: {
-        offer: us(tOffer - t0),
-        frozen: us(tEnd - tOffer),
-        dumpAndSend: us(tSent - tOffer),
-        restoreAndCommit: us(tEnd - tSent),
-        total: us(tEnd - t0),
-      },
-    };
+    return result;
   } catch (e) {
     const outcome = commitSent ? await learnOutcome(pid, offer.comm, opts) : undefined;
     if (outcome === "running") {
       // It runs at the destination: this copy ends as after a confirmed commit.
-      held.kill();
-      net?.release();
-      forwards.keep();
       dropKept();
       channel.close();
       opts.log?.(`process ${pid}: the destination did not confirm, but it runs there`);
-      const { held: _h, network: _n, ...ck } = stats;
-      const tEnd = performance.now();
-      return {
-        pid,
-        bytes,
-        sockets: net?.entries.length ?? 0,
-        redirectIds: [...(net?.drops.ids ?? []), ...forwards.ids],
-        checkpoint: ck,
-        restore: undefined,
-        timesUs: {
-          offer: us(tOffer - t0),
-          frozen: us(tEnd - tOffer),
-          dumpAndSend: us(tSent - tOffer),
-          restoreAndCommit: us(tEnd - tSent),
-          total: us(tEnd - t0),
-        },
-      };
+      return handOver(pid, undefined);
     }
     if (outcome === "absent") {
       // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).

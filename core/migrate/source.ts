@@ -450,7 +450,11 @@ async function migrate(
       kill(pid, 18);
       dropKept();
       channel.close();
-      throw e;
+      throw refuse(
+        `the destination did not confirm (${
+          (e as Error).message
+        }), and its agent since says the process is not there`,
+      );
     }
     if (commitSent) {
       // Two live copies must never be: the one here stays stopped, its flows still frozen

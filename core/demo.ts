@@ -78,7 +78,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
         n,
         `ppm daemon --secret-file ${
           guestPath(secret)
-        } --interface eth0 --node-name node${n} > /tmp/agent.log 2>&1 &`,
+        } --node-name node${n} > /tmp/agent.log 2>&1 &`,
         log,
       );
     }
@@ -103,7 +103,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       st,
       1,
       "sleep 4; tail -3 /tmp/counter.txt; " +
-        'awk \'{ if ($2 != n) { print "GAP at " n; bad=1 } n=$2+1 } END { if (!bad) print "no gap: " n " lines in order" }\' /tmp/counter.txt; ppm ps',
+        'awk \'{ if ($2 != n) { print "GAP at " n; bad=1 } n=$2+1 } END { if (bad) exit 1; print "no gap: " n " lines in order" }\' /tmp/counter.txt && ppm ps',
       log,
     );
   } finally {

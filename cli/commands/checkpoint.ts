@@ -7,6 +7,8 @@ import { Command } from "@commander-js/extra-typings";
 import { checkReasons } from "../../core/dump/check.ts";
 import { checkpoint } from "../../core/dump/checkpoint.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
+import { ensureDir } from "../../core/paths.ts";
+import { dirname, resolve } from "node:path";
 import { report } from "../output.ts";
 
 function parsePid(raw: string): number {
@@ -69,6 +71,7 @@ export function checkpointCommand(): Command {
           EXIT.USAGE,
         );
       }
+      await ensureDir(dirname(resolve(o.output)));
       const tmp = `${o.output}.tmp-${Deno.pid}`;
       const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
       let stats;

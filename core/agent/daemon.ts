@@ -45,6 +45,7 @@ import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
 import { checkOffer } from "../migrate/offer_check.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
+import { ensureDir, runRoot } from "../paths.ts";
 
 /** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
 export type MovedProcess = ProcessEntry;
@@ -87,8 +88,7 @@ export async function runDaemon(
   const leftFor = new Map<string, number[]>();
   const incoming = new Map<Offer, { load: number; memory: number }>();
   let draining = false;
-  const runDir = "/run/ppm";
-  await Deno.mkdir(runDir, { recursive: true, mode: 0o700 });
+  const runDir = await ensureDir(runRoot());
   cleanUpAfterCrash(log);
 
   // The restore stub is built now, not while a migrating process is frozen.

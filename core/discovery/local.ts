@@ -55,12 +55,19 @@ function isUsable(i: Deno.NetworkInterfaceInfo): boolean {
 
 /**
  * The IPv4 address of `iface` (an interface name, or an address that must
- * be this node's), for joining the group and sending on it; null for null
- * (the kernel chooses). Throws a PpmError when there is no such interface or
- * it has no IPv4 address.
+ * be this node's), for joining the group and sending on it. For null, the
+ * choice of {@link chooseInterface} (null: the kernel's route chooses).
+ * Throws a PpmError when there is no such interface, it has no IPv4
+ * address, or none is given and the choice is ambiguous.
  */
-export function interfaceAddress(iface: string | null, interfaces: Interfaces): string | null {
-  if (iface === null) return null;
+export function interfaceAddress(
+  iface: string | null,
+  interfaces: Interfaces,
+  routes: RouteEntry[] | (() => RouteEntry[]) = readRoutes,
+): string | null {
+  if (iface === null) {
+    return chooseInterface(interfaces, typeof routes === "function" ? routes() : routes);
+  }
   const v4 = interfaces.filter((i) => i.family === "IPv4");
   if (ipv4Bytes(iface)) {
     if (v4.some((i) => i.address === iface)) return iface;
@@ -84,6 +91,70 @@ export function interfaceAddress(iface: string | null, interfaces: Interfaces): 
     );
   }
   return mine[0].address;
+}
+
+/** One IPv4 route of /proc/net/route: its interface and destination/mask (host order). */
+export interface RouteEntry {
+  iface: string;
+  destination: number;
+  mask: number;
+}
+
+/** Parses /proc/net/route (addresses there are little-endian hex). Bad lines are skipped. */
+export function parseRoutes(text: string): RouteEntry[] {
+  const le = (h: string) => {
+    const v = parseInt(h, 16) >>> 0;
+    return (((v & 0xff) << 24) | ((v >>> 8 & 0xff) << 16) | ((v >>> 16 & 0xff) << 8) |
+      (v >>> 24)) >>> 0;
+  };
+  const out: RouteEntry[] = [];
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || !/^[0-9A-Fa-f]{8}$/.test(f[1]) || !/^[0-9A-Fa-f]{8}$/.test(f[7])) continue;
+    out.push({ iface: f[0], destination: le(f[1]), mask: le(f[7]) });
+  }
+  return out;
+}
+
+/** The IPv4 routes of this node's network namespace (none when /proc/net/route is unreadable). */
+export function readRoutes(): RouteEntry[] {
+  try {
+    return parseRoutes(Deno.readTextFileSync("/proc/net/route"));
+  } catch {
+    return [];
+  }
+}
+
+const GROUP_BASE = 0xe0000000; // 224.0.0.0: every multicast group is in 224.0.0.0/4
+
+/**
+ * The interface for discovery when none is configured: the kernel's choice
+ * (null) when a route (a default route, or one for 224.0.0.0/4) covers the
+ * multicast groups; else the one interface with a usable IPv4 address (a
+ * vcluster guest, a node on one private network). Throws a PpmError naming
+ * the flag when there are several, or none.
+ */
+export function chooseInterface(interfaces: Interfaces, routes: RouteEntry[]): string | null {
+  const covers = routes.some((r) =>
+    r.iface !== "lo" && ((GROUP_BASE & r.mask) >>> 0) === ((r.destination & r.mask) >>> 0)
+  );
+  if (covers) return null;
+  const usable = interfaces.filter(isUsable);
+  const names = [...new Set(usable.map((i) => i.name))];
+  if (names.length === 1) return usable[0].address;
+  const listed = usable.map((i) => `${i.name} (${i.address})`).join(", ");
+  throw new PpmError(
+    "cannot choose an interface for discovery",
+    names.length === 0
+      ? "this node has no IPv4 address besides loopback and link-local ones"
+      : `no route covers the multicast groups and several interfaces could carry them: ${listed}`,
+    names.length === 0
+      ? "give the node an address on the cluster network, or --interface lo for a single-node test"
+      : `give --interface NAME (or "interface" in the config file, or PPM_INTERFACE), e.g. --interface ${
+        names[0]
+      }`,
+    EXIT.MISSING,
+  );
 }
 
 /**

@@ -19,6 +19,8 @@ import {
   type Interfaces,
   newNodeId,
   readLoadVector,
+  readRoutes,
+  type RouteEntry,
 } from "./local.ts";
 import type { Logger } from "./log.ts";
 import type { FreshnessOptions } from "./replay.ts";
@@ -56,6 +58,8 @@ export interface DiscoveryDeps {
   now?: () => number;
   /** The interfaces (default Deno.networkInterfaces()). */
   interfaces?: Interfaces;
+  /** The IPv4 routes (default /proc/net/route), for choosing an interface when none is set. */
+  routes?: RouteEntry[];
   /** The hostname (default Deno.hostname()). */
   hostname?: string;
   /** The kernel release (default Deno.osRelease()). */
@@ -153,7 +157,7 @@ export async function startDiscovery(
   deps: DiscoveryDeps,
 ): Promise<Discovery> {
   const interfaces = deps.interfaces ?? Deno.networkInterfaces();
-  const ifaceAddress = interfaceAddress(config.interface, interfaces);
+  const ifaceAddress = interfaceAddress(config.interface, interfaces, deps.routes ?? readRoutes);
   const cpuinfo = deps.cpuinfo ?? await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const now = deps.now ?? Date.now;
   const identity: NodeIdentity = {

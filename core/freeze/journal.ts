@@ -11,10 +11,13 @@
 import { join } from "node:path";
 import { close, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { IPPROTO, setsockoptInt, TCP } from "../../ffi/socket.ts";
+import { runRoot } from "../paths.ts";
 import { deleteRedirect } from "../redirect/table.ts";
 
 /** Where the entries live (RAM, gone at boot like what they describe). */
-export const JOURNAL_DIR = "/run/ppm/frozen";
+export function journalDir(): string {
+  return join(runRoot(), "frozen");
+}
 
 /** One frozen network side. */
 export interface JournalEntry {
@@ -52,7 +55,7 @@ export function startTicks(pid: number): string {
 }
 
 /** Writes (or rewrites) the entry of `e.pid`; a failure to write is not fatal to the freeze. */
-export function record(e: JournalEntry, dir = JOURNAL_DIR): void {
+export function record(e: JournalEntry, dir = journalDir()): void {
   try {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tmp = `${entryPath(e.pid, dir)}.${Deno.pid}.tmp`;
@@ -62,7 +65,7 @@ export function record(e: JournalEntry, dir = JOURNAL_DIR): void {
 }
 
 /** Removes the entry of `pid` (the freeze was undone or handed over). */
-export function forget(pid: number, dir = JOURNAL_DIR): void {
+export function forget(pid: number, dir = journalDir()): void {
   try {
     Deno.removeSync(entryPath(pid, dir));
   } catch { /* none */ }
@@ -155,7 +158,7 @@ const REAL_OPS: RecoverOps = {
  * (the peers' retransmissions are answered). Entries of a ppm that still
  * runs are left alone.
  */
-export function recover(dir = JOURNAL_DIR, ops: RecoverOps = REAL_OPS): Recovered[] {
+export function recover(dir = journalDir(), ops: RecoverOps = REAL_OPS): Recovered[] {
   const out: Recovered[] = [];
   let names: string[] = [];
   try {

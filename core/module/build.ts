@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { runOk } from "../host/run.ts";
-import { KMOD_SRC, moduleDir } from "../paths.ts";
+import { ensureDir, KMOD_SRC, moduleDir } from "../paths.ts";
 import { findKernelTree } from "./headers.ts";
 
 /** The module file name. */
@@ -54,6 +54,7 @@ export async function buildModule(opts: BuildOptions = {}): Promise<BuildResult>
   const src = join(out, "src");
   await Deno.remove(src, { recursive: true }).catch(() => {});
   try {
+    await ensureDir(out);
     await copySources(src);
   } catch (e) {
     throw new PpmError(

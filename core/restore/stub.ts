@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { runOk } from "../host/run.ts";
-import { exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
+import { ensureDir, exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
 
 const SRC = join(PROJECT_ROOT, "core", "restore", "stub", "stub.c");
 
@@ -43,7 +43,7 @@ async function buildStub(): Promise<string> {
   const dir = join(stateDir(), "bin");
   const out = join(dir, `ppm-restore-stub-${hash}`);
   if (await exists(out)) return out;
-  await Deno.mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   try {
     await runOk(
       "gcc",

@@ -17,7 +17,9 @@ import { Buffer } from "node:buffer";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import fs from "node:fs";
 import process from "node:process";
+import { dirname } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
+import { ensureDirSync } from "../paths.ts";
 
 /** Bytes of secret. */
 export const SECRET_BYTES = 32;
@@ -58,7 +60,8 @@ function codeOf(e: unknown): string {
 }
 
 /**
- * Writes a new secret to `path`: created exclusively (O_CREAT|O_EXCL|
+ * Writes a new secret to `path` (its directory created, mode 0700, when
+ * missing): created exclusively (O_CREAT|O_EXCL|
  * O_NOFOLLOW, so neither an existing file nor a symbolic link, even a
  * dangling one, is ever written through) with mode 0600, written and synced.
  *
@@ -73,6 +76,7 @@ export function generateSecret(path: string): Promise<void> {
 export function writeNewSecret(path: string): void {
   const hex = Buffer.from(randomBytes(SECRET_BYTES)).toString("hex");
   const C = fs.constants;
+  ensureDirSync(dirname(path));
   let fd: number;
   try {
     fd = fs.openSync(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
@@ -92,7 +96,7 @@ export function writeNewSecret(path: string): void {
     throw new PpmError(
       `cannot write a new cluster secret to ${path}`,
       (e as Error).message,
-      "check that the directory exists and that this user may create files in it",
+      "check that this user may create files in that directory",
       EXIT.PERMISSION,
     );
   }

@@ -13,7 +13,7 @@ import { ensurePackages } from "../host/packages.ts";
 import { isRoot } from "../host/run.ts";
 import { buildModule } from "../module/build.ts";
 import { ensureStub } from "../restore/stub.ts";
-import { exists, PROJECT_ROOT, stateDir } from "../paths.ts";
+import { ensureDir, exists, PROJECT_ROOT, runRoot, stateDir } from "../paths.ts";
 import { guestExec } from "./client.ts";
 import { consoleTrouble, tail } from "./console.ts";
 import { ensureInitramfs } from "./image.ts";
@@ -51,11 +51,14 @@ export interface ClusterState {
   nodes: { name: string; index: number; address: string; pid: number; console: string }[];
 }
 
-const RUN_ROOT = "/run/ppm/vcluster";
+/** Where the runtime directories of clusters are. */
+function clustersRoot(): string {
+  return join(runRoot(), "vcluster");
+}
 
 /** Runtime directory of cluster `name`. */
 export function runDir(name: string): string {
-  return join(RUN_ROOT, name);
+  return join(clustersRoot(), name);
 }
 
 function logDir(name: string): string {
@@ -111,7 +114,7 @@ export async function requireState(name: string): Promise<ClusterState> {
 export async function listClusters(): Promise<string[]> {
   const names: string[] = [];
   try {
-    for await (const e of Deno.readDir(RUN_ROOT)) if (e.isDirectory) names.push(e.name);
+    for await (const e of Deno.readDir(clustersRoot())) if (e.isDirectory) names.push(e.name);
   } catch { /* none */ }
   return names.sort();
 }
@@ -244,14 +247,14 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
   const mod = await buildModule({ kernelRelease: kernel.release });
   await ensureStub();
   const cache = join(stateDir(), "vcluster", "images");
-  await Deno.mkdir(cache, { recursive: true });
+  await ensureDir(cache);
   progress(`preparing the guest image for ${kernel.release}`);
   const initramfs = await ensureInitramfs(kernel, cache);
 
   const rd = runDir(spec.name), ld = logDir(spec.name);
   await Deno.remove(rd, { recursive: true }).catch(() => {});
-  await Deno.mkdir(rd, { recursive: true, mode: 0o700 });
-  await Deno.mkdir(ld, { recursive: true });
+  await ensureDir(rd);
+  await ensureDir(ld);
   const guestBin = join(ld, "bin");
   await writeGuestBin(guestBin);
 

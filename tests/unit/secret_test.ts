@@ -96,10 +96,13 @@ Deno.test("secret: a new secret is created exclusively, 0600 whatever the umask,
       assertEquals(err.exitCode, EXIT.BUSY);
       assertEquals(await Deno.lstat(target).then(() => true, () => false), false);
 
-      // A directory that does not exist.
-      err = await generateSecret(join(dir, "none", "s")).catch((e) => e);
+      // A directory that does not exist yet is created, mode 0700.
+      await generateSecret(join(dir, "none", "s"));
+      assertEquals((await Deno.stat(join(dir, "none"))).mode! & 0o777, 0o700);
+      // One that cannot be: a file is in the way.
+      err = await generateSecret(join(p, "s")).catch((e) => e);
       assertEquals(err.exitCode, EXIT.PERMISSION);
-      assertMatch(err.fix, /directory exists/);
+      assertMatch(err.fix, /remove or rename/);
     } finally {
       process.umask(old);
     }

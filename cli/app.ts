@@ -8,6 +8,7 @@ import { Argument, Command } from "@commander-js/extra-typings";
 import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
 import { agentCommands } from "./commands/agent.ts";
 import { balanceCommands } from "./commands/balance.ts";
+import { checkCommand } from "./commands/check.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
@@ -31,7 +32,9 @@ Exit codes:
   4  something needed is missing (headers, package, module, cluster)
   5  the kernel or module is incompatible (kernel version, ABI, lockdown)
   6  busy (in use, already running)
-  7  a deadline passed`;
+  7  a deadline passed
+ppm run passes its command's status, and keeps 125 (ppm failed), 126 (cannot
+execute) and 127 (not found) for itself, like timeout(1) and docker run.`;
 
 /** Builds the command tree. */
 export function buildApp(): Command {
@@ -44,6 +47,7 @@ export function buildApp(): Command {
     .enablePositionalOptions();
 
   program.addCommand(moduleCommand());
+  program.addCommand(checkCommand());
   program.addCommand(checkpointCommand());
   program.addCommand(restoreCommand());
   program.addCommand(imageCommand());

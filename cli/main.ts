@@ -28,7 +28,7 @@ export async function main(args: string[]): Promise<number> {
       if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(e.code)) {
         return EXIT.OK;
       }
-      return EXIT.USAGE;
+      return args[0] === "run" ? EXIT.RUN_FAILED : EXIT.USAGE;
     }
     return failure(e, args.includes("--json"));
   }

@@ -23,6 +23,12 @@ export const EXIT = {
   BUSY: 6,
   /** A deadline passed. */
   TIMEOUT: 7,
+  /** `ppm run` itself failed (no agent, bad options): the command's own codes stay its own. */
+  RUN_FAILED: 125,
+  /** `ppm run`: the command was found but cannot be executed. */
+  RUN_CANNOT_EXECUTE: 126,
+  /** `ppm run`: the command was not found. */
+  RUN_NOT_FOUND: 127,
 } as const;
 
 /** One of the {@link EXIT} codes. */

@@ -34,19 +34,29 @@ export function runExitCode(
       const code = shellCode(moved.exit);
       return code === null
         ? {
-          code: EXIT.FAILURE,
+          code: EXIT.RUN_FAILED,
           note: `it ended on ${moved.exit.node}; its exit status is not known`,
         }
         : { code };
     }
     case "ended":
       return {
-        code: EXIT.FAILURE,
+        code: EXIT.RUN_FAILED,
         note: `it ran on ${moved.node}; its output ended but how it ended did not come back ` +
           "(its node or agent went away?)",
       };
     default:
       return { code: child.code }; // killed here
+  }
+}
+
+/** `p`, with any PpmError it fails with told as ppm run's own failure (exit 125). */
+async function asRunFailure<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (!(e instanceof PpmError) || e.exitCode >= EXIT.RUN_FAILED) throw e;
+    throw new PpmError(e.what, e.why, e.fix, EXIT.RUN_FAILED, e.details);
   }
 }
 
@@ -87,9 +97,9 @@ export function runCommand(): Command {
     .option("--control-socket <path>", "the agent's control socket")
     .passThroughOptions()
     .action(async (cmd, args, o) => {
-      const path = await socketPath(o);
+      const path = await asRunFailure(socketPath(o));
       // No agent, no managed process: fail before starting anything.
-      await controlRequest(path, { op: "status" }, 10_000);
+      await asRunFailure(controlRequest(path, { op: "status" }, 10_000));
       let child: Deno.ChildProcess;
       try {
         child = new Deno.Command(cmd, {
@@ -101,9 +111,19 @@ export function runCommand(): Command {
           .spawn();
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
-          throw new PpmError(`cannot run ${cmd}`, "no such command", "check the name and PATH", 4);
+          throw new PpmError(
+            `cannot run ${cmd}`,
+            "no such command",
+            "check the name and PATH",
+            EXIT.RUN_NOT_FOUND,
+          );
         }
-        throw new PpmError(`cannot run ${cmd}`, (e as Error).message, "");
+        throw new PpmError(
+          `cannot run ${cmd}`,
+          (e as Error).message,
+          "check that it is an executable file this user may run",
+          EXIT.RUN_CANNOT_EXECUTE,
+        );
       }
       let moved = false;
       const forward = new Map<string, () => void>();
@@ -129,11 +149,11 @@ export function runCommand(): Command {
         } catch (e) {
           child.kill("SIGTERM");
           await child.status;
-          throw e;
+          return await asRunFailure(Promise.reject(e));
         }
         const st = await child.status;
         moved = st.signal === "SIGKILL";
-        const answer = moved ? await waitElsewhere(path, child.pid) : null;
+        const answer = moved ? await asRunFailure(waitElsewhere(path, child.pid)) : null;
         const end = runExitCode(st, answer);
         if (end.note) console.error(`ppm: process ${child.pid}: ${end.note}`);
         Deno.exitCode = end.code;

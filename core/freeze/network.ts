@@ -96,8 +96,10 @@ export class NetworkFreeze {
       drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
       // Connections waiting in a listener's accept queue move too: ppm takes
       // them out now (the drops hold their packets) and the new node queues
-      // them again.
-      for (const l of held.filter((x) => x.kind === "tcp-listen" && x.acceptQueue)) {
+      // them again. Every listener is asked, whatever its queue held when it was
+      // described: handshakes completed while they settled are in it now, and
+      // one left here would be lost without a reset (the drops eat it).
+      for (const l of held.filter((x) => x.kind === "tcp-listen")) {
         for (let i = 0; i < 4096; i++) {
           const child = acceptNow(l.copy);
           if (child === null) break;

@@ -12,7 +12,7 @@ import { runExitCode } from "../../cli/commands/run.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 import { ppm } from "../support/cli.ts";
 
-Deno.test("balance cli: usage errors exit 2; no agent exits 4 before anything starts", async () => {
+Deno.test("balance cli: usage errors exit 2 (125 for ppm run); no agent fails before anything starts", async () => {
   const sock = ["--control-socket", "/nonexistent/ppm.sock"];
   for (
     const args of [
@@ -20,16 +20,18 @@ Deno.test("balance cli: usage errors exit 2; no agent exits 4 before anything st
       ["manage", "abc", ...sock],
       ["unmanage", "0", ...sock],
       ["drain", "--timeout", "-1", ...sock],
-      ["run", ...sock],
     ]
   ) {
     const r = await ppm(args);
     assertEquals(r.code, EXIT.USAGE, `ppm ${args.join(" ")}: ${r.stderr}`);
   }
+  // ppm run keeps 125 for its own failures, so that a command's own codes stay its own.
+  const usage = await ppm(["run", ...sock]);
+  assertEquals(usage.code, EXIT.RUN_FAILED, usage.stderr);
   const marker = await Deno.makeTempFile();
   await Deno.remove(marker);
   const r = await ppm(["run", ...sock, "--", "touch", marker]);
-  assertEquals(r.code, EXIT.MISSING, r.stderr);
+  assertEquals(r.code, EXIT.RUN_FAILED, r.stderr);
   assertMatch(r.stderr, /cannot reach the ppm agent/);
   assert(!(await Deno.stat(marker).then(() => true, () => false)), "the command ran anyway");
   const help = await ppm(["run", "--help"]);
@@ -64,9 +66,9 @@ Deno.test("balance cli: ppm run's exit code, here or after the process moved", (
   assertEquals(runExitCode(killed, { state: "exited", exit: exit({ code: 4 }) }), { code: 4 });
   assertEquals(runExitCode(killed, { state: "exited", exit: exit({ signal: 15 }) }), { code: 143 });
   const unknown = runExitCode(killed, { state: "exited", exit: exit({}) });
-  assertEquals(unknown.code, EXIT.FAILURE);
+  assertEquals(unknown.code, EXIT.RUN_FAILED);
   const lost = runExitCode(killed, { state: "ended", node: "n2" });
-  assertEquals(lost.code, EXIT.FAILURE);
+  assertEquals(lost.code, EXIT.RUN_FAILED);
   assertMatch(lost.note!, /did not come back/);
 });
 

@@ -100,6 +100,32 @@ export function socket(domain: number, type: number, proto = 0): number {
   return fd;
 }
 
+/** A sockaddr_un for `path` ("@name": the abstract name) and its length. */
+function sockaddrUn(path: string): { sa: Uint8Array<ArrayBuffer>; len: number } {
+  const name = new TextEncoder().encode(path);
+  if (name.length === 0 || name.length > 107) {
+    throw new ErrnoError("sockaddr_un", 36, /* ENAMETOOLONG */ path);
+  }
+  const sa = new Uint8Array(2 + name.length + 1);
+  new DataView(sa.buffer).setUint16(0, AF.UNIX, true);
+  sa.set(name, 2);
+  if (path.startsWith("@")) sa[2] = 0;
+  // An abstract name's length counts no terminating NUL.
+  return { sa, len: path.startsWith("@") ? 2 + name.length : sa.length };
+}
+
+/** connect(2) to the unix socket at `path` ("@name": the abstract name). */
+export function connectUnix(fd: number, path: string): void {
+  const { sa, len } = sockaddrUn(path);
+  check(c().connect(fd, sa, len), "connect", path);
+}
+
+/** bind(2) to the unix socket address `path`. */
+export function bindUnix(fd: number, path: string): void {
+  const { sa, len } = sockaddrUn(path);
+  check(c().bind(fd, sa, len), "bind", path);
+}
+
 /** close(2). */
 export function closeSocket(fd: number): void {
   c().close(fd);

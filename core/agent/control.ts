@@ -37,12 +37,13 @@ function replacer(_k: string, v: unknown) {
   return typeof v === "bigint" ? v.toString() : v;
 }
 
-/** Serves the control socket at `path` until `signal` aborts. */
+/** Serves the control socket at `path` until `signal` aborts; `onListening` once it accepts. */
 export async function serveControl(
   path: string,
   handle: (req: ControlRequest, emit: Emit) => Promise<unknown>,
   signal: AbortSignal,
   log: (s: string) => void,
+  onListening: () => void = () => {},
 ): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await Deno.chmod(dirname(path), 0o700);
@@ -50,6 +51,7 @@ export async function serveControl(
   const listener = Deno.listen({ transport: "unix", path });
   await Deno.chmod(path, 0o600);
   signal.addEventListener("abort", () => listener.close(), { once: true });
+  onListening();
   try {
     for await (const conn of listener) {
       serveOne(conn, handle, log).catch((e) => log(`control connection: ${(e as Error).message}`));

@@ -46,6 +46,7 @@ import { recover } from "../freeze/journal.ts";
 import { checkOffer } from "../migrate/offer_check.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
 import { ensureDir, runRoot } from "../paths.ts";
+import { notifySystemd } from "../host/systemd.ts";
 
 /** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
 export type MovedProcess = ProcessEntry;
@@ -316,8 +317,12 @@ export async function runDaemon(
     }`,
   );
   try {
-    await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s));
+    await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s), () => {
+      // systemd (Type=notify): ready once the control socket, the migration port and discovery are up.
+      notifySystemd(`READY=1\nSTATUS=agent ${config.nodeName} up\nMAINPID=${Deno.pid}`);
+    });
   } finally {
+    notifySystemd("STOPPING=1");
     for (const t of silent.values()) clearTimeout(t);
     loops.abort();
     await Promise.allSettled([balancing, sweeping]);

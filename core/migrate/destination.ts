@@ -11,6 +11,7 @@ import { close, mkfifo, open } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
+import { moveToScope, underSystemd } from "../host/systemd.ts";
 import {
   checkCpu,
   checkFileIds,
@@ -33,6 +34,30 @@ import {
 import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
 
 /** A process that arrived here. */
+/**
+ * Under systemd, a process that arrived leaves the agent's cgroup for a
+ * scope of its own, so that restarting or losing the agent never ends it.
+ * A failure is logged: the process runs on, in the agent's cgroup.
+ */
+async function ownScope(pid: number, offer: Offer, log: (s: string) => void): Promise<void> {
+  if (!underSystemd()) return;
+  const tag = crypto.getRandomValues(new Uint8Array(3));
+  const unit = `ppm-${pid}-${[...tag].map((b) => b.toString(16).padStart(2, "0")).join("")}.scope`;
+  try {
+    await moveToScope(pid, {
+      unit,
+      description: `ppm: process ${pid} (${offer.comm}) from ${offer.from}`,
+    });
+    log(`process ${pid} from ${offer.from} runs in ${unit}`);
+  } catch (e) {
+    log(
+      `process ${pid} stays in the agent's cgroup (restarting the agent would end it): ${
+        (e as Error).message
+      }`,
+    );
+  }
+}
+
 export interface Arrival {
   /** Its PID here. */
   pid: number;
@@ -292,6 +317,7 @@ export async function migrateIn(
       answers.keep();
       await channel.send({ op: "committed", ok: true }).catch(() => {});
       log(`process ${offer.pid} from ${offer.from} runs here`);
+      await ownScope(r.pid!, offer, log);
     } finally {
       if (!started) {
         r.abort!();

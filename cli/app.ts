@@ -9,6 +9,7 @@ import { PPM_ABI_VERSION } from "../ffi/uapi.ts";
 import { agentCommands } from "./commands/agent.ts";
 import { balanceCommands } from "./commands/balance.ts";
 import { checkCommand } from "./commands/check.ts";
+import { configCommand } from "./commands/config.ts";
 import { checkpointCommand } from "./commands/checkpoint.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { imageCommand } from "./commands/image.ts";
@@ -48,6 +49,7 @@ export function buildApp(): Command {
 
   program.addCommand(moduleCommand());
   program.addCommand(checkCommand());
+  program.addCommand(configCommand());
   program.addCommand(checkpointCommand());
   program.addCommand(restoreCommand());
   program.addCommand(imageCommand());

@@ -99,6 +99,10 @@ export function agentCommands(): Command[] {
       "give up (and resume the process here) when the destination is silent this long (default 120)",
     )
     .option(
+      "--deadline <seconds>",
+      "bound the whole move: when it has not committed by then, the process runs on here (exit 7)",
+    )
+    .option(
       "--copy-all",
       "send the pages of code and libraries too (the optimized total copy off, for comparison)",
     )
@@ -114,6 +118,15 @@ export function agentCommands(): Command[] {
           EXIT.USAGE,
         );
       }
+      const deadlineS = o.deadline === undefined ? undefined : Number(o.deadline);
+      if (deadlineS !== undefined && !(deadlineS > 0 && deadlineS <= 86400)) {
+        throw new PpmError(
+          "invalid --deadline",
+          `${o.deadline}`,
+          "give 1 to 86400 seconds",
+          EXIT.USAGE,
+        );
+      }
       // A bar on a terminal only, and never with --json.
       const bar = new ProgressBar(
         `migrating ${pid} to ${o.to}`,
@@ -121,9 +134,19 @@ export function agentCommands(): Command[] {
       );
       const r = await controlRequest(
         await socketPath(o),
-        { op: "migrate", pid, to: o.to, timeoutMs: timeoutS * 1000, copyAll: o.copyAll },
-        // The agent answers within a few steps of the timeout each.
-        Math.max(600_000, timeoutS * 1000 * 6),
+        {
+          op: "migrate",
+          pid,
+          to: o.to,
+          timeoutMs: timeoutS * 1000,
+          deadlineMs: deadlineS === undefined ? undefined : deadlineS * 1000,
+          copyAll: o.copyAll,
+        },
+        // The agent answers within a few steps of the timeout each (past a deadline, after
+        // the commit's outcome, which it waits for at most a step and the outcome query).
+        deadlineS === undefined
+          ? Math.max(600_000, timeoutS * 1000 * 6)
+          : deadlineS * 1000 + timeoutS * 1000 + 120_000,
         (ev) => {
           const p = (ev as { progress?: { sent: number; expected: number } }).progress;
           if (p) bar.update(p.sent, p.expected);

@@ -45,9 +45,11 @@ function balanceCommand(): Command {
 }
 
 function drainText(s: BalanceStatus): string {
-  return `${s.draining ? "draining" : "not draining"}; ${s.managedHere} managed process${
-    s.managedHere === 1 ? "" : "es"
-  } here${s.migrating ? `, ${s.migrating} migrating` : ""}`;
+  return `${
+    s.draining ? "draining" : s.cordoned ? "cordoned" : "not draining"
+  }; ${s.managedHere} managed process${s.managedHere === 1 ? "" : "es"} here${
+    s.migrating ? `, ${s.migrating} migrating` : ""
+  }`;
 }
 
 function drainCommands(): Command[] {
@@ -57,13 +59,21 @@ function drainCommands(): Command[] {
     )
     .option("--wait", "wait until no managed process is left here")
     .option("--timeout <seconds>", `give up waiting after this long (default ${DRAIN_WAIT_S})`)
+    .option("--deadline <seconds>", "the same as --wait --timeout S: the whole drain is bounded")
     .option("--json", "print the state as JSON")
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
     .action(async (o) => {
-      const timeout = o.timeout === undefined ? DRAIN_WAIT_S : Number(o.timeout);
+      if (o.deadline !== undefined) o.wait = true;
+      const given = o.deadline ?? o.timeout;
+      const timeout = given === undefined ? DRAIN_WAIT_S : Number(given);
       if (!(timeout > 0 && timeout <= 86400)) {
-        throw new PpmError("invalid --timeout", `${o.timeout}`, "give 1 to 86400 seconds", 2);
+        throw new PpmError(
+          `invalid ${o.deadline !== undefined ? "--deadline" : "--timeout"}`,
+          `${given}`,
+          "give 1 to 86400 seconds",
+          2,
+        );
       }
       const path = await socketPath(o);
       let s = await controlRequest(path, { op: "drain" }) as BalanceStatus;
@@ -91,7 +101,25 @@ function drainCommands(): Command[] {
       const s = await controlRequest(await socketPath(o), { op: "undrain" }) as BalanceStatus;
       report(o.json, s, drainText);
     });
-  return [drain, undrain] as unknown as Command[];
+  const cordon = (op: "cordon" | "uncordon", what: string) =>
+    new Command(op)
+      .description(what)
+      .option("--json", "print the state as JSON")
+      .option("--config <file>", "configuration file")
+      .option("--control-socket <path>", "the agent's control socket")
+      .action(async (o) => {
+        const s = await controlRequest(await socketPath(o), { op }) as BalanceStatus;
+        report(o.json, s, drainText);
+      });
+  return [
+    drain,
+    undrain,
+    cordon(
+      "cordon",
+      "accept no process here and send none away (ppm uncordon ends it); work here stays",
+    ),
+    cordon("uncordon", "end a cordon: this node takes part in balancing again"),
+  ] as unknown as Command[];
 }
 
 function manageCommands(): Command[] {

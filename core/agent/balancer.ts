@@ -65,6 +65,8 @@ export interface BalancerDeps {
   move: (pid: number, to: string, why: MoveReason) => Promise<{ pid: number }>;
   /** True while this node drains. */
   draining: () => boolean;
+  /** True while this node is cordoned (and not draining): no rounds, only measurements. */
+  cordoned?: () => boolean;
   /** Work accepted from peers that has not arrived yet. */
   incoming: () => Incoming;
   /** Logs a line. */
@@ -240,6 +242,7 @@ export class Balancer {
   async tick(): Promise<BalanceReport | undefined> {
     await this.measure();
     if (!(this.d.enabled || this.d.draining()) || this.#executing) return undefined;
+    if (this.d.cordoned?.()) return undefined;
     const r = await this.round({ dryRun: false });
     if (r.decisions.length) this.d.log("debug", `balance round: ${r.round.stop}`);
     return r;

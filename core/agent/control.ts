@@ -15,13 +15,22 @@ export type ControlRequest =
   | { op: "status" }
   | { op: "peers" }
   | { op: "ps" }
-  | { op: "migrate"; pid: number; to: string; timeoutMs?: number; copyAll?: boolean }
+  | {
+    op: "migrate";
+    pid: number;
+    to: string;
+    timeoutMs?: number;
+    deadlineMs?: number;
+    copyAll?: boolean;
+  }
   | { op: "manage"; pid: number; name?: string; by?: "run" | "manage" }
   | { op: "unmanage"; pid: number }
   | { op: "wait"; pid: number; timeoutMs?: number }
   | { op: "balance"; dryRun: boolean }
   | { op: "drain" }
-  | { op: "undrain" };
+  | { op: "undrain" }
+  | { op: "cordon" }
+  | { op: "uncordon" };
 
 /** Sends an event line to the requester before the reply. */
 export type Emit = (event: unknown) => void;

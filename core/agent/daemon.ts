@@ -89,6 +89,8 @@ export async function runDaemon(
   const leftFor = new Map<string, number[]>();
   const incoming = new Map<Offer, { load: number; memory: number }>();
   let draining = false;
+  // Cordoned: accepts no process and sends none away (the balancer only measures).
+  let cordoned = false;
   const runDir = await ensureDir(runRoot());
   cleanUpAfterCrash(log);
 
@@ -118,6 +120,7 @@ export async function runDaemon(
       }),
     move: (pid, to, why) => move({ pid, to, why }),
     draining: () => draining,
+    cordoned: () => cordoned && !draining,
     incoming: () => {
       let load = 0, memory = 0;
       for (const x of incoming.values()) [load, memory] = [load + x.load, memory + x.memory];
@@ -132,7 +135,9 @@ export async function runDaemon(
     log: (lvl, msg) => log(lvl, msg),
     load: () => {
       const s = balancer.tracker.sample;
-      return s ? loadVector(balancer.tracker.announcement(draining), s) : readLoadVector();
+      return s
+        ? loadVector(balancer.tracker.announcement(draining || cordoned), s)
+        : readLoadVector();
     },
   });
   /**
@@ -251,6 +256,7 @@ export async function runDaemon(
           log,
           admission: (offer) => {
             if (draining) return "draining: this node accepts no processes";
+            if (cordoned) return "cordoned: this node accepts no processes";
             if (!tracker.sample) return "";
             const a = admit(tracker.localView(false), offer.estimatedBytes || 0, settings);
             return a.accept ? "" : a.why;
@@ -283,6 +289,7 @@ export async function runDaemon(
     balanceStatus: () => ({
       enabled: balancer.enabled,
       draining,
+      cordoned,
       managedHere: table.managedHere().length,
       migrating: busy.size,
       load: tracker.sample
@@ -293,6 +300,10 @@ export async function runDaemon(
     setDraining: (on) => {
       if (on !== draining) log("info", on ? "draining" : "drain ended");
       draining = on;
+    },
+    setCordoned: (on) => {
+      if (on !== cordoned) log("info", on ? "cordoned" : "cordon ended");
+      cordoned = on;
     },
     facts: readProcFacts,
     bootTime: readBootTime,

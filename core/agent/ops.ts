@@ -38,6 +38,8 @@ export interface BalanceStatus {
   enabled: boolean;
   /** Draining. */
   draining: boolean;
+  /** Cordoned: accepts no process, sends none away. */
+  cordoned?: boolean;
   /** Managed processes running here. */
   managedHere: number;
   /** Processes being migrated from here right now. */
@@ -68,6 +70,8 @@ export interface OpsDeps {
   discovery: () => DiscoveryStatus;
   /** Sets the drain flag. */
   setDraining: (on: boolean) => void;
+  /** Sets the cordon flag. */
+  setCordoned?: (on: boolean) => void;
   /** Reads a process's facts; null when there is none. */
   facts: (pid: number) => Promise<ProcFacts | null>;
   /** This node's boot time in seconds since the epoch. */
@@ -149,6 +153,9 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
           pid: req.pid,
           to: req.to,
           timeoutMs: req.timeoutMs,
+          deadlineMs: typeof req.deadlineMs === "number" && req.deadlineMs > 0
+            ? req.deadlineMs
+            : undefined,
           copyAll: req.copyAll === true,
           why: { kind: "manual", by: "ppm migrate" },
           onProgress: (p) => {
@@ -190,6 +197,10 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
         return d.balanceStatus();
       case "undrain":
         d.setDraining(false);
+        return d.balanceStatus();
+      case "cordon":
+      case "uncordon":
+        d.setCordoned?.(req.op === "cordon");
         return d.balanceStatus();
       default:
         throw new PpmError(

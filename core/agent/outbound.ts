@@ -35,6 +35,8 @@ export interface MoveRequest {
   to: string;
   /** Bound of each step (see MigrateOutOptions.stepTimeoutMs). */
   timeoutMs?: number;
+  /** Bound of the whole migration up to the commit (see MigrateOutOptions.deadlineMs). */
+  deadlineMs?: number;
   /** Why it moves (kept in the record `ppm ps` shows). */
   why: MoveReason;
   /** Send code and library pages too (the optimized total copy off; for comparison). */
@@ -158,6 +160,7 @@ export function makeMover(d: MoverDeps): MoveFn {
         origin: prior?.origin,
         moves: prior?.moves ?? 0,
         stepTimeoutMs: req.timeoutMs,
+        deadlineMs: req.deadlineMs,
         copyAll: req.copyAll,
         network,
         log: (s) => d.log("info", s),

@@ -6,7 +6,7 @@
  * @module
  */
 import { EXIT, PpmError } from "../errors.ts";
-import { resolveConfig } from "./resolve.ts";
+import { explainConfig, type ExplainedConfig } from "./resolve.ts";
 import { CONFIG_ENV, DEFAULT_CONFIG_PATH, type PpmConfig } from "./schema.ts";
 
 /** The largest configuration file read, in bytes. */
@@ -125,14 +125,22 @@ export async function readConfigFile(
  * (EXIT.USAGE).
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<PpmConfig> {
+  return (await loadExplainedConfig(options)).config;
+}
+
+/** {@link loadConfig}, with where each value came from and the file read (null: none). */
+export async function loadExplainedConfig(
+  options: LoadConfigOptions = {},
+): Promise<ExplainedConfig & { file: string | null }> {
   const flags = options.flags ?? {};
   const env = options.env ?? Deno.env.toObject();
   const { path, file } = await readConfigFile(flags, env, options.defaultPath);
-  return resolveConfig({
+  const explained = explainConfig({
     file,
     filePath: path ?? undefined,
     env,
     flags,
     hostname: options.hostname ?? Deno.hostname(),
   });
+  return { ...explained, file: path ?? null };
 }

@@ -254,6 +254,12 @@ export interface MigrateOutOptions {
    * and each chunk of the image to leave (a cut link stalls the sending).
    */
   stepTimeoutMs?: number;
+  /**
+   * Bound for the whole migration up to the commit (default none): when it
+   * passes first, the migration is abandoned and the process runs on here
+   * (EXIT.TIMEOUT). Once the commit is sent, the outcome is waited for.
+   */
+  deadlineMs?: number;
   /** Called as the image goes out (at most every 64 KiB of progress). */
   onProgress?: (p: MigrateProgress) => void;
   /** Called with the relay promise once the process runs at the destination. */
@@ -306,7 +312,29 @@ async function migrate(
   opts: MigrateOutOptions,
 ): Promise<MigrateResult> {
   const t0 = performance.now();
-  const step = opts.stepTimeoutMs ?? 120_000;
+  const stepMax = opts.stepTimeoutMs ?? 120_000;
+  const until = opts.deadlineMs ? Date.now() + opts.deadlineMs : Infinity;
+  const pastDeadline = () =>
+    refuse(
+      `its deadline of ${opts.deadlineMs! / 1000} s passed before the destination ran it`,
+      "give a longer --deadline, or move it when the link or the destination is less busy",
+      EXIT.TIMEOUT,
+    );
+  /** The bound of the next step: the step's, or what is left of the deadline (none: refused). */
+  const step = (): number => {
+    const left = until - Date.now();
+    if (left <= 0) throw pastDeadline();
+    return Math.min(stepMax, left);
+  };
+  /** The destination's next message, within the step or the deadline. */
+  const answer = async (): Promise<unknown> => {
+    const bound = step();
+    try {
+      return await channel.recv(bound);
+    } catch (e) {
+      throw bound < stepMax && Date.now() >= until - 50 ? pastDeadline() : e;
+    }
+  };
   const reasons = await checkReasons(pid);
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   const offer = await buildOffer(
@@ -317,7 +345,7 @@ async function migrate(
     opts.network?.nodeAddr,
   );
   await channel.send(offer);
-  const reply = await channel.recv(step) as OfferReply;
+  const reply = await answer() as OfferReply;
   if (!reply || reply.op !== "offer-reply" || !reply.ok) {
     throw refuse(`the destination refused: ${reply?.reason ?? "no answer"}`);
   }
@@ -345,9 +373,12 @@ async function migrate(
   try {
     stats = await checkpoint(pid, async (c) => {
       bytes += c.length;
-      await withTimeout(sink(c), step, () => {
+      const bound = step();
+      await withTimeout(sink(c), bound, () => {
         channel.close();
-        return new Error(`the destination took no data for ${step / 1000} s (link down?)`);
+        return bound < stepMax
+          ? pastDeadline()
+          : new Error(`the destination took no data for ${bound / 1000} s (link down?)`);
       });
       opts.onProgress?.({ sent: bytes, expected: offer.estimatedBytes });
     }, {
@@ -393,7 +424,7 @@ async function migrate(
   };
   try {
     await channel.endStream(STREAM.IMAGE);
-    const restored = await channel.recv(step) as {
+    const restored = await answer() as {
       op: string;
       ok: boolean;
       pid?: number;
@@ -421,11 +452,12 @@ async function migrate(
     }
     // From the commit on, the process may run at the destination: should this agent die or
     // the answer never come, the copy here stays stopped (a SIGSTOP waits for it) and frozen.
+    step(); // past the deadline: abandoned here, before the point of no return
     net?.journal("committing");
     kill(pid, 19);
     commitSent = true;
     await channel.send({ op: "commit" });
-    const done = await channel.recv(step) as { op: string; ok: boolean };
+    const done = await channel.recv(stepMax) as { op: string; ok: boolean };
     if (done?.op !== "committed" || !done.ok) {
       throw refuse("the destination did not confirm that the process runs");
     }

@@ -265,6 +265,13 @@ Deno.test({
                 await setLink(ns, 2, true);
               }
 
+              // A deadline for the whole move (the destination still stalls the image): it
+              // passes before the per-step timeout does; exit 7, and the process runs on here.
+              await agents.restart(2, NODES, "image-stall");
+              const t0 = Date.now();
+              await mustFail(pid, /deadline of 12 s passed/, ["--deadline", "12"]);
+              assert(Date.now() - t0 < 100_000, "the deadline did not bound the move");
+
               // During the restore: it fails after the memory was replaced.
               await agents.restart(2, NODES, "restore");
               await mustFail(pid, /injected fault restore/);

@@ -49,6 +49,7 @@ async function withAgent(
   const table = new ProcessTable("node1");
   const moves: MoveRequest[] = [];
   let draining = false;
+  let cordoned = false;
   const procs: Record<number, ProcFacts> = {
     7: facts(7),
     42: facts(42),
@@ -69,11 +70,13 @@ async function withAgent(
     balanceStatus: () => ({
       enabled: false,
       draining,
+      cordoned,
       managedHere: table.managedHere().length,
       migrating: 0,
     }),
     discovery: () => ({ self: { name: "node1" }, peers: [] }) as unknown as DiscoveryStatus,
     setDraining: (on) => draining = on,
+    setCordoned: (on) => cordoned = on,
     facts: (pid) => Promise.resolve(procs[pid] ?? null),
     bootTime: () => Promise.resolve(1_700_000_000),
     sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 5))),
@@ -168,6 +171,8 @@ Deno.test("agent ops: balance passes --dry-run on; drain and undrain", async () 
     const st = await ask({ op: "status" }) as { balance: { draining: boolean } };
     assertEquals(st.balance.draining, true);
     assertEquals((await ask({ op: "undrain" }) as { draining: boolean }).draining, false);
+    assertEquals((await ask({ op: "cordon" }) as { cordoned: boolean }).cordoned, true);
+    assertEquals((await ask({ op: "uncordon" }) as { cordoned: boolean }).cordoned, false);
   });
 });
 

@@ -28,6 +28,7 @@ class World {
   tried: number[] = [];
   failTo = new Set<string>();
   draining = false;
+  cordoned = false;
 
   constructor(n: number) {
     for (let i = 0; i < n; i++) this.here.push(100 + i);
@@ -53,6 +54,7 @@ class World {
         return Promise.resolve({ pid });
       },
       draining: () => this.draining,
+      cordoned: () => this.cordoned,
       incoming: () => ({ load: 0, memory: 0 }),
       log: () => {},
     };
@@ -203,6 +205,25 @@ Deno.test("balance loop: off, it only measures; draining, it sends every managed
   assert(w.moves.every((m) => m.why.kind === "balance" && m.why.mode === "drain"));
   // The announcement says so.
   assertEquals(b.tracker.announcement(true).drain, true);
+});
+
+Deno.test("balance loop: cordoned, an overloaded node sends nothing away and only measures", async () => {
+  const w = new World(6);
+  w.cordoned = true;
+  const b = new Balancer(w.deps(true));
+  for (let i = 0; i < 40; i++) {
+    assertEquals(await b.tick(), undefined);
+    w.now += 1;
+  }
+  assertEquals(w.moves.length, 0);
+  assert(b.tracker.localLoad > 1);
+  // Uncordoned, it balances again.
+  w.cordoned = false;
+  for (let i = 0; i < 60 && w.moves.length === 0; i++) {
+    await b.tick();
+    w.now += 1;
+  }
+  assert(w.moves.length > 0, "no move once the cordon ended");
 });
 
 Deno.test("balance loop: one round at a time", async () => {

@@ -127,7 +127,7 @@ export class Discovery {
 
   /** The peers as the balancing policy takes them. */
   peerViews(): PeerView[] {
-    return this.listener.state.table.peerViews();
+    return this.listener.state.table.peerViews(this.identity.abi);
   }
 
   /** Calls `callback` for every join, update and leave. */

@@ -163,8 +163,12 @@ export class PeerTable {
    * The peers as the balancing policy takes them (core/balance): the node
    * name as id, `at` from the load vector.
    */
-  peerViews(): PeerView[] {
-    return [...this.#peers.values()].map((e) => ({ ...toBalance(e.a.load), id: e.a.name }));
+  peerViews(abi?: number): PeerView[] {
+    return [...this.#peers.values()]
+      // A peer of another module ABI can neither take nor send a process (an upgrade rolling
+      // through the cluster): the balancer does not see it.
+      .filter((e) => abi === undefined || e.a.abi === abi)
+      .map((e) => ({ ...toBalance(e.a.load), id: e.a.name }));
   }
 }
 

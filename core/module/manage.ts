@@ -66,9 +66,29 @@ export async function readVermagic(path: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** The module file for the running kernel: `$PPM_MODULE` or the state directory's. */
+/** Where Debian's dkms installs the module of the ppm-dkms package for `kernel`. */
+export function dkmsModulePath(kernel: string): string {
+  return join("/lib/modules", kernel, "updates", "dkms", MODULE_FILE);
+}
+
+/**
+ * The module file for the running kernel: `$PPM_MODULE`; else the one ppm
+ * built in the state directory (`ppm module build`); else the one DKMS built
+ * (the ppm-dkms package); the state directory's path when there is none.
+ */
 export function defaultModulePath(kernel = Deno.osRelease()): string {
-  return Deno.env.get("PPM_MODULE") ?? join(moduleDir(kernel), MODULE_FILE);
+  const env = Deno.env.get("PPM_MODULE");
+  if (env) return env;
+  const built = join(moduleDir(kernel), MODULE_FILE);
+  const isFile = (p: string) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  };
+  if (!isFile(built) && isFile(dkmsModulePath(kernel))) return dkmsModulePath(kernel);
+  return built;
 }
 
 function queryInfo(): PpmInfo | null {

@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { runOk } from "../host/run.ts";
 import { ensureDir, exists, KMOD_SRC, PROJECT_ROOT, stateDir } from "../paths.ts";
@@ -40,8 +40,12 @@ async function buildStub(): Promise<string> {
   const src = await Deno.readFile(SRC);
   const uapi = await Deno.readFile(join(KMOD_SRC, "uapi", "ppm.h"));
   const hash = createHash("sha256").update(src).update(uapi).digest("hex").slice(0, 12);
+  const name = `ppm-restore-stub-${hash}`;
+  // A package ships it built, beside its source (read-only, root's).
+  const shipped = join(dirname(SRC), name);
+  if (await exists(shipped)) return shipped;
   const dir = join(stateDir(), "bin");
-  const out = join(dir, `ppm-restore-stub-${hash}`);
+  const out = join(dir, name);
   if (await exists(out)) return out;
   await ensureDir(dir);
   try {

@@ -407,6 +407,11 @@ Deno.test("discovery table: snapshots for ppm peers and views for the balancing 
   });
   const judged = assessPeers("self", views, [], DEFAULT_BALANCE_SETTINGS, T0 / 1000 + 1);
   assertEquals(judged.map((j) => j.verdict), ["target", "target"]);
+  // A peer of another module ABI (an upgrade under way) is not offered to the balancer.
+  t.observe(ann({ name: "c", id: "000000000000000c", abi: 99 }), "10.88.0.4:1", T0 + 600);
+  assertEquals(t.peerViews().length, 3);
+  const abi = t.snapshot(T0 + 1000).find((p) => p.name === "a")!.abi;
+  assertEquals(t.peerViews(abi).map((v) => v.id).sort(), ["a", "b"]);
 });
 
 // ------------------------------------------------------------------ events

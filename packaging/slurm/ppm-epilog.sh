@@ -6,6 +6,7 @@
 PATH=/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
 export PATH
 PPM=${PPM:-/usr/bin/ppm}
+[ -r /etc/default/ppm-slurm ] && . /etc/default/ppm-slurm
 job=${SLURM_JOB_ID:-}
 mark=/run/ppm/slurm/drained-$job
 case "$job" in

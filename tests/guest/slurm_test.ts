@@ -60,7 +60,7 @@ async function slurmUp(c: TestCluster, dir: string): Promise<void> {
       `/var/spool/slurmd /var/spool/slurmctld; install -o munge -g munge -m 0400 ${key} /etc/munge/munge.key; ` +
       `chown munge:munge /run/munge /var/log/munge /var/lib/munge; chmod 0711 /run/munge; ` +
       `runuser -u munge -- /usr/sbin/munged; cp ${conf} /etc/slurm/slurm.conf; ` +
-      `echo "PPM=\\${PPM:-$(command -v ppm)}" > /etc/default/ppm-slurm`,
+      `echo "PPM=\\\${PPM:-$(command -v ppm)}" > /etc/default/ppm-slurm`,
     ]);
   }
   await c.ok(1, ["sh", "-c", "/usr/sbin/slurmctld"], 120_000);

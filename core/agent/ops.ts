@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { schedulerReasons } from "../host/cgroup.ts";
 import type { DiscoveryStatus } from "../discovery/service.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import type { BalanceReport } from "./balancer.ts";
@@ -70,6 +71,8 @@ export interface OpsDeps {
   discovery: () => DiscoveryStatus;
   /** Sets the drain flag. */
   setDraining: (on: boolean) => void;
+  /** Why a process may not move for its scheduler (default: its Slurm job, from its cgroup). */
+  schedulerReasons?: (pid: number) => Promise<string[]>;
   /** Sets the cordon flag. */
   setCordoned?: (on: boolean) => void;
   /** Reads a process's facts; null when there is none. */
@@ -96,6 +99,10 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
       throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);
     }
     checkMayManage(d.caller, f, d.agentPid);
+    const held = await (d.schedulerReasons ?? schedulerReasons)(pid);
+    if (held.length) {
+      throw new PpmError(`cannot manage process ${pid}`, held.join("; "), "", EXIT.FAILURE);
+    }
     return d.table.manage({
       pid,
       name: name?.trim() || f.comm,

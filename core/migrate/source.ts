@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
@@ -335,7 +336,7 @@ async function migrate(
       throw bound < stepMax && Date.now() >= until - 50 ? pastDeadline() : e;
     }
   };
-  const reasons = await checkReasons(pid);
+  const reasons = [...await checkReasons(pid), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   const offer = await buildOffer(
     pid,

@@ -77,6 +77,7 @@ async function withAgent(
     discovery: () => ({ self: { name: "node1" }, peers: [] }) as unknown as DiscoveryStatus,
     setDraining: (on) => draining = on,
     setCordoned: (on) => cordoned = on,
+    schedulerReasons: () => Promise.resolve([]),
     facts: (pid) => Promise.resolve(procs[pid] ?? null),
     bootTime: () => Promise.resolve(1_700_000_000),
     sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 5))),
@@ -160,6 +161,15 @@ Deno.test("agent ops: wait tells a process that ended elsewhere from one killed 
     const done = await ask({ op: "wait", pid: 42, timeoutMs: 50 }) as WaitAnswer;
     assertEquals(done.state, "exited");
     if (done.state === "exited") assertEquals([done.exit.code, done.exit.node], [3, "node2"]);
+  });
+});
+
+Deno.test("agent ops: a Slurm job's process is not managed (the balancer would move it)", async () => {
+  const held = () =>
+    Promise.resolve(["it belongs to Slurm job 5: moving it would end the job's step"]);
+  await withAgent({ schedulerReasons: held }, async (ask, t) => {
+    assertEquals(await code(ask({ op: "manage", pid: 42 })), EXIT.FAILURE);
+    assertEquals(t.managedHere().length, 0);
   });
 });
 

@@ -38,7 +38,7 @@ Deno.test({
           assertMatch(await ok("cat /proc/self/cgroup"), /^0::\/.*ppm-guest-agent\.service$/m);
           assertEquals((await ok("hostname")).trim(), "node1");
           assertMatch(await ok("ip -o -4 addr show dev eth0"), /10\.77\.0\.1\/24/);
-          assertMatch(await ok("command -v ppm"), /\/ppm$/);
+          assertMatch((await ok("command -v ppm")).trim(), /\/ppm$/);
         });
 
         await t.step(

@@ -8,6 +8,7 @@ import { guestExec } from "../../core/vcluster/client.ts";
 import { down, listClusters, requireState, status, up } from "../../core/vcluster/cluster.ts";
 import {
   DEFAULT_NAME,
+  GUEST_INITS,
   KERNEL_LINES,
   LIMITS,
   parseNode,
@@ -38,6 +39,12 @@ export function vclusterCommand(): Command {
       ),
     )
     .option("--memory <mib>", "memory per guest in MiB", String(LIMITS.memory.default))
+    .addOption(
+      new Option(
+        "--init <kind>",
+        "PID 1 of the guests: busybox (the agent alone), or systemd (the host's, managing services)",
+      ).choices(GUEST_INITS).default("busybox" as const),
+    )
     .addOption(nameOption())
     .option("--json", "print the cluster as JSON")
     .action(async (o) => {
@@ -45,7 +52,9 @@ export function vclusterCommand(): Command {
       const st = await up(spec, { progress });
       report(o.json, st, (d) =>
         [
-          `cluster ${d.name} is up: ${d.nodes.length} nodes, kernel ${d.kernel.release}`,
+          `cluster ${d.name} is up: ${d.nodes.length} nodes, kernel ${d.kernel.release}${
+            d.init === "systemd" ? ", systemd" : ""
+          }`,
           ...d.nodes.map((n) => `  ${n.name}  ${n.address}  console ${n.console}`),
           `run commands with: ppm vcluster exec${
             d.name === DEFAULT_NAME ? "" : ` --name ${d.name}`

@@ -22,6 +22,7 @@ import { createNetwork, deleteNetwork } from "./network.ts";
 import { type GuestConfig, processName, startGuest } from "./qemu.ts";
 import {
   type ClusterSpec,
+  type GuestInit,
   guestPath,
   type KernelLine,
   netnsName,
@@ -37,6 +38,8 @@ export interface ClusterState {
   kernel: { line: KernelLine; release: string };
   /** Guest memory, MiB. */
   memory: number;
+  /** PID 1 of the guests (absent in states written before it existed: busybox). */
+  init?: GuestInit;
   /** Network namespace holding the bridge. */
   netns: string;
   /** Runtime directory (sockets, pids). */
@@ -172,8 +175,50 @@ async function readLog(path: string): Promise<string> {
   }
 }
 
+/**
+ * On a systemd guest whose agent answers: waits until systemd has finished
+ * booting (`systemctl is-system-running --wait`) and returns "" when it runs
+ * (degraded included: the failed units go to `progress`), or why not.
+ */
+async function waitSystemd(
+  st: ClusterState,
+  i: number,
+  end: number,
+  progress: (s: string) => void,
+): Promise<string> {
+  const sh = (script: string, timeoutMs: number) =>
+    guestExec(st.runDir, i, ["sh", "-c", script], {
+      cwd: "/",
+      timeoutMs,
+      connectTimeoutMs: Math.max(1000, Math.min(10_000, end - Date.now())),
+    });
+  const left = Math.max(1000, end - Date.now());
+  const r = await sh("systemctl is-system-running --wait", left).catch((e) => ({
+    code: -1,
+    stdout: "",
+    stderr: (e as Error).message,
+  }));
+  const state = r.stdout.trim();
+  if (state === "running") return "";
+  const failed = await sh("systemctl --no-pager --plain --no-legend --failed", 20_000)
+    .then((f) => f.stdout.trim()).catch(() => "");
+  if (state === "degraded") {
+    progress(`${nodeName(i)}: systemd is degraded; failed units: ${failed.replace(/\n/g, "; ")}`);
+    return "";
+  }
+  const jobs = await sh("systemctl --no-pager list-jobs", 20_000).then((j) => j.stdout.trim())
+    .catch(() => "");
+  return `systemd did not finish booting (${state || r.stderr.trim() || `exit ${r.code}`})` +
+    (failed ? `; failed units: ${failed}` : "") + (jobs ? `; jobs: ${jobs}` : "");
+}
+
 /** Waits until node `i` runs a command; throws with the console log when it does not. */
-async function waitReady(st: ClusterState, i: number, deadlineMs: number): Promise<void> {
+async function waitReady(
+  st: ClusterState,
+  i: number,
+  deadlineMs: number,
+  progress: (s: string) => void = () => {},
+): Promise<void> {
   const end = Date.now() + deadlineMs;
   let last = "";
   for (let attempt = 0; attempt < 100 && Date.now() < end; attempt++) {
@@ -196,7 +241,12 @@ async function waitReady(st: ClusterState, i: number, deadlineMs: number): Promi
         timeoutMs: 20_000,
         connectTimeoutMs: Math.max(1000, Math.min(10_000, end - Date.now())),
       });
-      if (r.code === 0) return;
+      if (r.code === 0 && st.init !== "systemd") return;
+      if (r.code === 0) {
+        last = await waitSystemd(st, i, end, progress);
+        if (!last) return;
+        break;
+      }
       last = `true exited ${r.code}`;
     } catch (e) {
       last = (e as Error).message;
@@ -262,6 +312,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
     name: spec.name,
     kernel: { line: spec.kernel, release: kernel.release },
     memory: spec.memory,
+    ...(spec.init === "systemd" ? { init: spec.init } : {}),
     netns: netnsName(spec.name),
     runDir: rd,
     logDir: ld,
@@ -270,9 +321,9 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
     nodes: [],
   };
   progress(
-    `booting ${spec.nodes} node${
-      spec.nodes > 1 ? "s" : ""
-    } (kernel ${kernel.release}, ${spec.memory} MiB each)`,
+    `booting ${spec.nodes} node${spec.nodes > 1 ? "s" : ""} (kernel ${kernel.release}, ${
+      spec.init === "systemd" ? "systemd, " : ""
+    }${spec.memory} MiB each)`,
   );
   await createNetwork(st.netns, spec.nodes);
   try {
@@ -289,6 +340,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
         runDir: rd,
         consoleLog,
         guestPath: guestPath(guestBin),
+        init: spec.init,
       };
       const pid = await startGuest(st.netns, g);
       st.nodes.push({
@@ -301,7 +353,9 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
       await Deno.writeTextFile(join(rd, "state.json"), JSON.stringify(st, null, 2));
     }
     const t0 = performance.now();
-    await Promise.all(st.nodes.map((n) => waitReady(st, n.index, opts.readyTimeoutMs ?? 180_000)));
+    await Promise.all(
+      st.nodes.map((n) => waitReady(st, n.index, opts.readyTimeoutMs ?? 180_000, progress)),
+    );
     progress(
       `all ${spec.nodes} nodes answer (${
         ((performance.now() - t0) / 1000).toFixed(1)

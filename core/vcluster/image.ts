@@ -1,6 +1,7 @@
 /**
  * The guest's initramfs: busybox, the drivers the guest needs to reach the
- * host's root and the bridge, the init script and the guest agent. Built
+ * host's root and the bridge, the init script, the guest agent, and the
+ * files a systemd guest's init installs (guest/systemd, under /systemd). Built
  * once per kernel release and content, then reused.
  *
  * @module
@@ -22,6 +23,17 @@ export const GUEST_DRIVERS = [
 ];
 
 const GUEST_DIR = join(PROJECT_ROOT, "core", "vcluster", "guest");
+const SYSTEMD_DIR = join(GUEST_DIR, "systemd");
+
+/** The files of guest/systemd (units, configuration, lists), sorted by name. */
+async function systemdFiles(): Promise<{ name: string; data: Uint8Array }[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(SYSTEMD_DIR)) if (e.isFile) names.push(e.name);
+  names.sort();
+  return await Promise.all(
+    names.map(async (name) => ({ name, data: await Deno.readFile(join(SYSTEMD_DIR, name)) })),
+  );
+}
 
 /** The module files to load for `drivers`, in dependency order (builtins skipped). */
 export async function driverFiles(k: GuestKernel, drivers = GUEST_DRIVERS): Promise<string[]> {
@@ -44,8 +56,10 @@ export async function driverFiles(k: GuestKernel, drivers = GUEST_DRIVERS): Prom
 export async function ensureInitramfs(k: GuestKernel, cacheDir: string): Promise<string> {
   const init = await Deno.readFile(join(GUEST_DIR, "init.sh"));
   const agentSrc = await Deno.readFile(join(GUEST_DIR, "agent.c"));
-  const hash = createHash("sha256").update(init).update(agentSrc).update(k.release).digest("hex")
-    .slice(0, 16);
+  const sd = await systemdFiles();
+  const h = createHash("sha256").update(init).update(agentSrc).update(k.release);
+  for (const f of sd) h.update(`\0${f.name}\0${f.data.length}\0`).update(f.data);
+  const hash = h.digest("hex").slice(0, 16);
   const out = join(cacheDir, `initramfs-${k.release}-${hash}.cpio`);
   try {
     await Deno.stat(out);
@@ -54,7 +68,10 @@ export async function ensureInitramfs(k: GuestKernel, cacheDir: string): Promise
 
   const stage = await Deno.makeTempDir({ dir: cacheDir, prefix: "initramfs-" });
   try {
-    for (const d of ["bin", "modules", "proc", "sys", "dev"]) await Deno.mkdir(join(stage, d));
+    for (const d of ["bin", "modules", "proc", "sys", "dev", "systemd"]) {
+      await Deno.mkdir(join(stage, d));
+    }
+    for (const f of sd) await Deno.writeFile(join(stage, "systemd", f.name), f.data);
     await Deno.copyFile("/bin/busybox", join(stage, "bin", "busybox"));
     await Deno.writeFile(join(stage, "init"), init, { mode: 0o755 });
     await runOk(

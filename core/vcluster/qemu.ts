@@ -6,7 +6,14 @@
  */
 import { join } from "node:path";
 import { runOk } from "../host/run.ts";
-import { LIMITS, macAddress, nodeAddress, nodeName, SUBNET_PREFIX } from "./spec.ts";
+import {
+  type GuestInit,
+  LIMITS,
+  macAddress,
+  nodeAddress,
+  nodeName,
+  SUBNET_PREFIX,
+} from "./spec.ts";
 import { tapName } from "./network.ts";
 
 /** Everything needed to start one guest. */
@@ -29,6 +36,8 @@ export interface GuestConfig {
   consoleLog: string;
   /** Directory prepended to PATH in the guest (ppm and deno). */
   guestPath: string;
+  /** PID 1 of the guest (default "busybox"). */
+  init?: GuestInit;
 }
 
 /** The unix socket of agent port `p` of node `i`. */
@@ -61,6 +70,7 @@ export function qemuArgs(g: GuestConfig): string[] {
     `ppm.hosts=${hosts}`,
     `ppm.path=${g.guestPath}`,
     `ppm.upper=${Math.max(128, Math.floor(g.memory / 2))}m`,
+    ...(g.init === "systemd" ? ["ppm.init=systemd"] : []),
   ].join(" ");
   const args = [
     "-name",

@@ -11,6 +11,16 @@ export const KERNEL_LINES = ["6.1", "6.12"] as const;
 /** One of {@link KERNEL_LINES}. */
 export type KernelLine = typeof KERNEL_LINES[number];
 
+/**
+ * What runs as PID 1 of a guest: "busybox" (the default) hands over from the
+ * initramfs straight to the guest agent; "systemd" boots the host's systemd,
+ * which starts the agent as a service and can manage services, scopes and
+ * cgroups (see docs/vcluster.md).
+ */
+export const GUEST_INITS = ["busybox", "systemd"] as const;
+/** One of {@link GUEST_INITS}. */
+export type GuestInit = typeof GUEST_INITS[number];
+
 /** Limits of `vcluster up`. */
 export const LIMITS = {
   nodes: { min: 1, max: 8, default: 2 },
@@ -31,6 +41,8 @@ export interface ClusterSpec {
   kernel: KernelLine;
   /** Guest memory in MiB. */
   memory: number;
+  /** PID 1 of the guests (default "busybox"). */
+  init?: GuestInit;
 }
 
 function usage(why: string, fix: string): PpmError {
@@ -65,12 +77,20 @@ export function parseSpec(o: {
   nodes?: string | number;
   kernel?: string;
   memory?: string | number;
+  init?: string;
 }): ClusterSpec {
   const kernel = o.kernel ?? "6.1";
   if (!(KERNEL_LINES as readonly string[]).includes(kernel)) {
     throw usage(
       `unknown kernel line ${JSON.stringify(kernel)}`,
       `use one of ${KERNEL_LINES.join(", ")}`,
+    );
+  }
+  const init = o.init ?? "busybox";
+  if (!(GUEST_INITS as readonly string[]).includes(init)) {
+    throw usage(
+      `unknown guest init ${JSON.stringify(init)}`,
+      `use one of ${GUEST_INITS.join(", ")}`,
     );
   }
   return {
@@ -83,6 +103,7 @@ export function parseSpec(o: {
       LIMITS.memory.min,
       LIMITS.memory.max,
     ),
+    init: init as GuestInit,
   };
 }
 

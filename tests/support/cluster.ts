@@ -55,7 +55,11 @@ async function consoleReport(st: ClusterState): Promise<string> {
   return parts.join("\n");
 }
 
-/** Boots a cluster for `spec`, runs `fn`, checks the consoles, and tears it down. */
+/**
+ * Boots a cluster for `spec`, runs `fn`, checks the consoles, and tears it down.
+ * `init: "systemd"` in `spec` boots the guests with systemd as PID 1; they count
+ * as up once systemd has finished booting (see docs/vcluster.md).
+ */
 export async function withCluster(
   spec: ClusterSpec,
   fn: (c: TestCluster) => Promise<void>,

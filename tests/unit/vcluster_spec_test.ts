@@ -15,7 +15,13 @@ import { encodeRequest, FrameReader } from "../../core/vcluster/client.ts";
 import { ppm } from "../support/cli.ts";
 
 Deno.test("vcluster spec: defaults", () => {
-  assertEquals(parseSpec({}), { name: "default", nodes: 2, kernel: "6.1", memory: 1024 });
+  assertEquals(parseSpec({}), {
+    name: "default",
+    nodes: 2,
+    kernel: "6.1",
+    memory: 1024,
+    init: "busybox",
+  });
 });
 
 Deno.test("vcluster spec: accepts valid values", () => {
@@ -24,7 +30,9 @@ Deno.test("vcluster spec: accepts valid values", () => {
     nodes: 3,
     kernel: "6.12",
     memory: 2048,
+    init: "busybox",
   });
+  assertEquals(parseSpec({ init: "systemd" }).init, "systemd");
 });
 
 Deno.test("vcluster spec: rejects bad nodes, kernel, memory and names with usage errors", () => {
@@ -34,6 +42,8 @@ Deno.test("vcluster spec: rejects bad nodes, kernel, memory and names with usage
     { nodes: "two" },
     { nodes: "1.5" },
     { kernel: "5.10" },
+    { init: "openrc" },
+    { init: "" },
     { memory: "64" },
     { memory: "lots" },
     { name: "Bad Name" },
@@ -85,11 +95,30 @@ Deno.test("vcluster qemu args: tap, private bridge addresses, read-only host roo
     ]
   ) if (!s.includes(want)) throw new Error(`missing ${want} in ${s}`);
   assertEquals(args[args.indexOf("-m") + 1], "512");
+  if (s.includes("ppm.init=")) throw new Error(`busybox guests get no ppm.init: ${s}`);
+  const sd = qemuArgs({
+    cluster: "t",
+    index: 1,
+    nodes: 1,
+    memory: 512,
+    vmlinuz: "/boot/vmlinuz-x",
+    initramfs: "/tmp/i.cpio",
+    runDir: "/run/ppm/vcluster/t",
+    consoleLog: "/tmp/c.log",
+    guestPath: "/var/lib/ppm/vcluster/t/bin",
+    init: "systemd",
+  });
+  const append = sd[sd.indexOf("-append") + 1];
+  if (!append.split(" ").includes("ppm.init=systemd")) throw new Error(append);
 });
 
 Deno.test("vcluster cli: invalid arguments exit 2 before touching anything", async () => {
   for (
     const args of [["up", "--nodes", "0"], ["up", "--memory", "1"], ["up", "--name", "No!"], [
+      "up",
+      "--init",
+      "runit",
+    ], [
       "down",
       "--name",
       "x y",

@@ -28,7 +28,21 @@ export async function main(args: string[]): Promise<number> {
       if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(e.code)) {
         return EXIT.OK;
       }
-      return args[0] === "run" ? EXIT.RUN_FAILED : EXIT.USAGE;
+      const code = args[0] === "run" ? EXIT.RUN_FAILED : EXIT.USAGE;
+      // Scripts asked for JSON: the usage error is JSON too (commander said it on stderr).
+      if (args.includes("--json")) {
+        console.log(JSON.stringify(
+          {
+            error: "bad command line",
+            reason: e.message.replace(/^error: /, ""),
+            fix: "see ppm --help",
+            exitCode: code,
+          },
+          null,
+          2,
+        ));
+      }
+      return code;
     }
     return failure(e, args.includes("--json"));
   }

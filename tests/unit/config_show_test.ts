@@ -30,3 +30,11 @@ Deno.test("ppm config show: values from the defaults, the file and PPM_* variabl
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("usage errors are JSON on stdout under --json", async () => {
+  const r = await ppm(["check", "--json", "--bogus-option"]);
+  assertEquals(r.code, 2, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assertEquals([j.error, j.exitCode], ["bad command line", 2]);
+  assertMatch(j.reason, /unknown option '--bogus-option'/);
+});

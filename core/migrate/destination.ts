@@ -237,22 +237,21 @@ export async function migrateIn(
     const input = offer.stdin === "relay"
       ? stdinFifo(dir, channel.streamSource(STREAM.STDIN))
       : undefined;
-    // Output that is /dev/null there is /dev/null here: no relay, its stream ends once it runs.
-    const out = quiet(1) ? undefined : relayFifo(
+    const out = relayFifo(
       dir,
       "stdout",
       channel.streamSink(STREAM.STDOUT),
       () => channel.endStream(STREAM.STDOUT),
       log,
     );
-    const err = quiet(2) ? undefined : relayFifo(
+    const err = relayFifo(
       dir,
       "stderr",
       channel.streamSink(STREAM.STDERR),
       () => channel.endStream(STREAM.STDERR),
       log,
     );
-    const pumps = [out?.pump(), err?.pump(), input?.pump()];
+    const pumps = [out.pump(), err.pump(), input?.pump()];
     let r;
     let rebuilt: RebuiltSocket[] = [];
     const answers = new RedirectSet();
@@ -270,8 +269,8 @@ export async function migrateIn(
           offer.files.some((f) => f.path === m.path && f.sha256 === m.sha256)
         ),
         stdin: input?.path,
-        stdout: out?.path,
-        stderr: err?.path,
+        stdout: out.path,
+        stderr: err.path,
         sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       };
       r = await restoreImage(img, staged, opts);
@@ -282,11 +281,14 @@ export async function migrateIn(
       log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
       await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
       // Unblock the relay ends still waiting for the process's ends.
-      for (const p of [out?.path, err?.path]) if (p) unblockFifo(p, O_WRONLY);
+      for (const p of [out.path, err.path]) unblockFifo(p, O_WRONLY);
       if (input) unblockFifo(input.path, O_RDONLY);
       await Promise.allSettled(pumps);
       return undefined;
     }
+    // Streams that are /dev/null here have no writer: their relays end at once.
+    if (offer.stdout === "null") unblockFifo(out.path, O_WRONLY);
+    if (offer.stderr === "null") unblockFifo(err.path, O_WRONLY);
     // Held until the commit: any failure from here removes the copy here.
     let started = false;
     try {
@@ -318,8 +320,6 @@ export async function migrateIn(
       releaseSockets(rebuilt);
       r.start!();
       started = true;
-      if (!out) await channel.endStream(STREAM.STDOUT).catch(() => {});
-      if (!err) await channel.endStream(STREAM.STDERR).catch(() => {});
       dropSockets(rebuilt);
       answers.keep();
       await channel.send({ op: "committed", ok: true }).catch(() => {});

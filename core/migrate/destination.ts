@@ -223,12 +223,8 @@ export async function migrateIn(
     // Standard streams follow the process: stdout and stderr are relayed to the
     // source's descriptors whatever they were there, and so is stdin unless it
     // was /dev/null (then it is /dev/null here too).
-    const quiet = (fd: number) =>
-      (fd === 1 && offer.stdout === "null") || (fd === 2 && offer.stderr === "null");
     img.files.fds = img.files.fds.map((f) =>
-      quiet(f.fd)
-        ? f // /dev/null there (so recorded), /dev/null here
-        : f.fd === 1 || f.fd === 2 || (f.fd === 0 && offer.stdin === "relay")
+      f.fd === 1 || f.fd === 2 || (f.fd === 0 && offer.stdin === "relay")
         ? { ...f, kind: "stdio" }
         : f.fd === 0
         ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
@@ -286,9 +282,6 @@ export async function migrateIn(
       await Promise.allSettled(pumps);
       return undefined;
     }
-    // Streams that are /dev/null here have no writer: their relays end at once.
-    if (offer.stdout === "null") unblockFifo(out.path, O_WRONLY);
-    if (offer.stderr === "null") unblockFifo(err.path, O_WRONLY);
     // Held until the commit: any failure from here removes the copy here.
     let started = false;
     try {

@@ -30,15 +30,6 @@ export function checkOffer(v: unknown): Offer {
     if (!["closed", "null", "relay"].includes(stdin)) {
       throw new PpmError("refused", `a malformed offer: stdin is ${stdin}`);
     }
-    const output = (name: "stdout" | "stderr"): Offer["stdout"] => {
-      if (o[name] === undefined) return undefined;
-      const m = str(o, name, "offer", 8);
-      if (!["closed", "null", "relay"].includes(m)) {
-        throw new PpmError("refused", `a malformed offer: ${name} is ${m}`);
-      }
-      return m as Offer["stdout"];
-    };
-    const stdout = output("stdout"), stderr = output("stderr");
     return {
       op: "offer",
       pid: int(o, "pid", "offer", 1, 4194304),
@@ -68,8 +59,6 @@ export function checkOffer(v: unknown): Offer {
       },
       moves: int(o, "moves", "offer", 0, 1 << 20),
       stdin: stdin as Offer["stdin"],
-      ...(stdout ? { stdout } : {}),
-      ...(stderr ? { stderr } : {}),
       fromAddr: o.fromAddr === undefined ? "" : str(o, "fromAddr", "offer", 64),
       sockets: arr(o.sockets ?? [], "offer.sockets", 65536).map((s, i) => {
         const x = obj(s, `offer socket ${i}`);

@@ -72,14 +72,6 @@ export interface Offer {
   moves: number;
   /** Its stdin: closed, /dev/null, or relayed from the source (stream 4). */
   stdin: StdinMode;
-  /**
-   * Its stdout and stderr: relayed to the source (the default, also when
-   * absent), or /dev/null there and so /dev/null here, with nothing to relay
-   * (such a process owes nothing to the agents once it runs).
-   */
-  stdout?: StdinMode;
-  /** See {@link Offer.stdout}. */
-  stderr?: StdinMode;
   /** The source node's address, as the process's peers know it ("" without sockets). */
   fromAddr: string;
   /** Its IPv4 sockets (their ports must be free at the destination). */

@@ -67,10 +67,10 @@ function asRefusal(e: unknown): PpmError {
   return refuse(`the connection failed: ${(e as Error).message}`);
 }
 
-/** What the process's stdin (or `fd`) is: closed, /dev/null, or something to relay. */
-async function stdinMode(pid: number, fd = 0): Promise<StdinMode> {
+/** What the process's stdin is: closed, /dev/null, or something to relay. */
+async function stdinMode(pid: number): Promise<StdinMode> {
   try {
-    return (await Deno.readLink(`/proc/${pid}/fd/${fd}`)) === "/dev/null" ? "null" : "relay";
+    return (await Deno.readLink(`/proc/${pid}/fd/0`)) === "/dev/null" ? "null" : "relay";
   } catch {
     return "closed";
   }
@@ -127,8 +127,6 @@ export async function buildOffer(
     origin: origin ?? { node: from, pid },
     moves,
     stdin: await stdinMode(pid),
-    stdout: await stdinMode(pid, 1),
-    stderr: await stdinMode(pid, 2),
     cwd,
     expected,
     fromAddr,
@@ -217,16 +215,13 @@ export function relayStdio(
 }
 
 /** Takes copies of the process's standard streams (those it has; stdin only to relay it). */
-function keepStdio(pid: number, offer: Pick<Offer, "stdin" | "stdout" | "stderr">): KeptStdio {
-  const stdin = offer.stdin;
-  const relayed = (fd: 1 | 2) => (fd === 1 ? offer.stdout : offer.stderr) ?? "relay";
+function keepStdio(pid: number, stdin: StdinMode): KeptStdio {
   const keep: KeptStdio = {};
   let pidfd = -1;
   try {
     pidfd = pidfdOpen(pid);
     for (const fd of [0, 1, 2] as const) {
       if (fd === 0 && stdin !== "relay") continue;
-      if (fd !== 0 && relayed(fd) !== "relay") continue;
       try {
         keep[fd] = pidfdGetfd(pidfd, fd);
       } catch { /* not open */ }
@@ -368,7 +363,7 @@ async function migrate(
   const tOffer = performance.now();
 
   // Keep the process's standard streams: its output keeps going where it went.
-  const keep = keepStdio(pid, offer);
+  const keep = keepStdio(pid, offer.stdin);
   const dropKept = () => {
     for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
   };

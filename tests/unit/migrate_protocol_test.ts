@@ -4,7 +4,6 @@
  * refusals that happen before anything is frozen; the full path runs in
  * the guest test.
  */
-import { checkOffer } from "../../core/migrate/offer_check.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../../core/errors.ts";
 import { migrateIn } from "../../core/migrate/destination.ts";
@@ -74,19 +73,6 @@ Deno.test("offer: describes the process, its kernel, CPU and every mapped file",
     assert(o.files.some((f) => /sleep$/.test(f.path) && /^[0-9a-f]{64}$/.test(f.sha256)));
     assertEquals(o.origin, { node: "nodeA", pid: child.pid });
     assertEquals(o.stdin, "null");
-    // /dev/null output stays /dev/null at the destination: nothing to relay, nothing that an
-    // agent restart there could cut.
-    assertEquals([o.stdout, o.stderr], ["null", "null"]);
-    assertEquals(checkOffer(o).stdout, "null");
-    for (const bad of ["evil", "", "relay\n", 7]) {
-      let refused = false;
-      try {
-        checkOffer({ ...o, stdout: bad });
-      } catch (e) {
-        refused = e instanceof PpmError && e.what === "refused";
-      }
-      assert(refused, `stdout ${JSON.stringify(bad)} was taken`);
-    }
     assert(o.estimatedBytes > 0 && o.estimatedBytes < 64 << 20, `${o.estimatedBytes}`);
   } finally {
     child.kill("SIGKILL");

@@ -59,19 +59,11 @@ function notADirectory(dir: string, why: string): PpmError {
  *
  * @throws PpmError when it cannot be created or something else is there
  */
-export async function ensureDir(dir: string, mode = 0o700): Promise<string> {
-  try {
-    await Deno.mkdir(dir, { recursive: true, mode });
-  } catch (e) {
-    throw notADirectory(dir, (e as Error).message);
-  }
-  const st = await Deno.lstat(dir);
-  if (st.isSymlink) throw notADirectory(dir, "it is a symbolic link");
-  if (!st.isDirectory) throw notADirectory(dir, "it is not a directory");
-  return dir;
+export function ensureDir(dir: string, mode = 0o700): Promise<string> {
+  return Promise.resolve().then(() => ensureDirSync(dir, mode));
 }
 
-/** {@link ensureDir}, synchronously. */
+/** {@link ensureDir}, synchronously (mkdir and lstat are quick: one implementation). */
 export function ensureDirSync(dir: string, mode = 0o700): string {
   try {
     Deno.mkdirSync(dir, { recursive: true, mode });

@@ -307,12 +307,12 @@ export async function migrateOut(
   }
 }
 
-async function migrate(
-  pid: number,
-  channel: MigrationChannel,
-  opts: MigrateOutOptions,
-): Promise<MigrateResult> {
-  const t0 = performance.now();
+/**
+ * The bounds of a migration's steps: each step's own (`stepTimeoutMs`), cut
+ * to what is left of the whole move's deadline (`deadlineMs`), past which it
+ * is refused with EXIT.TIMEOUT.
+ */
+function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel) {
   const stepMax = opts.stepTimeoutMs ?? 120_000;
   const until = opts.deadlineMs ? Date.now() + opts.deadlineMs : Infinity;
   const pastDeadline = () =>
@@ -336,6 +336,16 @@ async function migrate(
       throw bound < stepMax && Date.now() >= until - 50 ? pastDeadline() : e;
     }
   };
+  return { stepMax, step, answer, pastDeadline };
+}
+
+async function migrate(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+): Promise<MigrateResult> {
+  const t0 = performance.now();
+  const { stepMax, step, answer, pastDeadline } = stepBounds(opts, channel);
   const reasons = [...await checkReasons(pid), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   const offer = await buildOffer(

@@ -4,8 +4,9 @@
  * @module
  */
 import { CommanderError } from "commander";
-import { EXIT } from "../core/errors.ts";
+import { EXIT, PpmError } from "../core/errors.ts";
 import { buildApp } from "./app.ts";
+import { errorEvent, ndjsonRequested } from "./events.ts";
 import { failure } from "./output.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -30,18 +31,20 @@ export async function main(args: string[]): Promise<number> {
       }
       const code = args[0] === "run" ? EXIT.RUN_FAILED : EXIT.USAGE;
       // Scripts asked for JSON: the usage error is JSON too (commander said it on stderr).
-      if (args.includes("--json")) {
-        console.log(JSON.stringify(
-          {
-            error: "bad command line",
-            reason: e.message.replace(/^error: /, ""),
-            fix: "see ppm --help",
-            exitCode: code,
-          },
-          null,
-          2,
-        ));
-      }
+      const usage = new PpmError(
+        "bad command line",
+        e.message.replace(/^error: /, "").trim(),
+        "see ppm --help",
+        code,
+      );
+      if (ndjsonRequested(args)) console.log(errorEvent(usage, code));
+      else if (args.includes("--json")) console.log(JSON.stringify(usage.toJSON(), null, 2));
+      return code;
+    }
+    if (ndjsonRequested(args)) {
+      // The last NDJSON line says how it ended; the message for people goes to stderr.
+      const code = failure(e, false);
+      console.log(errorEvent(e, code));
       return code;
     }
     return failure(e, args.includes("--json"));

@@ -14,7 +14,7 @@ import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { renderPs } from "../balance_text.ts";
 import { report } from "../output.ts";
-import { ProgressBar } from "../progress_bar.ts";
+import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
 import { parsePid, socketPath } from "./agent_socket.ts";
 
 /** The agent commands. */
@@ -107,8 +107,10 @@ export function agentCommands(): Command[] {
       "send the pages of code and libraries too (the optimized total copy off, for comparison)",
     )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
+    .option("--progress <mode>", PROGRESS_HELP)
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
+      const mode = parseProgressMode(o.progress);
       const timeoutS = o.timeout === undefined ? 120 : Number(o.timeout);
       if (!(timeoutS > 0 && timeoutS <= 3600)) {
         throw new PpmError(
@@ -127,11 +129,9 @@ export function agentCommands(): Command[] {
           EXIT.USAGE,
         );
       }
-      // A bar on a terminal only, and never with --json.
-      const bar = new ProgressBar(
-        `migrating ${pid} to ${o.to}`,
-        !o.json && Deno.stderr.isTerminal(),
-      );
+      // A bar on a terminal only, and never with --json; NDJSON events for scripts.
+      const shown = new Progress(mode, `migrating ${pid} to ${o.to}`, o.json);
+      shown.event("start", { command: "migrate", pid, to: o.to });
       const r = await controlRequest(
         await socketPath(o),
         {
@@ -148,16 +148,17 @@ export function agentCommands(): Command[] {
           ? Math.max(600_000, timeoutS * 1000 * 6)
           : deadlineS * 1000 + timeoutS * 1000 + 120_000,
         (ev) => {
-          const p = (ev as { progress?: { sent: number; expected: number } }).progress;
-          if (p) bar.update(p.sent, p.expected);
+          const e = ev as { progress?: { sent: number; expected: number }; phase?: string };
+          if (e.progress) shown.transfer(e.progress.sent, e.progress.expected);
+          if (typeof e.phase === "string") shown.event("phase", { phase: e.phase });
         },
-      ).finally(() => bar.clear()) as {
+      ).finally(() => shown.clear()) as {
         pid: number;
         bytes: number;
         to: string;
         timesUs: Record<string, number>;
       };
-      report(o.json, r, (d) => {
+      shown.report(o.json, r, (d) => {
         const frozenMs = d.timesUs.frozen / 1000;
         const mibps = d.bytes / 2 ** 20 / Math.max(1e-6, d.timesUs.dumpAndSend / 1e6);
         return `process ${pid} runs on ${d.to} as PID ${d.pid}\n` +

@@ -11,6 +11,7 @@ import type { BalanceStatus } from "../../core/agent/ops.ts";
 import type { ProcessEntry } from "../../core/agent/processes.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { renderReport } from "../balance_text.ts";
+import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
 import { report } from "../output.ts";
 import { parsePid, socketPath } from "./agent_socket.ts";
 
@@ -61,9 +62,11 @@ function drainCommands(): Command[] {
     .option("--timeout <seconds>", `give up waiting after this long (default ${DRAIN_WAIT_S})`)
     .option("--deadline <seconds>", "the same as --wait --timeout S: the whole drain is bounded")
     .option("--json", "print the state as JSON")
+    .option("--progress <mode>", PROGRESS_HELP)
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
     .action(async (o) => {
+      const shown = new Progress(parseProgressMode(o.progress), "draining", o.json);
       if (o.deadline !== undefined) o.wait = true;
       const given = o.deadline ?? o.timeout;
       const timeout = given === undefined ? DRAIN_WAIT_S : Number(given);
@@ -76,9 +79,16 @@ function drainCommands(): Command[] {
         );
       }
       const path = await socketPath(o);
+      shown.event("start", { command: "drain", wait: o.wait === true, deadlineS: timeout });
       let s = await controlRequest(path, { op: "drain" }) as BalanceStatus;
       const deadline = Date.now() + timeout * 1000;
+      let said = "";
       while (o.wait && (s.managedHere > 0 || s.migrating > 0)) {
+        const now = `${s.managedHere}/${s.migrating}`;
+        if (now !== said) {
+          shown.event("drain", { managedHere: s.managedHere, migrating: s.migrating });
+        }
+        said = now;
         if (Date.now() > deadline) {
           throw new PpmError(
             "this node still has managed processes",
@@ -90,7 +100,7 @@ function drainCommands(): Command[] {
         await new Promise((r) => setTimeout(r, 500));
         s = (await controlRequest(path, { op: "status" }) as { balance: BalanceStatus }).balance;
       }
-      report(o.json, s, drainText);
+      shown.report(o.json, s, drainText);
     });
   const undrain = new Command("undrain")
     .description("end a drain: this node accepts processes again")

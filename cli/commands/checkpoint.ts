@@ -9,6 +9,7 @@ import { checkpoint } from "../../core/dump/checkpoint.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { ensureDir } from "../../core/paths.ts";
 import { dirname, resolve } from "node:path";
+import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
 import { report } from "../output.ts";
 
 function parsePid(raw: string): number {
@@ -38,8 +39,10 @@ export function checkpointCommand(): Command {
       "carry the resident pages of code and libraries too (the optimized total copy off)",
     )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
+    .option("--progress <mode>", PROGRESS_HELP)
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
+      const shown = new Progress(parseProgressMode(o.progress), `checkpointing ${pid}`, o.json);
       if (o.check) {
         const reasons = await checkReasons(pid);
         report(
@@ -75,11 +78,15 @@ export function checkpointCommand(): Command {
       const tmp = `${o.output}.tmp-${Deno.pid}`;
       const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
       let stats;
+      let written = 0;
+      shown.event("start", { command: "checkpoint", pid, image: o.output });
       try {
         stats = await checkpoint(pid, async (c) => {
           let off = 0;
           while (off < c.length) off += await file.write(c.subarray(off));
-        }, { kill: o.kill, copyAll: o.copyAll });
+          written += c.length;
+          shown.transfer(written, undefined);
+        }, { kill: o.kill, copyAll: o.copyAll }).finally(() => shown.clear());
         file.close();
         await Deno.rename(tmp, o.output);
       } catch (e) {
@@ -89,7 +96,7 @@ export function checkpointCommand(): Command {
         await Deno.remove(tmp).catch(() => {});
         throw e;
       }
-      report(o.json, { ...stats, image: o.output }, (d) =>
+      shown.report(o.json, { ...stats, image: o.output }, (d) =>
         [
           `checkpointed process ${d.pid} into ${d.image} (${kib(d.imageBytes)}); it was ${
             d.leftRunning ? "resumed" : "ended"

@@ -15,6 +15,7 @@ import {
   parseSpec,
   validateName,
 } from "../../core/vcluster/spec.ts";
+import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
 import { progress, report } from "../output.ts";
 
 const nameOption = () =>
@@ -47,10 +48,15 @@ export function vclusterCommand(): Command {
     )
     .addOption(nameOption())
     .option("--json", "print the cluster as JSON")
+    .option("--progress <mode>", PROGRESS_HELP)
     .action(async (o) => {
       const spec = parseSpec(o);
-      const st = await up(spec, { progress });
-      report(o.json, st, (d) =>
+      const shown = new Progress(parseProgressMode(o.progress), "booting", o.json);
+      shown.event("start", { command: "vcluster up", ...spec });
+      const st = await up(spec, {
+        progress: (s) => shown.ndjson ? shown.event("step", { message: s }) : progress(s),
+      });
+      shown.report(o.json, st, (d) =>
         [
           `cluster ${d.name} is up: ${d.nodes.length} nodes, kernel ${d.kernel.release}${
             d.init === "systemd" ? ", systemd" : ""

@@ -170,6 +170,7 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
             lastEmitted = p.sent;
             emit({ progress: p });
           },
+          onPhase: (phase) => emit({ phase }),
         });
       }
       case "manage": {

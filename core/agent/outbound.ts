@@ -12,7 +12,12 @@ import type { Discovery } from "../discovery/service.ts";
 import type { PeerSnapshot } from "../discovery/table.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import type { MigrationChannel } from "../migrate/protocol.ts";
-import { migrateOut, type MigrateProgress, type NetworkSide } from "../migrate/source.ts";
+import {
+  migrateOut,
+  type MigratePhase,
+  type MigrateProgress,
+  type NetworkSide,
+} from "../migrate/source.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
 import { connectPeer } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
@@ -43,6 +48,8 @@ export interface MoveRequest {
   copyAll?: boolean;
   /** Called as the image goes out. */
   onProgress?: (p: MigrateProgress) => void;
+  /** Called as each step of the migration begins. */
+  onPhase?: (phase: MigratePhase) => void;
 }
 
 /** The result of a move, as `ppm migrate --json` prints it. */
@@ -165,6 +172,7 @@ export function makeMover(d: MoverDeps): MoveFn {
         network,
         log: (s) => d.log("info", s),
         onProgress: req.onProgress,
+        onPhase: req.onPhase,
         onRelay: (done) => relay = done,
         askOutcome: async (pid, comm) => {
           // Found again: a restarted agent there may listen on another port.

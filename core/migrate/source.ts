@@ -242,6 +242,13 @@ export interface MigrateProgress {
   expected: number;
 }
 
+/**
+ * The steps of a migration, in order: the destination is offered the
+ * process; it is frozen and its image sent; the destination restores it;
+ * the source commits (from here the process runs there).
+ */
+export type MigratePhase = "offer" | "dump" | "restore" | "commit";
+
 /** Options of {@link migrateOut}. */
 export interface MigrateOutOptions {
   /** This node's name. */
@@ -263,6 +270,8 @@ export interface MigrateOutOptions {
   deadlineMs?: number;
   /** Called as the image goes out (at most every 64 KiB of progress). */
   onProgress?: (p: MigrateProgress) => void;
+  /** Called as each step begins (see {@link MigratePhase}). */
+  onPhase?: (phase: MigratePhase) => void;
   /** Called with the relay promise once the process runs at the destination. */
   onRelay?: (done: Promise<void>) => void;
   /**
@@ -348,6 +357,7 @@ async function migrate(
   const { stepMax, step, answer, pastDeadline } = stepBounds(opts, channel);
   const reasons = [...await checkReasons(pid), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
+  opts.onPhase?.("offer");
   const offer = await buildOffer(
     pid,
     opts.node,
@@ -380,6 +390,7 @@ async function migrate(
 
   let bytes = 0;
   const sink = channel.streamSink(STREAM.IMAGE);
+  opts.onPhase?.("dump");
   let stats: CheckpointStats;
   try {
     stats = await checkpoint(pid, async (c) => {
@@ -435,6 +446,7 @@ async function migrate(
   };
   try {
     await channel.endStream(STREAM.IMAGE);
+    opts.onPhase?.("restore");
     const restored = await answer() as {
       op: string;
       ok: boolean;
@@ -466,6 +478,7 @@ async function migrate(
     step(); // past the deadline: abandoned here, before the point of no return
     net?.journal("committing");
     kill(pid, 19);
+    opts.onPhase?.("commit");
     commitSent = true;
     await channel.send({ op: "commit" });
     const done = await channel.recv(stepMax) as { op: string; ok: boolean };

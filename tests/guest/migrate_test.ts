@@ -52,11 +52,21 @@ async function waitTicks(c: TestCluster, n: number, path: string, more: number):
   await c.waitFor(n, `[ $(grep -c '^tick ' ${path}) -ge ${want} ]`, 180);
 }
 
-/** `ppm migrate` from node `from`; returns the parsed --json result (throws on failure). */
+/**
+ * `ppm migrate` from node `from`, as a script runs it (NDJSON events); checks
+ * the agent said each step in order, and returns the result (throws on failure).
+ */
 async function migrate(c: TestCluster, from: number, pid: string, to: number) {
-  const r = await c.ppm(from, ["migrate", pid, "--to", `node${to}`, "--json"], 300_000);
+  const r = await c.ppm(from, ["migrate", pid, "--to", `node${to}`, "--progress=json"], 300_000);
   assertEquals(r.code, 0, `node${from} → node${to}: ${r.stderr}`);
-  const m = JSON.parse(r.stdout);
+  const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assertEquals(
+    events.filter((e) => e.event === "phase").map((e) => e.phase),
+    ["offer", "dump", "restore", "commit"],
+  );
+  const last = events.at(-1);
+  assertEquals([last.event, last.ok], ["result", true]);
+  const m = last.result;
   assertEquals(String(m.pid), pid);
   const ms = (o: Record<string, number> | undefined) =>
     Object.entries(o ?? {}).map(([k, v]) => `${k} ${(v / 1000).toFixed(0)}`).join(", ");

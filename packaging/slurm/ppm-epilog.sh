@@ -5,8 +5,9 @@
 # Slurm.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
 export PATH
-PPM=${PPM:-/usr/bin/ppm}
+e_ppm=${PPM-}
 [ -r /etc/default/ppm-slurm ] && . /etc/default/ppm-slurm
+PPM=${e_ppm:-${PPM:-/usr/bin/ppm}}
 job=${SLURM_JOB_ID:-}
 mark=/run/ppm/slurm/drained-$job
 case "$job" in

@@ -5,7 +5,8 @@
 # node is drained (its managed processes move to other nodes, none arrive)
 # within a deadline, and ppm-epilog.sh ends the drain.
 #
-# Settings (environment of slurmd, or /etc/default/ppm-slurm):
+# Settings (/etc/default/ppm-slurm; slurmd's environment wins over it):
+#   PPM=PATH                           the ppm executable (/usr/bin/ppm)
 #   PPM_DRAIN=exclusive|always|never   which jobs drain the node (exclusive)
 #   PPM_DRAIN_DEADLINE=S               seconds for the drain (300)
 #   PPM_ON_TIMEOUT=fail|run            drain not done in time: fail the
@@ -19,11 +20,12 @@
 # ppm (no agent) has no managed work to move, and runs the job.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
 export PATH
-PPM=${PPM:-/usr/bin/ppm}
+e_ppm=${PPM-} e_mode=${PPM_DRAIN-} e_deadline=${PPM_DRAIN_DEADLINE-} e_on=${PPM_ON_TIMEOUT-}
 [ -r /etc/default/ppm-slurm ] && . /etc/default/ppm-slurm
-mode=${PPM_DRAIN:-exclusive}
-deadline=${PPM_DRAIN_DEADLINE:-300}
-on_timeout=${PPM_ON_TIMEOUT:-fail}
+PPM=${e_ppm:-${PPM:-/usr/bin/ppm}}
+mode=${e_mode:-${PPM_DRAIN:-exclusive}}
+deadline=${e_deadline:-${PPM_DRAIN_DEADLINE:-300}}
+on_timeout=${e_on:-${PPM_ON_TIMEOUT:-fail}}
 job=${SLURM_JOB_ID:-}
 mark_dir=/run/ppm/slurm
 

@@ -21,6 +21,7 @@ import { bashScript, completionTable } from "../cli/completions.ts";
 import { EXIT, PpmError } from "../core/errors.ts";
 import { exists, KMOD_SRC, PROJECT_ROOT } from "../core/paths.ts";
 import { ensureStub } from "../core/restore/stub.ts";
+import { ensureKeeper, KEEPER_SRC } from "../core/relay/keeper.ts";
 import { VERSION } from "../core/version.ts";
 import { manPage } from "./manpage.ts";
 
@@ -176,7 +177,7 @@ export async function buildCliPackage(
   const stage = await Deno.makeTempDir({ prefix: "ppm-deb-" });
   try {
     const lib = join(stage, "usr", "lib", "ppm");
-    // What ppm reads at run time: the module source, the stub's, the guest init.
+    // What ppm reads at run time: the module source, the stub's and keeper's, the guest init.
     await copyTree(KMOD_SRC, join(lib, "kmod"), (n) => /(\.[ch]|^Kbuild|^Makefile)$/.test(n));
     await copyTree(
       join(PROJECT_ROOT, "core", "vcluster", "guest"),
@@ -187,6 +188,11 @@ export async function buildCliPackage(
     await copyTree(join(PROJECT_ROOT, "core", "restore", "stub"), stubDir, (n) => n.endsWith(".c"));
     const stub = await ensureStub();
     await write(join(stubDir, stub.split("/").pop()!), await Deno.readFile(stub), 0o755);
+    // The relay keeper likewise: its source, and built beside it.
+    const relayDir = join(lib, "core", "relay");
+    await write(join(relayDir, "keeper.c"), await Deno.readFile(KEEPER_SRC), 0o644);
+    const keeper = await ensureKeeper();
+    await write(join(relayDir, keeper.split("/").pop()!), await Deno.readFile(keeper), 0o755);
 
     const compiled = join(PROJECT_ROOT, "dist", "ppm");
     const bin = join(stage, "usr", "bin", "ppm");

@@ -37,7 +37,9 @@ import { DemandMeter, processViews } from "./facts.ts";
 import { receive } from "./inbound.ts";
 import { probeNode } from "./liveness.ts";
 import { makeHandler } from "./ops.ts";
-import { makeMover } from "./outbound.ts";
+import { connectAgent, findPeer, makeMover } from "./outbound.ts";
+import { ArrivedRelays, isRelayResume, ParkedRelays } from "./relays.ts";
+import { ensureKeeper } from "../relay/keeper.ts";
 import { ROOT } from "./permission.ts";
 import { type ProcessEntry, ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
@@ -96,6 +98,9 @@ export async function runDaemon(
 
   // The restore stub is built now, not while a migrating process is frozen.
   ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
+  ensureKeeper().catch((e) =>
+    log("warn", `cannot build the relay keeper: ${(e as Error).message}`)
+  );
 
   // The balancer (and its load tracker) before discovery, which asks for the load at once.
   const boot = await readBootTime();
@@ -200,6 +205,17 @@ export async function runDaemon(
   /** This node's address as peers know it: the first one it announces. */
   const nodeAddr = () => discovery.status().self.addresses[0] ?? "";
 
+  // Relays of standard streams that outlive their connection (core/agent/relays.ts).
+  const parked = new ParkedRelays(log);
+  const relays = new ArrivedRelays({
+    connect: (name) =>
+      connectAgent(
+        { secret: secret.key, node: config.nodeName },
+        findPeer(discovery.status().peers, name),
+      ),
+    upstream,
+    log,
+  });
   const move = makeMover({
     node: config.nodeName,
     secret: secret.key,
@@ -208,6 +224,7 @@ export async function runDaemon(
     leftFor,
     upstream,
     busy,
+    parked,
     log,
   });
 
@@ -223,6 +240,10 @@ export async function runDaemon(
         if (isRedirectRequest(first)) {
           await serveRedirects(conn, first, (s) => log("info", `${s} for ${conn.peer}`));
           conn.close();
+          return;
+        }
+        if (isRelayResume(first)) {
+          await parked.resume(conn, first);
           return;
         }
         if (isOutcomeQuery(first)) {
@@ -252,6 +273,7 @@ export async function runDaemon(
           nodeAddr,
           table,
           upstream,
+          relays,
           stat: readProcStat,
           log,
           admission: (offer) => {
@@ -309,6 +331,10 @@ export async function runDaemon(
     bootTime: readBootTime,
   });
 
+  // Relays of processes that arrived before this agent started.
+  const adopted = relays.adopt();
+  if (adopted) log("info", `taking up ${adopted} relays left by the previous agent`);
+
   // The loops: balancing (measuring at least) and the look at the known processes.
   const loops = new AbortController();
   signal.addEventListener("abort", () => loops.abort(), { once: true });
@@ -334,6 +360,8 @@ export async function runDaemon(
     });
   } finally {
     notifySystemd("STOPPING=1");
+    relays.stop();
+    parked.closeAll();
     for (const t of silent.values()) clearTimeout(t);
     loops.abort();
     await Promise.allSettled([balancing, sweeping]);

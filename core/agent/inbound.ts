@@ -8,7 +8,10 @@
  */
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
+import { startTicks } from "../freeze/journal.ts";
+import { badRecord, type RelayRecord, saveRecord } from "../relay/record.ts";
 import type { Handover, ProcessTable } from "./processes.ts";
+import type { ArrivedRelays } from "./relays.ts";
 import type { ProcStatFields } from "./procfs.ts";
 
 /** How long the destination waits for the source's handover after the commit. */
@@ -32,6 +35,8 @@ export interface InboundDeps {
   stat: (pid: number) => Promise<ProcStatFields | null>;
   /** Logs a line. */
   log: (level: string, s: string) => void;
+  /** Runs arrived processes' relays beyond their first connection (none: they end with it). */
+  relays?: ArrivedRelays;
   /** The migration (default core/migrate/destination.ts migrateIn; injected for tests). */
   migrateIn?: typeof migrateIn;
 }
@@ -82,8 +87,38 @@ export async function receive(
   d.table.arrived({ ...arrival, name: offer.comm, startTicks: st?.startTicks });
   // The connection now carries the process's output back, and later the news of its exit.
   d.upstream.set(arrival.pid, conn);
+  if (arrival.relay) followRelay(arrival, d);
   await takeHandover(conn, arrival.pid, d);
   return arrival;
+}
+
+/**
+ * Keeps the record of an arrival's relay (an agent that restarts takes it
+ * up from there) and runs it, now and after its connection breaks.
+ */
+function followRelay(arrival: Arrival, d: InboundDeps): void {
+  const { relay, done, token, keeper } = arrival.relay!;
+  const rec: RelayRecord = {
+    pid: arrival.pid,
+    startTicks: startTicks(arrival.pid),
+    token,
+    from: arrival.from,
+    dir: relay.fifos.dir,
+    stdin: relay.fifos.stdin !== undefined,
+    keeper,
+  };
+  if (!d.relays) {
+    done.finally(() => relay.remove());
+    return;
+  }
+  if (token && !badRecord(rec)) {
+    try {
+      saveRecord(rec);
+    } catch (e) {
+      d.log("warn", `cannot keep the relay record of process ${rec.pid}: ${(e as Error).message}`);
+    }
+  }
+  d.relays.follow(rec, relay, done);
 }
 
 /** Waits (bounded) for the source's handover and applies it. */

@@ -19,6 +19,9 @@ import {
   type NetworkSide,
 } from "../migrate/source.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
+import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
+import type { StreamOffsets } from "../relay/replay.ts";
+import type { ParkedRelays } from "./relays.ts";
 import { connectPeer } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
 import { isExitMessage, toExitStatus } from "./exits.ts";
@@ -85,6 +88,8 @@ export interface MoverDeps {
   upstream: Map<number, MigrationChannel>;
   /** PIDs being migrated right now. */
   busy: Set<number>;
+  /** Relays whose connection broke, waiting for their destination (none: they end). */
+  parked?: ParkedRelays;
   /** Logs a line. */
   log: (level: string, s: string) => void;
 }
@@ -113,16 +118,23 @@ async function commOf(pid: number): Promise<string> {
   return (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
 }
 
+/** An authenticated connection to the agent of peer `p` (its name proven in the handshake). */
+export function connectAgent(
+  d: Pick<MoverDeps, "secret" | "node">,
+  p: PeerSnapshot,
+): Promise<PeerConnection> {
+  return connectPeer({
+    host: hostOf(p),
+    port: p.migrationPort,
+    secret: d.secret,
+    node: d.node,
+    expectNode: p.name,
+  });
+}
+
 /** Builds the move function of an agent. */
 export function makeMover(d: MoverDeps): MoveFn {
-  const connectTo = (p: PeerSnapshot) =>
-    connectPeer({
-      host: hostOf(p),
-      port: p.migrationPort,
-      secret: d.secret,
-      node: d.node,
-      expectNode: p.name,
-    });
+  const connectTo = (p: PeerSnapshot) => connectAgent(d, p);
 
   return async (req) => {
     if (d.busy.has(req.pid)) {
@@ -160,7 +172,7 @@ export function makeMover(d: MoverDeps): MoveFn {
       addAt: (addr, entries) => redirects.add(addr, entries),
     };
     const name = prior?.name ?? await commOf(req.pid);
-    let relay: Promise<void> | undefined;
+    let relay: KeptRelay | undefined;
     try {
       const r = await migrateOut(req.pid, conn, {
         node: d.node,
@@ -173,7 +185,7 @@ export function makeMover(d: MoverDeps): MoveFn {
         log: (s) => d.log("info", s),
         onProgress: req.onProgress,
         onPhase: req.onPhase,
-        onRelay: (done) => relay = done,
+        onRelay: (r) => relay = r,
         askOutcome: async (pid, comm) => {
           // Found again: a restarted agent there may listen on another port.
           const q = await connectTo(findPeer(d.discovery.status().peers, peer.name));
@@ -195,7 +207,7 @@ export function makeMover(d: MoverDeps): MoveFn {
       // twice, once for each visit, each time towards the node that visit came from.
       const up = d.upstream.get(req.pid);
       d.upstream.delete(req.pid);
-      follow(conn, req.pid, r.pid, relay ?? Promise.resolve(), up);
+      follow(conn, peer.name, req.pid, r.pid, relay, up);
       await conn.send(handover).catch((e) =>
         d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
       );
@@ -216,16 +228,21 @@ export function makeMover(d: MoverDeps): MoveFn {
   }
 
   /**
-   * After a move: takes the news of the exit from the destination (and passes
-   * it on towards where the process came from), and closes the connection once
-   * the relay ended and the news came, or {@link EXIT_GRACE_MS} after the relay.
+   * After a move: relays the process's standard streams, takes the news of
+   * its exit from the destination (and passes it on towards where the
+   * process came from), and closes the connection once the relay ended and
+   * the news came, or {@link EXIT_GRACE_MS} after the relay. When the
+   * connection breaks first, the relay waits (parked) for the destination's
+   * agent to take it up on a new connection, which is then followed alike.
    */
   function follow(
-    conn: PeerConnection,
+    conn: MigrationChannel,
+    to: string,
     pidHere: number,
     pidThere: number,
-    relay: Promise<void>,
+    relay: KeptRelay | undefined,
     up: MigrationChannel | undefined,
+    peerHas?: StreamOffsets,
   ) {
     let exitSeen!: () => void;
     const exited = new Promise<void>((r) => exitSeen = r);
@@ -239,7 +256,23 @@ export function makeMover(d: MoverDeps): MoveFn {
         return;
       }
     })().catch(() => exitSeen());
-    relay.finally(async () => {
+    const run: Promise<RelayEnd> = relay ? relay.run(conn, peerHas) : Promise.resolve("ended");
+    run.then(async (end) => {
+      if (end === "broken" && relay && d.parked) {
+        conn.close();
+        d.log(
+          "info",
+          `relay of process ${pidHere} to ${to} broke; it waits for ${to} to reconnect`,
+        );
+        d.parked.park(
+          relay,
+          to,
+          (c, has) => follow(c, to, pidHere, pidThere, relay, up, has),
+          () => d.table.relayEnded(pidHere),
+        );
+        return;
+      }
+      relay?.close();
       d.table.relayEnded(pidHere);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

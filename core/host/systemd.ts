@@ -53,11 +53,15 @@ const UNIT_NAME = /^[A-Za-z0-9:_.-]{1,240}\.(scope|slice)$/;
 
 /**
  * The busctl(1) arguments of a StartTransientUnit call that creates scope
- * `s` holding `pid` (what `systemd-run --scope` does for a new process, for
- * one that runs already). Every value is a separate argument: no shell.
+ * `s` holding `pids` (what `systemd-run --scope` does for a new process, for
+ * running ones). Every value is a separate argument: no shell.
  */
-export function scopeCall(pid: number, s: ScopeSpec): string[] {
-  if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`bad PID ${pid}`);
+export function scopeCall(pids: number | number[], s: ScopeSpec): string[] {
+  const list = typeof pids === "number" ? [pids] : pids;
+  if (list.length === 0 || list.length > 16) throw new Error(`bad PID count ${list.length}`);
+  for (const pid of list) {
+    if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`bad PID ${pid}`);
+  }
   if (!UNIT_NAME.test(s.unit) || !s.unit.endsWith(".scope")) {
     throw new Error(`bad scope name ${JSON.stringify(s.unit)}`);
   }
@@ -69,8 +73,8 @@ export function scopeCall(pid: number, s: ScopeSpec): string[] {
   const props: string[] = [
     "PIDs",
     "au",
-    "1",
-    String(pid),
+    String(list.length),
+    ...list.map(String),
     "Description",
     "s",
     description,
@@ -116,12 +120,15 @@ export function cgroupOf(pid: number): string {
 }
 
 /**
- * Moves `pid` into a new scope `s` and waits (at most 5 s) until the kernel
- * shows it there. Returns its cgroup; throws an Error saying why otherwise.
+ * Moves `pids` (the first is the process the scope is for) into a new
+ * scope `s` and waits (at most 5 s) until the kernel shows the first there.
+ * Returns its cgroup; throws an Error saying why otherwise.
  */
-export async function moveToScope(pid: number, s: ScopeSpec): Promise<string> {
+export async function moveToScope(pids: number | number[], s: ScopeSpec): Promise<string> {
+  const list = typeof pids === "number" ? [pids] : pids;
+  const pid = list[0];
   const out = await new Deno.Command("busctl", {
-    args: scopeCall(pid, s),
+    args: scopeCall(list, s),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -6,8 +6,6 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { close, mkfifo, open } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -32,6 +30,10 @@ import {
   releaseSockets,
 } from "../restore/sockets.ts";
 import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
+import { ArrivedRelay } from "../relay/arrived.ts";
+import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
+import type { RelayEnd } from "../relay/kept.ts";
+import { isRelayToken } from "../relay/record.ts";
 
 /** A process that arrived here. */
 /**
@@ -39,12 +41,17 @@ import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
  * scope of its own, so that restarting or losing the agent never ends it.
  * A failure is logged: the process runs on, in the agent's cgroup.
  */
-async function ownScope(pid: number, offer: Offer, log: (s: string) => void): Promise<void> {
+async function ownScope(
+  pid: number,
+  keeper: number | undefined,
+  offer: Offer,
+  log: (s: string) => void,
+): Promise<void> {
   if (!underSystemd()) return;
   const tag = crypto.getRandomValues(new Uint8Array(3));
   const unit = `ppm-${pid}-${[...tag].map((b) => b.toString(16).padStart(2, "0")).join("")}.scope`;
   try {
-    await moveToScope(pid, {
+    await moveToScope(keeper ? [pid, keeper] : [pid], {
       unit,
       description: `ppm: process ${pid} (${offer.comm}) from ${offer.from}`,
     });
@@ -69,75 +76,20 @@ export interface Arrival {
   moves: number;
   /** When it arrived (ISO). */
   at: string;
+  /** The relay of its standard streams, running on the migration connection. */
+  relay?: ArrivalRelay;
 }
 
-function relayFifo(
-  dir: string,
-  name: string,
-  sink: (c: Uint8Array) => Promise<void>,
-  end: () => Promise<void>,
-  log: (s: string) => void,
-) {
-  const path = join(dir, name);
-  mkfifo(path);
-  return {
-    path,
-    /** Opens the read end (completes when the process opens its end) and pumps. */
-    pump: async () => {
-      const f = await Deno.open(path, { read: true });
-      let bytes = 0;
-      try {
-        const buf = new Uint8Array(65536);
-        for (;;) {
-          const n = await f.read(buf);
-          if (n === null) break;
-          await sink(buf.slice(0, n));
-          bytes += n;
-        }
-        log(`${name} relay ended after ${bytes} bytes`);
-      } catch (e) {
-        // The connection went away: the output is lost, the process goes on.
-        log(`${name} relay stopped after ${bytes} bytes: ${(e as Error).message}`);
-      } finally {
-        f.close();
-        await end().catch(() => {});
-      }
-    },
-  };
-}
-
-const O_RDONLY = 0, O_WRONLY = 1, O_NONBLOCK = 0o4000;
-
-/**
- * Opens and closes the other end of FIFO `path` without waiting, so that a
- * relay end blocked in its open returns (and then sees the end at once).
- */
-function unblockFifo(path: string, mode: number): void {
-  try {
-    close(open(path, mode | O_NONBLOCK));
-  } catch { /* ENXIO: nobody waits for a writer */ }
-}
-
-/** The FIFO the process reads as stdin, fed from stream 4 until it ends. */
-function stdinFifo(dir: string, source: AsyncIterable<Uint8Array>) {
-  const path = join(dir, "stdin");
-  mkfifo(path);
-  return {
-    path,
-    /** Opens the write end (completes when the process opens its end) and feeds it. */
-    pump: async () => {
-      const f = await Deno.open(path, { write: true });
-      try {
-        for await (const chunk of source) {
-          for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));
-        }
-      } catch {
-        /* the process stopped reading (it ended) or the connection went away */
-      } finally {
-        f.close();
-      }
-    },
-  };
+/** The relay of an arrival's standard streams. */
+export interface ArrivalRelay {
+  /** The relay (attach it to the next connection when this one broke). */
+  relay: ArrivedRelay;
+  /** How its run on the migration connection ended. */
+  done: Promise<RelayEnd>;
+  /** Names it to the source's agent. */
+  token: string;
+  /** The keeper holding its FIFOs, when one started. */
+  keeper?: KeeperId;
 }
 
 /** The image stream with the test fault points after its first chunk. */
@@ -204,6 +156,7 @@ export async function migrateIn(
     checkFileIds(offer.expected ?? []);
     // Built before anything is frozen at the source, never during the freeze.
     await ensureStub();
+    await ensureKeeper().catch((e) => log(`no relay keeper: ${(e as Error).message}`));
   } catch (e) {
     const reason = e instanceof PpmError ? e.why : (e as Error).message;
     await channel.send({ op: "offer-reply", ok: false, reason });
@@ -213,7 +166,9 @@ export async function migrateIn(
   await channel.send({ op: "offer-reply", ok: true });
   log(`receiving process ${offer.pid} (${offer.comm}) from ${offer.from}`);
 
-  const dir = await Deno.makeTempDir({ dir: opts.runDir, prefix: `in-${offer.pid}-` });
+  const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
+  let relayed = false;
+  let arrival: Arrival | undefined;
   let staged: StagedPlan | undefined;
   try {
     // The pages go into the restore plan as they arrive (restoreImage discards it).
@@ -230,24 +185,8 @@ export async function migrateIn(
         ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
         : f
     );
-    const input = offer.stdin === "relay"
-      ? stdinFifo(dir, channel.streamSource(STREAM.STDIN))
-      : undefined;
-    const out = relayFifo(
-      dir,
-      "stdout",
-      channel.streamSink(STREAM.STDOUT),
-      () => channel.endStream(STREAM.STDOUT),
-      log,
-    );
-    const err = relayFifo(
-      dir,
-      "stderr",
-      channel.streamSink(STREAM.STDERR),
-      () => channel.endStream(STREAM.STDERR),
-      log,
-    );
-    const pumps = [out.pump(), err.pump(), input?.pump()];
+    // The relay's ends open as the restore opens the process's own.
+    const relayDone = relay.attach(channel);
     let r;
     let rebuilt: RebuiltSocket[] = [];
     const answers = new RedirectSet();
@@ -264,9 +203,9 @@ export async function migrateIn(
         filesChecked: img.files.mapped.every((m) =>
           offer.files.some((f) => f.path === m.path && f.sha256 === m.sha256)
         ),
-        stdin: input?.path,
-        stdout: out.path,
-        stderr: err.path,
+        stdin: relay.fifos.stdin,
+        stdout: relay.fifos.stdout,
+        stderr: relay.fifos.stderr,
         sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       };
       r = await restoreImage(img, staged, opts);
@@ -277,9 +216,8 @@ export async function migrateIn(
       log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
       await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
       // Unblock the relay ends still waiting for the process's ends.
-      for (const p of [out.path, err.path]) unblockFifo(p, O_WRONLY);
-      if (input) unblockFifo(input.path, O_RDONLY);
-      await Promise.allSettled(pumps);
+      relay.abandon();
+      await relayDone;
       return undefined;
     }
     // Held until the commit: any failure from here removes the copy here.
@@ -296,9 +234,9 @@ export async function migrateIn(
         `process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`,
       );
       await fault("crash-before-commit");
-      let commit: { op?: string } | undefined;
+      let commit: { op?: string; relay?: unknown } | undefined;
       try {
-        commit = await channel.recv(step) as { op?: string };
+        commit = await channel.recv(step) as { op?: string; relay?: unknown };
       } catch { /* dropped */ }
       if (commit?.op !== "commit") {
         log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
@@ -317,7 +255,29 @@ export async function migrateIn(
       answers.keep();
       await channel.send({ op: "committed", ok: true }).catch(() => {});
       log(`process ${offer.pid} from ${offer.from} runs here`);
-      await ownScope(r.pid!, offer, log);
+      // Its relay's far ends are held beside it, in its scope: the agent may restart.
+      const keeper = await startKeeper(r.pid!, relay.fifos).catch((e) => {
+        log(`process ${r.pid}: no relay keeper (an agent restart ends its output): ${e.message}`);
+        return undefined;
+      });
+      const kid = keeper ? keeperId(keeper) : undefined;
+      relay.keeper = kid;
+      await ownScope(r.pid!, keeper, offer, log);
+      relayed = true;
+      arrival = {
+        pid: r.pid!,
+        from: offer.from,
+        origin: offer.origin,
+        moves: offer.moves + 1,
+        at: new Date().toISOString(),
+        relay: {
+          relay,
+          done: relayDone,
+          // An older source names none: its relay cannot be taken up again.
+          token: isRelayToken(commit.relay) ? commit.relay : "",
+          keeper: kid,
+        },
+      };
     } finally {
       if (!started) {
         r.abort!();
@@ -326,17 +286,14 @@ export async function migrateIn(
         locks.removeAll();
       }
     }
-    return {
-      pid: r.pid,
-      from: offer.from,
-      origin: offer.origin,
-      moves: offer.moves + 1,
-      at: new Date().toISOString(),
-    };
+    return arrival;
   } finally {
     // The plan is gone already unless a step before the restore failed.
     await staged?.discard();
-    // The FIFOs are open by now (or never will be): their names can go.
-    setTimeout(() => Deno.remove(dir, { recursive: true }).catch(() => {}), 5_000);
+    // The FIFOs stay while the relay runs (an agent that restarts opens them again).
+    if (!relayed) {
+      relay.abandon();
+      await relay.remove();
+    }
   }
 }

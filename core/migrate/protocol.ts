@@ -42,6 +42,8 @@ export interface MigrationChannel {
   streamSource(id: number): AsyncIterable<Uint8Array>;
   /** Closes the connection. */
   close(): void;
+  /** Settles once the connection is closed, by either side (when the channel can tell). */
+  readonly closed?: Promise<void>;
 }
 
 import type { ExpectedFile } from "../restore/compat.ts";

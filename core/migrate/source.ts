@@ -7,7 +7,9 @@
  * @module
  */
 import { schedulerReasons } from "../host/cgroup.ts";
-import { close, kill, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
+import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
+import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
+import { newRelayToken } from "../relay/record.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
@@ -159,61 +161,6 @@ async function learnOutcome(
   return undefined;
 }
 
-/** Descriptors of the process's standard streams, taken before its copy here ends. */
-export type KeptStdio = { 0?: number; 1?: number; 2?: number };
-
-/**
- * Relays the process's standard streams once it runs at the destination:
- * its stdout and stderr (streams 2, 3) into the descriptors it had here, and
- * what arrives on its stdin here into stream 4, until the streams end.
- */
-export function relayStdio(
-  channel: MigrationChannel,
-  fds: KeptStdio,
-  log: (s: string) => void = () => {},
-): Promise<void> {
-  let outputDone = false;
-  const pump = async (stream: number, fd: number | undefined) => {
-    let bytes = 0;
-    try {
-      for await (const chunk of channel.streamSource(stream)) {
-        // Without a descriptor the bytes are drained, so the stream never stalls the connection.
-        if (fd !== undefined) await writeFd(fd, new Uint8Array(chunk));
-        bytes += chunk.length;
-      }
-      log(`relay of stream ${stream} ended after ${bytes} bytes`);
-    } catch (e) {
-      log(`relay of stream ${stream} stopped after ${bytes} bytes: ${(e as Error).message}`);
-    } finally {
-      if (fd !== undefined) close(fd);
-    }
-  };
-  const input = async (fd: number) => {
-    const sink = channel.streamSink(STREAM.STDIN);
-    const buf = new Uint8Array(65536);
-    try {
-      // Polled, so the relay ends with the process even when no input ever comes.
-      while (!outputDone) {
-        const n = await readFdWithin(fd, buf, 500);
-        if (n === null) continue;
-        if (n === 0) break;
-        await sink(buf.slice(0, n));
-      }
-      await channel.endStream(STREAM.STDIN);
-    } catch {
-      /* the process or the connection is gone */
-    } finally {
-      close(fd);
-    }
-  };
-  const output = Promise.all([pump(STREAM.STDOUT, fds[1]), pump(STREAM.STDERR, fds[2])]).then(
-    () => {
-      outputDone = true;
-    },
-  );
-  return Promise.all([output, fds[0] !== undefined ? input(fds[0]) : undefined]).then(() => {});
-}
-
 /** Takes copies of the process's standard streams (those it has; stdin only to relay it). */
 function keepStdio(pid: number, stdin: StdinMode): KeptStdio {
   const keep: KeptStdio = {};
@@ -272,8 +219,12 @@ export interface MigrateOutOptions {
   onProgress?: (p: MigrateProgress) => void;
   /** Called as each step begins (see {@link MigratePhase}). */
   onPhase?: (phase: MigratePhase) => void;
-  /** Called with the relay promise once the process runs at the destination. */
-  onRelay?: (done: Promise<void>) => void;
+  /**
+   * Called with the relay of the process's standard streams once it runs at
+   * the destination; the caller runs it on the channel (and keeps it when the
+   * connection breaks). Without it, the relay runs until the connection ends.
+   */
+  onRelay?: (relay: KeptRelay) => void;
   /**
    * Asks the destination, on a new connection, whether the process runs
    * there (when the commit was not confirmed); undefined when it cannot be
@@ -480,13 +431,15 @@ async function migrate(
     kill(pid, 19);
     opts.onPhase?.("commit");
     commitSent = true;
-    await channel.send({ op: "commit" });
+    const relay = new KeptRelay(keep, newRelayToken(), opts.log);
+    await channel.send({ op: "commit", relay: relay.token });
     const done = await channel.recv(stepMax) as { op: string; ok: boolean };
     if (done?.op !== "committed" || !done.ok) {
       throw refuse("the destination did not confirm that the process runs");
     }
     const result = handOver(restored.pid!, restored.stats);
-    opts.onRelay?.(relayStdio(channel, keep, opts.log));
+    if (opts.onRelay) opts.onRelay(relay);
+    else relay.run(channel).finally(() => relay.close());
     return result;
   } catch (e) {
     const outcome = commitSent ? await learnOutcome(pid, offer.comm, opts) : undefined;

@@ -77,6 +77,9 @@ Deno.test({
         e.name
       );
       assert(stubs.some((n) => n.startsWith("ppm-restore-stub-")), stubs.join(" "));
+      const relay = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/relay"))].map((e) => e.name);
+      assert(relay.includes("keeper.c"), relay.join(" "));
+      assert(relay.some((n) => n.startsWith("ppm-relay-keeper-")), relay.join(" "));
       // The packaged CLI needs nothing from this tree or the network.
       const lib = join(root, "usr/lib/ppm");
       const js = join(lib, "ppm.js");

@@ -37,6 +37,7 @@ const symbols = {
     result: "isize",
     nonblocking: true,
   },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   read_nb: {
     name: "read",
     parameters: ["i32", "buffer", "usize"],
@@ -302,6 +303,35 @@ export async function readFdWithin(
   const n = await libc().read_nb(fd, buf, BigInt(buf.length));
   if (n < 0n) throw new ErrnoError("read", 5, String(fd));
   return Number(n);
+}
+
+/**
+ * Waits up to `timeoutMs` (on a worker thread) until raw descriptor `fd` is
+ * readable or at its end; false when the time passed (or a signal came).
+ * Throws {@link ErrnoError} when `fd` is not open.
+ */
+export async function pollIn(fd: number, timeoutMs: number): Promise<boolean> {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, 1, true); // POLLIN
+  const r = await libc().poll_nb(pfd, 1n, Math.max(0, Math.floor(timeoutMs)));
+  if (r <= 0) return false;
+  if (v.getInt16(6, true) & 0x20) throw new ErrnoError("poll", 9, String(fd)); // POLLNVAL
+  return true;
+}
+
+/**
+ * read(2) of a non-blocking descriptor, at once: the bytes read, 0 at end of
+ * file, or null when nothing is there now (EAGAIN, EINTR). Throws
+ * {@link ErrnoError} otherwise.
+ */
+export function readNow(fd: number, buf: Uint8Array<ArrayBuffer>): number | null {
+  const n = Number(libc().read(fd, buf, BigInt(buf.length)));
+  if (n >= 0) return n;
+  const e = errno();
+  if (e === 11 || e === 4) return null;
+  throw new ErrnoError("read", e, String(fd));
 }
 
 /**

@@ -215,6 +215,17 @@ export async function runDaemon(
       ),
     upstream,
     log,
+    // Listed again, so `ppm ps` shows it and its end is told to the node it came from.
+    adopted: (rec) =>
+      rec.arrival && table.arrived({
+        pid: rec.pid,
+        from: rec.from,
+        origin: rec.arrival.origin,
+        moves: rec.arrival.moves,
+        at: rec.arrival.at,
+        name: rec.arrival.name,
+        startTicks: Number(rec.startTicks),
+      }),
   });
   const move = makeMover({
     node: config.nodeName,
@@ -360,7 +371,8 @@ export async function runDaemon(
     });
   } finally {
     notifySystemd("STOPPING=1");
-    relays.stop();
+    // First: what the relays read goes out before the connections close.
+    await relays.stop();
     parked.closeAll();
     for (const t of silent.values()) clearTimeout(t);
     loops.abort();

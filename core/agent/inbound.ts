@@ -106,6 +106,12 @@ function followRelay(arrival: Arrival, d: InboundDeps): void {
     dir: relay.fifos.dir,
     stdin: relay.fifos.stdin !== undefined,
     keeper,
+    arrival: {
+      name: d.table.running(arrival.pid)?.name ?? "",
+      origin: arrival.origin,
+      moves: arrival.moves,
+      at: arrival.at,
+    },
   };
   if (!d.relays) {
     done.finally(() => relay.remove());

@@ -86,12 +86,17 @@ export interface ArrivedRelaysDeps {
   graceMs?: number;
   /** First wait between tries (default 1 s; doubles to 30 s). */
   retryMs?: number;
+  /** Called for each process found running by {@link ArrivedRelays.adopt} (to list it again). */
+  adopted?: (rec: RelayRecord) => void;
 }
 
 /** The relays of the processes that arrived here. */
 export class ArrivedRelays {
   readonly #d: ArrivedRelaysDeps;
   readonly #running = new Map<number, Promise<void>>();
+  readonly #relays = new Map<number, ArrivedRelay>();
+  /** Adopted processes that ran: their exit is told on the relay's new connection. */
+  readonly #adopted = new Set<number>();
   #stopped = false;
 
   constructor(d: ArrivedRelaysDeps) {
@@ -115,8 +120,12 @@ export class ArrivedRelays {
   follow(rec: RelayRecord, relay: ArrivedRelay, first?: Promise<RelayEnd>): void {
     const run = this.#run(rec, relay, first).catch((e) =>
       this.#d.log("warn", `relay of process ${rec.pid}: ${(e as Error).message}`)
-    ).finally(() => this.#running.delete(rec.pid));
+    ).finally(() => {
+      this.#running.delete(rec.pid);
+      this.#relays.delete(rec.pid);
+    });
     this.#running.set(rec.pid, run);
+    this.#relays.set(rec.pid, relay);
   }
 
   /**
@@ -148,14 +157,23 @@ export class ArrivedRelays {
           alive ? "it runs" : "it ended; what it wrote is still sent"
         })`,
       );
+      if (alive) {
+        this.#adopted.add(rec.pid);
+        this.#d.adopted?.(rec);
+      }
       this.follow(rec, relay);
     }
     return records.length;
   }
 
-  /** Stops trying to reconnect (the agent stops; the records stay for the next one). */
-  stop(): void {
+  /**
+   * The agent stops: no more reconnecting, no more reading output (it waits
+   * in the FIFOs for the next agent), and what was read is sent, waiting at
+   * most `ms`. The records stay for the next agent.
+   */
+  async stop(ms = 1500): Promise<void> {
     this.#stopped = true;
+    await Promise.all([...this.#relays.values()].map((r) => r.quiesce(ms)));
   }
 
   async #run(rec: RelayRecord, relay: ArrivedRelay, first?: Promise<RelayEnd>): Promise<void> {
@@ -186,7 +204,9 @@ export class ArrivedRelays {
         continue;
       }
       this.#d.log("info", `relay of process ${rec.pid} taken up again by ${rec.from}`);
-      if (this.#d.upstream.has(rec.pid)) this.#d.upstream.set(rec.pid, ch.ch);
+      if (this.#d.upstream.has(rec.pid) || this.#adopted.delete(rec.pid)) {
+        this.#d.upstream.set(rec.pid, ch.ch);
+      }
       end = await relay.attach(ch.ch, ch.has);
       until = Date.now() + grace;
       wait = this.#d.retryMs ?? 1000;

@@ -209,6 +209,7 @@ export async function migrateIn(
         sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       };
       r = await restoreImage(img, staged, opts);
+      relay.opened();
     } catch (e) {
       dropSockets(rebuilt);
       locks.removeAll();

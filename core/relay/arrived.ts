@@ -15,13 +15,13 @@
  * @module
  */
 import { join } from "node:path";
-import { close, mkfifo, O, open } from "../../ffi/libc.ts";
+import { close, mkfifo, O, open, pollIn, readNow } from "../../ffi/libc.ts";
 import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
 import { endKeptInput, type KeeperId } from "./keeper.ts";
 import type { RelayEnd } from "./kept.ts";
 import { Replay, type StreamOffsets } from "./replay.ts";
 
-const O_RDONLY = 0, O_WRONLY = 1, O_NONBLOCK = 0o4000;
+const O_RDONLY = 0, O_NONBLOCK = 0o4000;
 
 /** The FIFOs of one relay. */
 export interface RelayFifos {
@@ -99,6 +99,12 @@ export class ArrivedRelay {
   #inputEnded: boolean;
   #started = false;
   #reopened = false;
+  /** Our writers on the output FIFOs until the process holds its own ends. */
+  #holds: number[] = [];
+  /** The agent stops: no more reading. */
+  #quiet = false;
+  /** Output chunks being sent now. */
+  #sending = 0;
   #stopped = false;
 
   private constructor(fifos: RelayFifos, log: (s: string) => void) {
@@ -135,7 +141,8 @@ export class ArrivedRelay {
 
   /** Bytes of stdin taken so far (the source sends the rest again on a new connection). */
   get inputTaken(): StreamOffsets {
-    return this.fifos.stdin ? { [STREAM.STDIN]: this.#inputTaken } : {};
+    // Opened again by a new agent: what the last one took is unknown, and nothing is sent again.
+    return this.fifos.stdin && !this.#reopened ? { [STREAM.STDIN]: this.#inputTaken } : {};
   }
 
   /** The keeper holding the FIFOs now. */
@@ -216,7 +223,7 @@ export class ArrivedRelay {
    */
   abandon(): void {
     this.#stopped = true;
-    for (const p of [this.fifos.stdout, this.fifos.stderr]) unblockFifo(p, O_WRONLY);
+    this.opened();
     if (this.fifos.stdin) unblockFifo(this.fifos.stdin, O_RDONLY);
     for (const wake of this.#next.splice(0)) wake();
   }
@@ -230,10 +237,42 @@ export class ArrivedRelay {
     return OUTPUTS.every((s) => this.#ended.has(s));
   }
 
-  #start(now: boolean): void {
+  #start(reopened: boolean): void {
     this.#started = true;
-    this.#outputs(STREAM.STDOUT, this.fifos.stdout, now);
-    this.#outputs(STREAM.STDERR, this.fifos.stderr, now);
+    for (
+      const [stream, path] of [[STREAM.STDOUT, this.fifos.stdout], [
+        STREAM.STDERR,
+        this.fifos.stderr,
+      ]] as const
+    ) {
+      let fd: number;
+      try {
+        fd = open(path, O_RDONLY | O_NONBLOCK);
+        // Until the process holds its end, a writer of ours keeps the FIFO from reading as ended.
+        if (!reopened) this.#holds.push(open(path, O.RDWR | O_NONBLOCK));
+      } catch (e) {
+        this.#log(`stream ${stream} relay: ${(e as Error).message}`);
+        this.#outputEnded(stream);
+        continue;
+      }
+      this.#outputs(stream, fd);
+    }
+  }
+
+  /** The restored process holds its ends of the FIFOs now: their end is its end. */
+  opened(): void {
+    for (const fd of this.#holds.splice(0)) close(fd);
+  }
+
+  /**
+   * The agent stops: reads no more output (what the process writes waits in
+   * its FIFOs for the next agent) and waits, at most `ms`, for what was read
+   * to be sent.
+   */
+  async quiesce(ms: number): Promise<void> {
+    this.#quiet = true;
+    const until = Date.now() + ms;
+    while (this.#sending > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** The connection to send on: the current one, or the next one attached. */
@@ -270,29 +309,40 @@ export class ArrivedRelay {
     }
   }
 
-  /** Reads output FIFO `path` into stream `stream` until its writers are all gone. */
-  async #outputs(stream: number, path: string, now: boolean): Promise<void> {
+  /** Reads output FIFO descriptor `fd` into stream `stream` until its writers are all gone. */
+  async #outputs(stream: number, fd: number): Promise<void> {
     let bytes = 0;
-    let f: Deno.FsFile | undefined;
+    const buf = new Uint8Array(65536);
     try {
-      // First open: waits for the process's end (the restore opens it); later: at once.
-      f = now ? await openNow(path, { read: true }) : await Deno.open(path, { read: true });
-      const buf = new Uint8Array(65536);
       for (;;) {
-        const n = await f.read(buf);
-        if (n === null) break;
+        // Polled, and read only while the agent is not stopping: a chunk never dies with it.
+        if (this.#quiet) return;
+        if (!(await pollIn(fd, 500)) || this.#quiet) continue;
+        const n = readNow(fd, buf);
+        if (n === null) continue;
+        if (n === 0) break;
         const chunk = buf.slice(0, n);
         // Recorded first: if the connection breaks during the send, the next one sends it again.
         this.#sent.get(stream)!.record(chunk);
-        await this.#onChannel((a) => this.#sink(a, stream)(chunk), false);
+        this.#sending++;
+        try {
+          await this.#onChannel((a) => this.#sink(a, stream)(chunk), false);
+        } finally {
+          this.#sending--;
+        }
         bytes += n;
       }
     } catch (e) {
       this.#log(`stream ${stream} relay: ${(e as Error).message}`);
     } finally {
-      f?.close();
+      close(fd);
     }
     this.#log(`stream ${stream} relay ended after ${bytes} bytes`);
+    await this.#outputEnded(stream);
+  }
+
+  /** Output stream `stream` ended here: its end goes to the source; the last one ends the relay. */
+  async #outputEnded(stream: number): Promise<void> {
     this.#ended.add(stream);
     await this.#onChannel((a) => this.#endOn(a, stream), true);
     if (this.#outputDone) {

@@ -28,6 +28,17 @@ export interface RelayRecord {
   stdin: boolean;
   /** The keeper holding its FIFOs, if one started. */
   keeper?: KeeperId;
+  /** What the process table showed of it (a new agent lists it again). */
+  arrival?: {
+    /** Its command name. */
+    name: string;
+    /** Where it started. */
+    origin: { node: string; pid: number };
+    /** Moves including the last one. */
+    moves: number;
+    /** When it arrived (ISO). */
+    at: string;
+  };
 }
 
 /** Where the records are. */
@@ -78,7 +89,18 @@ export function badRecord(r: unknown, root = runRoot()): string {
   ) {
     return "bad keeper";
   }
+  if (x.arrival !== undefined && badArrival(x.arrival)) return "bad arrival";
   return "";
+}
+
+function badArrival(a: unknown): boolean {
+  const x = a as RelayRecord["arrival"];
+  return typeof x !== "object" || x === null || typeof x.name !== "string" ||
+    x.name.length > 64 || typeof x.origin !== "object" || x.origin === null ||
+    typeof x.origin.node !== "string" || !NODE_NAME.test(x.origin.node) ||
+    !isPid(x.origin.pid) || !Number.isSafeInteger(x.moves) || x.moves < 1 ||
+    x.moves > 1_000_000 || typeof x.at !== "string" || x.at.length > 40 ||
+    !Number.isFinite(Date.parse(x.at));
 }
 
 /** Writes (replaces) the record of `r.pid`, atomically. */

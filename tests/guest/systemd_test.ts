@@ -4,7 +4,10 @@
  * arrives leaves the agent's cgroup for a scope of its own; `systemctl
  * restart ppm` and `systemctl stop ppm` on the node it runs on leave it
  * running, and it keeps writing (an echo server whose client, on that node,
- * keeps streaming through it).
+ * keeps streaming through it); a process whose output is relayed to the
+ * node it came from keeps it going there through the restart and the stop,
+ * every line once and in order (its keeper holds its FIFOs meanwhile, and
+ * the next agent takes the relay up).
  */
 import { join } from "node:path";
 import { PROJECT_ROOT, stateDir } from "../../core/paths.ts";
@@ -47,6 +50,7 @@ Deno.test({
   fn: async (t) => {
     const progs = await buildPrograms(join(stateDir(), "test-programs"));
     const echo = guestPath(progs.echo_server), client = guestPath(progs.stream_client);
+    const sleeper = guestPath(progs.sleeper);
     const secret = join(stateDir(), "test-secret-systemd");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
@@ -70,7 +74,7 @@ Deno.test({
         },
       );
 
-      let server = "";
+      let server = "", ticker = "";
       await t.step("a process that arrives runs in a scope of its own", async () => {
         // The server's output is /dev/null: nothing of it is relayed by the agents.
         server = (await c.ok(1, [
@@ -97,6 +101,22 @@ Deno.test({
           await c.ok(2, ["systemctl", "status", "--no-pager", `ppm-${server}-*.scope`]),
           /ppm: process \d+ \(echo_server\) from node1/,
         );
+        // A process whose output is relayed: its stdout is a file on node1.
+        ticker = (await c.ok(1, [
+          "sh",
+          "-c",
+          `${highPids()}cd /tmp; ${sleeper} 100000 > /tmp/tk.out 2> /tmp/tk.err < /dev/null & echo $!`,
+        ])).trim();
+        await c.waitFor(1, "grep -q '^tick 2 ' /tmp/tk.out", 60);
+        const m = await c.ppm(1, ["migrate", ticker, "--to", "node2"], 300_000);
+        assertEquals(m.code, 0, m.stderr);
+        // Its relay keeper shares its scope.
+        await c.waitFor(
+          2,
+          `for k in $(pgrep -x ppm-keeper); do grep -q "ppm-${ticker}-" /proc/$k/cgroup && ` +
+            `grep -q "ppm-${ticker}-" /proc/${ticker}/cgroup && exit 0; done; exit 1`,
+          60,
+        );
       });
 
       await t.step("systemctl restart ppm, then stop: it runs on and keeps writing", async () => {
@@ -115,7 +135,20 @@ Deno.test({
         await c.waitFor(2, `[ $(grep -c '^tick ' /tmp/sc.out) -ge ${before + 5} ]`, 120);
         const out = await c.ok(2, ["cat", "/tmp/sc.out"]);
         assert(!/^FAIL/m.test(out), out.slice(-1500));
+        // The relayed process waited for an agent (its output in its FIFO), and runs.
+        await c.ok(2, ["kill", "-0", ticker]);
+        const relayed = await ticks(c, 1, "/tmp/tk.out");
         await c.ok(2, ["systemctl", "start", "ppm"], 300_000);
+        // The new agent takes its relay up: node1's file goes on, every line once, in order.
+        await c.waitFor(1, `[ $(grep -c '^tick ' /tmp/tk.out) -ge ${relayed + 10} ]`, 180);
+        const lines = (await c.ok(1, ["sh", "-c", "grep '^tick ' /tmp/tk.out | cut -d' ' -f2"]))
+          .trim().split("\n").map(Number);
+        assertEquals(lines, lines.map((_, i) => i), "tick lines lost, doubled or out of order");
+        assertEquals((await c.ok(1, ["cat", "/tmp/tk.err"])).trim(), "");
+        assertMatch(
+          await c.ok(2, ["journalctl", "-u", "ppm", "--no-pager", "-o", "cat"]),
+          /relay of process \d+ taken up again by node1/,
+        );
         console.log(
           `  ${await ticks(
             c,

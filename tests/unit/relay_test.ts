@@ -179,6 +179,15 @@ Deno.test({
           const src = await m.next();
           const firstRun = relay.attach(dst);
           const w = writer(relay.fifos.stdout, relay.fifos.stderr, 100, 10);
+          // As after a restore: the process holds its ends, then the relay lets go of its own.
+          await waitFor("the writer's ends", () => {
+            try {
+              return Deno.readLinkSync(`/proc/${w.pid}/fd/2`) === relay.fifos.stderr;
+            } catch {
+              return false;
+            }
+          });
+          relay.opened();
           const keeper = await startKeeper(w.pid, relay.fifos);
           let srcEnd: Promise<string> = kept.run(src);
           await waitFor("some output", async () => (await Deno.readTextFile(out)).length > 50);
@@ -285,7 +294,14 @@ Deno.test("relay records: hostile values are refused, and such files removed", a
     dir: join(root, "in-4100-abc123"),
     stdin: true,
     keeper: { pid: 4101, startTicks: "123460" },
+    arrival: {
+      name: "sleeper",
+      origin: { node: "node1", pid: 4100 },
+      moves: 1,
+      at: "2026-12-05T10:00:00Z",
+    },
   };
+  const arr = good.arrival!;
   try {
     assertEquals(badRecord(good, root), "");
     const hostile: [Partial<RelayRecord> | null, RegExp][] = [
@@ -303,6 +319,11 @@ Deno.test("relay records: hostile values are refused, and such files removed", a
       [{ ...good, stdin: "yes" as unknown as boolean }, /stdin/],
       [{ ...good, keeper: { pid: 0, startTicks: "" } }, /keeper/],
       [{ ...good, keeper: { pid: 7, startTicks: "x" } }, /keeper/],
+      [{ ...good, arrival: { ...arr, name: "x".repeat(65) } }, /arrival/],
+      [{ ...good, arrival: { ...arr, origin: { node: "a b", pid: 5 } } }, /arrival/],
+      [{ ...good, arrival: { ...arr, moves: 0 } }, /arrival/],
+      [{ ...good, arrival: { ...arr, at: "yesterday" } }, /arrival/],
+      [{ ...good, arrival: null as unknown as RelayRecord["arrival"] }, /arrival/],
     ];
     for (const [r, why] of hostile) assertMatch(badRecord(r, root), why, JSON.stringify(r));
 

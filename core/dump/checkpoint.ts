@@ -13,7 +13,7 @@ import { ErrnoError } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
-import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";

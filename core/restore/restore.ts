@@ -16,7 +16,7 @@ import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../image/io.ts";
 import { checkCompatible } from "./compat.ts";

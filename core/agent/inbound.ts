@@ -8,7 +8,7 @@
  */
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
 import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
-import { startTicks } from "../freeze/journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
 import { badRecord, type RelayRecord, saveRecord } from "../relay/record.ts";
 import type { Handover, ProcessTable } from "./processes.ts";
 import type { ArrivedRelays } from "./relays.ts";

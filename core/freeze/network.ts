@@ -24,7 +24,8 @@ import type { SocketEntry } from "../image/sockets.ts";
 import { planRedirects } from "../redirect/plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { forget, record, startTicks } from "./journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
+import { forget, record } from "./journal.ts";
 
 /** The frozen network side of one process. */
 export class NetworkFreeze {

@@ -24,7 +24,7 @@ import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./cred
 import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
-import { startTicks } from "../freeze/journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
 
 const SYS = {
   ioctl: 16,

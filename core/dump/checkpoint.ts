@@ -19,7 +19,8 @@ import { ImageWriter } from "../image/writer.ts";
 import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";
 import { credReasons, dumpCreds } from "./creds.ts";
 import { dumpPages, type PageStats } from "./memory.ts";
-import { parseCpuFlags, parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
+import { parseCpuFlags } from "../host/cpu.ts";
+import { parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
 import { stayReasons } from "./check.ts";
 import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
 

@@ -20,7 +20,8 @@ import type { Redirect } from "../../ffi/redirect.ts";
 import { enableForwarding } from "../redirect/forwarding.ts";
 import { planRedirects } from "../redirect/plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
+import { parseMaps } from "../dump/proc.ts";
+import { parseCpuFlags } from "../host/cpu.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
 import {

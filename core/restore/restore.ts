@@ -18,7 +18,7 @@ import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
 import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
-import { pathSource } from "../image/io.ts";
+import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
 import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
 import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";

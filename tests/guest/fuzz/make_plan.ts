@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { pathSource } from "../../../core/image/io.ts";
+import { pathSource } from "../../../core/host/bytes.ts";
 import { loadImage } from "../../../core/image/schema.ts";
 import { stubBase, writePlan } from "../../../core/restore/plan.ts";
 

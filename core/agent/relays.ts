@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { isOffsets, type StreamOffsets } from "../relay/replay.ts";
 import { ArrivedRelay, fifosIn } from "../relay/arrived.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";

@@ -29,7 +29,8 @@ import {
   type RebuiltSocket,
   releaseSockets,
 } from "../restore/sockets.ts";
-import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
+import type { Offer } from "./protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";

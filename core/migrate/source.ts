@@ -24,14 +24,8 @@ import { parseMaps } from "../dump/proc.ts";
 import { parseCpuFlags } from "../host/cpu.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
-import {
-  type MigrationChannel,
-  type Offer,
-  type OfferReply,
-  type Outcome,
-  type StdinMode,
-  STREAM,
-} from "./protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
+import type { Offer, OfferReply, Outcome, StdinMode } from "./protocol.ts";
 
 /** Result of {@link migrateOut}. */
 export interface MigrateResult {

@@ -11,7 +11,7 @@ import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
 import { newRelayToken } from "../relay/record.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
-import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
+import { checkpoint, type CheckpointStats } from "../checkpoint/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
 import { fileId, fileIdentity, readFds } from "../dump/files.ts";
 import type { ExpectedFile } from "../restore/compat.ts";

@@ -1,5 +1,7 @@
 /**
- * `ppm checkpoint`: freeze → dump → image. The process is frozen with
+ * `ppm checkpoint` and a migration's source: freeze → dump → image, in
+ * order, above the steps it runs (core/ptrace, core/freeze for sockets,
+ * core/dump, core/image). The process is frozen with
  * ptrace, its state is read (registers and FPU through ptrace, what /proc
  * hides through the module, memory through pagemap and /proc/PID/mem), the
  * image is assembled in memory, the process is resumed (or killed), and only
@@ -16,13 +18,13 @@ import { NetworkFreeze } from "../freeze/network.ts";
 import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
-import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";
-import { credReasons, dumpCreds } from "./creds.ts";
-import { dumpPages, type PageStats } from "./memory.ts";
+import { fileId, type FileIdentity, fileIdentity, readFds } from "../dump/files.ts";
+import { credReasons, dumpCreds } from "../dump/creds.ts";
+import { dumpPages, type PageStats } from "../dump/memory.ts";
 import { parseCpuFlags } from "../host/cpu.ts";
-import { parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
-import { stayReasons } from "./check.ts";
-import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
+import { parseLimits, parseMaps, parseNice, parseStatus } from "../dump/proc.ts";
+import { stayReasons } from "../dump/check.ts";
+import { classifyVma, protOf, type VmaRecord } from "../dump/vma.ts";
 
 /** Options of {@link checkpoint}. */
 export interface CheckpointOptions {

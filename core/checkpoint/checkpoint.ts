@@ -32,7 +32,7 @@ export interface CheckpointOptions {
   kill?: boolean;
   /**
    * Keep the process frozen after the dump: the caller decides, with the
-   * returned tracee, whether it resumes (`release`) or ends (`kill`).
+   * returned tracee, whether it resumes (`resume`) or ends (`kill`).
    * Migration holds the source until the destination runs the process.
    */
   hold?: boolean;
@@ -296,10 +296,10 @@ export async function checkpoint(
       if (ok && opts.hold) { /* the caller decides */ }
       else if (ok && opts.kill) {
         tracee.kill();
-        net?.release();
+        net?.handOver();
       } else {
         net?.thaw();
-        tracee.release();
+        tracee.resume();
       }
     } finally {
       tResumed = performance.now();
@@ -323,7 +323,7 @@ export async function checkpoint(
     // A held process must not stay frozen because the image could not go out.
     if (opts.hold) {
       net?.thaw();
-      tracee.release();
+      tracee.resume();
     }
     throw e;
   }

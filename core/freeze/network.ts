@@ -3,8 +3,8 @@
  * descriptors), the module drops their flows' packets on this node (no RST,
  * no ICMP: the peers retransmit), and established connections enter TCP
  * repair mode so that nothing is sent or answered for them while they are
- * dumped. `thaw` undoes all of it when a migration fails; `release` hands
- * over once the process runs elsewhere.
+ * dumped. `thaw` undoes all of it when a migration fails; `handOver` leaves
+ * the flows to the new node once the process runs there.
  *
  * @module
  */
@@ -156,7 +156,7 @@ export class NetworkFreeze {
    * in repair mode close silently once the process here is gone too) and
    * the drops stay, to swallow late packets, until they expire.
    */
-  release(): void {
+  handOver(): void {
     this.repaired = [];
     this.drops.keep();
     this.closeCopies();

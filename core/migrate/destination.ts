@@ -25,9 +25,9 @@ import { ensureStub } from "../restore/stub.ts";
 import {
   checkPortsFree,
   dropSockets,
+  endRepair,
   rebuildSockets,
   type RebuiltSocket,
-  releaseSockets,
 } from "../restore/sockets.ts";
 import type { Offer } from "./protocol.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
@@ -250,7 +250,7 @@ export async function migrateIn(
         answers.add(planRedirects(img.sockets, offer.fromAddr, nodeAddr, []).answers);
       }
       locks.removeAll();
-      releaseSockets(rebuilt);
+      endRepair(rebuilt);
       r.start!();
       started = true;
       dropSockets(rebuilt);

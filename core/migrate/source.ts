@@ -370,7 +370,7 @@ async function migrate(
   const handOver = (newPid: number, restoreStats: unknown): MigrateResult => {
     held.kill();
     const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
-    net?.release();
+    net?.handOver();
     forwards.keep();
     const tEnd = performance.now();
     const { held: _held, network: _net, ...ck } = stats;
@@ -450,7 +450,7 @@ async function migrate(
       forwards.removeAll();
       for (const u of undo) await u().catch(() => {});
       net?.thaw();
-      held.release();
+      held.resume();
       kill(pid, 18);
       dropKept();
       channel.close();
@@ -465,7 +465,7 @@ async function migrate(
       // and redirected, until someone who knows the outcome decides.
       forwards.keep();
       net?.abandon();
-      held.releaseStopped();
+      held.detachStopped();
       dropKept();
       channel.close();
       throw new PpmError(
@@ -478,7 +478,7 @@ async function migrate(
     forwards.removeAll();
     for (const u of undo) await u().catch(() => {});
     net?.thaw();
-    held.release();
+    held.resume();
     dropKept();
     try {
       await channel.send({ op: "abort" });

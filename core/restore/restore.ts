@@ -568,7 +568,7 @@ async function restoreStaged(
     const start = () => {
       // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
       Deno.kill(pid, "SIGCONT");
-      t.release();
+      t.resume();
       if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
     };
     if (!opts.hold) start();

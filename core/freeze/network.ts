@@ -21,7 +21,7 @@ import {
   setRepair,
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
-import { planRedirects } from "../redirect/plan.ts";
+import { planRedirects } from "../redirect/redirect_plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { startTicks } from "../host/proc_stat.ts";

@@ -18,7 +18,7 @@ import {
   checkPidFree,
 } from "../restore/compat.ts";
 import { checkOffer } from "./offer_check.ts";
-import { planLocks, planRedirects } from "../redirect/plan.ts";
+import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
 import { ensureStub } from "../restore/stub.ts";

@@ -25,7 +25,7 @@
  * @module
  */
 
-import type { FlowSocket } from "../redirect/plan.ts";
+import type { FlowSocket } from "../redirect/redirect_plan.ts";
 import type { ExpectedFile } from "../restore/compat.ts";
 
 /** What the destination must provide, asked before anything is frozen. */

@@ -18,7 +18,7 @@ import type { ExpectedFile } from "../restore/compat.ts";
 import { inspectSockets } from "../dump/sockets.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
 import { enableForwarding } from "../redirect/forwarding.ts";
-import { planRedirects } from "../redirect/plan.ts";
+import { planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { parseMaps } from "../dump/proc.ts";
 import { parseCpuFlags } from "../host/cpu.ts";

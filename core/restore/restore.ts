@@ -21,7 +21,7 @@ import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
 import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
-import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";
+import { mapFd, mappedFiles, PlanWriter, stubBase } from "./memory_plan.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
 import { startTicks } from "../host/proc_stat.ts";

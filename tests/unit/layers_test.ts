@@ -201,7 +201,7 @@ Deno.test("layers: the import parser sees static, multi-line, re-exported, bare 
 Deno.test("layers: a lower layer importing a higher one, and a cycle, are named", () => {
   const bad = [
     ...parseImports("core/dump/a.ts", `import { x } from "../migrate/source.ts";`),
-    ...parseImports("core/dump/b.ts", `import { y } from "../redirect/plan.ts";`),
+    ...parseImports("core/dump/b.ts", `import { y } from "../redirect/redirect_plan.ts";`),
     ...parseImports("core/redirect/c.ts", `import { z } from "../dump/proc.ts";`),
     ...parseImports("core/nowhere/d.ts", `import { w } from "../errors.ts";`),
   ];

@@ -14,7 +14,11 @@ import { assert, assertEquals } from "../support/assert.ts";
 
 /**
  * Lowest first. A unit is a folder (`core/dump`, `ffi`, `cli`) or a file
- * directly in core/ (`core/errors.ts`).
+ * directly in core/ (`core/errors.ts`). Where the data flow and the imports
+ * differ, the imports decide: the image (the format) lies below the dump
+ * that writes it; the socket freeze lies above the dump and the redirect
+ * table it uses; the checkpoint, which runs ptrace, freeze, dump and image
+ * in order, lies above them all.
  */
 const LAYERS: { name: string; units: string[] }[] = [
   {

@@ -5,7 +5,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { checkReasons } from "../../core/dump/check.ts";
-import { checkpoint } from "../../core/dump/checkpoint.ts";
+import { checkpoint } from "../../core/checkpoint/checkpoint.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { ensureDir } from "../../core/paths.ts";
 import { dirname, resolve } from "node:path";

@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { pathSource } from "../../core/image/io.ts";
+import { pathSource } from "../../core/host/bytes.ts";
 import { loadImage } from "../../core/image/schema.ts";
 import { report } from "../output.ts";
 

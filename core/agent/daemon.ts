@@ -17,16 +17,12 @@ import type { PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
-import {
-  answerOutcome,
-  isOutcomeQuery,
-  type MigrationChannel,
-  type Offer,
-} from "../migrate/protocol.ts";
+import { answerOutcome, isOutcomeQuery, type Offer } from "../migrate/protocol.ts";
 import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
 import { deleteRedirect, listRedirects } from "../redirect/table.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
+import type { MigrationChannel } from "../transport/channel.ts";
 import { listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
 import { LoadReader } from "../balance/read.ts";

@@ -7,8 +7,9 @@
  * @module
  */
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
-import type { MigrationChannel, Offer } from "../migrate/protocol.ts";
-import { startTicks } from "../freeze/journal.ts";
+import type { Offer } from "../migrate/protocol.ts";
+import type { MigrationChannel } from "../transport/channel.ts";
+import { startTicks } from "../host/proc_stat.ts";
 import { badRecord, type RelayRecord, saveRecord } from "../relay/record.ts";
 import type { Handover, ProcessTable } from "./processes.ts";
 import type { ArrivedRelays } from "./relays.ts";

@@ -11,7 +11,7 @@
 import type { Discovery } from "../discovery/service.ts";
 import type { PeerSnapshot } from "../discovery/table.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import type { MigrationChannel } from "../migrate/protocol.ts";
+import type { MigrationChannel } from "../transport/channel.ts";
 import {
   migrateOut,
   type MigratePhase,

@@ -5,7 +5,7 @@
  * enough for peers to call it stale, and migration handshakes timed out).
  * The agent raises every one of its threads to {@link AGENT_NICE}; threads
  * created later inherit it. Restored processes do not: the restore stub sets
- * each to the nice value it had (core/restore/plan.ts).
+ * each to the nice value it had (core/restore/spec.ts).
  *
  * @module
  */

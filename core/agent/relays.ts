@@ -14,12 +14,12 @@
  *
  * @module
  */
-import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { isOffsets, type StreamOffsets } from "../relay/replay.ts";
 import { ArrivedRelay, fifosIn } from "../relay/arrived.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
 import { dropRecord, isRelayToken, loadRecords, type RelayRecord } from "../relay/record.ts";
-import { startTicks } from "../freeze/journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
 
 /** How long a broken relay waits to be taken up again, at both ends (1 h). */
 export const RELAY_GRACE_MS = 3_600_000;

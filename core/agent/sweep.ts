@@ -7,7 +7,7 @@
  * @module
  */
 import { waitpid, WNOHANG } from "../../ffi/libc.ts";
-import type { MigrationChannel } from "../migrate/protocol.ts";
+import type { MigrationChannel } from "../transport/channel.ts";
 import { decodeWaitStatus, type ExitMessage } from "./exits.ts";
 import type { ProcessTable } from "./processes.ts";
 import type { ProcStatFields } from "./procfs.ts";

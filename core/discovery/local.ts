@@ -10,9 +10,8 @@ import { instantLoad } from "../balance/load.ts";
 import { readLoadSample } from "../balance/read.ts";
 import type { Announcement, LoadSample } from "../balance/types.ts";
 import { ipv4Bytes } from "../config/values.ts";
-import { parseCpuFlags } from "../dump/proc.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { missingCpuFeatures } from "../restore/compat.ts";
+import { missingCpuFeatures, parseCpuFlags } from "../host/cpu.ts";
 import {
   type CpuFeatures,
   type LoadVector,

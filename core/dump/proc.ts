@@ -174,8 +174,3 @@ export function parseLimits(text: string): Rlimit[] {
     return { resource, soft: v(cols[0]), hard: v(cols[1]) };
   });
 }
-
-/** CPU flags from /proc/cpuinfo (first processor). */
-export function parseCpuFlags(text: string): string[] {
-  return (text.match(/^flags\s*:\s*(.*)$/m)?.[1] ?? "").split(/\s+/).filter(Boolean).sort();
-}

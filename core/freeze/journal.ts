@@ -13,6 +13,7 @@ import { close, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { IPPROTO, setsockoptInt, TCP } from "../../ffi/socket.ts";
 import { runRoot } from "../paths.ts";
 import { deleteRedirect } from "../redirect/table.ts";
+import { startTicks } from "../host/proc_stat.ts";
 
 /** Where the entries live (RAM, gone at boot like what they describe). */
 export function journalDir(): string {
@@ -42,16 +43,6 @@ export interface JournalEntry {
 
 function entryPath(pid: number, dir: string): string {
   return join(dir, `${pid}.json`);
-}
-
-/** Field 22 of /proc/PID/stat, or "" when the process is gone. */
-export function startTicks(pid: number): string {
-  try {
-    const s = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return s.slice(s.lastIndexOf(")") + 2).split(" ")[19] ?? "";
-  } catch {
-    return "";
-  }
 }
 
 /** Writes (or rewrites) the entry of `e.pid`; a failure to write is not fatal to the freeze. */

@@ -3,8 +3,8 @@
  * descriptors), the module drops their flows' packets on this node (no RST,
  * no ICMP: the peers retransmit), and established connections enter TCP
  * repair mode so that nothing is sent or answered for them while they are
- * dumped. `thaw` undoes all of it when a migration fails; `release` hands
- * over once the process runs elsewhere.
+ * dumped. `thaw` undoes all of it when a migration fails; `handOver` leaves
+ * the flows to the new node once the process runs there.
  *
  * @module
  */
@@ -21,10 +21,11 @@ import {
   setRepair,
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
-import { planRedirects } from "../redirect/plan.ts";
+import { planRedirects } from "../redirect/redirect_plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { forget, record, startTicks } from "./journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
+import { forget, record } from "./journal.ts";
 
 /** The frozen network side of one process. */
 export class NetworkFreeze {
@@ -155,7 +156,7 @@ export class NetworkFreeze {
    * in repair mode close silently once the process here is gone too) and
    * the drops stay, to swallow late packets, until they expire.
    */
-  release(): void {
+  handOver(): void {
     this.repaired = [];
     this.drops.keep();
     this.closeCopies();

@@ -1,6 +1,7 @@
 /**
  * The one parser of /proc/PID/stat (and /proc/PID/task/TID/stat) that the
- * agent, the load reader and the dump share. Pure.
+ * agent, the load reader and the dump share. Pure, but for
+ * {@link startTicks}, which reads the file.
  *
  * @module
  */
@@ -54,4 +55,14 @@ export function parseProcStatLine(text: string): ProcStatFields | null {
     [out.ppid, flags, out.cpuTicks, out.threads, out.startTicks].every(Number.isFinite) &&
     Number.isInteger(out.nice) && out.nice >= -20 && out.nice <= 19;
   return valid ? out : null;
+}
+
+/** Field 22 of /proc/PID/stat, or "" when the process is gone. */
+export function startTicks(pid: number): string {
+  try {
+    const s = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return s.slice(s.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  } catch {
+    return "";
+  }
 }

@@ -18,18 +18,19 @@ import {
   checkPidFree,
 } from "../restore/compat.ts";
 import { checkOffer } from "./offer_check.ts";
-import { planLocks, planRedirects } from "../redirect/plan.ts";
+import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
 import { ensureStub } from "../restore/stub.ts";
 import {
   checkPortsFree,
   dropSockets,
+  endRepair,
   rebuildSockets,
   type RebuiltSocket,
-  releaseSockets,
 } from "../restore/sockets.ts";
-import { type MigrationChannel, type Offer, STREAM } from "./protocol.ts";
+import type { Offer } from "./protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
@@ -249,7 +250,7 @@ export async function migrateIn(
         answers.add(planRedirects(img.sockets, offer.fromAddr, nodeAddr, []).answers);
       }
       locks.removeAll();
-      releaseSockets(rebuilt);
+      endRepair(rebuilt);
       r.start!();
       started = true;
       dropSockets(rebuilt);

@@ -20,32 +20,12 @@
  * Anything else, a timeout or a dropped connection before `committed`:
  * the destination kills its copy and the source resumes the process.
  *
+ * The channel and its stream ids are in core/transport/channel.ts.
+ *
  * @module
  */
 
-import type { FlowSocket } from "../redirect/plan.ts";
-
-/** Stream ids on the connection. */
-export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3, STDIN: 4 } as const;
-
-/** The channel migration needs; core/transport's PeerConnection provides it. */
-export interface MigrationChannel {
-  /** Sends a control message. */
-  send(msg: unknown): Promise<void>;
-  /** Receives the next control message. */
-  recv(timeoutMs?: number): Promise<unknown>;
-  /** A sink writing into byte stream `id`. */
-  streamSink(id: number): (chunk: Uint8Array) => Promise<void>;
-  /** Ends byte stream `id`. */
-  endStream(id: number): Promise<void>;
-  /** The bytes of stream `id` as they arrive. */
-  streamSource(id: number): AsyncIterable<Uint8Array>;
-  /** Closes the connection. */
-  close(): void;
-  /** Settles once the connection is closed, by either side (when the channel can tell). */
-  readonly closed?: Promise<void>;
-}
-
+import type { FlowSocket } from "../redirect/redirect_plan.ts";
 import type { ExpectedFile } from "../restore/compat.ts";
 
 /** What the destination must provide, asked before anything is frozen. */

@@ -11,26 +11,21 @@ import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
 import { newRelayToken } from "../relay/record.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
-import { checkpoint, type CheckpointStats } from "../dump/checkpoint.ts";
+import { checkpoint, type CheckpointStats } from "../checkpoint/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
 import { fileId, fileIdentity, readFds } from "../dump/files.ts";
 import type { ExpectedFile } from "../restore/compat.ts";
 import { inspectSockets } from "../dump/sockets.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
 import { enableForwarding } from "../redirect/forwarding.ts";
-import { planRedirects } from "../redirect/plan.ts";
+import { planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { parseCpuFlags, parseMaps } from "../dump/proc.ts";
+import { parseMaps } from "../dump/proc.ts";
+import { parseCpuFlags } from "../host/cpu.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
-import {
-  type MigrationChannel,
-  type Offer,
-  type OfferReply,
-  type Outcome,
-  type StdinMode,
-  STREAM,
-} from "./protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
+import type { Offer, OfferReply, Outcome, StdinMode } from "./protocol.ts";
 
 /** Result of {@link migrateOut}. */
 export interface MigrateResult {
@@ -375,7 +370,7 @@ async function migrate(
   const handOver = (newPid: number, restoreStats: unknown): MigrateResult => {
     held.kill();
     const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
-    net?.release();
+    net?.handOver();
     forwards.keep();
     const tEnd = performance.now();
     const { held: _held, network: _net, ...ck } = stats;
@@ -455,7 +450,7 @@ async function migrate(
       forwards.removeAll();
       for (const u of undo) await u().catch(() => {});
       net?.thaw();
-      held.release();
+      held.resume();
       kill(pid, 18);
       dropKept();
       channel.close();
@@ -470,7 +465,7 @@ async function migrate(
       // and redirected, until someone who knows the outcome decides.
       forwards.keep();
       net?.abandon();
-      held.releaseStopped();
+      held.detachStopped();
       dropKept();
       channel.close();
       throw new PpmError(
@@ -483,7 +478,7 @@ async function migrate(
     forwards.removeAll();
     for (const u of undo) await u().catch(() => {});
     net?.thaw();
-    held.release();
+    held.resume();
     dropKept();
     try {
       await channel.send({ op: "abort" });

@@ -16,7 +16,7 @@
  */
 import { join } from "node:path";
 import { close, mkfifo, O, open, pollIn, readNow } from "../../ffi/libc.ts";
-import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { endKeptInput, type KeeperId } from "./keeper.ts";
 import type { RelayEnd } from "./kept.ts";
 import { Replay, type StreamOffsets } from "./replay.ts";

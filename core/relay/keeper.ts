@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { kill } from "../../ffi/libc.ts";
-import { startTicks } from "../freeze/journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
 import { helperOnce } from "../host/helper_binary.ts";
 import { PROJECT_ROOT } from "../paths.ts";
 

@@ -13,7 +13,7 @@
  * @module
  */
 import { close, readFdWithin, writeFd } from "../../ffi/libc.ts";
-import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
+import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { Replay, type StreamOffsets } from "./replay.ts";
 
 /** Descriptors of the process's standard streams, taken before its copy here ends. */

@@ -6,22 +6,12 @@
  *
  * @module
  */
-import { parseCpuFlags } from "../dump/proc.ts";
 import { sha256File } from "../dump/files.ts";
 import { EXIT, PpmError } from "../errors.ts";
+import { missingCpuFeatures, parseCpuFlags } from "../host/cpu.ts";
 import type { FileId, LoadedImage } from "../image/schema.ts";
 
 const WHAT = "cannot restore the image";
-
-/** CPU flags that change which code user space runs or what state it keeps. */
-const USER_VISIBLE =
-  /^(avx.*|sse.*|ssse3|fma.*|f16c|bmi\d|aes|vaes|pclmulqdq|vpclmulqdq|sha_ni|gfni|xsave.*|popcnt|movbe|adx|rdrand|rdseed|erms|fsrm|amx.*|pku|ospke|lzcnt|abm|cx16)$/;
-
-/** CPU features the image's node had and this one lacks. */
-export function missingCpuFeatures(imageFlags: string[], localFlags: string[]): string[] {
-  const have = new Set(localFlags);
-  return imageFlags.filter((f) => USER_VISIBLE.test(f) && !have.has(f));
-}
 
 /** Throws when `pid` is in use here. */
 export async function checkPidFree(pid: number): Promise<void> {

@@ -16,15 +16,15 @@ import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
-import { pathSource } from "../image/io.ts";
+import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
 import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
-import { mapFd, mappedFiles, PlanWriter, stubBase } from "./plan.ts";
+import { mapFd, mappedFiles, PlanWriter, stubBase } from "./memory_plan.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
-import { startTicks } from "../freeze/journal.ts";
+import { startTicks } from "../host/proc_stat.ts";
 
 const SYS = {
   ioctl: 16,
@@ -568,7 +568,7 @@ async function restoreStaged(
     const start = () => {
       // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
       Deno.kill(pid, "SIGCONT");
-      t.release();
+      t.resume();
       if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
     };
     if (!opts.hold) start();

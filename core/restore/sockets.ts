@@ -183,7 +183,7 @@ export function rebuildSockets(entries: SocketEntry[], nodeAddr: string): Rebuil
 }
 
 /** Ends repair mode on the rebuilt connections: they start talking (call once the redirects are in). */
-export function releaseSockets(list: RebuiltSocket[]): void {
+export function endRepair(list: RebuiltSocket[]): void {
   for (const s of list) {
     if (s.entry.kind === "tcp") setsockoptInt(s.copy, IPPROTO.TCP, TCP.REPAIR, 0);
   }

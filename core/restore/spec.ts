@@ -18,7 +18,7 @@
  * @module
  */
 import type { FdEntry, FileId, LoadedImage } from "../image/schema.ts";
-import { mapFd, mappedFiles } from "./plan.ts";
+import { mapFd, mappedFiles } from "./memory_plan.ts";
 
 /** The spec's first 8 bytes. */
 export const SPEC_MAGIC = "PPMSPEC\0";

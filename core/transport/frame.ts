@@ -15,7 +15,7 @@
  */
 
 import { EXIT, PpmError } from "../errors.ts";
-import type { ByteReader, ByteWriter } from "../image/io.ts";
+import type { ByteReader, ByteWriter } from "../host/bytes.ts";
 import { decodeMessage, encodeMessage, MAX_CONTROL_PAYLOAD } from "./codec.ts";
 import { type FrameCipher, TAG_BYTES } from "./cipher.ts";
 

@@ -15,6 +15,7 @@ export {
   type RefusalCode,
 } from "./auth.ts";
 export { AEAD_NAME, TAG_BYTES } from "./cipher.ts";
+export { type MigrationChannel, STREAM } from "./channel.ts";
 export {
   type ConnectOptions,
   connectPeer,

@@ -15,7 +15,7 @@
  */
 
 import { EXIT, PpmError } from "../errors.ts";
-import type { ByteReader, ByteWriter } from "../image/io.ts";
+import type { ByteReader, ByteWriter } from "../host/bytes.ts";
 import { withTimeout } from "./deadline.ts";
 import { checkStreamId, type FrameReader, type FrameWriter, KIND } from "./frame.ts";
 import { Inbox } from "./inbox.ts";

@@ -3,7 +3,7 @@ import { decodeWaitStatus, type ExitMessage, shellCode } from "../../core/agent/
 import { ProcessTable } from "../../core/agent/processes.ts";
 import type { ProcStatFields } from "../../core/agent/procfs.ts";
 import { sweep } from "../../core/agent/sweep.ts";
-import type { MigrationChannel } from "../../core/migrate/protocol.ts";
+import type { MigrationChannel } from "../../core/transport/channel.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 
 const manual = { kind: "manual" as const, by: "ppm migrate" };

@@ -9,7 +9,7 @@
 import { PpmError } from "../../core/errors.ts";
 import { migrateIn } from "../../core/migrate/destination.ts";
 import { checkOffer } from "../../core/migrate/offer_check.ts";
-import type { MigrationChannel } from "../../core/migrate/protocol.ts";
+import type { MigrationChannel } from "../../core/transport/channel.ts";
 import { buildOffer } from "../../core/migrate/source.ts";
 import { serveRedirects } from "../../core/redirect/peers.ts";
 import { assert, assertEquals } from "../support/assert.ts";

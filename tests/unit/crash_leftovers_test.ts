@@ -4,7 +4,8 @@
  * drops undone unless the move was committing, restore plans of dead ppm
  * processes removed and those of living ones kept.
  */
-import { parseEntry, recover, type RecoverOps, startTicks } from "../../core/freeze/journal.ts";
+import { parseEntry, recover, type RecoverOps } from "../../core/freeze/journal.ts";
+import { startTicks } from "../../core/host/proc_stat.ts";
 import { sweepWorkDirs } from "../../core/restore/restore.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Discovery with real multicast, in network namespaces: three agents
- * (core/discovery/agent_main.ts) on one bridge announce every 250 ms and
+ * (tests/support/discovery_agent.ts) on one bridge announce every 250 ms and
  * must see each other; an intruder with another secret and a replay of
  * captured packets from a fourth namespace must be ignored and counted; a
  * clean stop must be seen at once and a killed agent must expire after 3
@@ -15,7 +15,7 @@ import { Netns, type NsProcess } from "../support/netns.ts";
 import { netnsUnavailable } from "../support/netns.ts";
 
 const INTERVAL = 250;
-const AGENT = join(PROJECT_ROOT, "core/discovery/agent_main.ts");
+const AGENT = join(PROJECT_ROOT, "tests/support/discovery_agent.ts");
 /** Agents start a Deno each; allow for a slow, busy machine. */
 const START_TIMEOUT_MS = 20_000;
 

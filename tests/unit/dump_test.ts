@@ -1,5 +1,5 @@
 /** The checkpoint's pure parts: /proc parsers, page classes, syscall restart, fd classes. */
-import { normalizeSyscallRestart } from "../../core/dump/checkpoint.ts";
+import { normalizeSyscallRestart } from "../../core/checkpoint/checkpoint.ts";
 import { classifyFd } from "../../core/dump/files.ts";
 import {
   parseFdInfo,
@@ -10,7 +10,7 @@ import {
 } from "../../core/dump/proc.ts";
 import { stayReasons } from "../../core/dump/check.ts";
 import { classifyVma, isZeroPage, pageNeeded, PM, protOf, VM } from "../../core/dump/vma.ts";
-import { getReg, REGS_SIZE, setReg } from "../../core/freeze/tracee.ts";
+import { getReg, REGS_SIZE, setReg } from "../../core/ptrace/tracee.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 
 const MAPS =

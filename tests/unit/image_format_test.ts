@@ -3,7 +3,7 @@ import { crc32ieee } from "../../core/image/checksum.ts";
 import { crc32c } from "../../core/image/crc32c.ts";
 import { ImageError } from "../../core/image/errors.ts";
 import { type ImageRecord, PAGE_SIZE, RECORD } from "../../core/image/format.ts";
-import { fileSink, fileSource, pathSource } from "../../core/image/io.ts";
+import { byteSink, byteSource, pathSource } from "../../core/host/bytes.ts";
 import { readImage } from "../../core/image/reader.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
 
@@ -228,13 +228,13 @@ Deno.test("writer: a failing sink fails every later call", async () => {
   assertEquals(n, 3);
 });
 
-Deno.test("io: through a file with fileSink, fileSource and pathSource", async () => {
+Deno.test("io: through a file with byteSink, byteSource and pathSource", async () => {
   const s = await sampleImage(40);
   const path = await Deno.makeTempFile({ suffix: ".ppmimg" });
   try {
     {
       using f = await Deno.open(path, { write: true, truncate: true });
-      const w = new ImageWriter(fileSink(f));
+      const w = new ImageWriter(byteSink(f));
       await w.writeRecord(RECORD.TASK, s.task);
       await w.writePages(0x1000n, s.pagesB.subarray(0, 10 * PAGE_SIZE));
       await w.writePages(0x100000n, s.pagesB.subarray(10 * PAGE_SIZE));
@@ -242,7 +242,7 @@ Deno.test("io: through a file with fileSink, fileSource and pathSource", async (
     }
     {
       using f = await Deno.open(path);
-      const recs = await collect(fileSource(f, 10_000));
+      const recs = await collect(byteSource(f, 10_000));
       assertEquals(recs.map((r) => r.kind), ["record", "pages", "pages", "end"]);
     }
     // pathSource reads ahead; small buffers put many reads in flight across record boundaries.
@@ -262,11 +262,11 @@ Deno.test("io: through a TCP connection", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const received = (async () => {
     using conn = await listener.accept();
-    return await collect(fileSource(conn));
+    return await collect(byteSource(conn));
   })();
   {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-    const w = new ImageWriter(fileSink(conn));
+    const w = new ImageWriter(byteSink(conn));
     for await (const r of readImage(chunked(s.bytes, 1000))) {
       if (r.kind === "record") await w.writeRecord(r.type, r.value);
       else if (r.kind === "pages") await w.writePages(r.start, r.data);

@@ -7,12 +7,8 @@
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../../core/errors.ts";
 import { migrateIn } from "../../core/migrate/destination.ts";
-import {
-  answerOutcome,
-  isOutcomeQuery,
-  type MigrationChannel,
-  type Offer,
-} from "../../core/migrate/protocol.ts";
+import { answerOutcome, isOutcomeQuery, type Offer } from "../../core/migrate/protocol.ts";
+import type { MigrationChannel } from "../../core/transport/channel.ts";
 import { buildOffer, migrateOut } from "../../core/migrate/source.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 

@@ -1,5 +1,5 @@
 /** Which node gets which redirect entries when a process with sockets moves A → B. */
-import { planLocks, planRedirects } from "../../core/redirect/plan.ts";
+import { planLocks, planRedirects } from "../../core/redirect/redirect_plan.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3", Q = "10.77.0.254";

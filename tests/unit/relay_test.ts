@@ -23,7 +23,7 @@ import {
   newRelayToken,
   type RelayRecord,
 } from "../../core/relay/record.ts";
-import { startTicks } from "../../core/freeze/journal.ts";
+import { startTicks } from "../../core/host/proc_stat.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { sleep, within, withServer } from "./transport_support.ts";
 

@@ -2,8 +2,8 @@
 import { decode } from "../../ffi/struct.ts";
 import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
-import { missingCpuFeatures } from "../../core/restore/compat.ts";
-import { mapFd, PlanWriter, stubBase, writePlan } from "../../core/restore/plan.ts";
+import { missingCpuFeatures } from "../../core/host/cpu.ts";
+import { mapFd, PlanWriter, stubBase, writePlan } from "../../core/restore/memory_plan.ts";
 import { stubSpec } from "../../core/restore/spec.ts";
 import { checkSpec, hex } from "../support/stub_spec.ts";
 import { VM } from "../../core/dump/vma.ts";

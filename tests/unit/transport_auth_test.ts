@@ -8,7 +8,7 @@ import { EXIT, PpmError } from "../../core/errors.ts";
 import { PAGE_SIZE, RECORD } from "../../core/image/format.ts";
 import { readImage } from "../../core/image/reader.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
-import type { MigrationChannel } from "../../core/migrate/protocol.ts";
+import type { MigrationChannel } from "../../core/transport/channel.ts";
 import {
   AuthError,
   clientMac,

@@ -64,7 +64,7 @@ enum stub_exit {
 	STUB_STEP = 100,
 };
 
-/* The stub's own descriptors, from base up (spec.ts/plan.ts mapFd agree). */
+/* The stub's own descriptors, from base up (spec.ts/memory_plan.ts mapFd agree). */
 enum stub_fd {
 	FD_STDIN, FD_STDOUT, FD_STDERR, FD_DEV, FD_PLAN, FD_ERR, FD_MAPS,
 };

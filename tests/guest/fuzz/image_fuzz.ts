@@ -13,7 +13,7 @@
  */
 import { PpmError } from "../../../core/errors.ts";
 import { RECORD } from "../../../core/image/format.ts";
-import { pathSource } from "../../../core/image/io.ts";
+import { pathSource } from "../../../core/host/bytes.ts";
 import { readImage } from "../../../core/image/reader.ts";
 import { ImageWriter } from "../../../core/image/writer.ts";
 import { restore } from "../../../core/restore/restore.ts";

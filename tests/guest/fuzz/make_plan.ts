@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { pathSource } from "../../../core/image/io.ts";
+import { pathSource } from "../../../core/host/bytes.ts";
 import { loadImage } from "../../../core/image/schema.ts";
-import { stubBase, writePlan } from "../../../core/restore/plan.ts";
+import { stubBase, writePlan } from "../../../core/restore/memory_plan.ts";
 
 const img = await loadImage(pathSource(Deno.args[0]));
 const f = await Deno.open(Deno.args[1], { write: true, create: true, truncate: true });

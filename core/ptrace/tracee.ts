@@ -116,7 +116,7 @@ export class Tracee {
       ptrace(PTRACE.INTERRUPT, pid);
       t.waitStop();
     } catch (e) {
-      t.release();
+      t.resume();
       throw e;
     }
     return t;
@@ -125,7 +125,7 @@ export class Tracee {
   /**
    * Attaches to `pid` without stopping it (it is expected to stop itself).
    * With `exitKill` the kernel kills it if this process dies before
-   * releasing it (a restored copy held for a commit must never run alone).
+   * detaching (a restored copy held for a commit must never run alone).
    */
   static attach(pid: number, opts: { sysgood?: boolean; exitKill?: boolean } = {}): Tracee {
     const t = new Tracee(pid);
@@ -234,8 +234,8 @@ export class Tracee {
     ptrace(PTRACE.SYSCALL, this.pid, 0n, BigInt(sig));
   }
 
-  /** Lets the process run on, untraced, delivering a signal that arrived meanwhile. */
-  release(): void {
+  /** Detaches: the process runs on, untraced, with a signal that arrived meanwhile delivered. */
+  resume(): void {
     if (!this.attached) return;
     try {
       ptrace(PTRACE.DETACH, this.pid, 0n, BigInt(this.deliverOnResume));
@@ -249,9 +249,9 @@ export class Tracee {
    * Lets go of the process leaving it stopped (SIGSTOP): nobody knows yet
    * whether it runs elsewhere, so it must not run here.
    */
-  releaseStopped(): void {
+  detachStopped(): void {
     this.deliverOnResume = 19;
-    this.release();
+    this.resume();
   }
 
   /**

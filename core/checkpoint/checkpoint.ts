@@ -1,5 +1,7 @@
 /**
- * `ppm checkpoint`: freeze → dump → image. The process is frozen with
+ * `ppm checkpoint` and a migration's source: freeze → dump → image, in
+ * order, above the steps it runs (core/ptrace, core/freeze for sockets,
+ * core/dump, core/image). The process is frozen with
  * ptrace, its state is read (registers and FPU through ptrace, what /proc
  * hides through the module, memory through pagemap and /proc/PID/mem), the
  * image is assembled in memory, the process is resumed (or killed), and only
@@ -13,15 +15,16 @@ import { ErrnoError } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
-import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
+import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
-import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";
-import { credReasons, dumpCreds } from "./creds.ts";
-import { dumpPages, type PageStats } from "./memory.ts";
-import { parseCpuFlags, parseLimits, parseMaps, parseNice, parseStatus } from "./proc.ts";
-import { stayReasons } from "./check.ts";
-import { classifyVma, protOf, type VmaRecord } from "./vma.ts";
+import { fileId, type FileIdentity, fileIdentity, readFds } from "../dump/files.ts";
+import { credReasons, dumpCreds } from "../dump/creds.ts";
+import { dumpPages, type PageStats } from "../dump/memory.ts";
+import { parseCpuFlags } from "../host/cpu.ts";
+import { parseLimits, parseMaps, parseNice, parseStatus } from "../dump/proc.ts";
+import { stayReasons } from "../dump/check.ts";
+import { classifyVma, protOf, type VmaRecord } from "../dump/vma.ts";
 
 /** Options of {@link checkpoint}. */
 export interface CheckpointOptions {
@@ -29,7 +32,7 @@ export interface CheckpointOptions {
   kill?: boolean;
   /**
    * Keep the process frozen after the dump: the caller decides, with the
-   * returned tracee, whether it resumes (`release`) or ends (`kill`).
+   * returned tracee, whether it resumes (`resume`) or ends (`kill`).
    * Migration holds the source until the destination runs the process.
    */
   hold?: boolean;
@@ -293,10 +296,10 @@ export async function checkpoint(
       if (ok && opts.hold) { /* the caller decides */ }
       else if (ok && opts.kill) {
         tracee.kill();
-        net?.release();
+        net?.handOver();
       } else {
         net?.thaw();
-        tracee.release();
+        tracee.resume();
       }
     } finally {
       tResumed = performance.now();
@@ -320,7 +323,7 @@ export async function checkpoint(
     // A held process must not stay frozen because the image could not go out.
     if (opts.hold) {
       net?.thaw();
-      tracee.release();
+      tracee.resume();
     }
     throw e;
   }

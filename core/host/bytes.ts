@@ -1,12 +1,12 @@
 /**
- * Adapters between images and byte streams: a file now, a socket later
- * (Deno.FsFile and Deno.Conn both have these read and write shapes).
+ * Byte sinks and sources over files and sockets (Deno.FsFile and Deno.Conn
+ * both have these read and write shapes): the image is written to and read
+ * from them (core/image), frames go through them (core/transport).
  *
  * @module
  */
 
-import { readAhead } from "../host/ahead.ts";
-import type { ImageSink } from "./writer.ts";
+import { readAhead } from "./ahead.ts";
 
 /** Something bytes can be written to, like Deno.FsFile or Deno.Conn. */
 export interface ByteWriter {
@@ -20,12 +20,15 @@ export interface ByteReader {
   read(p: Uint8Array): Promise<number | null>;
 }
 
+/** Receives bytes in order; it must be done with a chunk when its promise settles. */
+export type ByteSink = (chunk: Uint8Array) => Promise<void>;
+
 /**
- * A sink for {@link ImageWriter} that writes every chunk fully to `w`.
+ * A sink (for core/image's ImageWriter, say) that writes every chunk fully to `w`.
  *
  * @param w a file, a connection, or anything with the same `write`
  */
-export function fileSink(w: ByteWriter): ImageSink {
+export function byteSink(w: ByteWriter): ByteSink {
   return async (chunk) => {
     for (let off = 0; off < chunk.length;) {
       const n = await w.write(chunk.subarray(off));
@@ -39,14 +42,14 @@ export function fileSink(w: ByteWriter): ImageSink {
 const MIN_READ = 64 * 1024;
 
 /**
- * A source for {@link readImage} reading `r` until it ends. Each chunk is a
- * fresh region of a buffer that is never reused, so records may keep views
- * of it.
+ * A source (for core/image's readImage, say) reading `r` until it ends.
+ * Each chunk is a fresh region of a buffer that is never reused, so records
+ * may keep views of it.
  *
  * @param r a file, a connection, or anything with the same `read`
  * @param bufferSize the size of the buffers read into
  */
-export async function* fileSource(
+export async function* byteSource(
   r: ByteReader,
   bufferSize = 1024 * 1024,
 ): AsyncGenerator<Uint8Array> {
@@ -66,7 +69,7 @@ export async function* fileSource(
 const FILE_BUFFER = 8 * 1024 * 1024;
 
 /**
- * A source reading the file at `path` (a {@link fileSource}); the file is
+ * A source reading the file at `path` (a {@link byteSource}); the file is
  * closed when the source ends or the reader stops. The next chunk is read
  * (on the runtime's I/O threads) while the caller works on the current one.
  *
@@ -78,5 +81,5 @@ export async function* pathSource(
   bufferSize = FILE_BUFFER,
 ): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
-  yield* readAhead(fileSource(file, bufferSize));
+  yield* readAhead(byteSource(file, bufferSize));
 }

@@ -1,6 +1,7 @@
 /**
- * From a loaded image to the binary plan that PPM_IOC_RESTORE reads
- * (kmod/uapi/ppm.h); the stub's spec is spec.ts.
+ * From a loaded image to the memory plan that PPM_IOC_RESTORE reads
+ * (kmod/uapi/ppm.h): the process's mappings and its page runs, in binary;
+ * the stub's descriptors for mapped files. The stub's spec is spec.ts.
  *
  * @module
  */

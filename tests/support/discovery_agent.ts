@@ -16,22 +16,22 @@
  * the first one of each of N senders again, unchanged, 100 ms later (a test
  * of replay protection), printing {"type":"replayed","id":…,"seq":…}.
  *
- *     deno run -A core/discovery/agent_main.ts --secret-file S --interface eth0 \
+ *     deno run -A tests/support/discovery_agent.ts --secret-file S --interface eth0 \
  *       --announce-interval 250ms [--config FILE] [--print-updates]
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
-import { loadConfig } from "../config/load.ts";
-import { LOG_LEVELS, type LogLevel, type PpmConfig, SETTINGS } from "../config/schema.ts";
-import { PpmError } from "../errors.ts";
-import { loadSecret } from "../security/secret.ts";
-import { ignoredTotal } from "./counters.ts";
-import { interfaceAddress } from "./local.ts";
-import { type Discovery, startDiscovery } from "./service.ts";
-import { closeSocket, openReceiver, openSender, sendPacket } from "./socket.ts";
-import { peekPacket } from "./wire.ts";
+import { loadConfig } from "../../core/config/load.ts";
+import { LOG_LEVELS, type LogLevel, type PpmConfig, SETTINGS } from "../../core/config/schema.ts";
+import { PpmError } from "../../core/errors.ts";
+import { loadSecret } from "../../core/security/secret.ts";
+import { ignoredTotal } from "../../core/discovery/counters.ts";
+import { interfaceAddress } from "../../core/discovery/local.ts";
+import { type Discovery, startDiscovery } from "../../core/discovery/service.ts";
+import { closeSocket, openReceiver, openSender, sendPacket } from "../../core/discovery/socket.ts";
+import { peekPacket } from "../../core/discovery/wire.ts";
 
 function print(obj: Record<string, unknown>): void {
   console.log(JSON.stringify({ t: Date.now(), ...obj }));

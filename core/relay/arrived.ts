@@ -322,11 +322,15 @@ export class ArrivedRelay {
         if (n === null) continue;
         if (n === 0) break;
         const chunk = buf.slice(0, n);
-        // Recorded first: if the connection breaks during the send, the next one sends it again.
-        this.#sent.get(stream)!.record(chunk);
         this.#sending++;
         try {
-          await this.#onChannel((a) => this.#sink(a, stream)(chunk), false);
+          // Recorded as it goes out (not while waiting for a connection, or the next one's
+          // catch-up would send it too): if the connection breaks during the send, the next
+          // one sends it again.
+          await this.#onChannel((a) => {
+            this.#sent.get(stream)!.record(chunk);
+            return this.#sink(a, stream)(chunk);
+          }, false);
         } finally {
           this.#sending--;
         }

@@ -16,6 +16,7 @@ import { NetworkFreeze } from "../freeze/network.ts";
 import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
+import { type FdEntry, mmRecord } from "../image/schema.ts";
 import { fileId, type FileIdentity, fileIdentity, readFds } from "./files.ts";
 import { credReasons, dumpCreds } from "./creds.ts";
 import { dumpPages, type PageStats } from "./memory.ts";
@@ -145,7 +146,7 @@ export async function checkpoint(
   let vmas: VmaRecord[] = [];
   let stats: PageStats[] = [];
   let mappedPaths: string[] = [];
-  let fdsRecord: unknown;
+  let fdsRecord: FdEntry[] = [];
   try {
     const status = parseStatus(await readText(`/proc/${pid}/status`));
     const maps = parseMaps(await readText(`/proc/${pid}/maps`));
@@ -236,7 +237,7 @@ export async function checkpoint(
 
     await writer.writeRecord(RECORD.TASK, {
       pid,
-      comm,
+      comm: comm ?? "", // not reached: a name that is not UTF-8 is refused above
       exe: await Deno.readLink(`/proc/${pid}/exe`),
       cwd: await Deno.readLink(`/proc/${pid}/cwd`),
       cwdId: fileId(`/proc/${pid}/cwd`),
@@ -255,14 +256,16 @@ export async function checkpoint(
       abi: PPM_ABI_VERSION,
       createdAt: new Date().toISOString(),
     });
-    await writer.writeRecord(RECORD.MM, {
-      ...task.mm,
-      vdso: task.vdso,
-      vdsoEnd: vdso?.end ?? 0n,
-      vvar: vvar?.start ?? 0n,
-      vvarEnd: vvar?.end ?? 0n,
-      auxv: task.auxv,
-    });
+    await writer.writeRecord(
+      RECORD.MM,
+      mmRecord({
+        ...task.mm,
+        vdso: task.vdso,
+        vdsoEnd: vdso?.end ?? 0n,
+        vvar: vvar?.start ?? 0n,
+        vvarEnd: vvar?.end ?? 0n,
+      }, task.auxv),
+    );
     await writer.writeRecord(RECORD.CPU, { regs, xstate, sigmask, restart });
     await writer.writeRecord(RECORD.SIGNALS, {
       actions: task.actions.filter((a) => a.handler !== 0n || a.flags !== 0n || a.mask !== 0n),

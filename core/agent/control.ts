@@ -9,28 +9,9 @@
  */
 import { dirname } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
+import { type ControlRequest, parseControlRequest } from "./control_schema.ts";
 
-/** A request from the CLI. */
-export type ControlRequest =
-  | { op: "status" }
-  | { op: "peers" }
-  | { op: "ps" }
-  | {
-    op: "migrate";
-    pid: number;
-    to: string;
-    timeoutMs?: number;
-    deadlineMs?: number;
-    copyAll?: boolean;
-  }
-  | { op: "manage"; pid: number; name?: string; by?: "run" | "manage" }
-  | { op: "unmanage"; pid: number }
-  | { op: "wait"; pid: number; timeoutMs?: number }
-  | { op: "balance"; dryRun: boolean }
-  | { op: "drain" }
-  | { op: "undrain" }
-  | { op: "cordon" }
-  | { op: "uncordon" };
+export type { ControlRequest } from "./control_schema.ts";
 
 /** Sends an event line to the requester before the reply. */
 export type Emit = (event: unknown) => void;
@@ -125,7 +106,8 @@ async function serveOne(
         .catch(() => {});
     };
     try {
-      const req = JSON.parse(line) as ControlRequest;
+      // Checked whole before anything is done: a bad line is refused, never used.
+      const req = parseControlRequest(line);
       reply = { ok: true, result: await handle(req, emit) };
     } catch (e) {
       const err = e instanceof PpmError

@@ -12,36 +12,33 @@
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { admit } from "../balance/admission.ts";
 import { capacity } from "../balance/load.ts";
-import { resolveBalanceConfig } from "../balance/settings.ts";
+import { type BalanceSettings, resolveBalanceConfig } from "../balance/settings.ts";
 import type { PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
-import { startDiscovery } from "../discovery/service.ts";
+import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
-import { answerOutcome, isOutcomeQuery, type Offer } from "../migrate/protocol.ts";
-import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
-import { deleteRedirect, listRedirects } from "../redirect/table.ts";
+import type { Offer } from "../migrate/protocol.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
-import { listenPeers } from "../transport/conn.ts";
 import { VERSION } from "../version.ts";
 import { LoadReader } from "../balance/read.ts";
 import { AGENT_NICE, setOwnNice } from "./priority.ts";
-import { Balancer } from "./balancer.ts";
+import { Balancer, type BalancerDeps } from "./balancer.ts";
 import { serveControl } from "./control.ts";
 import { DemandMeter, processViews } from "./facts.ts";
-import { receive } from "./inbound.ts";
-import { probeNode } from "./liveness.ts";
 import { makeHandler } from "./ops.ts";
-import { connectAgent, findPeer, makeMover } from "./outbound.ts";
-import { ArrivedRelays, isRelayResume, ParkedRelays } from "./relays.ts";
+import { connectAgent, findPeer, makeMover, type MoveFn } from "./outbound.ts";
+import type { InboundDeps } from "./inbound.ts";
+import { servePeerPort } from "./peer_port.ts";
+import { watchSilentPeers } from "./silence.ts";
+import { ArrivedRelays, ParkedRelays } from "./relays.ts";
 import { ensureKeeper } from "../relay/keeper.ts";
 import { ROOT } from "./permission.ts";
 import { type ProcessEntry, ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
 import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
-import { checkOffer } from "../migrate/offer_check.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
 import { ensureDir, runRoot } from "../paths.ts";
 import { notifySystemd } from "../host/systemd.ts";
@@ -59,74 +56,64 @@ export interface DaemonOptions {
 
 const LEVELS = ["error", "warn", "info", "debug"];
 
+/** Logs a line at a level: error, warn, info or debug. */
+type Log = (level: string, s: string) => void;
+
+/** The agent's log: timestamped lines on stderr (the journal under systemd), up to `logLevel`. */
+function agentLog(config: PpmConfig): Log {
+  const level = LEVELS.indexOf(config.logLevel);
+  return (lvl, s) => {
+    if (LEVELS.indexOf(lvl) <= level) {
+      console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
+    }
+  };
+}
+
+/** What the agent knows and decides, shared by its parts. */
+interface AgentState {
+  /** The processes it knows. */
+  table: ProcessTable;
+  /** PIDs being migrated away now. */
+  busy: Set<number>;
+  /** Connections to the nodes arrived processes came from, by PID. */
+  upstream: Map<number, MigrationChannel>;
+  /** Redirect entries left here by processes that moved away, by their new node. */
+  leftFor: Map<string, number[]>;
+  /** Offers taken and not yet arrived, with the load and memory they will bring. */
+  incoming: Map<Offer, { load: number; memory: number }>;
+  /** Draining: accepts no process, sends every managed one away. */
+  draining: boolean;
+  /** Cordoned: accepts no process and sends none away (the balancer only measures). */
+  cordoned: boolean;
+}
+
 /** Runs the agent until `signal` aborts. */
 export async function runDaemon(
   config: PpmConfig,
   signal: AbortSignal,
   options: DaemonOptions = {},
 ): Promise<void> {
-  const level = LEVELS.indexOf(config.logLevel);
-  const log = (lvl: string, s: string) => {
-    if (LEVELS.indexOf(lvl) <= level) {
-      console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
-    }
+  const log = agentLog(config);
+  const secret = await loadSecret(config.secretFile);
+  const runDir = await prepareNode(options, log);
+  const st: AgentState = {
+    table: new ProcessTable(config.nodeName),
+    busy: new Set(),
+    upstream: new Map(),
+    leftFor: new Map(),
+    incoming: new Map(),
+    draining: false,
+    cordoned: false,
   };
   const balanceConfig = resolveBalanceConfig(config.balance);
   const settings = balanceConfig.settings;
-  const secret = await loadSecret(config.secretFile);
-  const nice = options.nice ?? AGENT_NICE;
-  const niceFailed = setOwnNice(nice);
-  if (niceFailed.length) {
-    log("warn", `cannot run at nice ${nice} (${niceFailed[0]}): busy nodes may starve the agent`);
-  }
-  const faults = [...armedFaults()];
-  if (faults.length) log("warn", `fault injection armed (PPM_FAULT): ${faults.join(", ")}`);
-  const table = new ProcessTable(config.nodeName);
-  const busy = new Set<number>();
-  const upstream = new Map<number, MigrationChannel>();
-  const leftFor = new Map<string, number[]>();
-  const incoming = new Map<Offer, { load: number; memory: number }>();
-  let draining = false;
-  // Cordoned: accepts no process and sends none away (the balancer only measures).
-  let cordoned = false;
-  const runDir = await ensureDir(runRoot());
-  cleanUpAfterCrash(log);
-
-  // The restore stub is built now, not while a migrating process is frozen.
-  ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
-  ensureKeeper().catch((e) =>
-    log("warn", `cannot build the relay keeper: ${(e as Error).message}`)
-  );
 
   // The balancer (and its load tracker) before discovery, which asks for the load at once.
-  const boot = await readBootTime();
-  const meter = new DemandMeter();
-  const loadReader = new LoadReader();
-  const balancer: Balancer = new Balancer({
-    node: config.nodeName,
+  const balancer = await makeBalancer(config.nodeName, st, {
     settings,
     enabled: balanceConfig.enabled || options.balance === true,
-    now: () => Date.now() / 1000,
-    sample: () => Promise.resolve(loadReader.sample(settings.speed)),
     peers: () => discovery.peerViews(),
-    processes: (load) =>
-      processViews(table.list(), {
-        facts: readProcFacts,
-        startedHere: (f) => startedAtSeconds(boot, f.startTicks),
-        meter,
-        schedstats: loadReader.demands,
-        busy,
-        now: Date.now() / 1000,
-        load,
-      }),
     move: (pid, to, why) => move({ pid, to, why }),
-    draining: () => draining,
-    cordoned: () => cordoned && !draining,
-    incoming: () => {
-      let load = 0, memory = 0;
-      for (const x of incoming.values()) [load, memory] = [load + x.load, memory + x.memory];
-      return { load, memory };
-    },
     log,
   });
   const discovery = await startDiscovery(config, {
@@ -137,222 +124,53 @@ export async function runDaemon(
     load: () => {
       const s = balancer.tracker.sample;
       return s
-        ? loadVector(balancer.tracker.announcement(draining || cordoned), s)
+        ? loadVector(balancer.tracker.announcement(st.draining || st.cordoned), s)
         : readLoadVector();
     },
   });
-  /**
-   * Nodes gone silent whose redirects go unless they are heard again first:
-   * a node held up for a moment, or whose agent restarts, still runs the
-   * processes that moved there.
-   */
-  const silent = new Map<string, ReturnType<typeof setTimeout>>();
-  const graceMs = config.peerExpiry * config.announceInterval * 1000;
-  discovery.on((e) => {
-    log(e.type === "update" ? "debug" : "info", `peer ${e.type}: ${e.peer.name}`);
-    const name = e.peer.name;
-    if (e.type === "join" && silent.has(name)) {
-      clearTimeout(silent.get(name));
-      silent.delete(name);
-      log("info", `${name} is back: its redirects stay`);
-    }
-    // A node gone silent (not an agent that restarts, or one that says goodbye).
-    if (e.type === "leave" && e.reason === "expired" && !silent.has(name)) {
-      const addrs = e.peer.addresses;
-      const host = e.peer.from.replace(/:\d+$/, "");
-      const port = e.peer.migrationPort;
-      // Its kernel answering (even with a reset: the agent is down) means the
-      // node and the processes that moved there live; check again later.
-      const check = async () => {
-        const answer = await probeNode(host, port, graceMs);
-        if (!silent.has(name)) return;
-        if (answer === "silent") {
-          silent.delete(name);
-          dropRedirectsTo(name, addrs);
-          return;
-        }
-        log("info", `${name} is silent, but its kernel answers (${answer}): its redirects stay`);
-        silent.set(name, setTimeout(check, graceMs));
-      };
-      silent.set(name, setTimeout(check, graceMs));
-    }
-  });
-
-  /**
-   * A node that left takes its flows with it: the entries that send them
-   * there go, and so do this node's drops for them, so that their peers get
-   * a reset from here rather than silence.
-   */
-  const dropRedirectsTo = (name: string, addrs: string[]) => {
-    try {
-      const ids = [
-        ...(leftFor.get(name) ?? []),
-        ...listRedirects().filter((r) => r.new && addrs.includes(r.new.addr)).map((r) => r.id),
-      ];
-      leftFor.delete(name);
-      let n = 0;
-      for (const id of new Set(ids)) n += deleteRedirect(id);
-      if (n) log("warn", `${name} left: removed ${n} redirects of flows that had moved there`);
-    } catch (e) {
-      log("warn", `cannot clean the redirects of ${name}: ${(e as Error).message}`);
-    }
-  };
-
-  /** This node's address as peers know it: the first one it announces. */
-  const nodeAddr = () => discovery.status().self.addresses[0] ?? "";
-
-  // Relays of standard streams that outlive their connection (core/agent/relays.ts).
-  const parked = new ParkedRelays(log);
-  const relays = new ArrivedRelays({
-    connect: (name) =>
-      connectAgent(
-        { secret: secret.key, node: config.nodeName },
-        findPeer(discovery.status().peers, name),
-      ),
-    upstream,
+  const silence = watchSilentPeers({
+    discovery,
+    leftFor: st.leftFor,
+    graceMs: config.peerExpiry * config.announceInterval * 1000,
     log,
-    // Listed again, so `ppm ps` shows it and its end is told to the node it came from.
-    adopted: (rec) =>
-      rec.arrival && table.arrived({
-        pid: rec.pid,
-        from: rec.from,
-        origin: rec.arrival.origin,
-        moves: rec.arrival.moves,
-        at: rec.arrival.at,
-        name: rec.arrival.name,
-        startTicks: Number(rec.startTicks),
-      }),
   });
+
+  // Relays of standard streams that outlive their connection (relays.ts).
+  const parked = new ParkedRelays(log);
+  const relays = arrivedRelays(config.nodeName, secret.key, discovery, st, log);
   const move = makeMover({
     node: config.nodeName,
     secret: secret.key,
     discovery,
-    table,
-    leftFor,
-    upstream,
-    busy,
+    ...st,
     parked,
     log,
   });
-
-  const tracker = balancer.tracker;
-
-  const listener = listenPeers({
+  const listener = servePeerPort({
     port: config.migrationPort,
     secret: secret.key,
     node: config.nodeName,
-    onConnection: async (conn) => {
-      try {
-        const first = await conn.recv(30_000) as { op?: string };
-        if (isRedirectRequest(first)) {
-          await serveRedirects(conn, first, (s) => log("info", `${s} for ${conn.peer}`));
-          conn.close();
-          return;
-        }
-        if (isRelayResume(first)) {
-          await parked.resume(conn, first);
-          return;
-        }
-        if (isOutcomeQuery(first)) {
-          const underWay = [...incoming.keys()].some((o) => o.pid === first.pid);
-          const state = answerOutcome(first, underWay);
-          log("info", `${conn.peer} asked whether process ${first.pid} runs here: ${state}`);
-          await conn.send({ op: "outcome", state });
-          conn.close();
-          return;
-        }
-        if (first?.op !== "offer") {
-          conn.close();
-          return;
-        }
-        let offer: Offer;
-        try {
-          offer = checkOffer(first);
-        } catch (e) {
-          const reason = (e as { why?: string }).why ?? String(e);
-          await conn.send({ op: "offer-reply", ok: false, reason }).catch(() => {});
-          log("warn", `refused an offer from ${conn.peer}: ${reason}`);
-          conn.close();
-          return;
-        }
-        await receive(conn, offer, {
-          runDir,
-          nodeAddr,
-          table,
-          upstream,
-          relays,
-          stat: readProcStat,
-          log,
-          admission: (offer) => {
-            if (draining) return "draining: this node accepts no processes";
-            if (cordoned) return "cordoned: this node accepts no processes";
-            if (!tracker.sample) return "";
-            const a = admit(tracker.localView(false), offer.estimatedBytes || 0, settings);
-            return a.accept ? "" : a.why;
-          },
-          reserve: (offer) => {
-            const s = tracker.sample;
-            // One CPU-bound process, until it shows in the measurements.
-            const x = { load: s ? 1 / capacity(s.cpus, s.speed) : 1, memory: offer.estimatedBytes };
-            incoming.set(offer, x);
-            tracker.accepted(x);
-            return () => incoming.delete(offer);
-          },
-        });
-      } catch (e) {
-        log("warn", `incoming connection failed: ${(e as Error).message}`);
-        conn.close();
-      }
+    parked,
+    incoming: st.incoming,
+    log,
+    inbound: {
+      runDir,
+      // This node's address as peers know it: the first one it announces.
+      nodeAddr: () => discovery.status().self.addresses[0] ?? "",
+      table: st.table,
+      upstream: st.upstream,
+      relays,
+      stat: readProcStat,
+      log,
+      ...admission(st, balancer.tracker, settings),
     },
-    onRefused: (r) => log("warn", `refused a connection from ${r.remote}: ${r.reason}`),
   });
-
-  const handle = makeHandler({
-    node: config.nodeName,
-    agentPid: Deno.pid,
-    caller: ROOT,
-    table,
-    busy,
-    move,
-    balance: (dryRun) => balancer.round({ dryRun }),
-    balanceStatus: () => ({
-      enabled: balancer.enabled,
-      draining,
-      cordoned,
-      managedHere: table.managedHere().length,
-      migrating: busy.size,
-      load: tracker.sample
-        ? { local: tracker.localLoad, exported: tracker.exportedLoad }
-        : undefined,
-    }),
-    discovery: () => discovery.status(),
-    setDraining: (on) => {
-      if (on !== draining) log("info", on ? "draining" : "drain ended");
-      draining = on;
-    },
-    setCordoned: (on) => {
-      if (on !== cordoned) log("info", on ? "cordoned" : "cordon ended");
-      cordoned = on;
-    },
-    facts: readProcFacts,
-    bootTime: readBootTime,
-  });
+  const handle = controlHandler(config.nodeName, st, balancer, discovery, move, log);
 
   // Relays of processes that arrived before this agent started.
   const adopted = relays.adopt();
   if (adopted) log("info", `taking up ${adopted} relays left by the previous agent`);
-
-  // The loops: balancing (measuring at least) and the look at the known processes.
-  const loops = new AbortController();
-  signal.addEventListener("abort", () => loops.abort(), { once: true });
-  const balancing = balancer.run(loops.signal);
-  const sweeping = (async () => {
-    while (!loops.signal.aborted) {
-      await sweep({ table, busy, upstream, stat: readProcStat, reap: reapChild, log })
-        .catch((e) => log("warn", `process sweep: ${(e as Error).message}`));
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  })();
+  const loops = runLoops(signal, balancer, st, log);
 
   log(
     "info",
@@ -370,12 +188,189 @@ export async function runDaemon(
     // First: what the relays read goes out before the connections close.
     await relays.stop();
     parked.closeAll();
-    for (const t of silent.values()) clearTimeout(t);
-    loops.abort();
-    await Promise.allSettled([balancing, sweeping]);
+    silence.stop();
+    await loops.stop();
     await listener.close().catch(() => {});
     await discovery.stop({ leave: true }).catch(() => {});
   }
+}
+
+/**
+ * Before anything else: the agent's nice value, a warning for armed fault
+ * points, the runtime directory, what a ppm that stopped mid-migration left,
+ * and the helper binaries built now (never while a process is frozen).
+ * Returns the runtime directory.
+ */
+async function prepareNode(options: DaemonOptions, log: Log): Promise<string> {
+  const nice = options.nice ?? AGENT_NICE;
+  const niceFailed = setOwnNice(nice);
+  if (niceFailed.length) {
+    log("warn", `cannot run at nice ${nice} (${niceFailed[0]}): busy nodes may starve the agent`);
+  }
+  const faults = [...armedFaults()];
+  if (faults.length) log("warn", `fault injection armed (PPM_FAULT): ${faults.join(", ")}`);
+  const runDir = await ensureDir(runRoot());
+  cleanUpAfterCrash(log);
+  ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
+  ensureKeeper().catch((e) =>
+    log("warn", `cannot build the relay keeper: ${(e as Error).message}`)
+  );
+  return runDir;
+}
+
+/** The balancer over this agent's processes (it runs once {@link runLoops} starts it). */
+async function makeBalancer(
+  node: string,
+  st: AgentState,
+  d: Pick<BalancerDeps, "settings" | "enabled" | "peers" | "move" | "log">,
+): Promise<Balancer> {
+  const boot = await readBootTime();
+  const meter = new DemandMeter();
+  const loadReader = new LoadReader();
+  return new Balancer({
+    ...d,
+    node,
+    now: () => Date.now() / 1000,
+    sample: () => Promise.resolve(loadReader.sample(d.settings.speed)),
+    processes: (load) =>
+      processViews(st.table.list(), {
+        facts: readProcFacts,
+        startedHere: (f) => startedAtSeconds(boot, f.startTicks),
+        meter,
+        schedstats: loadReader.demands,
+        busy: st.busy,
+        now: Date.now() / 1000,
+        load,
+      }),
+    draining: () => st.draining,
+    cordoned: () => st.cordoned && !st.draining,
+    incoming: () => {
+      let load = 0, memory = 0;
+      for (const x of st.incoming.values()) [load, memory] = [load + x.load, memory + x.memory];
+      return { load, memory };
+    },
+  });
+}
+
+/** The relays of arrived processes; those it adopts are listed in the table again. */
+function arrivedRelays(
+  node: string,
+  secret: Uint8Array,
+  discovery: Discovery,
+  st: AgentState,
+  log: Log,
+): ArrivedRelays {
+  return new ArrivedRelays({
+    connect: (name) => connectAgent({ secret, node }, findPeer(discovery.status().peers, name)),
+    upstream: st.upstream,
+    log,
+    // Listed again, so `ppm ps` shows it and its end is told to the node it came from.
+    adopted: (rec) =>
+      rec.arrival && st.table.arrived({
+        pid: rec.pid,
+        from: rec.from,
+        origin: rec.arrival.origin,
+        moves: rec.arrival.moves,
+        at: rec.arrival.at,
+        name: rec.arrival.name,
+        startTicks: Number(rec.startTicks),
+      }),
+  });
+}
+
+/**
+ * Whether this node takes an offer (not draining or cordoned, memory to
+ * spare), and the reservation of the load it brings until it arrives.
+ */
+function admission(
+  st: AgentState,
+  tracker: Balancer["tracker"],
+  settings: BalanceSettings,
+): Pick<InboundDeps, "admission" | "reserve"> {
+  return {
+    admission: (offer) => {
+      if (st.draining) return "draining: this node accepts no processes";
+      if (st.cordoned) return "cordoned: this node accepts no processes";
+      if (!tracker.sample) return "";
+      const a = admit(tracker.localView(false), offer.estimatedBytes || 0, settings);
+      return a.accept ? "" : a.why;
+    },
+    reserve: (offer) => {
+      const s = tracker.sample;
+      // One CPU-bound process, until it shows in the measurements.
+      const x = { load: s ? 1 / capacity(s.cpus, s.speed) : 1, memory: offer.estimatedBytes };
+      st.incoming.set(offer, x);
+      tracker.accepted(x);
+      return () => st.incoming.delete(offer);
+    },
+  };
+}
+
+/** What the control socket's requests do (ops.ts) on this agent. */
+function controlHandler(
+  node: string,
+  st: AgentState,
+  balancer: Balancer,
+  discovery: Discovery,
+  move: MoveFn,
+  log: Log,
+) {
+  const tracker = balancer.tracker;
+  return makeHandler({
+    node,
+    agentPid: Deno.pid,
+    caller: ROOT,
+    table: st.table,
+    busy: st.busy,
+    move,
+    balance: (dryRun) => balancer.round({ dryRun }),
+    balanceStatus: () => ({
+      enabled: balancer.enabled,
+      draining: st.draining,
+      cordoned: st.cordoned,
+      managedHere: st.table.managedHere().length,
+      migrating: st.busy.size,
+      load: tracker.sample
+        ? { local: tracker.localLoad, exported: tracker.exportedLoad }
+        : undefined,
+    }),
+    discovery: () => discovery.status(),
+    setDraining: (on) => {
+      if (on !== st.draining) log("info", on ? "draining" : "drain ended");
+      st.draining = on;
+    },
+    setCordoned: (on) => {
+      if (on !== st.cordoned) log("info", on ? "cordoned" : "cordon ended");
+      st.cordoned = on;
+    },
+    facts: readProcFacts,
+    bootTime: readBootTime,
+  });
+}
+
+/** The loops: balancing (measuring at least) and the look at the known processes (sweep.ts). */
+function runLoops(
+  signal: AbortSignal,
+  balancer: Balancer,
+  st: AgentState,
+  log: Log,
+): { stop(): Promise<void> } {
+  const loops = new AbortController();
+  signal.addEventListener("abort", () => loops.abort(), { once: true });
+  const balancing = balancer.run(loops.signal);
+  const sweeping = (async () => {
+    while (!loops.signal.aborted) {
+      await sweep({ ...st, stat: readProcStat, reap: reapChild, log })
+        .catch((e) => log("warn", `process sweep: ${(e as Error).message}`));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  return {
+    async stop() {
+      loops.abort();
+      await Promise.allSettled([balancing, sweeping]);
+    },
+  };
 }
 
 /**
@@ -383,7 +378,7 @@ export async function runDaemon(
  * drop entries (undone, unless the move was committing: then the process
  * stays stopped, in doubt) and restore plans in RAM.
  */
-function cleanUpAfterCrash(log: (level: string, s: string) => void): void {
+function cleanUpAfterCrash(log: Log): void {
   for (const r of recover()) {
     if (r.inDoubt) {
       log(

@@ -25,6 +25,7 @@ import { parseCpuFlags } from "../host/cpu.ts";
 import { parseLimits, parseMaps, parseNice, parseStatus } from "../dump/proc.ts";
 import { stayReasons } from "../dump/check.ts";
 import { classifyVma, protOf, type VmaRecord } from "../dump/vma.ts";
+import { type FdEntry, mmRecord } from "../image/schema.ts";
 
 /** Options of {@link checkpoint}. */
 export interface CheckpointOptions {
@@ -148,7 +149,7 @@ export async function checkpoint(
   let vmas: VmaRecord[] = [];
   let stats: PageStats[] = [];
   let mappedPaths: string[] = [];
-  let fdsRecord: unknown;
+  let fdsRecord: FdEntry[] = [];
   try {
     const status = parseStatus(await readText(`/proc/${pid}/status`));
     const maps = parseMaps(await readText(`/proc/${pid}/maps`));
@@ -239,7 +240,7 @@ export async function checkpoint(
 
     await writer.writeRecord(RECORD.TASK, {
       pid,
-      comm,
+      comm: comm ?? "", // not reached: a name that is not UTF-8 is refused above
       exe: await Deno.readLink(`/proc/${pid}/exe`),
       cwd: await Deno.readLink(`/proc/${pid}/cwd`),
       cwdId: fileId(`/proc/${pid}/cwd`),
@@ -258,14 +259,16 @@ export async function checkpoint(
       abi: PPM_ABI_VERSION,
       createdAt: new Date().toISOString(),
     });
-    await writer.writeRecord(RECORD.MM, {
-      ...task.mm,
-      vdso: task.vdso,
-      vdsoEnd: vdso?.end ?? 0n,
-      vvar: vvar?.start ?? 0n,
-      vvarEnd: vvar?.end ?? 0n,
-      auxv: task.auxv,
-    });
+    await writer.writeRecord(
+      RECORD.MM,
+      mmRecord({
+        ...task.mm,
+        vdso: task.vdso,
+        vdsoEnd: vdso?.end ?? 0n,
+        vvar: vvar?.start ?? 0n,
+        vvarEnd: vvar?.end ?? 0n,
+      }, task.auxv),
+    );
     await writer.writeRecord(RECORD.CPU, { regs, xstate, sigmask, restart });
     await writer.writeRecord(RECORD.SIGNALS, {
       actions: task.actions.filter((a) => a.handler !== 0n || a.flags !== 0n || a.mask !== 0n),

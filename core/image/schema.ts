@@ -94,6 +94,11 @@ export interface TaskRecord {
 /** The MM record: mm fields, auxv, and where the vDSO was. */
 export type MmRecord = Record<string, bigint> & { auxv: bigint[] };
 
+/** The MM record of the kernel's mm fields (by name) and the auxiliary vector. */
+export function mmRecord(fields: Record<string, bigint>, auxv: bigint[]): MmRecord {
+  return { ...fields, auxv } as MmRecord;
+}
+
 /** The CPU record. */
 export interface CpuRecord {
   /** Raw user_regs_struct (216 bytes). */
@@ -188,6 +193,29 @@ export interface PageBlock {
   count: number;
   /** Data. */
   data: Uint8Array;
+}
+
+/** The FILES record. */
+export interface FilesRecord {
+  /** Open descriptors. */
+  fds: FdEntry[];
+  /** Every mapped file, once. */
+  mapped: MappedFile[];
+}
+
+/**
+ * What each msgpack record holds: the one type `ImageWriter.writeRecord`
+ * takes and {@link loadImage} checks and returns (PAGES and END are written
+ * by the writer itself).
+ */
+export interface RecordValues {
+  [RECORD.TASK]: TaskRecord;
+  [RECORD.MM]: MmRecord;
+  [RECORD.CPU]: CpuRecord;
+  [RECORD.SIGNALS]: SignalsRecord;
+  [RECORD.VMAS]: VmaEntry[];
+  [RECORD.FILES]: FilesRecord;
+  [RECORD.SOCKETS]: SocketEntry[];
 }
 
 /** A whole image, checked. */

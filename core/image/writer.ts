@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { RecordValues } from "./schema.ts";
 import { encodeValue } from "./codec.ts";
 import { crc32ieee } from "./checksum.ts";
 import { ImageError } from "./errors.ts";
@@ -75,13 +76,27 @@ export class ImageWriter {
   }
 
   /**
-   * Writes one msgpack record.
+   * Writes one msgpack record, of the one type the reader checks it against
+   * (schema.ts {@link RecordValues}).
+   *
+   * @param type a record type other than PAGES and END
+   * @param value the record; bigint is written as a 64-bit integer
+   * @throws ImageError for a value that cannot be encoded or one over 16 MiB
+   */
+  writeRecord<T extends keyof RecordValues>(type: T, value: RecordValues[T]): Promise<void> {
+    return this.writeAnyRecord(type, value);
+  }
+
+  /**
+   * Writes one msgpack record of any type and value: for tools and tests
+   * that write images of their own, malformed ones included (ppm itself
+   * writes with {@link writeRecord}).
    *
    * @param type a u32 record type other than PAGES and END
-   * @param value any value msgpack can hold; bigint is written as a 64-bit integer
+   * @param value any value msgpack can hold
    * @throws ImageError for a bad type, a value that cannot be encoded or one over 16 MiB
    */
-  writeRecord(type: number, value: unknown): Promise<void> {
+  writeAnyRecord(type: number, value: unknown): Promise<void> {
     return this.#run(async () => {
       const where = `cannot write image record ${this.#records} (${recordName(type)})`;
       if (!Number.isInteger(type) || type < 0 || type > 0xffffffff) {

@@ -84,11 +84,11 @@ function pagesPayload(start: bigint, count: number, dataPages = count, reserved 
 async function smallImage(): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   const w = new ImageWriter((c) => (parts.push(c.slice()), Promise.resolve()));
-  await w.writeRecord(RECORD.TASK, { pid: 1, comm: "init", start: 0x5555_0000_0000n });
+  await w.writeAnyRecord(RECORD.TASK, { pid: 1, comm: "init", start: 0x5555_0000_0000n });
   await w.writePages(0x1000n, new Uint8Array(4096).fill(1));
-  await w.writeRecord(RECORD.VMAS, [{ start: 0x1000n, end: 0x2000n, prot: 5 }]);
+  await w.writeAnyRecord(RECORD.VMAS, [{ start: 0x1000n, end: 0x2000n, prot: 5 }]);
   await w.writePages(0x7fff_0000_0000n, new Uint8Array(4096).fill(2));
-  await w.writeRecord(RECORD.SIGNALS, { blocked: 0n });
+  await w.writeAnyRecord(RECORD.SIGNALS, { blocked: 0n });
   await w.end();
   return concat(...parts);
 }

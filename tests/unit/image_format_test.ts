@@ -111,11 +111,11 @@ async function sampleImage(bigPages: number) {
   const w = new ImageWriter(m.sink);
   const task = { pid: 4242, comm: "sleep", addr: 0xffff_ffff_ffff_f000n, neg: -5n, one: 1n };
   const pagesA = pattern(3 * PAGE_SIZE, 7), pagesB = pattern(bigPages * PAGE_SIZE, 9);
-  await w.writeRecord(RECORD.TASK, task);
+  await w.writeAnyRecord(RECORD.TASK, task);
   await w.writePages(0x7f00_0000_0000n, pagesA);
-  await w.writeRecord(RECORD.CPU, { regs: new Uint8Array([1, 2, 3]), fs: 2 ** 40 });
+  await w.writeAnyRecord(RECORD.CPU, { regs: new Uint8Array([1, 2, 3]), fs: 2 ** 40 });
   await w.writePages(0x40_0000n, pagesB);
-  await w.writeRecord(0x1234, ["anything", null, true, 1.5]);
+  await w.writeAnyRecord(0x1234, ["anything", null, true, 1.5]);
   const summary = await w.end({ checkpoint: "c1" });
   const bytes = m.bytes();
   assertEquals(w.bytesWritten, bytes.length);
@@ -167,7 +167,7 @@ Deno.test("image: bigint keeps 64-bit values exact; numbers stay numbers", async
   const m = memorySink();
   const w = new ImageWriter(m.sink);
   const v = { a: 2n ** 64n - 1n, b: -(2n ** 63n), c: 0n, d: 2 ** 53 - 1, e: -1, f: 0.25 };
-  await w.writeRecord(RECORD.MM, v);
+  await w.writeAnyRecord(RECORD.MM, v);
   await w.end();
   const [r] = await collect(chunked(m.bytes(), 3));
   assert(r.kind === "record");
@@ -198,18 +198,21 @@ async function rejectsImage(p: Promise<unknown>, re: RegExp) {
 Deno.test("writer: refuses bad arguments and stays usable", async () => {
   const m = memorySink();
   const w = new ImageWriter(m.sink);
-  await rejectsImage(w.writeRecord(RECORD.PAGES, {}), /use writePages/);
-  await rejectsImage(w.writeRecord(RECORD.END, {}), /use writePages\(\) or end/);
-  await rejectsImage(w.writeRecord(-1, {}), /not a u32/);
+  await rejectsImage(w.writeAnyRecord(RECORD.PAGES, {}), /use writePages/);
+  await rejectsImage(w.writeAnyRecord(RECORD.END, {}), /use writePages\(\) or end/);
+  await rejectsImage(w.writeAnyRecord(-1, {}), /not a u32/);
   await rejectsImage(w.writePages(0x1001n, new Uint8Array(4096)), /multiples of 4096/);
   await rejectsImage(w.writePages(0x1000n, new Uint8Array(100)), /multiples of 4096/);
   await rejectsImage(w.writePages(2n ** 64n - 4096n, new Uint8Array(8192)), /beyond 2\^64/);
-  await rejectsImage(w.writeRecord(RECORD.FILES, new Uint8Array(16 << 20)), /more than the limit/);
-  await rejectsImage(w.writeRecord(RECORD.FILES, { a: 2n ** 64n }), /cannot be encoded/);
-  const p1 = w.writeRecord(RECORD.TASK, 1), p2 = w.writeRecord(RECORD.CPU, 2); // overlapping
+  await rejectsImage(
+    w.writeAnyRecord(RECORD.FILES, new Uint8Array(16 << 20)),
+    /more than the limit/,
+  );
+  await rejectsImage(w.writeAnyRecord(RECORD.FILES, { a: 2n ** 64n }), /cannot be encoded/);
+  const p1 = w.writeAnyRecord(RECORD.TASK, 1), p2 = w.writeAnyRecord(RECORD.CPU, 2); // overlapping
   await Promise.all([p1, p2]);
   assertEquals((await w.end()).records, 2);
-  await rejectsImage(w.writeRecord(RECORD.TASK, 3), /it has ended/);
+  await rejectsImage(w.writeAnyRecord(RECORD.TASK, 3), /it has ended/);
   const recs = await collect(chunked(m.bytes(), 1 << 20));
   assertEquals(recs.map((r) => r.kind === "record" && r.value), [1, 2, false]);
 });
@@ -219,11 +222,11 @@ Deno.test("writer: a failing sink fails every later call", async () => {
   const w = new ImageWriter(() =>
     ++n === 3 ? Promise.reject(new Error("disk full")) : Promise.resolve()
   );
-  await w.writeRecord(RECORD.TASK, 1); // the header and the record
+  await w.writeAnyRecord(RECORD.TASK, 1); // the header and the record
   let err: unknown;
-  await w.writeRecord(RECORD.TASK, 2).catch((e) => err = e);
+  await w.writeAnyRecord(RECORD.TASK, 2).catch((e) => err = e);
   assertMatch(String(err), /disk full/);
-  await w.writeRecord(RECORD.TASK, 3).catch((e) => err = e);
+  await w.writeAnyRecord(RECORD.TASK, 3).catch((e) => err = e);
   assertMatch(String(err), /disk full/);
   assertEquals(n, 3);
 });
@@ -235,7 +238,7 @@ Deno.test("io: through a file with byteSink, byteSource and pathSource", async (
     {
       using f = await Deno.open(path, { write: true, truncate: true });
       const w = new ImageWriter(byteSink(f));
-      await w.writeRecord(RECORD.TASK, s.task);
+      await w.writeAnyRecord(RECORD.TASK, s.task);
       await w.writePages(0x1000n, s.pagesB.subarray(0, 10 * PAGE_SIZE));
       await w.writePages(0x100000n, s.pagesB.subarray(10 * PAGE_SIZE));
       await w.end();
@@ -268,7 +271,7 @@ Deno.test("io: through a TCP connection", async () => {
     using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     const w = new ImageWriter(byteSink(conn));
     for await (const r of readImage(chunked(s.bytes, 1000))) {
-      if (r.kind === "record") await w.writeRecord(r.type, r.value);
+      if (r.kind === "record") await w.writeAnyRecord(r.type, r.value);
       else if (r.kind === "pages") await w.writePages(r.start, r.data);
       else await w.end({ checkpoint: r.value.checkpoint });
     }

@@ -1,7 +1,7 @@
 /** loadImage: the records checked whole; page blocks kept, or handed to a sink as they arrive. */
 import { RECORD } from "../../core/image/format.ts";
 import { ImageError } from "../../core/image/errors.ts";
-import { loadImage, type PageBlock } from "../../core/image/schema.ts";
+import { loadImage, mmRecord, type PageBlock } from "../../core/image/schema.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
@@ -51,7 +51,7 @@ async function image(early: boolean, pageAt = 0x400000n): Promise<Uint8Array[]> 
   };
   await w.writeRecord(RECORD.TASK, task);
   if (early) await pages();
-  await w.writeRecord(RECORD.MM, { brk: 0x401000n, auxv: [6n, 4096n] });
+  await w.writeRecord(RECORD.MM, mmRecord({ brk: 0x401000n }, [6n, 4096n]));
   await w.writeRecord(RECORD.CPU, {
     regs: new Uint8Array(216),
     xstate: new Uint8Array(576),

@@ -94,7 +94,7 @@ Deno.test("transport: control messages, a 20 MiB stream, concurrent streams and 
     const img = new ImageWriter(client.streamSink(4));
     const pages = pattern(300 * PAGE_SIZE, 5);
     const writing = (async () => {
-      await img.writeRecord(RECORD.TASK, { pid: 4242, comm: "sleeper" });
+      await img.writeAnyRecord(RECORD.TASK, { pid: 4242, comm: "sleeper" });
       await img.writePages(0x7f00_0000_0000n, pages);
       await img.end({ id: "ck-1" });
       await client.endStream(4);

@@ -48,7 +48,7 @@ async function encodeImage(recs: Rec[]): Promise<Uint8Array> {
   });
   for (const r of recs) {
     if (r.type === RECORD.PAGES) await w.writePages(r.start!, r.data!);
-    else await w.writeRecord(r.type, r.value);
+    else await w.writeAnyRecord(r.type, r.value);
   }
   await w.end();
   const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));

@@ -1,0 +1,90 @@
+/**
+ * The agent's migration port: authenticated connections from peers, each
+ * opened by one request that says what it is for: a redirect request (a
+ * process that moved keeps its flows), a relay taken up again
+ * (relays.ts), a question about a migration's outcome, or an offer (an
+ * incoming migration, inbound.ts). Anything else is closed.
+ *
+ * @module
+ */
+import { answerOutcome, isOutcomeQuery, type Offer } from "../migrate/protocol.ts";
+import { checkOffer } from "../migrate/offer_check.ts";
+import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
+import { listenPeers, type PeerListener } from "../transport/conn.ts";
+import type { PeerConnection } from "../transport/peer.ts";
+import { type InboundDeps, receive } from "./inbound.ts";
+import { isRelayResume, type ParkedRelays } from "./relays.ts";
+
+/** What {@link servePeerPort} needs from the agent. */
+export interface PeerPortDeps {
+  /** TCP port. */
+  port: number;
+  /** The cluster secret's key. */
+  secret: Uint8Array;
+  /** This node's name. */
+  node: string;
+  /** Relays waiting for their destination to reconnect. */
+  parked: ParkedRelays;
+  /** Offers taken and not yet arrived (a migration under way). */
+  incoming: ReadonlyMap<Offer, unknown>;
+  /** What receiving a process needs. */
+  inbound: InboundDeps;
+  /** Logs a line. */
+  log: (level: string, s: string) => void;
+}
+
+/** Listens on the migration port; every connection is served by {@link serveConnection}. */
+export function servePeerPort(d: PeerPortDeps): PeerListener {
+  return listenPeers({
+    port: d.port,
+    secret: d.secret,
+    node: d.node,
+    onConnection: async (conn) => {
+      try {
+        await serveConnection(conn, d);
+      } catch (e) {
+        d.log("warn", `incoming connection failed: ${(e as Error).message}`);
+        conn.close();
+      }
+    },
+    onRefused: (r) => d.log("warn", `refused a connection from ${r.remote}: ${r.reason}`),
+  });
+}
+
+/** Serves one connection by its first message. */
+async function serveConnection(conn: PeerConnection, d: PeerPortDeps): Promise<void> {
+  const { log } = d;
+  const first = await conn.recv(30_000) as { op?: string };
+  if (isRedirectRequest(first)) {
+    await serveRedirects(conn, first, (s) => log("info", `${s} for ${conn.peer}`));
+    conn.close();
+    return;
+  }
+  if (isRelayResume(first)) {
+    await d.parked.resume(conn, first);
+    return;
+  }
+  if (isOutcomeQuery(first)) {
+    const underWay = [...d.incoming.keys()].some((o) => o.pid === first.pid);
+    const state = answerOutcome(first, underWay);
+    log("info", `${conn.peer} asked whether process ${first.pid} runs here: ${state}`);
+    await conn.send({ op: "outcome", state });
+    conn.close();
+    return;
+  }
+  if (first?.op !== "offer") {
+    conn.close();
+    return;
+  }
+  let offer: Offer;
+  try {
+    offer = checkOffer(first);
+  } catch (e) {
+    const reason = (e as { why?: string }).why ?? String(e);
+    await conn.send({ op: "offer-reply", ok: false, reason }).catch(() => {});
+    log("warn", `refused an offer from ${conn.peer}: ${reason}`);
+    conn.close();
+    return;
+  }
+  await receive(conn, offer, d.inbound);
+}

@@ -137,19 +137,12 @@ export class ArrivedRelays {
     for (const b of bad) this.#d.log("warn", `ignored a relay record: ${b}`);
     for (const rec of records) {
       if (this.#running.has(rec.pid)) continue;
-      let relay: ArrivedRelay;
-      try {
-        relay = ArrivedRelay.reopen(
-          fifosIn(rec.dir, rec.stdin),
-          rec.keeper,
-          (s) => this.#d.log("info", `process ${rec.pid}: ${s}`),
-        );
-      } catch (e) {
-        // The FIFOs are gone: nothing is left to relay.
-        this.#d.log("info", `relay of process ${rec.pid} is over: ${(e as Error).message}`);
-        dropRecord(rec.pid);
-        continue;
-      }
+      // FIFOs that are gone read as ended: the relay then ends at once, and its record goes.
+      const relay = ArrivedRelay.reopen(
+        fifosIn(rec.dir, rec.stdin),
+        rec.keeper,
+        (s) => this.#d.log("info", `process ${rec.pid}: ${s}`),
+      );
       const alive = startTicks(rec.pid) === rec.startTicks;
       this.#d.log(
         "info",

@@ -11,7 +11,12 @@
  * - records and resume requests with hostile values are refused.
  */
 import { join } from "node:path";
-import { ArrivedRelays, isRelayResume, ParkedRelays } from "../../core/agent/relays.ts";
+import {
+  ArrivedRelays,
+  isRelayResume,
+  isRelayResumed,
+  ParkedRelays,
+} from "../../core/agent/relays.ts";
 import { O, open } from "../../ffi/libc.ts";
 import { ArrivedRelay, fifosIn } from "../../core/relay/arrived.ts";
 import { keeperId, startKeeper } from "../../core/relay/keeper.ts";
@@ -367,4 +372,21 @@ Deno.test("replay: what the other end lacks, within the kept window; hostile off
   assertEquals([r.end, r.since(999).chunks.length], [1000, 0]);
   r.record(enc("xy"));
   assertEquals(dec(r.since(1000).chunks), "xy");
+});
+
+Deno.test("relay-resumed answers with hostile offsets are not answers", () => {
+  assert(isRelayResumed({ op: "relay-resumed", ok: true, has: { 2: 5, 3: 0 } }));
+  assert(isRelayResumed({ op: "relay-resumed", ok: false, reason: "no such relay here" }));
+  for (
+    const bad of [
+      null,
+      { op: "relay-resumed" },
+      { op: "relay-resumed", ok: "yes" },
+      { op: "relay-resumed", ok: true, has: { 4: 1 } },
+      { op: "relay-resumed", ok: true, has: { 2: -1 } },
+      { op: "relay-resumed", ok: true, has: { 2: 2 ** 60 } },
+      { op: "relay-resumed", ok: true, has: { 2: 1, 3: 1, 5: 1 } },
+      { op: "relay-resumed", ok: true, has: "2" },
+    ]
+  ) assert(!isRelayResumed(bad), JSON.stringify(bad));
 });

@@ -130,7 +130,9 @@ async function serveOne(
     } catch (e) {
       const err = e instanceof PpmError
         ? e
-        : new PpmError("the agent failed", (e as Error).message, "see its log");
+        : new PpmError("the agent failed", (e as Error).message, "see its log", EXIT.FAILURE, {
+          cause: e,
+        });
       if (!(e instanceof PpmError)) log(`control request failed: ${(e as Error).stack}`);
       reply = {
         ok: false,
@@ -169,6 +171,7 @@ export async function controlRequest(
         `${path} is for root only`,
         "run ppm as root",
         EXIT.PERMISSION,
+        { cause: e },
       );
     }
     throw new PpmError(
@@ -176,6 +179,7 @@ export async function controlRequest(
       `no agent listens on ${path}`,
       "start it: ppm daemon (or systemctl start ppm)",
       EXIT.MISSING,
+      { cause: e },
     );
   }
   try {

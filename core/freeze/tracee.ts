@@ -287,6 +287,7 @@ function explainSeize(pid: number, e: unknown): PpmError {
         "no such process",
         "check the PID",
         EXIT.MISSING,
+        { cause: e },
       );
     }
     if (e.errno === E.EPERM) {
@@ -296,8 +297,11 @@ function explainSeize(pid: number, e: unknown): PpmError {
           "it may also be traced already or not dumpable)",
         "run ppm as root, or as the process's owner",
         EXIT.PERMISSION,
+        { cause: e },
       );
     }
   }
-  return new PpmError(`cannot freeze process ${pid}`, (e as Error).message, "");
+  return new PpmError(`cannot freeze process ${pid}`, (e as Error).message, "", EXIT.FAILURE, {
+    cause: e,
+  });
 }

@@ -238,6 +238,39 @@ export function waitpid(pid: number, options: number): [number, number] {
   return [r, new DataView(st.buffer).getInt32(0, true)];
 }
 
+/** A waitpid(2) status, decoded as the C macros do (each value is meaningful only under its flag). */
+export interface WaitStatus {
+  /** WIFEXITED: the process called exit. */
+  exited: boolean;
+  /** WEXITSTATUS: its exit code. */
+  code: number;
+  /** WIFSIGNALED: a signal ended it. */
+  signaled: boolean;
+  /** WTERMSIG: that signal. */
+  signal: number;
+  /** WIFSTOPPED: it is in a stop (a ptrace stop, or a job-control stop). */
+  stopped: boolean;
+  /** WSTOPSIG: the stop's signal (SIGTRAP | 0x80 for a syscall stop under PTRACE_O_TRACESYSGOOD). */
+  stopSig: number;
+  /** The PTRACE_EVENT_* of a stop (status >> 16); 0 for none. */
+  event: number;
+}
+
+/** Decodes a waitpid(2) status: WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG, WIFSTOPPED, WSTOPSIG. */
+export function decodeWaitStatus(status: number): WaitStatus {
+  const low = status & 0x7f;
+  const stopped = (status & 0xff) === 0x7f;
+  return {
+    exited: low === 0,
+    code: (status >> 8) & 0xff,
+    signaled: low !== 0 && low !== 0x7f,
+    signal: low,
+    stopped,
+    stopSig: (status >> 8) & 0xff,
+    event: stopped ? (status >> 16) & 0xff : 0,
+  };
+}
+
 /** kill(2); throws {@link ErrnoError}. */
 export function kill(pid: number, sig: number): void {
   if (libc().kill(pid, sig) < 0) throw new ErrnoError("kill", errno(), `${pid}, ${sig}`);

@@ -130,8 +130,19 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(s + "\0");
 }
 
-/** open(2) flags ppm uses. */
-export const O = { RDONLY: 0, RDWR: 2, CREAT: 0o100, CLOEXEC: 0o2000000 } as const;
+/** open(2) flags ppm uses (x86-64 values; also what /proc/PID/fdinfo's `flags` holds). */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  /** The access-mode bits (RDONLY, WRONLY or RDWR). */
+  ACCMODE: 3,
+  CREAT: 0o100,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  CLOEXEC: 0o2000000,
+} as const;
 
 /** open(2); throws {@link ErrnoError}. */
 export function open(path: string, flags: number, mode = 0): number {
@@ -175,7 +186,7 @@ export function finitModule(fd: number, params = "", flags = 0): void {
 }
 
 /** delete_module(2) flags. */
-export const DELETE_MODULE = { O_NONBLOCK: 0o4000, O_TRUNC: 0o1000 } as const;
+export const DELETE_MODULE = { O_NONBLOCK: O.NONBLOCK, O_TRUNC: O.TRUNC } as const;
 
 /** delete_module(2); throws {@link ErrnoError}. */
 export function deleteModule(name: string, flags: number = DELETE_MODULE.O_NONBLOCK): void {

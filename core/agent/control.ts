@@ -9,6 +9,7 @@
  */
 import { dirname } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
+import { writeAll } from "../host/write_all.ts";
 
 /** A request from the CLI. */
 export type ControlRequest =
@@ -103,9 +104,9 @@ class LineReader {
   }
 }
 
-async function writeAll(conn: Deno.Conn, s: string): Promise<void> {
-  const b = new TextEncoder().encode(s);
-  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
+/** Writes line `s` (JSON and its newline) to `conn`. */
+function writeText(conn: Deno.Conn, s: string): Promise<void> {
+  return writeAll(conn, new TextEncoder().encode(s));
 }
 
 async function serveOne(
@@ -121,7 +122,7 @@ async function serveOne(
     // Events go out in order, and never after the reply; a requester that left loses them.
     let events = Promise.resolve();
     const emit: Emit = (event) => {
-      events = events.then(() => writeAll(conn, JSON.stringify({ event }, replacer) + "\n"))
+      events = events.then(() => writeText(conn, JSON.stringify({ event }, replacer) + "\n"))
         .catch(() => {});
     };
     try {
@@ -140,7 +141,7 @@ async function serveOne(
       };
     }
     await events;
-    await writeAll(conn, JSON.stringify(reply, replacer) + "\n");
+    await writeText(conn, JSON.stringify(reply, replacer) + "\n");
   } finally {
     try {
       conn.close();
@@ -183,7 +184,7 @@ export async function controlRequest(
     );
   }
   try {
-    await writeAll(conn, JSON.stringify(req) + "\n");
+    await writeText(conn, JSON.stringify(req) + "\n");
     const lines = new LineReader(conn);
     const deadline = Date.now() + timeoutMs;
     let reply: ControlReply | undefined;

@@ -6,6 +6,7 @@
  */
 
 import { readAhead } from "../host/ahead.ts";
+import { writeAll } from "../host/write_all.ts";
 import type { ImageSink } from "./writer.ts";
 
 /** Something bytes can be written to, like Deno.FsFile or Deno.Conn. */
@@ -26,13 +27,7 @@ export interface ByteReader {
  * @param w a file, a connection, or anything with the same `write`
  */
 export function fileSink(w: ByteWriter): ImageSink {
-  return async (chunk) => {
-    for (let off = 0; off < chunk.length;) {
-      const n = await w.write(chunk.subarray(off));
-      if (n <= 0) throw new Error(`write made no progress after ${off} of ${chunk.length} bytes`);
-      off += n;
-    }
-  };
+  return (chunk) => writeAll(w, chunk);
 }
 
 /** Reads are not started into less than this much free buffer space. */

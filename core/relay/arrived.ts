@@ -16,6 +16,7 @@
  */
 import { join } from "node:path";
 import { close, mkfifo, O, open, pollIn, readNow } from "../../ffi/libc.ts";
+import { writeAll } from "../host/write_all.ts";
 import { type MigrationChannel, STREAM } from "../migrate/protocol.ts";
 import { endKeptInput, type KeeperId } from "./keeper.ts";
 import type { RelayEnd } from "./kept.ts";
@@ -358,9 +359,7 @@ export class ArrivedRelay {
         : await Deno.open(this.fifos.stdin!, { write: true });
       for await (const chunk of a.channel.streamSource(STREAM.STDIN)) {
         try {
-          for (let off = 0; off < chunk.length;) {
-            off += await this.#input.write(chunk.subarray(off));
-          }
+          await writeAll(this.#input, chunk);
         } catch {
           break; // the process stopped reading (it ended)
         }

@@ -16,6 +16,7 @@ import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
+import { writeAll } from "../host/write_all.ts";
 import { getReg, setReg, Tracee } from "../freeze/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../image/io.ts";
@@ -211,7 +212,7 @@ function injector(
       const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
       try {
         await mem.seek(addr, Deno.SeekMode.Start);
-        for (let off = 0; off < data.length;) off += await mem.write(data.subarray(off));
+        await writeAll(mem, data);
       } finally {
         mem.close();
       }

@@ -9,6 +9,9 @@
  * @module
  */
 
+/** Bytes per memory page (x86-64); also the page of ppm's image format and of the module's plans. */
+export const PAGE_SIZE = 4096;
+
 /** x86-64 system call numbers used through `syscall(2)`. */
 export const SYS = {
   delete_module: 176,

@@ -6,7 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { writeAll } from "../../core/host/write_all.ts";
-import { PAGE_SIZE, RECORD } from "../../core/image/format.ts";
+import { RECORD } from "../../core/image/format.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { readImage } from "../../core/image/reader.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
 import type { MigrationChannel } from "../../core/migrate/protocol.ts";

@@ -13,7 +13,7 @@ import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { admit } from "../balance/admission.ts";
 import { capacity } from "../balance/load.ts";
 import { resolveBalanceConfig } from "../balance/settings.ts";
-import type { PpmConfig } from "../config/schema.ts";
+import { logs, type PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
@@ -61,17 +61,15 @@ export interface DaemonOptions {
   nice?: number;
 }
 
-const LEVELS = ["error", "warn", "info", "debug"];
-
 /** Runs the agent until `signal` aborts. */
 export async function runDaemon(
   config: PpmConfig,
   signal: AbortSignal,
   options: DaemonOptions = {},
 ): Promise<void> {
-  const level = LEVELS.indexOf(config.logLevel);
+  const threshold = config.logLevel;
   const log = (lvl: string, s: string) => {
-    if (LEVELS.indexOf(lvl) <= level) {
+    if (logs(lvl, threshold)) {
       console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
     }
   };

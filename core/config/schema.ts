@@ -13,6 +13,11 @@ export type LogLevel = "error" | "warn" | "info" | "debug";
 /** The log levels, least verbose first. */
 export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug"];
 
+/** Whether a message of `level` is logged under the setting `threshold` (one of no known level is). */
+export function logs(level: string, threshold: LogLevel): boolean {
+  return (LOG_LEVELS as readonly string[]).indexOf(level) <= LOG_LEVELS.indexOf(threshold);
+}
+
 /** The node agent's configuration, resolved and checked. */
 export interface PpmConfig {
   /** IPv4 multicast group of the discovery announcements. */

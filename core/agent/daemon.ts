@@ -41,7 +41,7 @@ import { connectAgent, findPeer, makeMover } from "./outbound.ts";
 import { ArrivedRelays, isRelayResume, ParkedRelays } from "./relays.ts";
 import { ensureKeeper } from "../relay/keeper.ts";
 import { ROOT } from "./permission.ts";
-import { type ProcessEntry, ProcessTable } from "./processes.ts";
+import { ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
 import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
@@ -49,9 +49,6 @@ import { checkOffer } from "../migrate/offer_check.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
 import { ensureDir, runRoot } from "../paths.ts";
 import { notifySystemd } from "../host/systemd.ts";
-
-/** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
-export type MovedProcess = ProcessEntry;
 
 /** Options of {@link runDaemon} besides the configuration. */
 export interface DaemonOptions {

@@ -173,12 +173,3 @@ function planPrefix(
   });
   return out;
 }
-
-/** Writes the plan of an image whose pages are in memory to `file`; returns bytes written. */
-export async function writePlan(
-  img: LoadedImage,
-  file: Deno.FsFile,
-  base: number,
-): Promise<number> {
-  return await new PlanWriter(file).finish(img, base);
-}

@@ -77,6 +77,8 @@ interface Attachment {
   ready: Promise<void>;
   /** Output streams whose end was sent on it. */
   ends: Set<number>;
+  /** Per output stream, the offset up to which its catch-up sends what was recorded before it. */
+  covered: Map<number, number>;
 }
 
 const OUTPUTS = [STREAM.STDOUT, STREAM.STDERR] as const;
@@ -165,6 +167,7 @@ export class ArrivedRelay {
         settle,
         ready: Promise.resolve(),
         ends: new Set(),
+        covered: new Map(),
       };
       a.ready = this.#catchUp(a, have ?? {}).catch(() => {});
       this.#now = a;
@@ -195,6 +198,7 @@ export class ArrivedRelay {
         const { chunks, lost } = sent.since(have[stream]);
         if (lost) this.#log(`stream ${stream}: ${lost} bytes lost with the connection`);
         plan.push([stream, chunks, this.#ended.has(stream)]);
+        a.covered.set(stream, sent.end);
       }
     }
     for (const [stream, chunks, ended] of plan) {
@@ -322,10 +326,16 @@ export class ArrivedRelay {
         if (n === 0) break;
         const chunk = buf.slice(0, n);
         // Recorded first: if the connection breaks during the send, the next one sends it again.
-        this.#sent.get(stream)!.record(chunk);
+        const sent = this.#sent.get(stream)!;
+        sent.record(chunk);
+        const end = sent.end;
         this.#sending++;
         try {
-          await this.#onChannel((a) => this.#sink(a, stream)(chunk), false);
+          await this.#onChannel(async (a) => {
+            // Read while no connection was up: the next one's catch-up sent it already.
+            if ((a.covered.get(stream) ?? 0) >= end) return;
+            await this.#sink(a, stream)(chunk);
+          }, false);
         } finally {
           this.#sending--;
         }

@@ -1,6 +1,8 @@
 /**
  * Operations, on three guests whose PID 1 is systemd, in one boot:
  *
+ * - the Debian packages, as an admin installs them on node3, first, before
+ *   anything moved (node3 runs the packaged agent and module from then on);
  * - the packaged unit (packaging/ppm.service) starts the agent with
  *   Type=notify; a process that arrives leaves the agent's cgroup for a scope
  *   of its own; `systemctl restart ppm` and `systemctl stop ppm` on the node
@@ -8,12 +10,11 @@
  *   keeps streaming), and a process whose output is relayed to the node it
  *   came from keeps it going there, every line once and in order (its keeper
  *   holds its FIFOs meanwhile, the next agent takes the relay up);
- * - the Debian packages, as an admin installs them on node3 (below);
  * - Debian's Slurm (slurmctld, slurmd, munge as systemd units) with ppm's
  *   prolog and epilog (packaging/slurm): an exclusive job on node2 starts
  *   once ppm drained node2's managed processes to the other nodes, and its
  *   epilog ends the drain; a drain that cannot finish in time fails the
- *   prolog (exit 1) and is undone; node3's agent is the packaged one by then.
+ *   prolog (exit 1) and is undone.
  *
  * The packages: ppm-dkms
  *   (Debian's dkms builds the module for the guest's kernel) and ppm;
@@ -163,6 +164,69 @@ Deno.test({
           },
         );
 
+        const kver = (await c.ok(3, ["uname", "-r"])).trim();
+        await t.step(
+          "dpkg installs both; DKMS builds ppm.ko for the guest's kernel",
+          async () => {
+            // The tree's agent and module make way for the packaged ones.
+            await c.ok(3, ["systemctl", "stop", "ppm"], 120_000);
+            await c.ok(3, [
+              "sh",
+              "-c",
+              "rm -rf /etc/systemd/system/ppm.service /etc/systemd/system/ppm.service.d; " +
+              "systemctl daemon-reload; rmmod ppm",
+            ]);
+            // Only the guest's own kernel keeps its headers: under TCG each DKMS build takes
+            // minutes, and the other kernel's would be the same build again.
+            await c.ok(3, [
+              "sh",
+              "-c",
+              'for k in /lib/modules/*; do [ "${k##*/}" = "$(uname -r)" ] || rm -f "$k/build"; done',
+            ]);
+            const t0 = Date.now();
+            const r = await c.exec(3, ["dpkg", "-i", ...debs.map(guestPath)], 1_200_000);
+            assertEquals(r.code, 0, `${r.stdout}\n${r.stderr}`);
+            console.log(
+              `  dpkg -i (with the DKMS build): ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+            );
+            const status = await c.ok(3, ["dkms", "status", "ppm"]);
+            assertMatch(
+              status,
+              new RegExp(`ppm/${VERSION.replaceAll(".", "\\.")}, ${kver}, .*installed`),
+            );
+            await c.ok(3, ["test", "-f", `/lib/modules/${kver}/updates/dkms/ppm.ko`]);
+          },
+        );
+
+        await t.step("modprobe ppm loads it; the packaged ppm sees it", async () => {
+          await c.ok(3, ["modprobe", "ppm"]);
+          const s = JSON.parse(
+            await c.ok(3, ["/usr/bin/ppm", "module", "status", "--json"], 300_000),
+          );
+          assertEquals([s.loaded, s.device, s.abi === s.toolAbi], [true, true, true]);
+        });
+
+        await t.step("the packaged unit starts the packaged agent; ppm check passes", async () => {
+          // The secret installed for the first steps stays; the unit is the package's own.
+          await c.ok(3, ["systemctl", "start", "ppm"], 300_000);
+          assertMatch(
+            await c.ok(3, ["systemctl", "show", "-p", "ExecStart", "--value", "ppm"]),
+            /path=\/usr\/bin\/ppm ; argv\[\]=\/usr\/bin\/ppm daemon/,
+          );
+          const r = await c.exec(
+            3,
+            ["/usr/bin/ppm", "check", "--min-peers", "2", "--json"],
+            300_000,
+          );
+          const j = JSON.parse(r.stdout);
+          const shown = j.checks.map((x: { name: string; level: string; detail: string }) =>
+            `${x.level} ${x.name}: ${x.detail}`
+          ).join("\n");
+          console.log(shown.replace(/^/gm, "  "));
+          assertEquals(r.code, 0, shown);
+          assert(j.ok, shown);
+        });
+
         let server = "", ticker = "";
         await t.step("a process that arrives runs in a scope of its own", async () => {
           // The server's output is /dev/null: nothing of it is relayed by the agents.
@@ -249,69 +313,6 @@ Deno.test({
               "/tmp/sc.out",
             )} ticks; the server ran through a restart and a stop`,
           );
-        });
-
-        const kver = (await c.ok(3, ["uname", "-r"])).trim();
-        await t.step(
-          "dpkg installs both; DKMS builds ppm.ko for the guest's kernel",
-          async () => {
-            // The tree's agent and module make way for the packaged ones.
-            await c.ok(3, ["systemctl", "stop", "ppm"], 120_000);
-            await c.ok(3, [
-              "sh",
-              "-c",
-              "rm -rf /etc/systemd/system/ppm.service /etc/systemd/system/ppm.service.d; " +
-              "systemctl daemon-reload; rmmod ppm",
-            ]);
-            // Only the guest's own kernel keeps its headers: under TCG each DKMS build takes
-            // minutes, and the other kernel's would be the same build again.
-            await c.ok(3, [
-              "sh",
-              "-c",
-              'for k in /lib/modules/*; do [ "${k##*/}" = "$(uname -r)" ] || rm -f "$k/build"; done',
-            ]);
-            const t0 = Date.now();
-            const r = await c.exec(3, ["dpkg", "-i", ...debs.map(guestPath)], 1_200_000);
-            assertEquals(r.code, 0, `${r.stdout}\n${r.stderr}`);
-            console.log(
-              `  dpkg -i (with the DKMS build): ${((Date.now() - t0) / 1000).toFixed(0)} s`,
-            );
-            const status = await c.ok(3, ["dkms", "status", "ppm"]);
-            assertMatch(
-              status,
-              new RegExp(`ppm/${VERSION.replaceAll(".", "\\.")}, ${kver}, .*installed`),
-            );
-            await c.ok(3, ["test", "-f", `/lib/modules/${kver}/updates/dkms/ppm.ko`]);
-          },
-        );
-
-        await t.step("modprobe ppm loads it; the packaged ppm sees it", async () => {
-          await c.ok(3, ["modprobe", "ppm"]);
-          const s = JSON.parse(
-            await c.ok(3, ["/usr/bin/ppm", "module", "status", "--json"], 300_000),
-          );
-          assertEquals([s.loaded, s.device, s.abi === s.toolAbi], [true, true, true]);
-        });
-
-        await t.step("the packaged unit starts the packaged agent; ppm check passes", async () => {
-          // The secret installed for the first steps stays; the unit is the package's own.
-          await c.ok(3, ["systemctl", "start", "ppm"], 300_000);
-          assertMatch(
-            await c.ok(3, ["systemctl", "show", "-p", "ExecStart", "--value", "ppm"]),
-            /path=\/usr\/bin\/ppm ; argv\[\]=\/usr\/bin\/ppm daemon/,
-          );
-          const r = await c.exec(
-            3,
-            ["/usr/bin/ppm", "check", "--min-peers", "2", "--json"],
-            300_000,
-          );
-          const j = JSON.parse(r.stdout);
-          const shown = j.checks.map((x: { name: string; level: string; detail: string }) =>
-            `${x.level} ${x.name}: ${x.detail}`
-          ).join("\n");
-          console.log(shown.replace(/^/gm, "  "));
-          assertEquals(r.code, 0, shown);
-          assert(j.ok, shown);
         });
 
         await t.step("Slurm starts on the three nodes (slurmctld, slurmd, munge)", async () => {

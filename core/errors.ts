@@ -34,24 +34,39 @@ export const EXIT = {
 /** One of the {@link EXIT} codes. */
 export type ExitCode = typeof EXIT[keyof typeof EXIT];
 
+/** The last argument of {@link PpmError}: extra text, and the error it wraps. */
+export interface PpmErrorOptions {
+  /** Extra text shown after the message (a log excerpt). */
+  details?: string;
+  /** The error this one tells in the user's terms (kept for logs and debugging, never shown). */
+  cause?: unknown;
+}
+
 /** An error with what failed, why, and what to do. */
 export class PpmError extends Error {
+  /** Extra text shown after the message (a log excerpt). */
+  readonly details: string;
+
   /**
    * @param what what failed, e.g. "cannot load the ppm module"
    * @param why the cause in the user's terms
    * @param fix what to do about it; empty when nothing can be done
    * @param exitCode the CLI exit code
-   * @param details extra text shown after the message (a log excerpt)
+   * @param options extra text shown after the message (a log excerpt), or
+   *   `{ details, cause }`: `cause` is the error this one wraps (the standard
+   *   `Error.cause`; not part of {@link render} or {@link toJSON})
    */
   constructor(
     readonly what: string,
     readonly why: string,
     readonly fix = "",
     readonly exitCode: ExitCode = EXIT.FAILURE,
-    readonly details = "",
+    options: string | PpmErrorOptions = "",
   ) {
-    super(`${what}: ${why}`);
+    const opts = typeof options === "string" ? { details: options } : options;
+    super(`${what}: ${why}`, "cause" in opts ? { cause: opts.cause } : undefined);
     this.name = "PpmError";
+    this.details = opts.details ?? "";
   }
 
   /** The multi-line text shown to the user. */

@@ -9,6 +9,9 @@
  * @module
  */
 
+/** Bytes per memory page (x86-64); also the page of ppm's image format and of the module's plans. */
+export const PAGE_SIZE = 4096;
+
 /** x86-64 system call numbers used through `syscall(2)`. */
 export const SYS = {
   delete_module: 176,
@@ -130,8 +133,19 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(s + "\0");
 }
 
-/** open(2) flags ppm uses. */
-export const O = { RDONLY: 0, RDWR: 2, CREAT: 0o100, CLOEXEC: 0o2000000 } as const;
+/** open(2) flags ppm uses (x86-64 values; also what /proc/PID/fdinfo's `flags` holds). */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  /** The access-mode bits (RDONLY, WRONLY or RDWR). */
+  ACCMODE: 3,
+  CREAT: 0o100,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  CLOEXEC: 0o2000000,
+} as const;
 
 /** open(2); throws {@link ErrnoError}. */
 export function open(path: string, flags: number, mode = 0): number {
@@ -175,7 +189,7 @@ export function finitModule(fd: number, params = "", flags = 0): void {
 }
 
 /** delete_module(2) flags. */
-export const DELETE_MODULE = { O_NONBLOCK: 0o4000, O_TRUNC: 0o1000 } as const;
+export const DELETE_MODULE = { O_NONBLOCK: O.NONBLOCK, O_TRUNC: O.TRUNC } as const;
 
 /** delete_module(2); throws {@link ErrnoError}. */
 export function deleteModule(name: string, flags: number = DELETE_MODULE.O_NONBLOCK): void {
@@ -236,6 +250,39 @@ export function waitpid(pid: number, options: number): [number, number] {
   const r = libc().waitpid(pid, st, options);
   if (r < 0) throw new ErrnoError("waitpid", errno(), String(pid));
   return [r, new DataView(st.buffer).getInt32(0, true)];
+}
+
+/** A waitpid(2) status, decoded as the C macros do (each value is meaningful only under its flag). */
+export interface WaitStatus {
+  /** WIFEXITED: the process called exit. */
+  exited: boolean;
+  /** WEXITSTATUS: its exit code. */
+  code: number;
+  /** WIFSIGNALED: a signal ended it. */
+  signaled: boolean;
+  /** WTERMSIG: that signal. */
+  signal: number;
+  /** WIFSTOPPED: it is in a stop (a ptrace stop, or a job-control stop). */
+  stopped: boolean;
+  /** WSTOPSIG: the stop's signal (SIGTRAP | 0x80 for a syscall stop under PTRACE_O_TRACESYSGOOD). */
+  stopSig: number;
+  /** The PTRACE_EVENT_* of a stop (status >> 16); 0 for none. */
+  event: number;
+}
+
+/** Decodes a waitpid(2) status: WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG, WIFSTOPPED, WSTOPSIG. */
+export function decodeWaitStatus(status: number): WaitStatus {
+  const low = status & 0x7f;
+  const stopped = (status & 0xff) === 0x7f;
+  return {
+    exited: low === 0,
+    code: (status >> 8) & 0xff,
+    signaled: low !== 0 && low !== 0x7f,
+    signal: low,
+    stopped,
+    stopSig: (status >> 8) & 0xff,
+    event: stopped ? (status >> 16) & 0xff : 0,
+  };
 }
 
 /** kill(2); throws {@link ErrnoError}. */

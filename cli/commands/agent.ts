@@ -10,6 +10,7 @@ import { runDaemon } from "../../core/agent/daemon.ts";
 import { AGENT_NICE } from "../../core/agent/priority.ts";
 import type { ProcessEntry } from "../../core/agent/processes.ts";
 import { loadConfig } from "../../core/config/load.ts";
+import { CONFIG_DEFAULTS, DEFAULT_CONFIG_PATH, settingSpec } from "../../core/config/schema.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { renderPs } from "../balance_text.ts";
@@ -23,17 +24,23 @@ export function agentCommands(): Command[] {
     .description(
       "run the node agent: discovery, migrations in and out, the control socket (foreground)",
     )
-    .option("--config <file>", "configuration file (default /etc/ppm/ppm.json)")
+    .option("--config <file>", `configuration file (default ${DEFAULT_CONFIG_PATH})`)
     .option("--node-name <name>", "this node's name (default: hostname)")
-    .option("--group <address>", "multicast group (default 239.77.0.1)")
-    .option("--port <port>", "discovery port (default 7377)")
+    .option("--group <address>", `multicast group (default ${CONFIG_DEFAULTS.group})`)
+    .option("--port <port>", `discovery port (default ${CONFIG_DEFAULTS.port})`)
     .option("--interface <name|address>", "interface for multicast (the cluster network)")
     .option("--advertise <address>", "address to announce")
-    .option("--secret-file <file>", "cluster secret (default /etc/ppm/secret)")
-    .option("--migration-port <port>", "port for incoming migrations (default 7378)")
-    .option("--announce-interval <seconds>", "seconds between announcements (default 1)")
-    .option("--log-level <level>", "error, warn, info or debug (default info)")
-    .option("--control-socket <path>", "control socket (default /run/ppm/ppm.sock)")
+    .option("--secret-file <file>", `cluster secret (default ${CONFIG_DEFAULTS.secretFile})`)
+    .option(
+      "--migration-port <port>",
+      `port for incoming migrations (default ${CONFIG_DEFAULTS.migrationPort})`,
+    )
+    .option(
+      "--announce-interval <seconds>",
+      `seconds between announcements (default ${CONFIG_DEFAULTS.announceInterval})`,
+    )
+    .option("--log-level <level>", settingSpec("logLevel").help)
+    .option("--control-socket <path>", `control socket (default ${CONFIG_DEFAULTS.controlSocket})`)
     .option(
       "--balance",
       "balance load by itself (as balance.enabled in the config; docs/balancing.md)",

@@ -7,6 +7,7 @@ import { Command } from "@commander-js/extra-typings";
 import { checkReasons } from "../../core/dump/check.ts";
 import { checkpoint } from "../../core/checkpoint/checkpoint.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
+import { writeAll } from "../../core/host/write_all.ts";
 import { ensureDir } from "../../core/paths.ts";
 import { dirname, resolve } from "node:path";
 import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
@@ -82,8 +83,7 @@ export function checkpointCommand(): Command {
       shown.event("start", { command: "checkpoint", pid, image: o.output });
       try {
         stats = await checkpoint(pid, async (c) => {
-          let off = 0;
-          while (off < c.length) off += await file.write(c.subarray(off));
+          await writeAll(file, c);
           written += c.length;
           shown.transfer(written, undefined);
         }, { kill: o.kill, copyAll: o.copyAll }).finally(() => shown.clear());

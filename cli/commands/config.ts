@@ -6,7 +6,12 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { loadExplainedConfig } from "../../core/config/load.ts";
-import { type SettingName, SETTINGS } from "../../core/config/schema.ts";
+import {
+  CONFIG_ENV,
+  DEFAULT_CONFIG_PATH,
+  type SettingName,
+  SETTINGS,
+} from "../../core/config/schema.ts";
 import { report } from "../output.ts";
 
 /** One line of the table: setting, value, source. */
@@ -24,7 +29,10 @@ export function configCommand(): Command {
   const cmd = new Command("config").description("the agent's configuration (docs/config.md)");
   cmd.command("show")
     .description("print the effective configuration and where each value came from")
-    .option("--config <file>", "configuration file (default $PPM_CONFIG or /etc/ppm/ppm.json)")
+    .option(
+      "--config <file>",
+      `configuration file (default $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`,
+    )
     .option("--json", "print it as JSON")
     .action(async (o) => {
       const e = await loadExplainedConfig({ flags: { config: o.config } });

@@ -10,6 +10,7 @@
 import { dirname } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { type ControlRequest, parseControlRequest } from "./control_schema.ts";
+import { writeAll } from "../host/write_all.ts";
 
 export type { ControlRequest } from "./control_schema.ts";
 
@@ -84,9 +85,9 @@ class LineReader {
   }
 }
 
-async function writeAll(conn: Deno.Conn, s: string): Promise<void> {
-  const b = new TextEncoder().encode(s);
-  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
+/** Writes line `s` (JSON and its newline) to `conn`. */
+function writeText(conn: Deno.Conn, s: string): Promise<void> {
+  return writeAll(conn, new TextEncoder().encode(s));
 }
 
 async function serveOne(
@@ -102,7 +103,7 @@ async function serveOne(
     // Events go out in order, and never after the reply; a requester that left loses them.
     let events = Promise.resolve();
     const emit: Emit = (event) => {
-      events = events.then(() => writeAll(conn, JSON.stringify({ event }, replacer) + "\n"))
+      events = events.then(() => writeText(conn, JSON.stringify({ event }, replacer) + "\n"))
         .catch(() => {});
     };
     try {
@@ -112,7 +113,9 @@ async function serveOne(
     } catch (e) {
       const err = e instanceof PpmError
         ? e
-        : new PpmError("the agent failed", (e as Error).message, "see its log");
+        : new PpmError("the agent failed", (e as Error).message, "see its log", EXIT.FAILURE, {
+          cause: e,
+        });
       if (!(e instanceof PpmError)) log(`control request failed: ${(e as Error).stack}`);
       reply = {
         ok: false,
@@ -120,7 +123,7 @@ async function serveOne(
       };
     }
     await events;
-    await writeAll(conn, JSON.stringify(reply, replacer) + "\n");
+    await writeText(conn, JSON.stringify(reply, replacer) + "\n");
   } finally {
     try {
       conn.close();
@@ -151,6 +154,7 @@ export async function controlRequest(
         `${path} is for root only`,
         "run ppm as root",
         EXIT.PERMISSION,
+        { cause: e },
       );
     }
     throw new PpmError(
@@ -158,10 +162,11 @@ export async function controlRequest(
       `no agent listens on ${path}`,
       "start it: ppm daemon (or systemctl start ppm)",
       EXIT.MISSING,
+      { cause: e },
     );
   }
   try {
-    await writeAll(conn, JSON.stringify(req) + "\n");
+    await writeText(conn, JSON.stringify(req) + "\n");
     const lines = new LineReader(conn);
     const deadline = Date.now() + timeoutMs;
     let reply: ControlReply | undefined;

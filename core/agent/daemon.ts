@@ -13,7 +13,7 @@ import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { admit } from "../balance/admission.ts";
 import { capacity } from "../balance/load.ts";
 import { type BalanceSettings, resolveBalanceConfig } from "../balance/settings.ts";
-import type { PpmConfig } from "../config/schema.ts";
+import { logs, type PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
@@ -35,16 +35,13 @@ import { watchSilentPeers } from "./silence.ts";
 import { ArrivedRelays, ParkedRelays } from "./relays.ts";
 import { ensureKeeper } from "../relay/keeper.ts";
 import { ROOT } from "./permission.ts";
-import { type ProcessEntry, ProcessTable } from "./processes.ts";
+import { ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
 import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
 import { ensureDir, runRoot } from "../paths.ts";
 import { notifySystemd } from "../host/systemd.ts";
-
-/** A process this node knows (see processes.ts); the name `ppm ps` used before balancing. */
-export type MovedProcess = ProcessEntry;
 
 /** Options of {@link runDaemon} besides the configuration. */
 export interface DaemonOptions {
@@ -54,16 +51,13 @@ export interface DaemonOptions {
   nice?: number;
 }
 
-const LEVELS = ["error", "warn", "info", "debug"];
-
 /** Logs a line at a level: error, warn, info or debug. */
 type Log = (level: string, s: string) => void;
 
 /** The agent's log: timestamped lines on stderr (the journal under systemd), up to `logLevel`. */
 function agentLog(config: PpmConfig): Log {
-  const level = LEVELS.indexOf(config.logLevel);
   return (lvl, s) => {
-    if (LEVELS.indexOf(lvl) <= level) {
+    if (logs(lvl, config.logLevel)) {
       console.error(`${new Date().toISOString()} ppm[${config.nodeName}] ${lvl}: ${s}`);
     }
   };

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { WaitStatus } from "../../ffi/libc.ts";
 import type { ExitStatus } from "./processes.ts";
 
 /** The news of an exit. */
@@ -38,11 +39,10 @@ export function toExitStatus(m: ExitMessage): ExitStatus {
   return out;
 }
 
-/** Decodes a waitpid(2) status: an exit code or a terminating signal. */
-export function decodeWaitStatus(status: number): { code?: number; signal?: number } {
-  const sig = status & 0x7f;
-  if (sig === 0) return { code: (status >> 8) & 0xff };
-  if (sig !== 0x7f) return { signal: sig };
+/** How a decoded wait status ended the process: an exit code or a terminating signal ({} for a stop). */
+export function exitOf(w: WaitStatus): { code?: number; signal?: number } {
+  if (w.exited) return { code: w.code };
+  if (w.signaled) return { signal: w.signal };
   return {};
 }
 

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { waitpid, WNOHANG } from "../../ffi/libc.ts";
+import { decodeWaitStatus, waitpid, WNOHANG } from "../../ffi/libc.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
-import { decodeWaitStatus, type ExitMessage } from "./exits.ts";
+import { type ExitMessage, exitOf } from "./exits.ts";
 import type { ProcessTable } from "./processes.ts";
 import type { ProcStatFields } from "./procfs.ts";
 
@@ -32,7 +32,7 @@ export interface SweepDeps {
 export function reapChild(pid: number): { code?: number; signal?: number } | null {
   try {
     const [r, status] = waitpid(pid, WNOHANG);
-    return r === pid ? decodeWaitStatus(status) : null;
+    return r === pid ? exitOf(decodeWaitStatus(status)) : null;
   } catch {
     return null; // ECHILD: someone else's child
   }

@@ -11,7 +11,7 @@
  * @module
  */
 import { type DumpedTask, withDevice } from "../../ffi/device.ts";
-import { ErrnoError } from "../../ffi/libc.ts";
+import { ErrnoError, PAGE_SIZE } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
@@ -339,7 +339,7 @@ export async function checkpoint(
     leftRunning: !opts.kill,
     imageBytes: summary.bytes,
     pages: totals,
-    memoryBytes: totals.dumped * 4096,
+    memoryBytes: totals.dumped * PAGE_SIZE,
     timesUs: {
       freeze: us(tFrozen - t0),
       dumpCpu: us(tCpu - tFrozen),

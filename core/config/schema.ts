@@ -13,6 +13,11 @@ export type LogLevel = "error" | "warn" | "info" | "debug";
 /** The log levels, least verbose first. */
 export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug"];
 
+/** Whether a message of `level` is logged under the setting `threshold` (one of no known level is). */
+export function logs(level: string, threshold: LogLevel): boolean {
+  return (LOG_LEVELS as readonly string[]).indexOf(level) <= LOG_LEVELS.indexOf(threshold);
+}
+
 /** The node agent's configuration, resolved and checked. */
 export interface PpmConfig {
   /** IPv4 multicast group of the discovery announcements. */
@@ -96,7 +101,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--group",
     arg: "ADDR",
     parse: v.multicastGroup,
-    help: "multicast group of the announcements (default 239.77.0.1)",
+    help: `multicast group of the announcements (default ${CONFIG_DEFAULTS.group})`,
   },
   {
     name: "port",
@@ -104,7 +109,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--port",
     arg: "PORT",
     parse: v.port,
-    help: "UDP port of the announcements (default 7377)",
+    help: `UDP port of the announcements (default ${CONFIG_DEFAULTS.port})`,
   },
   {
     name: "interface",
@@ -121,7 +126,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--ttl",
     arg: "N",
     parse: v.ttl,
-    help: "multicast TTL (default 1: the local network only)",
+    help: `multicast TTL (default ${CONFIG_DEFAULTS.ttl}: the local network only)`,
   },
   {
     name: "advertise",
@@ -146,7 +151,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--secret-file",
     arg: "FILE",
     parse: v.filePath,
-    help: "the cluster secret (default /etc/ppm/secret)",
+    help: `the cluster secret (default ${CONFIG_DEFAULTS.secretFile})`,
   },
   {
     name: "migrationPort",
@@ -154,7 +159,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--migration-port",
     arg: "PORT",
     parse: v.port,
-    help: "TCP port for incoming migrations (default 7378)",
+    help: `TCP port for incoming migrations (default ${CONFIG_DEFAULTS.migrationPort})`,
   },
   {
     name: "announceInterval",
@@ -162,7 +167,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--announce-interval",
     arg: "DURATION",
     parse: v.interval,
-    help: 'seconds between announcements, or "250ms" (default 1)',
+    help: `seconds between announcements, or "250ms" (default ${CONFIG_DEFAULTS.announceInterval})`,
   },
   {
     name: "peerExpiry",
@@ -170,7 +175,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--peer-expiry",
     arg: "N",
     parse: v.missedIntervals,
-    help: "missed intervals before a peer is dropped (default 3)",
+    help: `missed intervals before a peer is dropped (default ${CONFIG_DEFAULTS.peerExpiry})`,
   },
   {
     name: "logLevel",
@@ -178,7 +183,9 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--log-level",
     arg: "LEVEL",
     parse: v.oneOf("a log level", LOG_LEVELS),
-    help: "error, warn, info or debug (default info)",
+    help: `${LOG_LEVELS.slice(0, -1).join(", ")} or ${
+      LOG_LEVELS.at(-1)
+    } (default ${CONFIG_DEFAULTS.logLevel})`,
   },
   {
     name: "controlSocket",
@@ -186,7 +193,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--control-socket",
     arg: "PATH",
     parse: v.socketPath,
-    help: "the agent's control socket (default /run/ppm/ppm.sock)",
+    help: `the agent's control socket (default ${CONFIG_DEFAULTS.controlSocket})`,
   },
   {
     name: "balance",

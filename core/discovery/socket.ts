@@ -50,7 +50,7 @@ function socketError(what: string, e: unknown): PpmError {
     : code === "ENODEV" || code === "EADDRNOTAVAIL" || code === "EINVAL"
     ? "check the interface setting: the address must be on an interface that is up"
     : "";
-  return new PpmError(what, err?.message ?? String(e), fix, EXIT.FAILURE);
+  return new PpmError(what, err?.message ?? String(e), fix, EXIT.FAILURE, { cause: e });
 }
 
 function bind(sock: dgram.Socket, port: number, address: string): Promise<void> {

@@ -5,12 +5,9 @@
  *
  * @module
  */
-import { processVmRead } from "../../ffi/libc.ts";
+import { PAGE_SIZE, processVmRead } from "../../ffi/libc.ts";
 import { readAhead } from "../host/ahead.ts";
 import { isZeroPage, pageNeeded, type VmaRecord } from "./vma.ts";
-
-/** Page size. */
-export const PAGE = 4096;
 
 /** Per-mapping page counts. */
 export interface PageStats {
@@ -28,7 +25,7 @@ export interface PageStats {
 export interface PageRun {
   /** Address of the first page. */
   start: bigint;
-  /** Page data, a multiple of 4096 bytes. */
+  /** Page data, a multiple of PAGE_SIZE bytes. */
   data: Uint8Array;
 }
 
@@ -70,13 +67,13 @@ async function* readChunks(
   for (const v of vmas) {
     const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
     stats.push(st);
-    const npages = Number((v.end - v.start) / BigInt(PAGE));
+    const npages = Number((v.end - v.start) / BigInt(PAGE_SIZE));
     if (v.kind === "vdso" || v.kind === "vvar" || v.kind === "vsyscall") continue;
     for (let first = 0; first < npages; first += CHUNK_PAGES) {
       const count = Math.min(CHUNK_PAGES, npages - first);
-      const base = v.start + BigInt(first * PAGE);
+      const base = v.start + BigInt(first * PAGE_SIZE);
       const entries = new Uint8Array(count * 8);
-      await preadFull(pagemap, (base / BigInt(PAGE)) * 8n, entries);
+      await preadFull(pagemap, (base / BigInt(PAGE_SIZE)) * 8n, entries);
       const ev = new DataView(entries.buffer);
       const need: boolean[] = [];
       let any = false;
@@ -89,7 +86,7 @@ async function* readChunks(
         else st.file++;
       }
       if (!any) continue;
-      const data = new Uint8Array(count * PAGE);
+      const data = new Uint8Array(count * PAGE_SIZE);
       // /proc/PID/mem reads through FOLL_FORCE what process_vm_readv cannot (no read permission).
       const got = Math.max(0, await processVmRead(pid, base, data));
       if (got < data.length) await preadFull(mem, base + BigInt(got), data.subarray(got));
@@ -105,13 +102,13 @@ async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<voi
     if (runStart < 0) return;
     // A view: `c.data` is this chunk's own buffer, never reused after the chunk.
     await emit({
-      start: c.base + BigInt(runStart * PAGE),
-      data: c.data.subarray(runStart * PAGE, end * PAGE),
+      start: c.base + BigInt(runStart * PAGE_SIZE),
+      data: c.data.subarray(runStart * PAGE_SIZE, end * PAGE_SIZE),
     });
     runStart = -1;
   };
   for (let i = 0; i < c.need.length; i++) {
-    const keep = c.need[i] && !isZeroPage(c.data.subarray(i * PAGE, (i + 1) * PAGE));
+    const keep = c.need[i] && !isZeroPage(c.data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
     if (c.need[i] && !keep) c.st.zero++;
     if (keep) {
       c.st.dumped++;

@@ -7,6 +7,7 @@
  */
 
 import { readAhead } from "./ahead.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Something bytes can be written to, like Deno.FsFile or Deno.Conn. */
 export interface ByteWriter {
@@ -29,13 +30,7 @@ export type ByteSink = (chunk: Uint8Array) => Promise<void>;
  * @param w a file, a connection, or anything with the same `write`
  */
 export function byteSink(w: ByteWriter): ByteSink {
-  return async (chunk) => {
-    for (let off = 0; off < chunk.length;) {
-      const n = await w.write(chunk.subarray(off));
-      if (n <= 0) throw new Error(`write made no progress after ${off} of ${chunk.length} bytes`);
-      off += n;
-    }
-  };
+  return (chunk) => writeAll(w, chunk);
 }
 
 /** Reads are not started into less than this much free buffer space. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 
 /** The 8 magic bytes that open every image: ASCII "PPMIMG\r\n". */
 export const MAGIC: Uint8Array = new TextEncoder().encode("PPMIMG\r\n");
@@ -21,9 +22,6 @@ export const RECORD_HEADER_SIZE = 16;
 
 /** Size of the header that opens a PAGES payload: u64 start, u32 count, u32 reserved. */
 export const PAGES_HEADER_SIZE = 16;
-
-/** Bytes per page. */
-export const PAGE_SIZE = 4096;
 
 /** Most pages in one PAGES record. */
 export const MAX_PAGES_PER_RECORD = 16384;
@@ -96,7 +94,7 @@ export interface PagesRecord {
   start: bigint;
   /** How many pages: 1..16384. */
   count: number;
-  /** The page contents: count * 4096 bytes. */
+  /** The page contents: count * PAGE_SIZE bytes. */
   data: Uint8Array;
 }
 

@@ -7,6 +7,7 @@
 
 import { ChunkReader } from "./chunks.ts";
 import { decodeValue } from "./codec.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { type Checksum, CHECKSUMS } from "./checksum.ts";
 import { FIX_TRUNCATED, hex32, ImageError } from "./errors.ts";
 import {
@@ -16,7 +17,6 @@ import {
   MAX_PAGES_PAYLOAD,
   MAX_PAGES_PER_RECORD,
   MAX_VALUE_PAYLOAD,
-  PAGE_SIZE,
   PAGES_HEADER_SIZE,
   type PagesRecord,
   RECORD,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { arr, bad, big, bytes, int, obj, path, str } from "./fields.ts";
 import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
@@ -366,7 +367,10 @@ function checkVmas(v: unknown): VmaEntry[] {
       kind: str(o, "kind", w, 16),
     };
     if (o.path !== undefined) e.path = path(o, "path", w);
-    if (e.start % 4096n || e.end % 4096n || e.start >= e.end || e.start < prevEnd) {
+    if (
+      e.start % BigInt(PAGE_SIZE) || e.end % BigInt(PAGE_SIZE) || e.start >= e.end ||
+      e.start < prevEnd
+    ) {
       throw bad(
         w,
         `range ${e.start.toString(16)}-${e.end.toString(16)} is unaligned, empty or overlapping`,
@@ -396,7 +400,9 @@ export type PageSink = (block: PageBlock, vmas: VmaEntry[]) => Promise<void>;
 
 /** Throws unless the block lies inside one mapping. */
 function checkInside(p: PageBlock, vmas: VmaEntry[]): void {
-  const inside = vmas.some((v) => p.start >= v.start && p.start + BigInt(p.count * 4096) <= v.end);
+  const inside = vmas.some((v) =>
+    p.start >= v.start && p.start + BigInt(p.count * PAGE_SIZE) <= v.end
+  );
   if (!inside) throw bad(`pages at ${p.start.toString(16)}`, "outside every mapping");
 }
 

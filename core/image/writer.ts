@@ -8,6 +8,7 @@
 import type { RecordValues } from "./schema.ts";
 import { encodeValue } from "./codec.ts";
 import { crc32ieee } from "./checksum.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { ImageError } from "./errors.ts";
 import {
   HEADER_SIZE,
@@ -15,7 +16,6 @@ import {
   MAGIC,
   MAX_PAGES_PER_RECORD,
   MAX_VALUE_PAYLOAD,
-  PAGE_SIZE,
   PAGES_HEADER_SIZE,
   RECORD,
   RECORD_HEADER_SIZE,
@@ -124,7 +124,9 @@ export class ImageWriter {
       if (start < 0n || start % BigInt(PAGE_SIZE) !== 0n || !Number.isInteger(n)) {
         throw new ImageError(
           where,
-          `start 0x${start.toString(16)} and length ${data.length} must be multiples of 4096`,
+          `start 0x${
+            start.toString(16)
+          } and length ${data.length} must be multiples of ${PAGE_SIZE}`,
           "",
         );
       }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { O } from "../../ffi/libc.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -183,7 +184,7 @@ export async function migrateIn(
       f.fd === 1 || f.fd === 2 || (f.fd === 0 && offer.stdin === "relay")
         ? { ...f, kind: "stdio" }
         : f.fd === 0
-        ? { fd: 0, kind: "device", path: "/dev/null", flags: 0, pos: 0n }
+        ? { fd: 0, kind: "device", path: "/dev/null", flags: O.RDONLY, pos: 0n }
         : f
     );
     // The relay's ends open as the restore opens the process's own.

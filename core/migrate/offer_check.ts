@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PpmError } from "../errors.ts";
+import { EXIT, PpmError } from "../errors.ts";
 import { arr, int, obj, path, str } from "../image/fields.ts";
 import type { Offer } from "./protocol.ts";
 import { expectedOf } from "./expected.ts";
@@ -82,6 +82,6 @@ export function checkOffer(v: unknown): Offer {
     const why = e instanceof PpmError
       ? `${e.what.replace(/^malformed image: /, "")}: ${e.why}`
       : String(e);
-    throw new PpmError("refused", `a malformed offer: ${why}`);
+    throw new PpmError("refused", `a malformed offer: ${why}`, "", EXIT.FAILURE, { cause: e });
   }
 }

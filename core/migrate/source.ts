@@ -51,17 +51,25 @@ const REFUSED = "the migration did not happen; the process runs on here";
 /** How a failure after the commit begins: the process neither runs here nor is known to run there. */
 const IN_DOUBT = "the outcome of moving process";
 
-function refuse(why: string, fix = "", code: ExitCode = EXIT.FAILURE): PpmError {
-  return new PpmError(REFUSED, why, fix, code);
+function refuse(
+  why: string,
+  fix = "",
+  code: ExitCode = EXIT.FAILURE,
+  cause?: unknown,
+): PpmError {
+  return new PpmError(REFUSED, why, fix, code, cause === undefined ? "" : { cause });
 }
 
-/** Any failure of a migration, told as what it is: the process runs on here. */
+/**
+ * Any failure of a migration, told as what it is: the process runs on here.
+ * The original error stays the refusal's `cause`.
+ */
 function asRefusal(e: unknown): PpmError {
   if (e instanceof PpmError && e.what.startsWith(IN_DOUBT)) return e;
   if (e instanceof PpmError) {
-    return e.what === REFUSED ? e : refuse(`${e.what}: ${e.why}`, e.fix, e.exitCode);
+    return e.what === REFUSED ? e : refuse(`${e.what}: ${e.why}`, e.fix, e.exitCode, e);
   }
-  return refuse(`the connection failed: ${(e as Error).message}`);
+  return refuse(`the connection failed: ${(e as Error).message}`, "", EXIT.FAILURE, e);
 }
 
 /** What the process's stdin is: closed, /dev/null, or something to relay. */
@@ -358,7 +366,7 @@ async function migrate(
     dropKept();
     throw e instanceof PpmError
       ? e
-      : refuse(`the image could not be sent: ${(e as Error).message}`);
+      : refuse(`the image could not be sent: ${(e as Error).message}`, "", EXIT.FAILURE, e);
   }
   const held = stats.held!;
   const net = stats.network;
@@ -458,6 +466,9 @@ async function migrate(
         `the destination did not confirm (${
           (e as Error).message
         }), and its agent since says the process is not there`,
+        "",
+        EXIT.FAILURE,
+        e,
       );
     }
     if (commitSent) {
@@ -473,6 +484,7 @@ async function migrate(
         `the destination was told to run it and did not confirm (${(e as Error).message})`,
         `it stays stopped here; if it runs at the destination, end it here (kill -9 ${pid}), else let it go on here (kill -CONT ${pid}; its TCP connections, if any, stay frozen); see docs/security.md`,
         EXIT.FAILURE,
+        { cause: e },
       );
     }
     forwards.removeAll();

@@ -10,6 +10,7 @@
  */
 import {
   addressOf,
+  decodeWaitStatus,
   E,
   ErrnoError,
   kill,
@@ -88,13 +89,8 @@ export interface StopInfo {
 }
 
 function decodeStatus(status: number): StopInfo {
-  const stopped = (status & 0xff) === 0x7f;
-  return {
-    exited: !stopped,
-    sig: stopped ? (status >> 8) & 0xff : 0,
-    event: stopped ? (status >> 16) & 0xff : 0,
-    status,
-  };
+  const w = decodeWaitStatus(status);
+  return { exited: !w.stopped, sig: w.stopped ? w.stopSig : 0, event: w.event, status };
 }
 
 /** A process frozen with ptrace by this thread. */
@@ -269,7 +265,7 @@ export class Tracee {
       for (let i = 0; i < 4; i++) {
         try {
           const [, status] = waitpid(this.pid, WALL);
-          if ((status & 0xff) !== 0x7f) break;
+          if (!decodeWaitStatus(status).stopped) break;
         } catch {
           break; // already collected
         }
@@ -287,6 +283,7 @@ function explainSeize(pid: number, e: unknown): PpmError {
         "no such process",
         "check the PID",
         EXIT.MISSING,
+        { cause: e },
       );
     }
     if (e.errno === E.EPERM) {
@@ -296,8 +293,11 @@ function explainSeize(pid: number, e: unknown): PpmError {
           "it may also be traced already or not dumpable)",
         "run ppm as root, or as the process's owner",
         EXIT.PERMISSION,
+        { cause: e },
       );
     }
   }
-  return new PpmError(`cannot freeze process ${pid}`, (e as Error).message, "");
+  return new PpmError(`cannot freeze process ${pid}`, (e as Error).message, "", EXIT.FAILURE, {
+    cause: e,
+  });
 }

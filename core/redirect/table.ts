@@ -9,6 +9,7 @@ import { ErrnoError } from "../../ffi/libc.ts";
 import type { Redirect, RedirectEntry } from "../../ffi/redirect.ts";
 import { EXIT, PpmError } from "../errors.ts";
 
+/** `e` told in the user's terms (an ErrnoError becomes a PpmError whose `cause` it is). */
 function explain(what: string, e: unknown): unknown {
   if (!(e instanceof ErrnoError)) return e;
   switch (e.code) {
@@ -18,23 +19,27 @@ function explain(what: string, e: unknown): unknown {
         "the ppm module is not loaded (/dev/ppm is missing)",
         "load it: ppm module load",
         EXIT.MISSING,
+        { cause: e },
       );
     case "EPERM":
     case "EACCES":
-      return new PpmError(what, "it needs CAP_NET_ADMIN", "run as root", EXIT.PERMISSION);
+      return new PpmError(what, "it needs CAP_NET_ADMIN", "run as root", EXIT.PERMISSION, {
+        cause: e,
+      });
     case "ENOTTY":
       return new PpmError(
         what,
         "the loaded module has no redirects (an older ABI)",
         "unload it and load this version: ppm module unload && ppm module load",
         EXIT.INCOMPATIBLE,
+        { cause: e },
       );
     case "EEXIST":
-      return new PpmError(what, "the same entry is already there", "", EXIT.BUSY);
+      return new PpmError(what, "the same entry is already there", "", EXIT.BUSY, { cause: e });
     case "ENOSPC":
-      return new PpmError(what, "the table is full (4096 entries)", "", EXIT.BUSY);
+      return new PpmError(what, "the table is full (4096 entries)", "", EXIT.BUSY, { cause: e });
     default:
-      return new PpmError(what, e.message);
+      return new PpmError(what, e.message, "", EXIT.FAILURE, { cause: e });
   }
 }
 

@@ -16,12 +16,11 @@
  */
 import { join } from "node:path";
 import { close, mkfifo, O, open, pollIn, readNow } from "../../ffi/libc.ts";
+import { writeAll } from "../host/write_all.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { endKeptInput, type KeeperId } from "./keeper.ts";
 import type { RelayEnd } from "./kept.ts";
 import { Replay, type StreamOffsets } from "./replay.ts";
-
-const O_RDONLY = 0, O_NONBLOCK = 0o4000;
 
 /** The FIFOs of one relay. */
 export interface RelayFifos {
@@ -51,7 +50,7 @@ export function fifosIn(dir: string, stdin: boolean): RelayFifos {
  * never blocks a read-write open of a FIFO). Throws when the FIFO is gone.
  */
 async function openNow(path: string, opts: Deno.OpenOptions): Promise<Deno.FsFile> {
-  const hold = open(path, O.RDWR | O_NONBLOCK);
+  const hold = open(path, O.RDWR | O.NONBLOCK);
   try {
     return await Deno.open(path, opts);
   } finally {
@@ -65,7 +64,7 @@ async function openNow(path: string, opts: Deno.OpenOptions): Promise<Deno.FsFil
  */
 function unblockFifo(path: string, mode: number): void {
   try {
-    close(open(path, mode | O_NONBLOCK));
+    close(open(path, mode | O.NONBLOCK));
   } catch { /* ENXIO: nobody waits for a writer */ }
 }
 
@@ -224,7 +223,7 @@ export class ArrivedRelay {
   abandon(): void {
     this.#stopped = true;
     this.opened();
-    if (this.fifos.stdin) unblockFifo(this.fifos.stdin, O_RDONLY);
+    if (this.fifos.stdin) unblockFifo(this.fifos.stdin, O.RDONLY);
     for (const wake of this.#next.splice(0)) wake();
   }
 
@@ -247,9 +246,9 @@ export class ArrivedRelay {
     ) {
       let fd: number;
       try {
-        fd = open(path, O_RDONLY | O_NONBLOCK);
+        fd = open(path, O.RDONLY | O.NONBLOCK);
         // Until the process holds its end, a writer of ours keeps the FIFO from reading as ended.
-        if (!reopened) this.#holds.push(open(path, O.RDWR | O_NONBLOCK));
+        if (!reopened) this.#holds.push(open(path, O.RDWR | O.NONBLOCK));
       } catch (e) {
         this.#log(`stream ${stream} relay: ${(e as Error).message}`);
         this.#outputEnded(stream);
@@ -364,9 +363,7 @@ export class ArrivedRelay {
         : await Deno.open(this.fifos.stdin!, { write: true });
       for await (const chunk of a.channel.streamSource(STREAM.STDIN)) {
         try {
-          for (let off = 0; off < chunk.length;) {
-            off += await this.#input.write(chunk.subarray(off));
-          }
+          await writeAll(this.#input, chunk);
         } catch {
           break; // the process stopped reading (it ended)
         }

@@ -16,6 +16,7 @@ import {
 } from "../../ffi/uapi.ts";
 import { MM_KEYS } from "../../ffi/device.ts";
 import { VM } from "../dump/vma.ts";
+import { writeAll } from "../host/write_all.ts";
 import type { LoadedImage } from "../image/schema.ts";
 
 /** Descriptors the stub keeps for itself start here (saved stdio, device, plan, mapped files). */
@@ -48,11 +49,6 @@ export function mappedFiles(img: LoadedImage): { path: string; write: boolean }[
 /** The vmas the plan recreates: all but vdso, vvar and vsyscall, which the kernel provides. */
 export function planVmas(img: LoadedImage) {
   return img.vmas.filter((v) => !KERNEL_VMAS.includes(v.kind));
-}
-
-/** Writes all of `b` to `file` at its current position. */
-async function writeAll(file: Deno.FsFile, b: Uint8Array): Promise<void> {
-  for (let off = 0; off < b.length;) off += await file.write(b.subarray(off));
 }
 
 /**
@@ -177,13 +173,4 @@ function planPrefix(
     );
   });
   return out;
-}
-
-/** Writes the plan of an image whose pages are in memory to `file`; returns bytes written. */
-export async function writePlan(
-  img: LoadedImage,
-  file: Deno.FsFile,
-  base: number,
-): Promise<number> {
-  return await new PlanWriter(file).finish(img, base);
 }

@@ -11,11 +11,12 @@
  */
 import { join } from "node:path";
 import { DEVICE_PATH } from "../../ffi/device.ts";
-import { kill, PTRACE, ptrace, waitpid, WALL, WNOHANG } from "../../ffi/libc.ts";
+import { decodeWaitStatus, kill, PTRACE, ptrace, waitpid, WALL, WNOHANG } from "../../ffi/libc.ts";
 import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
+import { writeAll } from "../host/write_all.ts";
 import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../host/bytes.ts";
@@ -92,9 +93,9 @@ async function readMem(pid: number, addr: bigint, len: number): Promise<Uint8Arr
 function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
   for (let i = 0; i < 1000; i++) {
     const [, status] = waitpid(t.pid, WALL);
-    if ((status & 0xff) !== 0x7f) return null;
-    const sig = (status >> 8) & 0xff;
-    if (sig === (5 | 0x80)) return t.getRegs();
+    const w = decodeWaitStatus(status);
+    if (!w.stopped) return null;
+    if (w.stopSig === (5 | 0x80)) return t.getRegs();
     // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
     ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
   }
@@ -129,8 +130,9 @@ async function nextSyscallStopAsync(t: Tracee): Promise<Uint8Array<ArrayBuffer> 
       }
       await new Promise((res) => setTimeout(res, pause));
     }
-    if ((status & 0xff) !== 0x7f) return null;
-    if (((status >> 8) & 0xff) === (5 | 0x80)) return t.getRegs();
+    const w = decodeWaitStatus(status);
+    if (!w.stopped) return null;
+    if (w.stopSig === (5 | 0x80)) return t.getRegs();
     ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
   }
   throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
@@ -210,7 +212,7 @@ function injector(
       const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
       try {
         await mem.seek(addr, Deno.SeekMode.Start);
-        for (let off = 0; off < data.length;) off += await mem.write(data.subarray(off));
+        await writeAll(mem, data);
       } finally {
         mem.close();
       }

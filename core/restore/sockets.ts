@@ -140,6 +140,7 @@ function rebuildOne(e: SocketEntry, nodeAddr: string): RebuiltSocket {
         ? `port ${local.port} is in use on this node`
         : "",
       EXIT.FAILURE,
+      { cause: err },
     );
   }
 }
@@ -175,7 +176,9 @@ export function rebuildSockets(entries: SocketEntry[], nodeAddr: string): Rebuil
     dropSockets(out);
     throw err instanceof PpmError
       ? err
-      : new PpmError("cannot rebuild the sockets", (err as Error).message, "", EXIT.FAILURE);
+      : new PpmError("cannot rebuild the sockets", (err as Error).message, "", EXIT.FAILURE, {
+        cause: err,
+      });
   } finally {
     dropSockets(pending);
   }
@@ -213,6 +216,7 @@ export function checkPortsFree(
           (e instanceof ErrnoError && e.code !== "EADDRINUSE" ? ` (${e.message})` : ""),
         "free the port there, or migrate elsewhere",
         EXIT.BUSY,
+        { cause: e },
       );
     } finally {
       closeSocket(fd);

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { O } from "../../ffi/libc.ts";
 import type { FdEntry, FileId, LoadedImage } from "../image/schema.ts";
 import { mapFd, mappedFiles } from "./memory_plan.ts";
 
@@ -80,9 +81,6 @@ export const ID_CHECK = {
 
 /** Bytes of an identity record: u32 check, mode, uid, gid; u64 size; s64 mtime ms; u64 dev, ino. */
 export const ID_BYTES = 48;
-
-const O_CREAT = 0o100, O_TRUNC = 0o1000, O_WRONLY = 1, O_RDWR = 2, O_APPEND = 0o2000;
-const O_ACCMODE = 3;
 
 /** Where the restored standard streams go: a path, or the restorer's own. */
 export interface StdioTargets {
@@ -191,7 +189,7 @@ function putId(v: DataView, off: number, id: FileId | undefined, check: number):
 export function idChecks(id: FileId | undefined, flags: number, sameNode: boolean): number {
   if (!id) return 0;
   let c = ID_CHECK.TYPE | ID_CHECK.OWNER | ID_CHECK.MODE;
-  if ((flags & O_ACCMODE) === 0 && (id.mode & 0o170000) === 0o100000) {
+  if ((flags & O.ACCMODE) === 0 && (id.mode & 0o170000) === 0o100000) {
     c |= ID_CHECK.SIZE | ID_CHECK.MTIME;
   }
   if (sameNode) c |= ID_CHECK.INODE;
@@ -199,7 +197,7 @@ export function idChecks(id: FileId | undefined, flags: number, sameNode: boolea
 }
 
 function addFd(b: SpecBuilder, f: FdEntry, o: SpecOptions): void {
-  const flags = f.flags & ~(O_CREAT | O_TRUNC);
+  const flags = f.flags & ~(O.CREAT | O.TRUNC);
   const fd = (n: number, fl: number, pos: bigint, as: number, path: string, id?: FileId) =>
     b.add(TAG.FD, 24 + ID_BYTES, (v) => {
       v.setInt32(0, n, true);
@@ -211,7 +209,7 @@ function addFd(b: SpecBuilder, f: FdEntry, o: SpecOptions): void {
   if (f.kind === "stdio") {
     const target = f.fd === 1 ? o.stdio.stdout : f.fd === 2 ? o.stdio.stderr : undefined;
     if (f.fd === 0 && o.stdio.stdin) fd(0, 0, 0n, OPEN_AS.RESTORER, o.stdio.stdin);
-    else if (target) fd(f.fd, O_WRONLY | O_APPEND, 0n, OPEN_AS.RESTORER, target);
+    else if (target) fd(f.fd, O.WRONLY | O.APPEND, 0n, OPEN_AS.RESTORER, target);
     else {
       b.add(TAG.STDIO, 8, (v) => {
         v.setInt32(0, f.fd, true);
@@ -262,7 +260,7 @@ export function stubSpec(img: LoadedImage, o: SpecOptions): Uint8Array {
   }
   const mappedIds = new Map(img.files.mapped.map((m) => [m.path, m.id]));
   mappedFiles(img).forEach((f, i) => {
-    const flags = f.write ? O_RDWR : 0;
+    const flags = f.write ? O.RDWR : 0;
     const id = mappedIds.get(f.path);
     b.add(TAG.MAP, 8 + ID_BYTES, (v) => {
       v.setInt32(0, mapFd(o.base, i), true);

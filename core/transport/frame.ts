@@ -15,6 +15,7 @@
  */
 
 import { EXIT, PpmError } from "../errors.ts";
+import { writeAll } from "../host/write_all.ts";
 import type { ByteReader, ByteWriter } from "../host/bytes.ts";
 import { decodeMessage, encodeMessage, MAX_CONTROL_PAYLOAD } from "./codec.ts";
 import { type FrameCipher, TAG_BYTES } from "./cipher.ts";
@@ -550,11 +551,7 @@ export class FrameWriter {
 
   async #write(p: Uint8Array): Promise<void> {
     try {
-      for (let off = 0; off < p.length;) {
-        const n = await this.#w.write(p.subarray(off));
-        if (n <= 0) throw new Error(`a write made no progress after ${off} of ${p.length} bytes`);
-        off += n;
-      }
+      await writeAll(this.#w, p);
     } catch (e) {
       this.#failure = new PpmError(
         `transport: frame ${this.#index} to ${this.peer}`,

@@ -27,8 +27,8 @@
 
 /* Feature bits reported by PPM_IOC_INFO. */
 #define PPM_FEAT_INFO		_BITULL(0)	/* PPM_IOC_INFO */
-#define PPM_FEAT_DUMP		_BITULL(1)	/* checkpoint (later) */
-#define PPM_FEAT_RESTORE	_BITULL(2)	/* restore (later) */
+#define PPM_FEAT_DUMP		_BITULL(1)	/* PPM_IOC_DUMP_TASK, PPM_IOC_DUMP_VMAS */
+#define PPM_FEAT_RESTORE	_BITULL(2)	/* PPM_IOC_RESTORE */
 #define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects of migrated flows */
 
 /**

@@ -24,7 +24,7 @@
 import { parseArgs } from "node:util";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { loadConfig } from "../../core/config/load.ts";
-import { LOG_LEVELS, type LogLevel, type PpmConfig, SETTINGS } from "../../core/config/schema.ts";
+import { type LogLevel, logs, type PpmConfig, SETTINGS } from "../../core/config/schema.ts";
 import { PpmError } from "../../core/errors.ts";
 import { loadSecret } from "../../core/security/secret.ts";
 import { ignoredTotal } from "../../core/discovery/counters.ts";
@@ -63,9 +63,8 @@ function parse(args: string[]) {
 }
 
 function logger(level: LogLevel) {
-  const max = LOG_LEVELS.indexOf(level);
   return (l: LogLevel, message: string) => {
-    if (LOG_LEVELS.indexOf(l) <= max) console.error(`${l}: ${message}`);
+    if (logs(l, level)) console.error(`${l}: ${message}`);
   };
 }
 

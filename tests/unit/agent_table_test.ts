@@ -1,5 +1,6 @@
 /** The agent's process table and its periodic sweep (exits collected and sent back). */
-import { decodeWaitStatus, type ExitMessage, shellCode } from "../../core/agent/exits.ts";
+import { type ExitMessage, exitOf, shellCode } from "../../core/agent/exits.ts";
+import { decodeWaitStatus } from "../../ffi/libc.ts";
 import { ProcessTable } from "../../core/agent/processes.ts";
 import type { ProcStatFields } from "../../core/agent/procfs.ts";
 import { sweep } from "../../core/agent/sweep.ts";
@@ -94,10 +95,41 @@ Deno.test("agent table: a process that comes back is one entry; exits are record
   assertEquals([d.exit?.code, d.moves, typeof d.relayEndedAt], [3, 3, "string"]);
 });
 
+Deno.test("wait statuses: decoded as the C macros do", () => {
+  const exited = decodeWaitStatus(3 << 8);
+  assertEquals([exited.exited, exited.code, exited.signaled, exited.stopped], [
+    true,
+    3,
+    false,
+    false,
+  ]);
+  const killed = decodeWaitStatus(0x89); // SIGKILL, core dumped
+  assertEquals([killed.exited, killed.signaled, killed.signal, killed.stopped], [
+    false,
+    true,
+    9,
+    false,
+  ]);
+  // A ptrace event stop: SIGTRAP with PTRACE_EVENT_STOP (128) above it.
+  const stop = decodeWaitStatus((128 << 16) | (5 << 8) | 0x7f);
+  assertEquals([stop.exited, stop.signaled, stop.stopped, stop.stopSig, stop.event], [
+    false,
+    false,
+    true,
+    5,
+    128,
+  ]);
+  const syscall = decodeWaitStatus(((5 | 0x80) << 8) | 0x7f);
+  assertEquals([syscall.stopped, syscall.stopSig, syscall.event], [true, 0x85, 0]);
+  assertEquals(decodeWaitStatus(0).event, 0);
+});
+
 Deno.test("agent exits: wait statuses and shell codes", () => {
-  assertEquals(decodeWaitStatus(3 << 8), { code: 3 });
-  assertEquals(decodeWaitStatus(9), { signal: 9 });
-  assertEquals(decodeWaitStatus(0x137f), {}); // stopped: not an end
+  assertEquals(exitOf(decodeWaitStatus(3 << 8)), { code: 3 });
+  assertEquals(exitOf(decodeWaitStatus(9)), { signal: 9 });
+  assertEquals(exitOf(decodeWaitStatus(0x89)), { signal: 9 }); // with a core dump
+  assertEquals(exitOf(decodeWaitStatus(0x137f)), {}); // stopped: not an end
+  assertEquals(exitOf(decodeWaitStatus(0xffff)), {}); // continued: not an end
   assertEquals(shellCode({ code: 0 }), 0);
   assertEquals(shellCode({ signal: 15 }), 143);
   assertEquals(shellCode({}), null);

@@ -4,6 +4,8 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { buildApp } from "../../cli/app.ts";
 import { completionTable } from "../../cli/completions.ts";
 import { ppm } from "../support/cli.ts";
+import { agentCommands } from "../../cli/commands/agent.ts";
+import { CONFIG_DEFAULTS, DEFAULT_CONFIG_PATH, SETTINGS } from "../../core/config/schema.ts";
 
 Deno.test("cli: --help works at every level of the command tree", async () => {
   // deno-lint-ignore no-explicit-any
@@ -131,4 +133,19 @@ Deno.test("cli: --json errors are machine-readable too", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("cli: the daemon's help gives the configuration's defaults", () => {
+  const daemon = agentCommands().find((c) => c.name() === "daemon")!;
+  const described = new Map(daemon.options.map((o) => [o.long, o.description]));
+  let checked = 0;
+  for (const s of SETTINGS) {
+    const value = (CONFIG_DEFAULTS as Record<string, unknown>)[s.name];
+    const text = s.flag && described.get(s.flag);
+    if (value === undefined || value === null || !text) continue;
+    assertMatch(text, new RegExp(`\\(default ${String(value).replaceAll(".", "\\.")}\\)$`), s.flag);
+    checked++;
+  }
+  assertEquals(checked, 7);
+  assertEquals(described.get("--config"), `configuration file (default ${DEFAULT_CONFIG_PATH})`);
 });

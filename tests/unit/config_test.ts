@@ -9,6 +9,7 @@ import {
   resolveConfig,
   SETTINGS,
 } from "../../core/config/mod.ts";
+import { LOG_LEVELS, logs } from "../../core/config/schema.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
 function inputs(over: Partial<ConfigInputs> = {}): ConfigInputs {
@@ -276,4 +277,12 @@ Deno.test("config: loadConfig reads the file; a missing default is fine, a missi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("config: log levels, least verbose first; a level logs what is at most as verbose", () => {
+  assertEquals(LOG_LEVELS, ["error", "warn", "info", "debug"]);
+  assertEquals(LOG_LEVELS.map((l) => logs(l, "info")), [true, true, true, false]);
+  assertEquals(LOG_LEVELS.map((l) => logs(l, "error")), [true, false, false, false]);
+  assert(logs("debug", "debug"));
+  assert(logs("notice", "error"), "a message of no known level is logged");
 });

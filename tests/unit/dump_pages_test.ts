@@ -1,5 +1,6 @@
 /** dumpPages on a live process of this test: runs match its memory, counts add up, failures end it. */
-import { dumpPages, PAGE, type PageRun } from "../../core/dump/memory.ts";
+import { dumpPages, type PageRun } from "../../core/dump/memory.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { parseMaps } from "../../core/dump/proc.ts";
 import { classifyVma, isZeroPage, protOf, type VmaRecord } from "../../core/dump/vma.ts";
 import { assert, assertEquals } from "../support/assert.ts";
@@ -44,12 +45,12 @@ Deno.test("dumpPages: every run holds the process's bytes at its address; counts
       let last = 0n;
       for (const r of runs) {
         assert(r.start >= last, "runs come in address order");
-        assert(r.data.length > 0 && r.data.length % PAGE === 0);
+        assert(r.data.length > 0 && r.data.length % PAGE_SIZE === 0);
         last = r.start + BigInt(r.data.length);
         const v = vmas.find((x) => x.start <= r.start && last <= x.end);
         assert(v, `run at 0x${r.start.toString(16)} lies inside one mapping`);
-        for (let i = 0; i < r.data.length; i += PAGE) {
-          assert(!isZeroPage(r.data.subarray(i, i + PAGE)), "no zero page is carried");
+        for (let i = 0; i < r.data.length; i += PAGE_SIZE) {
+          assert(!isZeroPage(r.data.subarray(i, i + PAGE_SIZE)), "no zero page is carried");
         }
         const now = new Uint8Array(r.data.length);
         await mem.seek(r.start, Deno.SeekMode.Start);
@@ -63,9 +64,9 @@ Deno.test("dumpPages: every run holds the process's bytes at its address; counts
       mem.close();
     }
     const dumped = stats.reduce((n, s) => n + s.dumped, 0);
-    assertEquals(dumped * PAGE, runs.reduce((n, r) => n + r.data.length, 0));
+    assertEquals(dumped * PAGE_SIZE, runs.reduce((n, r) => n + r.data.length, 0));
     vmas.forEach((v, i) => {
-      const pages = Number((v.end - v.start) / BigInt(PAGE));
+      const pages = Number((v.end - v.start) / BigInt(PAGE_SIZE));
       const s = stats[i];
       if (["vdso", "vvar", "vsyscall"].includes(v.kind)) return;
       assertEquals(s.dumped + s.file + s.zero + s.absent, pages, `mapping ${i} (${v.kind})`);
@@ -109,13 +110,13 @@ Deno.test("dumpPages: a page the process cannot read (PROT_NONE) is carried too"
       runs.push(r);
     });
     for (let i = 0; i < 3; i++) {
-      const at = addr + BigInt(i * PAGE);
+      const at = addr + BigInt(i * PAGE_SIZE);
       const run = runs.find((r) => r.start <= at && at < r.start + BigInt(r.data.length));
       assert(run, `page ${i} at 0x${at.toString(16)} is carried`);
       const off = Number(at - run.start);
       assertEquals(
-        run.data.subarray(off, off + PAGE),
-        new Uint8Array(PAGE).fill(0xab),
+        run.data.subarray(off, off + PAGE_SIZE),
+        new Uint8Array(PAGE_SIZE).fill(0xab),
         `page ${i}`,
       );
     }

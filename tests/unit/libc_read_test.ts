@@ -1,14 +1,13 @@
 /** readFdWithin: a bounded wait for input on a raw descriptor (the stdin relay's reader). */
 import { join } from "node:path";
-import { close, mkfifo, open, readFdWithin } from "../../ffi/libc.ts";
+import { close, mkfifo, O, open, readFdWithin } from "../../ffi/libc.ts";
 import { assertEquals } from "../support/assert.ts";
 
 Deno.test("readFdWithin: nothing in time is null, data is read, end of file is 0", async () => {
   const dir = await Deno.makeTempDir();
   const path = join(dir, "fifo");
   mkfifo(path);
-  const O_RDONLY_NONBLOCK = 0o4000;
-  const fd = open(path, O_RDONLY_NONBLOCK);
+  const fd = open(path, O.RDONLY | O.NONBLOCK);
   const w = await Deno.open(path, { write: true });
   try {
     const buf = new Uint8Array(16);

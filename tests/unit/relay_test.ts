@@ -32,8 +32,6 @@ import { startTicks } from "../../core/host/proc_stat.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { sleep, within, withServer } from "./transport_support.ts";
 
-const O_WRONLY = 1, O_TRUNC = 0o1000;
-
 /** A writer of `n` numbered lines to stdout, one each `ms` (its stdout and stderr: FIFOs). */
 function writer(fifoOut: string, fifoErr: string, n: number, ms: number): Deno.ChildProcess {
   const script = `exec >'${fifoOut}' 2>'${fifoErr}'; i=1; while [ $i -le ${n} ]; do ` +
@@ -98,8 +96,8 @@ Deno.test({
 
         // A new "agent" opens the FIFOs again at once and relays the rest.
         const out = join(dir, "out");
-        const outFd = open(out, O_WRONLY | O.CREAT | O_TRUNC, 0o600);
-        const errFd = open(join(dir, "err"), O_WRONLY | O.CREAT | O_TRUNC, 0o600);
+        const outFd = open(out, O.WRONLY | O.CREAT | O.TRUNC, 0o600);
+        const errFd = open(join(dir, "err"), O.WRONLY | O.CREAT | O.TRUNC, 0o600);
         const kept = new KeptRelay({ 1: outFd, 2: errFd }, newRelayToken());
         const again = ArrivedRelay.reopen(
           fifosIn(relay.fifos.dir, false),
@@ -169,7 +167,7 @@ Deno.test({
     try {
       const relay = await ArrivedRelay.create(dir, 4244, false);
       const out = join(dir, "out");
-      const outFd = open(out, O_WRONLY | O.CREAT | O_TRUNC, 0o600);
+      const outFd = open(out, O.WRONLY | O.CREAT | O.TRUNC, 0o600);
       const kept = new KeptRelay({ 1: outFd }, newRelayToken());
       const parked = new ParkedRelays(log, 60_000);
       await withServer({
@@ -242,7 +240,7 @@ Deno.test({
 Deno.test("relay-resume from another node, or with an unknown token, is refused alike", async () => {
   const logs: string[] = [];
   const parked = new ParkedRelays((_l, s) => logs.push(s), 60_000);
-  const fd = open("/dev/null", O_WRONLY);
+  const fd = open("/dev/null", O.WRONLY);
   const kept = new KeptRelay({ 1: fd }, newRelayToken());
   let resumed = 0;
   parked.park(kept, "node-b", () => resumed++, () => {});

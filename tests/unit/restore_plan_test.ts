@@ -3,7 +3,7 @@ import { decode } from "../../ffi/struct.ts";
 import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/host/cpu.ts";
-import { mapFd, PlanWriter, stubBase, writePlan } from "../../core/restore/memory_plan.ts";
+import { mapFd, PlanWriter, stubBase } from "../../core/restore/memory_plan.ts";
 import { stubSpec } from "../../core/restore/spec.ts";
 import { checkSpec, hex } from "../support/stub_spec.ts";
 import { VM } from "../../core/dump/vma.ts";
@@ -105,7 +105,7 @@ Deno.test("plan: header, mappings (vDSO left to the kernel), runs with their pag
   const path = await Deno.makeTempFile();
   try {
     const f = await Deno.open(path, { write: true });
-    const n = await writePlan(img, f, 1000);
+    const n = await new PlanWriter(f).finish(img, 1000);
     f.close();
     const b = await Deno.readFile(path);
     assertEquals(b.length, n);
@@ -138,7 +138,7 @@ Deno.test("plan: runs written as they arrive, header last, give the same bytes a
   try {
     const whole = `${dir}/whole`, streamed = `${dir}/streamed`;
     let f = await Deno.open(whole, { write: true, create: true });
-    const n = await writePlan(img, f, 1000);
+    const n = await new PlanWriter(f).finish(img, 1000);
     f.close();
     f = await Deno.open(streamed, { write: true, create: true });
     const w = new PlanWriter(f);

@@ -12,7 +12,7 @@ import { checkImageFileTrust, restore } from "../../core/restore/restore.ts";
 import { ID_BYTES, SPEC_MAGIC, stubSpec, TAG } from "../../core/restore/spec.ts";
 import { fileId } from "../../core/dump/files.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
-import { waitpid, WALL } from "../../ffi/libc.ts";
+import { decodeWaitStatus, waitpid, WALL } from "../../ffi/libc.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { checkSpec, hex } from "../support/stub_spec.ts";
 
@@ -236,7 +236,7 @@ async function runStub(img: LoadedImage, dir: string): Promise<{ exit: number; e
     await new Promise((res) => setTimeout(res, 25));
   }
   const error = await Deno.readTextFile(errOut).catch(() => "");
-  return { exit: (status >> 8) & 0xff, error };
+  return { exit: decodeWaitStatus(status).code, error };
 }
 
 Deno.test("stub: the process's files are opened with its rights, no symlink, as the image saw them", async () => {

@@ -5,7 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { EXIT, PpmError } from "../../core/errors.ts";
-import { PAGE_SIZE, RECORD } from "../../core/image/format.ts";
+import { writeAll } from "../../core/host/write_all.ts";
+import { RECORD } from "../../core/image/format.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { readImage } from "../../core/image/reader.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
 import type { MigrationChannel } from "../../core/transport/channel.ts";
@@ -159,7 +161,7 @@ async function rawCopy(size: number, chunk: Uint8Array, fresh: boolean): Promise
     const t0 = performance.now();
     const c = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
     for (let sent = 0; sent < size; sent += chunk.length) {
-      for (let off = 0; off < chunk.length;) off += await c.write(chunk.subarray(off));
+      await writeAll(c, chunk);
     }
     c.close();
     assertEquals(await within(receiving, "raw copy", 120_000), size);

@@ -9,6 +9,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
 import { PpmError } from "../../core/errors.ts";
+import { writeAll } from "../../core/host/write_all.ts";
 import { deriveKey, macEqual } from "../../core/security/secret.ts";
 import {
   clientMac,
@@ -246,7 +247,7 @@ export function proxy(
         const chunk = buf.subarray(0, n);
         tap(dir, chunk, offset, index);
         offset += n;
-        for (let o = 0; o < n;) o += await to.write(chunk.subarray(o));
+        await writeAll(to, chunk);
       }
       await to.closeWrite();
     } catch {

@@ -74,6 +74,27 @@ async function compile(
 }
 
 /**
+ * Compiles one program, tests/programs/`name`.c, into `outDir` (unless its
+ * binary is newer than the source and the headers); resolves to its path.
+ */
+export async function buildProgram(name: string, outDir: string): Promise<string> {
+  await Deno.mkdir(outDir, { recursive: true });
+  const source = join(PROGRAMS_DIR, `${name}.c`);
+  const out = join(await Deno.realPath(outDir), name);
+  let newest = (await mtimeMs(source)) ?? 0;
+  for await (const e of Deno.readDir(PROGRAMS_DIR)) {
+    if (e.isFile && e.name.endsWith(".h")) {
+      newest = Math.max(newest, (await mtimeMs(join(PROGRAMS_DIR, e.name))) ?? 0);
+    }
+  }
+  const outTime = await mtimeMs(out);
+  if (outTime === undefined || outTime < newest) {
+    await compile(name, source, out, extraCflags(await Deno.readTextFile(source)));
+  }
+  return out;
+}
+
+/**
  * Compiles every tests/programs/*.c into `outDir` (created if missing) as
  * `outDir/<name>`; a binary newer than its source and every header is left
  * alone. Resolves to a map from program name (the file name without `.c`,

@@ -16,6 +16,7 @@ export const PAGE_SIZE = 4096;
 export const SYS = {
   delete_module: 176,
   finit_module: 313,
+  tgkill: 234,
 } as const;
 
 const symbols = {
@@ -283,6 +284,13 @@ export function decodeWaitStatus(status: number): WaitStatus {
     stopSig: (status >> 8) & 0xff,
     event: stopped ? (status >> 16) & 0xff : 0,
   };
+}
+
+/** tgkill(2): signal `sig` to thread `tid` of process `tgid`; throws {@link ErrnoError}. */
+export function tgkill(tgid: number, tid: number, sig: number): void {
+  if (libc().syscall3(BigInt(SYS.tgkill), BigInt(tgid), BigInt(tid), BigInt(sig)) < 0n) {
+    throw new ErrnoError("tgkill", errno(), `${tgid}, ${tid}, ${sig}`);
+  }
 }
 
 /** kill(2); throws {@link ErrnoError}. */

@@ -27,6 +27,10 @@ export interface ProcStatFields {
   threads: number;
   /** Start time after boot, in clock ticks (tells a reused PID apart). */
   startTicks: number;
+  /** Real-time priority (field 40), 0 for normal policies; 0 when the kernel shows none. */
+  rtPriority: number;
+  /** Scheduling policy (field 41): SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6. */
+  policy: number;
 }
 
 /**
@@ -50,9 +54,12 @@ export function parseProcStatLine(text: string): ProcStatFields | null {
     nice: n(16),
     threads: n(17),
     startTicks: n(19),
+    rtPriority: f.length > 38 ? n(37) : 0,
+    policy: f.length > 38 ? n(38) : 0,
   };
   const valid =
-    [out.ppid, flags, out.cpuTicks, out.threads, out.startTicks].every(Number.isFinite) &&
+    [out.ppid, flags, out.cpuTicks, out.threads, out.startTicks, out.rtPriority, out.policy]
+      .every(Number.isFinite) &&
     Number.isInteger(out.nice) && out.nice >= -20 && out.nice <= 19;
   return valid ? out : null;
 }

@@ -48,6 +48,8 @@ export const RECORD = {
   MM: 6,
   /** IPv4 sockets, with their TCP repair state (migration only). */
   SOCKETS: 7,
+  /** Per-thread state: the leader's scheduling and affinity, every other thread whole. */
+  THREADS: 8,
   /** Raw page data (not msgpack): see {@link PAGES_HEADER_SIZE}. */
   PAGES: 16,
   /** The last record: a map with at least the `records` and `pages` counts. */

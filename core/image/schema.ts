@@ -10,6 +10,8 @@ import { arr, bad, big, bytes, int, obj, path, str } from "./fields.ts";
 import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
 import { checkSockets, type SocketEntry } from "./sockets.ts";
+import { checkThreads, type ThreadsRecord } from "./threads.ts";
+export type { ThreadEntry, ThreadSched, ThreadsRecord } from "./threads.ts";
 
 /**
  * What a file was when the image was taken (stat of the open file), so the
@@ -217,6 +219,7 @@ export interface RecordValues {
   [RECORD.VMAS]: VmaEntry[];
   [RECORD.FILES]: FilesRecord;
   [RECORD.SOCKETS]: SocketEntry[];
+  [RECORD.THREADS]: ThreadsRecord;
 }
 
 /** A whole image, checked. */
@@ -235,6 +238,8 @@ export interface LoadedImage {
   files: { fds: FdEntry[]; mapped: MappedFile[] };
   /** Sockets (none in a checkpoint file; a migration may carry some). */
   sockets: SocketEntry[];
+  /** Threads (an image of a single-threaded process may have no THREADS record). */
+  threads?: ThreadsRecord;
   /** Page blocks, in image order; empty when they went to a {@link PageSink} instead. */
   pages: PageBlock[];
   /** END record extras. */
@@ -526,10 +531,25 @@ export async function loadImage(
   };
   for (const p of pages) checkInside(p, vmas);
   const sockets = got.has(RECORD.SOCKETS) ? checkSockets(got.get(RECORD.SOCKETS)) : [];
+  const threads = got.has(RECORD.THREADS)
+    ? checkThreads(got.get(RECORD.THREADS), task.pid, cpu.xstate.length)
+    : undefined;
   const fdNumbers = new Set(files.fds.map((f) => f.fd));
   for (const s of sockets.filter((x) => x.kind !== "tcp-pending")) {
     if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
     fdNumbers.add(s.fd);
   }
-  return { task, mm, cpu, signals, vmas, files, sockets, pages, end: end ?? {}, pageCount };
+  return {
+    task,
+    mm,
+    cpu,
+    signals,
+    vmas,
+    files,
+    sockets,
+    ...(threads ? { threads } : {}),
+    pages,
+    end: end ?? {},
+    pageCount,
+  };
 }

@@ -135,6 +135,16 @@ export class Tracee {
     return t;
   }
 
+  /**
+   * A thread the kernel attached to us itself (PTRACE_O_TRACECLONE): it is
+   * traced already, and stops on its own before it runs.
+   */
+  static adopt(tid: number): Tracee {
+    const t = new Tracee(tid);
+    t.attached = true;
+    return t;
+  }
+
   /** Waits for the next stop; remembers a signal-delivery stop's signal. */
   waitStop(): StopInfo {
     for (let i = 0; i < 64; i++) {

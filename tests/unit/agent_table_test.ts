@@ -145,6 +145,8 @@ function stat(o: Partial<ProcStatFields> = {}): ProcStatFields {
     nice: 0,
     threads: 1,
     startTicks: 9,
+    rtPriority: 0,
+    policy: 0,
     ...o,
   };
 }

@@ -11,17 +11,18 @@
  */
 import { join } from "node:path";
 import { DEVICE_PATH } from "../../ffi/device.ts";
-import { decodeWaitStatus, kill, PTRACE, ptrace, waitpid, WALL, WNOHANG } from "../../ffi/libc.ts";
+import { kill, PTRACE, ptrace } from "../../ffi/libc.ts";
 import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { writeAll } from "../host/write_all.ts";
 import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
+import { findSyscallInsn, inject, injector, nextSyscallStopAsync } from "../ptrace/inject.ts";
+import { readMem } from "../ptrace/memory.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
-import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
+import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
 import { mapFd, mappedFiles, PlanWriter, stubBase } from "./memory_plan.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
@@ -72,96 +73,6 @@ export interface RestoreStats {
 
 const us = (ms: number) => Math.round(ms * 1000);
 
-async function readMem(pid: number, addr: bigint, len: number): Promise<Uint8Array> {
-  const f = await Deno.open(`/proc/${pid}/mem`, { read: true });
-  try {
-    await f.seek(addr, Deno.SeekMode.Start);
-    const buf = new Uint8Array(len);
-    let off = 0;
-    while (off < len) {
-      const n = await f.read(buf.subarray(off));
-      if (!n) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    f.close();
-  }
-}
-
-/** Waits for the next syscall stop of `t`, letting signal stops pass silently; null when it exited. */
-function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
-  for (let i = 0; i < 1000; i++) {
-    const [, status] = waitpid(t.pid, WALL);
-    const w = decodeWaitStatus(status);
-    if (!w.stopped) return null;
-    if (w.stopSig === (5 | 0x80)) return t.getRegs();
-    // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
-    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
-  }
-  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
-}
-
-/** The longest the stub may take to reach its ioctl, or to finish it. */
-const STUB_WAIT_MS = 300_000;
-
-/**
- * Like {@link nextSyscallStop}, for the long waits (the stub starting, the
- * module filling the memory): the status is polled, so the agent's event
- * loop runs on meanwhile (announcements, relays). Still this thread, as
- * ptrace requires.
- */
-async function nextSyscallStopAsync(t: Tracee): Promise<Uint8Array<ArrayBuffer> | null> {
-  const deadline = Date.now() + STUB_WAIT_MS;
-  for (let i = 0; i < 1000; i++) {
-    let status = 0;
-    for (let pause = 0;; pause = Math.min(20, pause * 2 + 1)) {
-      const [r, st] = waitpid(t.pid, WALL | WNOHANG);
-      if (r === t.pid) {
-        status = st;
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new PpmError(
-          "cannot restore",
-          `the restore stub did not stop within ${STUB_WAIT_MS / 1000} s`,
-          "see dmesg on this node",
-        );
-      }
-      await new Promise((res) => setTimeout(res, pause));
-    }
-    const w = decodeWaitStatus(status);
-    if (!w.stopped) return null;
-    if (w.stopSig === (5 | 0x80)) return t.getRegs();
-    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
-  }
-  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
-}
-
-/** Runs one system call in the stopped tracee at a `syscall` instruction; returns its result. */
-function inject(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  nr: number,
-  args: bigint[],
-): bigint {
-  const regs = base.slice();
-  setReg(regs, "rip", at);
-  setReg(regs, "rax", BigInt(nr));
-  setReg(regs, "orig_rax", -1n);
-  (["rdi", "rsi", "rdx", "r10", "r8", "r9"] as const).forEach((r, i) =>
-    setReg(regs, r, args[i] ?? 0n)
-  );
-  t.setRegs(regs);
-  ptrace(PTRACE.SYSCALL, t.pid);
-  if (!nextSyscallStop(t)) throw new PpmError("the restored process died", "during setup", "");
-  ptrace(PTRACE.SYSCALL, t.pid);
-  const r = nextSyscallStop(t);
-  if (!r) throw new PpmError("the restored process died", "during setup", "");
-  return BigInt.asIntN(64, getReg(r, "rax"));
-}
-
 /**
  * Queues the image's pending signals again, with their full siginfo and in
  * order: the process sends them to itself, which the kernel allows for
@@ -192,52 +103,6 @@ async function requeueSignals(
   } finally {
     mem.close();
   }
-}
-
-/**
- * System calls and memory of the stopped process `t` for creds.ts; scratch
- * memory lies below the red zone of its restored stack.
- */
-function injector(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  img: LoadedImage,
-): Injector {
-  const rsp = getReg(img.cpu.regs, "rsp");
-  const stack = img.vmas.find((v) => v.start <= rsp && rsp <= v.end);
-  return {
-    call: (nr, args) => inject(t, at, base, nr, args),
-    write: async (addr, data) => {
-      const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
-      try {
-        await mem.seek(addr, Deno.SeekMode.Start);
-        await writeAll(mem, data);
-      } finally {
-        mem.close();
-      }
-    },
-    scratch: (bytes) => {
-      // Below the red zone only: a deep stack may have little room left below its pointer.
-      const addr = (rsp - 128n - BigInt(bytes)) & ~15n;
-      if (!stack || addr < stack.start) {
-        throw new PpmError(
-          "cannot give the restored process its credentials",
-          `no room for ${bytes} bytes below its stack pointer`,
-          "",
-        );
-      }
-      return addr;
-    },
-  };
-}
-
-async function findSyscallInsn(pid: number, vdso: bigint, end: bigint): Promise<bigint> {
-  const code = await readMem(pid, vdso, Number(end - vdso));
-  for (let i = 0; i + 1 < code.length; i++) {
-    if (code[i] === 0x0f && code[i + 1] === 0x05) return vdso + BigInt(i);
-  }
-  throw new PpmError("cannot finish the restore", "no syscall instruction in the vDSO", "");
 }
 
 async function dmesgTail(): Promise<string> {
@@ -555,7 +420,7 @@ async function restoreStaged(
     const files = mappedFiles(img);
     const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
     inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-    const inj = injector(t, at, exit, img);
+    const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas);
     await restoreCreds(inj, img.task);
     await requeueSignals(t, at, exit, img);
     inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);

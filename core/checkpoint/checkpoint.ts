@@ -8,24 +8,24 @@
  * then is the image written out, so the freeze lasts no longer than the
  * reading. A failure at any step resumes the process.
  *
+ * The steps: freeze and check (`inspect.ts`), the sockets frozen, the CPU
+ * state (`cpu.ts`), the records and pages (`records.ts`), the process let
+ * go ({@link release}), then the image's tail ({@link finishImage}).
+ *
  * @module
  */
-import { type DumpedTask, withDevice } from "../../ffi/device.ts";
-import { ErrnoError, PAGE_SIZE } from "../../ffi/libc.ts";
-import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
-import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
+import { Tracee } from "../ptrace/tracee.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
-import { fileId, type FileIdentity, fileIdentity, readFds } from "../dump/files.ts";
-import { credReasons, dumpCreds } from "../dump/creds.ts";
+import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
 import { dumpPages, type PageStats } from "../dump/memory.ts";
-import { parseCpuFlags } from "../host/cpu.ts";
-import { parseLimits, parseMaps, parseNice, parseStatus } from "../dump/proc.ts";
-import { stayReasons } from "../dump/check.ts";
-import { classifyVma, protOf, type VmaRecord } from "../dump/vma.ts";
-import { type FdEntry, mmRecord } from "../image/schema.ts";
+import type { FdEntry } from "../image/schema.ts";
+import { inspect } from "./inspect.ts";
+import { readCpu } from "./cpu.ts";
+import { vmaRecords, writeRecords } from "./records.ts";
 
 /** Options of {@link checkpoint}. */
 export interface CheckpointOptions {
@@ -88,38 +88,28 @@ export interface CheckpointStats {
 
 const us = (ms: number) => Math.round(ms * 1000);
 
-/** Restart-syscall normalisation, as the kernel would do after a signal. */
-export function normalizeSyscallRestart(regs: Uint8Array): string {
-  const orig = BigInt.asIntN(64, getReg(regs, "orig_rax"));
-  const ax = BigInt.asIntN(64, getReg(regs, "rax"));
-  if (orig < 0n) return "none";
-  if (ax === -512n || ax === -513n || ax === -514n) {
-    setReg(regs, "rip", getReg(regs, "rip") - 2n);
-    setReg(regs, "rax", orig);
-    return "restart";
-  }
-  if (ax === -516n) {
-    setReg(regs, "rax", -4n);
-    return "eintr";
-  }
-  return "none";
+/** What the steps of one checkpoint share. */
+interface Run {
+  /** The process. */
+  pid: number;
+  /** The caller's options. */
+  opts: CheckpointOptions;
+  /** The process, frozen. */
+  tracee: Tracee;
+  /** Its image. */
+  writer: ImageWriter;
+  /** Its frozen sockets, once frozen: thawed with it when a later step fails. */
+  net?: NetworkFreeze;
 }
 
-async function readText(path: string): Promise<string> {
-  return await Deno.readTextFile(path);
-}
-
-/**
- * The process's name exactly as the kernel keeps it (/proc/PID/status
- * escapes it; /proc/PID/comm does not), or undefined when it is not UTF-8.
- */
-export async function readComm(pid: number): Promise<string | undefined> {
-  const raw = await Deno.readFile(`/proc/${pid}/comm`);
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(raw).replace(/\n$/, "");
-  } catch {
-    return undefined;
-  }
+/** What the frozen steps leave for the image's tail. */
+interface Dumped {
+  /** The mapped files' paths. */
+  mappedPaths: string[];
+  /** The descriptors the image carries. */
+  fds: FdEntry[];
+  /** Pages written and skipped, per mapping. */
+  stats: PageStats[];
 }
 
 /** Checkpoints `pid` into `sink`; returns the figures. */
@@ -143,199 +133,42 @@ export async function checkpoint(
   );
   const tracee = Tracee.freeze(pid);
   const tFrozen = performance.now();
+  const run: Run = { pid, opts, tracee, writer };
   let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
   let ok = false;
-  let net: NetworkFreeze | undefined;
-  let vmas: VmaRecord[] = [];
-  let stats: PageStats[] = [];
-  let mappedPaths: string[] = [];
-  let fdsRecord: FdEntry[] = [];
+  const dumped: Dumped = { mappedPaths: [], fds: [], stats: [] };
   try {
-    const status = parseStatus(await readText(`/proc/${pid}/status`));
-    const maps = parseMaps(await readText(`/proc/${pid}/maps`));
-    const { fds, sockets, reasons: fdReasons } = await readFds(pid);
-    const comm = await readComm(pid);
-    const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
-    if (comm === undefined) reasons.push("its name is not valid UTF-8");
-    if (sockets.length && !opts.network) {
-      reasons.push(
-        ...sockets.map((sk) =>
-          `fd ${sk.fd}: a socket; an image file cannot hold a live connection (ppm migrate moves TCP and UDP sockets)`
-        ),
-      );
-    }
-    let task: DumpedTask;
-    let kvmas;
-    try {
-      [task, kvmas] = withDevice((d) => [d.dumpTask(pid), d.dumpVmas(pid)] as const);
-    } catch (e) {
-      if (e instanceof ErrnoError && e.code === "ENOENT") {
-        throw new PpmError(
-          "cannot checkpoint",
-          "the ppm module is not loaded (/dev/ppm is missing)",
-          "load it: ppm module load",
-          EXIT.MISSING,
-        );
-      }
-      throw e;
-    }
-    if (task.nrThreads > 1 && !reasons.some((r) => r.includes("threads"))) {
-      reasons.push(
-        `it has ${task.nrThreads} threads (only single-threaded processes are supported)`,
-      );
-    }
-    if (reasons.length) {
-      throw new PpmError(
-        `process ${pid} cannot be checkpointed`,
-        reasons.join("; "),
-        "see `ppm checkpoint --check PID`",
-        EXIT.FAILURE,
-      );
-    }
-
-    if (sockets.length && opts.network) {
-      const frozen = NetworkFreeze.freeze(pid, sockets, opts.network.nodeAddr);
-      if (!(frozen instanceof NetworkFreeze)) {
-        throw new PpmError(
-          `process ${pid} cannot be migrated`,
-          frozen.reasons.join("; "),
-          "see `ppm checkpoint --check PID`",
-          EXIT.FAILURE,
-        );
-      }
-      net = frozen;
-    }
-
-    const regs = tracee.getRegs();
-    const restart = normalizeSyscallRestart(regs);
-    const xstate = tracee.getXstate();
-    const sigmask = tracee.getSigmask();
-    const queue = [
-      ...tracee.peekSiginfo(false).map((info) => ({ shared: false, info })),
-      ...tracee.peekSiginfo(true).map((info) => ({ shared: true, info })),
-    ];
+    const seen = await inspect(pid, !!opts.network);
+    freezeSockets(run, seen.sockets);
+    const cpu = readCpu(tracee);
     tCpu = performance.now();
-
-    const byStart = new Map(maps.map((m) => [m.start, m]));
-    vmas = kvmas.map((k) => {
-      const m = byStart.get(k.start);
-      if (!m) {
-        throw new PpmError(`process ${pid} changed while frozen`, "mappings disagree", "retry");
-      }
-      const kind = classifyVma(m, k.vmFlags);
-      const v: VmaRecord = {
-        start: k.start,
-        end: k.end,
-        prot: protOf(k.vmFlags),
-        vmFlags: k.vmFlags,
-        pgoff: k.pgoff,
-        kind,
-      };
-      if (kind === "file" || kind === "shared-file") v.path = m.name;
-      return v;
-    });
-    mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
-    const vdso = maps.find((m) => m.name === "[vdso]");
-    const vvar = maps.find((m) => m.name === "[vvar]");
-
-    await writer.writeRecord(RECORD.TASK, {
-      pid,
-      comm: comm ?? "", // not reached: a name that is not UTF-8 is refused above
-      exe: await Deno.readLink(`/proc/${pid}/exe`),
-      cwd: await Deno.readLink(`/proc/${pid}/cwd`),
-      cwdId: fileId(`/proc/${pid}/cwd`),
-      umask: status.umask,
-      uid: status.uid,
-      gid: status.gid,
-      groups: status.groups,
-      caps: status.caps,
-      rlimits: parseLimits(await readText(`/proc/${pid}/limits`)),
-      nice: parseNice(await readText(`/proc/${pid}/stat`)),
-      personality: task.personality,
-      creds: dumpCreds(pid, status, task),
-      kernel: Deno.osRelease(),
-      cpuFlags: parseCpuFlags(await readText("/proc/cpuinfo")),
-      xsaveSize: xstate.length,
-      abi: PPM_ABI_VERSION,
-      createdAt: new Date().toISOString(),
-    });
-    await writer.writeRecord(
-      RECORD.MM,
-      mmRecord({
-        ...task.mm,
-        vdso: task.vdso,
-        vdsoEnd: vdso?.end ?? 0n,
-        vvar: vvar?.start ?? 0n,
-        vvarEnd: vvar?.end ?? 0n,
-      }, task.auxv),
-    );
-    await writer.writeRecord(RECORD.CPU, { regs, xstate, sigmask, restart });
-    await writer.writeRecord(RECORD.SIGNALS, {
-      actions: task.actions.filter((a) => a.handler !== 0n || a.flags !== 0n || a.mask !== 0n),
-      altstack: task.altstack,
-      blocked: task.blocked,
-      pending: task.pending,
-      sharedPending: task.sharedPending,
-      deliverOnResume: tracee.deliverOnResume,
-      queue,
-      robustList: task.robustList,
-      robustListLen: task.robustListLen,
-      clearChildTid: task.clearChildTid,
-      rseq: task.rseq,
-    });
-    await writer.writeRecord(RECORD.VMAS, vmas);
-    if (net) await writer.writeRecord(RECORD.SOCKETS, net.entries);
-    fdsRecord = fds;
-    stats = await dumpPages(
+    const vmas = vmaRecords(pid, seen.maps, seen.kvmas);
+    dumped.mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
+    await writeRecords(writer, { pid, tracee, seen, cpu, vmas, net: run.net });
+    dumped.fds = seen.fds;
+    dumped.stats = await dumpPages(
       pid,
       vmas,
-      (run) => writer.writePages(run.start, run.data),
+      (r) => writer.writePages(r.start, r.data),
       opts.copyAll,
     );
     tMem = performance.now();
     ok = true;
   } finally {
     try {
-      if (ok && opts.hold) { /* the caller decides */ }
-      else if (ok && opts.kill) {
-        tracee.kill();
-        net?.handOver();
-      } else {
-        net?.thaw();
-        tracee.resume();
-      }
+      release(run, ok);
     } finally {
       tResumed = performance.now();
     }
   }
 
-  let tId: number, summary: { bytes: number };
-  const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
-  try {
-    const mapped: FileIdentity[] = [];
-    for (const p of mappedPaths) mapped.push(await fileIdentity(p));
-    await writer.writeRecord(RECORD.FILES, { fds: fdsRecord, mapped });
-    tId = performance.now();
-    for (const s of stats) {
-      for (const k of Object.keys(totals) as (keyof PageStats)[]) totals[k] += s[k];
-    }
-    summary = await writer.end({ pageStats: stats });
-    for (const c of chunks) await sink(c);
-    chunks.length = 0;
-  } catch (e) {
-    // A held process must not stay frozen because the image could not go out.
-    if (opts.hold) {
-      net?.thaw();
-      tracee.resume();
-    }
-    throw e;
-  }
+  const { tId, summary, totals } = await finishImage(run, dumped, chunks, sink);
   const tEnd = performance.now();
   return {
     pid,
     streamed,
     held: opts.hold ? tracee : undefined,
-    network: opts.hold ? net : undefined,
+    network: opts.hold ? run.net : undefined,
     leftRunning: !opts.kill,
     imageBytes: summary.bytes,
     pages: totals,
@@ -350,4 +183,73 @@ export async function checkpoint(
       total: us(tEnd - t0),
     },
   };
+}
+
+/**
+ * Freezes the process's sockets when they move with it (`network`); throws
+ * the reasons when some cannot (then none is frozen).
+ */
+function freezeSockets(run: Run, sockets: SocketFd[]): void {
+  if (sockets.length && run.opts.network) {
+    const frozen = NetworkFreeze.freeze(run.pid, sockets, run.opts.network.nodeAddr);
+    if (!(frozen instanceof NetworkFreeze)) {
+      throw new PpmError(
+        `process ${run.pid} cannot be migrated`,
+        frozen.reasons.join("; "),
+        "see `ppm checkpoint --check PID`",
+        EXIT.FAILURE,
+      );
+    }
+    run.net = frozen;
+  }
+}
+
+/**
+ * Lets the process go after the frozen steps: held for the caller, or
+ * ended with its sockets handed over (`kill`), or else (and after any
+ * failure) its sockets thawed and it resumed.
+ */
+function release(run: Run, ok: boolean): void {
+  if (ok && run.opts.hold) { /* the caller decides */ }
+  else if (ok && run.opts.kill) {
+    run.tracee.kill();
+    run.net?.handOver();
+  } else {
+    run.net?.thaw();
+    run.tracee.resume();
+  }
+}
+
+/**
+ * The image's tail, written once the process was let go: the mapped files'
+ * identities (FILES), the end, and a kept image sent to `sink`. A held
+ * process is thawed and resumed when this fails.
+ */
+async function finishImage(
+  run: Run,
+  dumped: Dumped,
+  chunks: Uint8Array[],
+  sink: (chunk: Uint8Array) => Promise<void>,
+): Promise<{ tId: number; summary: { bytes: number }; totals: PageStats }> {
+  const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+  try {
+    const mapped: FileIdentity[] = [];
+    for (const p of dumped.mappedPaths) mapped.push(await fileIdentity(p));
+    await run.writer.writeRecord(RECORD.FILES, { fds: dumped.fds, mapped });
+    const tId = performance.now();
+    for (const s of dumped.stats) {
+      for (const k of Object.keys(totals) as (keyof PageStats)[]) totals[k] += s[k];
+    }
+    const summary = await run.writer.end({ pageStats: dumped.stats });
+    for (const c of chunks) await sink(c);
+    chunks.length = 0;
+    return { tId, summary, totals };
+  } catch (e) {
+    // A held process must not stay frozen because the image could not go out.
+    if (run.opts.hold) {
+      run.net?.thaw();
+      run.tracee.resume();
+    }
+    throw e;
+  }
 }

@@ -12,6 +12,7 @@
  */
 import { PpmError } from "../errors.ts";
 import type { CredsRecord, TaskRecord } from "../image/schema.ts";
+import type { Injector } from "../ptrace/inject.ts";
 
 /** System call numbers (x86-64). */
 const NR = {
@@ -38,16 +39,6 @@ const PR = {
 
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const SECCOMP_SET_MODE_FILTER = 1;
-
-/** What the restore gives this module: system calls in the process, and its memory. */
-export interface Injector {
-  /** Runs system call `nr` in the process; its result (negative errno on failure). */
-  call(nr: number, args: bigint[]): bigint;
-  /** Writes `data` into the process's memory at `addr`. */
-  write(addr: bigint, data: Uint8Array): Promise<void>;
-  /** Scratch memory of the process (below its stack's red zone) of at least `bytes`. */
-  scratch(bytes: number): bigint;
-}
 
 function must(r: bigint, what: string): void {
   if (r !== 0n) {

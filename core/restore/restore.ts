@@ -7,33 +7,23 @@
  * state and signal mask. Nothing is half-restored: a refusal before the
  * memory is replaced kills the stub, and after it the module kills it.
  *
+ * Here: the checks, the plan and its work directory, and the steps in
+ * order; the stub's launch is in launch.ts, the ioctl and the finish from
+ * inside the process in finish.ts (with core/ptrace/inject.ts).
+ *
  * @module
  */
 import { join } from "node:path";
-import { DEVICE_PATH } from "../../ffi/device.ts";
-import { decodeWaitStatus, kill, PTRACE, ptrace, waitpid, WALL, WNOHANG } from "../../ffi/libc.ts";
-import { decode } from "../../ffi/struct.ts";
-import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
-import { writeAll } from "../host/write_all.ts";
-import { getReg, setReg, Tracee } from "../ptrace/tracee.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
-import { type Injector, restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
-import { mapFd, mappedFiles, PlanWriter, stubBase } from "./memory_plan.ts";
-import { type StdioTargets, stubSpec } from "./spec.ts";
-import { ensureStub, STUB_EXIT } from "./stub.ts";
+import { PlanWriter, stubBase } from "./memory_plan.ts";
+import type { StdioTargets } from "./spec.ts";
+import { attachStub, launchStub, prepareStub } from "./launch.ts";
+import { finishInTracee, runIoctl, runToIoctl, starter } from "./finish.ts";
 import { startTicks } from "../host/proc_stat.ts";
-
-const SYS = {
-  ioctl: 16,
-  prctl: 157,
-  rt_sigqueueinfo: 129,
-  rt_tgsigqueueinfo: 297,
-  close_range: 436,
-} as const;
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends StdioTargets {
@@ -71,189 +61,6 @@ export interface RestoreStats {
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
-
-async function readMem(pid: number, addr: bigint, len: number): Promise<Uint8Array> {
-  const f = await Deno.open(`/proc/${pid}/mem`, { read: true });
-  try {
-    await f.seek(addr, Deno.SeekMode.Start);
-    const buf = new Uint8Array(len);
-    let off = 0;
-    while (off < len) {
-      const n = await f.read(buf.subarray(off));
-      if (!n) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    f.close();
-  }
-}
-
-/** Waits for the next syscall stop of `t`, letting signal stops pass silently; null when it exited. */
-function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
-  for (let i = 0; i < 1000; i++) {
-    const [, status] = waitpid(t.pid, WALL);
-    const w = decodeWaitStatus(status);
-    if (!w.stopped) return null;
-    if (w.stopSig === (5 | 0x80)) return t.getRegs();
-    // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
-    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
-  }
-  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
-}
-
-/** The longest the stub may take to reach its ioctl, or to finish it. */
-const STUB_WAIT_MS = 300_000;
-
-/**
- * Like {@link nextSyscallStop}, for the long waits (the stub starting, the
- * module filling the memory): the status is polled, so the agent's event
- * loop runs on meanwhile (announcements, relays). Still this thread, as
- * ptrace requires.
- */
-async function nextSyscallStopAsync(t: Tracee): Promise<Uint8Array<ArrayBuffer> | null> {
-  const deadline = Date.now() + STUB_WAIT_MS;
-  for (let i = 0; i < 1000; i++) {
-    let status = 0;
-    for (let pause = 0;; pause = Math.min(20, pause * 2 + 1)) {
-      const [r, st] = waitpid(t.pid, WALL | WNOHANG);
-      if (r === t.pid) {
-        status = st;
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new PpmError(
-          "cannot restore",
-          `the restore stub did not stop within ${STUB_WAIT_MS / 1000} s`,
-          "see dmesg on this node",
-        );
-      }
-      await new Promise((res) => setTimeout(res, pause));
-    }
-    const w = decodeWaitStatus(status);
-    if (!w.stopped) return null;
-    if (w.stopSig === (5 | 0x80)) return t.getRegs();
-    ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
-  }
-  throw new PpmError("restore stub did not reach its ioctl", "too many stops", "");
-}
-
-/** Runs one system call in the stopped tracee at a `syscall` instruction; returns its result. */
-function inject(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  nr: number,
-  args: bigint[],
-): bigint {
-  const regs = base.slice();
-  setReg(regs, "rip", at);
-  setReg(regs, "rax", BigInt(nr));
-  setReg(regs, "orig_rax", -1n);
-  (["rdi", "rsi", "rdx", "r10", "r8", "r9"] as const).forEach((r, i) =>
-    setReg(regs, r, args[i] ?? 0n)
-  );
-  t.setRegs(regs);
-  ptrace(PTRACE.SYSCALL, t.pid);
-  if (!nextSyscallStop(t)) throw new PpmError("the restored process died", "during setup", "");
-  ptrace(PTRACE.SYSCALL, t.pid);
-  const r = nextSyscallStop(t);
-  if (!r) throw new PpmError("the restored process died", "during setup", "");
-  return BigInt.asIntN(64, getReg(r, "rax"));
-}
-
-/**
- * Queues the image's pending signals again, with their full siginfo and in
- * order: the process sends them to itself, which the kernel allows for
- * every si_code. The siginfo is staged on its stack, below the red zone.
- */
-async function requeueSignals(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  img: LoadedImage,
-) {
-  if (!img.signals.queue.length) return;
-  const scratch = ((getReg(img.cpu.regs, "rsp") - 1024n) & ~15n) - 128n;
-  const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
-  try {
-    for (const q of img.signals.queue) {
-      await mem.seek(scratch, Deno.SeekMode.Start);
-      await mem.write(q.info);
-      const sig = BigInt(new DataView(q.info.buffer, q.info.byteOffset).getInt32(0, true));
-      const pid = BigInt(t.pid);
-      const r = q.shared
-        ? inject(t, at, base, SYS.rt_sigqueueinfo, [pid, sig, scratch])
-        : inject(t, at, base, SYS.rt_tgsigqueueinfo, [pid, pid, sig, scratch]);
-      if (r !== 0n) {
-        throw new PpmError("cannot restore", `re-queueing signal ${sig} failed (${-r})`, "");
-      }
-    }
-  } finally {
-    mem.close();
-  }
-}
-
-/**
- * System calls and memory of the stopped process `t` for creds.ts; scratch
- * memory lies below the red zone of its restored stack.
- */
-function injector(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  img: LoadedImage,
-): Injector {
-  const rsp = getReg(img.cpu.regs, "rsp");
-  const stack = img.vmas.find((v) => v.start <= rsp && rsp <= v.end);
-  return {
-    call: (nr, args) => inject(t, at, base, nr, args),
-    write: async (addr, data) => {
-      const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
-      try {
-        await mem.seek(addr, Deno.SeekMode.Start);
-        await writeAll(mem, data);
-      } finally {
-        mem.close();
-      }
-    },
-    scratch: (bytes) => {
-      // Below the red zone only: a deep stack may have little room left below its pointer.
-      const addr = (rsp - 128n - BigInt(bytes)) & ~15n;
-      if (!stack || addr < stack.start) {
-        throw new PpmError(
-          "cannot give the restored process its credentials",
-          `no room for ${bytes} bytes below its stack pointer`,
-          "",
-        );
-      }
-      return addr;
-    },
-  };
-}
-
-async function findSyscallInsn(pid: number, vdso: bigint, end: bigint): Promise<bigint> {
-  const code = await readMem(pid, vdso, Number(end - vdso));
-  for (let i = 0; i + 1 < code.length; i++) {
-    if (code[i] === 0x0f && code[i + 1] === 0x05) return vdso + BigInt(i);
-  }
-  throw new PpmError("cannot finish the restore", "no syscall instruction in the vDSO", "");
-}
-
-async function dmesgTail(): Promise<string> {
-  try {
-    const out = await new Deno.Command("dmesg", {
-      args: ["--notime"],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.includes("ppm")).slice(
-      -3,
-    ).join("\n");
-  } catch {
-    return "";
-  }
-}
 
 /**
  * Throws unless only root could have written the image file at `path`: a
@@ -295,15 +102,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     throw e;
   });
   return await restoreImage(img, staged, opts, t0);
-}
-
-/** This boot's id: files are the same file only where it matches the image's. */
-function bootId(): string {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch {
-    return "";
-  }
 }
 
 /** The prefix of restore work directories: ppm-restore-PID-STARTTICKS- of the ppm that made it. */
@@ -410,6 +208,20 @@ export async function restoreImage(
   }
 }
 
+/** Creates missing stdio targets; never opens existing ones (a FIFO would see EOF). */
+async function createTargets(opts: RestoreOptions): Promise<void> {
+  for (const target of [opts.stdout, opts.stderr]) {
+    if (target && !(await Deno.lstat(target).then(() => true, () => false))) {
+      await Deno.writeFile(target, new Uint8Array(), { append: true, create: true });
+    }
+  }
+}
+
+/**
+ * The restore's steps: checks, the plan's header and the stub's spec, the
+ * stub launched (launch.ts), run to its ioctl, the memory replaced and the
+ * process finished from inside (finish.ts), then started or held.
+ */
 async function restoreStaged(
   img: LoadedImage,
   staged: StagedPlan,
@@ -423,12 +235,7 @@ async function restoreStaged(
     xsaveSize: img.cpu.xstate.length,
     filesChecked: opts.filesChecked,
   });
-  for (const target of [opts.stdout, opts.stderr]) {
-    // Create missing targets; never open existing ones (a FIFO would see EOF).
-    if (target && !(await Deno.lstat(target).then(() => true, () => false))) {
-      await Deno.writeFile(target, new Uint8Array(), { append: true, create: true });
-    }
-  }
+  await createTargets(opts);
   const tCheck = performance.now();
 
   const base = stubBase(img);
@@ -437,142 +244,21 @@ async function restoreStaged(
   } finally {
     staged.file.close();
   }
-  const pidOut = join(staged.dir, "pid");
-  const errOut = join(staged.dir, "error");
-  const specPath = join(staged.dir, "spec");
-  const here = bootId();
-  const sameNode = here !== "" && img.task.creds?.bootId === here;
-  await Deno.writeFile(
-    specPath,
-    stubSpec(img, {
-      pid,
-      base,
-      dev: DEVICE_PATH,
-      plan: staged.path,
-      pidOut,
-      errOut,
-      stdio: opts,
-      sameNode,
-    }),
-    { createNew: true, mode: 0o600 },
-  );
-  const stubError = async () =>
-    (await Deno.readTextFile(errOut).catch(() => "")).trim() ||
-    "the restore stub failed while setting up (see its message above)";
-  const stub = await ensureStub();
+  const stub = await prepareStub(img, staged.dir, staged.path, base, opts);
   const tPlan = performance.now();
 
-  const launcher = await new Deno.Command(stub, {
-    args: [specPath],
-    env: { GLIBC_TUNABLES: "glibc.pthread.rseq=0" },
-    clearEnv: true,
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (launcher.code === STUB_EXIT.PID_TAKEN) {
-    throw new PpmError(
-      "cannot restore",
-      `PID ${pid} is taken`,
-      "end that process, or restore where the PID is free",
-      EXIT.BUSY,
-    );
-  }
-  if (launcher.code === STUB_EXIT.NOT_PERMITTED) {
-    throw new PpmError(
-      "cannot restore",
-      "creating a process with a chosen PID needs CAP_CHECKPOINT_RESTORE",
-      "run as root",
-      EXIT.PERMISSION,
-    );
-  }
-  if (launcher.code !== STUB_EXIT.OK) {
-    throw new PpmError(
-      "cannot restore",
-      `the restore stub failed to start (exit ${launcher.code}): ${await stubError()}`,
-      "",
-    );
-  }
-  const got = Number((await Deno.readTextFile(pidOut)).trim());
-  if (got !== pid) {
-    throw new PpmError("cannot restore", `the stub got PID ${got}, not ${pid}`, "");
-  }
-
-  let t: Tracee;
-  try {
-    t = Tracee.attach(pid, { sysgood: true, exitKill: true });
-  } catch {
-    throw new PpmError("cannot restore", await stubError(), "nothing was changed");
-  }
+  await launchStub(pid, stub);
+  const t = await attachStub(pid, stub);
   // From here on, a failure must not leave a half-restored process behind.
   let started = false;
   try {
-    let regs = await nextSyscallStopAsync(t);
-    for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
-      ptrace(PTRACE.SYSCALL, pid);
-      regs = await nextSyscallStopAsync(t);
-    }
-    if (!regs) throw new PpmError("cannot restore", await stubError(), "nothing was changed");
-    const xsaveHere = t.getXstate().length;
-    if (xsaveHere !== img.cpu.xstate.length) {
-      t.kill();
-      throw new PpmError(
-        "cannot restore",
-        `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
-        "restore on a node with the same CPU features",
-        EXIT.INCOMPATIBLE,
-      );
-    }
-    const reqAddr = getReg(regs, "rdx");
+    const reqAddr = await runToIoctl(t, img, stub);
     const tStub = performance.now();
-    ptrace(PTRACE.SYSCALL, pid);
-    const exit = await nextSyscallStopAsync(t);
-    if (!exit) {
-      throw new PpmError(
-        "restore failed after the memory was replaced; the new process was killed",
-        (await dmesgTail()) || "see dmesg",
-        "the image may be damaged; nothing else was changed",
-      );
-    }
-    const ret = BigInt.asIntN(64, getReg(exit, "rax"));
-    if (ret !== 0n) {
-      const raw = await readMem(pid, reqAddr, ppmRestore.size).catch(() =>
-        new Uint8Array(ppmRestore.size)
-      );
-      const req = decode(ppmRestore, raw);
-      t.kill();
-      throw new PpmError(
-        "the module refused the image",
-        `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
-        "the image is damaged or does not fit this node; nothing was changed",
-      );
-    }
+    const exit = await runIoctl(t, reqAddr);
     const tMem = performance.now();
     await fault("restore");
-
-    // The process's own finishing system calls, from the vDSO's syscall instruction.
-    const at = await findSyscallInsn(pid, img.mm.vdso, img.mm.vdsoEnd);
-    const files = mappedFiles(img);
-    const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
-    inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-    const inj = injector(t, at, exit, img);
-    await restoreCreds(inj, img.task);
-    await requeueSignals(t, at, exit, img);
-    inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
-    await restoreSeccomp(inj, img.task.creds);
-    await verifyCreds(pid, img.task);
-
-    const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
-    setReg(final, "orig_rax", -1n);
-    t.setRegs(final);
-    t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
-    t.setSigmask(img.cpu.sigmask);
-    const start = () => {
-      // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
-      Deno.kill(pid, "SIGCONT");
-      t.resume();
-      if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
-    };
+    await finishInTracee(t, img, exit, base);
+    const start = starter(t, img);
     if (!opts.hold) start();
     started = true;
     const tEnd = performance.now();

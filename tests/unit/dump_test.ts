@@ -1,5 +1,5 @@
 /** The checkpoint's pure parts: /proc parsers, page classes, syscall restart, fd classes. */
-import { normalizeSyscallRestart } from "../../core/checkpoint/checkpoint.ts";
+import { normalizeSyscallRestart } from "../../core/checkpoint/cpu.ts";
 import { classifyFd } from "../../core/dump/files.ts";
 import {
   parseFdInfo,

@@ -1,0 +1,95 @@
+/**
+ * The checkpoint's first step, on the frozen process: what /proc and the
+ * module say about it, and whether it can be checkpointed at all (a
+ * refusal names every reason at once).
+ *
+ * @module
+ */
+import { type DumpedTask, type KernelVma, withDevice } from "../../ffi/device.ts";
+import { ErrnoError } from "../../ffi/libc.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { type FdRecord, readFds, type SocketFd } from "../dump/files.ts";
+import { credReasons } from "../dump/creds.ts";
+import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
+import { stayReasons } from "../dump/check.ts";
+
+/** What {@link inspect} read of a frozen process. */
+export interface Inspected {
+  /** /proc/PID/status. */
+  status: ProcStatus;
+  /** /proc/PID/maps. */
+  maps: MapsEntry[];
+  /** Its descriptors that an image can carry. */
+  fds: FdRecord[];
+  /** Its sockets. */
+  sockets: SocketFd[];
+  /** Its name (see {@link readComm}). */
+  comm: string | undefined;
+  /** The module's dump of the task. */
+  task: DumpedTask;
+  /** The module's dump of its mappings. */
+  kvmas: KernelVma[];
+}
+
+/**
+ * The process's name exactly as the kernel keeps it (/proc/PID/status
+ * escapes it; /proc/PID/comm does not), or undefined when it is not UTF-8.
+ */
+export async function readComm(pid: number): Promise<string | undefined> {
+  const raw = await Deno.readFile(`/proc/${pid}/comm`);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(raw).replace(/\n$/, "");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads the frozen process `pid` from /proc and the module; throws every
+ * reason it cannot be checkpointed. Sockets are such a reason unless
+ * `carrySockets` (a migration freezes them instead).
+ */
+export async function inspect(pid: number, carrySockets: boolean): Promise<Inspected> {
+  const status = parseStatus(await Deno.readTextFile(`/proc/${pid}/status`));
+  const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
+  const { fds, sockets, reasons: fdReasons } = await readFds(pid);
+  const comm = await readComm(pid);
+  const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
+  if (comm === undefined) reasons.push("its name is not valid UTF-8");
+  if (sockets.length && !carrySockets) {
+    reasons.push(
+      ...sockets.map((sk) =>
+        `fd ${sk.fd}: a socket; an image file cannot hold a live connection (ppm migrate moves TCP and UDP sockets)`
+      ),
+    );
+  }
+  let task: DumpedTask;
+  let kvmas;
+  try {
+    [task, kvmas] = withDevice((d) => [d.dumpTask(pid), d.dumpVmas(pid)] as const);
+  } catch (e) {
+    if (e instanceof ErrnoError && e.code === "ENOENT") {
+      throw new PpmError(
+        "cannot checkpoint",
+        "the ppm module is not loaded (/dev/ppm is missing)",
+        "load it: ppm module load",
+        EXIT.MISSING,
+      );
+    }
+    throw e;
+  }
+  if (task.nrThreads > 1 && !reasons.some((r) => r.includes("threads"))) {
+    reasons.push(
+      `it has ${task.nrThreads} threads (only single-threaded processes are supported)`,
+    );
+  }
+  if (reasons.length) {
+    throw new PpmError(
+      `process ${pid} cannot be checkpointed`,
+      reasons.join("; "),
+      "see `ppm checkpoint --check PID`",
+      EXIT.FAILURE,
+    );
+  }
+  return { status, maps, fds, sockets, comm, task, kvmas };
+}

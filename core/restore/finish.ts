@@ -1,0 +1,179 @@
+/**
+ * The restore's end, in the attached stub: it runs to its PPM_IOC_RESTORE,
+ * the module replaces its memory with the plan's, and at the ioctl's
+ * return the process is finished from inside (system calls injected
+ * through ptrace: its exe link, credentials, queued signals, its own
+ * descriptors closed, seccomp), then given the image's registers, FPU
+ * state and signal mask. A refusal kills the process; so does the caller
+ * on any other failure.
+ *
+ * @module
+ */
+import { kill, PTRACE, ptrace } from "../../ffi/libc.ts";
+import { decode } from "../../ffi/struct.ts";
+import { ppmRestore } from "../../ffi/uapi.ts";
+import { EXIT, PpmError } from "../errors.ts";
+import { getReg, setReg, type Tracee } from "../ptrace/tracee.ts";
+import { findSyscallInsn, inject, injector, nextSyscallStopAsync } from "../ptrace/inject.ts";
+import { readMem } from "../ptrace/memory.ts";
+import type { LoadedImage } from "../image/schema.ts";
+import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
+import { mapFd, mappedFiles } from "./memory_plan.ts";
+import { stubError, type StubFiles } from "./launch.ts";
+
+const SYS = {
+  ioctl: 16,
+  prctl: 157,
+  rt_sigqueueinfo: 129,
+  rt_tgsigqueueinfo: 297,
+  close_range: 436,
+} as const;
+
+/**
+ * Runs the attached stub to the entry of its ioctl and checks that this
+ * CPU's FPU state is the image's size (else kills it); returns the
+ * address of its request.
+ */
+export async function runToIoctl(t: Tracee, img: LoadedImage, stub: StubFiles): Promise<bigint> {
+  let regs = await nextSyscallStopAsync(t);
+  for (let i = 0; regs && getReg(regs, "orig_rax") !== BigInt(SYS.ioctl) && i < 64; i++) {
+    ptrace(PTRACE.SYSCALL, t.pid);
+    regs = await nextSyscallStopAsync(t);
+  }
+  if (!regs) throw new PpmError("cannot restore", await stubError(stub), "nothing was changed");
+  const xsaveHere = t.getXstate().length;
+  if (xsaveHere !== img.cpu.xstate.length) {
+    t.kill();
+    throw new PpmError(
+      "cannot restore",
+      `the FPU state is ${img.cpu.xstate.length} bytes, this CPU's is ${xsaveHere}`,
+      "restore on a node with the same CPU features",
+      EXIT.INCOMPATIBLE,
+    );
+  }
+  return getReg(regs, "rdx");
+}
+
+/** The last lines of the kernel log that name ppm, or "". */
+async function dmesgTail(): Promise<string> {
+  try {
+    const out = await new Deno.Command("dmesg", {
+      args: ["--notime"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.includes("ppm")).slice(
+      -3,
+    ).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Lets the stub's ioctl (its request at `reqAddr`) replace its memory;
+ * returns its registers at the ioctl's exit. Throws when the process died
+ * meanwhile (the module kills it when it fails after the memory was
+ * replaced), or when the module refused the image (then kills it).
+ */
+export async function runIoctl(t: Tracee, reqAddr: bigint): Promise<Uint8Array<ArrayBuffer>> {
+  ptrace(PTRACE.SYSCALL, t.pid);
+  const exit = await nextSyscallStopAsync(t);
+  if (!exit) {
+    throw new PpmError(
+      "restore failed after the memory was replaced; the new process was killed",
+      (await dmesgTail()) || "see dmesg",
+      "the image may be damaged; nothing else was changed",
+    );
+  }
+  const ret = BigInt.asIntN(64, getReg(exit, "rax"));
+  if (ret !== 0n) {
+    const raw = await readMem(t.pid, reqAddr, ppmRestore.size).catch(() =>
+      new Uint8Array(ppmRestore.size)
+    );
+    const req = decode(ppmRestore, raw);
+    t.kill();
+    throw new PpmError(
+      "the module refused the image",
+      `${req.error as string} (at plan offset ${req.failed_at}, error ${-ret})`,
+      "the image is damaged or does not fit this node; nothing was changed",
+    );
+  }
+  return exit;
+}
+
+/**
+ * Queues the image's pending signals again, with their full siginfo and in
+ * order: the process sends them to itself, which the kernel allows for
+ * every si_code. The siginfo is staged on its stack, below the red zone.
+ */
+async function requeueSignals(
+  t: Tracee,
+  at: bigint,
+  base: Uint8Array<ArrayBuffer>,
+  img: LoadedImage,
+) {
+  if (!img.signals.queue.length) return;
+  const scratch = ((getReg(img.cpu.regs, "rsp") - 1024n) & ~15n) - 128n;
+  const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
+  try {
+    for (const q of img.signals.queue) {
+      await mem.seek(scratch, Deno.SeekMode.Start);
+      await mem.write(q.info);
+      const sig = BigInt(new DataView(q.info.buffer, q.info.byteOffset).getInt32(0, true));
+      const pid = BigInt(t.pid);
+      const r = q.shared
+        ? inject(t, at, base, SYS.rt_sigqueueinfo, [pid, sig, scratch])
+        : inject(t, at, base, SYS.rt_tgsigqueueinfo, [pid, pid, sig, scratch]);
+      if (r !== 0n) {
+        throw new PpmError("cannot restore", `re-queueing signal ${sig} failed (${-r})`, "");
+      }
+    }
+  } finally {
+    mem.close();
+  }
+}
+
+/**
+ * Finishes the process from inside at its ioctl's exit (`exit`: its
+ * registers there; `base`: the stub's first descriptor), then sets the
+ * image's registers, FPU state and signal mask. It stays stopped.
+ */
+export async function finishInTracee(
+  t: Tracee,
+  img: LoadedImage,
+  exit: Uint8Array<ArrayBuffer>,
+  base: number,
+): Promise<void> {
+  // The process's own finishing system calls, from the vDSO's syscall instruction.
+  const at = await findSyscallInsn(t.pid, img.mm.vdso, img.mm.vdsoEnd);
+  const files = mappedFiles(img);
+  const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
+  inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
+  const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas);
+  await restoreCreds(inj, img.task);
+  await requeueSignals(t, at, exit, img);
+  inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+  await restoreSeccomp(inj, img.task.creds);
+  await verifyCreds(t.pid, img.task);
+
+  const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
+  setReg(final, "orig_rax", -1n);
+  t.setRegs(final);
+  t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
+  t.setSigmask(img.cpu.sigmask);
+}
+
+/**
+ * What lets the finished process run: the stub's own group stop ended,
+ * ptrace detached, and a signal its freeze caught delivered.
+ */
+export function starter(t: Tracee, img: LoadedImage): () => void {
+  const pid = t.pid;
+  return () => {
+    // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
+    Deno.kill(pid, "SIGCONT");
+    t.resume();
+    if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+  };
+}

@@ -17,7 +17,8 @@
 import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
-import { Tracee } from "../ptrace/tracee.ts";
+import { ThreadGroup } from "../ptrace/group.ts";
+import { dumpThreads, rseqAbort } from "./threads.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
@@ -71,7 +72,7 @@ export interface CheckpointStats {
    */
   streamed: boolean;
   /** With `hold`: the still-frozen process. */
-  held?: Tracee;
+  held?: ThreadGroup;
   /** With `hold` and `network`: its frozen sockets. */
   network?: NetworkFreeze;
   /** Per-phase times, µs. */
@@ -95,7 +96,7 @@ interface Run {
   /** The caller's options. */
   opts: CheckpointOptions;
   /** The process, frozen. */
-  tracee: Tracee;
+  tracee: ThreadGroup;
   /** Its image. */
   writer: ImageWriter;
   /** Its frozen sockets, once frozen: thawed with it when a later step fails. */
@@ -131,7 +132,7 @@ export async function checkpoint(
       return Promise.resolve();
     },
   );
-  const tracee = Tracee.freeze(pid);
+  const tracee = ThreadGroup.freeze(pid);
   const tFrozen = performance.now();
   const run: Run = { pid, opts, tracee, writer };
   let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
@@ -140,11 +141,13 @@ export async function checkpoint(
   try {
     const seen = await inspect(pid, !!opts.network);
     freezeSockets(run, seen.sockets);
-    const cpu = readCpu(tracee);
+    const cpu = readCpu(tracee.leader);
+    await rseqAbort(pid, cpu.regs, cpu.restart, seen.task.rseq.addr);
+    const threads = await dumpThreads(tracee);
     tCpu = performance.now();
     const vmas = vmaRecords(pid, seen.maps, seen.kvmas);
     dumped.mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
-    await writeRecords(writer, { pid, tracee, seen, cpu, vmas, net: run.net });
+    await writeRecords(writer, { pid, tracee, seen, cpu, threads, vmas, net: run.net });
     dumped.fds = seen.fds;
     dumped.stats = await dumpPages(
       pid,

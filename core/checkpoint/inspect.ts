@@ -12,6 +12,7 @@ import { type FdRecord, readFds, type SocketFd } from "../dump/files.ts";
 import { credReasons } from "../dump/creds.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
 import { stayReasons } from "../dump/check.ts";
+import { threadReasons } from "../dump/threads.ts";
 
 /** What {@link inspect} read of a frozen process. */
 export interface Inspected {
@@ -78,11 +79,7 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
     }
     throw e;
   }
-  if (task.nrThreads > 1 && !reasons.some((r) => r.includes("threads"))) {
-    reasons.push(
-      `it has ${task.nrThreads} threads (only single-threaded processes are supported)`,
-    );
-  }
+  reasons.push(...await threadReasons(pid));
   if (reasons.length) {
     throw new PpmError(
       `process ${pid} cannot be checkpointed`,

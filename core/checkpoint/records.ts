@@ -1,6 +1,6 @@
 /**
  * The records of a frozen process's image, written while it is frozen:
- * TASK, MM, CPU, SIGNALS, VMAS and, when its sockets move with it,
+ * TASK, MM, CPU, SIGNALS, THREADS, VMAS and, when its sockets move with it,
  * SOCKETS. (Its pages follow; FILES and the end come after it runs again,
  * see checkpoint.ts.)
  *
@@ -10,10 +10,10 @@ import type { KernelVma } from "../../ffi/device.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import type { NetworkFreeze } from "../freeze/network.ts";
-import type { Tracee } from "../ptrace/tracee.ts";
+import type { ThreadGroup } from "../ptrace/group.ts";
 import { RECORD } from "../image/format.ts";
 import type { ImageWriter } from "../image/writer.ts";
-import { mmRecord } from "../image/schema.ts";
+import { mmRecord, type ThreadsRecord } from "../image/schema.ts";
 import { fileId } from "../dump/files.ts";
 import { dumpCreds } from "../dump/creds.ts";
 import { parseCpuFlags } from "../host/cpu.ts";
@@ -52,12 +52,14 @@ export function vmaRecords(pid: number, maps: MapsEntry[], kvmas: KernelVma[]): 
 export interface FrozenState {
   /** The process. */
   pid: number;
-  /** It, frozen. */
-  tracee: Tracee;
+  /** It, frozen: every thread. */
+  tracee: ThreadGroup;
   /** What /proc and the module said of it. */
   seen: Inspected;
-  /** Its CPU state. */
+  /** Its CPU state (the leader's). */
   cpu: CpuState;
+  /** Its other threads, and the leader's scheduling. */
+  threads: ThreadsRecord;
   /** Its mappings (see {@link vmaRecords}). */
   vmas: VmaRecord[];
   /** Its frozen sockets, when they move with it. */
@@ -114,6 +116,7 @@ export async function writeRecords(writer: ImageWriter, s: FrozenState): Promise
     clearChildTid: task.clearChildTid,
     rseq: task.rseq,
   });
+  await writer.writeRecord(RECORD.THREADS, s.threads);
   await writer.writeRecord(RECORD.VMAS, s.vmas);
   if (s.net) await writer.writeRecord(RECORD.SOCKETS, s.net.entries);
 }

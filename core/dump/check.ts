@@ -8,16 +8,20 @@ import { credReasons } from "./creds.ts";
 import { readFds } from "./files.ts";
 import { inspectSockets } from "./sockets.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
+import { threadReasons } from "./threads.ts";
 
 const OK_DEVICE_MAPS = ["/dev/zero"];
 
 /** Reasons found in the status and mappings alone. */
 export function stayReasons(status: ProcStatus, maps: MapsEntry[]): string[] {
   const r: string[] = [];
-  if (status.threads > 1) {
-    r.push(`it has ${status.threads} threads (only single-threaded processes are supported)`);
+  if (status.state === "Z") {
+    r.push(
+      status.threads > 1
+        ? "its main thread has exited while other threads run on (a zombie leader cannot be restored)"
+        : "it is a zombie",
+    );
   }
-  if (status.state === "Z") r.push("it is a zombie");
   for (const m of maps) {
     const where = `${m.start.toString(16)}-${m.end.toString(16)}`;
     if (m.name.startsWith("/dev/") && !OK_DEVICE_MAPS.includes(m.name)) {
@@ -49,6 +53,7 @@ export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<stri
   }
   if (maps.length === 0) return ["it is a kernel thread"];
   const reasons = [...stayReasons(status, maps), ...credReasons(status)];
+  reasons.push(...await threadReasons(pid));
   if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
   try {
     const files = await readFds(pid);

@@ -126,3 +126,77 @@ export async function readRseqCs(pid: number, area: bigint): Promise<RseqCs | un
     abortIp: dv.getBigUint64(24, true),
   };
 }
+
+/** The /proc/PID/status lines that must be the same in every thread (credentials are per thread). */
+const SHARED_CRED_LINES = [
+  "Uid",
+  "Gid",
+  "Groups",
+  "CapInh",
+  "CapPrm",
+  "CapEff",
+  "CapBnd",
+  "CapAmb",
+  "NoNewPrivs",
+  "Seccomp",
+  "Seccomp_filters",
+];
+
+function credLines(status: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of status.split("\n")) {
+    const i = line.indexOf(":");
+    if (i > 0 && SHARED_CRED_LINES.includes(line.slice(0, i))) {
+      out.set(line.slice(0, i), line.slice(i + 1).trim());
+    }
+  }
+  return out;
+}
+
+/**
+ * Why the threads of `pid` cannot be checkpointed: threads whose
+ * credentials differ from the leader's (ppm restores one set), a thread
+ * under SCHED_DEADLINE, a thread name that is not UTF-8. Threads that end
+ * while this reads are skipped.
+ */
+export async function threadReasons(pid: number): Promise<string[]> {
+  const reasons: string[] = [];
+  let leader: Map<string, string> | undefined;
+  let tids: number[] = [];
+  try {
+    for await (const e of Deno.readDir(`/proc/${pid}/task`)) {
+      if (/^[1-9][0-9]*$/.test(e.name)) tids.push(Number(e.name));
+    }
+  } catch {
+    return reasons;
+  }
+  tids = tids.sort((a, b) => a - b);
+  for (const tid of [pid, ...tids.filter((t) => t !== pid)]) {
+    let status: string, stat: string, comm: string | undefined;
+    try {
+      const dir = `/proc/${pid}/task/${tid}`;
+      status = await Deno.readTextFile(`${dir}/status`);
+      stat = await Deno.readTextFile(`${dir}/stat`);
+      comm = await readName(`${dir}/comm`);
+    } catch {
+      continue; // ended meanwhile
+    }
+    const creds = credLines(status);
+    if (!leader) leader = creds;
+    else {
+      const differ = [...leader].filter(([k, v]) => creds.get(k) !== v).map(([k]) => k);
+      if (differ.length) {
+        reasons.push(
+          `thread ${tid} has other credentials than the main thread (${differ.join(", ")})`,
+        );
+      }
+    }
+    if (parseProcStatLine(stat)?.policy === 6) {
+      reasons.push(`thread ${tid} runs under SCHED_DEADLINE, which ppm does not restore`);
+    }
+    if (tid !== pid && comm === undefined) {
+      reasons.push(`the name of thread ${tid} is not valid UTF-8`);
+    }
+  }
+  return reasons;
+}

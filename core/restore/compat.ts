@@ -13,8 +13,8 @@ import type { FileId, LoadedImage } from "../image/schema.ts";
 
 const WHAT = "cannot restore the image";
 
-/** Throws when `pid` is in use here. */
-export async function checkPidFree(pid: number): Promise<void> {
+/** Throws when `pid` (a thread's TID with `what` "TID") is in use here. */
+export async function checkPidFree(pid: number, what = "PID"): Promise<void> {
   let comm: string;
   try {
     comm = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
@@ -23,7 +23,7 @@ export async function checkPidFree(pid: number): Promise<void> {
   }
   throw new PpmError(
     WHAT,
-    `PID ${pid} is taken by another process (${comm})`,
+    `${what} ${pid} is taken by another process (${comm})`,
     "end that process, or restore where the PID is free",
     EXIT.BUSY,
   );
@@ -174,6 +174,7 @@ export async function checkCompatible(
   opts: { pid: number; xsaveSize: number; filesChecked?: boolean },
 ): Promise<void> {
   await checkPidFree(opts.pid);
+  for (const t of img.threads?.others ?? []) await checkPidFree(t.tid, "TID");
   checkKernel(img.task.kernel);
   await checkCpu(img.task.cpuFlags);
   if (img.cpu.xstate.length !== opts.xsaveSize) {

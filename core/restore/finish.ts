@@ -20,6 +20,14 @@ import type { LoadedImage } from "../image/schema.ts";
 import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
 import { mapFd, mappedFiles } from "./memory_plan.ts";
 import { stubError, type StubFiles } from "./launch.ts";
+import {
+  applySched,
+  finishThread,
+  makeThreads,
+  requeueThreadSignals,
+  setupThread,
+  startThreads,
+} from "./threads.ts";
 
 const SYS = {
   ioctl: 16,
@@ -136,44 +144,85 @@ async function requeueSignals(
 
 /**
  * Finishes the process from inside at its ioctl's exit (`exit`: its
- * registers there; `base`: the stub's first descriptor), then sets the
- * image's registers, FPU state and signal mask. It stays stopped.
+ * registers there; `base`: the stub's first descriptor): its threads made
+ * (threads.ts), then in every thread what only it can do, then the image's
+ * registers, FPU state and signal mask. It stays stopped; returns the
+ * threads other than the leader, stopped and traced. On failure the
+ * threads made are ended (the caller ends the leader).
  */
 export async function finishInTracee(
   t: Tracee,
   img: LoadedImage,
   exit: Uint8Array<ArrayBuffer>,
   base: number,
-): Promise<void> {
+): Promise<Tracee[]> {
   // The process's own finishing system calls, from the vDSO's syscall instruction.
   const at = await findSyscallInsn(t.pid, img.mm.vdso, img.mm.vdsoEnd);
   const files = mappedFiles(img);
   const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
   inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
   const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas);
-  await restoreCreds(inj, img.task);
-  await requeueSignals(t, at, exit, img);
-  inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
-  await restoreSeccomp(inj, img.task.creds);
-  await verifyCreds(t.pid, img.task);
+  const made: Tracee[] = [];
+  try {
+    made.push(...(img.threads ? await makeThreads(t, inj, img.threads) : []));
+    const threads = made.map((tr, i) => {
+      const rec = img.threads!.others[i];
+      const tinj = injector(tr, at, tr.getRegs(), getReg(rec.regs, "rsp"), img.vmas);
+      return { tr, rec, inj: tinj };
+    });
+    // Privileged first, while every thread still has the stub's credentials.
+    if (img.threads) await applySched(inj, img.threads.leader, t.pid);
+    for (const x of threads) {
+      await applySched(x.inj, x.rec, x.rec.tid);
+      await setupThread(x.inj, x.rec);
+    }
+    await restoreCreds(inj, img.task);
+    // Credentials are per thread; the parent-death signal is the leader's alone.
+    const threadTask = img.task.creds
+      ? { ...img.task, creds: { ...img.task.creds, pdeathSig: 0 } }
+      : img.task;
+    for (const x of threads) await restoreCreds(x.inj, threadTask);
+    await requeueSignals(t, at, exit, img);
+    for (const x of threads) await requeueThreadSignals(x.inj, t.pid, x.rec);
+    inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+    await restoreSeccomp(inj, img.task.creds);
+    for (const x of threads) await restoreSeccomp(x.inj, img.task.creds);
+    await verifyCreds(t.pid, img.task);
+    for (const x of threads) await verifyCreds(x.rec.tid, threadTask);
 
-  const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
-  setReg(final, "orig_rax", -1n);
-  t.setRegs(final);
-  t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
-  t.setSigmask(img.cpu.sigmask);
+    const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
+    setReg(final, "orig_rax", -1n);
+    t.setRegs(final);
+    t.setXstate(new Uint8Array(img.cpu.xstate) as Uint8Array<ArrayBuffer>);
+    t.setSigmask(img.cpu.sigmask);
+    for (const x of threads) finishThread(x.tr, x.rec);
+  } catch (e) {
+    for (const tr of made) tr.kill();
+    throw e;
+  }
+  return made;
 }
 
 /**
  * What lets the finished process run: the stub's own group stop ended,
- * ptrace detached, and a signal its freeze caught delivered.
+ * ptrace detached from every thread, and the signals its freeze caught
+ * delivered.
  */
-export function starter(t: Tracee, img: LoadedImage): () => void {
+export function starter(t: Tracee, img: LoadedImage, threads: Tracee[] = []): () => void {
   const pid = t.pid;
   return () => {
     // The stub stopped itself with SIGSTOP to wait for us: end that group stop.
     Deno.kill(pid, "SIGCONT");
+    if (img.threads) startThreads(pid, threads, img.threads);
     t.resume();
     if (img.signals.deliverOnResume) kill(pid, img.signals.deliverOnResume);
+  };
+}
+
+/** Ends the restored process: its threads first (each exit is ours to collect), then the leader. */
+export function ender(t: Tracee, threads: Tracee[]): () => void {
+  return () => {
+    for (const tr of threads) tr.kill();
+    t.kill();
   };
 }

@@ -22,7 +22,7 @@ import { checkCompatible } from "./compat.ts";
 import { PlanWriter, stubBase } from "./memory_plan.ts";
 import type { StdioTargets } from "./spec.ts";
 import { attachStub, launchStub, prepareStub } from "./launch.ts";
-import { finishInTracee, runIoctl, runToIoctl, starter } from "./finish.ts";
+import { ender, finishInTracee, runIoctl, runToIoctl, starter } from "./finish.ts";
 import { startTicks } from "../host/proc_stat.ts";
 
 /** Options of {@link restore}. */
@@ -257,15 +257,15 @@ async function restoreStaged(
     const exit = await runIoctl(t, reqAddr);
     const tMem = performance.now();
     await fault("restore");
-    await finishInTracee(t, img, exit, base);
-    const start = starter(t, img);
+    const threads = await finishInTracee(t, img, exit, base);
+    const start = starter(t, img, threads);
     if (!opts.hold) start();
     started = true;
     const tEnd = performance.now();
     return {
       pid,
       start: opts.hold ? start : undefined,
-      abort: opts.hold ? () => t.kill() : undefined,
+      abort: opts.hold ? ender(t, threads) : undefined,
       pages: img.pageCount,
       timesUs: {
         load: us(tLoad - t0),

@@ -16,7 +16,7 @@ import { E, PTRACE, ptrace, tgkill } from "../../ffi/libc.ts";
 import { PpmError } from "../errors.ts";
 import type { ThreadEntry, ThreadSched, ThreadsRecord } from "../image/schema.ts";
 import { setReg, Tracee } from "../ptrace/tracee.ts";
-import type { Injector } from "./creds.ts";
+import type { Injector } from "../ptrace/inject.ts";
 
 /** System call numbers (x86-64) used here. */
 export const NR = {

@@ -25,6 +25,8 @@ Deno.test("agent procfs: stat with a ) in the name, CPU ticks, threads, start ti
     nice: 0,
     threads: 3,
     startTicks: 1197220,
+    rtPriority: 0,
+    policy: 0,
   });
   const kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0 0";
   assertEquals(parseProcStatLine(kthread)?.kernelThread, true);
@@ -64,6 +66,8 @@ function facts(o: Partial<ProcFacts> = {}): ProcFacts {
     nice: 0,
     threads: 1,
     startTicks: 1,
+    rtPriority: 0,
+    policy: 0,
     uids: [1000, 1000, 1000, 1000],
     gids: [100, 100, 100, 100],
     procOwner: 1000,

@@ -139,17 +139,22 @@ Deno.test("files: what can be carried and why not", () => {
   assert(/deleted/.test(r(classifyFd(9, "/tmp/x (deleted)", true))));
 });
 
-Deno.test("stay reasons: threads, devices, deleted files", () => {
+Deno.test("stay reasons: threads move, a zombie leader, devices, deleted files", () => {
   const st = parseStatus("Name:\tx\nThreads:\t4\nState:\tS\n");
   const maps = parseMaps(
     "7f0000000000-7f0000001000 rw-s 00000000 00:05 12 /dev/dri/card0\n" +
       "7f0000002000-7f0000003000 r--p 00000000 fe:01 99 /opt/lib.so (deleted)\n",
   );
   const r = stayReasons(st, maps);
-  assertEquals(r.length, 3);
-  assert(r[0].includes("4 threads"));
-  assert(r[1].includes("/dev/dri/card0"));
-  assert(r[2].includes("deleted"));
+  assertEquals(r.length, 2);
+  assert(r[0].includes("/dev/dri/card0"));
+  assert(r[1].includes("deleted"));
+  const zombie = stayReasons(parseStatus("Name:\tx\nThreads:\t4\nState:\tZ (zombie)\n"), []);
+  assertEquals(zombie.length, 1);
+  assert(zombie[0].includes("main thread has exited"), zombie[0]);
+  assertEquals(stayReasons(parseStatus("Name:\tx\nThreads:\t1\nState:\tZ\n"), []), [
+    "it is a zombie",
+  ]);
 });
 
 Deno.test("parseNice: field 19 of /proc/PID/stat, whatever the command name holds", () => {

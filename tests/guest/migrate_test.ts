@@ -103,7 +103,8 @@ Deno.test({
   sanitizeOps: false,
   fn: async (t) => {
     await ensurePackages(["python3", "coreutils", "tcpdump"], "the migration test's programs");
-    const bin = guestPath((await buildPrograms(join(stateDir(), "test-programs"))).heap_counter);
+    const programs = await buildPrograms(join(stateDir(), "test-programs"));
+    const bin = guestPath(programs.heap_counter);
     const secret = join(stateDir(), "test-secret");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
@@ -186,6 +187,36 @@ Deno.test({
           const h = createHash("sha256");
           for (let i = 0; i < 150; i++) h.update(String(i));
           assertMatch(out, new RegExp(`^done ${h.digest("hex")}$`, "m"));
+        },
+      );
+
+      await t.step(
+        "a 5-thread program (per-thread ymm, TLS, names, masks, altstacks, robust lists, rseq) " +
+          "goes node1 → node2 → node1 and ends exactly like an uninterrupted run",
+        async () => {
+          const tb = guestPath(programs.threads);
+          await c.ok(1, ["sh", "-c", `cd /tmp; ${tb} 80 4 > /tmp/th-base.out 2>&1`], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; ${tb} 80 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/th.out", 120);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "threads", 2);
+          assertEquals(
+            (await c.ok(2, ["sh", "-c", `ls /proc/${pid}/task | wc -l`])).trim(),
+            "5",
+            "threads on node2",
+          );
+          await waitTicks(c, 1, "/tmp/th.out", 5);
+          await migrate(c, 2, pid, 1);
+          await assertRunsOn(c, pid, "threads", 1);
+          await c.waitFor(1, "grep -q '^ok threads' /tmp/th.out || grep -q FAIL /tmp/th.out", 300);
+          const out = await c.ok(1, ["cat", "/tmp/th.out"]);
+          const base = await c.ok(1, ["cat", "/tmp/th-base.out"]);
+          const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
+          assertEquals(body(out), body(base));
         },
       );
 

@@ -51,6 +51,31 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "threads (4 pthreads with their own ymm, TLS, rseq, robust lists) killed at tick 8, " +
+          "restored, ends like a full run",
+        async () => {
+          const tb = guestPath(programs.threads);
+          await c.ok(1, ["sh", "-c", `cd /tmp && ${tb} 60 4 > /tmp/thb.out 2>&1`], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${tb} 60 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 8 ' /tmp/th.out", 120);
+          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/th.img", "--kill"]);
+          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
+          const rs = await c.ppm(1, ["restore", "/tmp/th.img", "--stdout", "/tmp/th.out"]);
+          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
+          const lines = (f: string) =>
+            c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
+          const [base, got] = [await lines("thb"), await lines("th")];
+          assertEquals(got, base);
+          assert(got.some((l) => l.startsWith("ok threads")), got.slice(-3).join("\n"));
+        },
+      );
+
       await t.step("the module unloads", async () => {
         assertEquals((await c.ppm(1, ["module", "unload"])).code, 0);
       });

@@ -14,6 +14,7 @@
  *   copy left at the destination and no gap or repeat in its output;
  * - a connection with the wrong secret is refused and logged.
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
@@ -217,6 +218,54 @@ Deno.test({
           const base = await c.ok(1, ["cat", "/tmp/th-base.out"]);
           const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
           assertEquals(body(out), body(base));
+        },
+      );
+
+      await t.step(
+        "Debian's python3 with four threads (a barrier, thread-local state) moves mid-run",
+        async () => {
+          const script = [
+            "import hashlib, threading, time",
+            "N = 4",
+            "barrier = threading.Barrier(N + 1)",
+            "local = threading.local()",
+            "digests = [b''] * N",
+            "def work(k):",
+            "    local.h = hashlib.sha256(str(k).encode())",
+            "    for i in range(120):",
+            "        barrier.wait()",
+            "        time.sleep(0.05)",
+            "        local.h.update(str(i).encode())",
+            "        digests[k] = local.h.digest()",
+            "        barrier.wait()",
+            "ts = [threading.Thread(target=work, args=(k,)) for k in range(N)]",
+            "for t in ts: t.start()",
+            "for i in range(120):",
+            "    barrier.wait()",
+            "    barrier.wait()",
+            "    print('tick', i, flush=True)",
+            "for t in ts: t.join()",
+            "print('done', hashlib.sha256(b''.join(digests)).hexdigest(), flush=True)",
+          ].join("\n");
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; /usr/bin/python3 -u -c "$0" < /dev/null > /tmp/pyt.out 2>&1 & echo $!`,
+            script,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 15 ' /tmp/pyt.out", 180);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "python3", 2);
+          await c.waitFor(1, "grep -q '^done ' /tmp/pyt.out || grep -q Error /tmp/pyt.out", 300);
+          const out = await c.ok(1, ["cat", "/tmp/pyt.out"]);
+          assertContinuous(out, 120);
+          const parts = [0, 1, 2, 3].map((k) => {
+            const h = createHash("sha256").update(String(k));
+            for (let i = 0; i < 120; i++) h.update(String(i));
+            return h.digest();
+          });
+          const want = createHash("sha256").update(Buffer.concat(parts)).digest("hex");
+          assertMatch(out, new RegExp(`^done ${want}$`, "m"));
         },
       );
 

@@ -45,7 +45,8 @@ struct ppm_restore_ctx {
 	struct ppm_restore *req;
 };
 
-static int ppm_fail(struct ppm_restore_ctx *c, int err, const char *fmt, ...)
+static __printf(3, 4)
+int ppm_fail(struct ppm_restore_ctx *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -18,6 +18,7 @@
 #include <linux/fs.h>
 #include <linux/futex.h>
 #include <linux/kdev_t.h>
+#include <linux/lockdep.h>
 #include <linux/mm.h>
 #include <linux/pid.h>
 #include <linux/ptrace.h>
@@ -216,8 +217,10 @@ out_task:
 	return ret;
 }
 
+/* Describes @vma; the caller holds its mm's mmap lock (read). */
 static void ppm_fill_vma(struct ppm_vma *v, struct vm_area_struct *vma)
 {
+	lockdep_assert_held(&vma->vm_mm->mmap_lock);
 	v->start = vma->vm_start;
 	v->end = vma->vm_end;
 	v->pgoff = vma->vm_pgoff;

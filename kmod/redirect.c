@@ -72,6 +72,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/random.h>
+#include <linux/rcupdate.h>
 #include <linux/rculist.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
@@ -494,7 +495,10 @@ static void ppm_account(struct ppm_rdr *e, const struct sk_buff *skb,
 	spin_unlock_bh(&e->lock);
 }
 
-/* The entry of lowest rank among @best and those matching @p as case @c. */
+/*
+ * The entry of lowest rank among @best and those matching @p as case @c.
+ * Called from the hooks, under the RCU read lock netfilter holds.
+ */
 static struct ppm_rdr *ppm_lookup(struct ppm_rdr *best, const struct ppm_pkt *p,
 				  const struct ppm_case *c)
 {
@@ -507,6 +511,7 @@ static struct ppm_rdr *ppm_lookup(struct ppm_rdr *best, const struct ppm_pkt *p,
 	__be16 pport;
 	unsigned int w;
 
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "ppm redirect lookup outside RCU");
 	if (c->local_is_src) {
 		k.laddr = p->saddr;
 		k.lport = p->sport;

@@ -116,6 +116,12 @@
 enum { PPM_END_OLD, PPM_END_NEW, PPM_ENDS };
 /* Which way a packet goes, seen from the entry: from the peer, or to it. */
 enum { PPM_DIR_PEER, PPM_DIR_END, PPM_DIRS };
+/* How a packet is rewritten: for NEW instead of OLD, or as from OLD. */
+enum ppm_rw_dir {
+	PPM_RW_TO_NEW,	/* destination OLD -> NEW */
+	PPM_RW_TO_OLD,	/* source NEW -> OLD */
+};
+
 /* Wildcard patterns: bit 0 any peer address, bit 1 any peer port. */
 #define PPM_WILD		4
 
@@ -330,10 +336,16 @@ static bool ppm_parse(const struct sk_buff *skb, struct ppm_pkt *p)
 	return true;
 }
 
-/* Rewrites the source (or destination) address and port of the packet. */
-static bool ppm_rewrite(struct sk_buff *skb, bool source, __be32 addr,
-			__be16 port)
+/*
+ * Rewrites the packet one way of @r: PPM_RW_TO_NEW sets its destination to
+ * NEW, PPM_RW_TO_OLD its source to OLD.
+ */
+static bool ppm_rewrite(struct sk_buff *skb, const struct ppm_redirect *r,
+			enum ppm_rw_dir dir)
 {
+	bool source = dir == PPM_RW_TO_OLD;
+	__be32 addr = source ? r->old_addr : r->new_addr;
+	__be16 port = source ? r->old_port : r->new_port;
 	unsigned int thoff = ip_hdrlen(skb);
 	unsigned int need = skb_network_offset(skb) + thoff;
 	struct iphdr *iph;
@@ -580,11 +592,11 @@ static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 	case PPM_RDR_DROP:
 		return NF_DROP;
 	case PPM_RDR_FORWARD:
-		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_NEW))
 			return NF_DROP;
 		return NF_ACCEPT;
 	case PPM_RDR_PEER:
-		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_OLD))
 			return NF_DROP;
 		return NF_ACCEPT;
 	default:
@@ -610,13 +622,13 @@ static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 		return NF_DROP;
 	case PPM_RDR_PEER:
 		/* From this node (the peer) to the old endpoint. */
-		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_NEW))
 			return NF_DROP;
 		if (ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC))
 			return NF_DROP;
 		return NF_ACCEPT;
 	case PPM_RDR_ANSWER:
-		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_OLD))
 			return NF_DROP;
 		return NF_ACCEPT;
 	default:

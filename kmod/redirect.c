@@ -575,19 +575,34 @@ static struct ppm_rdr *ppm_match(const struct ppm_pkt *p,
 	return best;
 }
 
-static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
-				const struct nf_hook_state *state)
+/*
+ * What both hooks do first: the entry that decides about @skb among
+ * @cases, with the packet counted on it; NULL when none matches.
+ */
+static struct ppm_rdr *ppm_hook_match(struct sk_buff *skb,
+				      const struct ppm_case *cases,
+				      unsigned int n)
 {
 	const struct ppm_case *c = NULL;
 	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
 	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
-		return NF_ACCEPT;
-	e = ppm_match(&p, ppm_in_cases, ARRAY_SIZE(ppm_in_cases), &c);
+		return NULL;
+	e = ppm_match(&p, cases, n, &c);
+	if (e)
+		ppm_account(e, skb, &p, c);
+	return e;
+}
+
+static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
+				const struct nf_hook_state *state)
+{
+	struct ppm_rdr *e;
+
+	e = ppm_hook_match(skb, ppm_in_cases, ARRAY_SIZE(ppm_in_cases));
 	if (!e)
 		return NF_ACCEPT;
-	ppm_account(e, skb, &p, c);
 	switch (e->r.action) {
 	case PPM_RDR_DROP:
 		return NF_DROP;
@@ -607,16 +622,11 @@ static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 				 const struct nf_hook_state *state)
 {
-	const struct ppm_case *c = NULL;
-	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
-		return NF_ACCEPT;
-	e = ppm_match(&p, ppm_out_cases, ARRAY_SIZE(ppm_out_cases), &c);
+	e = ppm_hook_match(skb, ppm_out_cases, ARRAY_SIZE(ppm_out_cases));
 	if (!e)
 		return NF_ACCEPT;
-	ppm_account(e, skb, &p, c);
 	switch (e->r.action) {
 	case PPM_RDR_DROP:
 		return NF_DROP;

@@ -118,6 +118,19 @@ static bool ppm_capable(const struct file *file, int cap)
 	return file_ns_capable(file, &init_user_ns, cap) && capable(cap);
 }
 
+/**
+ * DOC: PPM_IOC_INFO
+ *
+ * Tells what the loaded module is: struct ppm_info with PPM_ABI_VERSION,
+ * the size of the structure, the PPM_FEAT_* bits this build implements, the
+ * module's version and the running kernel's release.  The tool's preflight
+ * checks compare the ABI and the features with its own.
+ *
+ * Who: anyone who could open /dev/ppm; no capability is checked and nothing
+ * is read from the caller.
+ *
+ * Errors: -EFAULT when the structure cannot be written.
+ */
 static long ppm_ioctl_info(void __user *arg)
 {
 	struct ppm_info info;

@@ -818,6 +818,29 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
 	return 0;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_ADD
+ *
+ * Adds a redirect entry (struct ppm_redirect) to this node's table and
+ * returns it with its new @id and @state PPM_RDR_ST_OPEN; a drop's @new_addr
+ * and @new_port read back as 0.  Each entry holds a reference on the module
+ * until it is removed or expires.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: @proto TCP or UDP; @action one of PPM_RDR_*; only known @flags,
+ * and PPM_RDR_F_SYN only on a TCP drop; reserved fields zero; OLD address
+ * and port set, and NEW's too unless the entry drops; @idle_timeout at most
+ * PPM_RDR_MAX_IDLE; no identical entry (the same protocol, action, flags,
+ * addresses and ports); room in the table (PPM_RDR_MAX entries, after
+ * expired ones are swept).
+ *
+ * Errors: -EFAULT when the structure cannot be read or written back (the
+ * entry is then in the table all the same); -EPROTONOSUPPORT for another
+ * protocol; -EINVAL for a bad field; -EEXIST for an identical entry;
+ * -ENOSPC when the table is full; -ENODEV while the module is unloading;
+ * -ENOMEM.
+ */
 long ppm_ioctl_redirect_add(void __user *arg)
 {
 	struct ppm_redirect r;
@@ -878,6 +901,20 @@ out_free:
 	return ret;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_DEL
+ *
+ * Removes the entry @id, or every entry with PPM_RDR_DEL_ALL, and tells in
+ * @removed how many went.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: only known @flags.
+ *
+ * Errors: -EFAULT when the structure cannot be read or written back (what
+ * was removed stays removed); -EINVAL for unknown flags; -ENOENT when no
+ * entry has the id (never with PPM_RDR_DEL_ALL, even on an empty table).
+ */
 long ppm_ioctl_redirect_del(void __user *arg)
 {
 	struct ppm_redirect_del d;
@@ -901,6 +938,22 @@ long ppm_ioctl_redirect_del(void __user *arg)
 	return d.removed || (d.flags & PPM_RDR_DEL_ALL) ? 0 : -ENOENT;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_LIST
+ *
+ * Copies up to @max entries, oldest first, with their state, counters,
+ * age and idle time, to the user array @entries, and sets @count to the
+ * number of entries in the table (more than @max when the array was too
+ * short).  The table is read into a kernel buffer first, so no user memory
+ * is touched while it is locked.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: @max at most PPM_RDR_MAX.
+ *
+ * Errors: -EFAULT when the argument or the array cannot be read or written;
+ * -EINVAL for a @max too large; -ENOMEM.
+ */
 long ppm_ioctl_redirect_list(void __user *arg)
 {
 	struct ppm_redirect_list l;

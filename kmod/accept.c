@@ -88,6 +88,29 @@ static void ppm_sk_graft(struct sock *sk, struct socket *sock)
 	write_unlock_bh(&sk->sk_callback_lock);
 }
 
+/**
+ * DOC: PPM_IOC_QUEUE_ACCEPT
+ *
+ * Moves the established connection of @sock_fd into the accept queue of the
+ * listener @listen_fd, as a handshake would have put it there (see the
+ * comment at the top of this file); @sock_fd is left holding a new,
+ * unconnected TCP socket.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: @flags and @reserved zero; both descriptors sockets of IPv4 TCP,
+ * two different ones, in the same network namespace; with both socks
+ * locked: the listener listening, the connection established and out of
+ * repair mode, both on the same local port, the connection held by no ULP
+ * (kTLS) or BPF sockmap, room in the accept queue, and no other reference
+ * to @sock_fd's file.
+ *
+ * Errors: -EFAULT when the structure cannot be read; -EBADF or -ENOTSOCK
+ * for a descriptor that is not an open socket; -EINVAL for the rest of the
+ * checks above; -ENOBUFS when the accept queue is full; -EBUSY when another
+ * descriptor, dup or thread holds @sock_fd's file; -ENOMEM, or the error of
+ * creating the new socket.
+ */
 long ppm_ioctl_queue_accept(void __user *arg)
 {
 	struct ppm_queue_accept a;

@@ -18,6 +18,7 @@
 #include <linux/fs.h>
 #include <linux/futex.h>
 #include <linux/kdev_t.h>
+#include <linux/lockdep.h>
 #include <linux/mm.h>
 #include <linux/pid.h>
 #include <linux/ptrace.h>
@@ -159,6 +160,28 @@ static void ppm_dump_mm(struct mm_struct *mm, struct ppm_dump_task *d)
 	mmap_read_unlock(mm);
 }
 
+/**
+ * DOC: PPM_IOC_DUMP_TASK
+ *
+ * Fills struct ppm_dump_task with what /proc does not show about the task
+ * @pid: its thread count and personality, the mm fields, the vDSO address,
+ * the saved auxv and the dumpable mode; signal dispositions, the blocked
+ * and pending signals, the parent-death signal and the alternate signal
+ * stack; the securebits of its credentials; its robust list,
+ * clear_child_tid and rseq registration.
+ *
+ * Who: no capability; the calling thread must be the ptracer of @pid and
+ * the task stopped (see DOC: permissions).
+ *
+ * Checks, in this order: @pid and @struct_size are read first; @pid must be
+ * positive and exist, traced and stopped by the caller; then @struct_size
+ * must be sizeof(struct ppm_dump_task).
+ *
+ * Errors: -EFAULT when the structure cannot be read or written; -EINVAL for
+ * a @pid that is not positive or a wrong @struct_size; -ESRCH when there is
+ * no such task, or it has no mm or is exiting; -EPERM when the caller does
+ * not trace it or it is not stopped; -ENOMEM.
+ */
 long ppm_ioctl_dump_task(void __user *arg)
 {
 	struct task_struct *task;
@@ -216,8 +239,10 @@ out_task:
 	return ret;
 }
 
+/* Describes @vma; the caller holds its mm's mmap lock (read). */
 static void ppm_fill_vma(struct ppm_vma *v, struct vm_area_struct *vma)
 {
+	lockdep_assert_held(&vma->vm_mm->mmap_lock);
 	v->start = vma->vm_start;
 	v->end = vma->vm_end;
 	v->pgoff = vma->vm_pgoff;
@@ -230,6 +255,25 @@ static void ppm_fill_vma(struct ppm_vma *v, struct vm_area_struct *vma)
 	}
 }
 
+/**
+ * DOC: PPM_IOC_DUMP_VMAS
+ *
+ * Lists the mappings of the task @pid with their exact VM_* flags, file
+ * offset, inode and device: up to @count struct ppm_vma at the user address
+ * @vmas, in address order, and sets @count to the number of mappings the
+ * task has (more than the room when the array was too short; the caller
+ * asks again with a larger one).  The user array is written only after the
+ * task's mmap lock is dropped.
+ *
+ * Who: as PPM_IOC_DUMP_TASK, the ptracer of the stopped task.
+ *
+ * Checks: @pid as for PPM_IOC_DUMP_TASK; @count at most PPM_MAX_VMAS.
+ *
+ * Errors: -EFAULT when the argument or the array cannot be read or written;
+ * -EINVAL for a bad @pid or @count; -ESRCH when there is no such task or it
+ * has no mm; -EPERM when the caller does not trace it or it is not stopped;
+ * -EINTR when the caller is killed waiting for the mmap lock; -ENOMEM.
+ */
 long ppm_ioctl_dump_vmas(void __user *arg)
 {
 	struct ppm_dump_vmas req;

@@ -16,7 +16,8 @@
 /*
  * The ioctl handlers.  ppm_ioctl() checks each one's capability before it
  * calls it (see DOC: permissions in ppm_main.c); the dump handlers check
- * that the caller traces the task themselves.
+ * that the caller traces the task themselves.  A DOC: PPM_IOC_* block next
+ * to each handler tells what it does, checks and returns.
  */
 
 /* dump.c */

@@ -15,26 +15,78 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/stddef.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/utsname.h>
 
 #include "ppm_internal.h"
 
-/* The ABI's structures keep their sizes (the ioctl numbers encode them). */
+/*
+ * The ABI's layout, fixed: the sizes (the ioctl numbers encode them) and the
+ * offsets of the fields after a change of width or an array, where padding
+ * would show first.  ffi/uapi.ts has the same values, compared with this
+ * header by tests/unit/uapi_layout_test.ts.
+ */
 static_assert(sizeof(struct ppm_info) == 120);
+static_assert(offsetof(struct ppm_info, features) == 8);
+static_assert(offsetof(struct ppm_info, release) == 48);
+static_assert(offsetof(struct ppm_info, reserved) == 113);
+
 static_assert(sizeof(struct ppm_sigaction) == 32);
+
 static_assert(sizeof(struct ppm_dump_task) == 2792);
+static_assert(offsetof(struct ppm_dump_task, struct_size) == 4);
+static_assert(offsetof(struct ppm_dump_task, start_code) == 16);
+static_assert(offsetof(struct ppm_dump_task, auxv) == 112);
+static_assert(offsetof(struct ppm_dump_task, sas_ss_sp) == 624);
+static_assert(offsetof(struct ppm_dump_task, blocked) == 648);
+static_assert(offsetof(struct ppm_dump_task, action) == 672);
+static_assert(offsetof(struct ppm_dump_task, robust_list) == 2720);
+static_assert(offsetof(struct ppm_dump_task, rseq_len) == 2752);
+static_assert(offsetof(struct ppm_dump_task, reserved) == 2776);
+
 static_assert(sizeof(struct ppm_vma) == 48);
+static_assert(offsetof(struct ppm_vma, dev) == 40);
+
 static_assert(sizeof(struct ppm_dump_vmas) == 16);
+static_assert(offsetof(struct ppm_dump_vmas, count) == 4);
+static_assert(offsetof(struct ppm_dump_vmas, vmas) == 8);
+
 static_assert(sizeof(struct ppm_plan_header) == 672);
+static_assert(offsetof(struct ppm_plan_header, start_code) == 16);
+static_assert(offsetof(struct ppm_plan_header, auxv) == 112);
+static_assert(offsetof(struct ppm_plan_header, auxv_words) == 624);
+static_assert(offsetof(struct ppm_plan_header, rseq) == 632);
+static_assert(offsetof(struct ppm_plan_header, reserved) == 640);
+
 static_assert(sizeof(struct ppm_plan_vma) == 40);
+static_assert(offsetof(struct ppm_plan_vma, prot) == 24);
+static_assert(offsetof(struct ppm_plan_vma, fd) == 32);
+
 static_assert(sizeof(struct ppm_plan_run) == 16);
+static_assert(offsetof(struct ppm_plan_run, nr_pages) == 8);
+
 static_assert(sizeof(struct ppm_restore) == 128);
+static_assert(offsetof(struct ppm_restore, failed_at) == 8);
+static_assert(offsetof(struct ppm_restore, error) == 16);
+
 static_assert(sizeof(struct ppm_redirect) == 88);
+static_assert(offsetof(struct ppm_redirect, proto) == 8);
+static_assert(offsetof(struct ppm_redirect, old_addr) == 12);
+static_assert(offsetof(struct ppm_redirect, old_port) == 24);
+static_assert(offsetof(struct ppm_redirect, idle_timeout) == 32);
+static_assert(offsetof(struct ppm_redirect, packets) == 40);
+static_assert(offsetof(struct ppm_redirect, reserved) == 72);
+
 static_assert(sizeof(struct ppm_redirect_del) == 16);
+static_assert(offsetof(struct ppm_redirect_del, flags) == 8);
+
 static_assert(sizeof(struct ppm_redirect_list) == 16);
+static_assert(offsetof(struct ppm_redirect_list, max) == 8);
+
 static_assert(sizeof(struct ppm_queue_accept) == 16);
+static_assert(offsetof(struct ppm_queue_accept, flags) == 8);
 
 /**
  * DOC: permissions
@@ -66,6 +118,19 @@ static bool ppm_capable(const struct file *file, int cap)
 	return file_ns_capable(file, &init_user_ns, cap) && capable(cap);
 }
 
+/**
+ * DOC: PPM_IOC_INFO
+ *
+ * Tells what the loaded module is: struct ppm_info with PPM_ABI_VERSION,
+ * the size of the structure, the PPM_FEAT_* bits this build implements, the
+ * module's version and the running kernel's release.  The tool's preflight
+ * checks compare the ABI and the features with its own.
+ *
+ * Who: anyone who could open /dev/ppm; no capability is checked and nothing
+ * is read from the caller.
+ *
+ * Errors: -EFAULT when the structure cannot be written.
+ */
 static long ppm_ioctl_info(void __user *arg)
 {
 	struct ppm_info info;

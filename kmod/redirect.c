@@ -72,6 +72,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/random.h>
+#include <linux/rcupdate.h>
 #include <linux/rculist.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
@@ -115,6 +116,12 @@
 enum { PPM_END_OLD, PPM_END_NEW, PPM_ENDS };
 /* Which way a packet goes, seen from the entry: from the peer, or to it. */
 enum { PPM_DIR_PEER, PPM_DIR_END, PPM_DIRS };
+/* How a packet is rewritten: for NEW instead of OLD, or as from OLD. */
+enum ppm_rw_dir {
+	PPM_RW_TO_NEW,	/* destination OLD -> NEW */
+	PPM_RW_TO_OLD,	/* source NEW -> OLD */
+};
+
 /* Wildcard patterns: bit 0 any peer address, bit 1 any peer port. */
 #define PPM_WILD		4
 
@@ -329,10 +336,16 @@ static bool ppm_parse(const struct sk_buff *skb, struct ppm_pkt *p)
 	return true;
 }
 
-/* Rewrites the source (or destination) address and port of the packet. */
-static bool ppm_rewrite(struct sk_buff *skb, bool source, __be32 addr,
-			__be16 port)
+/*
+ * Rewrites the packet one way of @r: PPM_RW_TO_NEW sets its destination to
+ * NEW, PPM_RW_TO_OLD its source to OLD.
+ */
+static bool ppm_rewrite(struct sk_buff *skb, const struct ppm_redirect *r,
+			enum ppm_rw_dir dir)
 {
+	bool source = dir == PPM_RW_TO_OLD;
+	__be32 addr = source ? r->old_addr : r->new_addr;
+	__be16 port = source ? r->old_port : r->new_port;
 	unsigned int thoff = ip_hdrlen(skb);
 	unsigned int need = skb_network_offset(skb) + thoff;
 	struct iphdr *iph;
@@ -494,7 +507,10 @@ static void ppm_account(struct ppm_rdr *e, const struct sk_buff *skb,
 	spin_unlock_bh(&e->lock);
 }
 
-/* The entry of lowest rank among @best and those matching @p as case @c. */
+/*
+ * The entry of lowest rank among @best and those matching @p as case @c.
+ * Called from the hooks, under the RCU read lock netfilter holds.
+ */
 static struct ppm_rdr *ppm_lookup(struct ppm_rdr *best, const struct ppm_pkt *p,
 				  const struct ppm_case *c)
 {
@@ -507,6 +523,7 @@ static struct ppm_rdr *ppm_lookup(struct ppm_rdr *best, const struct ppm_pkt *p,
 	__be16 pport;
 	unsigned int w;
 
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "ppm redirect lookup outside RCU");
 	if (c->local_is_src) {
 		k.laddr = p->saddr;
 		k.lport = p->sport;
@@ -558,28 +575,43 @@ static struct ppm_rdr *ppm_match(const struct ppm_pkt *p,
 	return best;
 }
 
-static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
-				const struct nf_hook_state *state)
+/*
+ * What both hooks do first: the entry that decides about @skb among
+ * @cases, with the packet counted on it; NULL when none matches.
+ */
+static struct ppm_rdr *ppm_hook_match(struct sk_buff *skb,
+				      const struct ppm_case *cases,
+				      unsigned int n)
 {
 	const struct ppm_case *c = NULL;
 	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
 	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
-		return NF_ACCEPT;
-	e = ppm_match(&p, ppm_in_cases, ARRAY_SIZE(ppm_in_cases), &c);
+		return NULL;
+	e = ppm_match(&p, cases, n, &c);
+	if (e)
+		ppm_account(e, skb, &p, c);
+	return e;
+}
+
+static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
+				const struct nf_hook_state *state)
+{
+	struct ppm_rdr *e;
+
+	e = ppm_hook_match(skb, ppm_in_cases, ARRAY_SIZE(ppm_in_cases));
 	if (!e)
 		return NF_ACCEPT;
-	ppm_account(e, skb, &p, c);
 	switch (e->r.action) {
 	case PPM_RDR_DROP:
 		return NF_DROP;
 	case PPM_RDR_FORWARD:
-		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_NEW))
 			return NF_DROP;
 		return NF_ACCEPT;
 	case PPM_RDR_PEER:
-		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_OLD))
 			return NF_DROP;
 		return NF_ACCEPT;
 	default:
@@ -590,28 +622,23 @@ static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 				 const struct nf_hook_state *state)
 {
-	const struct ppm_case *c = NULL;
-	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
-		return NF_ACCEPT;
-	e = ppm_match(&p, ppm_out_cases, ARRAY_SIZE(ppm_out_cases), &c);
+	e = ppm_hook_match(skb, ppm_out_cases, ARRAY_SIZE(ppm_out_cases));
 	if (!e)
 		return NF_ACCEPT;
-	ppm_account(e, skb, &p, c);
 	switch (e->r.action) {
 	case PPM_RDR_DROP:
 		return NF_DROP;
 	case PPM_RDR_PEER:
 		/* From this node (the peer) to the old endpoint. */
-		if (!ppm_rewrite(skb, false, e->r.new_addr, e->r.new_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_NEW))
 			return NF_DROP;
 		if (ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC))
 			return NF_DROP;
 		return NF_ACCEPT;
 	case PPM_RDR_ANSWER:
-		if (!ppm_rewrite(skb, true, e->r.old_addr, e->r.old_port))
+		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_OLD))
 			return NF_DROP;
 		return NF_ACCEPT;
 	default:
@@ -791,6 +818,29 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
 	return 0;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_ADD
+ *
+ * Adds a redirect entry (struct ppm_redirect) to this node's table and
+ * returns it with its new @id and @state PPM_RDR_ST_OPEN; a drop's @new_addr
+ * and @new_port read back as 0.  Each entry holds a reference on the module
+ * until it is removed or expires.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: @proto TCP or UDP; @action one of PPM_RDR_*; only known @flags,
+ * and PPM_RDR_F_SYN only on a TCP drop; reserved fields zero; OLD address
+ * and port set, and NEW's too unless the entry drops; @idle_timeout at most
+ * PPM_RDR_MAX_IDLE; no identical entry (the same protocol, action, flags,
+ * addresses and ports); room in the table (PPM_RDR_MAX entries, after
+ * expired ones are swept).
+ *
+ * Errors: -EFAULT when the structure cannot be read or written back (the
+ * entry is then in the table all the same); -EPROTONOSUPPORT for another
+ * protocol; -EINVAL for a bad field; -EEXIST for an identical entry;
+ * -ENOSPC when the table is full; -ENODEV while the module is unloading;
+ * -ENOMEM.
+ */
 long ppm_ioctl_redirect_add(void __user *arg)
 {
 	struct ppm_redirect r;
@@ -851,6 +901,20 @@ out_free:
 	return ret;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_DEL
+ *
+ * Removes the entry @id, or every entry with PPM_RDR_DEL_ALL, and tells in
+ * @removed how many went.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: only known @flags.
+ *
+ * Errors: -EFAULT when the structure cannot be read or written back (what
+ * was removed stays removed); -EINVAL for unknown flags; -ENOENT when no
+ * entry has the id (never with PPM_RDR_DEL_ALL, even on an empty table).
+ */
 long ppm_ioctl_redirect_del(void __user *arg)
 {
 	struct ppm_redirect_del d;
@@ -874,6 +938,22 @@ long ppm_ioctl_redirect_del(void __user *arg)
 	return d.removed || (d.flags & PPM_RDR_DEL_ALL) ? 0 : -ENOENT;
 }
 
+/**
+ * DOC: PPM_IOC_REDIRECT_LIST
+ *
+ * Copies up to @max entries, oldest first, with their state, counters,
+ * age and idle time, to the user array @entries, and sets @count to the
+ * number of entries in the table (more than @max when the array was too
+ * short).  The table is read into a kernel buffer first, so no user memory
+ * is touched while it is locked.
+ *
+ * Who: CAP_NET_ADMIN (see DOC: permissions).
+ *
+ * Checks: @max at most PPM_RDR_MAX.
+ *
+ * Errors: -EFAULT when the argument or the array cannot be read or written;
+ * -EINVAL for a @max too large; -ENOMEM.
+ */
 long ppm_ioctl_redirect_list(void __user *arg)
 {
 	struct ppm_redirect_list l;

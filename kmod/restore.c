@@ -45,7 +45,8 @@ struct ppm_restore_ctx {
 	struct ppm_restore *req;
 };
 
-static int ppm_fail(struct ppm_restore_ctx *c, int err, const char *fmt, ...)
+static __printf(3, 4)
+int ppm_fail(struct ppm_restore_ctx *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -381,6 +382,39 @@ static int ppm_restore_plan(struct ppm_restore_ctx *c)
 	return ret;
 }
 
+/**
+ * DOC: PPM_IOC_RESTORE
+ *
+ * Replaces the calling process's memory with the one a restore plan
+ * describes (see the comment at the top of this file): the plan is read
+ * from @plan_fd, from offset 0; every mapping but the vDSO goes, the plan's
+ * mappings are created and filled, and the mm fields, the saved auxv and
+ * rseq are set.
+ *
+ * Who: CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (see DOC: permissions); the
+ * caller must be single-threaded and must not share its mm.
+ *
+ * Checks before anything changes: @flags zero; @plan_fd open for reading;
+ * the header (magic, ABI version, counts, auxv length, mm fields within user
+ * space, the vDSO already at the plan's address, reserved fields zero);
+ * every mapping (page aligned, sorted, not overlapping, within user space,
+ * known prot and flags, an offset that does not wrap, and a descriptor that
+ * is -1 or an open regular file, readable, and writable for a shared
+ * writable mapping).  The page runs are checked as they are read, once the
+ * old mappings are gone (a length of 1..PPM_PLAN_MAX_PAGES, page aligned,
+ * inside one mapping of the plan): a bad one kills the caller as below.
+ *
+ * Errors: a refusal copies @error (a message) and @failed_at (the plan
+ * offset) back.  -EFAULT when the argument cannot be read; -EINVAL for
+ * unknown flags, a malformed or truncated plan, or a mapping's descriptor
+ * that is not a readable regular file; -EBUSY when the caller is not
+ * single-threaded or shares its mm; -EBADF for a descriptor that is not
+ * open, or a plan not open for reading; -EACCES for a shared writable
+ * mapping of a read-only file; -ENOMEM; the error of reading the plan.
+ * Once the old mappings are gone (unmapping, mapping, filling the pages)
+ * a failure cannot return to the caller: it is killed with SIGKILL.  On
+ * success nothing is copied back: the caller's memory is the image's.
+ */
 long ppm_ioctl_restore(void __user *arg)
 {
 	struct ppm_restore_ctx c = {};

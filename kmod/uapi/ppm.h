@@ -4,7 +4,8 @@
  *
  * This header is the single source of truth for every ioctl number and
  * structure shared between the module and the ppm tool.  The TypeScript
- * layouts in ffi/uapi.ts are checked against it by tests/unit/uapi_layout.
+ * layouts in ffi/uapi.ts are checked against it by
+ * tests/unit/uapi_layout_test.ts.
  *
  * Rules for changes: never reorder or resize an existing field; add new
  * fields only where a reserved field was, or append and bump
@@ -270,11 +271,11 @@ struct ppm_plan_run {
  * struct ppm_restore - argument of PPM_IOC_RESTORE
  * @plan_fd: in: descriptor of the plan, read from offset 0
  * @flags: in: zero
+ * @failed_at: out: plan byte offset where a problem was found
+ * @error: out: what was wrong, NUL terminated
  *
  * Credentials, the exe link and the stub's own descriptors are dealt with by
  * the tool after the ioctl returns, with the process's own system calls.
- * @failed_at: out: plan byte offset where a problem was found
- * @error: out: what was wrong, NUL terminated
  */
 struct ppm_restore {
 	__s32 plan_fd;

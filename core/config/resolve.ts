@@ -42,18 +42,15 @@ export interface ExplainedConfig {
   sources: Partial<Record<SettingName, SettingSource>>;
 }
 
-function usage(what: string, why: string, fix: string): PpmError {
-  return new PpmError(what, why, fix, EXIT.USAGE);
-}
-
 /** The default node name: `host`, when it is a valid node name. */
 function hostNodeName(host: string): string {
   const r = v.safeParse(nodeName.text, host);
   if (r.success) return r.output;
-  throw usage(
+  throw new PpmError(
     `the hostname "${host}"`,
     "is not a valid node name",
     `set nodeName (--node-name, PPM_NODE_NAME): ${nodeName.fix}`,
+    EXIT.USAGE,
   );
 }
 

@@ -53,10 +53,12 @@ function usage(what: string, why: string, fix: string): PpmError {
   return new PpmError(what, why, fix, EXIT.USAGE);
 }
 
+/** "nodeName" → "node-name". */
 function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 }
 
+/** A flag's value as the message shows it. */
 function show(raw: unknown): string {
   return typeof raw === "string" ? raw : JSON.stringify(raw) ?? String(raw);
 }
@@ -81,6 +83,7 @@ function firstIssue(issues: readonly Issue[], order: readonly string[]): Issue {
   return issues.reduce((a, b) => (rank(b) < rank(a) ? b : a));
 }
 
+/** The spec of the setting `name` (one the schema knows). */
 function specNamed(name: string): SettingSpec {
   return SETTINGS.find((s) => s.name === name)!;
 }
@@ -96,6 +99,7 @@ function inOrder(
   return out;
 }
 
+/** The error of a configuration file's `issue`: not an object, an unknown key, or a bad value. */
 function fileError(issue: Issue, file: Record<string, unknown>, path: string): PpmError {
   const key = keyOf(issue);
   if (key === undefined) {
@@ -145,6 +149,12 @@ export function envSettings(env: Record<string, string | undefined>): SourceSett
   return inOrder(r.output, Object.keys(given), (name) => WITH_ENV.find((s) => s.env === name)!);
 }
 
+/** A flag's value as checked: an empty one clears a nullable setting (null). */
+function flagValue(key: string, raw: unknown): unknown {
+  return raw === "" && WITH_FLAG.some((s) => s.name === key && s.nullable) ? null : raw;
+}
+
+/** The error of a flags record's `issue`: an unknown flag, or a bad value. */
 function flagError(issue: Issue, flags: Record<string, unknown>): PpmError {
   const key = keyOf(issue)!;
   if (isUnknownKey(issue)) {
@@ -167,9 +177,7 @@ export function flagSettings(flags: Record<string, unknown>): SourceSettings {
   const given: Record<string, unknown> = Object.fromEntries(
     Object.entries(flags)
       .filter(([key, raw]) => raw !== undefined && !NON_SETTING_FLAGS.has(key))
-      .map((
-        [key, raw],
-      ) => [key, raw === "" && WITH_FLAG.some((s) => s.name === key && s.nullable) ? null : raw]),
+      .map(([key, raw]) => [key, flagValue(key, raw)]),
   );
   const order = Object.keys(given);
   const r = v.safeParse(FlagsSchema, given);

@@ -20,7 +20,12 @@ import { parsePid, socketPath } from "./agent_socket.ts";
 
 /** The agent commands. */
 export function agentCommands(): Command[] {
-  const daemon = new Command("daemon")
+  return [daemonCommand(), peersCommand(), migrateCommand(), psCommand()] as unknown as Command[];
+}
+
+/** `ppm daemon`: the node agent, in the foreground. */
+function daemonCommand() {
+  return new Command("daemon")
     .description(
       "run the node agent: discovery, migrations in and out, the control socket (foreground)",
     )
@@ -50,15 +55,7 @@ export function agentCommands(): Command[] {
       `the agent's nice value, -20 to 19 (default ${AGENT_NICE}: it stays responsive on a busy node)`,
     )
     .action(async ({ balance, nice, ...o }) => {
-      const niceValue = nice === undefined ? AGENT_NICE : Number(nice);
-      if (!Number.isInteger(niceValue) || niceValue < -20 || niceValue > 19) {
-        throw new PpmError(
-          `--nice ${nice} is not a nice value`,
-          "it must be an integer from -20 to 19",
-          "",
-          EXIT.USAGE,
-        );
-      }
+      const niceValue = parseNice(nice);
       const config = await loadConfig({ flags: { ...o } });
       const ac = new AbortController();
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -72,30 +69,64 @@ export function agentCommands(): Command[] {
       // Open relays and connections would keep the process alive: the agent is done.
       Deno.exit(0);
     });
+}
 
-  const peers = new Command("peers")
+/** The value of `--nice` (default {@link AGENT_NICE}); a usage PpmError when it is not -20 to 19. */
+function parseNice(nice: string | undefined): number {
+  const niceValue = nice === undefined ? AGENT_NICE : Number(nice);
+  if (!Number.isInteger(niceValue) || niceValue < -20 || niceValue > 19) {
+    throw new PpmError(
+      `--nice ${nice} is not a nice value`,
+      "it must be an integer from -20 to 19",
+      "",
+      EXIT.USAGE,
+    );
+  }
+  return niceValue;
+}
+
+/** `ppm peers`: the peers the agent knows. */
+function peersCommand() {
+  return new Command("peers")
     .description("list the peers this node's agent knows: state, last announcement, versions, load")
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
     .option("--json", "print them as JSON")
     .action(async (o) => {
       const st = await controlRequest(await socketPath(o), { op: "peers" }) as DiscoveryStatus;
-      report(o.json, st, (d) =>
-        [
-          `this node: ${d.self.name} (${d.self.addresses.join(", ")})`,
-          ...(d.peers.length ? d.peers : []).map((p) =>
-            `  ${p.name.padEnd(12)} ${p.state.padEnd(6)} ${
-              String(p.age.toFixed(1)).padStart(5)
-            } s ago  ` +
-            `ppm ${p.version} abi ${p.abi} ${p.kernel}  load ${
-              JSON.stringify(p.load.loadavg ?? p.load)
-            }`
-          ),
-          d.peers.length ? "" : "  no peers yet",
-        ].join("\n").trimEnd());
+      report(o.json, st, renderPeers);
     });
+}
 
-  const migrate = new Command("migrate")
+/** The text of `ppm peers`. */
+function renderPeers(d: DiscoveryStatus): string {
+  return [
+    `this node: ${d.self.name} (${d.self.addresses.join(", ")})`,
+    ...(d.peers.length ? d.peers : []).map((p) =>
+      `  ${p.name.padEnd(12)} ${p.state.padEnd(6)} ${
+        String(p.age.toFixed(1)).padStart(5)
+      } s ago  ` +
+      `ppm ${p.version} abi ${p.abi} ${p.kernel}  load ${JSON.stringify(p.load.loadavg ?? p.load)}`
+    ),
+    d.peers.length ? "" : "  no peers yet",
+  ].join("\n").trimEnd();
+}
+
+/** What the agent answers to a migrate request. */
+interface Moved {
+  /** The PID on the destination. */
+  pid: number;
+  /** Bytes sent. */
+  bytes: number;
+  /** The destination. */
+  to: string;
+  /** Per-phase times in µs. */
+  timesUs: Record<string, number>;
+}
+
+/** `ppm migrate`: asks the agent to move a process, showing its progress. */
+function migrateCommand() {
+  return new Command("migrate")
     .description("move a running process to another node; it keeps running there")
     .argument("<pid>", "the process")
     .requiredOption("--to <node>", "the destination: a peer's name or address")
@@ -118,24 +149,7 @@ export function agentCommands(): Command[] {
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
       const mode = parseProgressMode(o.progress);
-      const timeoutS = o.timeout === undefined ? 120 : Number(o.timeout);
-      if (!(timeoutS > 0 && timeoutS <= 3600)) {
-        throw new PpmError(
-          "invalid --timeout",
-          `${o.timeout}`,
-          "give 1 to 3600 seconds",
-          EXIT.USAGE,
-        );
-      }
-      const deadlineS = o.deadline === undefined ? undefined : Number(o.deadline);
-      if (deadlineS !== undefined && !(deadlineS > 0 && deadlineS <= 86400)) {
-        throw new PpmError(
-          "invalid --deadline",
-          `${o.deadline}`,
-          "give 1 to 86400 seconds",
-          EXIT.USAGE,
-        );
-      }
+      const { timeoutS, deadlineS } = migrateBounds(o);
       // A bar on a terminal only, and never with --json; NDJSON events for scripts.
       const shown = new Progress(mode, `migrating ${pid} to ${o.to}`, o.json);
       shown.event("start", { command: "migrate", pid, to: o.to });
@@ -149,33 +163,65 @@ export function agentCommands(): Command[] {
           deadlineMs: deadlineS === undefined ? undefined : deadlineS * 1000,
           copyAll: o.copyAll,
         },
-        // The agent answers within a few steps of the timeout each (past a deadline, after
-        // the commit's outcome, which it waits for at most a step and the outcome query).
-        deadlineS === undefined
-          ? Math.max(600_000, timeoutS * 1000 * 6)
-          : deadlineS * 1000 + timeoutS * 1000 + 120_000,
+        answerWithinMs(timeoutS, deadlineS),
         (ev) => {
           const e = ev as { progress?: { sent: number; expected: number }; phase?: string };
           if (e.progress) shown.transfer(e.progress.sent, e.progress.expected);
           if (typeof e.phase === "string") shown.event("phase", { phase: e.phase });
         },
-      ).finally(() => shown.clear()) as {
-        pid: number;
-        bytes: number;
-        to: string;
-        timesUs: Record<string, number>;
-      };
-      shown.report(o.json, r, (d) => {
-        const frozenMs = d.timesUs.frozen / 1000;
-        const mibps = d.bytes / 2 ** 20 / Math.max(1e-6, d.timesUs.dumpAndSend / 1e6);
-        return `process ${pid} runs on ${d.to} as PID ${d.pid}\n` +
-          `frozen ${frozenMs.toFixed(0)} ms, ${(d.bytes / 1024).toFixed(0)} KiB sent at ${
-            mibps.toFixed(1)
-          } MiB/s`;
-      });
+      ).finally(() => shown.clear()) as Moved;
+      shown.report(o.json, r, (d) => renderMoved(pid, d));
     });
+}
 
-  const ps = new Command("ps")
+/** `--timeout` (default 120) and `--deadline` in seconds; a usage PpmError when out of range. */
+function migrateBounds(o: { timeout?: string; deadline?: string }): {
+  timeoutS: number;
+  deadlineS: number | undefined;
+} {
+  const timeoutS = o.timeout === undefined ? 120 : Number(o.timeout);
+  if (!(timeoutS > 0 && timeoutS <= 3600)) {
+    throw new PpmError(
+      "invalid --timeout",
+      `${o.timeout}`,
+      "give 1 to 3600 seconds",
+      EXIT.USAGE,
+    );
+  }
+  const deadlineS = o.deadline === undefined ? undefined : Number(o.deadline);
+  if (deadlineS !== undefined && !(deadlineS > 0 && deadlineS <= 86400)) {
+    throw new PpmError(
+      "invalid --deadline",
+      `${o.deadline}`,
+      "give 1 to 86400 seconds",
+      EXIT.USAGE,
+    );
+  }
+  return { timeoutS, deadlineS };
+}
+
+/** How long to wait for the agent's answer to a migrate request, in ms. */
+function answerWithinMs(timeoutS: number, deadlineS: number | undefined): number {
+  // The agent answers within a few steps of the timeout each (past a deadline, after
+  // the commit's outcome, which it waits for at most a step and the outcome query).
+  return deadlineS === undefined
+    ? Math.max(600_000, timeoutS * 1000 * 6)
+    : deadlineS * 1000 + timeoutS * 1000 + 120_000;
+}
+
+/** The text of a finished move of `pid`. */
+function renderMoved(pid: number, d: Moved): string {
+  const frozenMs = d.timesUs.frozen / 1000;
+  const mibps = d.bytes / 2 ** 20 / Math.max(1e-6, d.timesUs.dumpAndSend / 1e6);
+  return `process ${pid} runs on ${d.to} as PID ${d.pid}\n` +
+    `frozen ${frozenMs.toFixed(0)} ms, ${(d.bytes / 1024).toFixed(0)} KiB sent at ${
+      mibps.toFixed(1)
+    } MiB/s`;
+}
+
+/** `ppm ps`: the managed and migrated processes the agent knows. */
+function psCommand() {
+  return new Command("ps")
     .description(
       "list the managed and migrated processes this node knows: where they run, moves, and why they moved",
     )
@@ -186,5 +232,4 @@ export function agentCommands(): Command[] {
       const list = await controlRequest(await socketPath(o), { op: "ps" }) as ProcessEntry[];
       report(o.json, list, renderPs);
     });
-  return [daemon, peers, migrate, ps] as unknown as Command[];
 }

@@ -89,60 +89,106 @@ function badPid(pid: unknown): PpmError | undefined {
     : new PpmError("invalid PID", String(pid), "give a positive whole number", EXIT.USAGE);
 }
 
+/** A request of kind `op`. */
+type RequestOf<Op extends ControlRequest["op"]> = Extract<ControlRequest, { op: Op }>;
+
+/** Makes process `pid` managed here, after the permission and scheduler checks. */
+async function manage(d: OpsDeps, pid: number, name: string | undefined, by: "run" | "manage") {
+  const f = await d.facts(pid);
+  if (!f) {
+    throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);
+  }
+  checkMayManage(d.caller, f, d.agentPid);
+  const held = await (d.schedulerReasons ?? schedulerReasons)(pid);
+  if (held.length) {
+    throw new PpmError(`cannot manage process ${pid}`, held.join("; "), "", EXIT.FAILURE);
+  }
+  return d.table.manage({
+    pid,
+    name: name?.trim() || f.comm,
+    startedAt: startedAtSeconds(await d.bootTime(), f.startTicks),
+    startTicks: f.startTicks,
+    by,
+  });
+}
+
+/** Makes process `pid` unmanaged; a PpmError saying where it is when it is not managed here. */
+function unmanage(d: OpsDeps, pid: number): { pid: number; managed: false } {
+  if (!d.table.unmanage(pid)) {
+    throw new PpmError(
+      `process ${pid} is not managed here`,
+      d.table.departed(pid)
+        ? `it moved to ${d.table.departed(pid)!.current.node}`
+        : "it was never made managed on this node",
+      "run ppm unmanage on the node where it runs (see ppm ps)",
+      EXIT.MISSING,
+    );
+  }
+  return { pid, managed: false };
+}
+
+/** Where `pid` is now, for `wait`: an answer, or "running" while it still runs somewhere. */
+function fate(d: OpsDeps, pid: number): WaitAnswer | { state: "running"; node: string } {
+  if (d.busy.has(pid)) return { state: "running", node: d.node };
+  const here = d.table.running(pid);
+  if (here?.direction === "local") return { state: "here" };
+  // Came back and runs under the agent: the news of its end comes round to the departure.
+  if (here) return { state: "running", node: d.node };
+  const dep = d.table.departure(pid);
+  if (!dep) return { state: "unknown" };
+  const now = Date.now();
+  // Exited, and its output is all out (or its relay is stuck: a child of it holds it).
+  if (dep.exit && (dep.relayEndedAt || now - Date.parse(dep.exit.at) > EXIT_GRACE_MS)) {
+    return { state: "exited", exit: dep.exit };
+  }
+  if (
+    !dep.exit && dep.relayEndedAt && now - Date.parse(dep.relayEndedAt) > EXIT_GRACE_MS + 1000
+  ) {
+    return { state: "ended", node: dep.to };
+  }
+  return { state: "running", node: dep.to };
+}
+
+/** Waits up to `timeoutMs` (at most {@link MAX_WAIT_MS}) for `pid` to end, polling {@link fate}. */
+async function wait(
+  d: OpsDeps,
+  sleep: (ms: number) => Promise<void>,
+  pid: number,
+  timeoutMs: number,
+): Promise<WaitAnswer> {
+  const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
+  for (;;) {
+    const f = fate(d, pid);
+    if (f.state !== "running") return f;
+    if (Date.now() >= deadline) return { state: "elsewhere", node: f.node };
+    await sleep(200);
+  }
+}
+
+/** Moves a process for `ppm migrate`, emitting its progress (every MiB) and phases. */
+async function migrate(d: OpsDeps, req: RequestOf<"migrate">, emit: Emit): Promise<unknown> {
+  let lastEmitted = 0;
+  return await d.move({
+    pid: req.pid,
+    to: req.to,
+    timeoutMs: req.timeoutMs,
+    deadlineMs: typeof req.deadlineMs === "number" && req.deadlineMs > 0
+      ? req.deadlineMs
+      : undefined,
+    copyAll: req.copyAll === true,
+    why: { kind: "manual", by: "ppm migrate" },
+    onProgress: (p) => {
+      if (p.sent - lastEmitted < 1 << 20) return;
+      lastEmitted = p.sent;
+      emit({ progress: p });
+    },
+    onPhase: (phase) => emit({ phase }),
+  });
+}
+
 /** Builds the control socket's handler. */
 export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Promise<unknown> {
   const sleep = d.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-
-  const manage = async (pid: number, name: string | undefined, by: "run" | "manage") => {
-    const f = await d.facts(pid);
-    if (!f) {
-      throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);
-    }
-    checkMayManage(d.caller, f, d.agentPid);
-    const held = await (d.schedulerReasons ?? schedulerReasons)(pid);
-    if (held.length) {
-      throw new PpmError(`cannot manage process ${pid}`, held.join("; "), "", EXIT.FAILURE);
-    }
-    return d.table.manage({
-      pid,
-      name: name?.trim() || f.comm,
-      startedAt: startedAtSeconds(await d.bootTime(), f.startTicks),
-      startTicks: f.startTicks,
-      by,
-    });
-  };
-
-  /** Where `pid` is now, for `wait`: an answer, or null while it still runs somewhere. */
-  const fate = (pid: number): WaitAnswer | { state: "running"; node: string } => {
-    if (d.busy.has(pid)) return { state: "running", node: d.node };
-    const here = d.table.running(pid);
-    if (here?.direction === "local") return { state: "here" };
-    // Came back and runs under the agent: the news of its end comes round to the departure.
-    if (here) return { state: "running", node: d.node };
-    const dep = d.table.departure(pid);
-    if (!dep) return { state: "unknown" };
-    const now = Date.now();
-    // Exited, and its output is all out (or its relay is stuck: a child of it holds it).
-    if (dep.exit && (dep.relayEndedAt || now - Date.parse(dep.exit.at) > EXIT_GRACE_MS)) {
-      return { state: "exited", exit: dep.exit };
-    }
-    if (
-      !dep.exit && dep.relayEndedAt && now - Date.parse(dep.relayEndedAt) > EXIT_GRACE_MS + 1000
-    ) {
-      return { state: "ended", node: dep.to };
-    }
-    return { state: "running", node: dep.to };
-  };
-
-  const wait = async (pid: number, timeoutMs: number): Promise<WaitAnswer> => {
-    const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
-    for (;;) {
-      const f = fate(pid);
-      if (f.state !== "running") return f;
-      if (Date.now() >= deadline) return { state: "elsewhere", node: f.node };
-      await sleep(200);
-    }
-  };
 
   return async (req, emit) => {
     switch (req.op) {
@@ -155,48 +201,22 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
       case "migrate": {
         const bad = badPid(req.pid);
         if (bad) throw bad;
-        let lastEmitted = 0;
-        return await d.move({
-          pid: req.pid,
-          to: req.to,
-          timeoutMs: req.timeoutMs,
-          deadlineMs: typeof req.deadlineMs === "number" && req.deadlineMs > 0
-            ? req.deadlineMs
-            : undefined,
-          copyAll: req.copyAll === true,
-          why: { kind: "manual", by: "ppm migrate" },
-          onProgress: (p) => {
-            if (p.sent - lastEmitted < 1 << 20) return;
-            lastEmitted = p.sent;
-            emit({ progress: p });
-          },
-          onPhase: (phase) => emit({ phase }),
-        });
+        return await migrate(d, req, emit);
       }
       case "manage": {
         const bad = badPid(req.pid);
         if (bad) throw bad;
-        return await manage(req.pid, req.name, req.by === "run" ? "run" : "manage");
+        return await manage(d, req.pid, req.name, req.by === "run" ? "run" : "manage");
       }
       case "unmanage": {
         const bad = badPid(req.pid);
         if (bad) throw bad;
-        if (!d.table.unmanage(req.pid)) {
-          throw new PpmError(
-            `process ${req.pid} is not managed here`,
-            d.table.departed(req.pid)
-              ? `it moved to ${d.table.departed(req.pid)!.current.node}`
-              : "it was never made managed on this node",
-            "run ppm unmanage on the node where it runs (see ppm ps)",
-            EXIT.MISSING,
-          );
-        }
-        return { pid: req.pid, managed: false };
+        return unmanage(d, req.pid);
       }
       case "wait": {
         const bad = badPid(req.pid);
         if (bad) throw bad;
-        return await wait(req.pid, req.timeoutMs ?? 30_000);
+        return await wait(d, sleep, req.pid, req.timeoutMs ?? 30_000);
       }
       case "balance":
         return await d.balance(req.dryRun === true);

@@ -134,8 +134,6 @@ export function connectAgent(
 
 /** Builds the move function of an agent. */
 export function makeMover(d: MoverDeps): MoveFn {
-  const connectTo = (p: PeerSnapshot) => connectAgent(d, p);
-
   return async (req) => {
     if (d.busy.has(req.pid)) {
       throw new PpmError(
@@ -148,139 +146,175 @@ export function makeMover(d: MoverDeps): MoveFn {
     const peer = findPeer(d.discovery.status().peers, req.to);
     d.busy.add(req.pid);
     try {
-      return await moveTo(peer, req);
+      return await moveTo(d, peer, req);
     } finally {
       d.busy.delete(req.pid);
     }
   };
+}
 
-  async function moveTo(peer: PeerSnapshot, req: MoveRequest): Promise<MoveResult> {
-    const conn = await connectTo(peer);
-    const prior = d.table.running(req.pid);
-    const nodeAddr = d.discovery.status().self.addresses[0] ?? "";
-    const redirects = new PeerRedirects(async (addr) => {
-      const at = d.discovery.status().peers.find((x) => x.addresses.includes(addr));
-      if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
-      return await connectTo(at);
-    }, (s) => d.log("info", s));
-    const network: NetworkSide = {
-      nodeAddr,
-      clusterAddrs: d.discovery.status().peers.filter((x) => x.state === "alive").flatMap((x) =>
-        x.addresses
-      ),
-      prepare: (addrs) => redirects.prepare(addrs),
-      addAt: (addr, entries) => redirects.add(addr, entries),
-    };
-    const name = prior?.name ?? await commOf(req.pid);
-    let relay: KeptRelay | undefined;
-    try {
-      const r = await migrateOut(req.pid, conn, {
-        node: d.node,
-        origin: prior?.origin,
-        moves: prior?.moves ?? 0,
-        stepTimeoutMs: req.timeoutMs,
-        deadlineMs: req.deadlineMs,
-        copyAll: req.copyAll,
-        network,
-        log: (s) => d.log("info", s),
-        onProgress: req.onProgress,
-        onPhase: req.onPhase,
-        onRelay: (r) => relay = r,
-        askOutcome: async (pid, comm) => {
-          // Found again: a restarted agent there may listen on another port.
-          const q = await connectTo(findPeer(d.discovery.status().peers, peer.name));
-          try {
-            await q.send({ op: "outcome?", pid, comm });
-            const a = await q.recv(5_000) as { op?: string; state?: string };
-            return a?.op === "outcome" && ["running", "absent", "pending"].includes(a.state ?? "")
-              ? a.state as "running" | "absent" | "pending"
-              : undefined;
-          } finally {
-            q.close();
-          }
-        },
-      });
-      const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
-      d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);
-      // The connection this visit came in on goes with this departure: the process may come
-      // back here later, in on another connection, and the news of its end then passes here
-      // twice, once for each visit, each time towards the node that visit came from.
-      const up = d.upstream.get(req.pid);
-      d.upstream.delete(req.pid);
-      follow(conn, peer.name, req.pid, r.pid, relay, up);
-      await conn.send(handover).catch((e) =>
-        d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
-      );
+/** The redirects a move sets up on the peers, each reached through its agent. */
+function peerRedirects(d: MoverDeps): PeerRedirects {
+  return new PeerRedirects(async (addr) => {
+    const at = d.discovery.status().peers.find((x) => x.addresses.includes(addr));
+    if (!at) throw new PpmError("cannot redirect", `no peer has the address ${addr}`);
+    return await connectAgent(d, at);
+  }, (s) => d.log("info", s));
+}
+
+/** What migrateOut needs of the network: this node's address, the cluster's, the redirects. */
+function networkSide(d: MoverDeps, redirects: PeerRedirects): NetworkSide {
+  const nodeAddr = d.discovery.status().self.addresses[0] ?? "";
+  return {
+    nodeAddr,
+    clusterAddrs: d.discovery.status().peers.filter((x) => x.state === "alive").flatMap((x) =>
+      x.addresses
+    ),
+    prepare: (addrs) => redirects.prepare(addrs),
+    addAt: (addr, entries) => redirects.add(addr, entries),
+  };
+}
+
+/** Asks the agent of `peerName` how process `pid` (`comm`) fared there, on a new connection. */
+async function askOutcome(
+  d: MoverDeps,
+  peerName: string,
+  pid: number,
+  comm: string,
+): Promise<"running" | "absent" | "pending" | undefined> {
+  // Found again: a restarted agent there may listen on another port.
+  const q = await connectAgent(d, findPeer(d.discovery.status().peers, peerName));
+  try {
+    await q.send({ op: "outcome?", pid, comm });
+    const a = await q.recv(5_000) as { op?: string; state?: string };
+    return a?.op === "outcome" && ["running", "absent", "pending"].includes(a.state ?? "")
+      ? a.state as "running" | "absent" | "pending"
+      : undefined;
+  } finally {
+    q.close();
+  }
+}
+
+/** Moves process `req.pid` to `peer`: migrateOut, then the record, the handover and the follow-up. */
+async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promise<MoveResult> {
+  const conn = await connectAgent(d, peer);
+  const prior = d.table.running(req.pid);
+  const redirects = peerRedirects(d);
+  const network = networkSide(d, redirects);
+  const name = prior?.name ?? await commOf(req.pid);
+  let relay: KeptRelay | undefined;
+  try {
+    const r = await migrateOut(req.pid, conn, {
+      node: d.node,
+      origin: prior?.origin,
+      moves: prior?.moves ?? 0,
+      stepTimeoutMs: req.timeoutMs,
+      deadlineMs: req.deadlineMs,
+      copyAll: req.copyAll,
+      network,
+      log: (s) => d.log("info", s),
+      onProgress: req.onProgress,
+      onPhase: req.onPhase,
+      onRelay: (r) => relay = r,
+      askOutcome: (pid, comm) => askOutcome(d, peer.name, pid, comm),
+    });
+    const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
+    d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);
+    // The connection this visit came in on goes with this departure: the process may come
+    // back here later, in on another connection, and the news of its end then passes here
+    // twice, once for each visit, each time towards the node that visit came from.
+    const up = d.upstream.get(req.pid);
+    d.upstream.delete(req.pid);
+    follow(d, conn, peer.name, req.pid, r.pid, relay, up);
+    await conn.send(handover).catch((e) =>
+      d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
+    );
+    d.log(
+      "info",
+      `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes; ${
+        req.why.kind === "balance" ? `balance: ${req.why.mode}` : req.why.by
+      })`,
+    );
+    return { ...r, to: peer.name };
+  } catch (e) {
+    conn.close();
+    d.log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
+    throw e;
+  } finally {
+    await redirects.close();
+  }
+}
+
+/**
+ * Takes the news of the exit of `pidThere` from the destination, records it
+ * for `pidHere` and passes it on `up` (towards where the process came from).
+ * Resolves when the news came, or the connection ended without it.
+ */
+function watchExit(
+  d: MoverDeps,
+  conn: MigrationChannel,
+  pidHere: number,
+  pidThere: number,
+  up: MigrationChannel | undefined,
+): Promise<void> {
+  let exitSeen!: () => void;
+  const exited = new Promise<void>((r) => exitSeen = r);
+  (async () => {
+    for (;;) {
+      const msg = await conn.recv(Infinity);
+      if (!isExitMessage(msg) || msg.pid !== pidThere) continue;
+      d.table.exitedElsewhere(pidHere, toExitStatus(msg));
+      up?.send({ ...msg, pid: pidHere }).catch(() => {});
+      exitSeen();
+      return;
+    }
+  })().catch(() => exitSeen());
+  return exited;
+}
+
+/**
+ * After a move: relays the process's standard streams, takes the news of
+ * its exit from the destination (and passes it on towards where the
+ * process came from), and closes the connection once the relay ended and
+ * the news came, or {@link EXIT_GRACE_MS} after the relay. When the
+ * connection breaks first, the relay waits (parked) for the destination's
+ * agent to take it up on a new connection, which is then followed alike.
+ */
+function follow(
+  d: MoverDeps,
+  conn: MigrationChannel,
+  to: string,
+  pidHere: number,
+  pidThere: number,
+  relay: KeptRelay | undefined,
+  up: MigrationChannel | undefined,
+  peerHas?: StreamOffsets,
+) {
+  const exited = watchExit(d, conn, pidHere, pidThere, up);
+  const run: Promise<RelayEnd> = relay ? relay.run(conn, peerHas) : Promise.resolve("ended");
+  run.then(async (end) => {
+    if (end === "broken" && relay && d.parked) {
+      conn.close();
       d.log(
         "info",
-        `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes; ${
-          req.why.kind === "balance" ? `balance: ${req.why.mode}` : req.why.by
-        })`,
+        `relay of process ${pidHere} to ${to} broke; it waits for ${to} to reconnect`,
       );
-      return { ...r, to: peer.name };
-    } catch (e) {
-      conn.close();
-      d.log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
-      throw e;
-    } finally {
-      await redirects.close();
+      d.parked.park(
+        relay,
+        to,
+        (c, has) => follow(d, c, to, pidHere, pidThere, relay, up, has),
+        () => d.table.relayEnded(pidHere),
+      );
+      return;
     }
-  }
-
-  /**
-   * After a move: relays the process's standard streams, takes the news of
-   * its exit from the destination (and passes it on towards where the
-   * process came from), and closes the connection once the relay ended and
-   * the news came, or {@link EXIT_GRACE_MS} after the relay. When the
-   * connection breaks first, the relay waits (parked) for the destination's
-   * agent to take it up on a new connection, which is then followed alike.
-   */
-  function follow(
-    conn: MigrationChannel,
-    to: string,
-    pidHere: number,
-    pidThere: number,
-    relay: KeptRelay | undefined,
-    up: MigrationChannel | undefined,
-    peerHas?: StreamOffsets,
-  ) {
-    let exitSeen!: () => void;
-    const exited = new Promise<void>((r) => exitSeen = r);
-    (async () => {
-      for (;;) {
-        const msg = await conn.recv(Infinity);
-        if (!isExitMessage(msg) || msg.pid !== pidThere) continue;
-        d.table.exitedElsewhere(pidHere, toExitStatus(msg));
-        up?.send({ ...msg, pid: pidHere }).catch(() => {});
-        exitSeen();
-        return;
-      }
-    })().catch(() => exitSeen());
-    const run: Promise<RelayEnd> = relay ? relay.run(conn, peerHas) : Promise.resolve("ended");
-    run.then(async (end) => {
-      if (end === "broken" && relay && d.parked) {
-        conn.close();
-        d.log(
-          "info",
-          `relay of process ${pidHere} to ${to} broke; it waits for ${to} to reconnect`,
-        );
-        d.parked.park(
-          relay,
-          to,
-          (c, has) => follow(c, to, pidHere, pidThere, relay, up, has),
-          () => d.table.relayEnded(pidHere),
-        );
-        return;
-      }
-      relay?.close();
-      d.table.relayEnded(pidHere);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        exited,
-        new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
-      ]);
-      clearTimeout(timer);
-      conn.close();
-    });
-  }
+    relay?.close();
+    d.table.relayEnded(pidHere);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      exited,
+      new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
+    ]);
+    clearTimeout(timer);
+    conn.close();
+  });
 }

@@ -5,12 +5,16 @@
  *
  * @module
  */
+import * as v from "valibot";
 import { EXIT, PpmError } from "../errors.ts";
 import { explainConfig, type ExplainedConfig } from "./resolve.ts";
 import { CONFIG_ENV, DEFAULT_CONFIG_PATH, type PpmConfig } from "./schema.ts";
 
 /** The largest configuration file read, in bytes. */
 export const MAX_CONFIG_BYTES = 1 << 20;
+
+/** The `--config` flag: a non-empty path; null or undefined when not given. */
+const ConfigFlagSchema = v.nullish(v.pipe(v.string(), v.nonEmpty()));
 
 /** What {@link readConfigFile} found. */
 export interface ConfigFile {
@@ -41,18 +45,16 @@ export function configPath(
   env: Record<string, string | undefined>,
   defaultPath: string = DEFAULT_CONFIG_PATH,
 ): { path: string; explicit: boolean; label: string } {
-  const flag = flags.config;
-  if (flag !== undefined && flag !== null) {
-    if (typeof flag !== "string" || flag === "") {
-      throw new PpmError(
-        `--config ${JSON.stringify(flag)}`,
-        "not a file path",
-        "give the path of a JSON file",
-        EXIT.USAGE,
-      );
-    }
-    return { path: flag, explicit: true, label: "--config" };
+  const flag = v.safeParse(ConfigFlagSchema, flags.config);
+  if (!flag.success) {
+    throw new PpmError(
+      `--config ${JSON.stringify(flags.config)}`,
+      "not a file path",
+      "give the path of a JSON file",
+      EXIT.USAGE,
+    );
   }
+  if (flag.output != null) return { path: flag.output, explicit: true, label: "--config" };
   const fromEnv = env[CONFIG_ENV];
   if (fromEnv) return { path: fromEnv, explicit: true, label: CONFIG_ENV };
   return { path: defaultPath, explicit: false, label: "the default" };

@@ -8,4 +8,11 @@
 export * from "./load.ts";
 export * from "./resolve.ts";
 export * from "./schema.ts";
-export { InvalidValue, MAX_INTERVAL, MAX_SOCKET_PATH, MIN_INTERVAL } from "./values.ts";
+export { suggest } from "./suggest.ts";
+export {
+  MAX_INTERVAL,
+  MAX_SOCKET_PATH,
+  MIN_INTERVAL,
+  type ValueKind,
+  type ValueSchema,
+} from "./values.ts";

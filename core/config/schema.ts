@@ -5,7 +5,8 @@
  *
  * @module
  */
-import * as v from "./values.ts";
+import * as v from "valibot";
+import * as val from "./values.ts";
 
 /** How much the agent logs. */
 export type LogLevel = "error" | "warn" | "info" | "debug";
@@ -18,38 +19,44 @@ export function logs(level: string, threshold: LogLevel): boolean {
   return (LOG_LEVELS as readonly string[]).indexOf(level) <= LOG_LEVELS.indexOf(threshold);
 }
 
-/** The node agent's configuration, resolved and checked. */
-export interface PpmConfig {
+/** A log level's value kind. */
+const LOG_LEVEL: val.ValueKind<LogLevel> = val.oneOf("a log level", LOG_LEVELS);
+
+/** The node agent's configuration, resolved and checked: the type of {@link PpmConfig}. */
+export const PpmConfigSchema = v.strictObject({
   /** IPv4 multicast group of the discovery announcements. */
-  group: string;
+  group: val.multicastGroup.file,
   /** UDP port of the discovery announcements. */
-  port: number;
+  port: val.port.file,
   /**
    * Interface for multicast, a name ("br0") or one of its IPv4 addresses;
    * null lets the kernel choose by its routing table (the route to the group).
    */
-  interface: string | null;
+  interface: v.nullable(val.networkInterface.file),
   /** Multicast time-to-live; 1 keeps announcements on the local network. */
-  ttl: number;
+  ttl: val.ttl.file,
   /** The IPv4 address peers should use to reach this node; null: the interface's addresses. */
-  advertise: string | null;
+  advertise: v.nullable(val.unicastAddress.file),
   /** This node's name (default: the hostname). */
-  nodeName: string;
+  nodeName: val.nodeName.file,
   /** The cluster secret file. */
-  secretFile: string;
+  secretFile: val.filePath.file,
   /** TCP port for incoming migrations. */
-  migrationPort: number;
+  migrationPort: val.port.file,
   /** Seconds between announcements. */
-  announceInterval: number;
+  announceInterval: val.interval.file,
   /** Missed announce intervals after which a peer is dropped. */
-  peerExpiry: number;
+  peerExpiry: val.missedIntervals.file,
   /** How much the agent logs. */
-  logLevel: LogLevel;
+  logLevel: LOG_LEVEL.file,
   /** The control socket of the agent (unix socket). */
-  controlSocket: string;
+  controlSocket: val.socketPath.file,
   /** The balancing settings, as given (core/balance/settings.ts checks them); absent when not given. */
-  balance?: Record<string, unknown>;
-}
+  balance: v.optional(val.object.file),
+});
+
+/** The node agent's configuration, resolved and checked. */
+export type PpmConfig = v.InferOutput<typeof PpmConfigSchema>;
 
 /** The name of a setting (a key of {@link PpmConfig}). */
 export type SettingName = keyof PpmConfig;
@@ -85,8 +92,8 @@ export interface SettingSpec {
   flag?: string;
   /** The flag's value placeholder in help text. */
   arg?: string;
-  /** Parses a raw value. */
-  parse: v.ValueParser<unknown>;
+  /** The kind of its value: how it is checked in the file and as text, and the fix. */
+  value: val.ValueKind<unknown>;
   /** True when null in the file (or the empty string from flags) means "none". */
   nullable?: boolean;
   /** One line for help text. */
@@ -100,7 +107,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_GROUP",
     flag: "--group",
     arg: "ADDR",
-    parse: v.multicastGroup,
+    value: val.multicastGroup,
     help: `multicast group of the announcements (default ${CONFIG_DEFAULTS.group})`,
   },
   {
@@ -108,7 +115,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_PORT",
     flag: "--port",
     arg: "PORT",
-    parse: v.port,
+    value: val.port,
     help: `UDP port of the announcements (default ${CONFIG_DEFAULTS.port})`,
   },
   {
@@ -116,7 +123,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_INTERFACE",
     flag: "--interface",
     arg: "NAME|ADDR",
-    parse: v.networkInterface,
+    value: val.networkInterface,
     nullable: true,
     help: "interface for multicast (default: the kernel's route to the group)",
   },
@@ -125,7 +132,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_TTL",
     flag: "--ttl",
     arg: "N",
-    parse: v.ttl,
+    value: val.ttl,
     help: `multicast TTL (default ${CONFIG_DEFAULTS.ttl}: the local network only)`,
   },
   {
@@ -133,7 +140,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_ADVERTISE",
     flag: "--advertise",
     arg: "ADDR",
-    parse: v.unicastAddress,
+    value: val.unicastAddress,
     nullable: true,
     help: "address peers use to reach this node (default: the interface's addresses)",
   },
@@ -142,7 +149,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_NODE_NAME",
     flag: "--node-name",
     arg: "NAME",
-    parse: v.nodeName,
+    value: val.nodeName,
     help: "this node's name (default: the hostname)",
   },
   {
@@ -150,7 +157,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_SECRET_FILE",
     flag: "--secret-file",
     arg: "FILE",
-    parse: v.filePath,
+    value: val.filePath,
     help: `the cluster secret (default ${CONFIG_DEFAULTS.secretFile})`,
   },
   {
@@ -158,7 +165,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_MIGRATION_PORT",
     flag: "--migration-port",
     arg: "PORT",
-    parse: v.port,
+    value: val.port,
     help: `TCP port for incoming migrations (default ${CONFIG_DEFAULTS.migrationPort})`,
   },
   {
@@ -166,7 +173,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_ANNOUNCE_INTERVAL",
     flag: "--announce-interval",
     arg: "DURATION",
-    parse: v.interval,
+    value: val.interval,
     help: `seconds between announcements, or "250ms" (default ${CONFIG_DEFAULTS.announceInterval})`,
   },
   {
@@ -174,7 +181,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_PEER_EXPIRY",
     flag: "--peer-expiry",
     arg: "N",
-    parse: v.missedIntervals,
+    value: val.missedIntervals,
     help: `missed intervals before a peer is dropped (default ${CONFIG_DEFAULTS.peerExpiry})`,
   },
   {
@@ -182,7 +189,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_LOG_LEVEL",
     flag: "--log-level",
     arg: "LEVEL",
-    parse: v.oneOf("a log level", LOG_LEVELS),
+    value: LOG_LEVEL,
     help: `${LOG_LEVELS.slice(0, -1).join(", ")} or ${
       LOG_LEVELS.at(-1)
     } (default ${CONFIG_DEFAULTS.logLevel})`,
@@ -192,12 +199,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     env: "PPM_CONTROL_SOCKET",
     flag: "--control-socket",
     arg: "PATH",
-    parse: v.socketPath,
+    value: val.socketPath,
     help: `the agent's control socket (default ${CONFIG_DEFAULTS.controlSocket})`,
   },
   {
     name: "balance",
-    parse: v.object,
+    value: val.object,
     help: "balancing settings (file only; see docs/balancing.md)",
   },
 ];

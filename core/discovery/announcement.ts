@@ -1,72 +1,15 @@
 /**
  * The discovery announcement: what a node tells its peers every interval,
- * its msgpack encoding, and the checks every decoded field must pass. The
- * framing and the MAC around it are in wire.ts.
+ * its msgpack encoding, and the checks every decoded field must pass, as one
+ * valibot schema (the announcement's type is the schema's). The framing and
+ * the MAC around it are in wire.ts.
  *
  * @module
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
-import type { Announcement as BalanceAnnouncement, LoadSample } from "../balance/types.ts";
-import { ipv4Bytes, NODE_NAME } from "../config/values.ts";
-
-/**
- * The load a node announces: the balancing announcement (see
- * core/balance/types.ts, less the id, which the announcement carries) plus
- * the run queue and the kernel's load averages of the sample it came from.
- */
-export interface LoadVector extends Omit<BalanceAnnouncement, "id"> {
-  /** Runnable tasks when measured ({@link LoadSample.runnable}). */
-  runnable: LoadSample["runnable"];
-  /** The 1, 5 and 15 minute load averages ({@link LoadSample.loadavg}). */
-  loadavg: LoadSample["loadavg"];
-  /** CPU pressure "some avg10" in percent; absent without PSI. */
-  cpuPressure?: number;
-}
-
-/** CPU features: a hash of every flag, and the flags that matter to migrated code. */
-export interface CpuFeatures {
-  /** First 16 hex digits of SHA-256 over the sorted, space-separated /proc/cpuinfo flags. */
-  hash: string;
-  /**
-   * The user-visible flags (avx2, sse4_2, ...), sorted; see core/restore/compat.ts.
-   * At most {@link MAX_CPU_FLAG_BYTES}; the migration offer carries the full list.
-   */
-  flags: string[];
-}
-
-/** What a node announces. Times are milliseconds since the epoch on the sender's clock. */
-export interface PeerAnnouncement {
-  /** Random id of this agent run: 16 hex digits, new at every start. */
-  id: string;
-  /** The node's name (configured; default its hostname). */
-  name: string;
-  /** The node's hostname. */
-  hostname: string;
-  /** IPv4 addresses peers may use to reach it, best first (at most {@link MAX_ADDRESSES}). */
-  addresses: string[];
-  /** TCP port for incoming migrations. */
-  migrationPort: number;
-  /** ppm's version. */
-  version: string;
-  /** The kernel module ABI version ppm speaks. */
-  abi: number;
-  /** Kernel release (uname -r). */
-  kernel: string;
-  /** CPU features. */
-  cpu: CpuFeatures;
-  /** The node's load. */
-  load: LoadVector;
-  /** Sequence number: 1 for the first announcement of a run, one more for each next. */
-  seq: number;
-  /** When it was sent. */
-  timestamp: number;
-  /** When the agent started. */
-  startedAt: number;
-  /** Milliseconds between its announcements (peers expire it after a few missed ones). */
-  interval: number;
-  /** True on the last announcement of a run: the node is shutting down. */
-  leaving: boolean;
-}
+import * as v from "valibot";
+import type { Announcement as BalanceAnnouncement } from "../balance/types.ts";
+import { ipv4Bytes, isObject, NODE_NAME } from "../config/values.ts";
 
 /** Most addresses an announcement carries. */
 export const MAX_ADDRESSES = 4;
@@ -95,7 +38,7 @@ const decoder = new Decoder({
   maxExtLength: 0,
 });
 
-/** Why a body was refused; thrown by the field checks. */
+/** Why a body was refused; thrown by the checks. */
 export class MalformedAnnouncement extends Error {
   /** @param why the first field that failed, e.g. "seq is -1" */
   constructor(why: string) {
@@ -104,86 +47,167 @@ export class MalformedAnnouncement extends Error {
   }
 }
 
-type Obj = Record<string, unknown>;
-
-function fail(field: string, value: unknown): never {
-  const shown = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
-  throw new MalformedAnnouncement(`${field} is ${shown.slice(0, 40)}`);
-}
-
-function obj(v: unknown, field: string): Obj {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) fail(field, v);
-  return v as Obj;
-}
-
-function str(o: Obj, k: string, re: RegExp, field = k): string {
-  const v = o[k];
-  if (typeof v !== "string" || !re.test(v)) fail(field, v);
-  return v;
-}
-
-/** A number; 64-bit integers (bigint from the decoder) within the safe range count too. */
-function numeric(v: unknown): unknown {
-  if (typeof v !== "bigint" || v > BigInt(SAFE) || v < -BigInt(SAFE)) return v;
-  return Number(v);
-}
-
-function int(o: Obj, k: string, min: number, max: number, field = k): number {
-  const v = numeric(o[k]);
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) fail(field, v);
-  return v;
-}
-
-function real(o: Obj, k: string, field: string): number {
-  const v = numeric(o[k]);
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) fail(field, v);
-  return v;
-}
-
-function bool(o: Obj, k: string, field = k): boolean {
-  const v = o[k];
-  if (typeof v !== "boolean") fail(field, v);
-  return v;
-}
-
+const SAFE = Number.MAX_SAFE_INTEGER;
 const PRINTABLE = (max: number) => new RegExp(`^[\\x21-\\x7e]{1,${max}}$`);
-const HOSTNAME = PRINTABLE(MAX_NAME);
-const KERNEL = PRINTABLE(MAX_NAME);
-const VERSION_RE = PRINTABLE(MAX_VERSION);
 const ID = /^[0-9a-f]{16}$/;
 const FLAG = /^[a-z0-9_.]{1,24}$/;
-const SAFE = Number.MAX_SAFE_INTEGER;
 
-function unicast(v: unknown, field: string): string {
-  const b = typeof v === "string" ? ipv4Bytes(v) : undefined;
-  if (!b || b[0] === 0 || b[0] >= 224) fail(field, v);
-  return v as string;
+/** A number; 64-bit integers (bigint from the decoder) within the safe range count too. */
+function numeric(x: unknown): unknown {
+  if (typeof x !== "bigint" || x > BigInt(SAFE) || x < -BigInt(SAFE)) return x;
+  return Number(x);
 }
+
+/** A decoded number (see {@link numeric}). */
+const Num = v.pipe(v.unknown(), v.transform(numeric), v.number());
+/** A whole number from `min` to `max`. */
+const Int = (min: number, max: number) =>
+  v.pipe(Num, v.integer(), v.minValue(min), v.maxValue(max));
+/** A finite number, 0 or more. */
+const Real = v.pipe(Num, v.finite(), v.minValue(0));
+/** A string matching `re`. */
+const Text = (re: RegExp) => v.pipe(v.string(), v.regex(re));
+/** A unicast IPv4 address (not 0.x, multicast or broadcast). */
+const Unicast = v.pipe(
+  v.string(),
+  v.check((s) => {
+    const b = ipv4Bytes(s);
+    return b !== undefined && b[0] !== 0 && b[0] < 224;
+  }),
+);
+/** An object (not null, not an array) with `entries`; other keys are dropped. */
+const Obj = <E extends v.ObjectEntries>(entries: E) =>
+  v.pipe(v.custom<Record<string, unknown>>(isObject), v.object(entries));
+/** An array of at most `max` items, each checked by `item` once the array's shape is right. */
+const List = <T>(item: v.GenericSchema<unknown, T>, max: number) =>
+  v.pipe(v.custom<unknown[]>((a) => Array.isArray(a) && a.length <= max), v.array(item));
 
 /** The bytes `flags` count against {@link MAX_CPU_FLAG_BYTES}. */
 export function flagBytes(flags: readonly string[]): number {
   return flags.reduce((n, f) => n + f.length + 1, 0);
 }
 
+/** CPU features: a hash of every flag, and the flags that matter to migrated code. */
+export const CpuFeaturesSchema = Obj({
+  /** First 16 hex digits of SHA-256 over the sorted, space-separated /proc/cpuinfo flags. */
+  hash: Text(ID),
+  /**
+   * The user-visible flags (avx2, sse4_2, ...), sorted; see core/restore/compat.ts.
+   * At most {@link MAX_CPU_FLAG_BYTES}; the migration offer carries the full list.
+   */
+  flags: v.pipe(
+    List(Text(FLAG), MAX_CPU_FLAGS),
+    v.rawCheck(({ dataset, addIssue }) => {
+      // Refused as "N flags": the whole list would not say why.
+      const flags = dataset.value as string[];
+      if (flagBytes(flags) > MAX_CPU_FLAG_BYTES) addIssue({ input: `${flags.length} flags` });
+    }),
+  ),
+});
+
+/** CPU features: a hash of every flag, and the flags that matter to migrated code. */
+export type CpuFeatures = v.InferOutput<typeof CpuFeaturesSchema>;
+
+/**
+ * The load a node announces: the balancing announcement (see
+ * core/balance/types.ts, less the id, which the announcement carries) plus
+ * the run queue and the kernel's load averages of the sample it came from.
+ */
+export const LoadVectorSchema = v.pipe(
+  Obj({
+    /** The exported load: normalised, rises at once and decays slowly. */
+    load: Real,
+    /** Online CPUs. */
+    cpus: Int(1, 1 << 20),
+    /** Relative CPU speed. */
+    speed: Real,
+    /** Total memory in bytes. */
+    memTotal: Real,
+    /** Available memory in bytes, less memory reserved for incoming migrations. */
+    memAvailable: Real,
+    /** True when the node is draining: it sends work away and accepts none. */
+    drain: v.boolean(),
+    /** When the node measured what it announces, in seconds. */
+    at: Real,
+    /** Runnable tasks when measured (LoadSample.runnable). */
+    runnable: Real,
+    /** The 1, 5 and 15 minute load averages (LoadSample.loadavg). */
+    loadavg: v.pipe(
+      v.custom<unknown[]>((a) => Array.isArray(a) && a.length === 3),
+      v.tuple([Real, Real, Real]),
+    ),
+    /** CPU pressure "some avg10" in percent; absent without PSI. */
+    cpuPressure: v.optional(Real),
+  }),
+  v.transform((load) => {
+    if (load.cpuPressure === undefined) delete load.cpuPressure;
+    return load;
+  }),
+) satisfies v.GenericSchema<unknown, Omit<BalanceAnnouncement, "id">>;
+
+/** The load a node announces (see {@link LoadVectorSchema}). */
+export type LoadVector = v.InferOutput<typeof LoadVectorSchema>;
+
+/** What a node announces. Times are milliseconds since the epoch on the sender's clock. */
+export const PeerAnnouncementSchema = Obj({
+  /** Random id of this agent run: 16 hex digits, new at every start. */
+  id: Text(ID),
+  /** The node's name (configured; default its hostname). */
+  name: Text(NODE_NAME),
+  /** The node's hostname. */
+  hostname: Text(PRINTABLE(MAX_NAME)),
+  /** IPv4 addresses peers may use to reach it, best first (at most {@link MAX_ADDRESSES}). */
+  addresses: List(Unicast, MAX_ADDRESSES),
+  /** TCP port for incoming migrations. */
+  migrationPort: Int(1, 65535),
+  /** ppm's version. */
+  version: Text(PRINTABLE(MAX_VERSION)),
+  /** The kernel module ABI version ppm speaks. */
+  abi: Int(0, 0x7fffffff),
+  /** Kernel release (uname -r). */
+  kernel: Text(PRINTABLE(MAX_NAME)),
+  /** CPU features. */
+  cpu: CpuFeaturesSchema,
+  /** The node's load. */
+  load: LoadVectorSchema,
+  /** Sequence number: 1 for the first announcement of a run, one more for each next. */
+  seq: Int(1, SAFE),
+  /** When it was sent. */
+  timestamp: Int(0, SAFE),
+  /** When the agent started. */
+  startedAt: Int(0, SAFE),
+  /** Milliseconds between its announcements (peers expire it after a few missed ones). */
+  interval: Int(INTERVAL_RANGE_MS[0], INTERVAL_RANGE_MS[1]),
+  /** True on the last announcement of a run: the node is shutting down. */
+  leaving: v.boolean(),
+});
+
+/** What a node announces (see {@link PeerAnnouncementSchema}). */
+export type PeerAnnouncement = v.InferOutput<typeof PeerAnnouncementSchema>;
+
+/** How a value is shown in a refusal: JSON (bigints as `5n`), at most 40 characters. */
+function shown(value: unknown): string {
+  const s = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
+  return s.slice(0, 40);
+}
+
+/** The refusal of an issue: the field (array items count as their array) and the value, e.g. `seq is -1`. */
+function refusal(issue: v.BaseIssue<unknown>, root: string[]): MalformedAnnouncement {
+  const keys = (issue.path ?? []).map((p) => p.key).filter((k) => typeof k === "string");
+  const field = [...root, ...keys].join(".") || "the announcement";
+  return new MalformedAnnouncement(`${field} is ${shown(issue.input)}`);
+}
+
+/** `value` checked by `schema`; throws {@link MalformedAnnouncement} for the first bad field. */
+function checked<T>(schema: v.GenericSchema<unknown, T>, value: unknown, root: string[]): T {
+  const r = v.safeParse(schema, value, { abortEarly: true });
+  if (!r.success) throw refusal(r.issues[0], root);
+  return r.output;
+}
+
 /** Checks a decoded load vector and returns a clean copy. */
-export function checkLoad(v: unknown): LoadVector {
-  const o = obj(v, "load");
-  const avg = o.loadavg;
-  if (!Array.isArray(avg) || avg.length !== 3) fail("load.loadavg", avg);
-  const loadavg = [0, 1, 2].map((i) => real(avg as unknown as Obj, String(i), "load.loadavg"));
-  const out: LoadVector = {
-    load: real(o, "load", "load.load"),
-    cpus: int(o, "cpus", 1, 1 << 20, "load.cpus"),
-    speed: real(o, "speed", "load.speed"),
-    memTotal: real(o, "memTotal", "load.memTotal"),
-    memAvailable: real(o, "memAvailable", "load.memAvailable"),
-    drain: bool(o, "drain", "load.drain"),
-    at: real(o, "at", "load.at"),
-    runnable: real(o, "runnable", "load.runnable"),
-    loadavg: loadavg as [number, number, number],
-  };
-  if (o.cpuPressure !== undefined) out.cpuPressure = real(o, "cpuPressure", "load.cpuPressure");
-  return out;
+export function checkLoad(value: unknown): LoadVector {
+  return checked(LoadVectorSchema, value, ["load"]);
 }
 
 /**
@@ -191,32 +215,8 @@ export function checkLoad(v: unknown): LoadVector {
  * known fields (unknown ones, from a newer ppm, are dropped). Throws
  * {@link MalformedAnnouncement} naming the first bad field.
  */
-export function checkAnnouncement(v: unknown): PeerAnnouncement {
-  const o = obj(v, "the announcement");
-  const addrs = o.addresses;
-  if (!Array.isArray(addrs) || addrs.length > MAX_ADDRESSES) fail("addresses", addrs);
-  const cpu = obj(o.cpu, "cpu");
-  const flags = cpu.flags;
-  if (!Array.isArray(flags) || flags.length > MAX_CPU_FLAGS) fail("cpu.flags", flags);
-  for (const f of flags) if (typeof f !== "string" || !FLAG.test(f)) fail("cpu.flags", f);
-  if (flagBytes(flags as string[]) > MAX_CPU_FLAG_BYTES) fail("cpu.flags", `${flags.length} flags`);
-  return {
-    id: str(o, "id", ID),
-    name: str(o, "name", NODE_NAME),
-    hostname: str(o, "hostname", HOSTNAME),
-    addresses: addrs.map((a) => unicast(a, "addresses")),
-    migrationPort: int(o, "migrationPort", 1, 65535),
-    version: str(o, "version", VERSION_RE),
-    abi: int(o, "abi", 0, 0x7fffffff),
-    kernel: str(o, "kernel", KERNEL),
-    cpu: { hash: str(cpu, "hash", ID, "cpu.hash"), flags: [...flags] as string[] },
-    load: checkLoad(o.load),
-    seq: int(o, "seq", 1, SAFE),
-    timestamp: int(o, "timestamp", 0, SAFE),
-    startedAt: int(o, "startedAt", 0, SAFE),
-    interval: int(o, "interval", INTERVAL_RANGE_MS[0], INTERVAL_RANGE_MS[1]),
-    leaving: bool(o, "leaving"),
-  };
+export function checkAnnouncement(value: unknown): PeerAnnouncement {
+  return checked(PeerAnnouncementSchema, value, []);
 }
 
 /**

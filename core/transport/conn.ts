@@ -21,6 +21,7 @@ import { withTimeout } from "./deadline.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
 import { NonceCache } from "./nonces.ts";
 import { PeerConnection, type PeerConnectionOptions } from "./peer.ts";
+import { closeQuietly, type HalfOpen, HandshakeSlots } from "./slots.ts";
 
 /** Options of {@link connectPeer}. */
 export interface ConnectOptions {
@@ -172,12 +173,6 @@ function limit(value: number | undefined, fallback: number, name: string): numbe
   return value;
 }
 
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* closed */ }
-}
-
 /**
  * Connects to a node and authenticates both ways.
  *
@@ -255,15 +250,26 @@ async function connectOnce(opts: ConnectOptions, ms: number): Promise<PeerConnec
   );
 }
 
-/** A handshake in progress on the listener. */
-interface HalfOpen {
-  conn: Deno.Conn;
-  /** What it counts against ({@link sourceOf}). */
-  source: string;
-  /** Its frames to the client (to say "busy" when dropped). */
-  writer?: FrameWriter;
-  /** Why the listener dropped it, if it did. */
-  dropped?: string;
+/** What the steps of a running listener share. */
+interface Listening {
+  /** The listener's options. */
+  opts: ListenOptions;
+  /** Bound of each handshake, ms. */
+  ms: number;
+  /** Largest accepted clock difference, ms. */
+  maxSkew: number;
+  /** Nonces seen within the skew window (replays are refused). */
+  nonces: NonceCache;
+  /** Handshakes in progress, and their limits. */
+  slots: HandshakeSlots;
+  /** Handshakes being served (and what follows until the connection is handed on). */
+  serving: Set<Promise<void>>;
+  /** Connections refused so far, by code. */
+  refused: Partial<Record<RefusalCode, number>>;
+  /** Connections authenticated so far. */
+  accepted: number;
+  /** Set by close(). */
+  stopping: boolean;
 }
 
 /**
@@ -289,174 +295,148 @@ export function listenPeers(opts: ListenOptions): PeerListener {
     DEFAULT_MAX_PENDING_PER_SOURCE,
     "maxPendingPerSource",
   );
-  const hostname = opts.hostname ?? "0.0.0.0";
-  let listener: Deno.TcpListener;
+  const listener = listenOn(opts.hostname ?? "0.0.0.0", opts.port);
+  const st: Listening = {
+    opts,
+    ms,
+    maxSkew,
+    nonces: new NonceCache(2 * maxSkew),
+    slots: new HandshakeSlots(maxPending, maxPerSource),
+    serving: new Set(),
+    refused: {},
+    accepted: 0,
+    stopping: false,
+  };
+  return listenerHandle(st, listener, acceptLoop(st, listener));
+}
+
+/** The TCP listener on `hostname`:`port`; a PpmError saying why when there is none. */
+function listenOn(hostname: string, port: number): Deno.TcpListener {
   try {
-    listener = Deno.listen({ hostname, port: opts.port, transport: "tcp" });
+    return Deno.listen({ hostname, port, transport: "tcp" });
   } catch (e) {
     const busy = e instanceof Deno.errors.AddrInUse;
     throw new PpmError(
-      `transport: cannot listen on ${label(hostname, opts.port)}`,
+      `transport: cannot listen on ${label(hostname, port)}`,
       busy ? "the port is in use" : (e as Error)?.message ?? String(e),
       busy ? "stop what uses it, or configure another port" : "",
       busy ? EXIT.BUSY : EXIT.FAILURE,
     );
   }
-  const nonces = new NonceCache(2 * maxSkew);
-  /** Handshakes in progress, oldest first. */
-  const pending = new Map<Deno.Conn, HalfOpen>();
-  /** Handshakes in progress by source, oldest first. */
-  const bySource = new Map<string, HalfOpen[]>();
-  const serving = new Set<Promise<void>>();
-  const refused: Partial<Record<RefusalCode, number>> = {};
-  let accepted = 0, stopping = false;
+}
 
-  const refuse = (err: PpmError, code: RefusalCode, remote: string) => {
-    refused[code] = (refused[code] ?? 0) + 1;
+/** Counts a refused connection and tells `onRefused`. */
+function refuse(st: Listening, err: PpmError, code: RefusalCode, remote: string): void {
+  st.refused[code] = (st.refused[code] ?? 0) + 1;
+  try {
+    st.opts.onRefused?.({ code, reason: err.why, remote, error: err });
+  } catch { /* the callback's problem */ }
+}
+
+/** Accepts connections until the listener is closed, serving each handshake concurrently. */
+async function acceptLoop(st: Listening, listener: Deno.TcpListener): Promise<void> {
+  while (!st.stopping) {
+    let conn: Deno.Conn;
     try {
-      opts.onRefused?.({ code, reason: err.why, remote, error: err });
-    } catch { /* the callback's problem */ }
-  };
-
-  const forget = (h: HalfOpen) => {
-    if (!pending.delete(h.conn)) return;
-    const list = bySource.get(h.source)!;
-    list.splice(list.indexOf(h), 1);
-    if (list.length === 0) bySource.delete(h.source);
-  };
-
-  /**
-   * Drops a handshake in progress to make room: tells the client "busy" (so a
-   * real node tries again), then closes; its serve() reports the refusal.
-   */
-  const drop = (h: HalfOpen, why: string) => {
-    h.dropped = why;
-    forget(h);
-    const bye = h.writer ? h.writer.error("busy", why) : Promise.resolve();
-    withTimeout(bye, DROP_LINGER_MS, () => new Error("linger"))
-      .catch(() => {})
-      .finally(() => closeQuietly(h.conn));
-  };
-
-  /** Makes room for one more handshake from `source`. */
-  const admit = (conn: Deno.Conn, source: string): HalfOpen => {
-    const mine = bySource.get(source);
-    if (mine && mine.length >= maxPerSource) {
-      drop(
-        mine[0],
-        `more than ${maxPerSource} handshakes at once from ${source}: the oldest was dropped`,
-      );
-    }
-    if (pending.size >= maxPending) {
-      // The oldest handshake of the source with the most in progress.
-      let victim: HalfOpen | undefined, most = 0;
-      for (const list of bySource.values()) {
-        if (list.length > most) [victim, most] = [list[0], list.length];
-      }
-      if (victim) {
-        drop(victim, `more than ${maxPending} handshakes at once: the oldest was dropped`);
-      }
-    }
-    const h: HalfOpen = { conn, source };
-    pending.set(conn, h);
-    const list = bySource.get(source);
-    if (list) list.push(h);
-    else bySource.set(source, [h]);
-    return h;
-  };
-
-  const serve = async (h: HalfOpen) => {
-    const conn = h.conn;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    const remote = label(addr.hostname, addr.port);
-    tune(conn);
-    const reader = new FrameReader(conn, { peer: remote });
-    const writer = h.writer = new FrameWriter(conn, { peer: remote });
-    const io: HandshakeIo = { reader, writer, abort: () => closeQuietly(conn), label: remote };
-    let peer: string;
-    try {
-      ({ peer } = await serverHandshake(io, {
-        secret: opts.secret,
-        node: opts.node,
-        timeoutMs: ms,
-        maxClockSkewMs: maxSkew,
-        nonces,
-        clock: opts.clock,
-      }));
+      conn = await listener.accept();
     } catch (e) {
-      if (h.dropped === undefined) closeQuietly(conn); // a dropped one closes after its "busy"
-      if (stopping) return;
-      if (h.dropped !== undefined) {
-        const what = `transport: refused a connection from ${remote}`;
-        refuse(new AuthError("busy", what, h.dropped, BUSY_FIX), "busy", remote);
-        return;
-      }
-      const err = e instanceof PpmError ? e : new PpmError("transport: handshake", String(e));
-      refuse(err, e instanceof AuthError ? e.code : "malformed", remote);
+      if (st.stopping || e instanceof Deno.errors.BadResource) break; // closed
+      // Out of file descriptors or the like: a flood must not end the listener.
+      await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+      continue;
+    }
+    if (st.stopping) {
+      closeQuietly(conn);
+      break;
+    }
+    const source = sourceOf((conn.remoteAddr as Deno.NetAddr).hostname);
+    const p = serve(st, st.slots.admit(conn, source)).catch(() => {}).finally(() =>
+      st.serving.delete(p)
+    );
+    st.serving.add(p);
+  }
+}
+
+/** Runs the server side of one handshake; an authenticated connection goes to `onConnection`. */
+async function serve(st: Listening, h: HalfOpen): Promise<void> {
+  const { conn } = h;
+  const addr = conn.remoteAddr as Deno.NetAddr;
+  const remote = label(addr.hostname, addr.port);
+  tune(conn);
+  const reader = new FrameReader(conn, { peer: remote });
+  const writer = h.writer = new FrameWriter(conn, { peer: remote });
+  const io: HandshakeIo = { reader, writer, abort: () => closeQuietly(conn), label: remote };
+  let peer: string;
+  try {
+    ({ peer } = await serverHandshake(io, {
+      secret: st.opts.secret,
+      node: st.opts.node,
+      timeoutMs: st.ms,
+      maxClockSkewMs: st.maxSkew,
+      nonces: st.nonces,
+      clock: st.opts.clock,
+    }));
+  } catch (e) {
+    if (h.dropped === undefined) closeQuietly(conn); // a dropped one closes after its "busy"
+    if (st.stopping) return;
+    if (h.dropped !== undefined) {
+      const what = `transport: refused a connection from ${remote}`;
+      refuse(st, new AuthError("busy", what, h.dropped, BUSY_FIX), "busy", remote);
       return;
-    } finally {
-      forget(h);
     }
-    if (stopping || h.dropped !== undefined) return closeQuietly(conn);
-    accepted++;
-    const pc = new PeerConnection(conn, reader, writer, {
-      node: opts.node,
-      peer,
-      remote,
-    }, opts.connection);
-    Promise.resolve().then(() => opts.onConnection(pc)).catch((e) => {
-      pc.close(`the receiving node failed: ${(e as Error)?.message ?? e}`);
-      try {
-        opts.onError?.(e, pc);
-      } catch { /* the callback's problem */ }
-    });
-  };
+    const err = e instanceof PpmError ? e : new PpmError("transport: handshake", String(e));
+    refuse(st, err, e instanceof AuthError ? e.code : "malformed", remote);
+    return;
+  } finally {
+    st.slots.forget(h);
+  }
+  if (st.stopping || h.dropped !== undefined) return closeQuietly(conn);
+  st.accepted++;
+  const pc = new PeerConnection(conn, reader, writer, {
+    node: st.opts.node,
+    peer,
+    remote,
+  }, st.opts.connection);
+  handOn(st.opts, pc);
+}
 
-  const loop = (async () => {
-    while (!stopping) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (stopping || e instanceof Deno.errors.BadResource) break; // closed
-        // Out of file descriptors or the like: a flood must not end the listener.
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        continue;
-      }
-      if (stopping) {
-        closeQuietly(conn);
-        break;
-      }
-      const source = sourceOf((conn.remoteAddr as Deno.NetAddr).hostname);
-      const p = serve(admit(conn, source)).catch(() => {}).finally(() => serving.delete(p));
-      serving.add(p);
-    }
-  })();
+/** Gives `pc` to `onConnection`; when that throws, closes it and tells `onError`. */
+function handOn(opts: ListenOptions, pc: PeerConnection): void {
+  Promise.resolve().then(() => opts.onConnection(pc)).catch((e) => {
+    pc.close(`the receiving node failed: ${(e as Error)?.message ?? e}`);
+    try {
+      opts.onError?.(e, pc);
+    } catch { /* the callback's problem */ }
+  });
+}
 
+/** The {@link PeerListener} of a running listener. */
+function listenerHandle(
+  st: Listening,
+  listener: Deno.TcpListener,
+  loop: Promise<void>,
+): PeerListener {
   return {
     addr: listener.addr,
     get accepted() {
-      return accepted;
+      return st.accepted;
     },
     get pending() {
-      return pending.size;
+      return st.slots.pending.size;
     },
-    refused,
+    refused: st.refused,
     async close() {
-      if (stopping) return await loop;
-      stopping = true;
+      if (st.stopping) return await loop;
+      st.stopping = true;
       try {
         listener.close();
       } catch { /* closed */ }
       await loop;
-      for (const conn of pending.keys()) closeQuietly(conn);
-      await Promise.allSettled([...serving]);
+      for (const conn of st.slots.pending.keys()) closeQuietly(conn);
+      await Promise.allSettled([...st.serving]);
     },
   };
 }
-
-/** How long a dropped handshake may take to say "busy" before its socket is closed. */
-const DROP_LINGER_MS = 200;
 
 /** How long the listener waits after a failed accept (EMFILE, ...) before the next. */
 const ACCEPT_RETRY_MS = 50;

@@ -1,11 +1,13 @@
 /** The node agent's configuration: defaults, precedence, validation, the file. */
 import { join } from "node:path";
+import * as v from "valibot";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import {
   CONFIG_DEFAULTS,
   type ConfigInputs,
   explainConfig,
   loadConfig,
+  PpmConfigSchema,
   resolveConfig,
   SETTINGS,
 } from "../../core/config/mod.ts";
@@ -285,4 +287,99 @@ Deno.test("config: log levels, least verbose first; a level logs what is at most
   assertEquals(LOG_LEVELS.map((l) => logs(l, "error")), [true, false, false, false]);
   assert(logs("debug", "debug"));
   assert(logs("notice", "error"), "a message of no known level is logged");
+});
+
+Deno.test("config: hostile values are refused, named by their source", () => {
+  const cases: [Partial<ConfigInputs>, RegExp][] = [
+    // Huge numbers, NaN and infinities.
+    [{ env: { PPM_PORT: "1e400" } }, /^PPM_PORT=1e400: not a port$/],
+    [{ env: { PPM_PORT: "9".repeat(400) } }, /^PPM_PORT=9{400}: not a port$/],
+    [{ file: { port: 1e308 } }, /^port 1e\+308 in file: not a port$/],
+    // (A flag's value is shown as JSON, where NaN and the infinities are null.)
+    [{ flags: { port: Infinity } }, /^--port null: not a port$/],
+    [{ flags: { ttl: NaN } }, /^--ttl null: not a TTL$/],
+    [{ flags: { peerExpiry: 2 ** 53 } }, /^--peer-expiry 9007199254740992: not a number of/],
+    [{ flags: { announceInterval: NaN } }, /^--announce-interval null: not a duration$/],
+    [{ flags: { announceInterval: -Infinity } }, /not a duration$/],
+    [{ env: { PPM_ANNOUNCE_INTERVAL: "1e400" } }, /^PPM_ANNOUNCE_INTERVAL=1e400: not a duration$/],
+    [{ env: { PPM_ANNOUNCE_INTERVAL: "9".repeat(400) } }, /: not a duration$/],
+    [{ file: { announceInterval: 1e308 } }, /^announceInterval 1e\+308 in file: out of range$/],
+    // Negative.
+    [{ file: { ttl: -1 } }, /^ttl -1 in file: not a TTL$/],
+    [{ file: { peerExpiry: -5 } }, /^peerExpiry -5 in file: not a number of missed intervals$/],
+    [{ file: { announceInterval: -1 } }, /^announceInterval -1 in file: out of range$/],
+    [{ env: { PPM_ANNOUNCE_INTERVAL: "-1" } }, /^PPM_ANNOUNCE_INTERVAL=-1: not a duration$/],
+    [{ file: { announceInterval: "-1s" } }, /not a duration$/],
+    // Wrong types.
+    [{ file: { port: true } }, /^port true in file: not a port$/],
+    [{ file: { port: [7377] } }, /^port \[7377\] in file: not a port$/],
+    [{ file: { port: { value: 7377 } } }, /^port {"value":7377} in file: not a port$/],
+    [
+      { file: { group: {} } },
+      /^group {} in file: not an IPv4 multicast address \(give a string\)$/,
+    ],
+    [{ file: { logLevel: 1 } }, /^logLevel 1 in file: not a log level \(give a string\)$/],
+    [{ file: { balance: "x" } }, /^balance "x" in file: not an object$/],
+    [{ file: { balance: null } }, /^balance null in file: not an object$/],
+    [{ file: { advertise: false } }, /^advertise false in file: not an IPv4 address/],
+    [
+      { flags: { controlSocket: 5 } },
+      /^--control-socket 5: not an absolute path \(give a string\)$/,
+    ],
+    [{ flags: { port: null } }, /^--port null: not a port$/],
+    // A key that is there must hold a value (a caller's record, not JSON).
+    [{ file: { port: undefined } }, /^port undefined in file: not a port$/],
+    // Keys that name Object.prototype's members are not settings.
+    [{ file: JSON.parse('{"__proto__": {"port": 1}}') }, /unknown setting "__proto__"$/],
+    [{ file: { constructor: 1 } }, /unknown setting "constructor"$/],
+    [{ file: { toString: "x" } }, /unknown setting "toString"$/],
+    [{ flags: JSON.parse('{"__proto__": "1"}') }, /^unknown option --__proto__/],
+    [{ flags: { hasOwnProperty: "x" } }, /^unknown option --has-own-property/],
+    // Over-long strings.
+    [{ env: { PPM_NODE_NAME: "n".repeat(10_000) } }, /: not a node name$/],
+    [{ file: { group: "2".repeat(100_000) } }, /: not an IPv4 multicast address$/],
+    [{ file: { interface: "x".repeat(100_000) } }, /: not an interface name/],
+    [{ flags: { logLevel: "info".repeat(10_000) } }, /: not a log level$/],
+    [{ env: { PPM_CONTROL_SOCKET: "/" + "é".repeat(54) } }, /: longer than 107 bytes/],
+  ];
+  for (const [over, re] of cases) {
+    const e = usageError(() => resolveConfig(inputs(over)));
+    assertMatch(e.message, re, JSON.stringify(over).slice(0, 80));
+    assert(e.fix.length > 0, `a fix for ${JSON.stringify(over).slice(0, 80)}`);
+  }
+  assertEquals(Object.prototype.hasOwnProperty.call(Object.prototype, "port"), false);
+  const long = usageError(() =>
+    resolveConfig(inputs({ flags: { controlSocket: "/" + "x".repeat(200) } }))
+  );
+  assertMatch(long.fix, /absolute path of at most 107 bytes/);
+});
+
+Deno.test("config: the first fault in a source's own order is the one reported", () => {
+  const first = (over: Partial<ConfigInputs>) => usageError(() => resolveConfig(inputs(over)));
+  assertMatch(first({ file: { ttl: 0, port: 0 } }).message, /^ttl 0/);
+  assertMatch(first({ file: { port: 0, ttl: 0 } }).message, /^port 0/);
+  assertMatch(first({ file: { prot: 1, port: 0 } }).message, /unknown setting "prot"/);
+  assertMatch(first({ file: { port: 0, prot: 1 } }).message, /^port 0/);
+  assertMatch(first({ flags: { ttl: "x", port: "y" } }).message, /^--ttl x/);
+  assertMatch(first({ flags: { bogus: 1, port: "y" } }).message, /^unknown option --bogus/);
+  // Variables in the order of the settings.
+  assertMatch(first({ env: { PPM_TTL: "0", PPM_PORT: "y" } }).message, /^PPM_PORT=y/);
+});
+
+Deno.test("config: a balance object with hostile keys is passed on as it is, nothing polluted", () => {
+  const balance = JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1}');
+  const c = resolveConfig(inputs({ file: { balance } }));
+  assert(c.balance === balance, "the same object");
+  assertEquals(({} as Record<string, unknown>).polluted, undefined);
+});
+
+Deno.test("config: the resolved configuration fits PpmConfigSchema, whatever its sources", () => {
+  const env: Record<string, string> = { PPM_PORT: "9000", PPM_ANNOUNCE_INTERVAL: "250ms" };
+  const file = { interface: "br0", balance: { busyLoad: 1 }, logLevel: " debug " };
+  const flags = { advertise: "10.0.0.5", ttl: "4" };
+  for (const over of [{}, { env }, { file }, { flags }, { env, file, flags }]) {
+    const c = resolveConfig(inputs(over));
+    assertEquals(v.parse(PpmConfigSchema, c), c);
+  }
+  assertEquals(SETTINGS.map((s) => s.name), Object.keys(PpmConfigSchema.entries));
 });

@@ -30,12 +30,18 @@ import {
   rebuildSockets,
   type RebuiltSocket,
 } from "../restore/sockets.ts";
-import type { Offer } from "./protocol.ts";
+import {
+  type Commit,
+  MessageError,
+  type Offer,
+  receiveMessage,
+  type Restored,
+} from "./messages.ts";
+import { claimedOp } from "../untrusted.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
-import { isRelayToken } from "../relay/record.ts";
 
 /** A process that arrived here. */
 /**
@@ -129,7 +135,7 @@ export async function migrateIn(
   const step = opts.stepTimeoutMs ?? 120_000;
   const log = opts.log ?? (() => {});
   const raw = opts.offer ?? await channel.recv(step);
-  if ((raw as Offer | undefined)?.op !== "offer") return undefined;
+  if (claimedOp(raw, ["offer"]) === undefined) return undefined;
   let offer: Offer;
   try {
     offer = checkOffer(raw);
@@ -226,23 +232,25 @@ export async function migrateIn(
     // Held until the commit: any failure from here removes the copy here.
     let started = false;
     try {
-      await channel.send({
-        op: "restored",
-        ok: true,
-        pid: r.pid,
-        stats: { pages: r.pages, timesUs: r.timesUs },
-        addr: opts.network?.nodeAddr,
-      });
+      await channel.send(
+        {
+          op: "restored",
+          ok: true,
+          pid: r.pid,
+          stats: { pages: r.pages, timesUs: r.timesUs },
+          addr: opts.network?.nodeAddr,
+        } satisfies Restored,
+      );
       log(
         `process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`,
       );
       await fault("crash-before-commit");
-      let commit: { op?: string; relay?: unknown } | undefined;
+      let commit: Commit;
       try {
-        commit = await channel.recv(step) as { op?: string; relay?: unknown };
-      } catch { /* dropped */ }
-      if (commit?.op !== "commit") {
-        log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
+        commit = await receiveMessage(channel, step, "commit");
+      } catch (e) {
+        const why = e instanceof MessageError ? ` (${e.why})` : "";
+        log(`process ${offer.pid} from ${offer.from}: no commit, removed here${why}`);
         return undefined;
       }
       // The redirects are in place on the other nodes; answers here leave with
@@ -277,7 +285,7 @@ export async function migrateIn(
           relay,
           done: relayDone,
           // An older source names none: its relay cannot be taken up again.
-          token: isRelayToken(commit.relay) ? commit.relay : "",
+          token: commit.relay ?? "",
           keeper: kid,
         },
       };

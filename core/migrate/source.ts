@@ -25,7 +25,14 @@ import { parseCpuFlags } from "../host/cpu.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
-import type { Offer, OfferReply, Outcome, StdinMode } from "./protocol.ts";
+import {
+  expectMessage,
+  type MessageOf,
+  type Offer,
+  type Op,
+  type Outcome,
+  type StdinMode,
+} from "./messages.ts";
 
 /** Result of {@link migrateOut}. */
 export interface MigrateResult {
@@ -302,6 +309,15 @@ function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel) {
   return { stepMax, step, answer, pastDeadline };
 }
 
+/** `raw` as one of the messages `ops`, or a refusal beginning with `what`. */
+function expectAnswer<K extends Op>(raw: unknown, what: string, ...ops: K[]): MessageOf<K> {
+  try {
+    return expectMessage(raw, ...ops);
+  } catch (e) {
+    throw refuse(`${what}: ${(e as PpmError).why}`, "", EXIT.FAILURE, e);
+  }
+}
+
 async function migrate(
   pid: number,
   channel: MigrationChannel,
@@ -320,10 +336,12 @@ async function migrate(
     opts.network?.nodeAddr,
   );
   await channel.send(offer);
-  const reply = await answer() as OfferReply;
-  if (!reply || reply.op !== "offer-reply" || !reply.ok) {
-    throw refuse(`the destination refused: ${reply?.reason ?? "no answer"}`);
-  }
+  const reply = expectAnswer(
+    await answer(),
+    "the destination's answer to the offer",
+    "offer-reply",
+  );
+  if (!reply.ok) throw refuse(`the destination refused: ${reply.reason ?? "no answer"}`);
   if (opts.network?.prepare && offer.sockets.length) {
     // The nodes that will rewrite flows, reached before the freeze rather than during it.
     const guess = planRedirects(
@@ -401,16 +419,13 @@ async function migrate(
   try {
     await channel.endStream(STREAM.IMAGE);
     opts.onPhase?.("restore");
-    const restored = await answer() as {
-      op: string;
-      ok: boolean;
-      pid?: number;
-      reason?: string;
-      stats?: unknown;
-      addr?: string;
-    };
-    if (!restored?.ok || restored.op !== "restored") {
-      throw refuse(`the destination could not restore it: ${restored?.reason ?? "no answer"}`);
+    const restored = expectAnswer(
+      await answer(),
+      "the destination's report of the restore",
+      "restored",
+    );
+    if (!restored.ok) {
+      throw refuse(`the destination could not restore it: ${restored.reason ?? "no answer"}`);
     }
     if (net?.entries.length && opts.network) {
       // The flows' new path, in place before the destination's sockets say a word.
@@ -435,12 +450,11 @@ async function migrate(
     opts.onPhase?.("commit");
     commitSent = true;
     const relay = new KeptRelay(keep, newRelayToken(), opts.log);
-    await channel.send({ op: "commit", relay: relay.token });
-    const done = await channel.recv(stepMax) as { op: string; ok: boolean };
-    if (done?.op !== "committed" || !done.ok) {
-      throw refuse("the destination did not confirm that the process runs");
-    }
-    const result = handOver(restored.pid!, restored.stats);
+    await channel.send({ op: "commit", relay: relay.token } satisfies MessageOf<"commit">);
+    const notConfirmed = "the destination did not confirm that the process runs";
+    const done = expectAnswer(await channel.recv(stepMax), notConfirmed, "committed");
+    if (!done.ok) throw refuse(notConfirmed);
+    const result = handOver(restored.pid, restored.stats);
     if (opts.onRelay) opts.onRelay(relay);
     else relay.run(channel).finally(() => relay.close());
     return result;
@@ -493,7 +507,7 @@ async function migrate(
     held.resume();
     dropKept();
     try {
-      await channel.send({ op: "abort" });
+      await channel.send({ op: "abort" } satisfies MessageOf<"abort">);
     } catch { /* gone */ }
     throw e;
   }

@@ -17,7 +17,7 @@ import { logs, type PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
-import type { Offer } from "../migrate/protocol.ts";
+import type { Offer } from "../migrate/messages.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import type { MigrationChannel } from "../transport/channel.ts";

@@ -3,33 +3,14 @@
  * where it ended collects its exit (it is that process's parent) and sends
  * `{op: "exited"}` on the connection from the node it came from; each agent
  * on the way records it and passes it on, so the node where it started (and
- * a `ppm run` waiting there) learns its exit code.
+ * a `ppm run` waiting there) learns its exit code. The message's schema is
+ * core/migrate/message_schemas.ts.
  *
  * @module
  */
 import type { WaitStatus } from "../../ffi/libc.ts";
+import type { ExitMessage } from "../migrate/messages.ts";
 import type { ExitStatus } from "./processes.ts";
-
-/** The news of an exit. */
-export interface ExitMessage {
-  /** Message type. */
-  op: "exited";
-  /** The PID (the same on every node). */
-  pid: number;
-  /** Exit code, when it exited. */
-  code?: number;
-  /** Signal number, when a signal killed it. */
-  signal?: number;
-  /** Where it ended. */
-  node: string;
-}
-
-/** True for an {@link ExitMessage}. */
-export function isExitMessage(msg: unknown): msg is ExitMessage {
-  const m = msg as ExitMessage | undefined;
-  return typeof m === "object" && m !== null && m.op === "exited" && Number.isInteger(m.pid) &&
-    typeof m.node === "string";
-}
 
 /** The exit status of an {@link ExitMessage}. */
 export function toExitStatus(m: ExitMessage): ExitStatus {

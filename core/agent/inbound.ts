@@ -7,11 +7,11 @@
  * @module
  */
 import { type Arrival, migrateIn } from "../migrate/destination.ts";
-import type { Offer } from "../migrate/protocol.ts";
+import { asMessage, type Offer } from "../migrate/messages.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import { badRecord, type RelayRecord, saveRecord } from "../relay/record.ts";
-import type { Handover, ProcessTable } from "./processes.ts";
+import type { ProcessTable } from "./processes.ts";
 import type { ArrivedRelays } from "./relays.ts";
 import type { ProcStatFields } from "./procfs.ts";
 
@@ -40,13 +40,6 @@ export interface InboundDeps {
   relays?: ArrivedRelays;
   /** The migration (default core/migrate/destination.ts migrateIn; injected for tests). */
   migrateIn?: typeof migrateIn;
-}
-
-/** True for a {@link Handover}. */
-export function isHandover(msg: unknown): msg is Handover {
-  const m = msg as Handover | undefined;
-  return typeof m === "object" && m !== null && m.op === "handover" && Number.isInteger(m.pid) &&
-    typeof m.managed === "boolean";
 }
 
 /**
@@ -133,8 +126,8 @@ async function takeHandover(conn: MigrationChannel, pid: number, d: InboundDeps)
   const deadline = Date.now() + HANDOVER_WAIT_MS;
   try {
     while (Date.now() < deadline) {
-      const msg = await conn.recv(Math.max(1, deadline - Date.now()));
-      if (!isHandover(msg) || msg.pid !== pid) continue;
+      const msg = asMessage(await conn.recv(Math.max(1, deadline - Date.now())), "handover");
+      if (msg?.pid !== pid) continue;
       if (d.table.handover(msg)) {
         d.log(
           "info",

@@ -18,13 +18,14 @@ import {
   type MigrateProgress,
   type NetworkSide,
 } from "../migrate/source.ts";
+import { asMessage, type MessageOf } from "../migrate/messages.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
 import type { StreamOffsets } from "../relay/replay.ts";
 import type { ParkedRelays } from "./relays.ts";
 import { connectPeer } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
-import { isExitMessage, toExitStatus } from "./exits.ts";
+import { toExitStatus } from "./exits.ts";
 import type { MoveReason, ProcessTable } from "./processes.ts";
 
 /**
@@ -185,11 +186,8 @@ async function askOutcome(
   // Found again: a restarted agent there may listen on another port.
   const q = await connectAgent(d, findPeer(d.discovery.status().peers, peerName));
   try {
-    await q.send({ op: "outcome?", pid, comm });
-    const a = await q.recv(5_000) as { op?: string; state?: string };
-    return a?.op === "outcome" && ["running", "absent", "pending"].includes(a.state ?? "")
-      ? a.state as "running" | "absent" | "pending"
-      : undefined;
+    await q.send({ op: "outcome?", pid, comm } satisfies MessageOf<"outcome?">);
+    return asMessage(await q.recv(5_000), "outcome")?.state;
   } finally {
     q.close();
   }
@@ -261,8 +259,8 @@ function watchExit(
   const exited = new Promise<void>((r) => exitSeen = r);
   (async () => {
     for (;;) {
-      const msg = await conn.recv(Infinity);
-      if (!isExitMessage(msg) || msg.pid !== pidThere) continue;
+      const msg = asMessage(await conn.recv(Infinity), "exited");
+      if (msg?.pid !== pidThere) continue;
       d.table.exitedElsewhere(pidHere, toExitStatus(msg));
       up?.send({ ...msg, pid: pidHere }).catch(() => {});
       exitSeen();

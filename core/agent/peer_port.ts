@@ -7,13 +7,20 @@
  *
  * @module
  */
-import { answerOutcome, isOutcomeQuery, type Offer } from "../migrate/protocol.ts";
+import {
+  expectMessage,
+  type MessageError,
+  type MessageOf,
+  type Offer,
+} from "../migrate/messages.ts";
+import { answerOutcome } from "../migrate/protocol.ts";
 import { checkOffer } from "../migrate/offer_check.ts";
-import { isRedirectRequest, serveRedirects } from "../redirect/peers.ts";
+import { claimsRedirectRequest, serveRedirects } from "../redirect/peers.ts";
+import { claimedOp } from "../untrusted.ts";
 import { listenPeers, type PeerListener } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
 import { type InboundDeps, receive } from "./inbound.ts";
-import { isRelayResume, type ParkedRelays } from "./relays.ts";
+import type { ParkedRelays } from "./relays.ts";
 
 /** What {@link servePeerPort} needs from the agent. */
 export interface PeerPortDeps {
@@ -54,35 +61,45 @@ export function servePeerPort(d: PeerPortDeps): PeerListener {
 /** Serves one connection by its first message. */
 async function serveConnection(conn: PeerConnection, d: PeerPortDeps): Promise<void> {
   const { log } = d;
-  const first = await conn.recv(30_000) as { op?: string };
-  if (isRedirectRequest(first)) {
+  const first = await conn.recv(30_000);
+  if (claimsRedirectRequest(first)) {
+    // Each request is checked there, and a malformed one answered.
     await serveRedirects(conn, first, (s) => log("info", `${s} for ${conn.peer}`));
     conn.close();
     return;
   }
-  if (isRelayResume(first)) {
-    await d.parked.resume(conn, first);
+  if (claimedOp(first, ["offer"])) {
+    await serveOffer(conn, first, d);
     return;
   }
-  if (isOutcomeQuery(first)) {
-    const underWay = [...d.incoming.keys()].some((o) => o.pid === first.pid);
-    const state = answerOutcome(first, underWay);
-    log("info", `${conn.peer} asked whether process ${first.pid} runs here: ${state}`);
-    await conn.send({ op: "outcome", state });
+  let msg;
+  try {
+    msg = expectMessage(first, "relay-resume", "outcome?");
+  } catch (e) {
+    log("info", `closed a connection from ${conn.peer}: ${(e as MessageError).why}`);
     conn.close();
     return;
   }
-  if (first?.op !== "offer") {
-    conn.close();
+  if (msg.op === "relay-resume") {
+    await d.parked.resume(conn, msg);
     return;
   }
+  const underWay = [...d.incoming.keys()].some((o) => o.pid === msg.pid);
+  const state = answerOutcome(msg, underWay);
+  log("info", `${conn.peer} asked whether process ${msg.pid} runs here: ${state}`);
+  await conn.send({ op: "outcome", state } satisfies MessageOf<"outcome">);
+  conn.close();
+}
+
+/** An incoming migration: its offer checked (a malformed one is answered), then received. */
+async function serveOffer(conn: PeerConnection, first: unknown, d: PeerPortDeps): Promise<void> {
   let offer: Offer;
   try {
     offer = checkOffer(first);
   } catch (e) {
     const reason = (e as { why?: string }).why ?? String(e);
     await conn.send({ op: "offer-reply", ok: false, reason }).catch(() => {});
-    log("warn", `refused an offer from ${conn.peer}: ${reason}`);
+    d.log("warn", `refused an offer from ${conn.peer}: ${reason}`);
     conn.close();
     return;
   }

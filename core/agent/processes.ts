@@ -8,6 +8,7 @@
  * @module
  */
 import type { BalanceMode, DecisionRecord } from "../balance/types.ts";
+import type { Handover } from "../migrate/messages.ts";
 
 /** Why a process last moved. */
 export type MoveReason =
@@ -93,22 +94,6 @@ export interface ArrivalInput {
   startTicks?: number;
   /** Its command name. */
   name: string;
-}
-
-/** What the source tells the destination about a process once it runs there. */
-export interface Handover {
-  /** Message type. */
-  op: "handover";
-  /** Its PID (the same at both ends). */
-  pid: number;
-  /** Managed at the source, so managed here. */
-  managed: boolean;
-  /** Its name. */
-  name: string;
-  /** When it started on its first node (seconds since the epoch). */
-  startedAt: number;
-  /** Why it moved. */
-  why: MoveReason;
 }
 
 /** Entries kept after they ended (exited, or left and ended elsewhere), newest kept. */
@@ -234,7 +219,8 @@ export class ProcessTable {
     if (h.managed) e.managedBy = "migration";
     e.name = h.name || e.name;
     if (Number.isFinite(h.startedAt) && h.startedAt > 0) e.startedAt = h.startedAt;
-    e.why = h.why;
+    // The balancer's record is the source's, checked as a map: shown, never computed on.
+    e.why = h.why as MoveReason;
     return true;
   }
 

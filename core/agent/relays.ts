@@ -14,55 +14,17 @@
  *
  * @module
  */
-import { type MigrationChannel, STREAM } from "../transport/channel.ts";
-import { isOffsets, type StreamOffsets } from "../relay/replay.ts";
+import type { MigrationChannel } from "../transport/channel.ts";
+import type { PpmError } from "../errors.ts";
+import type { StreamOffsets } from "../relay/replay.ts";
 import { ArrivedRelay, fifosIn } from "../relay/arrived.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
-import { dropRecord, isRelayToken, loadRecords, type RelayRecord } from "../relay/record.ts";
+import { dropRecord, loadRecords, type RelayRecord } from "../relay/record.ts";
+import { expectMessage, type RelayResume, type RelayResumed } from "../migrate/messages.ts";
 import { startTicks } from "../host/proc_stat.ts";
 
 /** How long a broken relay waits to be taken up again, at both ends (1 h). */
 export const RELAY_GRACE_MS = 3_600_000;
-
-/** The destination's request to take a relay up again, on a new connection. */
-export interface RelayResume {
-  /** Message type. */
-  op: "relay-resume";
-  /** The relay's token (from the commit). */
-  token: string;
-  /** The process's PID at the destination (for the log). */
-  pid: number;
-  /** Bytes of stdin the destination took (the source sends the rest again). */
-  has: StreamOffsets;
-}
-
-/** The source's answer: whether it took the relay up, and what it has of each output stream. */
-export interface RelayResumed {
-  /** Message type. */
-  op: "relay-resumed";
-  /** Taken up. */
-  ok: boolean;
-  /** Why not. */
-  reason?: string;
-  /** Bytes of stdout and stderr the source took (the destination sends the rest again). */
-  has?: StreamOffsets;
-}
-
-/** True for a well-formed {@link RelayResume} (anything else from the network is ignored). */
-export function isRelayResume(m: unknown): m is RelayResume {
-  const x = m as Partial<RelayResume> | null;
-  return typeof x === "object" && x !== null && x.op === "relay-resume" &&
-    isRelayToken(x.token) && Number.isSafeInteger(x.pid) && (x.pid as number) > 0 &&
-    isOffsets(x.has, [STREAM.STDIN]);
-}
-
-/** True for a well-formed {@link RelayResumed}. */
-export function isRelayResumed(m: unknown): m is RelayResumed {
-  const x = m as Partial<RelayResumed> | null;
-  return typeof x === "object" && x !== null && x.op === "relay-resumed" &&
-    typeof x.ok === "boolean" &&
-    (x.has === undefined || isOffsets(x.has, [STREAM.STDOUT, STREAM.STDERR]));
-}
 
 /** A channel that takes everything and ends every stream: a relay given up drains into it. */
 export const NOWHERE: MigrationChannel = {
@@ -231,13 +193,18 @@ export class ArrivedRelays {
         has: relay.inputTaken,
       };
       await ch.send(ask);
-      const a = await ch.recv(30_000);
-      if (isRelayResumed(a) && a.ok) return { ch, has: a.has ?? {} };
+      const raw = await ch.recv(30_000);
+      let why: string;
+      try {
+        const a = expectMessage(raw, "relay-resumed");
+        if (a.ok) return { ch, has: a.has ?? {} };
+        why = a.reason ?? "";
+      } catch (e) {
+        why = (e as PpmError).why;
+      }
       this.#d.log(
         "warn",
-        `relay of process ${rec.pid}: ${rec.from} refused to take it up: ${
-          isRelayResumed(a) ? String(a.reason ?? "").slice(0, 200) : "no answer"
-        }`,
+        `relay of process ${rec.pid}: ${rec.from} refused to take it up: ${why.slice(0, 200)}`,
       );
       ch.close();
       return null;

@@ -8,7 +8,8 @@
  */
 import { decodeWaitStatus, waitpid, WNOHANG } from "../../ffi/libc.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
-import { type ExitMessage, exitOf } from "./exits.ts";
+import type { ExitMessage } from "../migrate/messages.ts";
+import { exitOf } from "./exits.ts";
 import type { ProcessTable } from "./processes.ts";
 import type { ProcStatFields } from "./procfs.ts";
 

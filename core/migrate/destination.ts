@@ -7,6 +7,7 @@
  * @module
  */
 import { O } from "../../ffi/libc.ts";
+import type { LoadedImage } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -21,7 +22,12 @@ import {
 import { checkOffer } from "./offer_check.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { loadStaged, restoreImage, type StagedPlan } from "../restore/restore.ts";
+import {
+  loadStaged,
+  restoreImage,
+  type RestoreStats,
+  type StagedPlan,
+} from "../restore/restore.ts";
 import { ensureStub } from "../restore/stub.ts";
 import {
   checkPortsFree,
@@ -30,14 +36,20 @@ import {
   rebuildSockets,
   type RebuiltSocket,
 } from "../restore/sockets.ts";
-import type { Offer } from "./protocol.ts";
+import {
+  type Commit,
+  MessageError,
+  type Offer,
+  receiveMessage,
+  type Restored,
+  type StdinMode,
+} from "./messages.ts";
+import { claimedOp } from "../untrusted.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
-import { isRelayToken } from "../relay/record.ts";
 
-/** A process that arrived here. */
 /**
  * Under systemd, a process that arrived leaves the agent's cgroup for a
  * scope of its own, so that restarting or losing the agent never ends it.
@@ -67,6 +79,7 @@ async function ownScope(
   }
 }
 
+/** A process that arrived here. */
 export interface Arrival {
   /** Its PID here. */
   pid: number;
@@ -117,7 +130,7 @@ export interface MigrateInOptions {
   runDir: string;
   /** Take sockets too: this node's address (the agent knows it). */
   network?: { nodeAddr: string };
-  /** The offer, when the caller already read it. */
+  /** The offer, when the caller already read and checked it (`checkOffer`). */
   offer?: Offer;
 }
 
@@ -126,39 +139,48 @@ export async function migrateIn(
   channel: MigrationChannel,
   opts: MigrateInOptions,
 ): Promise<Arrival | undefined> {
-  const step = opts.stepTimeoutMs ?? 120_000;
   const log = opts.log ?? (() => {});
-  const raw = opts.offer ?? await channel.recv(step);
-  if ((raw as Offer | undefined)?.op !== "offer") return undefined;
-  let offer: Offer;
+  const offer = await takeOffer(channel, opts, log);
+  if (!offer) return undefined;
+  const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
+  let arrival: Arrival | undefined;
+  let staged: StagedPlan | undefined;
   try {
-    offer = checkOffer(raw);
-  } catch (e) {
-    const reason = (e as PpmError).why ?? String(e);
-    await channel.send({ op: "offer-reply", ok: false, reason });
-    log(`refused an offer: ${reason}`);
-    return undefined;
+    // The pages go into the restore plan as they arrive (restoreImage discards it).
+    const loaded = await loadStaged(withImageFaults(channel.streamSource(STREAM.IMAGE)));
+    staged = loaded.staged;
+    relayStdio(loaded.img, offer.stdin);
+    // The relay's ends open as the restore opens the process's own.
+    const relayDone = relay.attach(channel);
+    const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone);
+    if (!held) return undefined;
+    arrival = await commitHere(channel, opts, offer, held, relay, relayDone);
+    return arrival;
+  } finally {
+    // The plan is gone already unless a step before the restore failed.
+    await staged?.discard();
+    // The FIFOs stay while the relay runs (an agent that restarts opens them again).
+    if (!arrival) {
+      relay.abandon();
+      await relay.remove();
+    }
   }
-  const sockets = offer.sockets;
+}
+
+/**
+ * The offer (read here unless the caller did), checked, and this node
+ * checked against it, then answered; undefined when it was refused or no
+ * offer came.
+ */
+async function takeOffer(
+  channel: MigrationChannel,
+  opts: MigrateInOptions,
+  log: (s: string) => void,
+): Promise<Offer | undefined> {
+  const offer = opts.offer ?? await readOffer(channel, opts.stepTimeoutMs ?? 120_000, log);
+  if (!offer) return undefined;
   try {
-    if (sockets.length) {
-      if (!opts.network) throw new PpmError("refused", "this node does not take sockets");
-      checkPortsFree(sockets, opts.network.nodeAddr);
-    }
-    if (offer.abi !== PPM_ABI_VERSION) {
-      throw new PpmError("refused", `module ABI ${offer.abi} here is ${PPM_ABI_VERSION}`);
-    }
-    checkKernel(offer.kernel);
-    await checkCpu(offer.cpuFlags);
-    await checkPidFree(offer.pid);
-    await checkFiles(offer.files);
-    if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
-      throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);
-    }
-    checkFileIds(offer.expected ?? []);
-    // Built before anything is frozen at the source, never during the freeze.
-    await ensureStub();
-    await ensureKeeper().catch((e) => log(`no relay keeper: ${(e as Error).message}`));
+    await admitHere(offer, opts, log);
   } catch (e) {
     const reason = e instanceof PpmError ? e.why : (e as Error).message;
     await channel.send({ op: "offer-reply", ok: false, reason });
@@ -167,136 +189,228 @@ export async function migrateIn(
   }
   await channel.send({ op: "offer-reply", ok: true });
   log(`receiving process ${offer.pid} (${offer.comm}) from ${offer.from}`);
+  return offer;
+}
 
-  const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
-  let relayed = false;
-  let arrival: Arrival | undefined;
-  let staged: StagedPlan | undefined;
+/** The next message as an offer; undefined when it is none (a malformed one is answered). */
+async function readOffer(
+  channel: MigrationChannel,
+  step: number,
+  log: (s: string) => void,
+): Promise<Offer | undefined> {
+  const raw = await channel.recv(step);
+  if (claimedOp(raw, ["offer"]) === undefined) return undefined;
   try {
-    // The pages go into the restore plan as they arrive (restoreImage discards it).
-    const loaded = await loadStaged(withImageFaults(channel.streamSource(STREAM.IMAGE)));
-    const img = loaded.img;
-    staged = loaded.staged;
-    // Standard streams follow the process: stdout and stderr are relayed to the
-    // source's descriptors whatever they were there, and so is stdin unless it
-    // was /dev/null (then it is /dev/null here too).
-    img.files.fds = img.files.fds.map((f) =>
-      f.fd === 1 || f.fd === 2 || (f.fd === 0 && offer.stdin === "relay")
-        ? { ...f, kind: "stdio" }
-        : f.fd === 0
-        ? { fd: 0, kind: "device", path: "/dev/null", flags: O.RDONLY, pos: 0n }
-        : f
-    );
-    // The relay's ends open as the restore opens the process's own.
-    const relayDone = relay.attach(channel);
-    let r;
-    let rebuilt: RebuiltSocket[] = [];
-    const answers = new RedirectSet();
-    const locks = new RedirectSet();
-    const nodeAddr = opts.network?.nodeAddr ?? "";
-    try {
-      if (img.sockets.length) {
-        locks.add(planLocks(img.sockets, nodeAddr));
-        rebuilt = rebuildSockets(img.sockets, nodeAddr);
-      }
-      const opts = {
-        hold: true,
-        // Checked with the offer, unless the process mapped something new since.
-        filesChecked: img.files.mapped.every((m) =>
-          offer.files.some((f) => f.path === m.path && f.sha256 === m.sha256)
-        ),
-        stdin: relay.fifos.stdin,
-        stdout: relay.fifos.stdout,
-        stderr: relay.fifos.stderr,
-        sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
-      };
-      r = await restoreImage(img, staged, opts);
-      relay.opened();
-    } catch (e) {
-      dropSockets(rebuilt);
-      locks.removeAll();
-      const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
-      log(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
-      await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
-      // Unblock the relay ends still waiting for the process's ends.
-      relay.abandon();
-      await relayDone;
-      return undefined;
+    return checkOffer(raw);
+  } catch (e) {
+    const reason = (e as PpmError).why ?? String(e);
+    await channel.send({ op: "offer-reply", ok: false, reason });
+    log(`refused an offer: ${reason}`);
+    return undefined;
+  }
+}
+
+/** Throws a PpmError("refused", why) when this node cannot take the process of `offer`. */
+async function admitHere(
+  offer: Offer,
+  opts: MigrateInOptions,
+  log: (s: string) => void,
+): Promise<void> {
+  const sockets = offer.sockets;
+  if (sockets.length) {
+    if (!opts.network) throw new PpmError("refused", "this node does not take sockets");
+    checkPortsFree(sockets, opts.network.nodeAddr);
+  }
+  if (offer.abi !== PPM_ABI_VERSION) {
+    throw new PpmError("refused", `module ABI ${offer.abi} here is ${PPM_ABI_VERSION}`);
+  }
+  checkKernel(offer.kernel);
+  await checkCpu(offer.cpuFlags);
+  await checkPidFree(offer.pid);
+  await checkFiles(offer.files);
+  if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
+    throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);
+  }
+  checkFileIds(offer.expected ?? []);
+  // Built before anything is frozen at the source, never during the freeze.
+  await ensureStub();
+  await ensureKeeper().catch((e) => log(`no relay keeper: ${(e as Error).message}`));
+}
+
+/**
+ * Standard streams follow the process: stdout and stderr are relayed to the
+ * source's descriptors whatever they were there, and so is stdin unless it
+ * was /dev/null (then it is /dev/null here too).
+ */
+function relayStdio(img: LoadedImage, stdin: StdinMode): void {
+  img.files.fds = img.files.fds.map((f) =>
+    f.fd === 1 || f.fd === 2 || (f.fd === 0 && stdin === "relay")
+      ? { ...f, kind: "stdio" }
+      : f.fd === 0
+      ? { fd: 0, kind: "device", path: "/dev/null", flags: O.RDONLY, pos: 0n }
+      : f
+  );
+}
+
+/** A process restored here and held stopped, with its sockets in repair mode until the commit. */
+interface Held {
+  /** The restore's figures, and how to start or remove the process. */
+  r: RestoreStats;
+  /** Its sockets, rebuilt. */
+  rebuilt: RebuiltSocket[];
+  /** The drops that keep their flows quiet until the commit. */
+  locks: RedirectSet;
+  /** The image's sockets. */
+  sockets: LoadedImage["sockets"];
+}
+
+/**
+ * Restores the image with the process held stopped; on failure tells the
+ * source why and returns undefined, with nothing left of it here.
+ */
+async function restoreHeld(
+  channel: MigrationChannel,
+  opts: MigrateInOptions,
+  offer: Offer,
+  { img, staged }: { img: LoadedImage; staged: StagedPlan },
+  relay: ArrivedRelay,
+  relayDone: Promise<RelayEnd>,
+): Promise<Held | undefined> {
+  let rebuilt: RebuiltSocket[] = [];
+  const locks = new RedirectSet();
+  const nodeAddr = opts.network?.nodeAddr ?? "";
+  try {
+    if (img.sockets.length) {
+      locks.add(planLocks(img.sockets, nodeAddr));
+      rebuilt = rebuildSockets(img.sockets, nodeAddr);
     }
-    // Held until the commit: any failure from here removes the copy here.
-    let started = false;
-    try {
-      await channel.send({
-        op: "restored",
-        ok: true,
-        pid: r.pid,
-        stats: { pages: r.pages, timesUs: r.timesUs },
-        addr: opts.network?.nodeAddr,
-      });
-      log(
-        `process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`,
-      );
-      await fault("crash-before-commit");
-      let commit: { op?: string; relay?: unknown } | undefined;
-      try {
-        commit = await channel.recv(step) as { op?: string; relay?: unknown };
-      } catch { /* dropped */ }
-      if (commit?.op !== "commit") {
-        log(`process ${offer.pid} from ${offer.from}: no commit, removed here`);
-        return undefined;
-      }
-      // The redirects are in place on the other nodes; answers here leave with
-      // the old address; then the connections may speak.
-      if (img.sockets.length) {
-        answers.add(planRedirects(img.sockets, offer.fromAddr, nodeAddr, []).answers);
-      }
-      locks.removeAll();
-      endRepair(rebuilt);
-      r.start!();
-      started = true;
-      dropSockets(rebuilt);
-      answers.keep();
-      await channel.send({ op: "committed", ok: true }).catch(() => {});
-      log(`process ${offer.pid} from ${offer.from} runs here`);
-      // Its relay's far ends are held beside it, in its scope: the agent may restart.
-      const keeper = await startKeeper(r.pid!, relay.fifos).catch((e) => {
-        log(`process ${r.pid}: no relay keeper (an agent restart ends its output): ${e.message}`);
-        return undefined;
-      });
-      const kid = keeper ? keeperId(keeper) : undefined;
-      relay.keeper = kid;
-      await ownScope(r.pid!, keeper, offer, log);
-      relayed = true;
-      arrival = {
-        pid: r.pid!,
-        from: offer.from,
-        origin: offer.origin,
-        moves: offer.moves + 1,
-        at: new Date().toISOString(),
-        relay: {
-          relay,
-          done: relayDone,
-          // An older source names none: its relay cannot be taken up again.
-          token: isRelayToken(commit.relay) ? commit.relay : "",
-          keeper: kid,
-        },
-      };
-    } finally {
-      if (!started) {
-        r.abort!();
-        dropSockets(rebuilt);
-        answers.removeAll();
-        locks.removeAll();
-      }
+    const r = await restoreImage(img, staged, {
+      hold: true,
+      // Checked with the offer, unless the process mapped something new since.
+      filesChecked: img.files.mapped.every((m) =>
+        offer.files.some((f) => f.path === m.path && f.sha256 === m.sha256)
+      ),
+      stdin: relay.fifos.stdin,
+      stdout: relay.fifos.stdout,
+      stderr: relay.fifos.stderr,
+      sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
+    });
+    relay.opened();
+    return { r, rebuilt, locks, sockets: img.sockets };
+  } catch (e) {
+    dropSockets(rebuilt);
+    locks.removeAll();
+    const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+    opts.log?.(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
+    await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
+    // Unblock the relay ends still waiting for the process's ends.
+    relay.abandon();
+    await relayDone;
+    return undefined;
+  }
+}
+
+/**
+ * Tells the source the process is restored and, on its commit, lets the
+ * process run; without a commit (or on any failure before it runs) the copy
+ * here is removed. Returns the arrival, or undefined.
+ */
+async function commitHere(
+  channel: MigrationChannel,
+  opts: MigrateInOptions,
+  offer: Offer,
+  { r, rebuilt, locks, sockets }: Held,
+  relay: ArrivedRelay,
+  relayDone: Promise<RelayEnd>,
+): Promise<Arrival | undefined> {
+  const log = opts.log ?? (() => {});
+  const answers = new RedirectSet();
+  let started = false;
+  try {
+    const commit = await awaitCommit(channel, opts, offer, r);
+    if (!commit) return undefined;
+    // The redirects are in place on the other nodes; answers here leave with
+    // the old address; then the connections may speak.
+    if (sockets.length) {
+      const nodeAddr = opts.network?.nodeAddr ?? "";
+      answers.add(planRedirects(sockets, offer.fromAddr, nodeAddr, []).answers);
     }
-    return arrival;
+    locks.removeAll();
+    endRepair(rebuilt);
+    r.start!();
+    started = true;
+    dropSockets(rebuilt);
+    answers.keep();
+    await channel.send({ op: "committed", ok: true }).catch(() => {});
+    log(`process ${offer.pid} from ${offer.from} runs here`);
+    return await settleHere(r.pid, offer, relay, relayDone, commit, log);
   } finally {
-    // The plan is gone already unless a step before the restore failed.
-    await staged?.discard();
-    // The FIFOs stay while the relay runs (an agent that restarts opens them again).
-    if (!relayed) {
-      relay.abandon();
-      await relay.remove();
+    if (!started) {
+      r.abort!();
+      dropSockets(rebuilt);
+      answers.removeAll();
+      locks.removeAll();
     }
   }
+}
+
+/** Reports the process restored as `r.pid` and waits for the commit; undefined: none came. */
+async function awaitCommit(
+  channel: MigrationChannel,
+  opts: MigrateInOptions,
+  offer: Offer,
+  r: RestoreStats,
+): Promise<Commit | undefined> {
+  const log = opts.log ?? (() => {});
+  await channel.send(
+    {
+      op: "restored",
+      ok: true,
+      pid: r.pid,
+      stats: { pages: r.pages, timesUs: r.timesUs },
+      addr: opts.network?.nodeAddr,
+    } satisfies Restored,
+  );
+  log(`process ${offer.pid} from ${offer.from} restored as PID ${r.pid}, held until the commit`);
+  await fault("crash-before-commit");
+  try {
+    return await receiveMessage(channel, opts.stepTimeoutMs ?? 120_000, "commit");
+  } catch (e) {
+    const why = e instanceof MessageError ? ` (${e.why})` : "";
+    log(`process ${offer.pid} from ${offer.from}: no commit, removed here${why}`);
+    return undefined;
+  }
+}
+
+/** The process runs here: its relay's keeper and its own scope; the arrival. */
+async function settleHere(
+  pid: number,
+  offer: Offer,
+  relay: ArrivedRelay,
+  relayDone: Promise<RelayEnd>,
+  commit: Commit,
+  log: (s: string) => void,
+): Promise<Arrival> {
+  // Its relay's far ends are held beside it, in its scope: the agent may restart.
+  const keeper = await startKeeper(pid, relay.fifos).catch((e) => {
+    log(`process ${pid}: no relay keeper (an agent restart ends its output): ${e.message}`);
+    return undefined;
+  });
+  const kid = keeper ? keeperId(keeper) : undefined;
+  relay.keeper = kid;
+  await ownScope(pid, keeper, offer, log);
+  return {
+    pid,
+    from: offer.from,
+    origin: offer.origin,
+    moves: offer.moves + 1,
+    at: new Date().toISOString(),
+    relay: {
+      relay,
+      done: relayDone,
+      // An older source names none: its relay cannot be taken up again.
+      token: commit.relay ?? "",
+      keeper: kid,
+    },
+  };
 }

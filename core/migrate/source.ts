@@ -25,7 +25,14 @@ import { parseCpuFlags } from "../host/cpu.ts";
 import { EXIT, type ExitCode, PpmError } from "../errors.ts";
 import { withTimeout } from "../transport/deadline.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
-import type { Offer, OfferReply, Outcome, StdinMode } from "./protocol.ts";
+import {
+  expectMessage,
+  type MessageOf,
+  type Offer,
+  type Op,
+  type Outcome,
+  type StdinMode,
+} from "./messages.ts";
 
 /** Result of {@link migrateOut}. */
 export interface MigrateResult {
@@ -270,12 +277,24 @@ export async function migrateOut(
   }
 }
 
+/** The bounds of a migration's steps (see {@link stepBounds}). */
+interface StepBounds {
+  /** Each step's own bound. */
+  stepMax: number;
+  /** The bound of the next step: the step's, or what is left of the deadline (none: refused). */
+  step: () => number;
+  /** The destination's next message, within the step or the deadline. */
+  answer: () => Promise<unknown>;
+  /** The refusal once the deadline passed. */
+  pastDeadline: () => PpmError;
+}
+
 /**
  * The bounds of a migration's steps: each step's own (`stepTimeoutMs`), cut
  * to what is left of the whole move's deadline (`deadlineMs`), past which it
  * is refused with EXIT.TIMEOUT.
  */
-function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel) {
+function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel): StepBounds {
   const stepMax = opts.stepTimeoutMs ?? 120_000;
   const until = opts.deadlineMs ? Date.now() + opts.deadlineMs : Infinity;
   const pastDeadline = () =>
@@ -284,13 +303,11 @@ function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel) {
       "give a longer --deadline, or move it when the link or the destination is less busy",
       EXIT.TIMEOUT,
     );
-  /** The bound of the next step: the step's, or what is left of the deadline (none: refused). */
   const step = (): number => {
     const left = until - Date.now();
     if (left <= 0) throw pastDeadline();
     return Math.min(stepMax, left);
   };
-  /** The destination's next message, within the step or the deadline. */
   const answer = async (): Promise<unknown> => {
     const bound = step();
     try {
@@ -302,13 +319,90 @@ function stepBounds(opts: MigrateOutOptions, channel: MigrationChannel) {
   return { stepMax, step, answer, pastDeadline };
 }
 
+/** `raw` as one of the messages `ops`, or a refusal beginning with `what`. */
+function expectAnswer<K extends Op>(raw: unknown, what: string, ...ops: K[]): MessageOf<K> {
+  try {
+    return expectMessage(raw, ...ops);
+  } catch (e) {
+    throw refuse(`${what}: ${(e as PpmError).why}`, "", EXIT.FAILURE, e);
+  }
+}
+
+/** A migration past the freeze: what ending it either way needs. */
+interface Move {
+  /** The process. */
+  pid: number;
+  /** The connection to the destination. */
+  channel: MigrationChannel;
+  /** The options of {@link migrateOut}. */
+  opts: MigrateOutOptions;
+  /** The offer the destination accepted. */
+  offer: Offer;
+  /** Copies of the process's standard streams, for the relay. */
+  keep: KeptStdio;
+  /** Bytes of image sent. */
+  bytes: number;
+  /** The checkpoint's figures, with the held process and its frozen sockets. */
+  stats: CheckpointStats;
+  /** Redirect entries added on this node for the flows (FORWARD). */
+  forwards: RedirectSet;
+  /** Removals of the entries added on other nodes (PEER). */
+  undo: (() => Promise<void>)[];
+  /** From here on, the process may run at the destination. */
+  commitSent: boolean;
+  /** When it started, the offer was accepted, and the image was sent (performance.now()). */
+  times: { t0: number; tOffer: number; tSent: number };
+}
+
+/**
+ * The steps of a migration, in order: offer, freeze and stream the image,
+ * wait for the restore, redirect the flows, commit. A failure before the
+ * freeze leaves the process untouched; after it, {@link settleFailure}
+ * decides where it runs.
+ */
 async function migrate(
   pid: number,
   channel: MigrationChannel,
   opts: MigrateOutOptions,
 ): Promise<MigrateResult> {
   const t0 = performance.now();
-  const { stepMax, step, answer, pastDeadline } = stepBounds(opts, channel);
+  const bounds = stepBounds(opts, channel);
+  const offer = await offerProcess(pid, channel, opts, bounds);
+  const tOffer = performance.now();
+  // Keep the process's standard streams: its output keeps going where it went.
+  const keep = keepStdio(pid, offer.stdin);
+  const sent = await freezeAndSend(pid, channel, opts, bounds, offer, keep);
+  const m: Move = {
+    pid,
+    channel,
+    opts,
+    offer,
+    keep,
+    ...sent,
+    forwards: new RedirectSet(),
+    undo: [],
+    commitSent: false,
+    times: { t0, tOffer, tSent: performance.now() },
+  };
+  try {
+    const restored = await waitRestored(m, bounds);
+    await redirectFlows(m, restored.addr ?? "");
+    return await commit(m, bounds, restored);
+  } catch (e) {
+    return await settleFailure(m, e);
+  }
+}
+
+/**
+ * Checks that `pid` can move, offers it to the destination and waits for
+ * its yes; opens the connections to the nodes that will rewrite its flows.
+ */
+async function offerProcess(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+  bounds: StepBounds,
+): Promise<Offer> {
   const reasons = [...await checkReasons(pid), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   opts.onPhase?.("offer");
@@ -320,10 +414,12 @@ async function migrate(
     opts.network?.nodeAddr,
   );
   await channel.send(offer);
-  const reply = await answer() as OfferReply;
-  if (!reply || reply.op !== "offer-reply" || !reply.ok) {
-    throw refuse(`the destination refused: ${reply?.reason ?? "no answer"}`);
-  }
+  const reply = expectAnswer(
+    await bounds.answer(),
+    "the destination's answer to the offer",
+    "offer-reply",
+  );
+  if (!reply.ok) throw refuse(`the destination refused: ${reply.reason ?? "no answer"}`);
   if (opts.network?.prepare && offer.sockets.length) {
     // The nodes that will rewrite flows, reached before the freeze rather than during it.
     const guess = planRedirects(
@@ -334,20 +430,31 @@ async function migrate(
     );
     await opts.network.prepare(guess.peers.keys());
   }
-  const tOffer = performance.now();
+  return offer;
+}
 
-  // Keep the process's standard streams: its output keeps going where it went.
-  const keep = keepStdio(pid, offer.stdin);
-  const dropKept = () => {
-    for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
-  };
+/** Closes the kept copies of the process's standard streams. */
+function dropKept(keep: KeptStdio): void {
+  for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
+}
 
+/**
+ * Freezes the process and streams its image (the process stays held); on
+ * failure the checkpoint resumed it, and the kept streams are closed.
+ */
+async function freezeAndSend(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+  { step, stepMax, pastDeadline }: StepBounds,
+  offer: Offer,
+  keep: KeptStdio,
+): Promise<{ bytes: number; stats: CheckpointStats }> {
   let bytes = 0;
   const sink = channel.streamSink(STREAM.IMAGE);
   opts.onPhase?.("dump");
-  let stats: CheckpointStats;
   try {
-    stats = await checkpoint(pid, async (c) => {
+    const stats = await checkpoint(pid, async (c) => {
       bytes += c.length;
       const bound = step();
       await withTimeout(sink(c), bound, () => {
@@ -362,139 +469,168 @@ async function migrate(
       network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined,
       copyAll: opts.copyAll,
     });
+    return { bytes, stats };
   } catch (e) {
-    dropKept();
+    dropKept(keep);
     throw e instanceof PpmError
       ? e
       : refuse(`the image could not be sent: ${(e as Error).message}`, "", EXIT.FAILURE, e);
   }
-  const held = stats.held!;
-  const net = stats.network;
-  const forwards = new RedirectSet();
-  const undo: (() => Promise<void>)[] = [];
-  const tSent = performance.now();
-  let commitSent = false;
-  /** The process runs at the destination: this copy ends, the redirects stay; the figures. */
-  const handOver = (newPid: number, restoreStats: unknown): MigrateResult => {
-    held.kill();
-    const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
-    net?.handOver();
-    forwards.keep();
-    const tEnd = performance.now();
-    const { held: _held, network: _net, ...ck } = stats;
-    return {
-      pid: newPid,
-      bytes,
-      sockets: net?.entries.length ?? 0,
-      redirectIds,
-      checkpoint: ck,
-      restore: restoreStats,
-      timesUs: {
-        offer: us(tOffer - t0),
-        frozen: us(tEnd - tOffer),
-        dumpAndSend: us(tSent - tOffer),
-        restoreAndCommit: us(tEnd - tSent),
-        total: us(tEnd - t0),
-      },
-    };
-  };
-  try {
-    await channel.endStream(STREAM.IMAGE);
-    opts.onPhase?.("restore");
-    const restored = await answer() as {
-      op: string;
-      ok: boolean;
-      pid?: number;
-      reason?: string;
-      stats?: unknown;
-      addr?: string;
-    };
-    if (!restored?.ok || restored.op !== "restored") {
-      throw refuse(`the destination could not restore it: ${restored?.reason ?? "no answer"}`);
-    }
-    if (net?.entries.length && opts.network) {
-      // The flows' new path, in place before the destination's sockets say a word.
-      const plan = planRedirects(
-        net.entries,
-        opts.network.nodeAddr,
-        restored.addr ?? "",
-        opts.network.clusterAddrs,
-      );
-      if (plan.forwards.some((r) => r.action === "forward")) {
-        const changed = await enableForwarding();
-        if (changed.length) opts.log?.(`forwarding for migrated flows: ${changed.join(", ")}`);
-      }
-      if (plan.forwards.length) forwards.add(plan.forwards);
-      for (const [addr, list] of plan.peers) undo.push(await opts.network.addAt(addr, list));
-    }
-    // From the commit on, the process may run at the destination: should this agent die or
-    // the answer never come, the copy here stays stopped (a SIGSTOP waits for it) and frozen.
-    step(); // past the deadline: abandoned here, before the point of no return
-    net?.journal("committing");
-    kill(pid, 19);
-    opts.onPhase?.("commit");
-    commitSent = true;
-    const relay = new KeptRelay(keep, newRelayToken(), opts.log);
-    await channel.send({ op: "commit", relay: relay.token });
-    const done = await channel.recv(stepMax) as { op: string; ok: boolean };
-    if (done?.op !== "committed" || !done.ok) {
-      throw refuse("the destination did not confirm that the process runs");
-    }
-    const result = handOver(restored.pid!, restored.stats);
-    if (opts.onRelay) opts.onRelay(relay);
-    else relay.run(channel).finally(() => relay.close());
-    return result;
-  } catch (e) {
-    const outcome = commitSent ? await learnOutcome(pid, offer.comm, opts) : undefined;
-    if (outcome === "running") {
-      // It runs at the destination: this copy ends as after a confirmed commit.
-      dropKept();
-      channel.close();
-      opts.log?.(`process ${pid}: the destination did not confirm, but it runs there`);
-      return handOver(pid, undefined);
-    }
-    if (outcome === "absent") {
-      // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).
-      forwards.removeAll();
-      for (const u of undo) await u().catch(() => {});
-      net?.thaw();
-      held.resume();
-      kill(pid, 18);
-      dropKept();
-      channel.close();
-      throw refuse(
-        `the destination did not confirm (${
-          (e as Error).message
-        }), and its agent since says the process is not there`,
-        "",
-        EXIT.FAILURE,
-        e,
-      );
-    }
-    if (commitSent) {
-      // Two live copies must never be: the one here stays stopped, its flows still frozen
-      // and redirected, until someone who knows the outcome decides.
-      forwards.keep();
-      net?.abandon();
-      held.detachStopped();
-      dropKept();
-      channel.close();
-      throw new PpmError(
-        `${IN_DOUBT} ${pid} is unknown`,
-        `the destination was told to run it and did not confirm (${(e as Error).message})`,
-        `it stays stopped here; if it runs at the destination, end it here (kill -9 ${pid}), else let it go on here (kill -CONT ${pid}; its TCP connections, if any, stay frozen); see docs/security.md`,
-        EXIT.FAILURE,
-        { cause: e },
-      );
-    }
-    forwards.removeAll();
-    for (const u of undo) await u().catch(() => {});
-    net?.thaw();
-    held.resume();
-    dropKept();
-    try {
-      await channel.send({ op: "abort" });
-    } catch { /* gone */ }
-    throw e;
+}
+
+/** Ends the image stream and waits for the destination to report the process restored. */
+async function waitRestored(
+  m: Move,
+  bounds: StepBounds,
+): Promise<MessageOf<"restored"> & { ok: true }> {
+  await m.channel.endStream(STREAM.IMAGE);
+  m.opts.onPhase?.("restore");
+  const restored = expectAnswer(
+    await bounds.answer(),
+    "the destination's report of the restore",
+    "restored",
+  );
+  if (!restored.ok) {
+    throw refuse(`the destination could not restore it: ${restored.reason ?? "no answer"}`);
   }
+  return restored;
+}
+
+/**
+ * The flows' new path, in place before the destination's sockets say a
+ * word: forwarding here for outside peers, rewriting on cluster peers' nodes.
+ */
+async function redirectFlows(m: Move, destAddr: string): Promise<void> {
+  const net = m.stats.network;
+  const network = m.opts.network;
+  if (!net?.entries.length || !network) return;
+  const plan = planRedirects(net.entries, network.nodeAddr, destAddr, network.clusterAddrs);
+  if (plan.forwards.some((r) => r.action === "forward")) {
+    const changed = await enableForwarding();
+    if (changed.length) m.opts.log?.(`forwarding for migrated flows: ${changed.join(", ")}`);
+  }
+  if (plan.forwards.length) m.forwards.add(plan.forwards);
+  for (const [addr, list] of plan.peers) m.undo.push(await network.addAt(addr, list));
+}
+
+/**
+ * Tells the destination to run the process and waits for it to confirm;
+ * then this copy ends and the relay of its standard streams starts.
+ */
+async function commit(
+  m: Move,
+  { step, stepMax }: StepBounds,
+  restored: MessageOf<"restored"> & { ok: true },
+): Promise<MigrateResult> {
+  // From the commit on, the process may run at the destination: should this agent die or
+  // the answer never come, the copy here stays stopped (a SIGSTOP waits for it) and frozen.
+  step(); // past the deadline: abandoned here, before the point of no return
+  m.stats.network?.journal("committing");
+  kill(m.pid, 19);
+  m.opts.onPhase?.("commit");
+  m.commitSent = true;
+  const relay = new KeptRelay(m.keep, newRelayToken(), m.opts.log);
+  await m.channel.send({ op: "commit", relay: relay.token } satisfies MessageOf<"commit">);
+  const notConfirmed = "the destination did not confirm that the process runs";
+  const done = expectAnswer(await m.channel.recv(stepMax), notConfirmed, "committed");
+  if (!done.ok) throw refuse(notConfirmed);
+  const result = handOver(m, restored.pid, restored.stats);
+  if (m.opts.onRelay) m.opts.onRelay(relay);
+  else relay.run(m.channel).finally(() => relay.close());
+  return result;
+}
+
+/** The process runs at the destination: this copy ends, the redirects stay; the figures. */
+function handOver(m: Move, newPid: number, restoreStats: unknown): MigrateResult {
+  const { stats, forwards, times } = m;
+  const net = stats.network;
+  stats.held!.kill();
+  const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
+  net?.handOver();
+  forwards.keep();
+  const tEnd = performance.now();
+  const { held: _held, network: _net, ...ck } = stats;
+  return {
+    pid: newPid,
+    bytes: m.bytes,
+    sockets: net?.entries.length ?? 0,
+    redirectIds,
+    checkpoint: ck,
+    restore: restoreStats,
+    timesUs: {
+      offer: us(times.tOffer - times.t0),
+      frozen: us(tEnd - times.tOffer),
+      dumpAndSend: us(times.tSent - times.tOffer),
+      restoreAndCommit: us(tEnd - times.tSent),
+      total: us(tEnd - times.t0),
+    },
+  };
+}
+
+/** Undoes the move here: the redirects go, the sockets and the process run again. */
+async function undoHere(m: Move): Promise<void> {
+  m.forwards.removeAll();
+  for (const u of m.undo) await u().catch(() => {});
+  m.stats.network?.thaw();
+  m.stats.held!.resume();
+}
+
+/**
+ * A step after the freeze failed with `e`. Before the commit, the process
+ * runs on here; after it, the destination is asked whether it runs there:
+ * yes, this copy ends as after a confirmed commit; no, it runs on here;
+ * unknown, it stays stopped here, in doubt.
+ */
+async function settleFailure(m: Move, e: unknown): Promise<MigrateResult> {
+  const { pid, channel } = m;
+  const outcome = m.commitSent ? await learnOutcome(pid, m.offer.comm, m.opts) : undefined;
+  if (outcome === "running") {
+    // It runs at the destination: this copy ends as after a confirmed commit.
+    dropKept(m.keep);
+    channel.close();
+    m.opts.log?.(`process ${pid}: the destination did not confirm, but it runs there`);
+    return handOver(m, pid, undefined);
+  }
+  if (outcome === "absent") {
+    // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).
+    await undoHere(m);
+    kill(pid, 18);
+    dropKept(m.keep);
+    channel.close();
+    throw refuse(
+      `the destination did not confirm (${
+        (e as Error).message
+      }), and its agent since says the process is not there`,
+      "",
+      EXIT.FAILURE,
+      e,
+    );
+  }
+  if (m.commitSent) throw leaveInDoubt(m, e);
+  await undoHere(m);
+  dropKept(m.keep);
+  try {
+    await channel.send({ op: "abort" } satisfies MessageOf<"abort">);
+  } catch { /* gone */ }
+  throw e;
+}
+
+/**
+ * Two live copies must never be: the one here stays stopped, its flows still
+ * frozen and redirected, until someone who knows the outcome decides.
+ */
+function leaveInDoubt(m: Move, e: unknown): PpmError {
+  const { pid } = m;
+  m.forwards.keep();
+  m.stats.network?.abandon();
+  m.stats.held!.detachStopped();
+  dropKept(m.keep);
+  m.channel.close();
+  return new PpmError(
+    `${IN_DOUBT} ${pid} is unknown`,
+    `the destination was told to run it and did not confirm (${(e as Error).message})`,
+    `it stays stopped here; if it runs at the destination, end it here (kill -9 ${pid}), else let it go on here (kill -CONT ${pid}; its TCP connections, if any, stay frozen); see docs/security.md`,
+    EXIT.FAILURE,
+    { cause: e },
+  );
 }

@@ -12,6 +12,14 @@
  */
 import type { Redirect } from "../../ffi/redirect.ts";
 import { PpmError } from "../errors.ts";
+import { checkUntrusted, claimedOp } from "../untrusted.ts";
+import {
+  REDIRECT_OPS,
+  REDIRECT_REQUEST_OPS,
+  RedirectAnswerSchema,
+  type RedirectRequest,
+  RedirectRequestSchema,
+} from "./messages.ts";
 import { deleteRedirect, RedirectSet } from "./table.ts";
 
 /** The part of a connection the requests need (core/transport's PeerConnection). */
@@ -24,15 +32,9 @@ export interface RequestChannel {
   close(): void;
 }
 
-/** A request to another node's agent. */
-export type RedirectRequest =
-  | { op: "redirect-add"; entries: Redirect[] }
-  | { op: "redirect-del"; ids: number[] };
-
-/** True when `msg` is a redirect request. */
-export function isRedirectRequest(msg: unknown): msg is RedirectRequest {
-  const op = (msg as { op?: unknown })?.op;
-  return op === "redirect-add" || op === "redirect-del";
+/** True when `msg` says it is a redirect request (whether it is a well-formed one or not). */
+export function claimsRedirectRequest(msg: unknown): boolean {
+  return claimedOp(msg, REDIRECT_REQUEST_OPS) !== undefined;
 }
 
 /** The requesting side, for one migration: connections per node address, opened ahead. */
@@ -63,21 +65,25 @@ export class PeerRedirects {
     await Promise.allSettled([...addrs].map((a) => this.#conn(a)));
   }
 
-  async #ask(addr: string, msg: RedirectRequest): Promise<{ ids?: number[] }> {
+  async #ask(addr: string, msg: RedirectRequest): Promise<number[]> {
     const c = await this.#conn(addr);
     await c.send(msg);
-    const r = await c.recv(30_000) as { ok?: boolean; ids?: number[]; reason?: string };
-    if (!r?.ok) {
-      throw new PpmError(`the node at ${addr} refused the redirects`, r?.reason ?? "no answer");
+    const raw = await c.recv(30_000);
+    const refused = `the node at ${addr} refused the redirects`;
+    const r = checkUntrusted(RedirectAnswerSchema, raw, claimedOp(raw, REDIRECT_OPS) ?? "answer");
+    if (!r.ok) throw new PpmError(refused, r.why);
+    if (!r.value.ok) throw new PpmError(refused, r.value.reason ?? "no answer");
+    const expected = msg.op === "redirect-add" ? "redirect-added" : "redirect-removed";
+    if (r.value.op !== expected) {
+      throw new PpmError(refused, `expected ${expected}, got ${r.value.op}`);
     }
-    return r;
+    return r.value.op === "redirect-added" ? r.value.ids : [];
   }
 
   /** Adds `entries` on the node at `addr`; resolves to their removal. */
   async add(addr: string, entries: Redirect[]): Promise<() => Promise<void>> {
-    const r = await this.#ask(addr, { op: "redirect-add", entries });
+    const ids = await this.#ask(addr, { op: "redirect-add", entries });
     this.log(`the node at ${addr} rewrites ${entries.length} flows`);
-    const ids = r.ids ?? [];
     return async () => {
       await this.#ask(addr, { op: "redirect-del", ids });
     };
@@ -94,24 +100,27 @@ export class PeerRedirects {
 
 /**
  * The serving side: answers redirect requests on `conn`, starting with
- * `first`, until the requester closes it (or is silent for `idleMs`).
+ * `first`, until the requester closes it (or is silent for `idleMs`) or
+ * sends something else. A malformed request is answered with why.
  */
 export async function serveRedirects(
   conn: RequestChannel,
-  first: RedirectRequest,
+  first: unknown,
   log: (s: string) => void,
   idleMs = 600_000,
 ): Promise<void> {
-  for (let req: unknown = first; isRedirectRequest(req);) {
+  for (let raw = first; claimsRedirectRequest(raw);) {
     try {
-      if (req.op === "redirect-add") {
+      const req = checkUntrusted(RedirectRequestSchema, raw, claimedOp(raw, REDIRECT_OPS)!);
+      if (!req.ok) throw new PpmError("a malformed redirect request", req.why);
+      if (req.value.op === "redirect-add") {
         const set = new RedirectSet();
-        set.add(req.entries ?? []);
+        set.add(req.value.entries);
         log(`added ${set.ids.length} redirects`);
         await conn.send({ op: "redirect-added", ok: true, ids: set.ids });
       } else {
-        for (const id of req.ids ?? []) deleteRedirect(id);
-        log(`removed ${req.ids?.length ?? 0} redirects`);
+        for (const id of req.value.ids) deleteRedirect(id);
+        log(`removed ${req.value.ids.length} redirects`);
         await conn.send({ op: "redirect-removed", ok: true });
       }
     } catch (e) {
@@ -120,7 +129,7 @@ export async function serveRedirects(
       await conn.send({ op: "redirect-failed", ok: false, reason: why }).catch(() => {});
     }
     try {
-      req = await conn.recv(idleMs);
+      raw = await conn.recv(idleMs);
     } catch {
       return; // closed, or silent for too long
     }

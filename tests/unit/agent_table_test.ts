@@ -1,5 +1,6 @@
 /** The agent's process table and its periodic sweep (exits collected and sent back). */
-import { type ExitMessage, exitOf, shellCode } from "../../core/agent/exits.ts";
+import { exitOf, shellCode } from "../../core/agent/exits.ts";
+import type { ExitMessage } from "../../core/migrate/messages.ts";
 import { decodeWaitStatus } from "../../ffi/libc.ts";
 import { ProcessTable } from "../../core/agent/processes.ts";
 import type { ProcStatFields } from "../../core/agent/procfs.ts";

@@ -22,8 +22,15 @@ import { assert, assertEquals } from "../support/assert.ts";
  */
 const LAYERS: { name: string; units: string[] }[] = [
   {
-    name: "leaves: libc and the module through FFI, errors, paths, fault points, the version",
-    units: ["ffi", "core/errors.ts", "core/paths.ts", "core/fault.ts", "core/version.ts"],
+    name: "leaves: FFI, errors, paths, fault points, the version, checks of untrusted values",
+    units: [
+      "ffi",
+      "core/errors.ts",
+      "core/paths.ts",
+      "core/fault.ts",
+      "core/version.ts",
+      "core/untrusted.ts",
+    ],
   },
   {
     name: "host: host programs, /proc facts, byte sinks and sources; configuration; the secret",

@@ -11,12 +11,8 @@
  * - records and resume requests with hostile values are refused.
  */
 import { join } from "node:path";
-import {
-  ArrivedRelays,
-  isRelayResume,
-  isRelayResumed,
-  ParkedRelays,
-} from "../../core/agent/relays.ts";
+import { ArrivedRelays, ParkedRelays } from "../../core/agent/relays.ts";
+import { asMessage } from "../../core/migrate/messages.ts";
 import { O, open } from "../../ffi/libc.ts";
 import { ArrivedRelay, fifosIn } from "../../core/relay/arrived.ts";
 import { keeperId, startKeeper } from "../../core/relay/keeper.ts";
@@ -172,8 +168,8 @@ Deno.test({
       const parked = new ParkedRelays(log, 60_000);
       await withServer({
         onConnection: async (c) => {
-          const first = await c.recv(5000);
-          if (isRelayResume(first)) await parked.resume(c, first);
+          const first = asMessage(await c.recv(5000), "relay-resume");
+          if (first) await parked.resume(c, first);
         },
       }, async (s) => {
         // The migration connection: destination (client) → source (server side of this test).
@@ -282,7 +278,7 @@ Deno.test("relay-resume from another node, or with an unknown token, is refused 
       { ...ask(kept.token), has: undefined },
       { ...ask(kept.token), token: `${kept.token}\n` },
     ]
-  ) assert(!isRelayResume(bad), JSON.stringify(bad));
+  ) assertEquals(asMessage(bad, "relay-resume"), undefined, JSON.stringify(bad));
 });
 
 Deno.test("relay records: hostile values are refused, and such files removed", async () => {
@@ -373,8 +369,10 @@ Deno.test("replay: what the other end lacks, within the kept window; hostile off
 });
 
 Deno.test("relay-resumed answers with hostile offsets are not answers", () => {
-  assert(isRelayResumed({ op: "relay-resumed", ok: true, has: { 2: 5, 3: 0 } }));
-  assert(isRelayResumed({ op: "relay-resumed", ok: false, reason: "no such relay here" }));
+  assert(asMessage({ op: "relay-resumed", ok: true, has: { 2: 5, 3: 0 } }, "relay-resumed"));
+  assert(
+    asMessage({ op: "relay-resumed", ok: false, reason: "no such relay here" }, "relay-resumed"),
+  );
   for (
     const bad of [
       null,
@@ -386,5 +384,5 @@ Deno.test("relay-resumed answers with hostile offsets are not answers", () => {
       { op: "relay-resumed", ok: true, has: { 2: 1, 3: 1, 5: 1 } },
       { op: "relay-resumed", ok: true, has: "2" },
     ]
-  ) assert(!isRelayResumed(bad), JSON.stringify(bad));
+  ) assertEquals(asMessage(bad, "relay-resumed"), undefined, JSON.stringify(bad));
 });

@@ -227,6 +227,7 @@ async function admitHere(
   checkKernel(offer.kernel);
   await checkCpu(offer.cpuFlags);
   await checkPidFree(offer.pid);
+  for (const tid of offer.tids) await checkPidFree(tid, "TID");
   await checkFiles(offer.files);
   if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
     throw new PpmError("refused", `its working directory ${offer.cwd} does not exist here`);

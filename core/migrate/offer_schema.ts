@@ -69,6 +69,8 @@ export const OfferSchema = v.object({
   pid: Pid,
   /** Its name. */
   comm: text(64),
+  /** The TIDs of its other threads (each restored with its TID); absent: none. */
+  tids: v.nullish(list(Pid, 4095), () => []),
   /** Kernel release of the source. */
   kernel: text(256),
   /** CPU flags of the source. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { listThreads } from "../ptrace/group.ts";
 import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
@@ -130,6 +131,7 @@ export async function buildOffer(
     op: "offer",
     pid,
     comm: (await Deno.readTextFile(`/proc/${pid}/comm`)).trim(),
+    tids: listThreads(pid).filter((t) => t !== pid),
     kernel: Deno.osRelease(),
     cpuFlags: parseCpuFlags(await Deno.readTextFile("/proc/cpuinfo")),
     abi: PPM_ABI_VERSION,

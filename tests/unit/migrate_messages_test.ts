@@ -245,6 +245,10 @@ const HOSTILE: [Record<string, unknown>, string, unknown, RegExp][] = [
   [offer, "pid", "42", /offer\.pid: expected number, got "42"/],
   [offer, "pid", 42n, /offer\.pid/],
   [offer, "comm", "x".repeat(65), /offer\.comm: expected a length <=64, got 65/],
+  [offer, "tids", [0], /offer\.tids\.0: expected a value >=1, got 0/],
+  [offer, "tids", [2 ** 40], /offer\.tids\.0/],
+  [offer, "tids", "101", /offer\.tids/],
+  [offer, "tids", Array(5000).fill(101), /offer\.tids/],
   [offer, "comm", ["sleep"], /offer\.comm/],
   [offer, "kernel", "k".repeat(257), /offer\.kernel/],
   [

@@ -136,6 +136,7 @@ Deno.test("migrateIn refuses offers it cannot honour, with the reason", async ()
       op: "offer",
       pid: 4_000_000,
       comm: "x",
+      tids: [],
       kernel: Deno.osRelease(),
       cpuFlags: [],
       abi: PPM_ABI_VERSION,

@@ -39,6 +39,7 @@ const offer = {
   op: "offer",
   pid: 4242,
   comm: "sleep",
+  tids: [4243, 4244],
   kernel: "6.12.0-1-amd64",
   cpuFlags: ["fpu", "sse2"],
   abi: 7,

@@ -3,7 +3,8 @@
  * link, measured side by side in one two-node virtual cluster (kernel
  * 6.1), interleaved round by round: for each round, the link, then per
  * workload ppm, ppm --copy-all and CRIU migrations, then ppm and CRIU
- * local checkpoint + restore. Writes bench/results/<time>.{json,md,svg}.
+ * local checkpoint + restore. Writes bench/results/<time>.{json,md,svg};
+ * prints the report (or the JSON) and, on stderr, what threads cost.
  * See docs/bench.md.
  *
  * @module
@@ -22,6 +23,7 @@ import { parseArgs, USAGE } from "./lib/args.ts";
 import { hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
 import { Guests } from "./lib/guest.ts";
 import { Measurer, WORK } from "./lib/measure.ts";
+import { threadLines } from "./lib/report.ts";
 import { validateRunFiles, writeRun } from "./lib/results.ts";
 import { hasCopyAll } from "./lib/scripts.ts";
 import { type BenchResults, type Failure, type Sample, SCHEMA, type Tool } from "./lib/types.ts";
@@ -242,6 +244,8 @@ async function main(): Promise<number> {
   const files = await writeRun(args.out, results);
   const problems = await validateRunFiles(files);
   console.log(args.json ? JSON.stringify(results, null, 2) : await Deno.readTextFile(files.md));
+  // The figure issue 18 asks for, also when the report is not printed (--json).
+  for (const line of threadLines(results)) log(line);
   log(`results: ${files.json}, ${files.md}${files.svg ? `, ${files.svg}` : ""}`);
   if (problems.length) {
     log(`the results are not well-formed:\n  ${problems.join("\n  ")}`);

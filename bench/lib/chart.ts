@@ -26,9 +26,16 @@ export interface ChartPoint {
   series: string;
 }
 
-/** The chart's points: every migration sample of a workload that writes memory. */
+/**
+ * The chart's points: every migration sample of a one-thread workload that
+ * writes memory (a threaded one, e.g. threads-64, would sit at the same
+ * size as its one-thread twin and bend the line; the report compares the
+ * two on their own).
+ */
 export function chartPoints(r: BenchResults): ChartPoint[] {
-  const mib = new Map(r.workloads.filter((w) => w.mib > 0).map((w) => [w.id, w.mib]));
+  const mib = new Map(
+    r.workloads.filter((w) => w.mib > 0 && (w.threads ?? 1) === 1).map((w) => [w.id, w.mib]),
+  );
   return r.samples.flatMap((s) =>
     s.kind === "migrate" && mib.has(s.workload)
       ? [{ mib: mib.get(s.workload)!, ms: s.freezeMs, series: SERIES_NAMES[s.tool] }]

@@ -25,7 +25,7 @@ import {
   stepMs,
   timedStep,
 } from "./scripts.ts";
-import type { LinkSample, Sample, Tool } from "./types.ts";
+import { type LinkSample, type Sample, type Tool, TOOLS } from "./types.ts";
 import { type Workload, WORKLOADS } from "./workloads.ts";
 
 /** Guest paths of the benchmark's programs. */
@@ -43,7 +43,35 @@ const DST = nodeAddress(2);
 const DROP_TABLE = "ppmbench";
 /** Rounds a run may have (ports are laid out for this many). */
 export const MAX_ROUNDS = 50;
-const PORTS = { pageServer: 24000, copy: 27000, workload: 30000, link: 34000 } as const;
+/** First port of each use; each use has {@link ROUND_PORTS} × {@link MAX_ROUNDS} ports. */
+export const PORTS = { pageServer: 24000, copy: 27000, workload: 30000, link: 34000 } as const;
+/** Ports per round of one use: {@link WORKLOAD_PORTS} per workload. */
+const ROUND_PORTS = 50;
+/** Ports per workload in a round: one per tool (three), and room to spare. */
+const WORKLOAD_PORTS = 5;
+
+/**
+ * The port of one use (`base`, from {@link PORTS}) in round `round` for the
+ * workload at `workload` in WORKLOADS and the tool at `tool` in TOOLS:
+ * unique per round, workload and tool for rounds below {@link MAX_ROUNDS}
+ * and up to ten workloads, so no measurement meets an earlier one's
+ * sockets or rules.
+ */
+export function portOf(base: number, round: number, workload: number, tool: number): number {
+  if (workload >= ROUND_PORTS / WORKLOAD_PORTS || tool >= WORKLOAD_PORTS) {
+    throw new Error(`no port for workload ${workload}, tool ${tool}: the layout is full`);
+  }
+  return base + round * ROUND_PORTS + workload * WORKLOAD_PORTS + tool;
+}
+
+/**
+ * The shell command that starts a memory workload (bench_anon) in the
+ * background: ITERATIONS, MIB and, for a threaded one, THREADS.
+ */
+export function anonCommand(bin: string, w: Workload, out: string): string {
+  const threads = w.threads > 1 ? ` ${w.threads}` : "";
+  return `${bin} 1000000 ${w.mib}${threads} < /dev/null > ${out} 2>&1 & echo $!`;
+}
 
 /** A running workload on node1. */
 interface Started {
@@ -89,14 +117,11 @@ export class Measurer {
     private opts: MeasureOptions,
   ) {}
 
-  /**
-   * Ports unique per round, workload and tool (rounds < {@link MAX_ROUNDS}),
-   * so no measurement meets an earlier one's sockets or rules.
-   */
+  /** The port of one use for round, workload and tool ({@link portOf}). */
   private port(base: number, round: number, w: Workload, tool: Tool): number {
-    const t = ["ppm", "ppm-copy-all", "criu"].indexOf(tool);
+    const t = TOOLS.indexOf(tool);
     const k = Math.max(0, WORKLOADS.findIndex((x) => x.id === w.id));
-    return base + round * 50 + k * 10 + t;
+    return portOf(base, round, k, t);
   }
 
   /** Starts workload `w` on node1 (and its TCP peer on node2). */
@@ -108,7 +133,7 @@ export class Measurer {
       const pid = Number(
         (await this.g.ok(
           1,
-          `${highPids()}cd ${WORK}; ${this.bin.bench_anon} 1000000 ${w.mib} < /dev/null > ${out} 2>&1 & echo $!`,
+          `${highPids()}cd ${WORK}; ${anonCommand(this.bin.bench_anon, w, out)}`,
         )).trim(),
       );
       await this.g.waitFor(1, `grep -q '^tick 2 ' ${out}`, 600, `${tag}: bench_anon's third tick`);

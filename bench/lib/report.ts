@@ -1,13 +1,23 @@
 /**
  * The markdown report of a run: the environment, one table per question of
- * the benchmark (freeze time, local checkpoint + restore, bytes, the link,
- * ppm's phases, the TCP stall), where ppm loses, and what failed. Pure.
+ * the benchmark (freeze time, with threads against one thread, local
+ * checkpoint + restore, bytes, the link, ppm's phases, the TCP stall), where
+ * ppm loses, and what failed. Pure.
  *
  * @module
  */
 import type { Summary } from "./stats.ts";
-import { type Digest, digest, findRatio, findSeries, type Metric } from "./summary.ts";
-import type { BenchResults, Kind, Tool } from "./types.ts";
+import {
+  type Digest,
+  digest,
+  findRatio,
+  findSeries,
+  type Metric,
+  THREAD_GOAL,
+  threadsOf,
+  threadTwin,
+} from "./summary.ts";
+import type { BenchResults, Kind, Tool, WorkloadInfo } from "./types.ts";
 
 const MIB = 1024 * 1024;
 
@@ -82,6 +92,70 @@ function metricTable(
   return table(head, rows);
 }
 
+/** The goal of a threaded workload against its one-thread twin, as the report writes it. */
+export const THREAD_GOAL_TEXT = `≤ ${THREAD_GOAL}×`;
+
+/** "met" or "missed" for ppm's median thread ratio; "not measured" without one. */
+export function threadVerdict(s: Summary | undefined): string {
+  if (!s) return "not measured";
+  return s.median <= THREAD_GOAL ? "met" : "missed";
+}
+
+function threadName(w: WorkloadInfo): string {
+  const n = threadsOf(w);
+  return `${w.id} (${n} thread${n === 1 ? "" : "s"})`;
+}
+
+/** The threaded workloads of a run (e.g. threads-64). */
+function threaded(r: BenchResults): WorkloadInfo[] {
+  return r.workloads.filter((w) => threadsOf(w) > 1);
+}
+
+function threadRatio(d: Digest, workload: string, tool: Tool) {
+  return d.threads.find((x) => x.workload === workload && x.tool === tool);
+}
+
+/**
+ * One line per threaded workload of the run: each tool's migration freeze
+ * time of it over that of its one-thread twin, pair by pair, and whether
+ * ppm meets {@link THREAD_GOAL}. The runner prints them after the run;
+ * empty when the run has no threaded workload.
+ */
+export function threadLines(r: BenchResults, d: Digest = digest(r)): string[] {
+  return threaded(r).map((w) => {
+    const base = threadTwin(r.workloads, w);
+    if (!base) {
+      return `${threadName(w)}: no one-thread workload of ${w.mib} MiB in this run, ` +
+        `so no ratio (goal for ppm ${THREAD_GOAL_TEXT})`;
+    }
+    const ppm = threadRatio(d, w.id, "ppm")?.summary;
+    const tools = (["ppm", "ppm-copy-all", "criu"] as Tool[]).flatMap((t) => {
+      const s = threadRatio(d, w.id, t)?.summary;
+      return s || t === "ppm" ? [`${TOOL_NAMES[t]} ${ratioCell(s)}`] : [];
+    });
+    return `${threadName(w)} / ${threadName(base)}, migration freeze time: ${
+      tools.join("; ")
+    }; goal for ppm ${THREAD_GOAL_TEXT}: ${threadVerdict(ppm)}`;
+  });
+}
+
+/** The table of threaded workloads against their one-thread twins; undefined without any. */
+function threadTable(r: BenchResults, d: Digest): string | undefined {
+  const ws = threaded(r);
+  if (!ws.length) return undefined;
+  const tools = toolColumns(d, "migrate");
+  const rows = ws.map((w) => {
+    const base = threadTwin(r.workloads, w);
+    return [
+      threadName(w),
+      base ? threadName(base) : "– (not in this run)",
+      ...tools.map((t) => ratioCell(threadRatio(d, w.id, t)?.summary)),
+      `${THREAD_GOAL_TEXT}: ${threadVerdict(threadRatio(d, w.id, "ppm")?.summary)}`,
+    ];
+  });
+  return table(["workload", "against", ...tools.map((t) => TOOL_NAMES[t]), "goal for ppm"], rows);
+}
+
 function environment(r: BenchResults): string {
   const e = r.environment;
   return table(["", ""], [
@@ -152,6 +226,15 @@ export function renderReport(r: BenchResults, chart?: string): string {
     metricTable(r, d, "migrate", "freezeMs", 1, ""),
   );
   if (chart) parts.push(`![freeze time against memory size](${chart})`);
+  const threads = threadTable(r, d);
+  if (threads) {
+    parts.push(
+      "**With threads, against one thread.** The freeze time of a process with threads over " +
+        "that of a one-thread process with the same memory, pair by pair within each round; " +
+        `ppm's goal is ${THREAD_GOAL_TEXT}.`,
+      threads,
+    );
+  }
 
   parts.push(
     "## 2. Local checkpoint + restore (ms)",

@@ -1,13 +1,14 @@
 /**
  * Digests a run's raw samples into what the report shows: per series
- * medians with ranges, ratios against CRIU pair by pair, ppm's per-phase
- * medians, the link's throughput and ppm's transfer as a fraction of it.
- * Pure.
+ * medians with ranges, ratios against CRIU pair by pair, what threads cost
+ * (a threaded workload's freeze time against its one-thread twin's, pair by
+ * pair), ppm's per-phase medians, the link's throughput and ppm's transfer
+ * as a fraction of it. Pure.
  *
  * @module
  */
 import { type PairRatio, pairRatios, phaseMedians, summarize, type Summary } from "./stats.ts";
-import type { BenchResults, Kind, Sample, Tool } from "./types.ts";
+import type { BenchResults, Kind, Sample, Tool, WorkloadInfo } from "./types.ts";
 import { TOOLS } from "./types.ts";
 
 /** A numeric field of a sample that is compared across tools. */
@@ -38,6 +39,52 @@ export interface RatioStats {
   summary?: Summary;
 }
 
+/**
+ * The goal for ppm's migration freeze time of a threaded process against a
+ * one-thread process of the same memory (issue 18: 8 threads within 1.2×).
+ */
+export const THREAD_GOAL = 1.2;
+
+/**
+ * One tool's migration freeze time of a threaded workload over that of its
+ * one-thread twin (same memory and connections), round by round: both are
+ * measured in the same round, minutes apart, so drifts of the machine
+ * cancel as in the ratios against CRIU.
+ */
+export interface ThreadRatioStats {
+  /** The threaded workload (e.g. threads-64). */
+  workload: string;
+  /** Its threads. */
+  threads: number;
+  /** Its one-thread twin (e.g. anon-64). */
+  base: string;
+  tool: Tool;
+  /** Per round: a = the threaded workload's freeze, b = the twin's. */
+  pairs: PairRatio[];
+  /** Summary of the ratios (undefined when no round has both). */
+  summary?: Summary;
+}
+
+/** Threads of a recorded workload (results written before threads were recorded: 1). */
+export function threadsOf(w: WorkloadInfo): number {
+  return w.threads ?? 1;
+}
+
+/**
+ * The one-thread twin of a threaded workload among `workloads`: the first
+ * one-thread workload with the same memory and connections. Undefined for
+ * a one-thread workload, or when the run has no twin.
+ */
+export function threadTwin(
+  workloads: readonly WorkloadInfo[],
+  w: WorkloadInfo,
+): WorkloadInfo | undefined {
+  if (threadsOf(w) <= 1) return undefined;
+  return workloads.find((x) =>
+    threadsOf(x) === 1 && x.mib === w.mib && x.connections === w.connections
+  );
+}
+
 /** Per-phase medians of one tool on one workload. */
 export interface PhaseStats {
   kind: Kind;
@@ -50,6 +97,8 @@ export interface PhaseStats {
 export interface Digest {
   series: SeriesStats[];
   ratios: RatioStats[];
+  /** Threaded workloads against their one-thread twins, per tool that measured both. */
+  threads: ThreadRatioStats[];
   phases: PhaseStats[];
   /** Raw TCP throughput between the guests, MiB/s. */
   linkMiBs?: Summary;
@@ -131,6 +180,27 @@ export function digest(r: BenchResults): Digest {
     }
   }
 
+  const threads: ThreadRatioStats[] = [];
+  for (const w of r.workloads) {
+    const base = threadTwin(r.workloads, w);
+    if (!base) continue;
+    for (const tool of TOOLS) {
+      const mine = groups.get(`migrate/${w.id}/${tool}`);
+      const twin = groups.get(`migrate/${base.id}/${tool}`);
+      if (!mine || !twin) continue;
+      const pairs = pairRatios(byRound(mine, "freezeMs"), byRound(twin, "freezeMs"));
+      if (!pairs.length) continue;
+      threads.push({
+        workload: w.id,
+        threads: threadsOf(w),
+        base: base.id,
+        tool,
+        pairs,
+        summary: summarize(pairs.map((p) => p.ratio)),
+      });
+    }
+  }
+
   const phases: PhaseStats[] = keys.flatMap((k) => {
     const recs = groups.get(`${k.kind}/${k.workload}/${k.tool}`)!.flatMap((s) =>
       s.phasesMs ? [s.phasesMs] : []
@@ -149,7 +219,7 @@ export function digest(r: BenchResults): Digest {
       return sum ? [{ workload: s.workload, tool: s.tool, summary: sum }] : [];
     })
     : [];
-  return { series, ratios, phases, linkMiBs, linkFraction };
+  return { series, ratios, threads, phases, linkMiBs, linkFraction };
 }
 
 /** The series of `kind`, `workload` and `tool`, if measured. */

@@ -100,6 +100,11 @@ export interface WorkloadInfo {
   mib: number;
   /** TCP connections the process holds. */
   connections: number;
+  /**
+   * Threads the process runs (the main thread included). Results written
+   * before it was recorded lack it: their workloads ran one thread.
+   */
+  threads?: number;
 }
 
 /** The whole output of one run. */

@@ -77,7 +77,14 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
     data.workloads.forEach((w, i) => {
       if (!isObj(w) || typeof w.id !== "string" || !nonNeg(w.mib) || !nonNeg(w.connections)) {
         p.push(`workloads[${i}]: needs id, mib and connections`);
-      } else ids.add(w.id);
+      } else {
+        ids.add(w.id);
+        // Optional: files written before threads were recorded lack it (one thread).
+        if (
+          w.threads !== undefined &&
+          !(Number.isInteger(w.threads) && (w.threads as number) >= 1)
+        ) p.push(`workloads[${i}].threads: not a positive integer`);
+      }
     });
   }
   if (!Array.isArray(data.samples)) p.push("samples: not a list");

@@ -1,8 +1,17 @@
-/** bench/lib/args.ts and the host facts' parsers. */
+/** bench/lib/args.ts, the workloads, the host facts' parsers and measure.ts's pure parts. */
 import { parseArgs } from "../../bench/lib/args.ts";
 import { cpuModel, memTotalMiB } from "../../bench/lib/environment.ts";
-import { killOurs, lives } from "../../bench/lib/measure.ts";
-import { assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
+import {
+  anonCommand,
+  killOurs,
+  lives,
+  MAX_ROUNDS,
+  portOf,
+  PORTS,
+} from "../../bench/lib/measure.ts";
+import { TOOLS } from "../../bench/lib/types.ts";
+import { workloadInfo, WORKLOADS, workloadsFor } from "../../bench/lib/workloads.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 
 Deno.test("bench args: defaults, quick, rounds, out, json", () => {
   assertEquals(parseArgs([], "/r"), {
@@ -36,6 +45,66 @@ Deno.test("bench args: defaults, quick, rounds, out, json", () => {
     () => parseArgs(["--fast"], "/r"),
     (e) => /unknown argument "--fast"/.test(String(e)),
   );
+});
+
+Deno.test("bench workloads: quick is anon-1 alone; threads-64 is anon-64's memory in 8 threads", () => {
+  assertEquals(workloadsFor("quick").map((w) => w.id), ["anon-1"]);
+  assertEquals(workloadsFor("full").map((w) => w.id), [
+    "anon-1",
+    "anon-64",
+    "threads-64",
+    "anon-256",
+    "tcp-1",
+    "listen-8",
+  ]);
+  assertEquals(workloadsFor("partial", ["threads-64"]).map((w) => w.id), ["threads-64"]);
+  const t = WORKLOADS.find((w) => w.id === "threads-64")!;
+  const anon = WORKLOADS.find((w) => w.id === "anon-64")!;
+  assertEquals([t.mib, t.connections, t.threads, t.local], [anon.mib, 0, 8, true]);
+  assertEquals(t.title, "64 MiB anonymous memory, 8 threads");
+  assert(WORKLOADS.every((w) => w.id === "threads-64" || w.threads === 1));
+  assertEquals(workloadInfo(t), {
+    id: "threads-64",
+    title: "64 MiB anonymous memory, 8 threads",
+    mib: 64,
+    connections: 0,
+    threads: 8,
+  });
+  assertEquals(parseArgs(["--workloads", "threads-64"], "/r").workloads, ["threads-64"]);
+});
+
+Deno.test("bench measure: bench_anon's command line names THREADS only for a threaded workload", () => {
+  const w = (id: string) => WORKLOADS.find((x) => x.id === id)!;
+  assertEquals(
+    anonCommand("/b/bench_anon", w("anon-64"), "/tmp/bench/x.out"),
+    "/b/bench_anon 1000000 64 < /dev/null > /tmp/bench/x.out 2>&1 & echo $!",
+  );
+  assertEquals(
+    anonCommand("/b/bench_anon", w("threads-64"), "/tmp/bench/x.out"),
+    "/b/bench_anon 1000000 64 8 < /dev/null > /tmp/bench/x.out 2>&1 & echo $!",
+  );
+});
+
+Deno.test("bench measure: every round, workload and tool has its own port, in its use's range", () => {
+  const bases = Object.values(PORTS).sort((a, b) => a - b);
+  for (const [name, base] of Object.entries(PORTS)) {
+    if (name === "link") continue; // one port per round: PORTS.link + round
+    const seen = new Set<number>();
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      for (let k = 0; k < WORKLOADS.length; k++) {
+        for (let t = 0; t < TOOLS.length; t++) {
+          const p = portOf(base, round, k, t);
+          assert(!seen.has(p), `${name}: port ${p} twice (round ${round}, workload ${k})`);
+          seen.add(p);
+          const next = bases.find((b) => b > base);
+          assert(next === undefined || p < next, `${name}: port ${p} runs into ${next}`);
+          assert(p < 65536);
+        }
+      }
+    }
+  }
+  assertThrows(() => portOf(PORTS.copy, 0, 10, 0));
+  assertThrows(() => portOf(PORTS.copy, 0, 0, 5));
 });
 
 Deno.test("bench environment: CPU model and memory from /proc text", () => {

@@ -396,6 +396,85 @@ function checkVmas(v: unknown): VmaEntry[] {
   });
 }
 
+/** The CPU record, checked. */
+function checkCpuRecord(v: unknown): CpuRecord {
+  const cpuObj = obj(v, "CPU");
+  return {
+    regs: bytes(cpuObj, "regs", "CPU", 216, 216),
+    xstate: bytes(cpuObj, "xstate", "CPU", 512, 16384),
+    sigmask: big(cpuObj, "sigmask", "CPU"),
+    restart: str(cpuObj, "restart", "CPU", 16),
+  };
+}
+
+/** The SIGNALS record, checked. */
+function checkSignals(v: unknown): SignalsRecord {
+  const so = obj(v, "SIGNALS");
+  const alt = obj(so.altstack, "SIGNALS.altstack");
+  const rs = obj(so.rseq, "SIGNALS.rseq");
+  return {
+    actions: arr(so.actions, "SIGNALS.actions", 64).map((a, i) => {
+      const x = obj(a, `action ${i}`);
+      return {
+        sig: int(x, "sig", "action", 1, 64),
+        handler: big(x, "handler", "action"),
+        flags: big(x, "flags", "action"),
+        restorer: big(x, "restorer", "action"),
+        mask: big(x, "mask", "action"),
+      };
+    }),
+    altstack: {
+      sp: big(alt, "sp", "altstack"),
+      size: big(alt, "size", "altstack"),
+      flags: int(alt, "flags", "altstack"),
+    },
+    blocked: big(so, "blocked", "SIGNALS"),
+    pending: big(so, "pending", "SIGNALS"),
+    sharedPending: big(so, "sharedPending", "SIGNALS"),
+    deliverOnResume: int(so, "deliverOnResume", "SIGNALS", 0, 64),
+    queue: arr(so.queue ?? [], "SIGNALS.queue", 65536).map((q, i) => {
+      const x = obj(q, `queued signal ${i}`);
+      return { shared: x.shared === true, info: bytes(x, "info", "queued signal", 128, 128) };
+    }),
+    robustList: big(so, "robustList", "SIGNALS"),
+    robustListLen: big(so, "robustListLen", "SIGNALS", 1024n),
+    clearChildTid: big(so, "clearChildTid", "SIGNALS"),
+    rseq: {
+      addr: big(rs, "addr", "rseq", TASK_SIZE),
+      len: int(rs, "len", "rseq", 0, 1024),
+      sig: int(rs, "sig", "rseq"),
+    },
+  };
+}
+
+/** The FILES record, checked. */
+function checkFilesRecord(v: unknown): LoadedImage["files"] {
+  const fo = obj(v, "FILES");
+  return {
+    fds: arr(fo.fds, "FILES.fds", 65536).map((f, i) => {
+      const x = obj(f, `fd ${i}`);
+      return {
+        fd: int(x, "fd", "fd", 0, 1 << 20),
+        kind: str(x, "kind", "fd", 16),
+        path: x.kind === "stdio" ? str(x, "path", "fd") : path(x, "path", `fd ${i}`),
+        flags: int(x, "flags", "fd"),
+        pos: big(x, "pos", "fd", 1n << 62n),
+        ...(x.id === undefined ? {} : { id: checkId(x.id, `fd ${i} identity`) }),
+      };
+    }),
+    mapped: arr(fo.mapped, "FILES.mapped", 65536).map((f, i) => {
+      const x = obj(f, `mapped file ${i}`);
+      return {
+        path: path(x, "path", `mapped file ${i}`),
+        size: int(x, "size", "mapped file", 0, Number.MAX_SAFE_INTEGER),
+        mtimeMs: int(x, "mtimeMs", "mapped file", 0, Number.MAX_SAFE_INTEGER),
+        sha256: str(x, "sha256", "mapped file", 64),
+        ...(x.id === undefined ? {} : { id: checkId(x.id, `mapped file ${i} identity`) }),
+      };
+    }),
+  };
+}
+
 /**
  * Takes the page blocks of an image as they are read, with the image's
  * checked mappings, instead of {@link loadImage} keeping them: a restore
@@ -461,74 +540,10 @@ export async function loadImage(
     if (k === "auxv") mm.auxv = arr(v, "MM.auxv", 64).map((x, i) => big({ x }, "x", `auxv[${i}]`));
     else mm[k] = big(mmObj, k, "MM", TASK_SIZE + (1n << 40n));
   }
-  const cpuObj = obj(need(RECORD.CPU), "CPU");
-  const cpu: CpuRecord = {
-    regs: bytes(cpuObj, "regs", "CPU", 216, 216),
-    xstate: bytes(cpuObj, "xstate", "CPU", 512, 16384),
-    sigmask: big(cpuObj, "sigmask", "CPU"),
-    restart: str(cpuObj, "restart", "CPU", 16),
-  };
-  const so = obj(need(RECORD.SIGNALS), "SIGNALS");
-  const alt = obj(so.altstack, "SIGNALS.altstack");
-  const rs = obj(so.rseq, "SIGNALS.rseq");
-  const signals: SignalsRecord = {
-    actions: arr(so.actions, "SIGNALS.actions", 64).map((a, i) => {
-      const x = obj(a, `action ${i}`);
-      return {
-        sig: int(x, "sig", "action", 1, 64),
-        handler: big(x, "handler", "action"),
-        flags: big(x, "flags", "action"),
-        restorer: big(x, "restorer", "action"),
-        mask: big(x, "mask", "action"),
-      };
-    }),
-    altstack: {
-      sp: big(alt, "sp", "altstack"),
-      size: big(alt, "size", "altstack"),
-      flags: int(alt, "flags", "altstack"),
-    },
-    blocked: big(so, "blocked", "SIGNALS"),
-    pending: big(so, "pending", "SIGNALS"),
-    sharedPending: big(so, "sharedPending", "SIGNALS"),
-    deliverOnResume: int(so, "deliverOnResume", "SIGNALS", 0, 64),
-    queue: arr(so.queue ?? [], "SIGNALS.queue", 65536).map((q, i) => {
-      const x = obj(q, `queued signal ${i}`);
-      return { shared: x.shared === true, info: bytes(x, "info", "queued signal", 128, 128) };
-    }),
-    robustList: big(so, "robustList", "SIGNALS"),
-    robustListLen: big(so, "robustListLen", "SIGNALS", 1024n),
-    clearChildTid: big(so, "clearChildTid", "SIGNALS"),
-    rseq: {
-      addr: big(rs, "addr", "rseq", TASK_SIZE),
-      len: int(rs, "len", "rseq", 0, 1024),
-      sig: int(rs, "sig", "rseq"),
-    },
-  };
+  const cpu = checkCpuRecord(need(RECORD.CPU));
+  const signals = checkSignals(need(RECORD.SIGNALS));
   const vmas = checkVmas(need(RECORD.VMAS));
-  const fo = obj(need(RECORD.FILES), "FILES");
-  const files = {
-    fds: arr(fo.fds, "FILES.fds", 65536).map((f, i) => {
-      const x = obj(f, `fd ${i}`);
-      return {
-        fd: int(x, "fd", "fd", 0, 1 << 20),
-        kind: str(x, "kind", "fd", 16),
-        path: x.kind === "stdio" ? str(x, "path", "fd") : path(x, "path", `fd ${i}`),
-        flags: int(x, "flags", "fd"),
-        pos: big(x, "pos", "fd", 1n << 62n),
-        ...(x.id === undefined ? {} : { id: checkId(x.id, `fd ${i} identity`) }),
-      };
-    }),
-    mapped: arr(fo.mapped, "FILES.mapped", 65536).map((f, i) => {
-      const x = obj(f, `mapped file ${i}`);
-      return {
-        path: path(x, "path", `mapped file ${i}`),
-        size: int(x, "size", "mapped file", 0, Number.MAX_SAFE_INTEGER),
-        mtimeMs: int(x, "mtimeMs", "mapped file", 0, Number.MAX_SAFE_INTEGER),
-        sha256: str(x, "sha256", "mapped file", 64),
-        ...(x.id === undefined ? {} : { id: checkId(x.id, `mapped file ${i} identity`) }),
-      };
-    }),
-  };
+  const files = checkFilesRecord(need(RECORD.FILES));
   for (const p of pages) checkInside(p, vmas);
   const sockets = got.has(RECORD.SOCKETS) ? checkSockets(got.get(RECORD.SOCKETS)) : [];
   const threads = got.has(RECORD.THREADS)

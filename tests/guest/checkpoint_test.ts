@@ -84,7 +84,7 @@ Deno.test({
         ["brk_stack", `${bin("brk_stack")} 200`, 10],
         ["sleeper", `${bin("sleeper")} 100`, 5],
         ["mappings", `${bin("mappings")} 200 /tmp/mp.priv /tmp/mp.shared`, 10],
-        ["threads", `${bin("threads")} 60 4`, 8],
+        ["threads", `${bin("threads")} 300 4`, 8],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.
       const baseCmd = cases.map(([n, cmd]) =>

@@ -196,11 +196,11 @@ Deno.test({
           "goes node1 → node2 → node1 and ends exactly like an uninterrupted run",
         async () => {
           const tb = guestPath(programs.threads);
-          await c.ok(1, ["sh", "-c", `cd /tmp; ${tb} 80 4 > /tmp/th-base.out 2>&1`], 300_000);
+          await c.ok(1, ["sh", "-c", `cd /tmp; ${tb} 600 4 > /tmp/th-base.out 2>&1`], 300_000);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `${highPids()}cd /tmp; ${tb} 80 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
+            `${highPids()}cd /tmp; ${tb} 600 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
           ])).trim();
           await c.waitFor(1, "grep -q '^tick 10 ' /tmp/th.out", 120);
           await migrate(c, 1, pid, 2);

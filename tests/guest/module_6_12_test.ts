@@ -56,11 +56,11 @@ Deno.test({
           "restored, ends like a full run",
         async () => {
           const tb = guestPath(programs.threads);
-          await c.ok(1, ["sh", "-c", `cd /tmp && ${tb} 60 4 > /tmp/thb.out 2>&1`], 300_000);
+          await c.ok(1, ["sh", "-c", `cd /tmp && ${tb} 300 4 > /tmp/thb.out 2>&1`], 300_000);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; ${tb} 60 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
+            `cd /tmp; ${tb} 300 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
           ])).trim();
           await c.waitFor(1, "grep -q '^tick 8 ' /tmp/th.out", 120);
           const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/th.img", "--kill"]);

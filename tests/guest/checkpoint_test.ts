@@ -85,6 +85,7 @@ Deno.test({
         ["sleeper", `${bin("sleeper")} 100`, 5],
         ["mappings", `${bin("mappings")} 200 /tmp/mp.priv /tmp/mp.shared`, 10],
         ["threads", `${bin("threads")} 300 4`, 8],
+        ["openmp", `OMP_NUM_THREADS=4 ${bin("openmp")} 300`, 8],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.
       const baseCmd = cases.map(([n, cmd]) =>

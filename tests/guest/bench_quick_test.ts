@@ -63,6 +63,9 @@ Deno.test({
         `${problems.join("\n")}\n${await Deno.readTextFile(`${base}.md`)}`,
       );
       assert(!names.includes("latest.md"), "a quick run must not replace latest.md");
+      // The figures, for the record of the run (CI logs keep them).
+      const md = await Deno.readTextFile(`${base}.md`);
+      console.log(md.split("\n").filter((l) => l.startsWith("|")).slice(0, 40).join("\n"));
     } finally {
       await Deno.remove(out, { recursive: true }).catch(() => {});
     }

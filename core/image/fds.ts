@@ -206,7 +206,7 @@ export interface FdEntry {
 }
 
 /** The state field each kind carries (pipes and FIFOs on one descriptor only). */
-const STATE_OF: Partial<Record<FdEntryKind, keyof FdEntry>> = {
+const STATE_OF: Partial<Record<FdEntryKind, (typeof STATES)[number]>> = {
   eventfd: "eventfd",
   timerfd: "timerfd",
   signalfd: "signalfd",
@@ -376,7 +376,7 @@ function checkEntry(f: unknown, i: number, checkId: (v: unknown, w: string) => F
     else if (s === "memfd") e.memfd = memfd(o, sw);
     else e.shm = shm(o, sw);
   }
-  if (want && want !== "pipe" && e.dupOf === undefined && e[want] === undefined) {
+  if (want && want !== "pipe" && want !== "shm" && e.dupOf === undefined && e[want] === undefined) {
     throw bad(w, `a ${kind} without its state`);
   }
   if (kind === "shm" && (!isShmPath(e.path) || !e.id)) {
@@ -386,6 +386,17 @@ function checkEntry(f: unknown, i: number, checkId: (v: unknown, w: string) => F
     throw bad(w, `a ${kind} without its object number`);
   }
   return e;
+}
+
+/** /dev/shm files: each path's contents on exactly one of its descriptors. */
+function checkShm(fds: FdEntry[]): void {
+  const carriers = new Map<string, number>();
+  for (const f of fds) {
+    if (f.kind === "shm") carriers.set(f.path, (carriers.get(f.path) ?? 0) + (f.shm ? 1 : 0));
+  }
+  for (const [p, n] of carriers) {
+    if (n !== 1) throw bad(`/dev/shm file ${p}`, `its contents are on ${n} descriptors, not one`);
+  }
 }
 
 /** Pipes, FIFOs and socketpairs whole: every object's descriptors agree. */
@@ -449,6 +460,7 @@ export function checkFds(
     }
   }
   checkObjects(fds);
+  checkShm(fds);
   return fds;
 }
 

@@ -192,6 +192,15 @@ static void report_refused(void)
 	out("fd 16 rights=%d [%.*s]\n", cm && cm->cmsg_type == SCM_RIGHTS, (int)(n > 0 ? n : 0), data);
 }
 
+/* Prints `fd N closed` and returns 1 when nothing is open at `fd`. */
+static int closed(int fd)
+{
+	if (fcntl(fd, F_GETFD) >= 0)
+		return 0;
+	out("fd %d closed\n", fd);
+	return 1;
+}
+
 static int readable(int fd)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
@@ -216,6 +225,9 @@ static void report_eventfd(int fd)
 	int n = head(b, sizeof(b), fd);
 	uint64_t v;
 
+	if (closed(fd))
+		return;
+
 	for (int i = 0; i < 6 && readable(fd); i++) {
 		CHECK_SYS(read(fd, &v, 8) == 8, "read eventfd");
 		n += snprintf(b + n, sizeof(b) - n, " read=%llu", (unsigned long long)v);
@@ -229,6 +241,9 @@ static void report_timer(int fd)
 	int n = head(b, sizeof(b), fd);
 	struct itimerspec its;
 	uint64_t ticks = 0;
+
+	if (closed(fd))
+		return;
 
 	if (readable(fd))
 		CHECK_SYS(read(fd, &ticks, 8) == 8, "read timerfd");
@@ -246,6 +261,9 @@ static void report_signalfd(int fd)
 	int n = head(b, sizeof(b), fd);
 	struct signalfd_siginfo si;
 
+	if (closed(fd))
+		return;
+
 	while (readable(fd)) {
 		CHECK_SYS(read(fd, &si, sizeof(si)) == sizeof(si), "read signalfd");
 		n += snprintf(b + n, sizeof(b) - n, " sig=%u", si.ssi_signo);
@@ -257,6 +275,9 @@ static void report_bytes(int fd, int sock)
 {
 	char b[1024], m[512];
 	int n = head(b, sizeof(b), fd);
+
+	if (closed(fd))
+		return;
 
 	for (int i = 0; i < 8 && readable(fd); i++) {
 		ssize_t k = sock ? recv(fd, m, sizeof(m), MSG_DONTWAIT) : read(fd, m, sizeof(m));
@@ -288,6 +309,9 @@ static void report_memfd(int fd)
 	uint64_t h = FNV_INIT;
 	off_t pos = lseek(fd, 0, SEEK_CUR);
 
+	if (closed(fd))
+		return;
+
 	CHECK_SYS(fstat(fd, &st) == 0, "fstat");
 	for (off_t off = 0; off < st.st_size;) {
 		ssize_t k = pread(fd, buf, sizeof(buf), off);
@@ -308,6 +332,9 @@ static void report_epoll(int fd)
 	int n = head(b, sizeof(b), fd);
 	struct epoll_event ev[8];
 	int k = epoll_wait(fd, ev, 8, 0);
+
+	if (closed(fd))
+		return;
 
 	CHECK_SYS(k >= 0, "epoll_wait");
 	/* The kernel's order is its ready list's: sort by data. */

@@ -27,6 +27,8 @@ function facts(pid: number, o: Partial<ProcFacts> = {}): ProcFacts {
     nice: 0,
     threads: 1,
     startTicks: 500,
+    rtPriority: 0,
+    policy: 0,
     uids: [1000, 1000, 1000, 1000],
     gids: [100, 100, 100, 100],
     procOwner: 1000,

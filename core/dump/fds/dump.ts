@@ -116,6 +116,7 @@ export function dumpObjects(pid: number, objs: ObjectFd[], sender: Sender): Dump
         }
         case "pipe":
         case "fifo": {
+          if (o.kind === "fifo" && o.id) e.id = o.id;
           // The contents go on the first end that can read them.
           if (
             (o.flags & 3) === 1 ||

@@ -341,13 +341,15 @@ export function isShmPath(p: string): boolean {
 
 /** One descriptor's fields, checked (not yet against the others). */
 function checkEntry(f: unknown, i: number, checkId: (v: unknown, w: string) => FileId | undefined) {
-  const x = obj(f, `fd ${i}`);
-  const w = `fd ${i}`;
+  const x = obj(f, `FILES.fds[${i}]`);
+  const fd = int(x, "fd", `FILES.fds[${i}]`, 0, (1 << 20) - 1);
+  // From here on the descriptor is named by its number.
+  const w = `fd ${fd}`;
   const kind = str(x, "kind", w, 16) as FdEntryKind;
   if (!FD_KINDS.includes(kind)) throw bad(w, `unknown kind ${kind}`);
   const byPath = ["regular", "device", "fifo", "shm"].includes(kind);
   const e: FdEntry = {
-    fd: int(x, "fd", w, 0, (1 << 20) - 1),
+    fd,
     kind,
     path: byPath ? path(x, "path", w) : str(x, "path", w),
     flags: int(x, "flags", w),

@@ -134,20 +134,25 @@ function makeEpoll(c: Calls, f: FdEntry): Promise<number> {
   );
 }
 
-/** Adds what epoll instance `f` (at its number) watches. */
-async function watch(c: Calls, f: FdEntry): Promise<void> {
-  const EPOLL_CTL_ADD = 1;
+/**
+ * Adds what epoll instance `f` (at its number) watches. A standard stream
+ * may have become something that cannot be watched (/dev/null for the
+ * stdin of a migrated process): it is left out, as the kernel would refuse
+ * it to the process too; anything else that cannot be watched fails.
+ */
+async function watch(c: Calls, f: FdEntry, fds: FdEntry[]): Promise<void> {
+  const EPOLL_CTL_ADD = 1, EPERM = -1n;
   for (const it of f.epoll!.items) {
     const ev = new Uint8Array(12); // struct epoll_event is packed on x86-64
     const v = new DataView(ev.buffer);
     v.setUint32(0, it.events, true);
     v.setBigUint64(4, it.data, true);
-    c.must(f.fd, `watching descriptor ${it.fd}`, NR.epoll_ctl, [
-      f.fd,
-      EPOLL_CTL_ADD,
-      it.fd,
-      await c.small(ev),
-    ]);
+    const r = c.try(NR.epoll_ctl, [f.fd, EPOLL_CTL_ADD, it.fd, await c.small(ev)]);
+    const target = fds.find((x) => x.fd === it.fd);
+    const stream = it.fd <= 2 && (target?.kind === "stdio" || target?.kind === "device");
+    if (r < 0n && !(r === EPERM && stream)) {
+      throw fdError(f.fd, `watching descriptor ${it.fd}`, `errno ${-r}`);
+    }
   }
 }
 
@@ -212,7 +217,7 @@ export async function restoreFds(inj: Injector, pid: number, fds: FdEntry[]): Pr
     const epolls = objs.filter((f) => f.kind === "epoll" && f.dupOf === undefined);
     for (const f of epolls) await makeOne(c, f);
     copies(c, objs, (o) => o.kind === "epoll");
-    for (const f of epolls) await watch(c, f);
+    for (const f of epolls) await watch(c, f, fds);
   } finally {
     c.release();
   }

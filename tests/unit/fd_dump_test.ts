@@ -6,11 +6,13 @@
  * what is refused, and why.
  */
 import { readFds } from "../../core/dump/files.ts";
+import { checkReasons } from "../../core/dump/check.ts";
 import { dumpObjects } from "../../core/dump/fds/dump.ts";
 import { probeSemaphore } from "../../core/dump/fds/eventfd.ts";
 import { parseEventfdInfo } from "../../core/dump/fdinfo.ts";
 import { copyFds } from "../../core/dump/sockets.ts";
-import { close } from "../../ffi/libc.ts";
+import { close, mkfifo } from "../../ffi/libc.ts";
+import { readSome } from "../../ffi/fds.ts";
 import { ThreadGroup } from "../../core/ptrace/group.ts";
 import type { FdEntry } from "../../core/image/schema.ts";
 import { buildFdKinds, reportLines, startProgram, waitUntil } from "../support/fd_kinds.ts";
@@ -162,6 +164,11 @@ Deno.test({
       );
       assertMatch(all, /fd 15: an eventfd \(anon_inode:\[eventfd\]\) that process \d+ holds too/);
       assert(!/fd 1[4679]/.test(all), all);
+      // What `ppm checkpoint --check` says, before any freeze.
+      const check = await checkReasons(r.pid);
+      for (const fd of [10, 11, 12, 15]) {
+        assert(check.some((x) => x.startsWith(`fd ${fd}: `)), check.join("\n"));
+      }
       // The queued descriptor shows only when the queue is read, frozen.
       const g = ThreadGroup.freeze(r.pid);
       try {
@@ -178,6 +185,61 @@ Deno.test({
       assertEquals(reportLines(r.out()), ["fd 16 rights=1 [x]"]);
     } finally {
       r.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "fd dump: a /dev/shm file's contents and a FIFO open at both ends with its bytes",
+  ...opts,
+  fn: async () => {
+    const shm = `/dev/shm/ppm-test-${crypto.randomUUID()}`;
+    const dir = await Deno.makeTempDir({ prefix: "ppm-fifo-" });
+    const fifo = `${dir}/f`;
+    mkfifo(fifo, 0o640);
+    Deno.writeFileSync(shm, new TextEncoder().encode("shared\0\0"));
+    const child = new Deno.Command("sh", {
+      args: ["-c", 'exec 5<>"$0" 6<>"$1"; echo hi >&6; exec sleep 20', shm, fifo],
+      stdin: "null",
+      stdout: "null",
+    }).spawn();
+    try {
+      await waitUntil("sleep with its descriptors", () => {
+        try {
+          return Deno.readLinkSync(`/proc/${child.pid}/exe`).endsWith("sleep") &&
+            Deno.readLinkSync(`/proc/${child.pid}/fd/6`) === fifo;
+        } catch {
+          return false;
+        }
+      });
+      const g = ThreadGroup.freeze(child.pid);
+      try {
+        const open = await readFds(child.pid);
+        const mine = open.objects.filter((o) => o.fd === 5 || o.fd === 6);
+        assertEquals(mine.map((o) => o.kind), ["shm", "fifo"]);
+        const d = dumpObjects(child.pid, mine, { pid: child.pid, uid: 0, gid: 0 });
+        assertEquals(d.reasons, []);
+        const [s, f] = d.entries;
+        assertEquals([s.path, s.shm?.size, text(s.shm!.data)], [shm, 8, "shared"]);
+        assertEquals(s.id?.ino, BigInt(Deno.statSync(shm).ino!));
+        assertEquals([f.path, f.flags & 3, f.pipe?.data.map(text)], [fifo, 2, ["hi\n"]]);
+        assertEquals((f.id?.mode ?? 0) & 0o170777, 0o010640);
+      } finally {
+        g.resume();
+      }
+      // Still there for the process: tee took nothing.
+      const copies = copyFds(child.pid, [6]);
+      try {
+        const buf = new Uint8Array(16);
+        assertEquals(text(buf.subarray(0, readSome(copies.get(6)!, buf)!)), "hi\n");
+      } finally {
+        for (const c of copies.values()) close(c);
+      }
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+      await Deno.remove(shm).catch(() => {});
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -255,3 +255,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "fd restore: an epoll watch on a standard stream that cannot be watched any more is left out",
+  ...opts,
+  fn: async () => {
+    const epoll = (items: { fd: number; events: number; data: bigint }[]): FdEntry => ({
+      ...base,
+      fd: 30,
+      kind: "epoll",
+      path: "anon_inode:[eventpoll]",
+      flags: 2,
+      epoll: { items },
+    });
+    const memfd: FdEntry = {
+      ...base,
+      fd: 3,
+      kind: "memfd",
+      path: "/memfd:m (deleted)",
+      flags: 2,
+      memfd: { name: "m", size: 0, data: new Uint8Array(), seals: 0, mode: 0o600 },
+    };
+    const stdin: FdEntry = { ...base, fd: 0, kind: "device", path: "/dev/null", flags: 0 };
+    let tg = await startTarget();
+    try {
+      // Its stdin is /dev/null here, which epoll cannot watch.
+      await restoreFds(tg.inj, tg.run.pid, [stdin, epoll([{ fd: 0, events: 1, data: 0n }])]);
+      assert(!/tfd:/.test(info(tg.run.pid, 30)));
+    } finally {
+      tg.run.end();
+    }
+    tg = await startTarget();
+    try {
+      let err: unknown;
+      try {
+        await restoreFds(tg.inj, tg.run.pid, [memfd, epoll([{ fd: 3, events: 1, data: 0n }])]);
+      } catch (e) {
+        err = e;
+      }
+      assertMatch(`${err}`, /fd 30: watching descriptor 3: errno 1/);
+    } finally {
+      tg.run.end();
+    }
+  },
+});

@@ -43,24 +43,144 @@ const time = (ns: bigint): TimeState => ({
   nsec: Number(ns % 1_000_000_000n),
 });
 
-/** Reads the state of every object of `objs` of the frozen process `pid` (whose sender identity is `sender`). */
+/** What reading one object needs. */
+interface Reading {
+  /** The process. */
+  pid: number;
+  /** Every object of it (pipes look at their other descriptions). */
+  objs: ObjectFd[];
+  /** The one being read. */
+  o: ObjectFd;
+  /** ppm's copy of it. */
+  copy: number;
+  /** Its entry, to fill in. */
+  e: FdEntry;
+  /** Who the restored process will be when it sends. */
+  sender: Sender;
+  /** Notes why it cannot move. */
+  why(reason: string): void;
+  /** Takes `bytes` from the contents budget; false (and a reason) when they do not fit. */
+  spend(bytes: number): boolean;
+}
+
+/** Its current fdinfo text. */
+const fdinfo = (r: Reading) => Deno.readTextFileSync(`/proc/${r.pid}/fdinfo/${r.o.fd}`);
+
+function readEventfd(r: Reading): void {
+  const st = parseEventfdInfo(fdinfo(r));
+  if (!st) return r.why("its counter cannot be read");
+  const semaphore = st.semaphore ?? probeSemaphore(r.copy, st.count);
+  if (parseEventfdInfo(fdinfo(r))?.count !== st.count) {
+    return r.why("its counter changed while it was read");
+  }
+  r.e.eventfd = { count: st.count, semaphore };
+}
+
+function readTimerfd(r: Reading): void {
+  // Counts a periodic timer's missed expirations into its ticks first (see timerfdGettime).
+  const set = timerfdGettime(r.copy);
+  const st = parseTimerfdInfo(fdinfo(r));
+  if (!st) return r.why("its state cannot be read");
+  r.e.timerfd = {
+    clock: st.clock,
+    ticks: st.ticks,
+    settimeFlags: st.settimeFlags,
+    value: time(set.valueNs),
+    interval: time(set.intervalNs),
+  };
+}
+
+function readSignalfd(r: Reading): void {
+  const mask = parseSignalfdInfo(fdinfo(r));
+  if (mask === undefined) r.why("its mask cannot be read");
+  else r.e.signalfd = { mask };
+}
+
+function readEpoll(r: Reading): void {
+  const items = parseEpollInfo(fdinfo(r));
+  if (!items) r.why("its watched descriptors cannot be read");
+  else r.e.epoll = { items: items.map(({ fd, events, data }) => ({ fd, events, data })) };
+}
+
+/** A pipe's contents go with the first of its descriptions that can read them. */
+function readPipe(r: Reading): void {
+  const { o, objs } = r;
+  if (o.kind === "fifo" && o.id) r.e.id = o.id;
+  const same = objs.filter((x) => x.object === o.object);
+  const reader = same.find((x) => x.dupOf === undefined && (x.flags & 3) !== 1);
+  if (reader !== o) return;
+  if (!r.spend(pipeFill(r.copy).queued)) return;
+  r.e.pipe = pipeContents(r.copy, same.some((x) => x.flags & O_DIRECT));
+}
+
+function readUnix(r: Reading): void {
+  const d = r.o.diag!;
+  if (!r.spend(d.rqueue)) return;
+  const q = peekQueue(r.copy, d.type, r.sender, (d.shutdown & 1) !== 0);
+  if ("reason" in q) return r.why(q.reason);
+  const bytes = q.queue.reduce((a, m) => a + m.length, 0);
+  if (bytes > d.rqueue && !r.spend(bytes - d.rqueue)) return;
+  r.e.unix = {
+    type: d.type,
+    end: d.ino < d.peer ? 0 : 1,
+    shutdown: d.shutdown & 3,
+    queue: q.queue,
+    uncredited: q.uncredited,
+    options: unixOptions(r.copy),
+  };
+}
+
+/** A memfd, or a /dev/shm file (whose contents go with its first descriptor). */
+function readFile(r: Reading): void {
+  const { o, e } = r;
+  const st = Deno.statSync(`/proc/${r.pid}/fd/${o.fd}`);
+  e.pos = o.pos;
+  if (o.id) e.id = o.id;
+  const first = r.objs.find((x) =>
+    x.kind === o.kind && x.id?.ino === o.id?.ino && x.id?.dev === o.id?.dev
+  );
+  if (o.kind === "shm" && first !== o) return;
+  let seals = 0;
+  try {
+    seals = fcntl(r.copy, F.GET_SEALS);
+  } catch {
+    if (o.kind === "memfd") return r.why("it is not a memfd (F_GET_SEALS fails)");
+  }
+  if (!r.spend(st.size)) return;
+  const data = fileContents(r.copy, st.size);
+  if (o.kind === "shm") e.shm = { size: st.size, data };
+  else {
+    e.memfd = {
+      name: o.target.slice("/memfd:".length, -" (deleted)".length),
+      size: st.size,
+      data,
+      seals,
+      mode: (st.mode ?? 0) & 0o7777,
+    };
+  }
+}
+
+const READERS: Record<ObjectFd["kind"], (r: Reading) => void> = {
+  eventfd: readEventfd,
+  timerfd: readTimerfd,
+  signalfd: readSignalfd,
+  epoll: readEpoll,
+  pipe: readPipe,
+  fifo: readPipe,
+  unix: readUnix,
+  memfd: readFile,
+  shm: readFile,
+};
+
+/**
+ * Reads the state of every object of `objs` (in descriptor order) of the
+ * frozen process `pid`, whose messages would be sent again as `sender`.
+ */
 export function dumpObjects(pid: number, objs: ObjectFd[], sender: Sender): DumpedObjects {
   const entries: FdEntry[] = [];
   const reasons: string[] = [];
-  const own = objs.filter((o) => o.dupOf === undefined);
-  const copies = copyFds(pid, own.map((o) => o.fd));
+  const copies = copyFds(pid, objs.filter((o) => o.dupOf === undefined).map((o) => o.fd));
   let budget = MAX_CONTENT;
-  const spend = (o: ObjectFd, bytes: number): boolean => {
-    if (bytes <= budget) {
-      budget -= bytes;
-      return true;
-    }
-    reasons.push(
-      `fd ${o.fd}: ${describeKind(o.kind)} (${o.target}) holds ${bytes} bytes; ` +
-        `an image carries at most ${MAX_CONTENT >> 20} MiB of descriptor contents`,
-    );
-    return false;
-  };
   try {
     for (const o of objs) {
       const e: FdEntry = { fd: o.fd, kind: o.kind, path: o.target, flags: o.flags, pos: 0n };
@@ -68,124 +188,27 @@ export function dumpObjects(pid: number, objs: ObjectFd[], sender: Sender): Dump
         entries.push({ ...e, dupOf: o.dupOf });
         continue;
       }
-      const copy = copies.get(o.fd)!;
-      const info = () => Deno.readTextFileSync(`/proc/${pid}/fdinfo/${o.fd}`);
-      const why = (r: string) => reasons.push(`fd ${o.fd}: ${describeKind(o.kind)}: ${r}`);
       if (o.object !== undefined) e.object = o.object;
-      switch (o.kind) {
-        case "eventfd": {
-          const st = parseEventfdInfo(info());
-          if (!st) {
-            why("its counter cannot be read");
-            break;
+      READERS[o.kind]({
+        pid,
+        objs,
+        o,
+        copy: copies.get(o.fd)!,
+        e,
+        sender,
+        why: (r) => reasons.push(`fd ${o.fd}: ${describeKind(o.kind)}: ${r}`),
+        spend: (bytes) => {
+          if (bytes <= budget) {
+            budget -= bytes;
+            return true;
           }
-          const semaphore = st.semaphore ?? probeSemaphore(copy, st.count);
-          const after = parseEventfdInfo(info());
-          if (after?.count !== st.count) why("its counter changed while it was read");
-          e.eventfd = { count: st.count, semaphore };
-          break;
-        }
-        case "timerfd": {
-          // Counts a periodic timer's missed expirations into its ticks first (see timerfdGettime).
-          const set = timerfdGettime(copy);
-          const st = parseTimerfdInfo(info());
-          if (!st) {
-            why("its state cannot be read");
-            break;
-          }
-          e.timerfd = {
-            clock: st.clock,
-            ticks: st.ticks,
-            settimeFlags: st.settimeFlags,
-            value: time(set.valueNs),
-            interval: time(set.intervalNs),
-          };
-          break;
-        }
-        case "signalfd": {
-          const mask = parseSignalfdInfo(info());
-          if (mask === undefined) why("its mask cannot be read");
-          else e.signalfd = { mask };
-          break;
-        }
-        case "epoll": {
-          const items = parseEpollInfo(info());
-          if (!items) why("its watched descriptors cannot be read");
-          else e.epoll = { items: items.map(({ fd, events, data }) => ({ fd, events, data })) };
-          break;
-        }
-        case "pipe":
-        case "fifo": {
-          if (o.kind === "fifo" && o.id) e.id = o.id;
-          // The contents go on the first end that can read them.
-          if (
-            (o.flags & 3) === 1 ||
-            objs.some((x) =>
-              x.object === o.object && x.fd < o.fd && x.dupOf === undefined && (x.flags & 3) !== 1
-            )
-          ) break;
-          const packets = objs.some((x) => x.object === o.object && (x.flags & O_DIRECT));
-          if (!spend(o, pipeFill(copy).queued)) break;
-          e.pipe = pipeContents(copy, packets);
-          break;
-        }
-        case "unix": {
-          const d = o.diag!;
-          if (!spend(o, d.rqueue)) break;
-          const q = peekQueue(copy, d.type, sender, (d.shutdown & 1) !== 0);
-          if ("reason" in q) {
-            why(q.reason);
-            break;
-          }
-          const bytes = q.queue.reduce((a, m) => a + m.length, 0);
-          if (bytes > d.rqueue && !spend(o, bytes - d.rqueue)) break;
-          e.unix = {
-            type: d.type,
-            end: d.ino < d.peer ? 0 : 1,
-            shutdown: d.shutdown & 3,
-            queue: q.queue,
-            uncredited: q.uncredited,
-            options: unixOptions(copy),
-          };
-          break;
-        }
-        case "memfd":
-        case "shm": {
-          const st = Deno.statSync(`/proc/${pid}/fd/${o.fd}`);
-          e.pos = o.pos;
-          if (o.id) e.id = o.id;
-          if (
-            o.kind === "shm" &&
-            objs.some((x) =>
-              x.kind === "shm" && x.fd < o.fd && x.id?.ino === o.id?.ino && x.id?.dev === o.id?.dev
-            )
-          ) {
-            break; // the contents went with the first descriptor of this file
-          }
-          let seals = 0;
-          try {
-            seals = fcntl(copy, F.GET_SEALS);
-          } catch {
-            if (o.kind === "memfd") {
-              why("it is not a memfd (F_GET_SEALS fails)");
-              break;
-            }
-          }
-          if (!spend(o, st.size)) break;
-          const data = fileContents(copy, st.size);
-          if (o.kind === "shm") e.shm = { size: st.size, data };
-          else {
-            e.memfd = {
-              name: o.target.slice("/memfd:".length, -" (deleted)".length),
-              size: st.size,
-              data,
-              seals,
-              mode: (st.mode ?? 0) & 0o7777,
-            };
-          }
-          break;
-        }
-      }
+          reasons.push(
+            `fd ${o.fd}: ${describeKind(o.kind)} (${o.target}) holds ${bytes} bytes; ` +
+              `an image carries at most ${MAX_CONTENT >> 20} MiB of descriptor contents`,
+          );
+          return false;
+        },
+      });
       entries.push(e);
     }
   } finally {

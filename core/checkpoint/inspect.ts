@@ -10,6 +10,7 @@ import { ErrnoError } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { readFds, type SocketFd } from "../dump/files.ts";
 import { dumpObjects } from "../dump/fds/dump.ts";
+import { describeKind } from "../dump/fds/survey.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { credReasons } from "../dump/creds.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
@@ -59,6 +60,15 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
   const comm = await readComm(pid);
   const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
   if (comm === undefined) reasons.push("its name is not valid UTF-8");
+  if (carrySockets) {
+    // A migration gives descriptors 0-2 the source's standard streams (core/migrate/destination.ts).
+    for (const o of objects.filter((x) => x.fd <= 2)) {
+      reasons.push(
+        `fd ${o.fd}: ${describeKind(o.kind)} (${o.target}) as a standard stream; a migration ` +
+          "relays stdin, stdout and stderr, so it cannot move (a checkpoint to a file can)",
+      );
+    }
+  }
   if (sockets.length && !carrySockets) {
     reasons.push(
       ...sockets.map((sk) =>

@@ -186,6 +186,29 @@ function copies(c: Calls, fds: FdEntry[], done: (f: FdEntry) => boolean): void {
 }
 
 /**
+ * Throws unless every copy's original and every pipe's and socketpair's
+ * descriptions are among `objs`: a caller that gave descriptors other
+ * files since the image was checked (a migration's standard streams) must
+ * not leave an object half made.
+ */
+function checkWhole(objs: FdEntry[]): void {
+  for (const f of objs) {
+    const o = f.dupOf === undefined ? f : objs.find((x) => x.fd === f.dupOf && x.kind === f.kind);
+    const group = objs.filter((x) => x.object === f.object && x.dupOf === undefined);
+    const whole = f.object === undefined || f.dupOf !== undefined ||
+      (f.kind === "unix" ? group.length === 2 : group.some((x) => x.pipe));
+    if (!o || !whole) {
+      throw fdError(
+        f.fd,
+        `${f.kind} is not whole here`,
+        `descriptor ${f.dupOf ?? "of the same object"} was given another file`,
+        "a migration gives descriptors 0-2 the source's standard streams: an object there cannot move",
+      );
+    }
+  }
+}
+
+/**
  * Makes the kernel objects among `fds` (the image's descriptors) again in
  * the stopped process `pid`, through `inj`, each at its number. The
  * numbers must be free (after the stub's own were closed); files opened by
@@ -195,6 +218,7 @@ function copies(c: Calls, fds: FdEntry[], done: (f: FdEntry) => boolean): void {
 export async function restoreFds(inj: Injector, pid: number, fds: FdEntry[]): Promise<void> {
   const objs = fds.filter((f) => OBJECT_KINDS.includes(f.kind as never));
   if (!objs.length) return;
+  checkWhole(objs);
   const c = new Calls(inj, pid);
   try {
     const made = new Set<number>();

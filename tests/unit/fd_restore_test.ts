@@ -300,3 +300,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test("fd restore: an object whose descriptions were given other files is refused before any call", async () => {
+  const inj = {
+    call: () => {
+      throw new Error("a system call was made");
+    },
+    write: () => Promise.reject(new Error("memory was written")),
+    scratch: () => 0n,
+  };
+  const efd: FdEntry = {
+    ...base,
+    fd: 0,
+    kind: "eventfd",
+    path: "anon_inode:[eventfd]",
+    flags: 2,
+    eventfd: { count: 1n, semaphore: false },
+  };
+  const pair = (fd: number, end: number): FdEntry => ({
+    ...base,
+    fd,
+    kind: "unix",
+    path: "socket:[1]",
+    flags: 2,
+    object: 0,
+    unix: {
+      type: 1,
+      end,
+      shutdown: 0,
+      queue: [],
+      uncredited: [],
+      options: {
+        sndbuf: 4096,
+        rcvbuf: 4096,
+        passcred: false,
+        peekOff: -1,
+        rcvlowat: 1,
+        rcvtimeoUs: 0,
+        sndtimeoUs: 0,
+      },
+    },
+  });
+  const stdin: FdEntry = { ...base, fd: 0, kind: "device", path: "/dev/null", flags: 0 };
+  for (
+    const [fds, re] of [
+      [[stdin, { ...efd, fd: 5, eventfd: undefined, dupOf: 0 }], /fd 5: eventfd is not whole here/],
+      [[{ ...stdin, fd: 1 }, pair(7, 0)], /fd 7: unix is not whole here/],
+    ] as [FdEntry[], RegExp][]
+  ) {
+    let err: unknown;
+    try {
+      await restoreFds(inj, 1, fds);
+    } catch (e) {
+      err = e;
+    }
+    assert(err instanceof PpmError, `${err}`);
+    assertMatch(err.message, re);
+  }
+});

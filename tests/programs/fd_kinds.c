@@ -27,6 +27,7 @@
  *   10 a pipe's read end (its write end closed)    11 an inotify instance
  *   12 epoll watching an eventfd under 13, which is now only at 14
  *   15 an eventfd a child process holds too       16/17 socketpair, a descriptor queued for 16
+ *   18 a memfd, opened a second time as 19
  *
  * With `target` it makes none of them: it blocks USR1 and USR2, prints
  * `ready`, and then over and over stops itself (SIGSTOP) and, once
@@ -172,6 +173,8 @@ static void make_refused(void)
 		for (;;)
 			pause();
 	}
+	place(memfd_create("twice", 0), 18);
+	place(open("/proc/self/fd/18", O_RDONLY), 19);
 	pair(AF_UNIX, SOCK_STREAM, 16, 17);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;

@@ -109,6 +109,22 @@ function socketpairs(
   return { pairs, rest };
 }
 
+/** Reasons for a memfd opened a second time (not a dup: another open file of it). */
+function secondOpens(objs: ObjectFd[]): string[] {
+  const reasons: string[] = [];
+  const own = objs.filter((o) => o.kind === "memfd" && o.dupOf === undefined);
+  for (const o of own) {
+    const first = own.find((x) => x.id?.ino === o.id?.ino && x.id?.dev === o.id?.dev);
+    if (first && first !== o) {
+      reasons.push(
+        `fd ${o.fd}: ${o.target} opened a second time (as fd ${first.fd} too, not a dup); ` +
+          "ppm carries one open file per memfd",
+      );
+    }
+  }
+  return reasons;
+}
+
 /** Numbers pipes, FIFOs and socketpairs; returns the reasons for pipes without both ends. */
 function numberObjects(objs: ObjectFd[]): string[] {
   const reasons: string[] = [];
@@ -128,10 +144,9 @@ function numberObjects(objs: ObjectFd[]): string[] {
     const writes = own.some((o) => (o.flags & 3) !== 0);
     if (g[0].kind !== "unix" && (!reads || !writes)) {
       for (const o of g) {
+        const what = `${describeKind(o.kind)} (${o.target})`;
         reasons.push(
-          `fd ${o.fd}: ${
-            describeKind(o.kind)
-          } (${o.target}) whose other end the process does not hold ` +
+          `fd ${o.fd}: ${what} whose other end the process does not hold ` +
             "(only pipes with both ends in the process move, and stdin, stdout and stderr)",
         );
       }
@@ -165,20 +180,7 @@ export function surveyObjects(
     }
   }
   reasons.push(...groupDescriptions(pid, objects));
-  for (const o of objects) {
-    if ((o.kind === "memfd" || o.kind === "shm") && o.dupOf === undefined) {
-      const other = objects.find((x) =>
-        x !== o && x.kind === o.kind && x.dupOf === undefined && x.id?.ino === o.id?.ino &&
-        x.id?.dev === o.id?.dev && x.fd < o.fd
-      );
-      if (other && o.kind === "memfd") {
-        reasons.push(
-          `fd ${o.fd}: ${o.target} opened a second time (as fd ${other.fd} too, not a dup); ` +
-            "ppm carries one open file per memfd",
-        );
-      }
-    }
-  }
+  reasons.push(...secondOpens(objects));
   reasons.push(...numberObjects(objects));
   reasons.push(...checkEpolls(pid, objects));
   reasons.push(...eventfdReasons(objects, edgeWatched(objects)));

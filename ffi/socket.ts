@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ErrnoError } from "./libc.ts";
+import { addressOf, ErrnoError } from "./libc.ts";
 
 const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -21,6 +21,7 @@ const symbols = {
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -44,9 +45,9 @@ function check(r: number | bigint, call: string, subject: string | number): void
 }
 
 /** Address families, types, levels and options used by socket migration. */
-export const AF = { UNIX: 1, INET: 2, INET6: 10 } as const;
+export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 /** Socket types. */
-export const SOCK = { STREAM: 1, DGRAM: 2 } as const;
+export const SOCK = { STREAM: 1, DGRAM: 2, SEQPACKET: 5 } as const;
 /** IP protocol numbers. */
 export const IPPROTO = { IP: 0, TCP: 6, UDP: 17 } as const;
 /** SOL_SOCKET and its options. */
@@ -59,9 +60,16 @@ export const SO = {
   RCVBUF: 8,
   KEEPALIVE: 9,
   REUSEPORT: 15,
+  PASSCRED: 16,
+  RCVLOWAT: 18,
+  RCVTIMEO: 20,
+  SNDTIMEO: 21,
   ACCEPTCONN: 30,
+  PASSSEC: 34,
   PROTOCOL: 38,
   DOMAIN: 39,
+  PEEK_OFF: 42,
+  PASSPIDFD: 76,
 } as const;
 /** IPPROTO_IP options. */
 export const IP = { FREEBIND: 15, TRANSPARENT: 19 } as const;
@@ -88,7 +96,7 @@ export const TCPOPT = { MSS: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const
 /** Queue ioctls. */
 export const SIOC = { INQ: 0x541b, OUTQ: 0x5411, OUTQNSD: 0x894b } as const;
 /** recv/send flags. */
-export const MSG = { PEEK: 2, DONTWAIT: 0x40 } as const;
+export const MSG = { PEEK: 2, CTRUNC: 8, TRUNC: 0x20, DONTWAIT: 0x40 } as const;
 /** fcntl commands. */
 export const F = { GETFL: 3, SETFL: 4 } as const;
 
@@ -268,4 +276,62 @@ export function getFl(fd: number): number {
   const r = c().fcntl(fd, F.GETFL, 0n);
   check(r, "fcntl", fd);
   return r;
+}
+
+/** What one recvmsg(2) got. */
+export interface Received {
+  /** Bytes copied into the buffer. */
+  data: Uint8Array;
+  /** With MSG_TRUNC in the flags asked: the message's full length from where it was read. */
+  length: number;
+  /** msg_flags (MSG_TRUNC, MSG_CTRUNC ...). */
+  flags: number;
+  /** The control messages' bytes (cmsghdr records). */
+  control: Uint8Array;
+}
+
+/**
+ * recvmsg(2) of up to `len` bytes with `flags`, and up to `controlLen`
+ * bytes of control messages (0: none asked, so the kernel passes no
+ * descriptor and sets MSG_CTRUNC when there was something to pass); null
+ * for EAGAIN.
+ */
+export function recvMsg(fd: number, len: number, flags: number, controlLen = 0): Received | null {
+  const buf = new Uint8Array(Math.max(1, len));
+  const control = new Uint8Array(Math.max(1, controlLen));
+  const iov = new BigUint64Array([addressOf(buf), BigInt(len)]);
+  const iovBytes = new Uint8Array(iov.buffer);
+  const hdr = new Uint8Array(56);
+  const v = new DataView(hdr.buffer);
+  v.setBigUint64(16, addressOf(iovBytes), true);
+  v.setBigUint64(24, 1n, true);
+  if (controlLen > 0) {
+    v.setBigUint64(32, addressOf(control), true);
+    v.setBigUint64(40, BigInt(controlLen), true);
+  }
+  const n = c().recvmsg(fd, hdr, flags);
+  if (n < 0n) {
+    const e = errno();
+    if (e === 11) return null;
+    throw new ErrnoError("recvmsg", e, String(fd));
+  }
+  const got = Math.min(Number(n), len);
+  return {
+    data: buf.slice(0, got),
+    length: Number(n),
+    flags: v.getInt32(48, true),
+    control: control.slice(0, controlLen > 0 ? Number(v.getBigUint64(40, true)) : 0),
+  };
+}
+
+/** send(2) once with `flags`: the bytes sent, or null for EAGAIN. */
+export function sendSome(fd: number, data: Uint8Array, flags = 0): number | null {
+  const buf = new Uint8Array(data);
+  const n = c().send(fd, buf, BigInt(buf.length), flags);
+  if (n < 0n) {
+    const e = errno();
+    if (e === 11) return null;
+    throw new ErrnoError("send", e, String(fd));
+  }
+  return Number(n);
 }

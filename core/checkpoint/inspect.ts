@@ -8,7 +8,10 @@
 import { type DumpedTask, type KernelVma, withDevice } from "../../ffi/device.ts";
 import { ErrnoError } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { type FdRecord, readFds, type SocketFd } from "../dump/files.ts";
+import { readFds, type SocketFd } from "../dump/files.ts";
+import { dumpObjects } from "../dump/fds/dump.ts";
+import { describeKind } from "../dump/fds/survey.ts";
+import type { FdEntry } from "../image/schema.ts";
 import { credReasons } from "../dump/creds.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
 import { stayReasons } from "../dump/check.ts";
@@ -20,8 +23,8 @@ export interface Inspected {
   status: ProcStatus;
   /** /proc/PID/maps. */
   maps: MapsEntry[];
-  /** Its descriptors that an image can carry. */
-  fds: FdRecord[];
+  /** Its descriptors that an image can carry: files by path, kernel objects with their state. */
+  fds: FdEntry[];
   /** Its sockets. */
   sockets: SocketFd[];
   /** Its name (see {@link readComm}). */
@@ -53,10 +56,19 @@ export async function readComm(pid: number): Promise<string | undefined> {
 export async function inspect(pid: number, carrySockets: boolean): Promise<Inspected> {
   const status = parseStatus(await Deno.readTextFile(`/proc/${pid}/status`));
   const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
-  const { fds, sockets, reasons: fdReasons } = await readFds(pid);
+  const { fds, sockets, objects, reasons: fdReasons } = await readFds(pid);
   const comm = await readComm(pid);
   const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
   if (comm === undefined) reasons.push("its name is not valid UTF-8");
+  if (carrySockets) {
+    // A migration gives descriptors 0-2 the source's standard streams (core/migrate/destination.ts).
+    for (const o of objects.filter((x) => x.fd <= 2)) {
+      reasons.push(
+        `fd ${o.fd}: ${describeKind(o.kind)} (${o.target}) as a standard stream; a migration ` +
+          "relays stdin, stdout and stderr, so it cannot move (a checkpoint to a file can)",
+      );
+    }
+  }
   if (sockets.length && !carrySockets) {
     reasons.push(
       ...sockets.map((sk) =>
@@ -80,6 +92,11 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
     throw e;
   }
   reasons.push(...await threadReasons(pid));
+  // Their state last, once nothing else stops the checkpoint (an eventfd's may be probed).
+  const dumped = reasons.length
+    ? { entries: [], reasons: [] }
+    : dumpObjects(pid, objects, { pid, uid: status.uid[0], gid: status.gid[0] });
+  reasons.push(...dumped.reasons);
   if (reasons.length) {
     throw new PpmError(
       `process ${pid} cannot be checkpointed`,
@@ -88,5 +105,6 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
       EXIT.FAILURE,
     );
   }
-  return { status, maps, fds, sockets, comm, task, kvmas };
+  const all: FdEntry[] = [...fds, ...dumped.entries].sort((a, b) => a.fd - b.fd);
+  return { status, maps, fds: all, sockets, comm, task, kvmas };
 }

@@ -7,7 +7,9 @@
  */
 import { createHash } from "node:crypto";
 import type { FileId } from "../image/schema.ts";
+import { isShmPath } from "../image/fds.ts";
 import { parseFdInfo } from "./proc.ts";
+import { type ObjectFd, surveyObjects } from "./fds/survey.ts";
 
 /** How an open descriptor is carried. */
 export type FdKind = "regular" | "device" | "stdio";
@@ -65,17 +67,64 @@ export function fileId(path: string): FileId {
   };
 }
 
+/** Kernel objects the process made that move with their state (see core/dump/fds/). */
+export type ObjectKind =
+  | "eventfd"
+  | "timerfd"
+  | "signalfd"
+  | "epoll"
+  | "pipe"
+  | "fifo"
+  | "memfd"
+  | "shm";
+
+/** The anonymous inodes ppm carries, by the name /proc shows. */
+const ANON_KINDS: Record<string, ObjectKind> = {
+  "anon_inode:[eventfd]": "eventfd",
+  "anon_inode:[timerfd]": "timerfd",
+  "anon_inode:[signalfd]": "signalfd",
+  "anon_inode:[eventpoll]": "epoll",
+};
+
+/** What some descriptors ppm does not carry are, for the reason it gives. */
+const NOT_CARRIED: [RegExp, string][] = [
+  [/^anon_inode:\[io_uring\]$/, "an io_uring instance"],
+  [/^anon_inode:\[?pidfd\]?$|^pidfd:/, "a pidfd"],
+  [/^anon_inode:\[?inotify\]?$/, "an inotify instance"],
+  [/^anon_inode:\[fanotify\]$/, "a fanotify instance"],
+  [/^anon_inode:\[userfaultfd\]$/, "a userfaultfd"],
+  [/^anon_inode:\[perf_event\]$/, "a perf event"],
+  [/^anon_inode:bpf-/, "a BPF object"],
+  [/^anon_inode:kvm-|^\/dev\/kvm$/, "a KVM object"],
+  [/^anon_inode:\[?dmabuf\]?$|^\/dmabuf:/, "a DMA buffer"],
+  [/^anon_inode:sync_file$/, "a sync file"],
+  [/^[a-z_]+:\[\d+\]$/, "a namespace or another kernel object"],
+];
+
+/** The reason a descriptor that ppm does not carry stays, naming what it is. */
+function notCarried(fd: number, target: string): { reason: string } {
+  const what = NOT_CARRIED.find(([re]) => re.test(target))?.[1] ??
+    (target.startsWith("anon_inode:") ? "an anonymous kernel object" : "a special file");
+  return { reason: `fd ${fd}: ${what} (${target}) cannot be carried` };
+}
+
+/** Whether `target` is a memfd's link text: "/memfd:NAME (deleted)". */
+export function isMemfdLink(target: string): boolean {
+  return target.startsWith("/memfd:") && target.endsWith(" (deleted)");
+}
+
 /**
- * Classifies descriptor `fd` whose link reads `target`: a file kind,
- * "socket" (core/dump/sockets.ts looks closer), or a reason it cannot be
- * carried.
+ * Classifies descriptor `fd` whose link reads `target`: a file kind, a
+ * kernel object that moves with its state (core/dump/fds/ looks closer),
+ * "socket" (core/dump/sockets.ts, or a socketpair), or a reason it cannot
+ * be carried.
  */
 export function classifyFd(
   fd: number,
   target: string,
   isRegular: boolean,
   isFifo = false,
-): FdKind | "socket" | { reason: string } {
+): FdKind | ObjectKind | "socket" | { reason: string } {
   if (PORTABLE_DEVICES.includes(target)) return "device";
   // A standard stream on a pipe, a FIFO (even one whose name is gone: a
   // migrated process's relay) or a terminal.
@@ -86,18 +135,19 @@ export function classifyFd(
   ) {
     return "stdio";
   }
+  if (isRegular && isMemfdLink(target)) return "memfd";
   if (target.startsWith("/") && target.endsWith(" (deleted)")) {
     return { reason: `fd ${fd}: ${target} was deleted` };
   }
-  if (target.startsWith("/") && isRegular) return "regular";
+  if (target.startsWith("/") && isRegular) return isShmPath(target) ? "shm" : "regular";
+  if (target.startsWith("/") && isFifo) return "fifo";
   if (target.startsWith("socket:")) return "socket";
-  if (target.startsWith("pipe:")) {
-    return { reason: `fd ${fd}: a pipe (${target}) other than stdin/stdout/stderr` };
+  if (target.startsWith("pipe:")) return "pipe";
+  if (ANON_KINDS[target]) return ANON_KINDS[target];
+  if (target.startsWith("/")) {
+    return { reason: `fd ${fd}: ${target} (not a regular file, a FIFO or a portable device)` };
   }
-  if (target.startsWith("anon_inode:")) {
-    return { reason: `fd ${fd}: ${target.slice(11)} is not supported` };
-  }
-  return { reason: `fd ${fd}: ${target} (not a regular file or a portable device)` };
+  return notCarried(fd, target);
 }
 
 /** A socket descriptor: its number and file status flags. */
@@ -108,15 +158,28 @@ export interface SocketFd {
   flags: number;
 }
 
+/** What {@link readFds} found. */
+export interface OpenFds {
+  /** Files, devices and standard streams: opened again by path. */
+  fds: FdRecord[];
+  /** Sockets (to look at with core/dump/sockets.ts); socketpairs of the process's own are objects. */
+  sockets: SocketFd[];
+  /** Kernel objects that move with their state (core/dump/fds/dump.ts reads it). */
+  objects: ObjectFd[];
+  /** Why some descriptors cannot be carried. */
+  reasons: string[];
+}
+
 /**
- * Reads the descriptors of `pid`: files, sockets (to look at with
- * core/dump/sockets.ts), and reasons for the ones that cannot be carried.
+ * Reads the descriptors of `pid`: files, sockets, kernel objects that move
+ * with their state, and reasons for the ones that cannot be carried. It
+ * changes nothing in the process (`ppm checkpoint --check` runs it on a
+ * running one).
  */
-export async function readFds(
-  pid: number,
-): Promise<{ fds: FdRecord[]; sockets: SocketFd[]; reasons: string[] }> {
+export async function readFds(pid: number): Promise<OpenFds> {
   const fds: FdRecord[] = [];
-  const sockets: SocketFd[] = [];
+  const sockets: (SocketFd & { target: string; info: string })[] = [];
+  const candidates: ObjectFd[] = [];
   const reasons: string[] = [];
   const nums: number[] = [];
   for await (const e of Deno.readDir(`/proc/${pid}/fd`)) nums.push(Number(e.name));
@@ -145,13 +208,30 @@ export async function readFds(
       reasons.push(kind.reason);
       continue;
     }
-    const info = parseFdInfo(await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd}`));
-    if (kind === "socket") sockets.push({ fd, flags: info.flags });
+    let text: string;
+    try {
+      text = await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd}`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue; // closed meanwhile
+      throw e;
+    }
+    const info = parseFdInfo(text);
+    if (kind === "socket") sockets.push({ fd, flags: info.flags, target, info: text });
     else if (kind === "stdio") {
       fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos });
-    } else fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos, id });
+    } else if (kind === "regular" || kind === "device") {
+      fds.push({ fd, kind, path: target, flags: info.flags, pos: info.pos, id });
+    } else {
+      candidates.push({ fd, kind, target, flags: info.flags, pos: info.pos, info: text, id });
+    }
   }
-  return { fds, sockets, reasons };
+  const survey = surveyObjects(pid, candidates, sockets);
+  return {
+    fds,
+    sockets: survey.sockets,
+    objects: survey.objects,
+    reasons: [...reasons, ...survey.reasons],
+  };
 }
 
 /** Size and mtime of a file now (cheap; taken while the process is frozen). */

@@ -11,7 +11,9 @@ import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
 import { checkSockets, type SocketEntry } from "./sockets.ts";
 import { checkThreads, type ThreadsRecord } from "./threads.ts";
+import { checkEpollTargets, checkFds, type FdEntry } from "./fds.ts";
 export type { ThreadEntry, ThreadSched, ThreadsRecord } from "./threads.ts";
+export type { FdEntry } from "./fds.ts";
 
 /**
  * What a file was when the image was taken (stat of the open file), so the
@@ -156,22 +158,6 @@ export interface VmaEntry {
   kind: string;
   /** Mapped file. */
   path?: string;
-}
-
-/** An open descriptor. */
-export interface FdEntry {
-  /** Number. */
-  fd: number;
-  /** regular, device or stdio. */
-  kind: string;
-  /** Path or link text. */
-  path: string;
-  /** open flags. */
-  flags: number;
-  /** Position. */
-  pos: bigint;
-  /** What the file was. */
-  id?: FileId;
 }
 
 /** A mapped file's identity. */
@@ -451,17 +437,7 @@ function checkSignals(v: unknown): SignalsRecord {
 function checkFilesRecord(v: unknown): LoadedImage["files"] {
   const fo = obj(v, "FILES");
   return {
-    fds: arr(fo.fds, "FILES.fds", 65536).map((f, i) => {
-      const x = obj(f, `fd ${i}`);
-      return {
-        fd: int(x, "fd", "fd", 0, 1 << 20),
-        kind: str(x, "kind", "fd", 16),
-        path: x.kind === "stdio" ? str(x, "path", "fd") : path(x, "path", `fd ${i}`),
-        flags: int(x, "flags", "fd"),
-        pos: big(x, "pos", "fd", 1n << 62n),
-        ...(x.id === undefined ? {} : { id: checkId(x.id, `fd ${i} identity`) }),
-      };
-    }),
+    fds: checkFds(fo.fds, checkId),
     mapped: arr(fo.mapped, "FILES.mapped", 65536).map((f, i) => {
       const x = obj(f, `mapped file ${i}`);
       return {
@@ -554,6 +530,7 @@ export async function loadImage(
     if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
     fdNumbers.add(s.fd);
   }
+  checkEpollTargets(files.fds, fdNumbers);
   return {
     task,
     mm,

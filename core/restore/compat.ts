@@ -10,6 +10,7 @@ import { sha256File } from "../dump/files.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { missingCpuFeatures, parseCpuFlags } from "../host/cpu.ts";
 import type { FileId, LoadedImage } from "../image/schema.ts";
+import { checkFdPaths } from "./fd_paths.ts";
 
 const WHAT = "cannot restore the image";
 
@@ -140,7 +141,9 @@ export function fileIdReason(f: ExpectedFile): string {
 export function expectedFiles(img: LoadedImage): ExpectedFile[] {
   return [
     { path: img.task.cwd, id: img.task.cwdId, role: "the working directory" },
-    ...img.files.fds.filter((f) => f.kind !== "stdio").map((f) => ({
+    // Only files opened by path and there already: kernel objects are made, /dev/shm files and
+    // missing FIFOs made from the image (fd_paths.ts).
+    ...img.files.fds.filter((f) => f.kind === "regular" || f.kind === "device").map((f) => ({
       path: f.path,
       id: f.id,
       flags: f.flags,
@@ -188,4 +191,5 @@ export async function checkCompatible(
   // A migration's destination checked the mapped files before the freeze.
   if (!opts.filesChecked) await checkFiles(img.files.mapped);
   checkFileIds(expectedFiles(img));
+  checkFdPaths(img);
 }

@@ -3,7 +3,7 @@
  * the module replaces its memory with the plan's, and at the ioctl's
  * return the process is finished from inside (system calls injected
  * through ptrace: its exe link, credentials, queued signals, its own
- * descriptors closed, seccomp), then given the image's registers, FPU
+ * descriptors closed, its kernel objects made again (fds.ts), seccomp), then given the image's registers, FPU
  * state and signal mask. A refusal kills the process; so does the caller
  * on any other failure.
  *
@@ -18,6 +18,7 @@ import { findSyscallInsn, inject, injector, nextSyscallStopAsync } from "../ptra
 import { readMem } from "../ptrace/memory.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
+import { restoreFds } from "./fds.ts";
 import { mapFd, mappedFiles } from "./memory_plan.ts";
 import { stubError, type StubFiles } from "./launch.ts";
 import {
@@ -185,6 +186,12 @@ export async function finishInTracee(
     await requeueSignals(t, at, exit, img);
     for (const x of threads) await requeueThreadSignals(x.inj, t.pid, x.rec);
     inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
+    // Its kernel objects (eventfd, timerfd, signalfd, pipes, socketpairs, memfd, epoll) now:
+    // after its credentials, so that what it makes is its own as it was (a pipe's or memfd's
+    // owner, a socketpair's SO_PEERCRED, the credentials its queued messages carry, what it is
+    // charged for), made with its own rights and limits; before seccomp, whose filters may
+    // forbid these calls; and once the stub's descriptors are closed, so its numbers are free.
+    await restoreFds(inj, t.pid, img.files.fds);
     await restoreSeccomp(inj, img.task.creds);
     for (const x of threads) await restoreSeccomp(x.inj, img.task.creds);
     await verifyCreds(t.pid, img.task);

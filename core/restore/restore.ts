@@ -19,9 +19,11 @@ import { fault } from "../fault.ts";
 import { type LoadedImage, loadImage } from "../image/schema.ts";
 import { pathSource } from "../host/bytes.ts";
 import { checkCompatible } from "./compat.ts";
+import { makeFdPaths, removePaths } from "./fd_paths.ts";
 import { PlanWriter, stubBase } from "./memory_plan.ts";
 import type { StdioTargets } from "./spec.ts";
-import { attachStub, launchStub, prepareStub } from "./launch.ts";
+import { attachStub, launchStub, prepareStub, type StubFiles } from "./launch.ts";
+import type { Tracee } from "../ptrace/tracee.ts";
 import { ender, finishInTracee, runIoctl, runToIoctl, starter } from "./finish.ts";
 import { startTicks } from "../host/proc_stat.ts";
 
@@ -236,19 +238,27 @@ async function restoreStaged(
     filesChecked: opts.filesChecked,
   });
   await createTargets(opts);
+  const made = await makeFdPaths(img);
   const tCheck = performance.now();
 
+  let t: Tracee;
+  let stub: StubFiles;
+  let tPlan = performance.now();
   const base = stubBase(img);
   try {
-    await staged.writer.finish(img, base);
-  } finally {
-    staged.file.close();
+    try {
+      await staged.writer.finish(img, base);
+    } finally {
+      staged.file.close();
+    }
+    stub = await prepareStub(img, staged.dir, staged.path, base, opts);
+    tPlan = performance.now();
+    await launchStub(pid, stub);
+    t = await attachStub(pid, stub);
+  } catch (e) {
+    removePaths(made);
+    throw e;
   }
-  const stub = await prepareStub(img, staged.dir, staged.path, base, opts);
-  const tPlan = performance.now();
-
-  await launchStub(pid, stub);
-  const t = await attachStub(pid, stub);
   // From here on, a failure must not leave a half-restored process behind.
   let started = false;
   try {
@@ -262,10 +272,16 @@ async function restoreStaged(
     if (!opts.hold) start();
     started = true;
     const tEnd = performance.now();
+    const end = ender(t, threads);
     return {
       pid,
       start: opts.hold ? start : undefined,
-      abort: opts.hold ? ender(t, threads) : undefined,
+      abort: opts.hold
+        ? () => {
+          end();
+          removePaths(made);
+        }
+        : undefined,
       pages: img.pageCount,
       timesUs: {
         load: us(tLoad - t0),
@@ -278,7 +294,10 @@ async function restoreStaged(
       },
     };
   } catch (e) {
-    if (!started) t.kill();
+    if (!started) {
+      t.kill();
+      removePaths(made);
+    }
     throw e;
   }
 }

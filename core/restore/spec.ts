@@ -19,6 +19,7 @@
  */
 import { O } from "../../ffi/libc.ts";
 import type { FdEntry, FileId, LoadedImage } from "../image/schema.ts";
+import { type FdEntryKind, OBJECT_KINDS } from "../image/fds.ts";
 import { mapFd, mappedFiles } from "./memory_plan.ts";
 
 /** The spec's first 8 bytes. */
@@ -216,9 +217,19 @@ function addFd(b: SpecBuilder, f: FdEntry, o: SpecOptions): void {
         v.setInt32(4, f.fd, true);
       });
     }
-  } else {
+  } else if (f.kind === "shm") {
+    // Made here from the image before the stub starts (fd_paths.ts): its own kind, owner and mode.
+    b.add(TAG.FD, 24 + ID_BYTES, (v) => {
+      v.setInt32(0, f.fd, true);
+      v.setUint32(4, flags, true);
+      v.setBigInt64(8, f.pos, true);
+      v.setUint32(16, OPEN_AS.PROCESS, true);
+      putId(v, 24, f.id, ID_CHECK.TYPE | ID_CHECK.OWNER | ID_CHECK.MODE);
+    }, f.path);
+  } else if (!OBJECT_KINDS.includes(f.kind as FdEntryKind)) {
     fd(f.fd, flags, f.kind === "regular" ? f.pos : 0n, OPEN_AS.PROCESS, f.path, f.id);
   }
+  // Kernel objects (eventfd, pipes, socketpairs ...) are made by the process itself (fds.ts).
 }
 
 const i32 = (n: number) => (v: DataView) => v.setInt32(0, n, true);

@@ -8,25 +8,27 @@ import { inspectSockets } from "../../core/dump/sockets.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
 const SCRIPT = `
-import socket, sys, time
+import os, socket, sys, time
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("0.0.0.0", 0)); l.listen(7)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
-a, b = socket.socketpair()
+srv = socket.socket(socket.AF_UNIX); srv.bind("\\0ppm-test-%d" % os.getpid()); srv.listen(1)
+a = socket.socket(socket.AF_UNIX); a.connect(srv.getsockname())
+p, q = socket.socketpair()
 c = socket.create_connection(("127.0.0.1", l.getsockname()[1]))
 own = sys.argv[1]
 h = socket.create_connection((own, l.getsockname()[1])) if own else socket.socket()
 s6 = socket.socket(socket.AF_INET6)
 t = socket.socket()
 print(l.fileno(), u.fileno(), a.fileno(), c.fileno(), s6.fileno(), t.fileno(), h.fileno(),
-      flush=True)
+      p.fileno(), q.fileno(), flush=True)
 time.sleep(30)
 `;
 
 Deno.test({
   name:
-    "sockets: listeners and UDP can move; unix, IPv6, loopback, same-node and unconnected ones " +
-    "cannot",
+    "sockets: listeners, UDP and the process's own socketpairs can move; other unix sockets, IPv6, " +
+    "loopback, same-node and unconnected ones cannot",
   ignore: Deno.uid() !== 0,
   fn: async () => {
     // A connection to this machine's own address (not 127.x) stays on it, as loopback does.
@@ -49,8 +51,13 @@ Deno.test({
         line += new TextDecoder().decode(value);
       }
       reader.releaseLock();
-      const [l, u, a, c, s6, t, h] = line.trim().split(/\s+/).map(Number);
+      const [l, u, a, c, s6, t, h, p, q] = line.trim().split(/\s+/).map(Number);
       const files = await readFds(child.pid);
+      // A socketpair whose two ends it holds moves with its state (core/dump/fds/).
+      assertEquals(
+        files.objects.filter((o) => o.kind === "unix").map((o) => o.fd).sort((x, y) => x - y),
+        [p, q],
+      );
       const fds = files.sockets.map((s) => s.fd);
       for (const fd of [l, u, a, c, s6, t]) assert(fds.includes(fd), `fd ${fd} not a socket`);
       const { sockets, reasons } = inspectSockets(child.pid, fds);

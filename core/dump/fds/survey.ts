@@ -1,0 +1,195 @@
+/**
+ * Which of a process's kernel objects can move, before anything is read
+ * from them: eventfd, timerfd, signalfd, epoll, pipes and FIFOs with both
+ * ends in the process, unix socketpairs with both ends in it, memfd and
+ * files in /dev/shm. Descriptors that share one open file (dup) are told
+ * apart with kcmp; an object that another process holds too, a pipe whose
+ * other end is elsewhere, an epoll watching a descriptor the process no
+ * longer has under that number, are reasons. Nothing here changes the
+ * process, so `ppm checkpoint --check` runs it on a running one.
+ *
+ * @module
+ */
+import type { FileId } from "../../image/schema.ts";
+import { type UnixDiag, unixDiag } from "../../../ffi/sock_diag.ts";
+import type { ObjectKind, SocketFd } from "../files.ts";
+import { groupDescriptions } from "./descriptions.ts";
+import { checkEpolls, edgeWatched } from "./epoll.ts";
+import { eventfdReasons } from "./eventfd.ts";
+import { heldElsewhere } from "./shared.ts";
+
+/** Open flags that matter here. */
+const O_ASYNC = 0o20000;
+
+/** A descriptor of the process that opens a kernel object ppm carries. */
+export interface ObjectFd {
+  /** Its number. */
+  fd: number;
+  /** What it opens; "unix" for a socketpair end. */
+  kind: ObjectKind | "unix";
+  /** Its link text in /proc/PID/fd. */
+  target: string;
+  /** Its open flags (O_CLOEXEC for close-on-exec). */
+  flags: number;
+  /** Its position. */
+  pos: bigint;
+  /** Its fdinfo text. */
+  info: string;
+  /** What the file is (stat through /proc), when it could be read. */
+  id?: FileId;
+  /** Another descriptor of the same open file description (a dup), the lowest. */
+  dupOf?: number;
+  /** Pipes, FIFOs and socketpairs: which one (the same on every descriptor of one). */
+  object?: number;
+  /** A socketpair end: what sock_diag says of it. */
+  diag?: UnixDiag;
+}
+
+/** What {@link surveyObjects} found. */
+export interface Survey {
+  /** The descriptors whose objects move. */
+  objects: ObjectFd[];
+  /** Sockets that are not socketpairs of the process's own (core/dump/sockets.ts decides). */
+  sockets: SocketFd[];
+  /** Why some cannot move. */
+  reasons: string[];
+}
+
+/** The inode a socket or pipe link text names ("socket:[123]"). */
+export function linkIno(target: string): number | undefined {
+  const m = /^(?:socket|pipe):\[(\d{1,20})\]$/.exec(target);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** What a kind is, for reasons. */
+export function describeKind(kind: ObjectFd["kind"]): string {
+  return {
+    eventfd: "an eventfd",
+    timerfd: "a timerfd",
+    signalfd: "a signalfd",
+    epoll: "an epoll instance",
+    pipe: "a pipe",
+    fifo: "a FIFO",
+    memfd: "a memfd",
+    shm: "a /dev/shm file",
+    unix: "a unix socketpair",
+  }[kind];
+}
+
+/**
+ * The socketpairs among `sockets` whose two ends `pid` holds, as objects;
+ * the other sockets are returned as they came.
+ */
+function socketpairs(
+  sockets: (SocketFd & { target: string; info: string })[],
+): { pairs: ObjectFd[]; rest: SocketFd[] } {
+  const inos = sockets.map((s) => linkIno(s.target)).filter((x) => x !== undefined);
+  let diags = new Map<number, UnixDiag>();
+  try {
+    diags = unixDiag([...new Set(inos)]);
+  } catch { /* no sock_diag: every socket stays for sockets.ts to judge */ }
+  const held = new Set(inos);
+  const pairs: ObjectFd[] = [];
+  const rest: SocketFd[] = [];
+  for (const s of sockets) {
+    const d = diags.get(linkIno(s.target) ?? -1);
+    const peer = d ? diags.get(d.peer) : undefined;
+    if (d && peer && peer.peer === d.ino && held.has(d.peer) && !d.name && !peer.name) {
+      pairs.push({
+        fd: s.fd,
+        kind: "unix",
+        target: s.target,
+        flags: s.flags,
+        pos: 0n,
+        info: s.info,
+        diag: d,
+      });
+    } else rest.push({ fd: s.fd, flags: s.flags });
+  }
+  return { pairs, rest };
+}
+
+/** Reasons for a memfd opened a second time (not a dup: another open file of it). */
+function secondOpens(objs: ObjectFd[]): string[] {
+  const reasons: string[] = [];
+  const own = objs.filter((o) => o.kind === "memfd" && o.dupOf === undefined);
+  for (const o of own) {
+    const first = own.find((x) => x.id?.ino === o.id?.ino && x.id?.dev === o.id?.dev);
+    if (first && first !== o) {
+      reasons.push(
+        `fd ${o.fd}: ${o.target} opened a second time (as fd ${first.fd} too, not a dup); ` +
+          "ppm carries one open file per memfd",
+      );
+    }
+  }
+  return reasons;
+}
+
+/** Numbers pipes, FIFOs and socketpairs; returns the reasons for pipes without both ends. */
+function numberObjects(objs: ObjectFd[]): string[] {
+  const reasons: string[] = [];
+  const key = (o: ObjectFd) =>
+    o.kind === "unix"
+      ? String(Math.min(o.diag!.ino, o.diag!.peer))
+      : `${o.id?.dev ?? ""}:${o.id?.ino ?? linkIno(o.target) ?? o.target}`;
+  const groups = new Map<string, ObjectFd[]>();
+  for (const o of objs) {
+    if (o.kind !== "pipe" && o.kind !== "fifo" && o.kind !== "unix") continue;
+    groups.set(key(o), [...groups.get(key(o)) ?? [], o]);
+  }
+  let n = 0;
+  for (const g of groups.values()) {
+    const own = g.filter((o) => o.dupOf === undefined);
+    const reads = own.some((o) => (o.flags & 3) !== 1);
+    const writes = own.some((o) => (o.flags & 3) !== 0);
+    if (g[0].kind !== "unix" && (!reads || !writes)) {
+      for (const o of g) {
+        const what = `${describeKind(o.kind)} (${o.target})`;
+        reasons.push(
+          `fd ${o.fd}: ${what} whose other end the process does not hold ` +
+            "(only pipes with both ends in the process move, and stdin, stdout and stderr)",
+        );
+      }
+      continue;
+    }
+    for (const o of g) o.object = n;
+    n++;
+  }
+  return reasons;
+}
+
+/**
+ * Surveys the descriptors `candidates` of `pid` (kernel objects, as
+ * classified by files.ts) and its `sockets`: which move, and why the
+ * others cannot. Returns the objects that may move; a reason keeps the
+ * whole process from moving, so the objects then do not matter.
+ */
+export function surveyObjects(
+  pid: number,
+  candidates: ObjectFd[],
+  sockets: (SocketFd & { target: string; info: string })[],
+): Survey {
+  const reasons: string[] = [];
+  const { pairs, rest } = socketpairs(sockets);
+  const objects = [...candidates, ...pairs].sort((a, b) => a.fd - b.fd);
+  for (const o of objects) {
+    if (o.flags & O_ASYNC) {
+      reasons.push(
+        `fd ${o.fd}: signal-driven I/O (O_ASYNC) on ${describeKind(o.kind)} is not carried`,
+      );
+    }
+  }
+  reasons.push(...groupDescriptions(pid, objects));
+  reasons.push(...secondOpens(objects));
+  reasons.push(...numberObjects(objects));
+  reasons.push(...checkEpolls(pid, objects));
+  reasons.push(...eventfdReasons(objects, edgeWatched(objects)));
+  for (const [fd, other] of heldElsewhere(pid, objects)) {
+    const o = objects.find((x) => x.fd === fd)!;
+    reasons.push(
+      `fd ${fd}: ${describeKind(o.kind)} (${o.target}) that process ${other} holds too; ` +
+        "it would no longer be shared after a move",
+    );
+  }
+  return { objects, sockets: rest, reasons };
+}

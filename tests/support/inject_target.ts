@@ -1,0 +1,56 @@
+/**
+ * A host process to inject system calls into, as a restore does at its
+ * end: `fd_kinds ITERATIONS target` stops itself (SIGSTOP); it is seized,
+ * given an injector (calls run from its vDSO's `syscall` instruction,
+ * scratch memory below its stack pointer), and let go with its registers as
+ * they were; once continued it reports what it finds at fd_kinds's numbers.
+ *
+ * @module
+ */
+import { parseMaps } from "../../core/dump/proc.ts";
+import { findSyscallInsn, type Injector, injector } from "../../core/ptrace/inject.ts";
+import { getReg, Tracee } from "../../core/ptrace/tracee.ts";
+import { buildFdKinds, procState, type Running, startProgram, waitUntil } from "./fd_kinds.ts";
+
+/** A stopped fd_kinds target, seized. */
+export interface Target {
+  /** The program. */
+  run: Running;
+  /** Its tracee. */
+  t: Tracee;
+  /** System calls in it. */
+  inj: Injector;
+  /** Lets it go (registers as they were), delivers `signals`, continues it; resolves with its report. */
+  report(signals?: Deno.Signal[]): Promise<string>;
+}
+
+/** Starts fd_kinds as a target and seizes it once it stopped itself. */
+export async function startTarget(): Promise<Target> {
+  const bin = await buildFdKinds();
+  const run = await startProgram(bin, ["1", "target"]);
+  try {
+    await waitUntil("the target to stop itself", () => procState(run.pid) === "T");
+    const t = Tracee.freeze(run.pid, { sysgood: true });
+    const regs = t.getRegs();
+    const maps = parseMaps(Deno.readTextFileSync(`/proc/${run.pid}/maps`));
+    const vdso = maps.find((m) => m.name === "[vdso]")!;
+    const at = await findSyscallInsn(run.pid, vdso.start, vdso.end);
+    const inj = injector(t, at, regs, getReg(regs, "rsp"), maps);
+    return {
+      run,
+      t,
+      inj,
+      report: async (signals = []) => {
+        t.setRegs(regs);
+        t.resume();
+        for (const s of signals) Deno.kill(run.pid, s);
+        Deno.kill(run.pid, "SIGCONT");
+        await waitUntil("the target's report", () => run.out().includes("done\n"));
+        return run.out();
+      },
+    };
+  } catch (e) {
+    run.end();
+    throw e;
+  }
+}

@@ -11,6 +11,7 @@ import { guestPath } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
@@ -109,6 +110,20 @@ Deno.test({
           },
         );
       }
+
+      await t.step(
+        "fd_kinds: eventfds, timerfds, a signalfd, pipes, socketpairs, memfds and an epoll set " +
+          "killed at tick 10, restored, read back as an uninterrupted run reads them",
+        async () => {
+          const fk = bin("fd_kinds");
+          await c.ok(1, ["sh", "-c", `cd /tmp; ${fk} 100 > /tmp/base-fd_kinds.out 2>&1`], 300_000);
+          const r = await cycle(c, "fd_kinds", `${fk} 100`, 10);
+          assertEquals(r.err, "", `fd_kinds reported: ${r.err}`);
+          const base = await c.ok(1, ["cat", "/tmp/base-fd_kinds.out"]);
+          assertSameReport(reportLines(r.out), reportLines(base), 120);
+          assertMatch(r.out, /^ok fd_kinds objects=16$/m);
+        },
+      );
 
       await t.step(
         "--copy-all carries code and library pages too, and its image restores the same",

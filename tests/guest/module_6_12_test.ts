@@ -10,6 +10,7 @@ import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 
 Deno.test({
   name: "guest 6.12: the module loads, answers PPM_IOC_INFO and restores a checkpoint",
@@ -73,6 +74,40 @@ Deno.test({
           const [base, got] = [await lines("thb"), await lines("th")];
           assertEquals(got, base);
           assert(got.some((l) => l.startsWith("ok threads")), got.slice(-3).join("\n"));
+        },
+      );
+
+      await t.step(
+        "fd_kinds (eventfd, timerfd, signalfd, pipes, socketpairs, memfd, epoll) killed at " +
+          "tick 10, restored, reads back what an uninterrupted run reads",
+        async () => {
+          const fk = guestPath(programs.fd_kinds);
+          await c.ok(1, ["sh", "-c", `cd /tmp && ${fk} 100 > /tmp/fkb.out 2>&1`], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${fk} 100 < /dev/null > /tmp/fk.out 2>/tmp/fk.err & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/fk.out", 120);
+          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/fk.img", "--kill"]);
+          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
+          const rs = await c.ppm(1, [
+            "restore",
+            "/tmp/fk.img",
+            "--stdout",
+            "/tmp/fk.out",
+            "--stderr",
+            "/tmp/fk.err",
+          ]);
+          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
+          assertEquals(await c.ok(1, ["cat", "/tmp/fk.err"]), "");
+          const [base, got] = [
+            await c.ok(1, ["cat", "/tmp/fkb.out"]),
+            await c.ok(1, ["cat", "/tmp/fk.out"]),
+          ];
+          assertSameReport(reportLines(got), reportLines(base), 120);
+          assertMatch(got, /^ok fd_kinds objects=16$/m);
         },
       );
 

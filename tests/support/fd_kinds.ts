@@ -90,3 +90,25 @@ export function procState(pid: number): string {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
 }
+
+/**
+ * Throws unless report `got` equals `want` line for line, but for timer
+ * values (`value~Ns`), which may differ by `slackS` seconds: a restored
+ * timer's time left is what it was at the dump, so the time the
+ * checkpoint and restore took comes on top of it.
+ */
+export function assertSameReport(got: string[], want: string[], slackS: number): void {
+  const timer = /value~(-?\d+)s/;
+  const bad: string[] = [];
+  if (got.length !== want.length) bad.push(`${got.length} lines, expected ${want.length}`);
+  got.forEach((g, i) => {
+    const w = want[i] ?? "";
+    const gv = timer.exec(g), wv = timer.exec(w);
+    const same = gv && wv
+      ? g.replace(timer, "") === w.replace(timer, "") &&
+        Math.abs(Number(gv[1]) - Number(wv[1])) <= slackS
+      : g === w;
+    if (!same) bad.push(`got  ${g}\nwant ${w}`);
+  });
+  if (bad.length) throw new Error(`fd_kinds report differs:\n${bad.join("\n")}`);
+}

@@ -26,6 +26,7 @@ import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 import { Agents } from "./support/agents.ts";
 
 const CLUSTER = "tmig";
@@ -103,7 +104,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    await ensurePackages(["python3", "coreutils", "tcpdump"], "the migration test's programs");
+    await ensurePackages(
+      ["python3", "coreutils", "tcpdump", "nodejs"],
+      "the migration test's programs",
+    );
     const programs = await buildPrograms(join(stateDir(), "test-programs"));
     const bin = guestPath(programs.heap_counter);
     const secret = join(stateDir(), "test-secret");
@@ -266,6 +270,79 @@ Deno.test({
           });
           const want = createHash("sha256").update(Buffer.concat(parts)).digest("hex");
           assertMatch(out, new RegExp(`^done ${want}$`, "m"));
+        },
+      );
+
+      await t.step(
+        "Debian's nodejs (libuv: epoll, eventfds, pipes, worker threads) moves mid-run; its " +
+          "timer and file loop goes on and ends as an uninterrupted run ends",
+        async () => {
+          // The same data file on both nodes (same size and mtime), as a shared file system has it.
+          for (const n of [1, 2]) {
+            await c.ok(n, [
+              "sh",
+              "-c",
+              "seq 1 3000 > /tmp/nl-data.txt && touch -d @1700000000 /tmp/nl-data.txt",
+            ]);
+          }
+          const script = [
+            "const fs = require('fs'), crypto = require('crypto');",
+            "const fd = fs.openSync('/tmp/nl-data.txt', 'r'), h = crypto.createHash('sha256');",
+            "const n = 150; let i = 0;",
+            "console.log('ready', process.pid);",
+            "function tick() {",
+            "  const buf = Buffer.alloc(64);",
+            "  fs.readSync(fd, buf, 0, 64, (i * 97) % 10000);",
+            "  h.update(buf); h.update(String(fs.readFileSync('/tmp/nl-data.txt').length + i));",
+            "  console.log('tick', i, h.copy().digest('hex').slice(0, 16));",
+            "  if (++i < n) setTimeout(tick, 100); else console.log('done', h.digest('hex'));",
+            "}",
+            "setTimeout(tick, 100);",
+          ].join("\n");
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; /usr/bin/node -e "$0" < /dev/null > /tmp/nl-base.out 2>&1`,
+            script,
+          ], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; /usr/bin/node -e "$0" < /dev/null > /tmp/nl.out 2>&1 & echo $!`,
+            script,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 20 ' /tmp/nl.out", 180);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "node", 2);
+          await c.waitFor(1, "grep -q '^done ' /tmp/nl.out || grep -q Error /tmp/nl.out", 300);
+          const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
+          const out = await c.ok(1, ["cat", "/tmp/nl.out"]);
+          assertEquals(body(out), body(await c.ok(1, ["cat", "/tmp/nl-base.out"])));
+          assertContinuous(out, 150);
+        },
+      );
+
+      await t.step(
+        "fd_kinds (eventfds, timerfds, a signalfd, pipes, socketpairs, memfds, an epoll set) " +
+          "goes node1 → node2 and reads back every object as an uninterrupted run does",
+        async () => {
+          const fk = guestPath(programs.fd_kinds);
+          await c.ok(1, ["sh", "-c", `cd /tmp; ${fk} 150 > /tmp/fk-base.out 2>&1`], 300_000);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; ${fk} 150 < /dev/null > /tmp/fk.out 2>&1 & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/fk.out", 120);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "fd_kinds", 2);
+          await c.waitFor(1, "grep -q '^ok fd_kinds' /tmp/fk.out || grep -q FAIL /tmp/fk.out", 300);
+          const [got, base] = [
+            await c.ok(1, ["cat", "/tmp/fk.out"]),
+            await c.ok(1, ["cat", "/tmp/fk-base.out"]),
+          ];
+          assertSameReport(reportLines(got), reportLines(base), 120);
+          assertMatch(got, /^ok fd_kinds objects=16$/m);
         },
       );
 

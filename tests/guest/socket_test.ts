@@ -27,7 +27,7 @@ import { setLink } from "../../core/vcluster/network.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
-import { buildPrograms } from "../support/programs.ts";
+import { buildGoProgram, buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 
 const CLUSTER = "tsock";
@@ -92,9 +92,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    await ensurePackages(["python3", "iproute2"], "the socket test's programs");
+    await ensurePackages(["python3", "iproute2", "golang-go"], "the socket test's programs");
     const progs = await buildPrograms(join(stateDir(), "test-programs"));
     const echo = guestPath(progs.echo_server), client = guestPath(progs.stream_client);
+    const goEcho = guestPath(await buildGoProgram("go_echo", join(stateDir(), "test-programs")));
     const secret = join(stateDir(), "test-secret-sock");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
@@ -125,6 +126,77 @@ Deno.test({
             await c.waitFor(3, "grep -q '^ok stream_client' /tmp/sc1.out", 240);
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/sc1.out"]));
             console.log(`  the client on node3 saw a stall of ${stall} ms`);
+          },
+        );
+
+        await t.step(
+          "Python's asyncio echo server (its listener and connections in an epoll set, a " +
+            "socketpair to wake its loop) moves while a client on node3 streams",
+          async () => {
+            const script = [
+              "import asyncio, os, sys",
+              "async def handle(r, w):",
+              "    while True:",
+              "        data = await r.read(65536)",
+              "        if not data: break",
+              "        w.write(data)",
+              "        await w.drain()",
+              "    if w.can_write_eof(): w.write_eof()",
+              "    await w.drain()",
+              "    w.close()",
+              "async def main():",
+              "    srv = await asyncio.start_server(handle, '0.0.0.0', 7010)",
+              "    print('ready', os.getpid(), flush=True)",
+              "    async with srv:",
+              "        await asyncio.sleep(150)",
+              "    print('ok asyncio', flush=True)",
+              "asyncio.run(main())",
+            ].join("\n");
+            const server = (await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; /usr/bin/python3 -u -c "$0" > /tmp/pa.out 2>&1 < /dev/null & echo $!`,
+              script,
+            ])).trim();
+            await c.waitFor(1, "grep -q '^ready' /tmp/pa.out", 120);
+            await spawn(c, 3, `${client} 10.77.0.1 7010 45 128`, "/tmp/pa-c.out");
+            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/pa-c.out", 120);
+            await migrate(c, 1, server, 2);
+            await c.waitFor(
+              3,
+              "grep -q '^ok stream_client' /tmp/pa-c.out || grep -q FAIL /tmp/pa-c.out",
+              240,
+            );
+            const stall = stallOf(await c.ok(3, ["cat", "/tmp/pa-c.out"]));
+            console.log(`  the asyncio server's client saw a stall of ${stall} ms`);
+            assertEquals(await c.ok(1, ["sh", "-c", `grep -c Error /tmp/pa.out || true`]), "0\n");
+          },
+        );
+
+        await t.step(
+          "a Go echo server (goroutines, GC threads, the netpoller, SIGURG preemption) moves " +
+            "while a client on node3 streams",
+          async () => {
+            const server = await spawn(c, 1, `${goEcho} 7011 150`, "/tmp/ge.out");
+            await c.waitFor(1, "grep -q '^ready' /tmp/ge.out", 60);
+            await spawn(c, 3, `${client} 10.77.0.1 7011 45 128`, "/tmp/ge-c.out");
+            await c.waitFor(3, "grep -q '^tick 3 ' /tmp/ge-c.out", 120);
+            const threads = (await c.ok(1, ["sh", "-c", `ls /proc/${server}/task | wc -l`])).trim();
+            await migrate(c, 1, server, 2);
+            assertEquals(
+              (await c.ok(2, ["sh", "-c", `ls /proc/${server}/task | wc -l`])).trim(),
+              threads,
+              "the Go program's threads on node2",
+            );
+            await c.waitFor(
+              3,
+              "grep -q '^ok stream_client' /tmp/ge-c.out || grep -q FAIL /tmp/ge-c.out",
+              240,
+            );
+            const stall = stallOf(await c.ok(3, ["cat", "/tmp/ge-c.out"]));
+            console.log(
+              `  the Go server (${threads} threads) gave its client a stall of ${stall} ms`,
+            );
           },
         );
 

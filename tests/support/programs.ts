@@ -128,3 +128,41 @@ export async function buildPrograms(outDir: string): Promise<Record<string, stri
   }));
   return Object.fromEntries(Object.entries(built).sort(([a], [b]) => a.localeCompare(b)));
 }
+
+/**
+ * Builds the Go program tests/programs/`name`/main.go (Debian's golang-go,
+ * standard library only) into `outDir`/`name`, unless the binary is newer
+ * than the source; resolves to its path. The build cache lives in `outDir`.
+ */
+export async function buildGoProgram(name: string, outDir: string): Promise<string> {
+  await Deno.mkdir(outDir, { recursive: true });
+  const source = join(PROGRAMS_DIR, name, "main.go");
+  const out = join(await Deno.realPath(outDir), name);
+  const outTime = await mtimeMs(out);
+  if (outTime !== undefined && outTime >= ((await mtimeMs(source)) ?? 0)) return out;
+  const cache = join(outDir, ".go");
+  const r = await new Deno.Command("go", {
+    args: ["build", "-o", `${out}.tmp`, source],
+    env: {
+      GOCACHE: join(cache, "cache"),
+      GOPATH: join(cache, "path"),
+      HOME: cache,
+      GOFLAGS: "",
+      GOTOOLCHAIN: "local",
+      GOPROXY: "off",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output().catch((e) => {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`cannot build ${name}: go is not installed (Debian's golang-go)`);
+    }
+    throw e;
+  });
+  if (!r.success) {
+    const dec = new TextDecoder();
+    throw new Error(`go build failed for tests/programs/${name}:\n${dec.decode(r.stderr)}`);
+  }
+  await Deno.rename(`${out}.tmp`, out);
+  return out;
+}

@@ -200,7 +200,12 @@ Deno.test({
           "goes node1 → node2 → node1 and ends exactly like an uninterrupted run",
         async () => {
           const tb = guestPath(programs.threads);
-          await c.ok(1, ["sh", "-c", `cd /tmp; ${tb} 600 4 > /tmp/th-base.out 2>&1`], 300_000);
+          // The uninterrupted run goes on beside the moved one.
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; (${tb} 600 4 > /tmp/th-base.out 2>&1; touch /tmp/th-base.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
@@ -218,6 +223,7 @@ Deno.test({
           await migrate(c, 2, pid, 1);
           await assertRunsOn(c, pid, "threads", 1);
           await c.waitFor(1, "grep -q '^ok threads' /tmp/th.out || grep -q FAIL /tmp/th.out", 300);
+          await c.waitFor(1, "[ -e /tmp/th-base.end ]", 300);
           const out = await c.ok(1, ["cat", "/tmp/th.out"]);
           const base = await c.ok(1, ["cat", "/tmp/th-base.out"]);
           const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
@@ -302,9 +308,9 @@ Deno.test({
           await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; /usr/bin/node -e "$0" < /dev/null > /tmp/nl-base.out 2>&1`,
+            `cd /tmp; (/usr/bin/node -e "$0" < /dev/null > /tmp/nl-base.out 2>&1; touch /tmp/nl-base.end) > /dev/null 2>&1 < /dev/null &`,
             script,
-          ], 300_000);
+          ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
@@ -315,6 +321,7 @@ Deno.test({
           await migrate(c, 1, pid, 2);
           await assertRunsOn(c, pid, "node", 2);
           await c.waitFor(1, "grep -q '^done ' /tmp/nl.out || grep -q Error /tmp/nl.out", 300);
+          await c.waitFor(1, "[ -e /tmp/nl-base.end ]", 300);
           const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
           const out = await c.ok(1, ["cat", "/tmp/nl.out"]);
           assertEquals(body(out), body(await c.ok(1, ["cat", "/tmp/nl-base.out"])));
@@ -327,7 +334,11 @@ Deno.test({
           "goes node1 → node2 and reads back every object as an uninterrupted run does",
         async () => {
           const fk = guestPath(programs.fd_kinds);
-          await c.ok(1, ["sh", "-c", `cd /tmp; ${fk} 150 > /tmp/fk-base.out 2>&1`], 300_000);
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; (${fk} 150 > /tmp/fk-base.out 2>&1; touch /tmp/fk-base.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
@@ -337,6 +348,7 @@ Deno.test({
           await migrate(c, 1, pid, 2);
           await assertRunsOn(c, pid, "fd_kinds", 2);
           await c.waitFor(1, "grep -q '^ok fd_kinds' /tmp/fk.out || grep -q FAIL /tmp/fk.out", 300);
+          await c.waitFor(1, "[ -e /tmp/fk-base.end ]", 300);
           const [got, base] = [
             await c.ok(1, ["cat", "/tmp/fk.out"]),
             await c.ok(1, ["cat", "/tmp/fk-base.out"]),

@@ -57,7 +57,11 @@ Deno.test({
           "restored, ends like a full run",
         async () => {
           const tb = guestPath(programs.threads);
-          await c.ok(1, ["sh", "-c", `cd /tmp && ${tb} 300 4 > /tmp/thb.out 2>&1`], 300_000);
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp && (${tb} 300 4 > /tmp/thb.out 2>&1; touch /tmp/thb.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
@@ -69,6 +73,7 @@ Deno.test({
           const rs = await c.ppm(1, ["restore", "/tmp/th.img", "--stdout", "/tmp/th.out"]);
           assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
           await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
+          await c.waitFor(1, "[ -e /tmp/thb.end ]", 300);
           const lines = (f: string) =>
             c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
           const [base, got] = [await lines("thb"), await lines("th")];
@@ -82,7 +87,11 @@ Deno.test({
           "tick 10, restored, reads back what an uninterrupted run reads",
         async () => {
           const fk = guestPath(programs.fd_kinds);
-          await c.ok(1, ["sh", "-c", `cd /tmp && ${fk} 100 > /tmp/fkb.out 2>&1`], 300_000);
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp && (${fk} 100 > /tmp/fkb.out 2>&1; touch /tmp/fkb.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
@@ -102,6 +111,7 @@ Deno.test({
           assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
           await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
           assertEquals(await c.ok(1, ["cat", "/tmp/fk.err"]), "");
+          await c.waitFor(1, "[ -e /tmp/fkb.end ]", 300);
           const [base, got] = [
             await c.ok(1, ["cat", "/tmp/fkb.out"]),
             await c.ok(1, ["cat", "/tmp/fk.out"]),

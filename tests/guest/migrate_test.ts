@@ -253,7 +253,7 @@ Deno.test({
             "for i in range(120):",
             "    barrier.wait()",
             "    barrier.wait()",
-            "    print('tick', i, flush=True)",
+            "    print('tick', i, 'of', 120, flush=True)",
             "for t in ts: t.join()",
             "print('done', hashlib.sha256(b''.join(digests)).hexdigest(), flush=True)",
           ].join("\n");

@@ -15,7 +15,7 @@ import type { FdEntry } from "../image/schema.ts";
 import { credReasons } from "../dump/creds.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
 import { stayReasons } from "../dump/check.ts";
-import { threadReasons } from "../dump/threads.ts";
+import { readName, threadReasons } from "../dump/threads.ts";
 
 /** What {@link inspect} read of a frozen process. */
 export interface Inspected {
@@ -39,13 +39,8 @@ export interface Inspected {
  * The process's name exactly as the kernel keeps it (/proc/PID/status
  * escapes it; /proc/PID/comm does not), or undefined when it is not UTF-8.
  */
-export async function readComm(pid: number): Promise<string | undefined> {
-  const raw = await Deno.readFile(`/proc/${pid}/comm`);
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(raw).replace(/\n$/, "");
-  } catch {
-    return undefined;
-  }
+export function readComm(pid: number): Promise<string | undefined> {
+  return readName(`/proc/${pid}/comm`);
 }
 
 /**

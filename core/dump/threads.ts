@@ -11,6 +11,7 @@
 import { processVmRead } from "../../ffi/libc.ts";
 import { parseProcStatLine } from "../host/proc_stat.ts";
 import { getReg, setReg } from "../ptrace/tracee.ts";
+import { listThreads } from "../ptrace/group.ts";
 
 /** A thread's scheduling: policy, real-time priority and nice value. */
 export interface SchedState {
@@ -61,7 +62,11 @@ export function parseAffinity(status: string): Uint8Array {
   return out.slice(0, len);
 }
 
-async function readName(path: string): Promise<string | undefined> {
+/**
+ * A name exactly as the kernel keeps it (a /proc comm file; /proc/PID/status
+ * escapes it), or undefined when it is not UTF-8.
+ */
+export async function readName(path: string): Promise<string | undefined> {
   const raw = await Deno.readFile(path);
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(raw).replace(/\n$/, "");
@@ -162,15 +167,8 @@ function credLines(status: string): Map<string, string> {
 export async function threadReasons(pid: number): Promise<string[]> {
   const reasons: string[] = [];
   let leader: Map<string, string> | undefined;
-  let tids: number[] = [];
-  try {
-    for await (const e of Deno.readDir(`/proc/${pid}/task`)) {
-      if (/^[1-9][0-9]*$/.test(e.name)) tids.push(Number(e.name));
-    }
-  } catch {
-    return reasons;
-  }
-  tids = tids.sort((a, b) => a - b);
+  const tids = listThreads(pid);
+  if (!tids.length) return reasons;
   for (const tid of [pid, ...tids.filter((t) => t !== pid)]) {
     let status: string, stat: string, comm: string | undefined;
     try {

@@ -13,12 +13,7 @@
 import { arr, bad, big, bytes, int, obj, path, str } from "./fields.ts";
 import type { FileId } from "./schema.ts";
 
-/** Kinds of descriptor an image holds. */
-export const FD_KINDS = [
-  "regular",
-  "device",
-  "stdio",
-  "shm",
+const MADE_KINDS = [
   "eventfd",
   "timerfd",
   "signalfd",
@@ -29,20 +24,14 @@ export const FD_KINDS = [
   "memfd",
 ] as const;
 
+/** Kinds of descriptor an image holds: opened by path, or made by the process. */
+export const FD_KINDS = ["regular", "device", "stdio", "shm", ...MADE_KINDS] as const;
+
 /** A kind of descriptor. */
 export type FdEntryKind = typeof FD_KINDS[number];
 
 /** The kinds the restored process makes itself (core/restore/fds.ts), not opened by path. */
-export const OBJECT_KINDS: readonly FdEntryKind[] = [
-  "eventfd",
-  "timerfd",
-  "signalfd",
-  "epoll",
-  "pipe",
-  "fifo",
-  "unix",
-  "memfd",
-];
+export const OBJECT_KINDS: readonly FdEntryKind[] = MADE_KINDS;
 
 /** Most bytes of a memfd name (MFD_NAME_MAX_LEN). */
 export const MEMFD_NAME_MAX = 249;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { ErrnoError } from "./libc.ts";
+import { errno, ErrnoError } from "./libc.ts";
 
 const symbols = {
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
@@ -29,7 +29,6 @@ const symbols = {
     result: "i64",
   },
   syscall_buf: { name: "syscall", parameters: ["i64", "i64", "buffer"], result: "i64" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -37,11 +36,6 @@ let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
 function c(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
   if (!lib) lib = Deno.dlopen("libc.so.6", symbols);
   return lib.symbols;
-}
-
-function errno(): number {
-  const p = c().__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }
 
 /** fcntl(2) commands ppm uses (x86-64). */

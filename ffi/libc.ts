@@ -125,7 +125,8 @@ export function errnoName(errno: number): string {
   return ERRNO[errno] ?? `errno ${errno}`;
 }
 
-function errno(): number {
+/** The calling thread's errno (the same variable whichever library handle made the call). */
+export function errno(): number {
   const p = libc().__errno_location();
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { addressOf, ErrnoError } from "./libc.ts";
+import { addressOf, errno, ErrnoError } from "./libc.ts";
 
 const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -25,7 +25,6 @@ const symbols = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -33,11 +32,6 @@ let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
 function c(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
   if (!lib) lib = Deno.dlopen("libc.so.6", symbols);
   return lib.symbols;
-}
-
-function errno(): number {
-  const p = c().__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }
 
 function check(r: number | bigint, call: string, subject: string | number): void {

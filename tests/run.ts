@@ -4,9 +4,15 @@
  * guest tests in virtual clusters. `--only unit` runs the fast host part.
  * Ends with one line "N passed, N failed".
  *
+ * The guest tests run in two lanes at once, each its own `deno test`: the
+ * three-node tests that keep both host cores busy in one, the one-node and
+ * short ones (which leave a core mostly idle) in the other; their lines are
+ * prefixed with the lane. `--lanes 1` runs them one after the other.
+ *
  * @module
  */
 
+import { join } from "node:path";
 import { PROJECT_ROOT } from "../core/paths.ts";
 
 interface Phase {
@@ -14,6 +20,22 @@ interface Phase {
   kind: "static" | "unit" | "kmod" | "guest";
   args: string[];
 }
+
+/**
+ * The guest tests of the second lane, longest first. Every other file of
+ * tests/guest goes to the first lane. Clusters of one lane are up one at
+ * a time (two tests that share a cluster name must share a lane).
+ */
+const SECOND_LANE = [
+  "checkpoint_test.ts",
+  "security_kmod_test.ts",
+  "security_test.ts",
+  "bench_quick_test.ts",
+  "demo_test.ts",
+  "module_6_1_test.ts",
+  "module_6_12_test.ts",
+  "systemd_boot_test.ts",
+];
 
 const PHASES: Phase[] = [
   { name: "deno fmt --check", kind: "static", args: ["fmt", "--check"] },
@@ -33,41 +55,95 @@ function parseOnly(args: string[]): Set<string> | undefined {
   return i >= 0 ? new Set(args[i + 1].split(",")) : undefined;
 }
 
-async function runPhase(p: Phase): Promise<{ passed: number; failed: number }> {
-  console.log(`\n=== ${p.name}: deno ${p.args.join(" ")}`);
-  const t0 = performance.now();
+function parseLanes(args: string[]): number {
+  const i = args.indexOf("--lanes");
+  return i >= 0 && args[i + 1] === "1" ? 1 : 2;
+}
+
+interface Counts {
+  passed: number;
+  failed: number;
+}
+
+/**
+ * Runs `deno args` in the project, copying its output to ours (each line
+ * after `prefix` when one is given); resolves to its counts.
+ */
+async function runDeno(args: string[], prefix = ""): Promise<Counts> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: p.args,
+    args,
     cwd: PROJECT_ROOT,
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
     env: { NO_COLOR: "1" },
   }).spawn();
   let text = "";
-  const dec = new TextDecoder();
-  for await (const chunk of child.stdout) {
-    Deno.stdout.writeSync(chunk);
-    text += dec.decode(chunk, { stream: true });
-  }
+  const copy = async (s: ReadableStream<Uint8Array>, to: typeof Deno.stdout) => {
+    const dec = new TextDecoder();
+    const enc = new TextEncoder();
+    let partial = "";
+    for await (const chunk of s) {
+      const part = dec.decode(chunk, { stream: true });
+      if (to === Deno.stdout) text += part;
+      if (!prefix) {
+        to.writeSync(chunk);
+        continue;
+      }
+      const lines = (partial + part).split("\n");
+      partial = lines.pop()!;
+      if (lines.length) to.writeSync(enc.encode(lines.map((l) => prefix + l + "\n").join("")));
+    }
+    if (partial) to.writeSync(enc.encode(prefix + partial + "\n"));
+  };
+  await Promise.all([copy(child.stdout, Deno.stdout), copy(child.stderr, Deno.stderr)]);
   const { code } = await child.status;
-  const secs = ((performance.now() - t0) / 1000).toFixed(1);
   const m = text.match(/(ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/);
-  let passed = m ? Number(m[2]) : code === 0 ? 1 : 0;
+  const passed = m ? Number(m[2]) : code === 0 ? 1 : 0;
   let failed = m ? Number(m[3]) : code === 0 ? 0 : 1;
-  if (code !== 0 && failed === 0) {
-    failed = 1;
-    passed = Math.max(0, passed);
-  }
-  console.log(`=== ${p.name}: ${code === 0 ? "ok" : "FAILED"} (${secs} s)`);
+  if (code !== 0 && failed === 0) failed = 1;
   return { passed, failed };
 }
 
+/** The guest test files in two lanes (see the module's text). */
+async function guestLanes(lanes: number): Promise<string[][]> {
+  const all: string[] = [];
+  for await (const e of Deno.readDir(join(PROJECT_ROOT, "tests", "guest"))) {
+    if (e.isFile && e.name.endsWith("_test.ts")) all.push(e.name);
+  }
+  all.sort();
+  const path = (f: string) => `tests/guest/${f}`;
+  if (lanes < 2) return [all.map(path)];
+  const second = SECOND_LANE.filter((f) => all.includes(f));
+  return [all.filter((f) => !second.includes(f)).map(path), second.map(path)];
+}
+
+async function runPhase(p: Phase, lanes: number): Promise<Counts> {
+  console.log(`\n=== ${p.name}: deno ${p.args.join(" ")}`);
+  const t0 = performance.now();
+  let r: Counts;
+  if (p.kind === "guest") {
+    const groups = await guestLanes(lanes);
+    const results = await Promise.all(
+      groups.map((files, i) =>
+        runDeno([...p.args.slice(0, -1), ...files], groups.length > 1 ? `[lane ${i + 1}] ` : "")
+      ),
+    );
+    r = results.reduce((a, b) => ({ passed: a.passed + b.passed, failed: a.failed + b.failed }));
+  } else {
+    r = await runDeno(p.args);
+  }
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  console.log(`=== ${p.name}: ${r.failed === 0 ? "ok" : "FAILED"} (${secs} s)`);
+  return r;
+}
+
 const only = parseOnly(Deno.args);
+const lanes = parseLanes(Deno.args);
 let passed = 0, failed = 0;
 const failedPhases: string[] = [];
 for (const p of PHASES) {
   if (only && !only.has(p.kind)) continue;
-  const r = await runPhase(p);
+  const r = await runPhase(p, lanes);
   passed += r.passed;
   failed += r.failed;
   if (r.failed) failedPhases.push(p.name);

@@ -43,10 +43,12 @@ export async function buildHelper(h: HelperSource): Promise<string> {
   const out = join(dir, name);
   if (await exists(out)) return out;
   await ensureDir(dir);
+  // Its own temporary name: another process may be building the same helper now.
+  const tmp = `${out}.${Deno.pid}.tmp`;
   try {
     await runOk(
       "gcc",
-      ["-static", "-O2", "-Wall", "-Werror", "-o", `${out}.tmp`, h.src],
+      ["-static", "-O2", "-Wall", "-Werror", "-o", tmp, h.src],
       `cannot build ${h.what}`,
     );
   } catch (e) {
@@ -60,7 +62,7 @@ export async function buildHelper(h: HelperSource): Promise<string> {
     }
     throw e;
   }
-  await Deno.rename(`${out}.tmp`, out);
+  await Deno.rename(tmp, out);
   return out;
 }
 

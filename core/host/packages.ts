@@ -6,6 +6,7 @@
  * @module
  */
 import { EXIT, PpmError } from "../errors.ts";
+import { withHostLock } from "./lock.ts";
 import { isRoot, run, runOk } from "./run.ts";
 
 const BACKPORTS_LIST = "/etc/apt/sources.list.d/ppm-bookworm-backports.list";
@@ -18,19 +19,34 @@ export async function isInstalled(name: string): Promise<boolean> {
 
 let updated = false;
 
-/** Runs `apt-get update` once per process (again after sources changed). */
+/** apt waits this long for a lock another apt or dpkg holds, instead of failing at once. */
+const APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=900"];
+
+/**
+ * Runs `apt-get update` once per process (again after sources changed),
+ * one ppm process at a time.
+ */
 export async function aptUpdate(progress: (s: string) => void): Promise<void> {
   if (updated) return;
-  progress("apt-get update");
-  await runOk(
-    "apt-get",
-    ["update", "-o", "Acquire::Retries=3"],
-    "cannot update the package lists",
-    {
-      timeoutMs: 300_000,
-    },
-  );
+  await withHostLock("apt", async () => {
+    progress("apt-get update");
+    await runOk(
+      "apt-get",
+      ["update", "-o", "Acquire::Retries=3", ...APT_LOCK_WAIT],
+      "cannot update the package lists",
+      {
+        timeoutMs: 300_000,
+      },
+    );
+  });
   updated = true;
+}
+
+/** The packages of `names` that are not installed. */
+async function missingOf(names: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const n of names) if (!(await isInstalled(n))) missing.push(n);
+  return missing;
 }
 
 /**
@@ -42,8 +58,7 @@ export async function ensurePackages(
   reason: string,
   progress: (s: string) => void = (s) => console.error(`ppm: ${s}`),
 ): Promise<void> {
-  const missing: string[] = [];
-  for (const n of names) if (!(await isInstalled(n))) missing.push(n);
+  const missing = await missingOf(names);
   if (missing.length === 0) return;
   if (!isRoot()) {
     throw new PpmError(
@@ -54,13 +69,18 @@ export async function ensurePackages(
     );
   }
   await aptUpdate(progress);
-  progress(`installing ${missing.join(" ")} (for ${reason})`);
-  await runOk(
-    "apt-get",
-    ["install", "-y", "--no-install-recommends", ...missing],
-    `cannot install ${missing.join(" ")}`,
-    { env: { DEBIAN_FRONTEND: "noninteractive" }, timeoutMs: 1_200_000 },
-  );
+  // One install at a time; another ppm process may have installed them meanwhile.
+  await withHostLock("apt", async () => {
+    const still = await missingOf(missing);
+    if (still.length === 0) return;
+    progress(`installing ${still.join(" ")} (for ${reason})`);
+    await runOk(
+      "apt-get",
+      ["install", "-y", "--no-install-recommends", ...APT_LOCK_WAIT, ...still],
+      `cannot install ${still.join(" ")}`,
+      { env: { DEBIAN_FRONTEND: "noninteractive" }, timeoutMs: 1_200_000 },
+    );
+  });
 }
 
 /** Adds bookworm-backports to apt's sources when it is missing. */

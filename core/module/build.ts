@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
+import { withHostLock } from "../host/lock.ts";
 import { runOk } from "../host/run.ts";
 import { ensureDir, KMOD_SRC, moduleDir } from "../paths.ts";
 import { findKernelTree } from "./headers.ts";
@@ -51,6 +52,13 @@ export async function buildModule(opts: BuildOptions = {}): Promise<BuildResult>
   const t0 = performance.now();
   const tree = await findKernelTree(opts.kernelRelease, opts.kernelDir);
   const out = opts.outDir ?? moduleDir(tree.release);
+  // Two ppm processes building for one kernel take turns (they share the build directory).
+  const path = await withHostLock(`module-${tree.release}`, () => buildIn(tree, out));
+  return { path, release: tree.release, ms: performance.now() - t0 };
+}
+
+/** Builds the module for `tree` in `out`; returns the module file's path. */
+async function buildIn(tree: { dir: string; release: string }, out: string): Promise<string> {
   const src = join(out, "src");
   await Deno.remove(src, { recursive: true }).catch(() => {});
   try {
@@ -74,5 +82,5 @@ export async function buildModule(opts: BuildOptions = {}): Promise<BuildResult>
   // A new inode, never an in-place rewrite: running guests see either file whole.
   await Deno.copyFile(join(src, MODULE_FILE), `${path}.tmp`);
   await Deno.rename(`${path}.tmp`, path);
-  return { path, release: tree.release, ms: performance.now() - t0 };
+  return path;
 }

@@ -101,10 +101,14 @@ export async function ensureInitramfs(k: GuestKernel, cacheDir: string): Promise
     await Deno.writeTextFile(join(stage, "modules", "order"), order.join("\n") + "\n");
     await runOk(
       "sh",
-      ["-c", `cd '${stage}' && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0 > '${out}.tmp'`],
+      [
+        "-c",
+        `cd '${stage}' && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0 > '${stage}.cpio'`,
+      ],
       "cannot pack the initramfs",
     );
-    await Deno.rename(`${out}.tmp`, out);
+    // Packed under the stage's own name: another process may be building the same image.
+    await Deno.rename(`${stage}.cpio`, out);
     return out;
   } finally {
     await Deno.remove(stage, { recursive: true }).catch(() => {});

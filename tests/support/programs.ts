@@ -141,8 +141,9 @@ export async function buildGoProgram(name: string, outDir: string): Promise<stri
   const outTime = await mtimeMs(out);
   if (outTime !== undefined && outTime >= ((await mtimeMs(source)) ?? 0)) return out;
   const cache = join(outDir, ".go");
+  const tmp = `${out}.tmp-${Deno.pid}`;
   const r = await new Deno.Command("go", {
-    args: ["build", "-o", `${out}.tmp`, source],
+    args: ["build", "-o", tmp, source],
     env: {
       GOCACHE: join(cache, "cache"),
       GOPATH: join(cache, "path"),
@@ -163,6 +164,6 @@ export async function buildGoProgram(name: string, outDir: string): Promise<stri
     const dec = new TextDecoder();
     throw new Error(`go build failed for tests/programs/${name}:\n${dec.decode(r.stderr)}`);
   }
-  await Deno.rename(`${out}.tmp`, out);
+  await Deno.rename(tmp, out);
   return out;
 }

@@ -2,8 +2,8 @@
  * The TIMERS record: a process's interval timers (`setitimer`) and POSIX
  * timers (`timer_create`), each with the time left to its next expiry and
  * its interval. Read back and checked field by field: timer ids unique and
- * in the kernel's range, clocks that `timer_create` takes, signals that
- * exist, a thread-directed timer aimed at one of the image's threads, times
+ * in the kernel's range, clocks that `timer_create` takes (a CPU-time clock
+ * only of the process or one of its threads), signals that exist, a thread-directed timer aimed at one of the image's threads, times
  * that are times.
  *
  * @module
@@ -22,13 +22,35 @@ export const MAX_TIMER_ID = 0x7fffffff;
 export const ITIMER = { real: 0, virtual: 1, prof: 2 } as const;
 
 /**
- * The clocks a POSIX timer can run on that an image carries: REALTIME 0,
- * MONOTONIC 1, PROCESS_CPUTIME_ID 2, THREAD_CPUTIME_ID 3, BOOTTIME 7,
- * REALTIME_ALARM 8, BOOTTIME_ALARM 9, TAI 11 (MONOTONIC_RAW and the coarse
- * clocks have no timers; the CPU clocks of a given process or thread,
- * negative ids, are refused at the dump).
+ * The clocks a POSIX timer can run on, by id: REALTIME 0, MONOTONIC 1,
+ * PROCESS_CPUTIME_ID 2, THREAD_CPUTIME_ID 3, BOOTTIME 7, REALTIME_ALARM 8,
+ * BOOTTIME_ALARM 9, TAI 11 (MONOTONIC_RAW and the coarse clocks have no
+ * timers). The kernel keeps (and /proc/PID/timers shows) a timer on one of
+ * the CPU-time clocks under that clock's negative id instead, see
+ * {@link cpuClock}.
  */
 export const TIMER_CLOCKS: readonly number[] = [0, 1, 2, 3, 7, 8, 9, 11];
+
+/** What a CPU-time clock id (negative: the kernel's encoding) names. */
+export interface CpuClock {
+  /** The process (or with `thread` the thread) whose CPU time it counts; 0: the caller's. */
+  pid: number;
+  /** Whether it counts one thread's time rather than the whole process's. */
+  thread: boolean;
+  /** What it counts: CPUCLOCK_PROF 0 (user and system), VIRT 1 (user), SCHED 2 (run time); 3 is none. */
+  kind: number;
+}
+
+/**
+ * The process or thread and the kind a CPU-time clock id names (the
+ * kernel's MAKE_PROCESS_CPUCLOCK and MAKE_THREAD_CPUCLOCK: the PID or TID,
+ * inverted, above three bits), or undefined for a clock id that is not
+ * negative. CLOCK_PROCESS_CPUTIME_ID is -6, CLOCK_THREAD_CPUTIME_ID -2.
+ */
+export function cpuClock(clock: number): CpuClock | undefined {
+  if (clock >= 0) return undefined;
+  return { pid: ~(clock >> 3), thread: (clock & 4) !== 0, kind: clock & 3 };
+}
 
 /**
  * How a POSIX timer tells its expiry, as /proc/PID/timers names it:
@@ -56,7 +78,10 @@ export interface ItimerEntry {
 export interface PosixTimerEntry {
   /** Its id (kept on restore). */
   id: number;
-  /** The clock it runs on (one of {@link TIMER_CLOCKS}). */
+  /**
+   * The clock it runs on: one of {@link TIMER_CLOCKS}, or a CPU-time clock
+   * ({@link cpuClock}) of the process itself or of one of its threads.
+   */
   clock: number;
   /** How it tells its expiry. */
   notify: TimerNotify;
@@ -103,13 +128,25 @@ function checkItimer(v: unknown, i: number): ItimerEntry {
   return e;
 }
 
-function checkPosix(v: unknown, i: number, threads: Set<number>): PosixTimerEntry {
+function checkPosix(
+  v: unknown,
+  i: number,
+  pid: number,
+  threads: Set<number>,
+): PosixTimerEntry {
   const w = `TIMERS.posix[${i}]`;
   const o = obj(v, w);
   const id = int(o, "id", w, 0, MAX_TIMER_ID);
   const at = `${w} (timer ${id})`;
   const clock = int(o, "clock", at, -(2 ** 31), 2 ** 31 - 1);
-  if (!TIMER_CLOCKS.includes(clock)) throw bad(at, `clock ${clock} is not a clock ppm carries`);
+  const cpu = cpuClock(clock);
+  if (
+    cpu
+      ? cpu.kind > 2 || !(cpu.pid === 0 || cpu.pid === pid || (cpu.thread && threads.has(cpu.pid)))
+      : !TIMER_CLOCKS.includes(clock)
+  ) {
+    throw bad(at, `clock ${clock} is not a clock ppm carries`);
+  }
   const notify = str(o, "notify", at, 16) as TimerNotify;
   if (!NOTIFY.includes(notify)) throw bad(at, `notify ${JSON.stringify(notify)} is not known`);
   const e: PosixTimerEntry = {
@@ -145,7 +182,7 @@ export function checkTimers(v: unknown, pid: number, tids: readonly number[]): T
   }
   const threads = new Set([pid, ...tids]);
   const posix = arr(o.posix, "TIMERS.posix", MAX_IMAGE_TIMERS).map((t, i) =>
-    checkPosix(t, i, threads)
+    checkPosix(t, i, pid, threads)
   );
   for (let i = 1; i < posix.length; i++) {
     if (posix[i].id <= posix[i - 1].id) {

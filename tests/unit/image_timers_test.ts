@@ -3,7 +3,7 @@
  * through a whole image; an image without it still loads; hostile values
  * of every field are refused naming the record, the timer and the field.
  */
-import { checkTimers } from "../../core/image/timers.ts";
+import { checkTimers, cpuClock } from "../../core/image/timers.ts";
 import { ImageError } from "../../core/image/errors.ts";
 import { decodeValue, encodeValue } from "../../core/image/codec.ts";
 import { RECORD } from "../../core/image/format.ts";
@@ -40,6 +40,10 @@ function valid(): Record<string, unknown> {
       posix(1, { signal: 35, tid: 102, value: 0xbn }),
       posix(3, { notify: "none", signal: 0, left: time(0n), interval: time(0n) }),
       posix(4, { clock: 2, notify: "thread", signal: 32, overrun: 7 }),
+      posix(6, { clock: -6 }), // CLOCK_PROCESS_CPUTIME_ID as the kernel keeps it
+      posix(7, { clock: -2 }), // CLOCK_THREAD_CPUTIME_ID
+      posix(8, { clock: (~PID << 3) | 0 }), // the process's CPUCLOCK_PROF, by PID
+      posix(9, { clock: (~102 << 3) | 4 | 1 }), // thread 102's CPUCLOCK_VIRT
       posix(0x7fffffff, { clock: 11 }),
     ],
   };
@@ -60,7 +64,8 @@ Deno.test("TIMERS: a valid record comes back whole, through msgpack too", () => 
   const r = checkTimers(decodeValue(encodeValue(valid()).slice()), PID, TIDS);
   assertEquals(r.itimers.map((t) => t.which), [0, 1]);
   assertEquals(r.itimers[1].value, time(999n, 990_000_000));
-  assertEquals(r.posix.map((t) => t.id), [0, 1, 3, 4, 0x7fffffff]);
+  assertEquals(r.posix.map((t) => t.id), [0, 1, 3, 4, 6, 7, 8, 9, 0x7fffffff]);
+  assertEquals(r.posix.map((t) => t.clock).slice(4, 6), [-6, -2]);
   assertEquals(r.posix[0].value, 0x5a5a00000000n);
   assertEquals(r.posix[1].tid, 102);
   assertEquals(r.posix[0].tid, undefined);
@@ -72,6 +77,14 @@ Deno.test("TIMERS: a valid record comes back whole, through msgpack too", () => 
     PID,
   );
   assertEquals(checkTimers({ itimers: [], posix: [] }, PID, []), { itimers: [], posix: [] });
+});
+
+Deno.test("TIMERS: CPU-time clock ids decoded as the kernel encodes them", () => {
+  assertEquals(cpuClock(-6), { pid: 0, thread: false, kind: 2 });
+  assertEquals(cpuClock(-2), { pid: 0, thread: true, kind: 2 });
+  assertEquals(cpuClock((~4242 << 3) | 4 | 1), { pid: 4242, thread: true, kind: 1 });
+  assertEquals(cpuClock(1), undefined);
+  assertEquals(cpuClock(0), undefined);
 });
 
 Deno.test("TIMERS: hostile values are refused with the field named", () => {
@@ -109,9 +122,15 @@ Deno.test("TIMERS: hostile values are refused with the field named", () => {
     /TIMERS.posix.*4096/,
   );
   // clocks
-  for (const clock of [4, 5, 6, 10, 12, -6, -2, 2 ** 31]) {
+  // Not clocks with timers; CPU-time clocks of no kind (3), of another process, of a thread
+  // not in the image, of thread 101 as if it were a process.
+  const cpu = (pid: number, thread: boolean, kind = 2) => (~pid << 3) | (thread ? 4 : 0) | kind;
+  for (
+    const clock of [4, 5, 6, 10, 12, 2 ** 31, -1, cpu(0, false, 3), cpu(5, false), cpu(103, true)]
+  ) {
     refused(one({ clock }), /timer 5.*clock/);
   }
+  refused(one({ clock: cpu(101, false) }), /clock/);
   // notify, signal, tid
   refused(one({ notify: "thread-id" }), /timer 5.*notify/);
   refused(one({ notify: 4 }), /timer 5.*notify/);

@@ -23,6 +23,7 @@ import { listThreads } from "../ptrace/group.ts";
 import type { Tracee } from "../ptrace/tracee.ts";
 import {
   cpuClock,
+  ITIMER,
   type ItimerEntry,
   MAX_IMAGE_TIMERS,
   MAX_TIMER_ID,
@@ -217,6 +218,10 @@ export async function dumpTimers(leader: Tracee, place: BorrowPlace): Promise<Ti
       const v = new DataView(b.buffer, b.byteOffset, 32);
       // struct itimerval: it_interval, then it_value; timevals.
       const e = { which, interval: timeAt(v, 0, 1000), value: timeAt(v, 16, 1000) };
+      // A periodic ITIMER_REAL whose SIGALRM is pending waits for it to be taken before it runs
+      // again (the kernel restarts it then), and reads 0 left meanwhile: it is kept with a whole
+      // interval left (its SIGALRM is in the image's queue).
+      if (which === ITIMER.real && isZero(e.value)) e.value = e.interval;
       if (!isZero(e.value)) itimers.push(e);
     }
     const posix: PosixTimerEntry[] = [];

@@ -26,6 +26,7 @@ import {
   ITIMER,
   type ItimerEntry,
   MAX_IMAGE_TIMERS,
+  MAX_SKIPPED_IDS,
   MAX_TIMER_ID,
   NOTIFY,
   type PosixTimerEntry,
@@ -36,7 +37,10 @@ import {
 } from "../image/timers.ts";
 
 /** x86-64 system call numbers. */
-const NR = { getitimer: 36, timer_gettime: 224, timer_getoverrun: 225 } as const;
+const NR = { getitimer: 36, prctl: 157, timer_gettime: 224, timer_getoverrun: 225 } as const;
+
+/** prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET): fails where unknown. */
+const PR_TIMER_CREATE_RESTORE_IDS_GET = [77n, 2n, 0n, 0n, 0n];
 
 /** A POSIX timer as /proc/PID/timers shows it. */
 export interface ProcTimer {
@@ -245,6 +249,21 @@ export async function dumpTimers(leader: Tracee, place: BorrowPlace): Promise<Ti
         left: timeAt(v, 16, 1),
         overrun: Number(overrun),
       });
+    }
+    // A restore on this kernel build makes and deletes the ids it skips unless it can ask for them.
+    const last = posix.at(-1)?.id ?? 0;
+    if (
+      last - posix.length >= MAX_SKIPPED_IDS &&
+      inj.call(NR.prctl, PR_TIMER_CREATE_RESTORE_IDS_GET) < 0n
+    ) {
+      throw new PpmError(
+        `process ${pid} cannot be checkpointed`,
+        `its POSIX timer ids reach ${last}: restoring them on this kernel, which gives timer ids ` +
+          `in sequence, would take making and deleting ${last + 1 - posix.length} timers (ppm ` +
+          `makes at most ${MAX_SKIPPED_IDS})`,
+        "a kernel that lets ppm ask for timer ids (PR_TIMER_CREATE_RESTORE_IDS, newer than 6.12) can",
+        EXIT.FAILURE,
+      );
     }
     return { itimers, posix };
   });

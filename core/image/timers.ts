@@ -18,6 +18,14 @@ export const MAX_IMAGE_TIMERS = 4096;
 /** The largest POSIX timer id (INT_MAX): the kernel gives ids in 0..INT_MAX. */
 export const MAX_TIMER_ID = 0x7fffffff;
 
+/**
+ * Most ids a restore makes and deletes to reach the image's where the
+ * kernel cannot be asked for an id (its ids come in sequence): a process
+ * that made and deleted more timers than this before its checkpoint moves
+ * only between kernels that can be asked (PR_TIMER_CREATE_RESTORE_IDS).
+ */
+export const MAX_SKIPPED_IDS = 65536;
+
 /** ITIMER_REAL 0, ITIMER_VIRTUAL 1, ITIMER_PROF 2, by name. */
 export const ITIMER = { real: 0, virtual: 1, prof: 2 } as const;
 

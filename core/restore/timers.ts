@@ -12,7 +12,7 @@
  * kernels than 6.12) each is asked for; elsewhere the kernel gives them in
  * sequence from 0 in a process that never had a timer, so the ids the
  * image skips are made and deleted again, as CRIU does, at most
- * {@link MAX_SKIPPED_IDS} of them. An id other than the image's is refused.
+ * MAX_SKIPPED_IDS of them (core/image/timers.ts). An id other than the image's is refused.
  *
  * The interval timers last (`setitimer`), so that none fires while the
  * others are made (CRIU's restorer arms them last too). A signal of a timer
@@ -26,6 +26,7 @@ import { PpmError } from "../errors.ts";
 import type { Injector } from "../ptrace/inject.ts";
 import { readMem } from "../ptrace/memory.ts";
 import {
+  MAX_SKIPPED_IDS,
   NOTIFY,
   type PosixTimerEntry,
   type TimersRecord,
@@ -49,14 +50,6 @@ const SIGEV_THREAD_ID = 4;
 
 /** Size of `struct sigevent`. */
 const SIGEVENT_SIZE = 64;
-
-/**
- * Most ids a restore makes and deletes to reach the image's (where the
- * kernel cannot be asked for an id): a process that made and deleted more
- * timers than this before its checkpoint is restored only on a kernel that
- * can be asked.
- */
-export const MAX_SKIPPED_IDS = 65536;
 
 /** How the ids are got: asked for, or in sequence (made and deleted to skip). */
 export type IdMode = "ask" | "sequence";

@@ -20,11 +20,11 @@
 import { parseMaps } from "../../core/dump/proc.ts";
 import { dumpTimers, parseProcTimers } from "../../core/dump/timers.ts";
 import { PpmError } from "../../core/errors.ts";
-import { checkTimers, type TimersRecord } from "../../core/image/timers.ts";
+import { checkTimers, MAX_SKIPPED_IDS, type TimersRecord } from "../../core/image/timers.ts";
 import { borrow, type BorrowPlace } from "../../core/ptrace/borrow.ts";
 import { listThreads, ThreadGroup } from "../../core/ptrace/group.ts";
 import { Tracee } from "../../core/ptrace/tracee.ts";
-import { MAX_SKIPPED_IDS, restoreTimers } from "../../core/restore/timers.ts";
+import { restoreTimers } from "../../core/restore/timers.ts";
 import { PROGRAMS_OUT, type Running, startProgram } from "../support/fd_kinds.ts";
 import { startTarget, type Target } from "../support/inject_target.ts";
 import { buildProgram } from "../support/programs.ts";

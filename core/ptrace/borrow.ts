@@ -29,7 +29,16 @@
  *
  * @module
  */
-import { decodeWaitStatus, PTRACE, ptrace, ptraceBuf, waitpid, WALL } from "../../ffi/libc.ts";
+import {
+  decodeWaitStatus,
+  E,
+  ErrnoError,
+  PTRACE,
+  ptrace,
+  ptraceBuf,
+  waitpid,
+  WALL,
+} from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { findSyscallInsn, inject, type Injector, injector, type Span } from "./inject.ts";
 import { readMem } from "./memory.ts";
@@ -171,7 +180,9 @@ export async function borrow<T>(
         return inject(t, at, regs, nr, args, onSignal);
       } catch (e) {
         gone = true;
-        throw died(t.pid, e);
+        // inject throws a PpmError only when the process ended.
+        const ended = e instanceof PpmError || (e instanceof ErrnoError && e.errno === E.ESRCH);
+        throw ended ? died(t.pid, e) : e;
       }
     },
     scratch: (bytes) => {

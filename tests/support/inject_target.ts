@@ -29,8 +29,20 @@ export interface Target {
   t: Tracee;
   /** System calls in it. */
   inj: Injector;
-  /** Lets it go (registers as they were), delivers `signals`, continues it; resolves with its report. */
+  /**
+   * Lets it go (registers as they were), delivers `signals`, continues it;
+   * resolves with its output once it reported, or ended.
+   */
   report(signals?: Deno.Signal[]): Promise<string>;
+}
+
+/** Whether process `pid` has ended (a zombie or gone). */
+function ended(pid: number): boolean {
+  try {
+    return procState(pid) === "Z";
+  } catch {
+    return true;
+  }
 }
 
 /** A program to start as a target (default: fd_kinds). */
@@ -68,7 +80,11 @@ export async function startTarget(program: TargetProgram = FD_KINDS): Promise<Ta
         t.resume();
         for (const s of signals) Deno.kill(run.pid, s);
         Deno.kill(run.pid, "SIGCONT");
-        await waitUntil("the target's report", () => run.out().includes(program.done), 60_000);
+        await waitUntil(
+          "the target's report",
+          () => run.out().includes(program.done) || ended(run.pid),
+          60_000,
+        );
         return run.out();
       },
     };

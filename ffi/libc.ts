@@ -203,6 +203,8 @@ export function deleteModule(name: string, flags: number = DELETE_MODULE.O_NONBL
 export const PTRACE = {
   CONT: 7,
   KILL: 8,
+  SETOPTIONS: 0x4200,
+  GETSIGINFO: 0x4202,
   GETREGS: 12,
   SETREGS: 13,
   DETACH: 17,
@@ -219,6 +221,7 @@ export const PTRACE = {
   SECCOMP_GET_METADATA: 0x420d,
   O_TRACESYSGOOD: 1,
   O_EXITKILL: 1 << 20,
+  O_SUSPEND_SECCOMP: 1 << 21,
   EVENT_STOP: 128,
 } as const;
 

@@ -9,13 +9,19 @@ import { loadImage } from "../../core/image/schema.ts";
 import { report } from "../output.ts";
 
 const hex = (n: bigint) => `0x${n.toString(16)}`;
+const ITIMERS = ["ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"];
+const secs = (t: { sec: bigint; nsec: number }) => Number(t.sec) + t.nsec / 1e9;
+const when = (left: number, every: number) =>
+  left ? `${left} s left${every ? `, then every ${every} s` : ", once"}` : "disarmed";
 const PROT = (p: number) => `${p & 1 ? "r" : "-"}${p & 2 ? "w" : "-"}${p & 4 ? "x" : "-"}`;
 
 /** The `image` command tree. */
 export function imageCommand(): Command {
   const cmd = new Command("image").description("work with checkpoint images");
   cmd.command("inspect")
-    .description("list what an image holds: task, mappings with their pages, files, signals")
+    .description(
+      "list what an image holds: task, mappings with their pages, files, signals, timers",
+    )
     .argument("<file>", "the image")
     .option("--json", "print it as JSON")
     .action(async (file, o) => {
@@ -55,6 +61,23 @@ export function imageCommand(): Command {
           pending: hex(img.signals.pending | img.signals.sharedPending),
           altstack: { sp: hex(img.signals.altstack.sp), size: Number(img.signals.altstack.size) },
         },
+        timers: {
+          itimers: (img.timers?.itimers ?? []).map((t) => ({
+            which: ITIMERS[t.which],
+            left: secs(t.value),
+            interval: secs(t.interval),
+          })),
+          posix: (img.timers?.posix ?? []).map((t) => ({
+            id: t.id,
+            clock: t.clock,
+            notify: t.notify,
+            tid: t.tid ?? null,
+            signal: t.signal,
+            value: hex(t.value),
+            left: secs(t.left),
+            interval: secs(t.interval),
+          })),
+        },
         pages: img.pageCount,
       };
       report(o.json, data, (d) =>
@@ -77,6 +100,17 @@ export function imageCommand(): Command {
             `  mapped ${m.path} ${m.size} bytes sha256 ${m.sha256.slice(0, 16)}…`
           ),
           `signals: ${d.signals.handlers.length} handlers, blocked ${d.signals.blocked}, pending ${d.signals.pending}`,
+          ...(d.timers.itimers.length || d.timers.posix.length ? ["timers:"] : []),
+          ...d.timers.itimers.map((t) => `  ${t.which}: ${when(t.left, t.interval)}`),
+          ...d.timers.posix.map((t) =>
+            `  POSIX timer ${t.id} on clock ${t.clock}: ${
+              t.notify === "none"
+                ? "no signal"
+                : `signal ${t.signal} to ${t.tid ? `thread ${t.tid}` : "the process"}${
+                  t.notify === "thread" ? " (SIGEV_THREAD)" : ""
+                }`
+            }, value ${t.value}, ${when(t.left, t.interval)}`
+          ),
         ].join("\n"));
     });
   return cmd as unknown as Command;

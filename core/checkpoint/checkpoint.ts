@@ -9,8 +9,9 @@
  * reading. A failure at any step resumes the process.
  *
  * The steps: freeze and check (`inspect.ts`), the sockets frozen, the CPU
- * state (`cpu.ts`), the records and pages (`records.ts`), the process let
- * go ({@link release}), then the image's tail ({@link finishImage}).
+ * state (`cpu.ts`), the records (`records.ts`), the timers (`timers.ts`),
+ * the pages, the process let go ({@link release}), then the image's tail
+ * ({@link finishImage}).
  *
  * @module
  */
@@ -19,6 +20,7 @@ import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
 import { ThreadGroup } from "../ptrace/group.ts";
 import { dumpThreads, rseqAbort } from "./threads.ts";
+import { dumpFrozenTimers } from "./timers.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
@@ -148,6 +150,8 @@ export async function checkpoint(
     const vmas = vmaRecords(pid, seen.maps, seen.kvmas);
     dumped.mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
     await writeRecords(writer, { pid, tracee, seen, cpu, threads, vmas, net: run.net });
+    // After SIGNALS (reading them runs system calls in the process, see dumpFrozenTimers).
+    await writer.writeRecord(RECORD.TIMERS, await dumpFrozenTimers(tracee, seen));
     dumped.fds = seen.fds;
     dumped.stats = await dumpPages(
       pid,

@@ -16,6 +16,7 @@ import { credReasons } from "../dump/creds.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "../dump/proc.ts";
 import { stayReasons } from "../dump/check.ts";
 import { readName, threadReasons } from "../dump/threads.ts";
+import { timerReasons } from "../dump/timers.ts";
 
 /** What {@link inspect} read of a frozen process. */
 export interface Inspected {
@@ -87,6 +88,7 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
     throw e;
   }
   reasons.push(...await threadReasons(pid));
+  reasons.push(...await timerReasons(pid));
   // Their state last, once nothing else stops the checkpoint (an eventfd's may be probed).
   const dumped = reasons.length
     ? { entries: [], reasons: [] }

@@ -9,6 +9,7 @@ import { readFds } from "./files.ts";
 import { inspectSockets } from "./sockets.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
 import { threadReasons } from "./threads.ts";
+import { timerReasons } from "./timers.ts";
 
 const OK_DEVICE_MAPS = ["/dev/zero"];
 
@@ -54,6 +55,7 @@ export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<stri
   if (maps.length === 0) return ["it is a kernel thread"];
   const reasons = [...stayReasons(status, maps), ...credReasons(status)];
   reasons.push(...await threadReasons(pid));
+  reasons.push(...await timerReasons(pid));
   if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
   try {
     const files = await readFds(pid);

@@ -50,6 +50,8 @@ export const RECORD = {
   SOCKETS: 7,
   /** Per-thread state: the leader's scheduling and affinity, every other thread whole. */
   THREADS: 8,
+  /** Interval timers (`setitimer`) and POSIX timers (`timer_create`). */
+  TIMERS: 9,
   /** Raw page data (not msgpack): see {@link PAGES_HEADER_SIZE}. */
   PAGES: 16,
   /** The last record: a map with at least the `records` and `pages` counts. */

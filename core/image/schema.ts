@@ -11,9 +11,11 @@ import { RECORD, recordName } from "./format.ts";
 import { readImage } from "./reader.ts";
 import { checkSockets, type SocketEntry } from "./sockets.ts";
 import { checkThreads, type ThreadsRecord } from "./threads.ts";
+import { checkTimers, type TimersRecord } from "./timers.ts";
 import { checkEpollTargets, checkFds, type FdEntry } from "./fds.ts";
 export type { ThreadEntry, ThreadSched, ThreadsRecord } from "./threads.ts";
 export type { FdEntry } from "./fds.ts";
+export type { ItimerEntry, PosixTimerEntry, TimersRecord } from "./timers.ts";
 
 /**
  * What a file was when the image was taken (stat of the open file), so the
@@ -206,6 +208,7 @@ export interface RecordValues {
   [RECORD.FILES]: FilesRecord;
   [RECORD.SOCKETS]: SocketEntry[];
   [RECORD.THREADS]: ThreadsRecord;
+  [RECORD.TIMERS]: TimersRecord;
 }
 
 /** A whole image, checked. */
@@ -226,6 +229,8 @@ export interface LoadedImage {
   sockets: SocketEntry[];
   /** Threads (an image of a single-threaded process may have no THREADS record). */
   threads?: ThreadsRecord;
+  /** Timers (absent in images from before they were carried: then none are made). */
+  timers?: TimersRecord;
   /** Page blocks, in image order; empty when they went to a {@link PageSink} instead. */
   pages: PageBlock[];
   /** END record extras. */
@@ -525,6 +530,9 @@ export async function loadImage(
   const threads = got.has(RECORD.THREADS)
     ? checkThreads(got.get(RECORD.THREADS), task.pid, cpu.xstate.length)
     : undefined;
+  const timers = got.has(RECORD.TIMERS)
+    ? checkTimers(got.get(RECORD.TIMERS), task.pid, threads?.others.map((t) => t.tid) ?? [])
+    : undefined;
   const fdNumbers = new Set(files.fds.map((f) => f.fd));
   for (const s of sockets.filter((x) => x.kind !== "tcp-pending")) {
     if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
@@ -540,6 +548,7 @@ export async function loadImage(
     files,
     sockets,
     ...(threads ? { threads } : {}),
+    ...(timers ? { timers } : {}),
     pages,
     end: end ?? {},
     pageCount,

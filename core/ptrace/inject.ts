@@ -17,16 +17,25 @@ import { readMem } from "./memory.ts";
 import { getReg, setReg, type Tracee } from "./tracee.ts";
 
 /**
- * Waits for the next syscall stop of `t` (entry or exit, with
- * PTRACE_O_TRACESYSGOOD), letting signal stops pass silently; returns its
- * registers, or null when it exited.
+ * What is told of a signal that stopped a tracee on its way to a system
+ * call (a signal-delivery stop, `sig`), while the tracee still is in that
+ * stop: the signal is then suppressed.
  */
-export function nextSyscallStop(t: Tracee): Uint8Array<ArrayBuffer> | null {
+export type OnSignal = (sig: number) => void;
+
+/**
+ * Waits for the next syscall stop of `t` (entry or exit, with
+ * PTRACE_O_TRACESYSGOOD), letting signal stops pass silently (a signal's
+ * own stop told to `onSignal` first); returns its registers, or null when
+ * it exited.
+ */
+export function nextSyscallStop(t: Tracee, onSignal?: OnSignal): Uint8Array<ArrayBuffer> | null {
   for (let i = 0; i < 1000; i++) {
     const [, status] = waitpid(t.pid, WALL);
     const w = decodeWaitStatus(status);
     if (!w.stopped) return null;
     if (w.stopSig === (5 | 0x80)) return t.getRegs();
+    if (w.event === 0) onSignal?.(w.stopSig);
     // SIGSTOP from the stub, a group stop, or anything else: suppress and go on.
     ptrace(PTRACE.SYSCALL, t.pid, 0n, 0n);
   }
@@ -77,6 +86,7 @@ export async function nextSyscallStopAsync(t: Tracee): Promise<Uint8Array<ArrayB
  * @param base the registers it was stopped with (the call's other registers)
  * @param nr the system call's number (x86-64)
  * @param args up to six arguments; missing ones are 0
+ * @param onSignal told of a signal that stops it on the way (then suppressed)
  */
 export function inject(
   t: Tracee,
@@ -84,6 +94,7 @@ export function inject(
   base: Uint8Array<ArrayBuffer>,
   nr: number,
   args: bigint[],
+  onSignal?: OnSignal,
 ): bigint {
   const regs = base.slice();
   setReg(regs, "rip", at);
@@ -94,9 +105,11 @@ export function inject(
   );
   t.setRegs(regs);
   ptrace(PTRACE.SYSCALL, t.pid);
-  if (!nextSyscallStop(t)) throw new PpmError("the restored process died", "during setup", "");
+  if (!nextSyscallStop(t, onSignal)) {
+    throw new PpmError("the restored process died", "during setup", "");
+  }
   ptrace(PTRACE.SYSCALL, t.pid);
-  const r = nextSyscallStop(t);
+  const r = nextSyscallStop(t, onSignal);
   if (!r) throw new PpmError("the restored process died", "during setup", "");
   return BigInt.asIntN(64, getReg(r, "rax"));
 }

@@ -3,8 +3,9 @@
  * the module replaces its memory with the plan's, and at the ioctl's
  * return the process is finished from inside (system calls injected
  * through ptrace: its exe link, credentials, queued signals, its own
- * descriptors closed, its kernel objects made again (fds.ts), seccomp), then given the image's registers, FPU
- * state and signal mask. A refusal kills the process; so does the caller
+ * descriptors closed, its kernel objects made again (fds.ts), its timers
+ * (timers.ts), seccomp), then given the image's registers, FPU state and
+ * signal mask. A refusal kills the process; so does the caller
  * on any other failure.
  *
  * @module
@@ -19,6 +20,7 @@ import { readMem } from "../ptrace/memory.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
 import { restoreFds } from "./fds.ts";
+import { restoreTimers } from "./timers.ts";
 import { mapFd, mappedFiles } from "./memory_plan.ts";
 import { stubError, type StubFiles } from "./launch.ts";
 import {
@@ -192,6 +194,8 @@ export async function finishInTracee(
     // charged for), made with its own rights and limits; before seccomp, whose filters may
     // forbid these calls; and once the stub's descriptors are closed, so its numbers are free.
     await restoreFds(inj, t.pid, img.files.fds);
+    // Its timers once its threads exist (a timer may signal one of them), before seccomp.
+    if (img.timers) await restoreTimers(inj, t.pid, img.timers);
     await restoreSeccomp(inj, img.task.creds);
     for (const x of threads) await restoreSeccomp(x.inj, img.task.creds);
     await verifyCreds(t.pid, img.task);

@@ -1,6 +1,7 @@
 /**
  * A host process to inject system calls into, as a restore does at its
- * end: `fd_kinds ITERATIONS target` stops itself (SIGSTOP); it is seized,
+ * end: `fd_kinds ITERATIONS target` (or another program's target mode)
+ * stops itself (SIGSTOP); it is seized,
  * given an injector (calls run from its vDSO's `syscall` instruction,
  * scratch memory below its stack pointer), and let go with its registers as
  * they were; once continued it reports what it finds at fd_kinds's numbers.
@@ -10,7 +11,15 @@
 import { parseMaps } from "../../core/dump/proc.ts";
 import { findSyscallInsn, type Injector, injector } from "../../core/ptrace/inject.ts";
 import { getReg, Tracee } from "../../core/ptrace/tracee.ts";
-import { buildFdKinds, procState, type Running, startProgram, waitUntil } from "./fd_kinds.ts";
+import {
+  buildFdKinds,
+  procState,
+  PROGRAMS_OUT,
+  type Running,
+  startProgram,
+  waitUntil,
+} from "./fd_kinds.ts";
+import { buildProgram } from "./programs.ts";
 
 /** A stopped fd_kinds target, seized. */
 export interface Target {
@@ -20,14 +29,40 @@ export interface Target {
   t: Tracee;
   /** System calls in it. */
   inj: Injector;
-  /** Lets it go (registers as they were), delivers `signals`, continues it; resolves with its report. */
+  /**
+   * Lets it go (registers as they were), delivers `signals`, continues it;
+   * resolves with its output once it reported, or ended.
+   */
   report(signals?: Deno.Signal[]): Promise<string>;
 }
 
-/** Starts fd_kinds as a target and seizes it once it stopped itself. */
-export async function startTarget(): Promise<Target> {
-  const bin = await buildFdKinds();
-  const run = await startProgram(bin, ["1", "target"]);
+/** Whether process `pid` has ended (a zombie or gone). */
+function ended(pid: number): boolean {
+  try {
+    return procState(pid) === "Z";
+  } catch {
+    return true;
+  }
+}
+
+/** A program to start as a target (default: fd_kinds). */
+export interface TargetProgram {
+  /** Its name in tests/programs/. */
+  name: string;
+  /** Its arguments (a `target` mode that stops itself). */
+  args: string[];
+  /** What it prints once it has run to its end after being continued. */
+  done: string;
+}
+
+const FD_KINDS: TargetProgram = { name: "fd_kinds", args: ["1", "target"], done: "done\n" };
+
+/** Starts `program` (fd_kinds by default) as a target and seizes it once it stopped itself. */
+export async function startTarget(program: TargetProgram = FD_KINDS): Promise<Target> {
+  const bin = program === FD_KINDS
+    ? await buildFdKinds()
+    : await buildProgram(program.name, PROGRAMS_OUT);
+  const run = await startProgram(bin, program.args);
   try {
     await waitUntil("the target to stop itself", () => procState(run.pid) === "T");
     const t = Tracee.freeze(run.pid, { sysgood: true });
@@ -45,7 +80,11 @@ export async function startTarget(): Promise<Target> {
         t.resume();
         for (const s of signals) Deno.kill(run.pid, s);
         Deno.kill(run.pid, "SIGCONT");
-        await waitUntil("the target's report", () => run.out().includes("done\n"));
+        await waitUntil(
+          "the target's report",
+          () => run.out().includes(program.done) || ended(run.pid),
+          60_000,
+        );
         return run.out();
       },
     };

@@ -83,6 +83,36 @@ Deno.test({
       );
 
       await t.step(
+        "timers (interval timers, POSIX timers with a gap in their ids, one aimed at a thread) " +
+          "killed at tick 8, restored, ends like a full run",
+        async () => {
+          const tm = guestPath(programs.timers);
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp && (${tm} 30 > /tmp/tmb.out 2>&1; touch /tmp/tmb.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; ${tm} 30 < /dev/null > /tmp/tm.out 2>&1 & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 8 ' /tmp/tm.out", 120);
+          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/tm.img", "--kill"]);
+          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
+          const rs = await c.ppm(1, ["restore", "/tmp/tm.img", "--stdout", "/tmp/tm.out"]);
+          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
+          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
+          await c.waitFor(1, "[ -e /tmp/tmb.end ]", 300);
+          const lines = (f: string) =>
+            c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
+          const [base, got] = [await lines("tmb"), await lines("tm")];
+          assertEquals(got, base);
+          assert(got.some((l) => l.startsWith("ok timers")), got.slice(-3).join("\n"));
+        },
+      );
+
+      await t.step(
         "fd_kinds (eventfd, timerfd, signalfd, pipes, socketpairs, memfd, epoll) killed at " +
           "tick 10, restored, reads back what an uninterrupted run reads",
         async () => {

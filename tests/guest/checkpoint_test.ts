@@ -426,12 +426,15 @@ Deno.test({
               const deny = await c.exec(1, [
                 "sh",
                 "-c",
-                // uid 1001 runs ppm from source: it may execute root's Deno, and gets its own
-                // copy of the npm cache, so Deno never tries the (unreachable) registry.
-                "chmod 755 /root && rm -rf /tmp/d1001 && mkdir -p /tmp/d1001 && " +
-                "cp -r /root/.cache/deno/npm /tmp/d1001/ && chown -R 1001:1001 /tmp/d1001 && " +
-                "setpriv --reuid=1001 --regid=1001 --clear-groups env HOME=/tmp DENO_DIR=/tmp/d1001 " +
-                `ppm checkpoint ${other} -o /tmp/x.img`,
+                // uid 1001 runs the guest's ppm (root's Deno and a self-contained bundle) from a
+                // copy of its own: the state directory that holds the original is root's, 0700.
+                "chmod 755 /root && rm -rf /tmp/d1001 && mkdir -p /tmp/d1001/bin && " +
+                'w=$(command -v ppm) && cp "$(dirname "$w")/ppm.js" /tmp/d1001/bin/ && ' +
+                `sed "s#'[^']*/ppm.js'#'/tmp/d1001/bin/ppm.js'#" "$w" > /tmp/d1001/bin/ppm && ` +
+                "chmod 755 /tmp/d1001/bin/ppm && chown -R 1001:1001 /tmp/d1001 && " +
+                "setpriv --reuid=1001 --regid=1001 --clear-groups " +
+                "env HOME=/tmp/d1001 DENO_DIR=/tmp/d1001/deno " +
+                `/tmp/d1001/bin/ppm checkpoint ${other} -o /tmp/x.img`,
               ], 400_000);
               assertEquals(deny.code, 3, deny.stderr + deny.stdout);
               assertMatch(deny.stderr, /does not let you trace it/);

@@ -90,12 +90,12 @@ Deno.test({
           await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp && (${tm} 30 > /tmp/tmb.out 2>&1; touch /tmp/tmb.end) > /dev/null 2>&1 < /dev/null &`,
+            `cd /tmp && (${tm} 200 > /tmp/tmb.out 2>&1; touch /tmp/tmb.end) > /dev/null 2>&1 < /dev/null &`,
           ]);
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; ${tm} 30 < /dev/null > /tmp/tm.out 2>&1 & echo $!`,
+            `cd /tmp; ${tm} 200 < /dev/null > /tmp/tm.out 2>&1 & echo $!`,
           ])).trim();
           await c.waitFor(1, "grep -q '^tick 8 ' /tmp/tm.out", 120);
           const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/tm.img", "--kill"]);

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { withHostLock } from "../host/lock.ts";
@@ -33,18 +34,40 @@ export interface BuildResult {
   ms: number;
 }
 
-/** Copies the module sources (a flat tree plus uapi/) into `dest`. */
-async function copySources(dest: string): Promise<void> {
-  await Deno.mkdir(join(dest, "uapi"), { recursive: true });
+/** The module's source files (a flat tree plus uapi/), relative to kmod/, sorted. */
+async function sourceFiles(): Promise<string[]> {
+  const files: string[] = [];
   for (const sub of ["", "uapi"]) {
     for await (const e of Deno.readDir(join(KMOD_SRC, sub))) {
       if (!e.isFile || !/(\.[ch]|^Kbuild|^Makefile)$/.test(e.name)) continue;
-      await Deno.writeFile(
-        join(dest, sub, e.name),
-        await Deno.readFile(join(KMOD_SRC, sub, e.name)),
-      );
+      files.push(sub ? `${sub}/${e.name}` : e.name);
     }
   }
+  return files.sort();
+}
+
+/** Copies the module sources into `dest`. */
+async function copySources(dest: string, files: string[]): Promise<void> {
+  await Deno.mkdir(join(dest, "uapi"), { recursive: true });
+  for (const f of files) {
+    await Deno.writeFile(join(dest, f), await Deno.readFile(join(KMOD_SRC, f)));
+  }
+}
+
+/**
+ * What a built module was built from: its sources and the Kbuild tree
+ * (its path, release and Module.symvers' time, which a headers upgrade
+ * changes).
+ */
+async function fingerprint(tree: { dir: string; release: string }, files: string[]) {
+  const h = createHash("sha256").update(`${tree.release}\0${tree.dir}\0`);
+  const symvers = await Deno.stat(join(tree.dir, "Module.symvers")).catch(() => undefined);
+  h.update(`${symvers?.mtime?.getTime() ?? 0}\0`);
+  for (const f of files) {
+    const data = await Deno.readFile(join(KMOD_SRC, f));
+    h.update(`${f}\0${data.length}\0`).update(data);
+  }
+  return h.digest("hex");
 }
 
 /** Builds the module; throws a {@link PpmError} with the compiler's output on failure. */
@@ -57,13 +80,23 @@ export async function buildModule(opts: BuildOptions = {}): Promise<BuildResult>
   return { path, release: tree.release, ms: performance.now() - t0 };
 }
 
-/** Builds the module for `tree` in `out`; returns the module file's path. */
+/**
+ * Builds the module for `tree` in `out`, unless the module there was built
+ * from the same sources and tree; returns the module file's path.
+ */
 async function buildIn(tree: { dir: string; release: string }, out: string): Promise<string> {
   const src = join(out, "src");
+  const path = join(out, MODULE_FILE);
+  const files = await sourceFiles();
+  const sum = await fingerprint(tree, files);
+  const sumFile = `${path}.fingerprint`;
+  const built = await Deno.readTextFile(sumFile).catch(() => "");
+  if (built.trim() === sum && await Deno.stat(path).then(() => true, () => false)) return path;
+  await Deno.remove(sumFile).catch(() => {});
   await Deno.remove(src, { recursive: true }).catch(() => {});
   try {
     await ensureDir(out);
-    await copySources(src);
+    await copySources(src, files);
   } catch (e) {
     throw new PpmError(
       "cannot build the ppm module",
@@ -78,9 +111,9 @@ async function buildIn(tree: { dir: string; release: string }, out: string): Pro
     `building the ppm module for ${tree.release} failed`,
     { timeoutMs: 300_000 },
   );
-  const path = join(out, MODULE_FILE);
   // A new inode, never an in-place rewrite: running guests see either file whole.
   await Deno.copyFile(join(src, MODULE_FILE), `${path}.tmp`);
   await Deno.rename(`${path}.tmp`, path);
+  await Deno.writeTextFile(sumFile, sum + "\n");
   return path;
 }

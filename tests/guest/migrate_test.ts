@@ -92,7 +92,19 @@ function lives(pid: string, comm: string): string {
 /** Checks that `pid` (named `comm`) runs on node `on` and on none of the others. */
 async function assertRunsOn(c: TestCluster, pid: string, comm: string, on: number): Promise<void> {
   const r = await c.exec(on, ["sh", "-c", lives(pid, comm)]);
-  assertEquals(r.code, 0, `${comm} ${pid} does not run on node${on}`);
+  if (r.code !== 0) {
+    // What became of it: the kernel's and the agents' last words on it.
+    const why = [];
+    for (const n of NODES) {
+      const w = await c.exec(n, [
+        "sh",
+        "-c",
+        `dmesg | tail -n 8; grep -E '(^|[^0-9])${pid}([^0-9]|$)' /tmp/agent.log | tail -n 12`,
+      ], 30_000).catch((e) => ({ stdout: `(cannot read: ${(e as Error).message})` }));
+      why.push(`--- node${n} ---\n${w.stdout}`);
+    }
+    throw new Error(`${comm} ${pid} does not run on node${on}\n${why.join("\n")}`);
+  }
   for (const n of NODES.filter((x) => x !== on)) {
     // A killed copy may take a moment to be reaped.
     await c.waitFor(n, `! (${lives(pid, comm)})`, 30);

@@ -247,7 +247,7 @@ Deno.test({
         "Debian's python3 with four threads (a barrier, thread-local state) moves mid-run",
         async () => {
           const script = [
-            "import hashlib, threading, time",
+            "import hashlib, os, threading, time",
             "N = 4",
             "barrier = threading.Barrier(N + 1)",
             "local = threading.local()",
@@ -267,6 +267,8 @@ Deno.test({
             "    barrier.wait()",
             "    print('tick', i, 'of', 120, flush=True)",
             "for t in ts: t.join()",
+            // It ends once the test saw where it runs (a fast machine could finish it before).
+            "while not os.path.exists('/tmp/pyt.go'): time.sleep(0.05)",
             "print('done', hashlib.sha256(b''.join(digests)).hexdigest(), flush=True)",
           ].join("\n");
           const pid = (await c.ok(1, [
@@ -278,6 +280,7 @@ Deno.test({
           await c.waitFor(1, "grep -q '^tick 15 ' /tmp/pyt.out", 180);
           await migrate(c, 1, pid, 2);
           await assertRunsOn(c, pid, "python3", 2);
+          await c.ok(2, ["touch", "/tmp/pyt.go"]);
           await c.waitFor(1, "grep -q '^done ' /tmp/pyt.out || grep -q Error /tmp/pyt.out", 300);
           const out = await c.ok(1, ["cat", "/tmp/pyt.out"]);
           assertContinuous(out, 120);
@@ -313,7 +316,12 @@ Deno.test({
             "  fs.readSync(fd, buf, 0, 64, (i * 97) % 10000);",
             "  h.update(buf); h.update(String(fs.readFileSync('/tmp/nl-data.txt').length + i));",
             "  console.log('tick', i, h.copy().digest('hex').slice(0, 16));",
-            "  if (++i < n) setTimeout(tick, 100); else console.log('done', h.digest('hex'));",
+            "  if (++i < n) setTimeout(tick, 100); else end();",
+            "}",
+            // It ends once the test saw where it runs (a fast machine could finish it before).
+            "function end() {",
+            "  if (!fs.existsSync('/tmp/nl.go')) return setTimeout(end, 100);",
+            "  console.log('done', h.digest('hex'));",
             "}",
             "setTimeout(tick, 100);",
           ].join("\n");
@@ -332,6 +340,7 @@ Deno.test({
           await c.waitFor(1, "grep -q '^tick 20 ' /tmp/nl.out", 180);
           await migrate(c, 1, pid, 2);
           await assertRunsOn(c, pid, "node", 2);
+          for (const n of [1, 2]) await c.ok(n, ["touch", "/tmp/nl.go"]);
           await c.waitFor(1, "grep -q '^done ' /tmp/nl.out || grep -q Error /tmp/nl.out", 300);
           await c.waitFor(1, "[ -e /tmp/nl-base.end ]", 300);
           const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));

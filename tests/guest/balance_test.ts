@@ -187,7 +187,7 @@ Deno.test({
       await c.waitFor(
         1,
         `[ $(ppm ps --json | grep -c '"managed": true') -ge ${JOBS} ] || ls /tmp/spin-*.rc > /dev/null 2>&1`,
-        180,
+        360,
       );
       const early = await c.exec(1, ["sh", "-c", "cat /tmp/spin-*.rc /tmp/spin-*.err 2>/dev/null"]);
       assertEquals(early.stdout.trim(), "", "a ppm run ended at once");

@@ -10,7 +10,7 @@ import { runOk } from "../../core/host/run.ts";
 import { guestPath } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { type TestCluster, withCluster } from "../support/cluster.ts";
-import { buildPrograms } from "../support/programs.ts";
+import { buildPrograms, PROGRAMS_DIR } from "../support/programs.ts";
 import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 
 const BIN = join(stateDir(), "test-programs");
@@ -72,8 +72,9 @@ Deno.test({
       fuzzer,
       join(PROJECT_ROOT, "tests/guest/fuzz/plan_fuzz.c"),
     ], "plan_fuzz");
-    await ensurePackages(["python3", "bc", "util-linux"], "the checkpoint tests");
+    await ensurePackages(["python3", "bc", "util-linux", "nodejs"], "the checkpoint tests");
     const bin = (p: string) => guestPath(programs[p]);
+    const script = (f: string) => guestPath(join(PROGRAMS_DIR, f));
     await withCluster({ name: "tcr", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {
       assertEquals((await c.ppm(1, ["module", "load"])).code, 0);
 
@@ -88,6 +89,8 @@ Deno.test({
         ["threads", `${bin("threads")} 300 4`, 8],
         ["openmp", `OMP_NUM_THREADS=4 ${bin("openmp")} 300`, 8],
         ["timers", `${bin("timers")} 200`, 8],
+        ["py_threads", `python3 -u ${script("py_threads.py")} 300`, 10],
+        ["node_loop", `node ${script("node_loop.js")} 300`, 10],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.
       const baseCmd = cases.map(([n, cmd]) =>

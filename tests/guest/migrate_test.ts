@@ -244,6 +244,32 @@ Deno.test({
       );
 
       await t.step(
+        "an OpenMP (libgomp) team of four goes node1 → node2 and ends exactly like an " +
+          "uninterrupted run",
+        async () => {
+          const om = guestPath(programs.openmp);
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `cd /tmp; (OMP_NUM_THREADS=4 ${om} 400 > /tmp/om-base.out 2>&1; touch /tmp/om-base.end) > /dev/null 2>&1 < /dev/null &`,
+          ]);
+          const pid = (await c.ok(1, [
+            "sh",
+            "-c",
+            `${highPids()}cd /tmp; OMP_NUM_THREADS=4 ${om} 400 < /dev/null > /tmp/om.out 2>&1 & echo $!`,
+          ])).trim();
+          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/om.out", 120);
+          await migrate(c, 1, pid, 2);
+          await assertRunsOn(c, pid, "openmp", 2);
+          await c.waitFor(1, "grep -q '^ok openmp' /tmp/om.out || grep -q FAIL /tmp/om.out", 300);
+          await c.waitFor(1, "[ -e /tmp/om-base.end ]", 300);
+          const body = (x: string) => x.split("\n").filter((l) => !l.startsWith("ready "));
+          const out = await c.ok(1, ["cat", "/tmp/om.out"]);
+          assertEquals(body(out), body(await c.ok(1, ["cat", "/tmp/om-base.out"])));
+        },
+      );
+
+      await t.step(
         "Debian's python3 with four threads (a barrier, thread-local state) moves mid-run",
         async () => {
           const script = [

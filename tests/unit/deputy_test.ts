@@ -18,13 +18,15 @@
  * - the link closes (an agent restart): the deputy keeps its signals (a
  *   standard one once, real-time ones each) and gives them to the next
  *   link on the same path, in order;
+ * - a process under seccomp filters (suspended for the calls: this test
+ *   runs as root) becomes its deputy, and keeps its filters;
  * - a deputy that cannot be made (a program the process may not run, a
  *   file that is no program) leaves the process as it was: its threads,
  *   its descriptors and their close-on-exec flags, running on once let go.
  */
 import { join } from "node:path";
 import { ensureDeputy } from "../../core/deputy/binary.ts";
-import { becomeDeputy } from "../../core/deputy/become.ts";
+import { becomeDeputy, rangesAround } from "../../core/deputy/become.ts";
 import { DeputyLink } from "../../core/deputy/link.ts";
 import { PpmError } from "../../core/errors.ts";
 import { listThreads, ThreadGroup } from "../../core/ptrace/group.ts";
@@ -46,9 +48,12 @@ interface Target {
   end(): Promise<void>;
 }
 
-async function startTarget(o: { uid?: number; cwd?: string } = {}): Promise<Target> {
-  const bin = await buildProgram("deputy_target", PROGRAMS_OUT);
+async function startTarget(
+  o: { uid?: number; cwd?: string; program?: string; args?: string[] } = {},
+): Promise<Target> {
+  const bin = await buildProgram(o.program ?? "deputy_target", PROGRAMS_OUT);
   const child = new Deno.Command(bin, {
+    args: o.args ?? [],
     stdin: "null",
     stdout: "piped",
     stderr: "null",
@@ -139,12 +144,12 @@ function sharedPending(pid: number): bigint {
 async function makeDeputy(
   t: Target,
   s: Awaited<ReturnType<typeof setUp>>,
-  opts: { stopFirst?: boolean; reconnectS?: number } = {},
+  opts: { stopFirst?: boolean; reconnectS?: number; threads?: number } = {},
 ): Promise<void> {
   s.link.expect(t.pid);
   const group = ThreadGroup.freeze(t.pid);
   try {
-    assertEquals(group.size, 4);
+    assertEquals(group.size, opts.threads ?? 4);
     if (opts.stopFirst) kill(t.pid, 19); // as the commit does, while it is frozen
     await becomeDeputy(group, {
       binary: s.binary,
@@ -335,4 +340,41 @@ Deno.test({
       await Deno.remove(s.dir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name: "deputy: a process under seccomp filters becomes its deputy and keeps its filters",
+  ...opts,
+  fn: async () => {
+    const s = await setUp();
+    const file = join(s.dir, "confined.txt");
+    await Deno.writeTextFile(file, "");
+    await Deno.chmod(file, 0o666);
+    const t = await startTarget({
+      uid: NOBODY,
+      program: "confined",
+      args: ["100000", "sandboxed", file, "seccomp"],
+    });
+    try {
+      assertMatch(Deno.readTextFileSync(`/proc/${t.pid}/status`), /^Seccomp:\s+2$/m);
+      await makeDeputy(t, s, { threads: 1 });
+      assertEquals(Deno.readTextFileSync(`/proc/${t.pid}/comm`), "sandboxed\n");
+      assertMatch(Deno.readTextFileSync(`/proc/${t.pid}/status`), /^Seccomp:\s+2$/m);
+      Deno.kill(t.pid, "SIGUSR1");
+      await waitUntil("SIGUSR1 at the link", () => s.signals.includes(10));
+      await s.link.exit(t.pid, 3);
+      assertEquals((await t.child.status).code, 3);
+    } finally {
+      await t.end();
+      await s.link.close();
+      await Deno.remove(s.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("deputy: the ranges closed around a keep-list", () => {
+  const max = 0xffffffffn;
+  assertEquals(rangesAround([]), [[3n, max]]);
+  assertEquals(rangesAround([3]), [[4n, max]]);
+  assertEquals(rangesAround([4, 5, 9]), [[3n, 3n], [6n, 8n], [10n, max]]);
 });

@@ -129,8 +129,10 @@ interface FdFlag {
  * Turns the frozen process `group` into its deputy (see the module's
  * text); on return it runs deputy.c, untraced.
  *
- * @throws PpmError when no deputy can be made (the process is then as it
- *   was frozen, still held), or when the process ended meanwhile
+ * @throws PpmError when no deputy can be made: the process is then as it
+ *   was frozen, still held (the caller ends it); or when it ended meanwhile,
+ *   or its execve did not end within {@link EXEC_WAIT_MS}: then it is no
+ *   longer as it was, and the caller ends it all the same
  */
 export async function becomeDeputy(group: ThreadGroup, spec: DeputySpec): Promise<void> {
   const pid = group.pid;

@@ -86,7 +86,7 @@ Deno.test("state dirs: PPM_STATE_DIR and PPM_RUN_DIR choose them; the journal cr
   }));
 
 Deno.test("state dirs: the deputy's, 0755 for every user's processes; PPM_DEPUTY_*_DIR choose them", () =>
-  withTemp(async (t) => {
+  withTemp((t) => {
     const keys = ["PPM_DEPUTY_BIN_DIR", "PPM_DEPUTY_RUN_DIR"] as const;
     const saved = keys.map((k) => Deno.env.get(k));
     try {
@@ -110,6 +110,7 @@ Deno.test("state dirs: the deputy's, 0755 for every user's processes; PPM_DEPUTY
         saved[i] === undefined ? Deno.env.delete(k) : Deno.env.set(k, saved[i]!)
       );
     }
+    return Promise.resolve();
   }));
 
 Deno.test("ppm secret generate: into a directory that does not exist yet", () =>

@@ -76,6 +76,87 @@ export function ensureDirSync(dir: string, mode = 0o700): string {
   return dir;
 }
 
+/**
+ * Where the deputy program is installed for every user to run (a process
+ * that moved away runs it at home with its own credentials, see
+ * core/deputy/binary.ts): `$PPM_DEPUTY_BIN_DIR`, else `/var/lib/ppm-deputy`
+ * for root (not under /run: Debian mounts it noexec) and the state
+ * directory's `deputy` for others (their deputies run as they do).
+ */
+export function deputyBinDir(): string {
+  const env = Deno.env.get("PPM_DEPUTY_BIN_DIR");
+  if (env) return env;
+  return Deno.uid() === 0 ? "/var/lib/ppm-deputy" : join(stateDir(), "deputy");
+}
+
+/**
+ * Where the agent's deputy link listens (core/deputy/link.ts), a directory
+ * any user may enter: `$PPM_DEPUTY_RUN_DIR`, else `/run/ppm-deputy` for root
+ * and the runtime directory's `deputy` for others.
+ */
+export function deputyRunDir(): string {
+  const env = Deno.env.get("PPM_DEPUTY_RUN_DIR");
+  if (env) return env;
+  return Deno.uid() === 0 ? "/run/ppm-deputy" : join(runRoot(), "deputy");
+}
+
+/** The deputy link's socket. */
+export function deputySocketPath(): string {
+  return join(deputyRunDir(), "link.sock");
+}
+
+function notShared(dir: string, why: string, fix: string): PpmError {
+  return new PpmError(
+    `cannot use ${dir} for what every user's processes reach`,
+    why,
+    fix,
+    EXIT.PERMISSION,
+  );
+}
+
+/**
+ * Creates `dir` (mode 0755) if missing, for files every user may read and
+ * run but only this user change, and checks that it can be trusted: a real
+ * directory (not a symbolic link), owned by this user, writable by nobody
+ * else; and that every directory above it is owned by root or this user and
+ * writable by nobody else (or sticky, as /tmp is), so nobody can swap it.
+ * Returns `dir`.
+ *
+ * @throws PpmError naming what is wrong
+ */
+export function ensureSharedDir(dir: string): string {
+  const uid = Deno.uid();
+  const ownerOk = (u: number | null) => u === uid || u === 0;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    throw notShared(dir, (e as Error).message, `create ${dir}, mode 0755`);
+  }
+  const st = Deno.lstatSync(dir);
+  const remove = `remove ${dir} (ppm creates it, owned by uid ${uid}, mode 0755)`;
+  if (st.isSymlink) throw notShared(dir, "it is a symbolic link", remove);
+  if (!st.isDirectory) throw notShared(dir, "it is not a directory", remove);
+  if (st.uid !== uid) throw notShared(dir, `it belongs to uid ${st.uid}`, remove);
+  const mode = (st.mode ?? 0) & 0o7777;
+  if (mode & 0o022) {
+    throw notShared(dir, `others may write in it (mode ${mode.toString(8)})`, remove);
+  }
+  if ((mode & 0o755) !== 0o755) Deno.chmodSync(dir, 0o755);
+  for (let up = dirname(Deno.realPathSync(dir));; up = dirname(up)) {
+    const s = Deno.statSync(up);
+    const m = (s.mode ?? 0) & 0o7777;
+    if (!ownerOk(s.uid) || (m & 0o022 && !(m & 0o1000))) {
+      throw notShared(
+        dir,
+        `${up} above it may be changed by others (uid ${s.uid}, mode ${m.toString(8)})`,
+        "choose a directory whose parents only root can change",
+      );
+    }
+    if (up === "/") break;
+  }
+  return dir;
+}
+
 /** Where the module built for kernel `kver` is kept by default. */
 export function moduleDir(kver: string): string {
   return join(stateDir(), "kmod", kver);

@@ -380,6 +380,20 @@ export async function pollIn(fd: number, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
+/** poll(2) events and results. */
+export const POLL = { IN: 1, OUT: 4, ERR: 8, HUP: 0x10, NVAL: 0x20 } as const;
+
+/**
+ * poll(2) on a worker thread: `pfds` holds `struct pollfd` records (8 bytes
+ * each: fd, events, revents), whose revents the kernel fills; waits up to
+ * `timeoutMs`. Returns how many have events, 0 when the time passed, -1
+ * when the call failed or a signal came (errno is the worker's: ask again).
+ * `pfds` must not be touched until it resolves.
+ */
+export function pollMany(pfds: Uint8Array<ArrayBuffer>, timeoutMs: number): Promise<number> {
+  return libc().poll_nb(pfds, BigInt(pfds.length / 8), Math.max(0, Math.floor(timeoutMs)));
+}
+
 /**
  * read(2) of a non-blocking descriptor, at once: the bytes read, 0 at end of
  * file, or null when nothing is there now (EAGAIN, EINTR). Throws

@@ -55,6 +55,7 @@ export const SO = {
   KEEPALIVE: 9,
   REUSEPORT: 15,
   PASSCRED: 16,
+  PEERCRED: 17,
   RCVLOWAT: 18,
   RCVTIMEO: 20,
   SNDTIMEO: 21,
@@ -90,7 +91,7 @@ export const TCPOPT = { MSS: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const
 /** Queue ioctls. */
 export const SIOC = { INQ: 0x541b, OUTQ: 0x5411, OUTQNSD: 0x894b } as const;
 /** recv/send flags. */
-export const MSG = { PEEK: 2, CTRUNC: 8, TRUNC: 0x20, DONTWAIT: 0x40 } as const;
+export const MSG = { PEEK: 2, CTRUNC: 8, TRUNC: 0x20, DONTWAIT: 0x40, NOSIGNAL: 0x4000 } as const;
 /** fcntl commands. */
 export const F = { GETFL: 3, SETFL: 4 } as const;
 
@@ -222,6 +223,33 @@ export function connect4(fd: number, a: Inet4): void {
 /** listen(2). */
 export function listenSocket(fd: number, backlog: number): void {
   check(c().listen(fd, backlog), "listen", fd);
+}
+
+/** A unix socket peer's credentials, as the kernel took them when it connected. */
+export interface PeerCred {
+  /** Its process (as this process's PID namespace sees it). */
+  pid: number;
+  /** Its effective uid. */
+  uid: number;
+  /** Its effective gid. */
+  gid: number;
+}
+
+/** getsockopt(2) SO_PEERCRED: who is at the other end of unix socket `fd`. */
+export function peerCred(fd: number): PeerCred {
+  const b = getsockoptBytes(fd, SOL_SOCKET, SO.PEERCRED, 12);
+  if (b.length < 12) throw new ErrnoError("getsockopt", 22, "SO_PEERCRED");
+  const v = new DataView(b.buffer, b.byteOffset, 12);
+  return { pid: v.getInt32(0, true), uid: v.getUint32(4, true), gid: v.getUint32(8, true) };
+}
+
+/** Whether `fd` is readable (or at its end, or in error) now, without waiting. */
+export function readableNow(fd: number): boolean {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, 1, true); // POLLIN
+  return c().poll(pfd, 1n, 0) > 0 && v.getInt16(6, true) !== 0;
 }
 
 /** accept4(2) without waiting: a new descriptor, or null when the queue is empty. */

@@ -22,6 +22,7 @@ import { EXIT, PpmError } from "../core/errors.ts";
 import { exists, KMOD_SRC, PROJECT_ROOT } from "../core/paths.ts";
 import { ensureStub } from "../core/restore/stub.ts";
 import { ensureKeeper, KEEPER_SRC } from "../core/relay/keeper.ts";
+import { DEPUTY_SRC, ensureDeputyBuilt } from "../core/deputy/binary.ts";
 import { VERSION } from "../core/version.ts";
 import { manPage } from "./manpage.ts";
 
@@ -177,7 +178,7 @@ export async function buildCliPackage(
   const stage = await Deno.makeTempDir({ prefix: "ppm-deb-" });
   try {
     const lib = join(stage, "usr", "lib", "ppm");
-    // What ppm reads at run time: the module source, the stub's and keeper's, the guest init.
+    // What ppm reads at run time: the module source, the stub's, keeper's and deputy's, the guest init.
     await copyTree(KMOD_SRC, join(lib, "kmod"), (n) => /(\.[ch]|^Kbuild|^Makefile)$/.test(n));
     await copyTree(
       join(PROJECT_ROOT, "core", "vcluster", "guest"),
@@ -193,6 +194,11 @@ export async function buildCliPackage(
     await write(join(relayDir, "keeper.c"), await Deno.readFile(KEEPER_SRC), 0o644);
     const keeper = await ensureKeeper();
     await write(join(relayDir, keeper.split("/").pop()!), await Deno.readFile(keeper), 0o755);
+    // The deputy likewise (the agent copies it where any user may run it: core/deputy/binary.ts).
+    const deputyDir = join(lib, "core", "deputy");
+    await write(join(deputyDir, "deputy.c"), await Deno.readFile(DEPUTY_SRC), 0o644);
+    const deputy = await ensureDeputyBuilt();
+    await write(join(deputyDir, deputy.split("/").pop()!), await Deno.readFile(deputy), 0o755);
 
     const compiled = join(PROJECT_ROOT, "dist", "ppm");
     const bin = join(stage, "usr", "bin", "ppm");

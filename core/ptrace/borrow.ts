@@ -22,6 +22,11 @@
  *   handling), so that a system call it was in is restarted as it would
  *   have been.
  *
+ * The calls may also change the process for good (an execve: the deputy
+ * a moved process's original becomes, core/deputy/become.ts): then it is
+ * not given back, and the signals caught on the way are queued again by
+ * the caller's choice (`Borrowed.requeueCaught`) before the execve.
+ *
  * The signal mask is set back as PTRACE_GETSIGMASK reads it: for a thread
  * in sigsuspend, ppoll, pselect or epoll_pwait that is the mask it had
  * before the call, and the call, restarted, sets its own again (what CRIU
@@ -77,6 +82,19 @@ export interface BorrowPlace {
 export interface Borrowed extends Injector {
   /** Reads `len` bytes of the process's memory at `addr` (what a call wrote). */
   read(addr: bigint, len: number): Promise<Uint8Array>;
+  /**
+   * Queues again now, in the thread, the signals caught so far (the one the
+   * freeze caught it with, a SIGSTOP that stopped it on the way) that
+   * `keep` accepts, given their siginfo; the others are dropped. They stay
+   * pending, blocked, through what the calls do next (an execve keeps
+   * them). Uses the scratch memory.
+   */
+  requeueCaught(keep?: (info: Uint8Array) => boolean): Promise<void>;
+  /**
+   * Says the calls changed the thread for good (it ran execve): it is not
+   * given back at the end, but left in the stop it is in for the caller.
+   */
+  consumed(): void;
 }
 
 function died(pid: number, cause?: unknown): PpmError {
@@ -172,6 +190,7 @@ export async function borrow<T>(
   }
   t.setSigmask((1n << 64n) - 1n);
   let gone = false;
+  let changed = false;
   const inj: Borrowed = {
     write: injector(t, at, regs, rsp, place.vmas).write,
     read: (addr, len) => readMem(t.pid, addr, len),
@@ -196,8 +215,16 @@ export async function borrow<T>(
       }
       return addr;
     },
+    requeueCaught: async (keep = () => true) => {
+      await queueAgain(t, inj, caught.splice(0).filter(keep));
+      t.deliverOnResume = 0;
+    },
+    consumed: () => {
+      changed = true;
+    },
   };
   const restore = async () => {
+    if (changed) return;
     await giveBack(t, inj, caught, { at: low, bytes: saved });
     t.setRegs(back);
     t.setSigmask(mask);
@@ -223,8 +250,17 @@ async function giveBack(
   saved: { at: bigint; bytes: Uint8Array },
 ): Promise<void> {
   if (caught.length) {
+    await queueAgain(t, inj, caught);
+    t.deliverOnResume = 0;
+  }
+  await inj.write(saved.at, saved.bytes);
+}
+
+/** Queues signals `infos` (their siginfo) again in thread `t`, by calls in it. */
+async function queueAgain(t: Tracee, inj: Borrowed, infos: Uint8Array[]): Promise<void> {
+  if (infos.length) {
     const at = inj.scratch(SIGINFO_SIZE);
-    for (const info of caught) {
+    for (const info of infos) {
       await inj.write(at, info);
       const sig = new DataView(info.buffer, info.byteOffset).getInt32(0, true);
       const pid = BigInt(t.pid);
@@ -237,7 +273,5 @@ async function giveBack(
         );
       }
     }
-    t.deliverOnResume = 0;
   }
-  await inj.write(saved.at, saved.bytes);
 }

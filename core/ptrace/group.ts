@@ -155,6 +155,7 @@ export class ThreadGroup {
    * kernel on its way out of the ptrace stop.
    */
   detachStopped(): void {
+    if (!this.leader.held) return; // let go for good: no longer ppm's to stop
     try {
       kill(this.pid, 19);
     } catch { /* gone */ }
@@ -162,8 +163,12 @@ export class ThreadGroup {
     this.leader.detachStopped();
   }
 
-  /** Ends the process (SIGKILL) and collects every thread's exit, the leader's last. */
+  /**
+   * Ends the process (SIGKILL) and collects every thread's exit, the
+   * leader's last; nothing once its leader was let go ({@link Tracee.letGo}).
+   */
   kill(): void {
+    if (!this.leader.held) return; // let go for good (a deputy now): not ppm's to end
     try {
       kill(this.pid, 9);
     } catch { /* gone */ }

@@ -99,6 +99,7 @@ export class Tracee {
   deliverOnResume = 0;
   private attached = false;
   private killed = false;
+  private released = false;
 
   private constructor(readonly pid: number) {}
 
@@ -238,6 +239,23 @@ export class Tracee {
   /** Resumes until the next syscall entry or exit (PTRACE_SYSCALL). */
   syscall(sig = 0): void {
     ptrace(PTRACE.SYSCALL, this.pid, 0n, BigInt(sig));
+  }
+
+  /** Whether the thread is still ppm's to resume or end: not let go for good ({@link letGo}). */
+  get held(): boolean {
+    return !this.released;
+  }
+
+  /**
+   * Lets go of the thread for good: detached if still attached (it runs on
+   * as something ppm no longer holds: the deputy the process became), or
+   * known gone (its end collected by the caller). A later resume, kill or
+   * detachStopped does nothing.
+   */
+  letGo(): void {
+    this.resume();
+    this.released = true;
+    this.killed = true;
   }
 
   /** Detaches: the process runs on, untraced, with a signal that arrived meanwhile delivered. */

@@ -4,6 +4,7 @@
  * two equal, so neither can change alone.
  */
 import { join } from "node:path";
+import { DEPUTY_EXIT, DEPUTY_SRC } from "../../core/deputy/binary.ts";
 import { PROJECT_ROOT } from "../../core/paths.ts";
 import { KEEPER_EXIT, KEEPER_SRC } from "../../core/relay/keeper.ts";
 import { STUB_EXIT } from "../../core/restore/stub.ts";
@@ -28,4 +29,9 @@ Deno.test("restore stub: stub.c's enum stub_exit is STUB_EXIT", async () => {
 Deno.test("relay keeper: keeper.c's enum keeper_exit is KEEPER_EXIT", async () => {
   const src = await Deno.readTextFile(KEEPER_SRC);
   assertEquals(cEnum(src, "keeper_exit", "KEEPER_"), { ...KEEPER_EXIT });
+});
+
+Deno.test("deputy: deputy.c's enum deputy_exit is DEPUTY_EXIT", async () => {
+  const src = await Deno.readTextFile(DEPUTY_SRC);
+  assertEquals(cEnum(src, "deputy_exit", "DEPUTY_"), { ...DEPUTY_EXIT });
 });

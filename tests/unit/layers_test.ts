@@ -47,6 +47,10 @@ const LAYERS: { name: string; units: string[] }[] = [
   { name: "transport: node-to-node connections", units: ["core/transport"] },
   { name: "restore: image → process", units: ["core/restore"] },
   { name: "relay: stdio of moved processes", units: ["core/relay"] },
+  {
+    name: "deputy: the original process, kept at home as the moved process's stand-in",
+    units: ["core/deputy"],
+  },
   { name: "migrate: source and destination", units: ["core/migrate"] },
   { name: "discovery and balance", units: ["core/discovery", "core/balance"] },
   {

@@ -1,8 +1,9 @@
 /**
  * `deno task package`: the two Debian packages hold what they must (DKMS
  * source with its dkms.conf; the CLI that runs on its own, the unit, the
- * completions, the man page from --help, the built restore stub), with
- * maintainer scripts that use Debian's own dkms and systemd helpers.
+ * completions, the man page from --help, the built restore stub, relay
+ * keeper and deputy), with maintainer scripts that use Debian's own dkms
+ * and systemd helpers.
  */
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -80,6 +81,11 @@ Deno.test({
       const relay = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/relay"))].map((e) => e.name);
       assert(relay.includes("keeper.c"), relay.join(" "));
       assert(relay.some((n) => n.startsWith("ppm-relay-keeper-")), relay.join(" "));
+      const deputy = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/deputy"))].map((e) =>
+        e.name
+      );
+      assert(deputy.includes("deputy.c"), deputy.join(" "));
+      assert(deputy.some((n) => n.startsWith("ppm-deputy-")), deputy.join(" "));
       // The packaged CLI needs nothing from this tree or the network.
       const lib = join(root, "usr/lib/ppm");
       const js = join(lib, "ppm.js");

@@ -6,7 +6,15 @@
 import { join } from "node:path";
 import { journalDir, record } from "../../core/freeze/journal.ts";
 import { PpmError } from "../../core/errors.ts";
-import { ensureDir, ensureDirSync, runRoot, stateDir } from "../../core/paths.ts";
+import {
+  deputyBinDir,
+  deputyRunDir,
+  deputySocketPath,
+  ensureDir,
+  ensureDirSync,
+  runRoot,
+  stateDir,
+} from "../../core/paths.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { ppm } from "../support/cli.ts";
 
@@ -75,6 +83,34 @@ Deno.test("state dirs: PPM_STATE_DIR and PPM_RUN_DIR choose them; the journal cr
         else Deno.env.set(k, v);
       }
     }
+  }));
+
+Deno.test("state dirs: the deputy's, 0755 for every user's processes; PPM_DEPUTY_*_DIR choose them", () =>
+  withTemp((t) => {
+    const keys = ["PPM_DEPUTY_BIN_DIR", "PPM_DEPUTY_RUN_DIR"] as const;
+    const saved = keys.map((k) => Deno.env.get(k));
+    try {
+      for (const k of keys) Deno.env.delete(k);
+      if (Deno.uid() === 0) {
+        assertEquals([deputyBinDir(), deputyRunDir()], ["/var/lib/ppm-deputy", "/run/ppm-deputy"]);
+      } else {
+        assertEquals([deputyBinDir(), deputyRunDir()], [
+          join(stateDir(), "deputy"),
+          join(runRoot(), "deputy"),
+        ]);
+      }
+      Deno.env.set("PPM_DEPUTY_BIN_DIR", join(t, "bin"));
+      Deno.env.set("PPM_DEPUTY_RUN_DIR", join(t, "run"));
+      assertEquals([deputyBinDir(), deputySocketPath()], [
+        join(t, "bin"),
+        join(t, "run", "link.sock"),
+      ]);
+    } finally {
+      keys.forEach((k, i) =>
+        saved[i] === undefined ? Deno.env.delete(k) : Deno.env.set(k, saved[i]!)
+      );
+    }
+    return Promise.resolve();
   }));
 
 Deno.test("ppm secret generate: into a directory that does not exist yet", () =>

@@ -111,6 +111,9 @@ Deno.test({
     const bin = guestPath(programs.confined);
     await withCluster({ name: "tsec", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {
       assertEquals((await c.ppm(1, ["module", "load"])).code, 0);
+      // The programs run as other users: in this guest (its own copy of the host's directories),
+      // the state directory that holds them (root's, 0700 when ppm made it) may be passed through.
+      await c.ok(1, ["chmod", "711", guestPath(stateDir())]);
 
       await t.step("hostile names and paths restore exactly and add nothing", async () => {
         const dir = "/tmp/w d\\ngroups 1 0\\nfd 9 2 0 /etc/shadow";

@@ -8,8 +8,14 @@
  * @module
  */
 
-/** Where the lock files go: /run/lock when it is writable, else the system's temp dir. */
+let dir: string | undefined;
+
+/** Where the lock files go: /run/lock when it is writable, else the system's temp dir (found once). */
 function lockDir(): string {
+  return dir ??= findLockDir();
+}
+
+function findLockDir(): string {
   try {
     Deno.statSync("/run/lock");
     Deno.openSync("/run/lock/.ppm-probe", { write: true, create: true }).close();

@@ -35,8 +35,8 @@ const NODES = [1, 2, 3];
 const JOBS = 6;
 /** Migrations allowed to spread six processes from one node to 2/2/2 (4 are needed). */
 const MAX_SPREAD_MIGRATIONS = 6;
-/** Seconds of steady load during which nothing may move. */
-const STEADY_SECONDS = 120;
+/** Seconds of steady load during which nothing may move (three times the residency, 60 rounds). */
+const STEADY_SECONDS = 60;
 /** Agent log lines that tell about moves (shown when a step fails). */
 const MOVES = "balance|moved to|did not move|failed|refused|overloaded";
 /** The agents' balancing settings (docs/balancing.md). */

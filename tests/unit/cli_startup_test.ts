@@ -9,30 +9,29 @@
  * @module
  */
 import { dirname, join, relative } from "node:path";
-import { bundleCli } from "../../core/host/bundle.ts";
+import { bundleCli, ENTRY_SHIMS, shimEntry } from "../../core/host/bundle.ts";
 import { PROJECT_ROOT } from "../../core/paths.ts";
-import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 
 /** The npm packages the command tree is built with. */
 const TREE_PACKAGES = ["commander", "@commander-js/extra-typings"];
 
-/** Node modules commander imports itself (its bundle chunk imports them). */
-const COMMANDER_NODE = [
-  "node:child_process",
-  "node:events",
-  "node:fs",
-  "node:path",
-  "node:process",
-  "node:util",
-];
+/**
+ * Node modules commander imports itself that the bundle's entry keeps
+ * (node:child_process, node:fs and node:process it leaves out: core/host/bundle.ts).
+ */
+const COMMANDER_NODE = ["node:events", "node:path", "node:util"];
 
 /** Node modules that must never load before a command runs (each costs a guest ~100 ms or more). */
 const HEAVY_NODE = [
   "node:buffer",
+  "node:child_process",
   "node:crypto",
   "node:dgram",
+  "node:fs",
   "node:net",
   "node:os",
+  "node:process",
   "node:stream",
   "node:zlib",
 ];
@@ -188,6 +187,9 @@ Deno.test({
       const help = await ppm("daemon", "--help");
       assertEquals(help.code, 0, help.stderr);
       assertMatch(help.stdout, /--log-level <level> +error, warn, info or debug \(default info\)/);
+      const usage = await ppm("frobnicate");
+      assertEquals(usage.code, 2, usage.stderr);
+      assertMatch(usage.stderr, /^error: unknown command 'frobnicate'\n\(run with --help/);
       const ps = await ppm("ps", "--json", "--control-socket", join(dir, "none.sock"));
       assertEquals(ps.code, 4, ps.stderr);
       assertEquals(JSON.parse(ps.stdout).error, "cannot reach the ppm agent");
@@ -198,4 +200,21 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("cli startup: the entry's stand-ins: the global process, taken when used; fs and child_process say why they are missing", () => {
+  const lines = ENTRY_SHIMS.map((s) => s.line);
+  const shimmed = shimEntry([...lines, 'import fs2 from "node:fs";', "x();"].join("\n"));
+  assertEquals(shimmed.split("\n").slice(-2), ['import fs2 from "node:fs";', "x();"]);
+  assert(lines.every((l) => !shimmed.includes(l)), shimmed);
+  const code = `${shimEntry(lines.join("\n"))}\nreturn { childProcess, fs, process };`;
+  // deno-lint-ignore no-explicit-any
+  const got = new Function(code)() as Record<string, any>;
+  assertEquals(got.process.pid, Deno.pid);
+  assertEquals(got.process.cwd(), Deno.cwd());
+  assertEquals(got.process.env.HOME, Deno.env.get("HOME"));
+  assert("argv" in got.process);
+  for (const m of [got.fs, got.childProcess]) {
+    assertThrows(() => m.existsSync, (e) => /core\/host\/bundle\.ts/.test(String(e)));
+  }
 });

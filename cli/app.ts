@@ -2,6 +2,14 @@
  * The `ppm` command tree. Commands only parse and print; the work is in
  * core/. Exit codes are listed in core/errors.ts (EXIT) and docs/cli.md.
  *
+ * Every `ppm` run builds the whole tree (names, options, help, completions),
+ * so the modules it is built from import nothing heavy: each action loads
+ * the core/ modules it uses when it runs, with a dynamic import of a
+ * literal path (which `deno compile` and `deno bundle --code-splitting`
+ * follow), and help texts take their defaults from light modules
+ * (core/config/defaults.ts, core/agent/nice.ts). `ppm --version` thus loads
+ * commander and cli/ only; tests/unit/cli_startup_test.ts keeps it so.
+ *
  * @module
  */
 import { Argument, Command } from "@commander-js/extra-typings";

@@ -5,7 +5,8 @@
  *   unit, bash completions, the ppm(8) man page generated from --help, the
  *   restore stub built, and the sources ppm builds from at run time.
  *   /usr/bin/ppm is `dist/ppm` when `deno task build` made it (deno compile);
- *   else the CLI bundled into one file with the Deno runtime that runs it.
+ *   else the CLI bundled (/usr/lib/ppm/js: an entry and the chunks commands
+ *   load when they run) with the Deno runtime that runs it.
  * - `ppm-dkms_VERSION_all.deb`: the module's source under /usr/src with a
  *   dkms.conf; Debian's dkms builds it for every installed kernel and every
  *   kernel installed later, and `modprobe ppm` finds it.
@@ -15,10 +16,11 @@
  * @module
  */
 import { gzipSync } from "node:zlib";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { buildApp } from "../cli/app.ts";
 import { bashScript, completionTable } from "../cli/completions.ts";
 import { EXIT, PpmError } from "../core/errors.ts";
+import { bundleCli } from "../core/host/bundle.ts";
 import { exists, KMOD_SRC, PROJECT_ROOT } from "../core/paths.ts";
 import { ensureStub } from "../core/restore/stub.ts";
 import { ensureKeeper, KEEPER_SRC } from "../core/relay/keeper.ts";
@@ -152,23 +154,6 @@ export async function buildDkmsPackage(
   }
 }
 
-async function bundleCli(out: string): Promise<void> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--platform", "deno", "-o", out, "cli/main.ts"],
-    cwd: PROJECT_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (r.code !== 0) {
-    throw new PpmError(
-      "cannot bundle the CLI",
-      new TextDecoder().decode(r.stderr).trim(),
-      "",
-      EXIT.FAILURE,
-    );
-  }
-}
-
 /** Builds ppm_VERSION_amd64.deb in `outDir`; returns its path. */
 export async function buildCliPackage(
   outDir: string,
@@ -208,14 +193,16 @@ export async function buildCliPackage(
       runtime = "the single ppm executable (deno compile)";
       await write(bin, `#!/bin/sh\nPPM_ROOT=/usr/lib/ppm exec /usr/lib/ppm/ppm "$@"\n`, 0o755);
     } else {
-      await bundleCli(join(lib, "ppm.js"));
+      const entry = await bundleCli(join(lib, "js"));
       await write(join(lib, "deno"), await Deno.readFile(Deno.execPath()), 0o755);
       runtime = `the bundled CLI and the Deno ${Deno.version.deno} runtime`;
       await write(
         bin,
         "#!/bin/sh\nexport PPM_ROOT=/usr/lib/ppm DENO_NO_UPDATE_CHECK=1\n" +
           'export DENO_DIR="${DENO_DIR:-/var/cache/ppm/deno}"\n' +
-          'exec /usr/lib/ppm/deno run -A --no-config --no-lock /usr/lib/ppm/ppm.js "$@"\n',
+          `exec /usr/lib/ppm/deno run -A --no-config --no-lock /usr/lib/ppm/js/${
+            basename(entry)
+          } "$@"\n`,
         0o755,
       );
     }

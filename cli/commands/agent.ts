@@ -5,12 +5,13 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { controlRequest } from "../../core/agent/control.ts";
-import { runDaemon } from "../../core/agent/daemon.ts";
-import { AGENT_NICE } from "../../core/agent/priority.ts";
+import { AGENT_NICE } from "../../core/agent/nice.ts";
 import type { ProcessEntry } from "../../core/agent/processes.ts";
-import { loadConfig } from "../../core/config/load.ts";
-import { CONFIG_DEFAULTS, DEFAULT_CONFIG_PATH, settingSpec } from "../../core/config/schema.ts";
+import {
+  CONFIG_DEFAULTS,
+  DEFAULT_CONFIG_PATH,
+  LOG_LEVEL_HELP,
+} from "../../core/config/defaults.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 import { renderPs } from "../balance_text.ts";
@@ -44,7 +45,7 @@ function daemonCommand() {
       "--announce-interval <seconds>",
       `seconds between announcements (default ${CONFIG_DEFAULTS.announceInterval})`,
     )
-    .option("--log-level <level>", settingSpec("logLevel").help)
+    .option("--log-level <level>", LOG_LEVEL_HELP)
     .option("--control-socket <path>", `control socket (default ${CONFIG_DEFAULTS.controlSocket})`)
     .option(
       "--balance",
@@ -56,6 +57,8 @@ function daemonCommand() {
     )
     .action(async ({ balance, nice, ...o }) => {
       const niceValue = parseNice(nice);
+      const { loadConfig } = await import("../../core/config/load.ts");
+      const { runDaemon } = await import("../../core/agent/daemon.ts");
       const config = await loadConfig({ flags: { ...o } });
       const ac = new AbortController();
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -93,6 +96,7 @@ function peersCommand() {
     .option("--control-socket <path>", "the agent's control socket")
     .option("--json", "print them as JSON")
     .action(async (o) => {
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const st = await controlRequest(await socketPath(o), { op: "peers" }) as DiscoveryStatus;
       report(o.json, st, renderPeers);
     });
@@ -153,6 +157,7 @@ function migrateCommand() {
       // A bar on a terminal only, and never with --json; NDJSON events for scripts.
       const shown = new Progress(mode, `migrating ${pid} to ${o.to}`, o.json);
       shown.event("start", { command: "migrate", pid, to: o.to });
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const r = await controlRequest(
         await socketPath(o),
         {
@@ -229,6 +234,7 @@ function psCommand() {
     .option("--control-socket <path>", "the agent's control socket")
     .option("--json", "print them as JSON")
     .action(async (o) => {
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const list = await controlRequest(await socketPath(o), { op: "ps" }) as ProcessEntry[];
       report(o.json, list, renderPs);
     });

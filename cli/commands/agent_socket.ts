@@ -1,14 +1,15 @@
 /**
  * What the commands that talk to the agent share: where its control socket
- * is, and reading a PID argument.
+ * is (the configuration is loaded when a command runs: see cli/app.ts), and
+ * reading a PID argument.
  *
  * @module
  */
-import { loadConfig } from "../../core/config/load.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
 
 /** The control socket of the configuration (file, PPM_* variables, `--control-socket`). */
 export async function socketPath(o: { config?: string; controlSocket?: string }): Promise<string> {
+  const { loadConfig } = await import("../../core/config/load.ts");
   return (await loadConfig({ flags: { config: o.config, controlSocket: o.controlSocket } }))
     .controlSocket;
 }

@@ -6,7 +6,6 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import type { BalanceReport } from "../../core/agent/balancer.ts";
-import { controlRequest } from "../../core/agent/control.ts";
 import type { BalanceStatus } from "../../core/agent/ops.ts";
 import type { ProcessEntry } from "../../core/agent/processes.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
@@ -37,6 +36,7 @@ function balanceCommand(): Command {
           EXIT.USAGE,
         );
       }
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const r = await controlRequest(
         await socketPath(o),
         { op: "balance", dryRun: o.dryRun === true },
@@ -79,6 +79,7 @@ function drainCommands(): Command[] {
         );
       }
       const path = await socketPath(o);
+      const { controlRequest } = await import("../../core/agent/control.ts");
       shown.event("start", { command: "drain", wait: o.wait === true, deadlineS: timeout });
       let s = await controlRequest(path, { op: "drain" }) as BalanceStatus;
       const deadline = Date.now() + timeout * 1000;
@@ -108,6 +109,7 @@ function drainCommands(): Command[] {
     .option("--config <file>", "configuration file")
     .option("--control-socket <path>", "the agent's control socket")
     .action(async (o) => {
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const s = await controlRequest(await socketPath(o), { op: "undrain" }) as BalanceStatus;
       report(o.json, s, drainText);
     });
@@ -118,6 +120,7 @@ function drainCommands(): Command[] {
       .option("--config <file>", "configuration file")
       .option("--control-socket <path>", "the agent's control socket")
       .action(async (o) => {
+        const { controlRequest } = await import("../../core/agent/control.ts");
         const s = await controlRequest(await socketPath(o), { op }) as BalanceStatus;
         report(o.json, s, drainText);
       });
@@ -142,6 +145,7 @@ function manageCommands(): Command[] {
     .option("--control-socket <path>", "the agent's control socket")
     .action(async (raw, o) => {
       const pid = parsePid(raw);
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const e = await controlRequest(
         await socketPath(o),
         { op: "manage", pid, name: o.name, by: "manage" },
@@ -156,6 +160,7 @@ function manageCommands(): Command[] {
     .option("--control-socket <path>", "the agent's control socket")
     .action(async (raw, o) => {
       const pid = parsePid(raw);
+      const { controlRequest } = await import("../../core/agent/control.ts");
       const r = await controlRequest(await socketPath(o), { op: "unmanage", pid });
       report(o.json, r, () => `process ${pid} is no longer managed`);
     });

@@ -5,14 +5,8 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { controlRequest } from "../../core/agent/control.ts";
-import { loadConfig } from "../../core/config/load.ts";
 import type { DiscoveryStatus } from "../../core/discovery/service.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
-import { moduleStatus } from "../../core/module/manage.ts";
-import { exists } from "../../core/paths.ts";
-import { renderChecks, runChecks } from "../../core/preflight/check.ts";
-import { loadSecret } from "../../core/security/secret.ts";
 import { report } from "../output.ts";
 
 async function processCount(): Promise<number> {
@@ -36,6 +30,12 @@ export function checkCommand(): Command {
       if (!/^\d+$/.test(o.minPeers) || !Number.isSafeInteger(minPeers)) {
         throw new PpmError("invalid --min-peers", o.minPeers, "give a whole number", EXIT.USAGE);
       }
+      const { loadConfig } = await import("../../core/config/load.ts");
+      const { controlRequest } = await import("../../core/agent/control.ts");
+      const { moduleStatus } = await import("../../core/module/manage.ts");
+      const { exists } = await import("../../core/paths.ts");
+      const { renderChecks, runChecks } = await import("../../core/preflight/check.ts");
+      const { loadSecret } = await import("../../core/security/secret.ts");
       const config = await loadConfig({
         flags: { config: o.config, controlSocket: o.controlSocket },
       });

@@ -4,12 +4,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { checkReasons } from "../../core/dump/check.ts";
-import { checkpoint } from "../../core/checkpoint/checkpoint.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
-import { writeAll } from "../../core/host/write_all.ts";
-import { ensureDir } from "../../core/paths.ts";
-import { dirname, resolve } from "node:path";
 import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
 import { report } from "../output.ts";
 
@@ -45,6 +40,7 @@ export function checkpointCommand(): Command {
       const pid = parsePid(rawPid);
       const shown = new Progress(parseProgressMode(o.progress), `checkpointing ${pid}`, o.json);
       if (o.check) {
+        const { checkReasons } = await import("../../core/dump/check.ts");
         const reasons = await checkReasons(pid);
         report(
           o.json,
@@ -75,6 +71,10 @@ export function checkpointCommand(): Command {
           EXIT.USAGE,
         );
       }
+      const { dirname, resolve } = await import("node:path");
+      const { ensureDir } = await import("../../core/paths.ts");
+      const { writeAll } = await import("../../core/host/write_all.ts");
+      const { checkpoint } = await import("../../core/checkpoint/checkpoint.ts");
       await ensureDir(dirname(resolve(o.output)));
       const tmp = `${o.output}.tmp-${Deno.pid}`;
       const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });

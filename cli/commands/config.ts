@@ -5,13 +5,8 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { loadExplainedConfig } from "../../core/config/load.ts";
-import {
-  CONFIG_ENV,
-  DEFAULT_CONFIG_PATH,
-  type SettingName,
-  SETTINGS,
-} from "../../core/config/schema.ts";
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from "../../core/config/defaults.ts";
+import type { SettingName } from "../../core/config/schema.ts";
 import { report } from "../output.ts";
 
 /** One line of the table: setting, value, source. */
@@ -35,6 +30,8 @@ export function configCommand(): Command {
     )
     .option("--json", "print it as JSON")
     .action(async (o) => {
+      const { loadExplainedConfig } = await import("../../core/config/load.ts");
+      const { SETTINGS } = await import("../../core/config/schema.ts");
       const e = await loadExplainedConfig({ flags: { config: o.config } });
       const settings: ShownSetting[] = Object.keys(e.config).map((name) => {
         const spec = SETTINGS.find((s) => s.name === name);

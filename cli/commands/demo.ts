@@ -4,7 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { runDemo } from "../../core/demo.ts";
 
 /** The `demo` command. */
 export function demoCommand(): Command {
@@ -13,6 +12,7 @@ export function demoCommand(): Command {
     .option("--keep", "leave the cluster running afterwards")
     .option("--name <name>", "cluster name", "demo")
     .action(async (o) => {
+      const { runDemo } = await import("../../core/demo.ts");
       await runDemo({ keep: o.keep, name: o.name });
     }) as unknown as Command;
 }

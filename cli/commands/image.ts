@@ -4,8 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { pathSource } from "../../core/host/bytes.ts";
-import { loadImage } from "../../core/image/schema.ts";
 import { report } from "../output.ts";
 
 const hex = (n: bigint) => `0x${n.toString(16)}`;
@@ -25,6 +23,8 @@ export function imageCommand(): Command {
     .argument("<file>", "the image")
     .option("--json", "print it as JSON")
     .action(async (file, o) => {
+      const { pathSource } = await import("../../core/host/bytes.ts");
+      const { loadImage } = await import("../../core/image/schema.ts");
       const img = await loadImage(pathSource(file));
       const stats = (img.end.pageStats ?? []) as {
         dumped: number;

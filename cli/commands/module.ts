@@ -4,8 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { buildModule } from "../../core/module/build.ts";
-import { loadModule, moduleStatus, unloadModule } from "../../core/module/manage.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { progress, report } from "../output.ts";
 
@@ -22,6 +20,7 @@ export function moduleCommand(): Command {
     .option("--out <dir>", "output directory (default: the state directory's kmod/KVER)")
     .option("--json", "print the result as JSON")
     .action(async (o) => {
+      const { buildModule } = await import("../../core/module/build.ts");
       const r = await buildModule({
         kernelRelease: o.kernelRelease,
         kernelDir: o.kernelDir,
@@ -37,6 +36,7 @@ export function moduleCommand(): Command {
     .option("--json", "print the result as JSON")
     .action(async (o) => {
       if (o.build) progress(`building the module for ${Deno.osRelease()}`);
+      const { loadModule } = await import("../../core/module/manage.ts");
       const r = await loadModule({ path: o.module, build: o.build });
       report(
         o.json,
@@ -52,6 +52,7 @@ export function moduleCommand(): Command {
     .description("unload the module; refused while /dev/ppm is in use")
     .option("--json", "print the result as JSON")
     .action(async (o) => {
+      const { unloadModule } = await import("../../core/module/manage.ts");
       const unloaded = await unloadModule();
       report(
         o.json,
@@ -64,6 +65,7 @@ export function moduleCommand(): Command {
     .description("show whether the module is loaded, its version, ABI, features and use count")
     .option("--json", "print the status as JSON")
     .action(async (o) => {
+      const { moduleStatus } = await import("../../core/module/manage.ts");
       const s = await moduleStatus();
       report(o.json, s, (d) =>
         [

@@ -4,7 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { deleteRedirect, formatRedirect, listRedirects } from "../../core/redirect/table.ts";
 import { report } from "../output.ts";
 
 /** `ppm redirects [--json]`. */
@@ -15,7 +14,10 @@ export function redirectsCommand(): Command {
     )
     .option("--json", "print the entries as JSON")
     .option("--clear", "remove every entry (the connections they carry break)")
-    .action((o) => {
+    .action(async (o) => {
+      const { deleteRedirect, formatRedirect, listRedirects } = await import(
+        "../../core/redirect/table.ts"
+      );
       if (o.clear) {
         const n = deleteRedirect("all");
         report(o.json, { removed: n }, (d) => `removed ${d.removed} redirects`);

@@ -4,7 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { restore } from "../../core/restore/restore.ts";
 import { report } from "../output.ts";
 
 /** The `restore` command. */
@@ -16,6 +15,7 @@ export function restoreCommand(): Command {
     .option("--stderr <path>", "send the process's stderr (a tty or pipe before) to this file")
     .option("--json", "print the PID and per-phase times in µs as JSON")
     .action(async (file, o) => {
+      const { restore } = await import("../../core/restore/restore.ts");
       const r = await restore(file, { stdout: o.stdout, stderr: o.stderr });
       report(o.json, r, (d) => String(d.pid));
     }) as unknown as Command;

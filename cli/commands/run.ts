@@ -14,7 +14,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { controlRequest, UNANSWERED } from "../../core/agent/control.ts";
 import { shellCode } from "../../core/agent/exits.ts";
 import type { WaitAnswer } from "../../core/agent/ops.ts";
 import { EXIT, PpmError } from "../../core/errors.ts";
@@ -64,6 +63,7 @@ async function asRunFailure<T>(p: Promise<T>): Promise<T> {
 const WAIT_RETRIES = 5;
 
 async function waitElsewhere(path: string, pid: number): Promise<WaitAnswer> {
+  const { controlRequest, UNANSWERED } = await import("../../core/agent/control.ts");
   // One request waits at most 30 s; the process's end (or its node's) ends the loop. A wait
   // asks and changes nothing, so a request the agent dropped (it was restarted, or so busy
   // that the request's deadline passed before it read it) is asked again.
@@ -98,6 +98,7 @@ export function runCommand(): Command {
     .passThroughOptions()
     .action(async (cmd, args, o) => {
       const path = await asRunFailure(socketPath(o));
+      const { controlRequest } = await import("../../core/agent/control.ts");
       // No agent, no managed process: fail before starting anything.
       await asRunFailure(controlRequest(path, { op: "status" }, 10_000));
       let child: Deno.ChildProcess;

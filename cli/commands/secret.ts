@@ -4,7 +4,6 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { generateSecret } from "../../core/security/secret.ts";
 import { report } from "../output.ts";
 
 /** The `secret` command tree. */
@@ -17,6 +16,7 @@ export function secretCommand(): Command {
     .requiredOption("-o, --output <file>", "where to write it (must not exist)")
     .option("--json", "print the result as JSON")
     .action(async (o) => {
+      const { generateSecret } = await import("../../core/security/secret.ts");
       await generateSecret(o.output);
       report(
         o.json,

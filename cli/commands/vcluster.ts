@@ -4,8 +4,6 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import { guestExec } from "../../core/vcluster/client.ts";
-import { down, listClusters, requireState, status, up } from "../../core/vcluster/cluster.ts";
 import {
   DEFAULT_NAME,
   GUEST_INITS,
@@ -53,6 +51,7 @@ export function vclusterCommand(): Command {
       const spec = parseSpec(o);
       const shown = new Progress(parseProgressMode(o.progress), "booting", o.json);
       shown.event("start", { command: "vcluster up", ...spec });
+      const { up } = await import("../../core/vcluster/cluster.ts");
       const st = await up(spec, {
         progress: (s) => shown.ndjson ? shown.event("step", { message: s }) : progress(s),
       });
@@ -76,6 +75,8 @@ export function vclusterCommand(): Command {
     .option("--cwd <dir>", "working directory in the guest (default: the current one)")
     .option("--timeout <seconds>", "kill the command after this many seconds", "600")
     .action(async (node, argv, o) => {
+      const { requireState } = await import("../../core/vcluster/cluster.ts");
+      const { guestExec } = await import("../../core/vcluster/client.ts");
       const st = await requireState(validateName(o.name));
       const i = parseNode(node, st.nodes.length);
       const r = await guestExec(st.runDir, i, argv, {
@@ -92,6 +93,9 @@ export function vclusterCommand(): Command {
     .addOption(nameOption())
     .option("--json", "print the status as JSON")
     .action(async (o) => {
+      const { listClusters, requireState, status } = await import(
+        "../../core/vcluster/cluster.ts"
+      );
       const names = o.name === DEFAULT_NAME ? await listClusters() : [validateName(o.name)];
       const all = [];
       for (const n of names) all.push(await status(n));
@@ -117,6 +121,7 @@ export function vclusterCommand(): Command {
     .addOption(nameOption())
     .option("--json", "print the result as JSON")
     .action(async (o) => {
+      const { down } = await import("../../core/vcluster/cluster.ts");
       const r = await down(validateName(o.name));
       report(
         o.json,

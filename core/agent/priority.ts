@@ -11,8 +11,7 @@
  */
 import { setPriority } from "node:os";
 
-/** The nice value the agent runs at unless told otherwise (`ppm daemon --nice`). */
-export const AGENT_NICE = -10;
+export { AGENT_NICE } from "./nice.ts";
 
 /** Sets every thread of this process to `nice`; returns what failed, in words. */
 export function setOwnNice(nice: number): string[] {

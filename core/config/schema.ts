@@ -6,13 +6,17 @@
  * @module
  */
 import * as v from "valibot";
+import { CONFIG_DEFAULTS, LOG_LEVEL_HELP, LOG_LEVELS, type LogLevel } from "./defaults.ts";
 import * as val from "./values.ts";
 
-/** How much the agent logs. */
-export type LogLevel = "error" | "warn" | "info" | "debug";
-
-/** The log levels, least verbose first. */
-export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug"];
+export {
+  CONFIG_DEFAULTS,
+  CONFIG_ENV,
+  DEFAULT_CONFIG_PATH,
+  LOG_LEVEL_HELP,
+  LOG_LEVELS,
+  type LogLevel,
+} from "./defaults.ts";
 
 /** Whether a message of `level` is logged under the setting `threshold` (one of no known level is). */
 export function logs(level: string, threshold: LogLevel): boolean {
@@ -60,27 +64,6 @@ export type PpmConfig = v.InferOutput<typeof PpmConfigSchema>;
 
 /** The name of a setting (a key of {@link PpmConfig}). */
 export type SettingName = keyof PpmConfig;
-
-/** The configuration file read when none is named. */
-export const DEFAULT_CONFIG_PATH = "/etc/ppm/ppm.json";
-
-/** The environment variable naming the configuration file (like `--config`). */
-export const CONFIG_ENV = "PPM_CONFIG";
-
-/** The defaults of every setting but nodeName (the hostname) and balance (absent). */
-export const CONFIG_DEFAULTS: Readonly<Omit<PpmConfig, "nodeName" | "balance">> = Object.freeze({
-  group: "239.77.0.1",
-  port: 7377,
-  interface: null,
-  ttl: 1,
-  advertise: null,
-  secretFile: "/etc/ppm/secret",
-  migrationPort: 7378,
-  announceInterval: 1,
-  peerExpiry: 3,
-  logLevel: "info",
-  controlSocket: "/run/ppm/ppm.sock",
-});
 
 /** How one setting is given and checked. */
 export interface SettingSpec {
@@ -190,9 +173,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     flag: "--log-level",
     arg: "LEVEL",
     value: LOG_LEVEL,
-    help: `${LOG_LEVELS.slice(0, -1).join(", ")} or ${
-      LOG_LEVELS.at(-1)
-    } (default ${CONFIG_DEFAULTS.logLevel})`,
+    help: LOG_LEVEL_HELP,
   },
   {
     name: "controlSocket",

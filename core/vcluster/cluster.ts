@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
+import { bundleCli } from "../host/bundle.ts";
 import { ensurePackages } from "../host/packages.ts";
 import { isRoot } from "../host/run.ts";
 import { buildModule } from "../module/build.ts";
@@ -123,34 +124,20 @@ export async function listClusters(): Promise<string[]> {
 }
 
 /**
- * Bundles the CLI into one JavaScript file for the guests: under TCG, Deno
- * resolving ~150 modules over 9p takes seconds per command, one file a
- * fraction of that. Returns undefined when bundling is not possible here.
+ * Writes the guests' `ppm` into `dir`: the compiled ppm when this is one, else
+ * the CLI bundled into `dir`/js (under TCG, Deno resolving ~150 modules over
+ * 9p takes seconds per command, a bundle a fraction of that; code-split, each
+ * command loads only the chunks it uses), else the sources when bundling is
+ * not possible here.
  */
-async function bundleCli(out: string): Promise<string | undefined> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "bundle",
-      "--quiet",
-      "--platform",
-      "deno",
-      "-o",
-      out,
-      join(PROJECT_ROOT, "cli", "main.ts"),
-    ],
-    cwd: PROJECT_ROOT,
-    stdout: "null",
-    stderr: "piped",
-  }).output().catch(() => undefined);
-  return r?.code === 0 ? out : undefined;
-}
-
 async function writeGuestBin(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const exe = Deno.execPath();
   const compiled = !/^deno(\.exe)?$/.test(exe.split("/").pop() ?? "");
   const root = guestPath(PROJECT_ROOT);
-  const bundle = compiled ? undefined : await bundleCli(join(dir, "ppm.js"));
+  // An older ppm's single-file bundle.
+  await Deno.remove(join(dir, "ppm.js")).catch(() => {});
+  const bundle = compiled ? undefined : await bundleCli(join(dir, "js")).catch(() => undefined);
   const ppm = compiled
     ? `exec '${guestPath(exe)}' "$@"`
     : bundle

@@ -436,8 +436,8 @@ Deno.test({
                 // uid 1001 runs the guest's ppm (root's Deno and a self-contained bundle) from a
                 // copy of its own: the state directory that holds the original is root's, 0700.
                 "chmod 755 /root && rm -rf /tmp/d1001 && mkdir -p /tmp/d1001/bin && " +
-                'w=$(command -v ppm) && cp "$(dirname "$w")/ppm.js" /tmp/d1001/bin/ && ' +
-                `sed "s#'[^']*/ppm.js'#'/tmp/d1001/bin/ppm.js'#" "$w" > /tmp/d1001/bin/ppm && ` +
+                'w=$(command -v ppm) && cp -r "$(dirname "$w")/js" /tmp/d1001/bin/ && ' +
+                `sed "s#'[^']*/js/main.js'#'/tmp/d1001/bin/js/main.js'#" "$w" > /tmp/d1001/bin/ppm && ` +
                 "chmod 755 /tmp/d1001/bin/ppm && chown -R 1001:1001 /tmp/d1001 && " +
                 "setpriv --reuid=1001 --regid=1001 --clear-groups " +
                 "env HOME=/tmp/d1001 DENO_DIR=/tmp/d1001/deno " +

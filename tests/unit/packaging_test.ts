@@ -88,7 +88,7 @@ Deno.test({
       assert(deputy.some((n) => n.startsWith("ppm-deputy-")), deputy.join(" "));
       // The packaged CLI needs nothing from this tree or the network.
       const lib = join(root, "usr/lib/ppm");
-      const js = join(lib, "ppm.js");
+      const js = join(lib, "js", "main.js");
       const argv = (await Deno.stat(js).catch(() => null))
         ? [join(lib, "deno"), ["run", "-A", "--no-config", "--no-lock", js]] as const
         : [join(lib, "ppm"), []] as const;

@@ -437,7 +437,7 @@ Deno.test({
                 // copy of its own: the state directory that holds the original is root's, 0700.
                 "chmod 755 /root && rm -rf /tmp/d1001 && mkdir -p /tmp/d1001/bin && " +
                 'w=$(command -v ppm) && cp -r "$(dirname "$w")/js" /tmp/d1001/bin/ && ' +
-                `sed "s#'[^']*/js/main.js'#'/tmp/d1001/bin/js/main.js'#" "$w" > /tmp/d1001/bin/ppm && ` +
+                `sed "s#^js='[^']*'#js='/tmp/d1001/bin/js'#" "$w" > /tmp/d1001/bin/ppm && ` +
                 "chmod 755 /tmp/d1001/bin/ppm && chown -R 1001:1001 /tmp/d1001 && " +
                 "setpriv --reuid=1001 --regid=1001 --clear-groups " +
                 "env HOME=/tmp/d1001 DENO_DIR=/tmp/d1001/deno " +

@@ -177,10 +177,11 @@ async function restoreWithSockets(
     throw withDropsKept(e, rec);
   }
   const sockets: RestoreStats["sockets"] = { restored: rec.sockets.length };
-  // Read before anything changes: a failure to read the table leaves the drops and ends the copy.
-  let dropsTouched = false;
+  // The drops go first, so that the window probe each connection sends when its repair ends
+  // reaches its peer, as a migration's commit does; repair ends before the process runs (a
+  // send in repair mode fails). A table that cannot be read fails the restore with the drops
+  // untouched; an entry that cannot be removed only keeps its flow silent.
   const start = () => {
-    dropsTouched = true;
     sockets.drops = removeDrops(rec, bootId());
     if (sockets.drops.failed) {
       opts.log?.(
@@ -201,7 +202,7 @@ async function restoreWithSockets(
     start();
   } catch (e) {
     abort();
-    throw dropsTouched && sockets.drops ? e : withDropsKept(e, rec);
+    throw sockets.drops ? e : withDropsKept(e, rec);
   }
   return { ...r, start: undefined, abort: undefined, sockets };
 }

@@ -237,7 +237,10 @@ Deno.test({
               240,
             );
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/pa-c.out"]));
-            console.log(`  the asyncio server's client saw a stall of ${stall} ms at most`);
+            console.log(
+              `  the asyncio server's client saw its longest stall (the move or the checkpoint) ` +
+                `of ${stall} ms`,
+            );
             assertEquals(await c.ok(1, ["sh", "-c", `grep -c Error /tmp/pa.out || true`]), "0\n");
             assertEquals(
               await c.ok(2, ["sh", "-c", "grep -c -e Error -e Traceback /tmp/pa-r.err || true"]),
@@ -278,7 +281,8 @@ Deno.test({
             );
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/ge-c.out"]));
             console.log(
-              `  the Go server (${threads} threads) gave its client a stall of ${stall} ms at most`,
+              `  the Go server (${threads} threads) gave its client a longest stall (the move or ` +
+                `the checkpoint) of ${stall} ms`,
             );
             assertEquals(await c.ok(2, ["sh", "-c", "grep -c FAIL /tmp/ge-r.err || true"]), "0\n");
             assertEquals((await c.exec(2, ["kill", "-0", server])).code, 0, "the server ended");

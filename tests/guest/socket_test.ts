@@ -229,7 +229,17 @@ Deno.test({
             await c.waitFor(3, "grep -q '^tick 3 ' /tmp/pa-c.out", 120);
             await migrate(c, 1, server, 2);
             // Then on node2, while the client streams on: checkpointed with its connection and
-            // listener, ended, restored there.
+            // listener, ended, restored there. Its sockets are reasons without --tcp-established.
+            const without = await c.ppm(2, ["checkpoint", "--check", server, "--json"]);
+            assertEquals(without.code, 1, without.stdout);
+            assert(
+              JSON.parse(without.stdout).reasons.some((x: string) =>
+                /TCP listener on 0\.0\.0\.0:7010; .*--tcp-established/.test(x)
+              ),
+              without.stdout,
+            );
+            const withFlag = await c.ppm(2, ["checkpoint", "--check", server, "--tcp-established"]);
+            assertEquals(withFlag.code, 0, withFlag.stdout);
             await checkpointRestore(c, 2, server, 7010, "pa");
             await c.waitFor(
               3,

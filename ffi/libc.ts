@@ -93,6 +93,8 @@ export const ERRNO: Record<number, string> = {
   61: "ENODATA",
   74: "EBADMSG",
   95: "EOPNOTSUPP",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
   126: "ENOKEY",
   129: "EKEYREJECTED",
 };

@@ -34,6 +34,11 @@ export function checkpointCommand(): Command {
       "--copy-all",
       "carry the resident pages of code and libraries too (the optimized total copy off)",
     )
+    .option(
+      "--tcp-established",
+      "carry its IPv4 TCP connections, listeners and UDP sockets in the image, to restore " +
+        "on this node (with --kill, their peers wait, seeing no reset, until ppm restore)",
+    )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .option("--progress <mode>", PROGRESS_HELP)
     .action(async (rawPid, o) => {
@@ -41,7 +46,7 @@ export function checkpointCommand(): Command {
       const shown = new Progress(parseProgressMode(o.progress), `checkpointing ${pid}`, o.json);
       if (o.check) {
         const { checkReasons } = await import("../../core/dump/check.ts");
-        const reasons = await checkReasons(pid);
+        const reasons = await checkReasons(pid, { carrySockets: !!o.tcpEstablished });
         report(
           o.json,
           { pid, checkpointable: reasons.length === 0, reasons },
@@ -86,7 +91,8 @@ export function checkpointCommand(): Command {
           await writeAll(file, c);
           written += c.length;
           shown.transfer(written, undefined);
-        }, { kill: o.kill, copyAll: o.copyAll }).finally(() => shown.clear());
+        }, { kill: o.kill, copyAll: o.copyAll, tcpEstablished: o.tcpEstablished })
+          .finally(() => shown.clear());
         file.close();
         await Deno.rename(tmp, o.output);
       } catch (e) {
@@ -107,6 +113,13 @@ export function checkpointCommand(): Command {
           `memory ${(d.timesUs.dumpMemory / 1000).toFixed(1)} ms)`,
           `pages: ${d.pages.dumped} written, skipped ${d.pages.file} still the file's, ${d.pages.zero} zero, ` +
           `${d.pages.absent} never touched`,
+          ...(d.sockets?.carried
+            ? [
+              `sockets: ${d.sockets.carried} carried` + (d.sockets.dropsKept
+                ? `; their peers' packets are dropped here until ppm restore ${d.image}`
+                : ""),
+            ]
+            : []),
         ].join("\n"));
     }) as unknown as Command;
 }

@@ -18,6 +18,8 @@
 import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { NetworkFreeze } from "../freeze/network.ts";
+import { ownAddresses } from "../dump/sockets.ts";
+import { CHECKPOINT_DROP_IDLE_S } from "../redirect/redirect_plan.ts";
 import { ThreadGroup } from "../ptrace/group.ts";
 import { dumpThreads, rseqAbort } from "./threads.ts";
 import { dumpFrozenTimers } from "./timers.ts";
@@ -41,12 +43,22 @@ export interface CheckpointOptions {
    */
   hold?: boolean;
   /**
-   * Carry the process's IPv4 sockets (migration only): their flows are
-   * frozen on this node, whose address peers know as `nodeAddr`. Without
-   * it, sockets are a reason not to checkpoint (a file cannot hold a live
-   * connection).
+   * Carry the process's IPv4 sockets to another node (a migration): their
+   * flows are frozen on this node, whose address peers know as `nodeAddr`,
+   * and they go in the SOCKETS record.
    */
   network?: { nodeAddr: string };
+  /**
+   * Carry the process's IPv4 sockets in the image, to be restored on this
+   * node (`ppm checkpoint --tcp-established`, like CRIU's): they are frozen
+   * as for a migration, this node being both the old and the new one, and go
+   * in the NETWORK record. With `kill`, their flows' drops stay (a day
+   * without a packet at most, CHECKPOINT_DROP_IDLE_S), so that the peers
+   * get neither a RST nor an ICMP error until the restore removes them, and
+   * the process is ended only once the image has gone to the sink. Without
+   * this nor `network`, sockets are a reason not to checkpoint.
+   */
+  tcpEstablished?: boolean;
   /**
    * Carry the resident pages of code and libraries too, switching the
    * optimized total copy off (kept to measure what the optimization saves).
@@ -77,6 +89,11 @@ export interface CheckpointStats {
   held?: ThreadGroup;
   /** With `hold` and `network`: its frozen sockets. */
   network?: NetworkFreeze;
+  /**
+   * With `tcpEstablished`: the sockets the image carries, and the drop
+   * entries left in this node's redirect table for their flows (with `kill`).
+   */
+  sockets?: { carried: number; dropsKept: number };
   /** Per-phase times, µs. */
   timesUs: {
     freeze: number;
@@ -103,6 +120,12 @@ interface Run {
   writer: ImageWriter;
   /** Its frozen sockets, once frozen: thawed with it when a later step fails. */
   net?: NetworkFreeze;
+  /**
+   * The process is ended only after the image's tail went to the sink (a
+   * `kill` with sockets in the image: a failure then still resumes it, and
+   * its peers lose nothing).
+   */
+  lateKill?: boolean;
 }
 
 /** What the frozen steps leave for the image's tail. */
@@ -141,7 +164,7 @@ export async function checkpoint(
   let ok = false;
   const dumped: Dumped = { mappedPaths: [], fds: [], stats: [] };
   try {
-    const seen = await inspect(pid, !!opts.network);
+    const seen = await inspect(pid, !!opts.network || !!opts.tcpEstablished, !!opts.network);
     freezeSockets(run, seen.sockets);
     const cpu = readCpu(tracee.leader);
     await rseqAbort(pid, cpu.regs, cpu.restart, seen.task.rseq.addr);
@@ -149,7 +172,17 @@ export async function checkpoint(
     tCpu = performance.now();
     const vmas = vmaRecords(pid, seen.maps, seen.kvmas);
     dumped.mappedPaths = [...new Set(vmas.flatMap((v) => (v.path ? [v.path] : [])))];
-    await writeRecords(writer, { pid, tracee, seen, cpu, threads, vmas, net: run.net });
+    await writeRecords(writer, {
+      pid,
+      tracee,
+      seen,
+      cpu,
+      threads,
+      vmas,
+      net: run.net,
+      inImage: !opts.network && !!opts.tcpEstablished,
+      keptDrops: !!opts.kill,
+    });
     // After SIGNALS (reading them runs system calls in the process, see dumpFrozenTimers).
     await writer.writeRecord(RECORD.TIMERS, await dumpFrozenTimers(tracee, seen));
     dumped.fds = seen.fds;
@@ -170,12 +203,24 @@ export async function checkpoint(
   }
 
   const { tId, summary, totals } = await finishImage(run, dumped, chunks, sink);
+  if (run.lateKill) {
+    run.tracee.kill();
+    run.net?.handOver();
+  }
   const tEnd = performance.now();
   return {
     pid,
     streamed,
     held: opts.hold ? tracee : undefined,
     network: opts.hold ? run.net : undefined,
+    ...(opts.tcpEstablished && !opts.network
+      ? {
+        sockets: {
+          carried: run.net?.entries.length ?? 0,
+          dropsKept: opts.kill ? run.net?.dropped.length ?? 0 : 0,
+        },
+      }
+      : {}),
     leftRunning: !opts.kill,
     imageBytes: summary.bytes,
     pages: totals,
@@ -193,31 +238,44 @@ export async function checkpoint(
 }
 
 /**
- * Freezes the process's sockets when they move with it (`network`); throws
- * the reasons when some cannot (then none is frozen).
+ * Freezes the process's sockets when they move with it (`network`) or go
+ * in the image (`tcpEstablished`: the drops then cover every address of
+ * this node, for a listener bound to all of them); throws the reasons when
+ * some cannot (then none is frozen).
  */
 function freezeSockets(run: Run, sockets: SocketFd[]): void {
-  if (sockets.length && run.opts.network) {
-    const frozen = NetworkFreeze.freeze(run.pid, sockets, run.opts.network.nodeAddr);
-    if (!(frozen instanceof NetworkFreeze)) {
-      throw new PpmError(
-        `process ${run.pid} cannot be migrated`,
-        frozen.reasons.join("; "),
-        "see `ppm checkpoint --check PID`",
-        EXIT.FAILURE,
-      );
-    }
-    run.net = frozen;
+  const { network, tcpEstablished, kill } = run.opts;
+  if (!sockets.length || (!network && !tcpEstablished)) return;
+  let frozen;
+  if (network) frozen = NetworkFreeze.freeze(run.pid, sockets, network.nodeAddr);
+  else {
+    const own = [...ownAddresses()];
+    const addrs = own.length ? own : ["127.0.0.1"];
+    frozen = NetworkFreeze.freeze(run.pid, sockets, addrs[0], {
+      addrs,
+      dropIdle: kill ? CHECKPOINT_DROP_IDLE_S : undefined,
+    });
   }
+  if (!(frozen instanceof NetworkFreeze)) {
+    throw new PpmError(
+      `process ${run.pid} cannot be ${network ? "migrated" : "checkpointed"}`,
+      frozen.reasons.join("; "),
+      "see `ppm checkpoint --check PID`",
+      EXIT.FAILURE,
+    );
+  }
+  run.net = frozen;
+  run.lateKill = !network && kill === true && !run.opts.hold;
 }
 
 /**
- * Lets the process go after the frozen steps: held for the caller, or
- * ended with its sockets handed over (`kill`), or else (and after any
- * failure) its sockets thawed and it resumed.
+ * Lets the process go after the frozen steps: held for the caller (or
+ * until its image is out, see `lateKill`), or ended with its sockets handed
+ * over (`kill`), or else (and after any failure) its sockets thawed and it
+ * resumed.
  */
 function release(run: Run, ok: boolean): void {
-  if (ok && run.opts.hold) { /* the caller decides */ }
+  if (ok && (run.opts.hold || run.lateKill)) { /* the caller decides, or checkpoint() later */ }
   else if (ok && run.opts.kill) {
     run.tracee.kill();
     run.net?.handOver();
@@ -252,8 +310,9 @@ async function finishImage(
     chunks.length = 0;
     return { tId, summary, totals };
   } catch (e) {
-    // A held process must not stay frozen because the image could not go out.
-    if (run.opts.hold) {
+    // A held process must not stay frozen because the image could not go out; one whose
+    // sockets' drops were to stay is not ended without its image.
+    if (run.opts.hold || run.lateKill) {
       run.net?.thaw();
       run.tracee.resume();
     }

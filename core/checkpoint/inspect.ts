@@ -9,6 +9,7 @@ import { type DumpedTask, type KernelVma, withDevice } from "../../ffi/device.ts
 import { ErrnoError } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { readFds, type SocketFd } from "../dump/files.ts";
+import { socketReasons } from "../dump/sockets.ts";
 import { dumpObjects } from "../dump/fds/dump.ts";
 import { describeKind } from "../dump/fds/survey.ts";
 import type { FdEntry } from "../image/schema.ts";
@@ -47,16 +48,22 @@ export function readComm(pid: number): Promise<string | undefined> {
 /**
  * Reads the frozen process `pid` from /proc and the module; throws every
  * reason it cannot be checkpointed. Sockets are such a reason unless
- * `carrySockets` (a migration freezes them instead).
+ * `carrySockets` (a migration, or a checkpoint with `--tcp-established`,
+ * freezes them instead); kernel objects as standard streams are one when
+ * `relayedStdio` (a migration relays them).
  */
-export async function inspect(pid: number, carrySockets: boolean): Promise<Inspected> {
+export async function inspect(
+  pid: number,
+  carrySockets: boolean,
+  relayedStdio = carrySockets,
+): Promise<Inspected> {
   const status = parseStatus(await Deno.readTextFile(`/proc/${pid}/status`));
   const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
   const { fds, sockets, objects, reasons: fdReasons } = await readFds(pid);
   const comm = await readComm(pid);
   const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
   if (comm === undefined) reasons.push("its name is not valid UTF-8");
-  if (carrySockets) {
+  if (relayedStdio) {
     // A migration gives descriptors 0-2 the source's standard streams (core/migrate/destination.ts).
     for (const o of objects.filter((x) => x.fd <= 2)) {
       reasons.push(
@@ -65,13 +72,7 @@ export async function inspect(pid: number, carrySockets: boolean): Promise<Inspe
       );
     }
   }
-  if (sockets.length && !carrySockets) {
-    reasons.push(
-      ...sockets.map((sk) =>
-        `fd ${sk.fd}: a socket; an image file cannot hold a live connection (ppm migrate moves TCP and UDP sockets)`
-      ),
-    );
-  }
+  if (sockets.length && !carrySockets) reasons.push(...socketReasons(pid, sockets, false));
   let task: DumpedTask;
   let kvmas;
   try {

@@ -1,8 +1,9 @@
 /**
  * The records of a frozen process's image, written while it is frozen:
  * TASK, MM, CPU, SIGNALS, THREADS, VMAS and, when its sockets move with it,
- * SOCKETS. (Its pages follow; FILES and the end come after it runs again,
- * see checkpoint.ts.)
+ * SOCKETS (a migration) or NETWORK (a checkpoint with `--tcp-established`).
+ * (Its pages follow; FILES and the end come after it runs again, see
+ * checkpoint.ts.)
  *
  * @module
  */
@@ -64,6 +65,19 @@ export interface FrozenState {
   vmas: VmaRecord[];
   /** Its frozen sockets, when they move with it. */
   net?: NetworkFreeze;
+  /** They go in the image, to be restored on this node (NETWORK), not to another node (SOCKETS). */
+  inImage?: boolean;
+  /** With `inImage`: their drops stay until the restore (the process is ended), and are named. */
+  keptDrops?: boolean;
+}
+
+/** This boot's id, "" when the kernel has none to show. */
+function bootId(): string {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+  } catch {
+    return "";
+  }
 }
 
 /** Writes the frozen process's records, in order, to `writer`. */
@@ -118,5 +132,19 @@ export async function writeRecords(writer: ImageWriter, s: FrozenState): Promise
   });
   await writer.writeRecord(RECORD.THREADS, s.threads);
   await writer.writeRecord(RECORD.VMAS, s.vmas);
-  if (s.net) await writer.writeRecord(RECORD.SOCKETS, s.net.entries);
+  if (s.net && s.inImage) {
+    await writer.writeRecord(RECORD.NETWORK, {
+      bootId: bootId(),
+      sockets: s.net.entries,
+      drops: s.keptDrops
+        ? s.net.dropped.map((r) => ({
+          proto: r.proto,
+          action: r.action === "drop-syn" ? "drop-syn" as const : "drop" as const,
+          old: r.old,
+          peer: r.peer,
+          idleTimeout: r.idleTimeout ?? 0,
+        }))
+        : [],
+    });
+  } else if (s.net) await writer.writeRecord(RECORD.SOCKETS, s.net.entries);
 }

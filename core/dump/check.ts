@@ -6,7 +6,7 @@
  */
 import { credReasons } from "./creds.ts";
 import { readFds } from "./files.ts";
-import { inspectSockets } from "./sockets.ts";
+import { socketReasons } from "./sockets.ts";
 import { type MapsEntry, parseMaps, parseStatus, type ProcStatus } from "./proc.ts";
 import { threadReasons } from "./threads.ts";
 import { timerReasons } from "./timers.ts";
@@ -38,8 +38,20 @@ export function stayReasons(status: ProcStatus, maps: MapsEntry[]): string[] {
   return r;
 }
 
+/** Options of {@link checkReasons}. */
+export interface CheckOptions {
+  /**
+   * IPv4 TCP and UDP sockets move with the process (a migration, the
+   * default, or `ppm checkpoint --tcp-established`); false: each is a reason.
+   */
+  carrySockets?: boolean;
+  /** ppm's own PID (a reason: it cannot checkpoint itself). */
+  ownPid?: number;
+}
+
 /** Every reason `pid` cannot be checkpointed now (empty: it can). */
-export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<string[]> {
+export async function checkReasons(pid: number, opts: CheckOptions = {}): Promise<string[]> {
+  const ownPid = opts.ownPid ?? Deno.pid;
   if (pid === ownPid) return ["it is ppm itself"];
   let status: ProcStatus, maps: MapsEntry[];
   try {
@@ -60,8 +72,8 @@ export async function checkReasons(pid: number, ownPid = Deno.pid): Promise<stri
   try {
     const files = await readFds(pid);
     reasons.push(...files.reasons);
-    // IPv4 TCP and UDP sockets move with `ppm migrate`; the others are reasons.
-    reasons.push(...inspectSockets(pid, files.sockets.map((s) => s.fd)).reasons);
+    // IPv4 TCP and UDP sockets move with `ppm migrate` and `--tcp-established`; others are reasons.
+    reasons.push(...socketReasons(pid, files.sockets, opts.carrySockets ?? true));
   } catch {
     reasons.push("its open files cannot be read (not yours?)");
   }

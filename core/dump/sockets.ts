@@ -189,6 +189,40 @@ export function inspectSockets(
   return { sockets, reasons };
 }
 
+/** A socket that can move, told for people: "a TCP connection 10.0.0.1:7000 to 10.0.0.9:5000". */
+export function describeMovable(s: SocketInfo): string {
+  const end = (e: Inet4) => `${e.addr}:${e.port}`;
+  if (s.kind === "tcp-listen") return `a TCP listener on ${end(s.local)}`;
+  if (s.kind === "udp") {
+    return `a UDP socket on ${end(s.local)}${s.remote ? ` connected to ${end(s.remote)}` : ""}`;
+  }
+  return `a TCP connection ${end(s.local)} to ${s.remote ? end(s.remote) : "?"}`;
+}
+
+/**
+ * Why the sockets `fds` of `pid` keep it from being checkpointed: those
+ * that cannot move at all, with their reason, and, unless `carried` (a
+ * migration, or a checkpoint with `--tcp-established`), the IPv4 TCP and
+ * UDP sockets too, saying what would carry them.
+ */
+export function socketReasons(
+  pid: number,
+  fds: { fd: number }[],
+  carried: boolean,
+): string[] {
+  const { sockets, reasons } = inspectSockets(pid, fds.map((s) => s.fd));
+  if (carried) return reasons;
+  return [
+    ...reasons,
+    ...sockets.map((s) =>
+      `fd ${s.fd}: ${describeMovable(s)}; an image carries it only with --tcp-established ` +
+      "(restored on this node), and ppm migrate moves it to another"
+    ),
+  ].sort((a, b) => fdOf(a) - fdOf(b));
+}
+
+const fdOf = (reason: string) => Number(/^fd (\d+)/.exec(reason)?.[1] ?? 0);
+
 function readOptions(copy: number, tcp: boolean): SocketOptions {
   const int = (level: number, opt: number) => getsockoptInt(copy, level, opt);
   return {

@@ -21,17 +21,32 @@ import {
   setRepair,
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
-import { planRedirects } from "../redirect/redirect_plan.ts";
+import type { Redirect } from "../../ffi/redirect.ts";
+import { planDrops } from "../redirect/redirect_plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import { forget, record } from "./journal.ts";
+
+/** Options of {@link NetworkFreeze.freeze}. */
+export interface FreezeOptions {
+  /**
+   * The addresses the drops of a socket bound to a wildcard address cover
+   * (default: the node's address alone; a checkpoint gives every address of
+   * the node).
+   */
+  addrs?: readonly string[];
+  /** Seconds without a packet after which the drops expire (default: redirect_plan's DROP_IDLE_S). */
+  dropIdle?: number;
+}
 
 /** The frozen network side of one process. */
 export class NetworkFreeze {
   private repaired: number[] = [];
   /** Connections taken out of a listener's accept queue. */
   private pending: HeldSocket[] = [];
+  /** The drop entries added, as added (their ids are in `drops`). */
+  readonly dropped: Redirect[] = [];
 
   private constructor(
     readonly pid: number,
@@ -62,6 +77,7 @@ export class NetworkFreeze {
     pid: number,
     fds: SocketFd[],
     nodeAddr: string,
+    opts: FreezeOptions = {},
   ): NetworkFreeze | { reasons: string[] } {
     const copies = copyFds(pid, fds.map((f) => f.fd));
     const held: HeldSocket[] = [];
@@ -78,6 +94,11 @@ export class NetworkFreeze {
     }
     const drops = new RedirectSet();
     const net = new NetworkFreeze(pid, held, drops, []);
+    const addrs = opts.addrs ?? [nodeAddr];
+    const drop = (list: Redirect[]) => {
+      drops.add(list);
+      net.dropped.push(...list);
+    };
     net.journal("frozen");
     try {
       // New connections to its listeners are held back first: their SYNs are dropped, and the
@@ -85,16 +106,9 @@ export class NetworkFreeze {
       // already half done complete into the accept queue meanwhile, before the drops start, and
       // move with it.
       const listeners = held.filter((h) => h.kind === "tcp-listen");
-      if (listeners.length) {
-        drops.add(
-          planRedirects(listeners, nodeAddr, nodeAddr, []).drops.map((r) => ({
-            ...r,
-            action: "drop-syn" as const,
-          })),
-        );
-      }
+      if (listeners.length) drop(planDrops(listeners, addrs, opts.dropIdle, "drop-syn"));
       settleHandshakes(new Set(listeners.map((h) => h.local.port)));
-      drops.add(planRedirects(held, nodeAddr, nodeAddr, []).drops);
+      drop(planDrops(held, addrs, opts.dropIdle));
       // Connections waiting in a listener's accept queue move too: ppm takes
       // them out now (the drops hold their packets) and the new node queues
       // them again. Every listener is asked, whatever its queue held when it was
@@ -147,6 +161,7 @@ export class NetworkFreeze {
       } catch { /* the connection is lost: its client sees a reset */ }
     }
     this.drops.removeAll();
+    this.dropped.length = 0;
     this.closeCopies();
     forget(this.pid);
   }

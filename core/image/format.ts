@@ -46,12 +46,17 @@ export const RECORD = {
   SIGNALS: 5,
   /** mm fields: brk, stack, auxv. */
   MM: 6,
-  /** IPv4 sockets, with their TCP repair state (migration only). */
+  /** IPv4 sockets, with their TCP repair state (a migration's; a checkpoint's are in NETWORK). */
   SOCKETS: 7,
   /** Per-thread state: the leader's scheduling and affinity, every other thread whole. */
   THREADS: 8,
   /** Interval timers (`setitimer`) and POSIX timers (`timer_create`). */
   TIMERS: 9,
+  /**
+   * IPv4 sockets carried by `ppm checkpoint --tcp-established`, with the
+   * drop entries that hold their flows on the node until the restore.
+   */
+  NETWORK: 10,
   /** Raw page data (not msgpack): see {@link PAGES_HEADER_SIZE}. */
   PAGES: 16,
   /** The last record: a map with at least the `records` and `pages` counts. */

@@ -12,10 +12,12 @@ import { readImage } from "./reader.ts";
 import { checkSockets, type SocketEntry } from "./sockets.ts";
 import { checkThreads, type ThreadsRecord } from "./threads.ts";
 import { checkTimers, type TimersRecord } from "./timers.ts";
+import { checkNetwork, type NetworkRecord } from "./network.ts";
 import { checkEpollTargets, checkFds, type FdEntry } from "./fds.ts";
 export type { ThreadEntry, ThreadSched, ThreadsRecord } from "./threads.ts";
 export type { FdEntry } from "./fds.ts";
 export type { ItimerEntry, PosixTimerEntry, TimersRecord } from "./timers.ts";
+export type { DropFlow, NetworkRecord } from "./network.ts";
 
 /**
  * What a file was when the image was taken (stat of the open file), so the
@@ -209,6 +211,7 @@ export interface RecordValues {
   [RECORD.SOCKETS]: SocketEntry[];
   [RECORD.THREADS]: ThreadsRecord;
   [RECORD.TIMERS]: TimersRecord;
+  [RECORD.NETWORK]: NetworkRecord;
 }
 
 /** A whole image, checked. */
@@ -225,8 +228,13 @@ export interface LoadedImage {
   vmas: VmaEntry[];
   /** Files. */
   files: { fds: FdEntry[]; mapped: MappedFile[] };
-  /** Sockets (none in a checkpoint file; a migration may carry some). */
+  /** A migration's sockets (SOCKETS; none in a checkpoint file, see `network`). */
   sockets: SocketEntry[];
+  /**
+   * A checkpoint's sockets (`ppm checkpoint --tcp-established`), restored
+   * where it was taken; absent without the flag, or without sockets.
+   */
+  network?: NetworkRecord;
   /** Threads (an image of a single-threaded process may have no THREADS record). */
   threads?: ThreadsRecord;
   /** Timers (absent in images from before they were carried: then none are made). */
@@ -533,8 +541,12 @@ export async function loadImage(
   const timers = got.has(RECORD.TIMERS)
     ? checkTimers(got.get(RECORD.TIMERS), task.pid, threads?.others.map((t) => t.tid) ?? [])
     : undefined;
+  const network = got.has(RECORD.NETWORK) ? checkNetwork(got.get(RECORD.NETWORK)) : undefined;
+  if (network && got.has(RECORD.SOCKETS)) {
+    throw bad("NETWORK", "the image has a SOCKETS record too (a migration's sockets)");
+  }
   const fdNumbers = new Set(files.fds.map((f) => f.fd));
-  for (const s of sockets.filter((x) => x.kind !== "tcp-pending")) {
+  for (const s of [...sockets, ...network?.sockets ?? []].filter((x) => x.kind !== "tcp-pending")) {
     if (fdNumbers.has(s.fd)) throw bad(`socket ${s.fd}`, "the descriptor is also a file");
     fdNumbers.add(s.fd);
   }
@@ -549,6 +561,7 @@ export async function loadImage(
     sockets,
     ...(threads ? { threads } : {}),
     ...(timers ? { timers } : {}),
+    ...(network ? { network } : {}),
     pages,
     end: end ?? {},
     pageCount,

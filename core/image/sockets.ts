@@ -92,13 +92,36 @@ export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
 
 const U32 = 2 ** 32 - 1;
 
-function endpoint(v: unknown, what: string): Endpoint4 {
+/** Smallest MSS the kernel sends with (TCP_MIN_SND_MSS). */
+export const MIN_MSS = 48;
+
+/** Largest window TCP can announce: 65535 scaled by the largest window scale, 14. */
+export const MAX_WINDOW = 65535 * 2 ** 14;
+
+/** The wildcard endpoint 0.0.0.0:0 (any peer, or a socket bound to every address). */
+export const ANY_ENDPOINT: Endpoint4 = { addr: "0.0.0.0", port: 0 };
+
+/**
+ * An IPv4 endpoint `v`, checked: a dotted quad (each part 0..255, no
+ * leading zeros) and a port in `minPort`..65535.
+ */
+export function endpoint(v: unknown, what: string, minPort = 0): Endpoint4 {
   const o = obj(v, what);
   const addr = str(o, "addr", what, 15);
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(addr) || addr.split(".").some((p) => Number(p) > 255)) {
+  if (
+    !/^(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2})){3}$/.test(addr) ||
+    addr.split(".").some((p) => Number(p) > 255)
+  ) {
     throw bad(what, `addr ${addr} is not an IPv4 address`);
   }
-  return { addr, port: int(o, "port", what, 0, 65535) };
+  return { addr, port: int(o, "port", what, minPort, 65535) };
+}
+
+/** A peer's end: an address other than 0.0.0.0 and a port other than 0. */
+function remoteEnd(v: unknown, what: string): Endpoint4 {
+  const e = endpoint(v, what, 1);
+  if (e.addr === "0.0.0.0") throw bad(what, "addr 0.0.0.0 is not a peer's address");
+  return e;
 }
 
 function bool(o: Record<string, unknown>, k: string, what: string): boolean {
@@ -130,20 +153,24 @@ function repair(v: unknown, what: string): TcpRepairState {
     notSent: int(o, "notSent", what, 0, sendQueue.length),
     recvSeq: int(o, "recvSeq", what, 0, U32),
     recvQueue: bytes(o, "recvQueue", what, 0, MAX_QUEUE_BYTES),
-    mss: int(o, "mss", what, 0, 65535),
+    mss: int(o, "mss", what, MIN_MSS, 65535),
     sndWscale: int(o, "sndWscale", what, -1, 14),
     rcvWscale: int(o, "rcvWscale", what, -1, 14),
     sack: bool(o, "sack", what),
     timestamps: bool(o, "timestamps", what),
     tsval: int(o, "tsval", what, 0, U32),
     window: {
-      sndWl1: int(w, "sndWl1", what, 0, U32),
-      sndWnd: int(w, "sndWnd", what, 0, U32),
-      maxWindow: int(w, "maxWindow", what, 0, U32),
-      rcvWnd: int(w, "rcvWnd", what, 0, U32),
-      rcvWup: int(w, "rcvWup", what, 0, U32),
+      sndWl1: int(w, "sndWl1", `${what} window`, 0, U32),
+      sndWnd: int(w, "sndWnd", `${what} window`, 0, MAX_WINDOW),
+      maxWindow: int(w, "maxWindow", `${what} window`, 0, MAX_WINDOW),
+      rcvWnd: int(w, "rcvWnd", `${what} window`, 0, MAX_WINDOW),
+      rcvWup: int(w, "rcvWup", `${what} window`, 0, U32),
     },
   };
+  // Window scaling is negotiated both ways or not at all.
+  if ((t.sndWscale < 0) !== (t.rcvWscale < 0)) {
+    throw bad(what, `sndWscale ${t.sndWscale} and rcvWscale ${t.rcvWscale} disagree`);
+  }
   return t;
 }
 
@@ -160,20 +187,29 @@ export function checkSockets(v: unknown): SocketEntry[] {
       fd: int(o, "fd", what, 0, 1 << 20),
       flags: int(o, "flags", what),
       kind,
-      local: endpoint(o.local, `${what} local end`),
+      local: endpoint(o.local, `${what} local end`, 1),
       options: options(o.options, `${what} options`),
     };
-    if (o.remote !== undefined) e.remote = endpoint(o.remote, `${what} remote end`);
+    if (o.remote !== undefined) e.remote = remoteEnd(o.remote, `${what} remote end`);
     if (kind === "tcp" || kind === "tcp-pending") {
       if (!e.remote) throw bad(what, "a TCP connection without a remote end");
+      if (e.local.addr === "0.0.0.0") throw bad(what, "a TCP connection without a local address");
       e.tcp = repair(o.tcp, `${what} TCP state`);
     }
-    if (kind === "tcp-listen") e.backlog = int(o, "backlog", what, 0, 65535);
+    if (kind === "tcp-listen") {
+      if (e.remote) throw bad(what, "a listener with a remote end");
+      e.backlog = int(o, "backlog", what, 0, 65535);
+    }
     return e;
   });
   for (const p of list.filter((e) => e.kind === "tcp-pending")) {
-    if (!list.some((l) => l.kind === "tcp-listen" && l.fd === p.fd)) {
-      throw bad(`socket on fd ${p.fd}`, "a pending connection without its listener");
+    const l = list.find((l) => l.kind === "tcp-listen" && l.fd === p.fd);
+    if (!l) throw bad(`socket on fd ${p.fd}`, "a pending connection without its listener");
+    if (l.local.port !== p.local.port) {
+      throw bad(
+        `socket on fd ${p.fd}`,
+        `a pending connection on port ${p.local.port}, its listener on ${l.local.port}`,
+      );
     }
   }
   return list;

@@ -281,6 +281,12 @@ async function restoreHeld(
   const locks = new RedirectSet();
   const nodeAddr = opts.network?.nodeAddr ?? "";
   try {
+    if (img.network) {
+      throw new PpmError(
+        "refused",
+        "the image carries a checkpoint's sockets (NETWORK), not a migration's",
+      );
+    }
     if (img.sockets.length) {
       locks.add(planLocks(img.sockets, nodeAddr));
       rebuilt = rebuildSockets(img.sockets, nodeAddr);

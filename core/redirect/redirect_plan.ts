@@ -22,12 +22,20 @@
  * @module
  */
 import type { Redirect } from "../../ffi/redirect.ts";
+import { PPM_RDR_MAX_IDLE } from "../../ffi/uapi.ts";
 import type { Endpoint4, SocketEntry } from "../image/sockets.ts";
 
 /** Seconds without a packet after which a drop entry goes (the freeze never lasts that long). */
 export const DROP_IDLE_S = 300;
 /** Seconds without a packet after which a listener's or UDP socket's entries go. */
 export const ANY_PEER_IDLE_S = 86400;
+/**
+ * Seconds without a packet after which the drops a checkpoint with `--kill`
+ * leaves go: the longest the module allows (PPM_RDR_MAX_IDLE, a day). A
+ * peer that retransmits keeps its flow's drop (a dropped packet counts),
+ * so it waits for the restore as long as its own TCP keeps trying.
+ */
+export const CHECKPOINT_DROP_IDLE_S = PPM_RDR_MAX_IDLE;
 
 const ANY: Endpoint4 = { addr: "0.0.0.0", port: 0 };
 
@@ -118,6 +126,46 @@ export function planRedirects(
     }
   }
   return plan;
+}
+
+/**
+ * The drops that freeze `sockets` on the node whose addresses peers know:
+ * every packet of each flow, both ways (`action` "drop"), or only the new
+ * connections to a listener ("drop-syn"), for `idleTimeout` seconds without
+ * a packet. A socket bound to a wildcard address gets one per address of
+ * `addrs` (a migration gives the one its peers know, a checkpoint every
+ * address of the node); loopback-bound ones get none (nothing from outside
+ * reaches them). Each flow once: the module refuses an identical entry.
+ */
+export function planDrops(
+  sockets: FlowSocket[],
+  addrs: readonly string[],
+  idleTimeout = DROP_IDLE_S,
+  action: "drop" | "drop-syn" = "drop",
+): Redirect[] {
+  const out: Redirect[] = [];
+  const seen = new Set<string>();
+  for (const s of sockets) {
+    if (nodeLocal(s)) continue;
+    const connected = s.kind === "tcp" || s.kind === "tcp-pending" ||
+      (s.kind === "udp" && s.remote !== undefined);
+    const peer = connected ? s.remote! : ANY;
+    const olds = s.local.addr === "0.0.0.0" ? addrs : [s.local.addr];
+    for (const addr of olds) {
+      const r: Redirect = {
+        proto: proto(s),
+        action,
+        old: { addr, port: s.local.port },
+        peer,
+        idleTimeout,
+      };
+      const key = `${r.proto} ${addr}:${s.local.port} ${peer.addr}:${peer.port}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(r);
+    }
+  }
+  return out;
 }
 
 /**

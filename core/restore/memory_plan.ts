@@ -21,7 +21,11 @@ import type { LoadedImage } from "../image/schema.ts";
 
 /** Descriptors the stub keeps for itself start here (saved stdio, device, plan, mapped files). */
 export function stubBase(img: LoadedImage): number {
-  return Math.max(1000, ...img.files.fds.map((f) => f.fd + 1), ...img.sockets.map((s) => s.fd + 1));
+  return Math.max(
+    1000,
+    ...img.files.fds.map((f) => f.fd + 1),
+    ...[...img.sockets, ...img.network?.sockets ?? []].map((s) => s.fd + 1),
+  );
 }
 
 /**

@@ -26,6 +26,17 @@ import { attachStub, launchStub, prepareStub, type StubFiles } from "./launch.ts
 import type { Tracee } from "../ptrace/tracee.ts";
 import { ender, finishInTracee, runIoctl, runToIoctl, starter } from "./finish.ts";
 import { startTicks } from "../host/proc_stat.ts";
+import type { NetworkRecord } from "../image/network.ts";
+import {
+  checkAddresses,
+  checkModule,
+  checkPortsHere,
+  type DropsRemoved,
+  rebuildHere,
+  removeDrops,
+  withDropsKept,
+} from "./network.ts";
+import { dropSockets, endRepair, type RebuiltSocket } from "./sockets.ts";
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends StdioTargets {
@@ -60,6 +71,11 @@ export interface RestoreStats {
   start?: () => void;
   /** With `hold`: ends the process. */
   abort?: () => void;
+  /**
+   * An image with sockets (`ppm checkpoint --tcp-established`): how many
+   * came back, and what became of the checkpoint's drops (once it runs).
+   */
+  sockets?: { restored: number; drops?: DropsRemoved };
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -103,7 +119,92 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
     throw e;
   });
+  if (img.network) return await restoreWithSockets(img, img.network, staged, opts, t0);
   return await restoreImage(img, staged, opts, t0);
+}
+
+/** This boot's id, "" when the kernel has none to show. */
+function bootId(): string {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Restores an image whose sockets it carries (NETWORK, `ppm checkpoint
+ * --tcp-established`) on this node, where it was taken: the module, the
+ * addresses and the ports checked, the sockets rebuilt in repair mode at
+ * their own addresses and ports, the process restored held with them at
+ * their numbers; then the checkpoint's drops go, repair ends (each
+ * connection sends a window probe) and the process runs. A failure before it
+ * runs leaves nothing of it here and the drops in place (the error says so),
+ * so the restore can be run again.
+ */
+async function restoreWithSockets(
+  img: LoadedImage,
+  rec: NetworkRecord,
+  staged: StagedPlan,
+  opts: RestoreOptions,
+  t0: number,
+): Promise<RestoreStats> {
+  let rebuilt: RebuiltSocket[] = [];
+  let r: RestoreStats;
+  try {
+    // Without the module there are no drops either (its entries keep it loaded).
+    checkModule();
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
+  try {
+    try {
+      checkAddresses(rec.sockets);
+      checkPortsHere(rec.sockets);
+      rebuilt = rebuildHere(rec);
+    } catch (e) {
+      await staged.discard();
+      throw e;
+    }
+    r = await restoreImage(img, staged, {
+      ...opts,
+      hold: true,
+      sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
+    }, t0);
+  } catch (e) {
+    dropSockets(rebuilt);
+    throw withDropsKept(e, rec);
+  }
+  const sockets: RestoreStats["sockets"] = { restored: rec.sockets.length };
+  // The drops go first, so that the window probe each connection sends when its repair ends
+  // reaches its peer, as a migration's commit does; repair ends before the process runs (a
+  // send in repair mode fails). A table that cannot be read fails the restore with the drops
+  // untouched; an entry that cannot be removed only keeps its flow silent.
+  const start = () => {
+    sockets.drops = removeDrops(rec, bootId());
+    if (sockets.drops.failed) {
+      opts.log?.(
+        `${sockets.drops.failed} drop entries of the checkpoint could not be removed: ` +
+          "their connections stay silent until the entries expire (ppm redirects)",
+      );
+    }
+    endRepair(rebuilt);
+    r.start!();
+    dropSockets(rebuilt);
+  };
+  const abort = () => {
+    r.abort!();
+    dropSockets(rebuilt);
+  };
+  if (opts.hold) return { ...r, start, abort, sockets };
+  try {
+    start();
+  } catch (e) {
+    abort();
+    throw sockets.drops ? e : withDropsKept(e, rec);
+  }
+  return { ...r, start: undefined, abort: undefined, sockets };
 }
 
 /** The prefix of restore work directories: ppm-restore-PID-STARTTICKS- of the ppm that made it. */

@@ -8,7 +8,8 @@
  *
  * A socket keeps its port; its address becomes this node's (the redirects
  * make peers' packets for the old address reach it, and its answers carry
- * the old address again).
+ * the old address again), or stays its own when a checkpoint's sockets
+ * come back on the node where they were taken (core/restore/network.ts).
  *
  * @module
  */
@@ -50,8 +51,14 @@ export interface RebuiltSocket {
   local: Inet4;
 }
 
-/** The address a socket of the image binds to here. */
-export function localHere(e: SocketEntry, nodeAddr: string): Inet4 {
+/**
+ * The address a socket of the image binds to here: `nodeAddr` for one
+ * bound to a specific address elsewhere; its own for a wildcard or
+ * loopback one, and for every one when `nodeAddr` is null (the node where
+ * it was checkpointed).
+ */
+export function localHere(e: SocketEntry, nodeAddr: string | null): Inet4 {
+  if (nodeAddr === null) return { ...e.local };
   const wildcard = e.local.addr === "0.0.0.0";
   const loopback = e.local.addr.startsWith("127.");
   return { addr: wildcard || loopback ? e.local.addr : nodeAddr, port: e.local.port };
@@ -114,7 +121,7 @@ export function restoreTcpRepair(fd: number, t: TcpRepairState, remote: Inet4): 
   setsockoptBytes(fd, IPPROTO.TCP, TCP.REPAIR_WINDOW, wb);
 }
 
-function rebuildOne(e: SocketEntry, nodeAddr: string): RebuiltSocket {
+function rebuildOne(e: SocketEntry, nodeAddr: string | null): RebuiltSocket {
   const local = localHere(e, nodeAddr);
   const tcp = e.kind !== "udp";
   const conn = e.kind === "tcp" || e.kind === "tcp-pending";
@@ -158,9 +165,10 @@ const ORDER: Record<SocketEntry["kind"], number> = {
  * listener's accept queue go back into the rebuilt listener's queue (they
  * leave repair mode silently for that; nothing reaches them before the
  * redirects are in place). Returns the sockets the process takes; on
- * failure nothing is left open.
+ * failure nothing is left open. `nodeAddr` null: at their own addresses
+ * (see {@link localHere}).
  */
-export function rebuildSockets(entries: SocketEntry[], nodeAddr: string): RebuiltSocket[] {
+export function rebuildSockets(entries: SocketEntry[], nodeAddr: string | null): RebuiltSocket[] {
   const order = [...entries].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
   const out: RebuiltSocket[] = [];
   const pending: RebuiltSocket[] = [];

@@ -13,6 +13,11 @@
  *   dialing node1's address: node2 hands the client's packets to it locally.
  * - Python's http.server (single-threaded) moves under a request loop.
  * - A UDP request/response server moves; its client resumes.
+ * - The asyncio and Go servers, once moved, are checkpointed on their new
+ *   node with their connection and listener (`--tcp-established --kill`)
+ *   and restored there while their client on node3 streams on: every byte
+ *   comes back, no reset; the checkpoint's drops stay until the restore,
+ *   which removes them.
  * - A failed socket migration (restore failure, destination crash before
  *   the commit) leaves the connection working at the source and no
  *   redirect entry on any node.
@@ -85,6 +90,67 @@ function stallOf(text: string): number {
 
 async function redirects(c: TestCluster, n: number): Promise<{ id: number; action: string }[]> {
   return JSON.parse(await c.ok(n, ["ppm", "redirects", "--json"]));
+}
+
+/** The drop entries a checkpoint with --kill left on node n for port `port` (a day idle). */
+async function checkpointDrops(c: TestCluster, n: number, port: number): Promise<unknown[]> {
+  const list: { action: string; old: { port: number }; idleTimeout: number }[] = JSON.parse(
+    await c.ok(n, ["ppm", "redirects", "--json"]),
+  );
+  return list.filter((r) =>
+    (r.action === "drop" || r.action === "drop-syn") && r.old.port === port &&
+    r.idleTimeout === 86400
+  );
+}
+
+/**
+ * Checkpoints server `pid` on node n with its sockets (`--tcp-established
+ * --kill`: its connection and listener go in the image, their peers' packets
+ * are dropped here meanwhile) and restores it there, its output into
+ * /tmp/NAME-r.out and .err. Checks the drops stay until the restore, which
+ * removes them.
+ */
+async function checkpointRestore(
+  c: TestCluster,
+  n: number,
+  pid: string,
+  port: number,
+  name: string,
+): Promise<void> {
+  const img = `/tmp/${name}.img`;
+  const ck = await c.ppm(
+    n,
+    ["checkpoint", pid, "-o", img, "--tcp-established", "--kill", "--json"],
+    120_000,
+  );
+  assertEquals(ck.code, 0, `checkpoint on node${n}: ${ck.stderr}`);
+  const figures = JSON.parse(ck.stdout);
+  const carried = figures.sockets as { carried: number; dropsKept: number };
+  // A listener (new connections and all its packets, on each address) and a connection.
+  assert(carried.carried >= 2 && carried.dropsKept >= 3, ck.stdout);
+  assertEquals((await checkpointDrops(c, n, port)).length, carried.dropsKept);
+  // It arrived here: the node's agent collects it once ended, and its PID is free again.
+  await c.waitFor(n, `[ ! -e /proc/${pid} ]`, 30);
+  const rs = await c.ppm(n, [
+    "restore",
+    img,
+    "--stdout",
+    `/tmp/${name}-r.out`,
+    "--stderr",
+    `/tmp/${name}-r.err`,
+    "--json",
+  ], 120_000);
+  assertEquals(rs.code, 0, `restore on node${n}: ${rs.stderr}`);
+  const r = JSON.parse(rs.stdout);
+  assertEquals(String(r.pid), pid, "the restored process has another PID");
+  assertEquals(r.sockets.restored, carried.carried, rs.stdout);
+  assertEquals(r.sockets.drops.removed, carried.dropsKept, rs.stdout);
+  assertEquals(await checkpointDrops(c, n, port), [], "the checkpoint's drops stayed");
+  console.log(
+    `  checkpointed on node${n} with ${carried.carried} sockets (frozen ${
+      (figures.timesUs.frozen / 1000).toFixed(0)
+    } ms, ${carried.dropsKept} drops), restored there`,
+  );
 }
 
 Deno.test({
@@ -162,14 +228,35 @@ Deno.test({
             await spawn(c, 3, `${client} 10.77.0.1 7010 45 128`, "/tmp/pa-c.out");
             await c.waitFor(3, "grep -q '^tick 3 ' /tmp/pa-c.out", 120);
             await migrate(c, 1, server, 2);
+            // Then on node2, while the client streams on: checkpointed with its connection and
+            // listener, ended, restored there. Its sockets are reasons without --tcp-established.
+            const without = await c.ppm(2, ["checkpoint", "--check", server, "--json"]);
+            assertEquals(without.code, 1, without.stdout);
+            assert(
+              JSON.parse(without.stdout).reasons.some((x: string) =>
+                /TCP listener on 0\.0\.0\.0:7010; .*--tcp-established/.test(x)
+              ),
+              without.stdout,
+            );
+            const withFlag = await c.ppm(2, ["checkpoint", "--check", server, "--tcp-established"]);
+            assertEquals(withFlag.code, 0, withFlag.stdout);
+            await checkpointRestore(c, 2, server, 7010, "pa");
             await c.waitFor(
               3,
               "grep -q '^ok stream_client' /tmp/pa-c.out || grep -q FAIL /tmp/pa-c.out",
               240,
             );
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/pa-c.out"]));
-            console.log(`  the asyncio server's client saw a stall of ${stall} ms`);
+            console.log(
+              `  the asyncio server's client saw its longest stall (the move or the checkpoint) ` +
+                `of ${stall} ms`,
+            );
             assertEquals(await c.ok(1, ["sh", "-c", `grep -c Error /tmp/pa.out || true`]), "0\n");
+            assertEquals(
+              await c.ok(2, ["sh", "-c", "grep -c -e Error -e Traceback /tmp/pa-r.err || true"]),
+              "0\n",
+            );
+            assertEquals((await c.exec(2, ["kill", "-0", server])).code, 0, "the server ended");
           },
         );
 
@@ -193,6 +280,10 @@ Deno.test({
               `threads on node2: ${after}`,
             );
             const threads = before.length;
+            // Then on node2, while the client streams on: checkpointed with its connection and
+            // listener, ended, restored there; its ticker goes on.
+            await checkpointRestore(c, 2, server, 7011, "ge");
+            await c.waitFor(2, "grep -q '^tick ' /tmp/ge-r.out", 60);
             await c.waitFor(
               3,
               "grep -q '^ok stream_client' /tmp/ge-c.out || grep -q FAIL /tmp/ge-c.out",
@@ -200,8 +291,11 @@ Deno.test({
             );
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/ge-c.out"]));
             console.log(
-              `  the Go server (${threads} threads) gave its client a stall of ${stall} ms`,
+              `  the Go server (${threads} threads) gave its client a longest stall (the move or ` +
+                `the checkpoint) of ${stall} ms`,
             );
+            assertEquals(await c.ok(2, ["sh", "-c", "grep -c FAIL /tmp/ge-r.err || true"]), "0\n");
+            assertEquals((await c.exec(2, ["kill", "-0", server])).code, 0, "the server ended");
           },
         );
 

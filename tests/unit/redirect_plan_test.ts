@@ -1,5 +1,11 @@
 /** Which node gets which redirect entries when a process with sockets moves A → B. */
-import { planLocks, planRedirects } from "../../core/redirect/redirect_plan.ts";
+import {
+  CHECKPOINT_DROP_IDLE_S,
+  DROP_IDLE_S,
+  planDrops,
+  planLocks,
+  planRedirects,
+} from "../../core/redirect/redirect_plan.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3", Q = "10.77.0.254";
@@ -102,5 +108,43 @@ Deno.test("redirect plan: the new node locks its rebuilt connections until the c
   assertEquals(locks.map((l) => [l.action, l.old, l.peer]), [
     ["drop", { addr: B, port: 7000 }, { addr: P, port: 40000 }],
     ["drop", { addr: B, port: 7000 }, { addr: Q, port: 5 }],
+  ]);
+});
+
+Deno.test("redirect plan: the freeze's drops, a migration's as before, a checkpoint's on every address", () => {
+  const sockets = [
+    { kind: "tcp-listen" as const, local: { addr: "0.0.0.0", port: 7000 } },
+    { kind: "tcp" as const, local: { addr: A, port: 7000 }, remote: { addr: P, port: 40000 } },
+    { kind: "tcp-pending" as const, local: { addr: A, port: 7000 }, remote: { addr: Q, port: 5 } },
+    { kind: "udp" as const, local: { addr: "0.0.0.0", port: 9000 } },
+    { kind: "udp" as const, local: { addr: "127.0.0.1", port: 53 } },
+    // The same flow twice (SO_REUSEPORT): one entry, the module refuses a second.
+    { kind: "udp" as const, local: { addr: "0.0.0.0", port: 9000 } },
+  ];
+  // A migration: the node's one address, and exactly the drops of planRedirects (but the flow
+  // that appears twice).
+  const once = sockets.slice(0, 5);
+  assertEquals(planDrops(once, [A]), planRedirects(once, A, A, []).drops);
+  assertEquals(planDrops(sockets, [A]), planDrops(once, [A]));
+  // A checkpoint: a wildcard socket's drops cover every address of the node, loopback too.
+  const all = planDrops(sockets, [A, "127.0.0.1"], CHECKPOINT_DROP_IDLE_S);
+  assertEquals(
+    all.map((
+      d,
+    ) => [d.proto, d.action, `${d.old.addr}:${d.old.port}`, `${d.peer.addr}:${d.peer.port}`]),
+    [
+      ["tcp", "drop", `${A}:7000`, "0.0.0.0:0"],
+      ["tcp", "drop", "127.0.0.1:7000", "0.0.0.0:0"],
+      ["tcp", "drop", `${A}:7000`, `${P}:40000`],
+      ["tcp", "drop", `${A}:7000`, `${Q}:5`],
+      ["udp", "drop", `${A}:9000`, "0.0.0.0:0"],
+      ["udp", "drop", "127.0.0.1:9000", "0.0.0.0:0"],
+    ],
+  );
+  assertEquals(new Set(all.map((d) => d.idleTimeout)), new Set([86400]));
+  const syn = planDrops(sockets.slice(0, 1), [A, B], undefined, "drop-syn");
+  assertEquals(syn.map((d) => [d.action, d.old.addr, d.idleTimeout]), [
+    ["drop-syn", A, DROP_IDLE_S],
+    ["drop-syn", B, DROP_IDLE_S],
   ]);
 });

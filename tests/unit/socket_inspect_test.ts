@@ -4,7 +4,8 @@
  * to the child is enough, but CI runs as root anyway).
  */
 import { readFds } from "../../core/dump/files.ts";
-import { inspectSockets } from "../../core/dump/sockets.ts";
+import { inspectSockets, socketReasons } from "../../core/dump/sockets.ts";
+import { checkReasons } from "../../core/dump/check.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
 const SCRIPT = `
@@ -77,6 +78,23 @@ Deno.test({
         text,
         new RegExp(`fd ${t}: a TCP socket that is neither connected nor listening`),
       );
+      // A checkpoint without --tcp-established: the sockets that can move are reasons too, and
+      // say what carries them; with it (or a migration) they are not.
+      const file = socketReasons(child.pid, files.sockets, false);
+      assertMatch(
+        file.join("\n"),
+        new RegExp(`fd ${l}: a TCP listener on 0\\.0\\.0\\.0:\\d+; .*--tcp-established`),
+      );
+      assertMatch(file.join("\n"), new RegExp(`fd ${u}: a UDP socket on .*--tcp-established`));
+      assertEquals(file.length, reasons.length + 2);
+      assertEquals(socketReasons(child.pid, files.sockets, true), reasons);
+      const fdOf = (r: string) => Number(/^fd (\d+)/.exec(r)?.[1]);
+      assertEquals(file.map(fdOf), [...file.map(fdOf)].sort((x, y) => x - y), "by descriptor");
+      const without = await checkReasons(child.pid, { carrySockets: false });
+      const carried = await checkReasons(child.pid, { carrySockets: true });
+      assert(without.some((r) => r.startsWith(`fd ${l}: a TCP listener`)), without.join("\n"));
+      assert(!carried.some((r) => r.startsWith(`fd ${l}:`)), carried.join("\n"));
+      assertEquals(await checkReasons(child.pid), carried, "a migration carries them");
     } finally {
       child.kill("SIGKILL");
       await child.status;

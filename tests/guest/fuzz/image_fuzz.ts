@@ -3,7 +3,8 @@
  * in this process. Every case must end in a PpmError (a message for the
  * user), never another exception, and leave no process behind. Some
  * mutations keep the checksums valid (the records are re-encoded) so the
- * damage reaches the schema, compatibility and module checks.
+ * damage reaches the schema, compatibility and module checks; one of them
+ * adds a hostile NETWORK record (a checkpoint's sockets).
  *
  *   deno run -A image_fuzz.ts IMAGE CASES SEED  -> prints a JSON summary
  *
@@ -63,11 +64,124 @@ async function encodeImage(recs: Rec[]): Promise<Uint8Array> {
 const NASTY = [0n, 1n, 0xfffn, 1n << 47n, (1n << 64n) - 1n, 0x7ffffffff000n, 1n << 40n];
 const nasty = () => NASTY[rnd(NASTY.length)];
 
+/**
+ * A NETWORK record (`ppm checkpoint --tcp-established`) as it could come,
+ * then one value of it made wrong: a port, an address, a sequence number, a
+ * queue, a window, a descriptor, a drop that is no socket's flow. Its
+ * connection's address is not this node's, so even a record that checks is
+ * refused before anything is made.
+ */
+function hostileNetwork(): Record<string, unknown> {
+  const port = 20000 + rnd(20000);
+  const opts = {
+    reuseaddr: true,
+    keepalive: false,
+    sndbuf: 16384,
+    rcvbuf: 131072,
+    nodelay: true,
+    keepidle: 7200,
+    keepintvl: 75,
+    keepcnt: 9,
+  };
+  const tcp: Record<string, unknown> = {
+    sendSeq: 1000,
+    sendQueue: new Uint8Array(3),
+    notSent: 1,
+    recvSeq: 5000,
+    recvQueue: new Uint8Array(2),
+    mss: 1448,
+    sndWscale: 7,
+    rcvWscale: 7,
+    sack: true,
+    timestamps: true,
+    tsval: 1,
+    window: { sndWl1: 5000, sndWnd: 64240, maxWindow: 64240, rcvWnd: 65535, rcvWup: 5000 },
+  };
+  const listener: Record<string, unknown> = {
+    fd: 900,
+    flags: 2,
+    kind: "tcp-listen",
+    local: { addr: "0.0.0.0", port },
+    backlog: 16,
+    options: opts,
+  };
+  const conn: Record<string, unknown> = {
+    fd: 901,
+    flags: 2,
+    kind: "tcp",
+    local: { addr: "10.255.0.1", port },
+    remote: { addr: "10.255.0.9", port: 5000 },
+    options: opts,
+    tcp,
+  };
+  const drop: Record<string, unknown> = {
+    proto: "tcp",
+    action: "drop",
+    old: { addr: "10.255.0.1", port },
+    peer: { addr: "10.255.0.9", port: 5000 },
+    idleTimeout: 86400,
+  };
+  const net = { bootId: "", sockets: [listener, conn], drops: [drop] };
+  const bad = [0, -1, 65536, 2 ** 32, 2 ** 53, 1.5, "7", null];
+  const any = () => bad[rnd(bad.length)];
+  switch (rnd(12)) {
+    case 0:
+      (rnd(2) ? listener : conn).local = { addr: "0.0.0.0", port: any() };
+      break;
+    case 1:
+      conn.remote = { addr: ["0.0.0.0", "256.1.1.1", "::1", "", "1.2.3"][rnd(5)], port: 5000 };
+      break;
+    case 2:
+      tcp[["sendSeq", "recvSeq", "tsval", "mss", "notSent"][rnd(5)]] = any();
+      break;
+    case 3: // a queue that is no bytes, or fewer bytes than it says were never sent
+      if (rnd(2)) tcp[rnd(2) ? "sendQueue" : "recvQueue"] = rnd(2) ? "bytes" : [1, 2, 3];
+      else tcp.notSent = 4;
+      break;
+    case 4:
+      (tcp.window as Record<string, unknown>)[
+        ["sndWl1", "sndWnd", "maxWindow", "rcvWnd", "rcvWup"][rnd(5)]
+      ] = rnd(2) ? any() : 2 ** 31;
+      break;
+    case 5: // a descriptor twice, or one that is also a file or a standard stream
+      conn.fd = [900, 0, 1, 2, -1, 2 ** 21][rnd(6)];
+      break;
+    case 6: { // a drop of another flow, malformed, or twice
+      const k = rnd(3);
+      if (k === 0) drop.peer = { addr: "10.255.0.8", port: rnd(2) ? 5000 : 0 };
+      else if (k === 1) drop.idleTimeout = any();
+      else net.drops.push({ ...drop });
+      break;
+    }
+    case 7:
+      net.sockets = Array(4097).fill(listener);
+      break;
+    case 8:
+      conn.kind = ["tcp-pending", "sctp", "udp", "tcp-listen"][rnd(4)];
+      break;
+    case 9:
+      tcp.sndWscale = [-1, 15, -2][rnd(3)];
+      break;
+    case 10:
+      net.bootId = rnd(2) ? "../../x" : 42 as unknown as string;
+      break;
+    default: // well formed: refused at the restore (the connection's address is not this node's)
+  }
+  return net;
+}
+
 /** A copy of the records with one value changed so that it is wrong but well-formed. */
 function semantic(): Rec[] {
   const recs = structuredClone(records) as Rec[];
   const pick = (t: number) => recs.find((r) => r.type === t)!;
-  switch (rnd(8)) {
+  switch (rnd(9)) {
+    case 8: { // a checkpoint's sockets (NETWORK), hostile
+      const at = recs.findIndex((r) => r.type === RECORD.NETWORK);
+      const rec = { type: RECORD.NETWORK, value: hostileNetwork() };
+      if (at >= 0) recs[at] = rec;
+      else recs.splice(1 + rnd(recs.length - 1), 0, rec);
+      break;
+    }
     case 0: { // a mapping's range
       const vmas = pick(RECORD.VMAS).value as Record<string, unknown>[];
       const v = vmas[rnd(vmas.length)];

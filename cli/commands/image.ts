@@ -18,7 +18,7 @@ export function imageCommand(): Command {
   const cmd = new Command("image").description("work with checkpoint images");
   cmd.command("inspect")
     .description(
-      "list what an image holds: task, mappings with their pages, files, signals, timers",
+      "list what an image holds: task, mappings with their pages, files, signals, timers, sockets",
     )
     .argument("<file>", "the image")
     .option("--json", "print it as JSON")
@@ -78,6 +78,13 @@ export function imageCommand(): Command {
             interval: secs(t.interval),
           })),
         },
+        sockets: (img.network?.sockets ?? img.sockets).map((x) => ({
+          fd: x.fd,
+          kind: x.kind,
+          local: `${x.local.addr}:${x.local.port}`,
+          remote: x.remote ? `${x.remote.addr}:${x.remote.port}` : null,
+        })),
+        drops: (img.network?.drops ?? []).length,
         pages: img.pageCount,
       };
       report(o.json, data, (d) =>
@@ -111,6 +118,14 @@ export function imageCommand(): Command {
                 }`
             }, value ${t.value}, ${when(t.left, t.interval)}`
           ),
+          ...(d.sockets.length ? ["sockets:"] : []),
+          ...d.sockets.map((x) =>
+            `  ${x.kind === "tcp-pending" ? `queued on fd ${x.fd}` : `fd ${x.fd}`} ${x.kind} ` +
+            `${x.local}${x.remote ? ` <-> ${x.remote}` : ""}`
+          ),
+          ...(d.drops
+            ? [`  ${d.drops} drop rules hold their peers' packets on the node until ppm restore`]
+            : []),
         ].join("\n"));
     });
   return cmd as unknown as Command;

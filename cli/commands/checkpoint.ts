@@ -18,6 +18,32 @@ function parsePid(raw: string): number {
 
 const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
 
+type Figures =
+  & Awaited<ReturnType<typeof import("../../core/checkpoint/checkpoint.ts").checkpoint>>
+  & { image: string };
+
+/** A checkpoint's figures for people. */
+function figuresText(d: Figures): string {
+  return [
+    `checkpointed process ${d.pid} into ${d.image} (${kib(d.imageBytes)}); it was ${
+      d.leftRunning ? "resumed" : "ended"
+    }`,
+    `frozen ${(d.timesUs.frozen / 1000).toFixed(1)} ms (freeze ${
+      (d.timesUs.freeze / 1000).toFixed(1)
+    } ms, ` +
+    `memory ${(d.timesUs.dumpMemory / 1000).toFixed(1)} ms)`,
+    `pages: ${d.pages.dumped} written, skipped ${d.pages.file} still the file's, ${d.pages.zero} zero, ` +
+    `${d.pages.absent} never touched`,
+    ...(d.sockets?.carried
+      ? [
+        `sockets: ${d.sockets.carried} carried` + (d.sockets.dropsKept
+          ? `; their peers' packets are dropped here until ppm restore ${d.image}`
+          : ""),
+      ]
+      : []),
+  ].join("\n");
+}
+
 /** The `checkpoint` command. */
 export function checkpointCommand(): Command {
   return new Command("checkpoint")
@@ -102,24 +128,6 @@ export function checkpointCommand(): Command {
         await Deno.remove(tmp).catch(() => {});
         throw e;
       }
-      shown.report(o.json, { ...stats, image: o.output }, (d) =>
-        [
-          `checkpointed process ${d.pid} into ${d.image} (${kib(d.imageBytes)}); it was ${
-            d.leftRunning ? "resumed" : "ended"
-          }`,
-          `frozen ${(d.timesUs.frozen / 1000).toFixed(1)} ms (freeze ${
-            (d.timesUs.freeze / 1000).toFixed(1)
-          } ms, ` +
-          `memory ${(d.timesUs.dumpMemory / 1000).toFixed(1)} ms)`,
-          `pages: ${d.pages.dumped} written, skipped ${d.pages.file} still the file's, ${d.pages.zero} zero, ` +
-          `${d.pages.absent} never touched`,
-          ...(d.sockets?.carried
-            ? [
-              `sockets: ${d.sockets.carried} carried` + (d.sockets.dropsKept
-                ? `; their peers' packets are dropped here until ppm restore ${d.image}`
-                : ""),
-            ]
-            : []),
-        ].join("\n"));
+      shown.report(o.json, { ...stats, image: o.output }, figuresText);
     }) as unknown as Command;
 }

@@ -130,7 +130,7 @@ async function checkpointRestore(
   assert(carried.carried >= 2 && carried.dropsKept >= 3, ck.stdout);
   assertEquals((await checkpointDrops(c, n, port)).length, carried.dropsKept);
   // ppm image lists them.
-  const shown = JSON.parse(await c.ok(n, ["ppm", "image", img, "--json"]));
+  const shown = JSON.parse(await c.ok(n, ["ppm", "image", "inspect", img, "--json"]));
   assertEquals(shown.sockets.length, carried.carried, JSON.stringify(shown.sockets));
   assertEquals(shown.drops, carried.dropsKept);
   // It arrived here: the node's agent collects it once ended, and its PID is free again.

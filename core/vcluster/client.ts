@@ -158,107 +158,21 @@ export async function guestExec(
       EXIT.USAGE,
     );
   }
-  const timeoutMs = opts.timeoutMs ?? 600_000;
   const connectDeadline = Date.now() + (opts.connectTimeoutMs ?? 30_000);
   const cwd = opts.cwd ?? guestPath(Deno.cwd());
   const nonce = crypto.getRandomValues(new Uint8Array(8));
-  const request = frame("X", nonce, encodeRequest(argv, opts.env ?? {}, cwd));
-  const dec = new TextDecoder();
+  const run: Attempt = {
+    node,
+    argv,
+    opts,
+    nonce,
+    request: frame("X", nonce, encodeRequest(argv, opts.env ?? {}, cwd)),
+    timeoutMs: opts.timeoutMs ?? 600_000,
+  };
   for (let tries = 0; tries < 20; tries++) {
     const port = await acquirePort(runDir, node, connectDeadline);
-    let started = false, busy = false;
-    const out: string[] = [], err: string[] = [];
-    const reader = new FrameReader();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let ackTimer: ReturnType<typeof setTimeout> | undefined;
-    let closer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await port.conn.write(request);
-      timer = setTimeout(() => {
-        port.conn.write(frame("K", nonce, new Uint8Array(new Int32Array([9]).buffer))).catch(
-          () => {},
-        );
-        closer = setTimeout(() => {
-          try {
-            port.conn.close();
-          } catch { /* closed meanwhile */ }
-        }, 2000);
-      }, timeoutMs);
-      // A busy port answers 'B' at once. Without any answer the command may
-      // still have started, so it is never sent again: that is an error.
-      let unanswered = false;
-      ackTimer = setTimeout(() => {
-        if (started) return;
-        unanswered = true;
-        try {
-          port.conn.close();
-        } catch { /* closed meanwhile */ }
-      }, ACK_TIMEOUT_MS);
-      const buf = new Uint8Array(65536);
-      const t0 = Date.now();
-      while (true) {
-        let n: number | null;
-        try {
-          n = await port.conn.read(buf);
-        } catch {
-          n = null;
-        }
-        if (n === null) {
-          if (unanswered) {
-            throw new PpmError(
-              `${argv.join(" ")} on ${nodeName(node)}: no answer`,
-              `the guest agent did not say within ${ACK_TIMEOUT_MS / 1000} s whether it started it`,
-              "the guest may be overloaded; check its console log in `ppm vcluster status`",
-              EXIT.TIMEOUT,
-            );
-          }
-          if (Date.now() - t0 >= timeoutMs) {
-            throw new PpmError(
-              `${argv.join(" ")} on ${nodeName(node)} did not finish`,
-              `killed after ${Math.round(timeoutMs / 1000)} s`,
-              "",
-              EXIT.TIMEOUT,
-            );
-          }
-          if (!started) break; // the guest closed the port before starting: retry elsewhere
-          throw new PpmError(
-            `lost ${nodeName(node)} while running ${argv[0]}`,
-            "the guest agent's port closed",
-            "check the console log in `ppm vcluster status`",
-            EXIT.FAILURE,
-          );
-        }
-        for (const f of reader.push(buf.subarray(0, n))) {
-          if (!sameNonce(f.nonce, nonce)) continue;
-          if (f.type === "A") started = true;
-          else if (f.type === "B") busy = true;
-          else if (f.type === "O") {
-            opts.onStdout ? opts.onStdout(f.body) : out.push(dec.decode(f.body, { stream: true }));
-          } else if (f.type === "E") {
-            opts.onStderr ? opts.onStderr(f.body) : err.push(dec.decode(f.body, { stream: true }));
-          } else if (f.type === "R") {
-            const code = new DataView(f.body.buffer, f.body.byteOffset).getInt32(0, true);
-            return { code, stdout: out.join(""), stderr: err.join("") };
-          } else if (f.type === "F") {
-            throw new PpmError(
-              `cannot run ${argv[0]} on ${nodeName(node)}`,
-              dec.decode(f.body),
-              "",
-              EXIT.FAILURE,
-            );
-          }
-        }
-        if (busy) break; // this port still runs a command whose client left: retry elsewhere
-      }
-    } finally {
-      clearTimeout(timer);
-      clearTimeout(ackTimer);
-      clearTimeout(closer);
-      try {
-        port.conn.close();
-      } catch { /* closed */ }
-      close(port.lockFd);
-    }
+    const r = await attempt(run, port);
+    if (r !== "retry") return r;
   }
   throw new PpmError(
     `cannot run ${argv[0]} on ${nodeName(node)}`,
@@ -266,4 +180,118 @@ export async function guestExec(
     "",
     EXIT.TIMEOUT,
   );
+}
+
+/** One command sent to a guest, tried port after port. */
+interface Attempt {
+  node: number;
+  argv: string[];
+  opts: ExecOptions;
+  nonce: Uint8Array;
+  request: Uint8Array;
+  timeoutMs: number;
+}
+
+/** The timers of one try: the deadline's kill, the wait for the guest's ack, the close after the kill. */
+interface Timers {
+  deadline?: ReturnType<typeof setTimeout>;
+  ack?: ReturnType<typeof setTimeout>;
+  closer?: ReturnType<typeof setTimeout>;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* closed meanwhile */ }
+}
+
+/**
+ * Sends the command on `port` and collects its output until it ends;
+ * "retry" when this port could not take it (busy, or closed before it
+ * started), so another may.
+ */
+async function attempt(
+  run: Attempt,
+  port: Port,
+): Promise<ExecResult | "retry"> {
+  const { node, argv, opts, nonce, timeoutMs } = run;
+  const state = { started: false, busy: false, unanswered: false };
+  const out: string[] = [], err: string[] = [];
+  const reader = new FrameReader();
+  const dec = new TextDecoder();
+  const timers: Timers = {};
+  try {
+    await port.conn.write(run.request);
+    timers.deadline = setTimeout(() => {
+      port.conn.write(frame("K", nonce, new Uint8Array(new Int32Array([9]).buffer))).catch(
+        () => {},
+      );
+      timers.closer = setTimeout(() => closeQuietly(port.conn), 2000);
+    }, timeoutMs);
+    // A busy port answers 'B' at once. Without any answer the command may
+    // still have started, so it is never sent again: that is an error.
+    timers.ack = setTimeout(() => {
+      if (state.started) return;
+      state.unanswered = true;
+      closeQuietly(port.conn);
+    }, ACK_TIMEOUT_MS);
+    const buf = new Uint8Array(65536);
+    const t0 = Date.now();
+    while (true) {
+      const n = await port.conn.read(buf).catch(() => null);
+      if (n === null) {
+        if (state.unanswered) {
+          throw new PpmError(
+            `${argv.join(" ")} on ${nodeName(node)}: no answer`,
+            `the guest agent did not say within ${ACK_TIMEOUT_MS / 1000} s whether it started it`,
+            "the guest may be overloaded; check its console log in `ppm vcluster status`",
+            EXIT.TIMEOUT,
+          );
+        }
+        if (Date.now() - t0 >= timeoutMs) {
+          throw new PpmError(
+            `${argv.join(" ")} on ${nodeName(node)} did not finish`,
+            `killed after ${Math.round(timeoutMs / 1000)} s`,
+            "",
+            EXIT.TIMEOUT,
+          );
+        }
+        if (!state.started) return "retry"; // the guest closed the port before starting
+        throw new PpmError(
+          `lost ${nodeName(node)} while running ${argv[0]}`,
+          "the guest agent's port closed",
+          "check the console log in `ppm vcluster status`",
+          EXIT.FAILURE,
+        );
+      }
+      for (const f of reader.push(buf.subarray(0, n))) {
+        if (!sameNonce(f.nonce, nonce)) continue;
+        if (f.type === "A") state.started = true;
+        else if (f.type === "B") state.busy = true;
+        else if (f.type === "O") {
+          opts.onStdout ? opts.onStdout(f.body) : out.push(dec.decode(f.body, { stream: true }));
+        } else if (f.type === "E") {
+          opts.onStderr ? opts.onStderr(f.body) : err.push(dec.decode(f.body, { stream: true }));
+        } else if (f.type === "R") {
+          const code = new DataView(f.body.buffer, f.body.byteOffset).getInt32(0, true);
+          return { code, stdout: out.join(""), stderr: err.join("") };
+        } else if (f.type === "F") {
+          throw new PpmError(
+            `cannot run ${argv[0]} on ${nodeName(node)}`,
+            dec.decode(f.body),
+            "",
+            EXIT.FAILURE,
+          );
+        }
+      }
+      // This port still runs a command whose client left: another may take it.
+      if (state.busy) return "retry";
+    }
+  } finally {
+    clearTimeout(timers.deadline);
+    clearTimeout(timers.ack);
+    clearTimeout(timers.closer);
+    closeQuietly(port.conn);
+    close(port.lockFd);
+  }
 }

@@ -14,7 +14,7 @@ import type { ControlRequest, Emit } from "./control.ts";
 import type { MoveFn } from "./outbound.ts";
 import { EXIT_GRACE_MS } from "./outbound.ts";
 import { type Caller, checkMayManage } from "./permission.ts";
-import type { ExitStatus, ProcessTable } from "./processes.ts";
+import type { ExitStatus, ProcessEntry, ProcessTable } from "./processes.ts";
 import { type ProcFacts, startedAtSeconds } from "./procfs.ts";
 
 /** Longest single `wait` request; the CLI asks again. */
@@ -81,6 +81,8 @@ export interface OpsDeps {
   bootTime: () => Promise<number>;
   /** Waits (for `wait`'s polling; default setTimeout). */
   sleep?: (ms: number) => Promise<void>;
+  /** The rows of `ps` for the deputies here (deputies.ts `Deputies.rows`). */
+  deputyRows?: () => ProcessEntry[];
 }
 
 function badPid(pid: unknown): PpmError | undefined {
@@ -197,7 +199,7 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
       case "peers":
         return d.discovery();
       case "ps":
-        return d.table.list();
+        return [...d.table.list(), ...(d.deputyRows?.() ?? [])];
       case "migrate": {
         const bad = badPid(req.pid);
         if (bad) throw bad;

@@ -223,7 +223,8 @@ export async function runDaemon(
     // First: what the relays read goes out before the connections close.
     await relays.stop();
     parked.closeAll();
-    // The deputies connect again to the next agent (their records stay).
+    // The deputies connect again to the next agent (their records stay, and it tells them).
+    deputies.attach(undefined, "the agent is stopping");
     await link?.close().catch(() => {});
     silence.stop();
     await loops.stop();
@@ -445,6 +446,7 @@ function controlHandler(
     facts: readProcFacts,
     bootTime: readBootTime,
     deputyRows: () => deputies.rows((pid) => st.table.departed(pid)),
+    deputyOf: (pid) => deputies.runsOn(pid),
   });
 }
 

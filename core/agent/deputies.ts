@@ -43,6 +43,9 @@ export const OUTPUT_WAIT_MS = 10_000;
 /** How long telling a deputy its end may take (it connects again every second). */
 export const TELL_WAIT_MS = 30_000;
 
+/** How often a deputy is told its end before it is given up (each {@link TELL_WAIT_MS}). */
+export const TELL_TRIES = 20;
+
 /** SIGKILL. */
 const SIGKILL = 9;
 
@@ -160,8 +163,6 @@ export class Deputies {
   #linkError = "the deputy link is not open yet";
   /** The deputies, by PID. */
   readonly #live = new Map<number, DeputyRecord>();
-  /** Deputies whose end is being told. */
-  readonly #ending = new Set<number>();
 
   constructor(d: DeputiesDeps) {
     this.#d = d;
@@ -283,41 +284,71 @@ export class Deputies {
    * The process of deputy `pid` ended as `news` says: once its output is
    * out (`outputDone`, waited for at most {@link OUTPUT_WAIT_MS}), the
    * deputy ends the same way: its exit code, or the signal (a status not
-   * known: SIGKILL, as a process lost). Nothing when `pid` has no deputy.
+   * known: SIGKILL, as a process lost). The news is recorded first, so that
+   * an agent that restarts meanwhile tells it. Nothing when `pid` has no
+   * deputy.
    */
   async exited(pid: number, news: EndNews, outputDone: Promise<unknown>): Promise<void> {
-    const link = this.#link;
-    if (!this.#live.has(pid) || !link || this.#ending.has(pid)) return;
-    this.#ending.add(pid);
-    try {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        outputDone.catch(() => {}),
-        new Promise<void>((r) => timer = setTimeout(r, this.#d.outputWaitMs ?? OUTPUT_WAIT_MS)),
-      ]);
-      clearTimeout(timer);
-      if (!this.#live.has(pid)) return; // killed meanwhile
-      const wait = this.#d.tellWaitMs ?? TELL_WAIT_MS;
-      const sig = news.signal;
-      if (sig !== undefined && sig >= 1 && sig <= 64) {
-        this.#d.log("info", `process ${pid} was ended by signal ${sig}: so is its deputy here`);
-        await link.killed(pid, sig, wait);
-      } else if (news.code !== undefined) {
-        this.#d.log("info", `process ${pid} exited with ${news.code}: so does its deputy here`);
-        await link.exit(pid, news.code, wait);
-      } else {
-        this.#d.log(
-          "warn",
-          `process ${pid} ended, and how is not known: its deputy here ends by SIGKILL`,
-        );
-        await link.killed(pid, SIGKILL, wait);
-      }
-    } catch (e) {
-      this.#d.log("warn", `cannot end the deputy of process ${pid}: ${message(e)}`);
-    } finally {
-      this.#ending.delete(pid);
-      this.#forget(pid);
+    const r = this.#live.get(pid);
+    if (!r || r.end) return;
+    r.end = {
+      ...(news.code !== undefined ? { code: news.code } : {}),
+      ...(news.signal !== undefined ? { signal: news.signal } : {}),
+    };
+    this.#save(r);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      outputDone.catch(() => {}),
+      new Promise<void>((res) => timer = setTimeout(res, this.#d.outputWaitMs ?? OUTPUT_WAIT_MS)),
+    ]);
+    clearTimeout(timer);
+    await this.#tell(r);
+  }
+
+  /**
+   * Tells the deputy of `r` to end as `r.end` says, and forgets it once it
+   * did; asks again while it does not (it may be reconnecting), up to
+   * {@link TELL_TRIES} times; keeps it, record and all, when the link went
+   * away meanwhile (the agent stops: the next one tells it).
+   */
+  async #tell(r: DeputyRecord): Promise<void> {
+    const { pid } = r, end = r.end ?? {};
+    const wait = this.#d.tellWaitMs ?? TELL_WAIT_MS;
+    const sig = end.signal !== undefined && end.signal >= 1 && end.signal <= 64
+      ? end.signal
+      : end.code === undefined
+      ? SIGKILL
+      : undefined;
+    if (sig !== undefined) {
+      this.#d.log(
+        end.signal === sig ? "info" : "warn",
+        end.signal === sig
+          ? `process ${pid} was ended by signal ${sig}: so is its deputy here`
+          : `process ${pid} ended, and how is not known: its deputy here ends by SIGKILL`,
+      );
+    } else {
+      this.#d.log("info", `process ${pid} exited with ${end.code}: so does its deputy here`);
     }
+    for (let i = 1;; i++) {
+      const link = this.#link;
+      if (!link || this.#live.get(pid) !== r) return; // the agent stops, or it is gone
+      try {
+        await (sig !== undefined ? link.killed(pid, sig, wait) : link.exit(pid, end.code!, wait));
+        break;
+      } catch (e) {
+        if (this.#link !== link || this.#live.get(pid) !== r) return;
+        if (i >= TELL_TRIES) {
+          this.#d.log(
+            "warn",
+            `the deputy of process ${pid} did not end when told (${message(e)}): given up; ` +
+              `end it: kill -KILL ${pid} (its parent then sees it killed)`,
+          );
+          break;
+        }
+        if (i === 1) this.#d.log("info", `the deputy of process ${pid}: ${message(e)}; told again`);
+      }
+    }
+    this.#forget(pid);
   }
 
   /**
@@ -346,9 +377,15 @@ export class Deputies {
         continue;
       }
       this.#live.set(r.pid, r);
+      n++;
+      if (r.end) {
+        // Its process ended before the last agent could tell it: told now.
+        this.#d.log("info", `taking up the deputy of process ${r.pid}, whose process ended`);
+        this.#tell(r);
+        continue;
+      }
       this.#d.routes.hold(r.pid);
       this.#d.log("info", `taking up the deputy of process ${r.pid} (${r.name}, on ${r.runsOn})`);
-      n++;
     }
     return n;
   }
@@ -437,6 +474,10 @@ export class Deputies {
   #signal(pid: number, sig: number): void {
     const r = this.#live.get(pid);
     if (!r) return;
+    if (r.end) {
+      this.#d.log("debug", `the deputy of process ${pid} got signal ${sig}: its process ended`);
+      return;
+    }
     const fate = this.#d.routes.send(pid, sig);
     if (fate === "none") {
       this.#d.log("warn", `the deputy of process ${pid} got signal ${sig}: no way to it, dropped`);

@@ -83,6 +83,8 @@ export interface OpsDeps {
   sleep?: (ms: number) => Promise<void>;
   /** The rows of `ps` for the deputies here (deputies.ts `Deputies.rows`). */
   deputyRows?: () => ProcessEntry[];
+  /** Where the process of deputy `pid` runs; undefined when `pid` is no deputy here. */
+  deputyOf?: (pid: number) => string | undefined;
 }
 
 function badPid(pid: unknown): PpmError | undefined {
@@ -96,6 +98,15 @@ type RequestOf<Op extends ControlRequest["op"]> = Extract<ControlRequest, { op: 
 
 /** Makes process `pid` managed here, after the permission and scheduler checks. */
 async function manage(d: OpsDeps, pid: number, name: string | undefined, by: "run" | "manage") {
+  const at = d.deputyOf?.(pid);
+  if (at !== undefined) {
+    throw new PpmError(
+      `cannot manage process ${pid}`,
+      `it is the deputy of process ${pid}, which runs on ${at}`,
+      `manage the process itself: ppm manage ${pid}, on ${at}`,
+      EXIT.USAGE,
+    );
+  }
   const f = await d.facts(pid);
   if (!f) {
     throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);

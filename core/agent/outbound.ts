@@ -365,6 +365,8 @@ function follow(
       ]);
       clearTimeout(timer);
     }
+    // Closed for good: no way to the process along it, none to hold signals for.
+    d.routes?.close(pidHere, conn);
     conn.close();
   });
 }

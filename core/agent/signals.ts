@@ -64,8 +64,14 @@ export class SignalRoutes {
     });
   }
 
-  /** Forgets `pid` (it ended): its route, and what was held for it. */
-  close(pid: number): void {
+  /**
+   * Forgets `pid` (it ended, or its way was closed for good): its route,
+   * and what was held for it; with `ch`, only when `ch` is its route (or it
+   * has none), not a later one.
+   */
+  close(pid: number, ch?: MigrationChannel): void {
+    const now = this.#routes.get(pid);
+    if (ch && now && now !== ch) return;
     this.#routes.delete(pid);
     this.#held.delete(pid);
   }

@@ -29,6 +29,8 @@ export interface DeputyRecord {
   token: string;
   /** When it became the deputy (ISO). */
   since: string;
+  /** How its process ended, once the news came (the deputy is being told). */
+  end?: { code?: number; signal?: number };
 }
 
 /** The prefix of a deputy's /proc/PID/cmdline (its argv[0], core/deputy/become.ts). */
@@ -62,7 +64,17 @@ export function badDeputyRecord(r: unknown): string {
   ) {
     return "bad since";
   }
+  if (x.end !== undefined && badEnd(x.end)) return "bad end";
   return "";
+}
+
+function badEnd(e: unknown): boolean {
+  if (typeof e !== "object" || e === null || Array.isArray(e)) return true;
+  const x = e as { code?: unknown; signal?: unknown };
+  const inRange = (v: unknown, lo: number, hi: number) =>
+    v === undefined || (Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi);
+  return Object.keys(x).some((k) => k !== "code" && k !== "signal") ||
+    !inRange(x.code, 0, 255) || !inRange(x.signal, 1, 127);
 }
 
 /** Writes (replaces) the record of `r.pid`, atomically. */

@@ -403,6 +403,8 @@ Deno.test("deputies: signals passed on, a killed deputy kills its process, the e
     const ending = s.d.exited(pid, { signal: 15 }, output);
     await sleep(10);
     assertEquals(s.link.calls.filter((c) => c.startsWith("killed")), []);
+    // Recorded first: an agent that restarts now tells it.
+    assertEquals(loadDeputyRecords(s.dir).records[0].end, { signal: 15 });
     outputOut();
     await ending;
     assertEquals(s.link.calls.at(-1), `killed ${pid} 15`);
@@ -427,6 +429,36 @@ Deno.test("deputies: signals passed on, a killed deputy kills its process, the e
     assertEquals(signalsSent(ch2), [9]);
     assert(!s.d.has(pid));
     assert(s.logs.some((l) => /ended without being told .*is killed/.test(l)), s.logs.join("\n"));
+  } finally {
+    await Deno.remove(s.dir, { recursive: true });
+  }
+});
+
+Deno.test("deputies: told again while it does not end; kept for the next agent when this one stops", async () => {
+  let answers = 0;
+  const s = await deputies({ tellWaitMs: 1 });
+  const pid = Deno.pid;
+  try {
+    s.link.exit = (p, code) => {
+      s.link.calls.push(`exit ${p} ${code}`);
+      return ++answers < 3
+        ? Promise.reject(new PpmError(`the deputy of process ${p} did not end within 0 s`, ""))
+        : Promise.resolve();
+    };
+    await (await s.d.plan(pid)).become!(group);
+    await s.d.exited(pid, { code: 5 }, Promise.resolve());
+    assertEquals(s.link.calls.filter((c) => c.startsWith("exit")), Array(3).fill(`exit ${pid} 5`));
+    assert(!s.d.has(pid));
+
+    // The agent stops while it is being told: the record stays, with the news, for the next one.
+    s.link.exit = (p, code) => {
+      s.link.calls.push(`exit ${p} ${code}`);
+      s.d.attach(undefined, "the agent is stopping");
+      return Promise.reject(new PpmError("the deputy link closed", ""));
+    };
+    await (await s.d.plan(pid)).become!(group);
+    await s.d.exited(pid, { code: 6 }, Promise.resolve());
+    assertEquals(loadDeputyRecords(s.dir).records.map((r) => r.end), [{ code: 6 }]);
   } finally {
     await Deno.remove(s.dir, { recursive: true });
   }
@@ -473,7 +505,7 @@ Deno.test("deputies: the news of an end and of a move, as the way back brings th
 });
 
 Deno.test("deputies: a restarted agent expects the live ones again; gone and hostile records go", async () => {
-  const s = await deputies({ isDeputy: (pid) => pid === 4242 });
+  const s = await deputies({ isDeputy: (pid) => pid === 4242 || pid === 4247 });
   try {
     const rec = (pid: number): DeputyRecord => ({
       pid,
@@ -486,13 +518,16 @@ Deno.test("deputies: a restarted agent expects the live ones again; gone and hos
     });
     saveDeputyRecord(rec(4242), s.dir);
     saveDeputyRecord(rec(4243), s.dir);
+    saveDeputyRecord({ ...rec(4247), end: { code: 4 } }, s.dir);
     await Deno.writeTextFile(
       join(s.dir, "4244.json"),
       JSON.stringify({ ...rec(4244), to: "../x" }),
     );
     await Deno.writeTextFile(join(s.dir, "4245.json"), JSON.stringify(rec(4246)));
-    assertEquals(s.d.adopt(), 1);
-    assertEquals(s.link.calls, ["expect 4242"]);
+    assertEquals(s.d.adopt(), 2);
+    // The one whose process ended before the last agent could tell it is told now.
+    await waitUntil("4247 told", () => !s.d.has(4247));
+    assertEquals(s.link.calls.sort(), ["exit 4247 4", "expect 4242", "expect 4247"]);
     assert(s.d.has(4242) && !s.d.has(4243));
     assertEquals(s.d.runsOn(4242), "node3");
     assertEquals([...Deno.readDirSync(s.dir)].map((e) => e.name), ["4242.json"]);
@@ -522,6 +557,9 @@ Deno.test("deputy records: hostile values are refused", () => {
   };
   assertEquals(badDeputyRecord(good), "");
   assertEquals(badDeputyRecord({ ...good, token: "" }), "");
+  assertEquals(badDeputyRecord({ ...good, end: { code: 0 } }), "");
+  assertEquals(badDeputyRecord({ ...good, end: { signal: 9 } }), "");
+  assertEquals(badDeputyRecord({ ...good, end: {} }), "");
   const bad: [string, unknown][] = [
     ["pid", 1],
     ["pid", 0],
@@ -537,6 +575,14 @@ Deno.test("deputy records: hostile values are refused", () => {
     ["token", "0123"],
     ["since", "yesterday"],
     ["since", "2025-01-01T00:00:00.000Z".repeat(3)],
+    ["end", { code: 256 }],
+    ["end", { code: -1 }],
+    ["end", { signal: 0 }],
+    ["end", { signal: 1.5 }],
+    ["end", { code: "7" }],
+    ["end", { code: 0, extra: 1 }],
+    ["end", [0]],
+    ["end", null],
   ];
   for (const [k, v] of bad) {
     assert(badDeputyRecord({ ...good, [k]: v }) !== "", `${k} = ${JSON.stringify(v)} taken`);

@@ -200,11 +200,6 @@ export async function runDaemon(
   // Relays of processes that arrived before this agent started.
   const adopted = relays.adopt();
   if (adopted) log("info", `taking up ${adopted} relays left by the previous agent`);
-  // Deputies a previous agent left: expected again (their relays come back from where they went).
-  const deputiesAdopted = deputies.adopt();
-  if (deputiesAdopted) {
-    log("info", `taking up ${deputiesAdopted} deputies left by the previous agent`);
-  }
   const loops = runLoops(signal, balancer, st, log);
 
   log(
@@ -266,13 +261,19 @@ async function prepareNode(options: DaemonOptions, log: Log): Promise<string> {
 
 /**
  * The link the deputies of this node talk to (core/deputy/link.ts), given
- * to `deputies`; undefined when it cannot listen (then no deputies are
- * made: a process that leaves is ended, as without one, with a warning).
+ * to `deputies`, which expect at once the deputies a previous agent left
+ * (before the link takes any connection: one from a deputy not expected yet
+ * is closed, and the signals it sent on it are lost); undefined when it
+ * cannot listen (then no deputies are made: a process that leaves is ended,
+ * as without one, with a warning).
  */
 function openDeputyLink(deputies: Deputies, log: Log): DeputyLink | undefined {
   try {
     const link = DeputyLink.listen(deputySocketPath(), deputies.events);
     deputies.attach(link);
+    // In the same turn as the listen: their relays come back from where they went.
+    const adopted = deputies.adopt();
+    if (adopted) log("info", `taking up ${adopted} deputies left by the previous agent`);
     return link;
   } catch (e) {
     const why = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;

@@ -63,7 +63,10 @@ function wayTo() {
   return ch;
 }
 
-/** The agent's side on this host: a link, the deputies, the way to node2. */
+/**
+ * The agent's side on this host: a link, the deputies (those a previous
+ * agent left expected at once, as the agent does), the way to node2.
+ */
 async function agent(dir: string) {
   const logs: string[] = [];
   const routes = new SignalRoutes((_l, s) => logs.push(s));
@@ -81,7 +84,8 @@ async function agent(dir: string) {
   });
   const link = DeputyLink.listen(socket, deputies.events);
   deputies.attach(link);
-  return { logs, routes, deputies, link, table: new ProcessTable("node1") };
+  const adopted = deputies.adopt();
+  return { logs, routes, deputies, link, adopted, table: new ProcessTable("node1") };
 }
 
 async function startTarget() {
@@ -204,7 +208,7 @@ Deno.test({
       await first.link.close(); // the agent stops; the deputy waits and reconnects
       Deno.kill(t.pid, "SIGUSR1");
       next = await agent(dir);
-      assertEquals(next.deputies.adopt(), 1);
+      assertEquals(next.adopted, 1);
       await next.link.waitConnected(t.pid, 10_000);
       // Its signal is held until node2 takes the relay up again, then goes on the new way.
       const way = wayTo();

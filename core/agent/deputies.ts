@@ -37,6 +37,9 @@ import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
 import type { ProcessEntry } from "./processes.ts";
 import type { SignalRoutes } from "./signals.ts";
 
+/** The deputies' reconnect window, seconds (deputy.c's default, given explicitly). */
+export const RECONNECT_S = 600;
+
 /** How long the end of a deputy waits for its process's output to be out. */
 export const OUTPUT_WAIT_MS = 10_000;
 
@@ -124,7 +127,7 @@ export interface DeputiesDeps {
   ppid?: (pid: number) => number | null;
   /** Whether `pid` is still the deputy recorded with `startTicks` (default: /proc). */
   isDeputy?: (pid: number, startTicks: string) => boolean;
-  /** The deputies' reconnect window, seconds (default deputy.c's, 600). */
+  /** The deputies' reconnect window, seconds (default {@link RECONNECT_S}). */
   reconnectS?: number;
   /** See {@link OUTPUT_WAIT_MS}. */
   outputWaitMs?: number;
@@ -237,7 +240,7 @@ export class Deputies {
             binary,
             socket: this.#d.socket,
             keep: [],
-            reconnectS: this.#d.reconnectS,
+            reconnectS: this.#d.reconnectS ?? RECONNECT_S,
           });
         } catch (e) {
           link.forget(pid);

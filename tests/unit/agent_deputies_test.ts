@@ -345,7 +345,7 @@ Deno.test("deputies: planned only when someone waits, and made at the hand-over"
       binary: "/var/lib/ppm-deputy/ppm-deputy",
       socket: "/run/ppm-deputy/link.sock",
       keep: [],
-      reconnectS: undefined,
+      reconnectS: 600,
     }]);
     assert(s.d.has(Deno.pid));
 

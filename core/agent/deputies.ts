@@ -486,7 +486,7 @@ export class Deputies {
       this.#d.log("warn", `the deputy of process ${pid} got signal ${sig}: no way to it, dropped`);
     } else {
       this.#d.log(
-        "info",
+        "debug",
         `the deputy of process ${pid} got signal ${sig}: ${
           fate === "sent" ? "passed on" : "held for when it can be passed on"
         } to ${r.runsOn}`,

@@ -246,12 +246,14 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
     const up = d.upstream.get(req.pid);
     d.upstream.delete(req.pid);
     follow(d, conn, peer.name, req.pid, r.pid, relay, up);
-    await conn.send(handover).catch((e) =>
+    const told = conn.send(handover).catch((e) =>
       d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
     );
-    // Signals go after the handover (the destination reads the handover first).
+    // Signals go after the handover, which is queued first (the destination reads it first);
+    // the way opens now, before the news of an end can come back and close it.
     if (r.deputy) d.deputies?.departed(req.pid, peer.name, relay?.token ?? "");
     d.routes?.open(req.pid, conn);
+    await told;
     // Where it runs now, back towards its home node (and its deputy, if it has one).
     up?.send({ op: "moved", pid: req.pid, node: peer.name } satisfies MovedMessage)
       .catch(() => {});

@@ -152,12 +152,12 @@ export async function serveSignals(
 /** Gives `sig` to `pid` here, or passes it on; logs where it went. */
 export function deliverSignal(d: SignalTargets, pid: number, sig: number): SignalFate | "here" {
   if (d.here(pid, sig)) {
-    d.log("info", `signal ${sig} from the deputy of process ${pid} given to it here`);
+    d.log("debug", `signal ${sig} from the deputy of process ${pid} given to it here`);
     return "here";
   }
   const fate = d.routes.send(pid, sig);
   if (fate === "none") {
-    d.log("info", `signal ${sig} for process ${pid}: it no longer runs here, dropped`);
+    d.log("debug", `signal ${sig} for process ${pid}: it no longer runs here, dropped`);
   }
   return fate;
 }

@@ -64,7 +64,7 @@ function exitText(e: ProcessEntry): string {
   return `  ended on ${e.exit.node}: ${how}`;
 }
 
-/** `ppm ps`: one line per process, then why it last moved. */
+/** `ppm ps`: one line per process, then why it last moved (or, for a deputy, what it is). */
 export function renderPs(list: ProcessEntry[]): string {
   if (list.length === 0) return "no managed or migrated processes";
   return list.map((e) => {
@@ -73,8 +73,17 @@ export function renderPs(list: ProcessEntry[]): string {
     } ${e.managed ? "managed" : "unmanaged"}  ${e.name}  moves ${e.moves}${
       e.movedAt ? `  ${e.movedAt}` : ""
     }${exitText(e)}`;
-    return [head, ...whyLines(e.why)].join("\n");
+    return [head, ...deputyLines(e), ...whyLines(e.why)].join("\n");
   }).join("\n");
+}
+
+function deputyLines(e: ProcessEntry): string[] {
+  if (!e.deputy) return [];
+  return [
+    `  its deputy stands in here as PID ${e.deputy.pid} since ${e.deputy.since}${
+      e.deputy.connected ? "" : " (not connected to the agent)"
+    }; the process runs on ${e.current.node}`,
+  ];
 }
 
 function candidateLines(d: Decision): string[] {

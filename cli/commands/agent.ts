@@ -126,6 +126,10 @@ interface Moved {
   to: string;
   /** Per-phase times in µs. */
   timesUs: Record<string, number>;
+  /** The deputy left in its place here, when one was. */
+  deputy?: { pid: number };
+  /** What did not go as it should, though the process moved. */
+  warnings?: string[];
 }
 
 /** `ppm migrate`: asks the agent to move a process, showing its progress. */
@@ -176,6 +180,8 @@ function migrateCommand() {
         },
       ).finally(() => shown.clear()) as Moved;
       shown.report(o.json, r, (d) => renderMoved(pid, d));
+      // With --json they are in the result.
+      if (!o.json) { for (const w of r.warnings ?? []) console.error(`ppm: warning: ${w}`); }
     });
 }
 
@@ -221,7 +227,8 @@ function renderMoved(pid: number, d: Moved): string {
   return `process ${pid} runs on ${d.to} as PID ${d.pid}\n` +
     `frozen ${frozenMs.toFixed(0)} ms, ${(d.bytes / 1024).toFixed(0)} KiB sent at ${
       mibps.toFixed(1)
-    } MiB/s`;
+    } MiB/s` +
+    (d.deputy ? `\nits deputy stands in for it here as PID ${d.deputy.pid}` : "");
 }
 
 /** `ppm ps`: the managed and migrated processes the agent knows. */

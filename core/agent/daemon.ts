@@ -3,8 +3,9 @@
  * tracks its peers (core/discovery), accepts authenticated migrations from
  * them (inbound.ts), migrates processes away on request or by its own
  * balancing decisions (outbound.ts, balancer.ts), relays the output of
- * processes that left, keeps the table of the processes it knows
- * (processes.ts), and answers the CLI on the root-only control socket
+ * processes that left, keeps their deputies (deputies.ts) and passes the
+ * signals those get on (signals.ts), keeps the table of the processes it
+ * knows (processes.ts), and answers the CLI on the root-only control socket
  * (control.ts, ops.ts).
  *
  * @module
@@ -17,18 +18,32 @@ import { logs, type PpmConfig } from "../config/schema.ts";
 import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
-import type { Offer } from "../migrate/messages.ts";
+import type { Offer, RelayResume, RelayResumed } from "../migrate/messages.ts";
+import { ensureDeputy } from "../deputy/binary.ts";
+import { DeputyLink } from "../deputy/link.ts";
+import { startTicks } from "../host/proc_stat.ts";
+import type { PeerConnection } from "../transport/peer.ts";
 import { ensureStub } from "../restore/stub.ts";
 import { loadSecret } from "../security/secret.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
 import { VERSION } from "../version.ts";
+import { PpmError } from "../errors.ts";
 import { LoadReader } from "../balance/read.ts";
 import { AGENT_NICE, setOwnNice } from "./priority.ts";
 import { Balancer, type BalancerDeps } from "./balancer.ts";
 import { serveControl } from "./control.ts";
 import { DemandMeter, processViews } from "./facts.ts";
 import { makeHandler } from "./ops.ts";
-import { connectAgent, findPeer, makeMover, type MoveFn } from "./outbound.ts";
+import { Deputies } from "./deputies.ts";
+import {
+  connectAgent,
+  findPeer,
+  followTakenUp,
+  makeMover,
+  type MoveFn,
+  type MoverDeps,
+} from "./outbound.ts";
+import { killIfHere, serveSignals, SignalRoutes, type SignalTargets } from "./signals.ts";
 import type { InboundDeps } from "./inbound.ts";
 import { servePeerPort } from "./peer_port.ts";
 import { watchSilentPeers } from "./silence.ts";
@@ -40,7 +55,7 @@ import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./p
 import { reapChild, sweep } from "./sweep.ts";
 import { recover } from "../freeze/journal.ts";
 import { sweepWorkDirs } from "../restore/restore.ts";
-import { ensureDir, runRoot } from "../paths.ts";
+import { deputySocketPath, ensureDir, runRoot } from "../paths.ts";
 import { notifySystemd } from "../host/systemd.ts";
 
 /** Options of {@link runDaemon} besides the configuration. */
@@ -129,17 +144,36 @@ export async function runDaemon(
     log,
   });
 
+  // Deputies of the processes that leave, and the way their signals take (deputies.ts).
+  const routes = new SignalRoutes(log);
+  const deputies = new Deputies({
+    node: config.nodeName,
+    agentPid: Deno.pid,
+    routes,
+    log,
+    binary: () => ensureDeputy(),
+    socket: deputySocketPath(),
+  });
+  const link = openDeputyLink(deputies, log);
+  const signals: SignalTargets = { here: killIfHere((pid) => arrivedHere(st, pid)), routes, log };
+  const readSignals = (conn: MigrationChannel, pid: number) => {
+    serveSignals(conn, pid, signals);
+  };
+
   // Relays of standard streams that outlive their connection (relays.ts).
   const parked = new ParkedRelays(log);
-  const relays = arrivedRelays(config.nodeName, secret.key, discovery, st, log);
-  const move = makeMover({
+  const relays = arrivedRelays(config.nodeName, secret.key, discovery, st, log, readSignals);
+  const mover: MoverDeps = {
     node: config.nodeName,
     secret: secret.key,
     discovery,
     ...st,
     parked,
+    deputies,
+    routes,
     log,
-  });
+  };
+  const move = makeMover(mover);
   const listener = servePeerPort({
     port: config.migrationPort,
     secret: secret.key,
@@ -147,6 +181,7 @@ export async function runDaemon(
     parked,
     incoming: st.incoming,
     log,
+    takeUpDeputy: (conn, ask) => takeUpDeputy(mover, deputies, conn, ask),
     inbound: {
       runDir,
       // This node's address as peers know it: the first one it announces.
@@ -156,10 +191,11 @@ export async function runDaemon(
       relays,
       stat: readProcStat,
       log,
+      signals: readSignals,
       ...admission(st, balancer.tracker, settings),
     },
   });
-  const handle = controlHandler(config.nodeName, st, balancer, discovery, move, log);
+  const handle = controlHandler(config.nodeName, st, balancer, discovery, move, log, deputies);
 
   // Relays of processes that arrived before this agent started.
   const adopted = relays.adopt();
@@ -182,6 +218,9 @@ export async function runDaemon(
     // First: what the relays read goes out before the connections close.
     await relays.stop();
     parked.closeAll();
+    // The deputies connect again to the next agent (their records stay, and it tells them).
+    deputies.attach(undefined, "the agent is stopping");
+    await link?.close().catch(() => {});
     silence.stop();
     await loops.stop();
     await listener.close().catch(() => {});
@@ -209,7 +248,72 @@ async function prepareNode(options: DaemonOptions, log: Log): Promise<string> {
   ensureKeeper().catch((e) =>
     log("warn", `cannot build the relay keeper: ${(e as Error).message}`)
   );
+  ensureDeputy().catch((e) =>
+    log(
+      "warn",
+      `cannot install the deputy (processes that leave are ended, not stood in for): ${
+        (e as Error).message
+      }`,
+    )
+  );
   return runDir;
+}
+
+/**
+ * The link the deputies of this node talk to (core/deputy/link.ts), given
+ * to `deputies`, which expect at once the deputies a previous agent left
+ * (before the link takes any connection: one from a deputy not expected yet
+ * is closed, and the signals it sent on it are lost); undefined when it
+ * cannot listen (then no deputies are made: a process that leaves is ended,
+ * as without one, with a warning).
+ */
+function openDeputyLink(deputies: Deputies, log: Log): DeputyLink | undefined {
+  try {
+    const link = DeputyLink.listen(deputySocketPath(), deputies.events);
+    deputies.attach(link);
+    // In the same turn as the listen: their relays come back from where they went.
+    const adopted = deputies.adopt();
+    if (adopted) log("info", `taking up ${adopted} deputies left by the previous agent`);
+    return link;
+  } catch (e) {
+    const why = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
+    log("warn", `no deputies on this node: ${why}`);
+    deputies.attach(undefined, why);
+    return undefined;
+  }
+}
+
+/** Whether `pid` is a process that arrived here and still runs as itself (not a later one). */
+function arrivedHere(st: AgentState, pid: number): boolean {
+  const e = st.table.running(pid);
+  if (e?.direction !== "arrived") return false;
+  return e.startTicks === undefined || startTicks(pid) === String(e.startTicks);
+}
+
+/**
+ * A `relay-resume` no relay waits for here: the relay of a process whose
+ * deputy is here, asked for by the node it went to (this agent started
+ * after it left), taken up from the deputy's own streams, and followed as
+ * after a move. False when no deputy here matches.
+ */
+async function takeUpDeputy(
+  d: MoverDeps,
+  deputies: Deputies,
+  conn: PeerConnection,
+  ask: RelayResume,
+): Promise<boolean> {
+  const relay = deputies.relayFor(ask, conn.peer);
+  if (!relay) return false;
+  try {
+    await conn.send({ op: "relay-resumed", ok: true, has: relay.received } satisfies RelayResumed);
+  } catch {
+    relay.close();
+    conn.close();
+    return true;
+  }
+  d.log("info", `${conn.peer} took up the relay of process ${ask.pid}, whose deputy is here`);
+  followTakenUp(d, conn, conn.peer, ask.pid, relay, ask.has);
+  return true;
 }
 
 /** The balancer over this agent's processes (it runs once {@link runLoops} starts it). */
@@ -253,11 +357,13 @@ function arrivedRelays(
   discovery: Discovery,
   st: AgentState,
   log: Log,
+  attached: (ch: MigrationChannel, pid: number) => void,
 ): ArrivedRelays {
   return new ArrivedRelays({
     connect: (name) => connectAgent({ secret, node }, findPeer(discovery.status().peers, name)),
     upstream: st.upstream,
     log,
+    attached: (pid, ch) => attached(ch, pid),
     // Listed again, so `ppm ps` shows it and its end is told to the node it came from.
     adopted: (rec) =>
       rec.arrival && st.table.arrived({
@@ -308,6 +414,7 @@ function controlHandler(
   discovery: Discovery,
   move: MoveFn,
   log: Log,
+  deputies: Deputies,
 ) {
   const tracker = balancer.tracker;
   return makeHandler({
@@ -339,6 +446,8 @@ function controlHandler(
     },
     facts: readProcFacts,
     bootTime: readBootTime,
+    deputyRows: () => deputies.rows((pid) => st.table.departed(pid)),
+    deputyOf: (pid) => deputies.runsOn(pid),
   });
 }
 

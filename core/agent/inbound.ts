@@ -2,7 +2,8 @@
  * Receiving a process: the agent's admission check (a draining node, or one
  * that would run short of memory, refuses before anything is frozen), the
  * migration itself (core/migrate/destination.ts), the arrival in the process
- * table, and the source's handover (managed or not, why it moved).
+ * table, the source's handover (managed or not, why it moved), and then the
+ * signals the source passes on from the process's deputy (signals.ts).
  *
  * @module
  */
@@ -40,6 +41,11 @@ export interface InboundDeps {
   relays?: ArrivedRelays;
   /** The migration (default core/migrate/destination.ts migrateIn; injected for tests). */
   migrateIn?: typeof migrateIn;
+  /**
+   * Reads the connection process `pid` came in on for its signals, once the
+   * handover was read (signals.ts `serveSignals`); none: they are not read.
+   */
+  signals?: (conn: MigrationChannel, pid: number) => void;
 }
 
 /**
@@ -83,6 +89,8 @@ export async function receive(
   d.upstream.set(arrival.pid, conn);
   if (arrival.relay) followRelay(arrival, d);
   await takeHandover(conn, arrival.pid, d);
+  // From now on the connection's messages are signals for it (one reader at a time).
+  d.signals?.(conn, arrival.pid);
   return arrival;
 }
 

@@ -14,7 +14,7 @@ import type { ControlRequest, Emit } from "./control.ts";
 import type { MoveFn } from "./outbound.ts";
 import { EXIT_GRACE_MS } from "./outbound.ts";
 import { type Caller, checkMayManage } from "./permission.ts";
-import type { ExitStatus, ProcessTable } from "./processes.ts";
+import type { ExitStatus, ProcessEntry, ProcessTable } from "./processes.ts";
 import { type ProcFacts, startedAtSeconds } from "./procfs.ts";
 
 /** Longest single `wait` request; the CLI asks again. */
@@ -81,6 +81,10 @@ export interface OpsDeps {
   bootTime: () => Promise<number>;
   /** Waits (for `wait`'s polling; default setTimeout). */
   sleep?: (ms: number) => Promise<void>;
+  /** The rows of `ps` for the deputies here (deputies.ts `Deputies.rows`). */
+  deputyRows?: () => ProcessEntry[];
+  /** Where the process of deputy `pid` runs; undefined when `pid` is no deputy here. */
+  deputyOf?: (pid: number) => string | undefined;
 }
 
 function badPid(pid: unknown): PpmError | undefined {
@@ -94,6 +98,15 @@ type RequestOf<Op extends ControlRequest["op"]> = Extract<ControlRequest, { op: 
 
 /** Makes process `pid` managed here, after the permission and scheduler checks. */
 async function manage(d: OpsDeps, pid: number, name: string | undefined, by: "run" | "manage") {
+  const at = d.deputyOf?.(pid);
+  if (at !== undefined) {
+    throw new PpmError(
+      `cannot manage process ${pid}`,
+      `it is the deputy of process ${pid}, which runs on ${at}`,
+      `manage the process itself: ppm manage ${pid}, on ${at}`,
+      EXIT.USAGE,
+    );
+  }
   const f = await d.facts(pid);
   if (!f) {
     throw new PpmError(`cannot manage process ${pid}`, "no such process", "check the PID", 4);
@@ -197,7 +210,7 @@ export function makeHandler(d: OpsDeps): (req: ControlRequest, emit: Emit) => Pr
       case "peers":
         return d.discovery();
       case "ps":
-        return d.table.list();
+        return [...d.table.list(), ...(d.deputyRows?.() ?? [])];
       case "migrate": {
         const bad = badPid(req.pid);
         if (bad) throw bad;

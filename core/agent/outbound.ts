@@ -4,7 +4,9 @@
  * core/migrate/source.ts, records the move in the process table, tells the
  * destination what it must know about the process (the handover: managed or
  * not, its name and start time, why it moved), and keeps the connection for
- * the output relay and for the news of how the process ended.
+ * the output relay, for the news of how the process ended (and where it
+ * moved on to), and for the signals its deputy here gets (deputies.ts,
+ * signals.ts).
  *
  * @module
  */
@@ -18,15 +20,17 @@ import {
   type MigrateProgress,
   type NetworkSide,
 } from "../migrate/source.ts";
-import { asMessage, type MessageOf } from "../migrate/messages.ts";
+import { asMessage, type MessageOf, type MovedMessage } from "../migrate/messages.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
 import type { StreamOffsets } from "../relay/replay.ts";
 import type { ParkedRelays } from "./relays.ts";
 import { connectPeer } from "../transport/conn.ts";
 import type { PeerConnection } from "../transport/peer.ts";
+import type { Deputies } from "./deputies.ts";
 import { toExitStatus } from "./exits.ts";
 import type { MoveReason, ProcessTable } from "./processes.ts";
+import type { SignalRoutes } from "./signals.ts";
 
 /**
  * Milliseconds a finished relay waits for the news of the exit before its
@@ -91,6 +95,10 @@ export interface MoverDeps {
   busy: Set<number>;
   /** Relays whose connection broke, waiting for their destination (none: they end). */
   parked?: ParkedRelays;
+  /** The deputies of processes that leave (none: a process that leaves is ended here). */
+  deputies?: Deputies;
+  /** The ways to the processes that left, for the signals their deputies get. */
+  routes?: SignalRoutes;
   /** Logs a line. */
   log: (level: string, s: string) => void;
 }
@@ -144,6 +152,15 @@ export function makeMover(d: MoverDeps): MoveFn {
         EXIT.BUSY,
       );
     }
+    if (d.deputies?.has(req.pid)) {
+      const where = d.deputies.runsOn(req.pid);
+      throw new PpmError(
+        `process ${req.pid} is a deputy`,
+        `it stands in here for process ${req.pid}, which runs on ${where}`,
+        `move the process itself: ppm migrate ${req.pid} --to NODE, on ${where}`,
+        EXIT.USAGE,
+      );
+    }
     const peer = findPeer(d.discovery.status().peers, req.to);
     d.busy.add(req.pid);
     try {
@@ -195,8 +212,10 @@ async function askOutcome(
 
 /** Moves process `req.pid` to `peer`: migrateOut, then the record, the handover and the follow-up. */
 async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promise<MoveResult> {
-  const conn = await connectAgent(d, peer);
   const prior = d.table.running(req.pid);
+  // Decided (and the deputy program installed) before anything is frozen.
+  const plan = await d.deputies?.plan(req.pid, prior);
+  const conn = await connectAgent(d, peer);
   const redirects = peerRedirects(d);
   const network = networkSide(d, redirects);
   const name = prior?.name ?? await commOf(req.pid);
@@ -215,7 +234,10 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
       onPhase: req.onPhase,
       onRelay: (r) => relay = r,
       askOutcome: (pid, comm) => askOutcome(d, peer.name, pid, comm),
+      deputy: plan?.become ? { become: plan.become } : undefined,
     });
+    const warnings = [...(plan?.warning ? [plan.warning] : []), ...(r.warnings ?? [])];
+    for (const w of warnings) d.log("warn", w);
     const handover = d.table.left(req.pid, peer.name, r.pid, req.why, name);
     d.leftFor.set(peer.name, [...(d.leftFor.get(peer.name) ?? []), ...r.redirectIds]);
     // The connection this visit came in on goes with this departure: the process may come
@@ -224,16 +246,24 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
     const up = d.upstream.get(req.pid);
     d.upstream.delete(req.pid);
     follow(d, conn, peer.name, req.pid, r.pid, relay, up);
-    await conn.send(handover).catch((e) =>
+    const told = conn.send(handover).catch((e) =>
       d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
     );
+    // Signals go after the handover, which is queued first (the destination reads it first);
+    // the way opens now, before the news of an end can come back and close it.
+    if (r.deputy) d.deputies?.departed(req.pid, peer.name, relay?.token ?? "");
+    d.routes?.open(req.pid, conn);
+    await told;
+    // Where it runs now, back towards its home node (and its deputy, if it has one).
+    up?.send({ op: "moved", pid: req.pid, node: peer.name } satisfies MovedMessage)
+      .catch(() => {});
     d.log(
       "info",
       `process ${req.pid} moved to ${peer.name} (pid ${r.pid}, ${r.bytes} bytes; ${
         req.why.kind === "balance" ? `balance: ${req.why.mode}` : req.why.by
-      })`,
+      })${r.deputy ? `; its deputy stands in here as PID ${r.deputy.pid}` : ""}`,
     );
-    return { ...r, to: peer.name };
+    return { ...r, ...(warnings.length ? { warnings } : {}), to: peer.name };
   } catch (e) {
     conn.close();
     d.log("warn", `process ${req.pid} did not move to ${peer.name}: ${(e as Error).message}`);
@@ -245,28 +275,40 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
 
 /**
  * Takes the news of the exit of `pidThere` from the destination, records it
- * for `pidHere` and passes it on `up` (towards where the process came from).
- * Resolves when the news came, or the connection ended without it.
+ * for `pidHere`, ends its deputy here the same way (once `outputDone`, its
+ * output relay's run, settled or a bound passed), and passes it on `up`
+ * (towards where the process came from); the news that it moved on is
+ * recorded for its deputy and passed on alike. Resolves to true when the
+ * news of the exit came, to false when the connection ended without it.
+ * Exported for tests.
  */
-function watchExit(
-  d: MoverDeps,
+export function watchExit(
+  d: Pick<MoverDeps, "table" | "deputies" | "routes">,
   conn: MigrationChannel,
   pidHere: number,
   pidThere: number,
   up: MigrationChannel | undefined,
-): Promise<void> {
-  let exitSeen!: () => void;
-  const exited = new Promise<void>((r) => exitSeen = r);
+  outputDone: Promise<unknown> = Promise.resolve(),
+): Promise<boolean> {
+  let exitSeen!: (news: boolean) => void;
+  const exited = new Promise<boolean>((r) => exitSeen = r);
   (async () => {
     for (;;) {
-      const msg = asMessage(await conn.recv(Infinity), "exited");
+      const msg = asMessage(await conn.recv(Infinity), "exited", "moved");
       if (msg?.pid !== pidThere) continue;
+      if (msg.op === "moved") {
+        d.deputies?.moved(pidHere, msg.node);
+        up?.send({ ...msg, pid: pidHere }).catch(() => {});
+        continue;
+      }
       d.table.exitedElsewhere(pidHere, toExitStatus(msg));
+      d.routes?.close(pidHere);
       up?.send({ ...msg, pid: pidHere }).catch(() => {});
-      exitSeen();
+      d.deputies?.exited(pidHere, msg, outputDone);
+      exitSeen(true);
       return;
     }
-  })().catch(() => exitSeen());
+  })().catch(() => exitSeen(false));
   return exited;
 }
 
@@ -274,9 +316,10 @@ function watchExit(
  * After a move: relays the process's standard streams, takes the news of
  * its exit from the destination (and passes it on towards where the
  * process came from), and closes the connection once the relay ended and
- * the news came, or {@link EXIT_GRACE_MS} after the relay. When the
- * connection breaks first, the relay waits (parked) for the destination's
- * agent to take it up on a new connection, which is then followed alike.
+ * the news came, or {@link EXIT_GRACE_MS} after the relay (never while its
+ * deputy here waits for the news). When the connection breaks first, the
+ * relay waits (parked) for the destination's agent to take it up on a new
+ * connection, which is then followed alike, and is the way its signals go.
  */
 function follow(
   d: MoverDeps,
@@ -288,8 +331,8 @@ function follow(
   up: MigrationChannel | undefined,
   peerHas?: StreamOffsets,
 ) {
-  const exited = watchExit(d, conn, pidHere, pidThere, up);
   const run: Promise<RelayEnd> = relay ? relay.run(conn, peerHas) : Promise.resolve("ended");
+  const exited = watchExit(d, conn, pidHere, pidThere, up, run);
   run.then(async (end) => {
     if (end === "broken" && relay && d.parked) {
       conn.close();
@@ -300,19 +343,59 @@ function follow(
       d.parked.park(
         relay,
         to,
-        (c, has) => follow(d, c, to, pidHere, pidThere, relay, up, has),
-        () => d.table.relayEnded(pidHere),
+        (c, has) => {
+          follow(d, c, to, pidHere, pidThere, relay, up, has);
+          d.routes?.open(pidHere, c);
+        },
+        () => {
+          d.table.relayEnded(pidHere);
+          if (d.deputies?.has(pidHere)) lostWay(d, to, pidHere);
+        },
       );
       return;
     }
     relay?.close();
     d.table.relayEnded(pidHere);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      exited,
-      new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
-    ]);
-    clearTimeout(timer);
+    if (d.deputies?.has(pidHere)) {
+      // Its deputy here waits for the news, however long the process runs.
+      if (!(await exited) && d.deputies.has(pidHere)) lostWay(d, to, pidHere);
+    } else {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        exited,
+        new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
+    }
+    // Closed for good: no way to the process along it, none to hold signals for.
+    d.routes?.close(pidHere, conn);
     conn.close();
   });
+}
+
+/** The way to process `pid`, whose deputy is here, is lost for good: said, with what to do. */
+function lostWay(d: MoverDeps, to: string, pid: number): void {
+  d.log(
+    "warn",
+    `the connection to ${to}, the way to process ${pid}, ended before the news of its end: ` +
+      `its deputy here waits on; if process ${pid} no longer runs (ppm ps on ${to}), end the ` +
+      `deputy: kill -KILL ${pid}`,
+  );
+}
+
+/**
+ * Follows the relay of the process of a deputy here that this agent took
+ * up after it started (core/agent/deputies.ts `relayFor`), on the
+ * connection from `to` that asked for it: as after a move.
+ */
+export function followTakenUp(
+  d: MoverDeps,
+  conn: MigrationChannel,
+  to: string,
+  pid: number,
+  relay: KeptRelay,
+  peerHas: StreamOffsets,
+): void {
+  follow(d, conn, to, pid, pid, relay, undefined, peerHas);
+  d.routes?.open(pid, conn);
 }

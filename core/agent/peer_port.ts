@@ -2,8 +2,9 @@
  * The agent's migration port: authenticated connections from peers, each
  * opened by one request that says what it is for: a redirect request (a
  * process that moved keeps its flows), a relay taken up again
- * (relays.ts), a question about a migration's outcome, or an offer (an
- * incoming migration, inbound.ts). Anything else is closed.
+ * (relays.ts; or, after this agent restarted, the relay of a process whose
+ * deputy is here: deputies.ts), a question about a migration's outcome, or
+ * an offer (an incoming migration, inbound.ts). Anything else is closed.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import {
   type MessageError,
   type MessageOf,
   type Offer,
+  type RelayResume,
 } from "../migrate/messages.ts";
 import { answerOutcome } from "../migrate/protocol.ts";
 import { checkOffer } from "../migrate/offer_check.ts";
@@ -36,6 +38,12 @@ export interface PeerPortDeps {
   incoming: ReadonlyMap<Offer, unknown>;
   /** What receiving a process needs. */
   inbound: InboundDeps;
+  /**
+   * Takes up on `conn` the relay `ask` names when no relay waits here for
+   * it: one of a process whose deputy is here (this agent started after it
+   * left); false when there is none such.
+   */
+  takeUpDeputy?: (conn: PeerConnection, ask: RelayResume) => Promise<boolean>;
   /** Logs a line. */
   log: (level: string, s: string) => void;
 }
@@ -81,6 +89,7 @@ async function serveConnection(conn: PeerConnection, d: PeerPortDeps): Promise<v
     return;
   }
   if (msg.op === "relay-resume") {
+    if (!d.parked.has(msg.token) && await d.takeUpDeputy?.(conn, msg)) return;
     await d.parked.resume(conn, msg);
     return;
   }

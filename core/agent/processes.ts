@@ -27,8 +27,12 @@ export interface ExitStatus {
   at: string;
 }
 
-/** "local": runs here, never moved; "arrived": runs here, came by migration; "left": runs elsewhere. */
-export type Direction = "local" | "arrived" | "left";
+/**
+ * "local": runs here, never moved; "arrived": runs here, came by migration; "left": runs
+ * elsewhere; "deputy": runs elsewhere, and its deputy stands in for it here (a row of
+ * `ppm ps` only, core/agent/deputies.ts: the table never holds one).
+ */
+export type Direction = "local" | "arrived" | "left" | "deputy";
 
 /** One process the agent knows. Plain JSON. */
 export interface ProcessEntry {
@@ -62,6 +66,8 @@ export interface ProcessEntry {
   exit?: ExitStatus;
   /** For "left": when the relay of its output to this node ended (ISO). */
   relayEndedAt?: string;
+  /** For "deputy": the deputy here (its PID is the process's), and whether it is connected. */
+  deputy?: { pid: number; connected: boolean; since: string };
 }
 
 /** What {@link ProcessTable.manage} records. */

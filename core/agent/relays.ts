@@ -50,6 +50,11 @@ export interface ArrivedRelaysDeps {
   retryMs?: number;
   /** Called for each process found running by {@link ArrivedRelays.adopt} (to list it again). */
   adopted?: (rec: RelayRecord) => void;
+  /**
+   * Called with each new connection a relay was taken up on (the way the
+   * signals for its process come now: signals.ts `serveSignals`).
+   */
+  attached?: (pid: number, ch: MigrationChannel) => void;
 }
 
 /** The relays of the processes that arrived here. */
@@ -162,6 +167,7 @@ export class ArrivedRelays {
       if (this.#d.upstream.has(rec.pid) || this.#adopted.delete(rec.pid)) {
         this.#d.upstream.set(rec.pid, ch.ch);
       }
+      this.#d.attached?.(rec.pid, ch.ch);
       end = await relay.attach(ch.ch, ch.has);
       until = Date.now() + grace;
       wait = this.#d.retryMs ?? 1000;
@@ -241,6 +247,11 @@ export class ParkedRelays {
   /** How many wait. */
   get size(): number {
     return this.#parked.size;
+  }
+
+  /** Whether a relay named `token` waits here. */
+  has(token: string): boolean {
+    return this.#parked.has(token);
   }
 
   /** Keeps `relay` (its connection to `to` broke) until taken up, or closes it after the grace. */

@@ -20,6 +20,7 @@ import {
   checkPidFree,
 } from "../restore/compat.ts";
 import { checkOffer } from "./offer_check.ts";
+import { isDeputyProcess } from "../deputy/record.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import {
@@ -226,6 +227,7 @@ async function admitHere(
   }
   checkKernel(offer.kernel);
   await checkCpu(offer.cpuFlags);
+  checkNoDeputy(offer);
   await checkPidFree(offer.pid);
   for (const tid of offer.tids) await checkPidFree(tid, "TID");
   await checkFiles(offer.files);
@@ -236,6 +238,23 @@ async function admitHere(
   // Built before anything is frozen at the source, never during the freeze.
   await ensureStub();
   await ensureKeeper().catch((e) => log(`no relay keeper: ${(e as Error).message}`));
+}
+
+/**
+ * Refuses a process whose PID a deputy holds here: its own, when it comes
+ * back to the node where it started and left a deputy (it would have to
+ * take the deputy's place, which ppm does not do yet: docs/deputy.md).
+ */
+function checkNoDeputy(offer: Offer): void {
+  if (!isDeputyProcess(offer.pid)) return;
+  const own = offer.origin.pid === offer.pid;
+  throw new PpmError(
+    "refused",
+    `PID ${offer.pid} is held here by a deputy${
+      own ? `, the one process ${offer.pid} left when it moved away from here` : ""
+    }: a process cannot come back to the node where its deputy stands in for it (docs/deputy.md); ` +
+      "move it to another node",
+  );
 }
 
 /**

@@ -167,3 +167,29 @@ export const ExitedSchema = v.object({
   /** Where it ended. */
   node: text(256),
 });
+
+/**
+ * A signal for a process that left, sent along the way it went (core/agent/signals.ts):
+ * its deputy at home got it, or was killed (then SIGKILL). Each agent on the way gives it
+ * to the process when it runs there, else passes it on; it is taken only on the connection
+ * the process itself came in on, and only for that process.
+ */
+export const SignalSchema = v.object({
+  op: v.literal("signal"),
+  /** The process (the same PID on every node). */
+  pid: Pid,
+  /** The signal, 1..64. */
+  sig: int(1, 64),
+});
+
+/**
+ * The news that a process that left moved on again, sent back along the way it came, so
+ * that its home node (its deputy, in `ppm ps`) knows where it runs now.
+ */
+export const MovedSchema = v.object({
+  op: v.literal("moved"),
+  /** The process (the same PID on every node). */
+  pid: Pid,
+  /** The node it runs on now. */
+  node: text(256),
+});

@@ -25,6 +25,7 @@ import {
   CommittedSchema,
   ExitedSchema,
   HandoverSchema,
+  MovedSchema,
   OfferReplySchema,
   OfferSchema,
   OutcomeAnswerSchema,
@@ -33,6 +34,7 @@ import {
   RelayResumedSchema,
   RelayResumeSchema,
   RestoredSchema,
+  SignalSchema,
   type StdinModeSchema,
 } from "./message_schemas.ts";
 
@@ -55,6 +57,8 @@ export const MessageSchema = v.variant("op", [
   RedirectAddedSchema,
   RedirectRemovedSchema,
   RedirectFailedSchema,
+  SignalSchema,
+  MovedSchema,
 ]);
 
 /** A message between agents. */
@@ -86,6 +90,10 @@ export type RelayResumed = MessageOf<"relay-resumed">;
 export type Handover = MessageOf<"handover">;
 /** The news of an exit. */
 export type ExitMessage = MessageOf<"exited">;
+/** A signal for a process that left, passed on towards where it runs. */
+export type SignalMessage = MessageOf<"signal">;
+/** The news that a process that left moved on again. */
+export type MovedMessage = MessageOf<"moved">;
 
 /** Every op, in the order of {@link MessageSchema}. */
 export const OPS = [
@@ -106,6 +114,8 @@ export const OPS = [
   "redirect-added",
   "redirect-removed",
   "redirect-failed",
+  "signal",
+  "moved",
 ] as const satisfies readonly Op[];
 
 // Every op of the union is listed (a compile-time check).

@@ -18,6 +18,10 @@
  *                         that was /dev/null or closed)
  *   source → handover     managed or not, and why it moved (core/agent)
  *   dest   → exited       how it ended, once it did (core/agent/exits.ts)
+ *   source → signal       a signal its deputy at home got (core/agent/signals.ts),
+ *                         for as long as it runs there or beyond (passed on)
+ *   dest   → moved        it moved on from there: where it runs now (for its
+ *                         deputy at home, passed back along the way it came)
  *
  * Anything else, a timeout or a dropped connection before `committed`:
  * the destination kills its copy and the source resumes the process (a

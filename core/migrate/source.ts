@@ -1,12 +1,13 @@
 /**
  * The source side of `ppm migrate`: ask the destination first, freeze and
  * stream the image, and end the local copy only once the destination says
- * the process runs there. Every failure before that resumes the process
- * here, as if nothing had happened.
+ * the process runs there (or make it the process's deputy, core/deputy,
+ * when the caller asks for one). Every failure before that resumes the
+ * process here, as if nothing had happened.
  *
  * @module
  */
-import { listThreads } from "../ptrace/group.ts";
+import { listThreads, type ThreadGroup } from "../ptrace/group.ts";
 import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
@@ -51,6 +52,10 @@ export interface MigrateResult {
   redirectIds: number[];
   /** Restore figures from the destination. */
   restore: unknown;
+  /** The deputy that stands in for the process here (its PID is the process's), when one does. */
+  deputy?: { pid: number };
+  /** What did not go as it should, though the process moved (no deputy could be made). */
+  warnings?: string[];
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -249,6 +254,22 @@ export interface MigrateOutOptions {
   network?: NetworkSide;
   /** Send the pages of code and libraries too (the optimized total copy off; for comparison). */
   copyAll?: boolean;
+  /**
+   * Leave a deputy here (core/deputy), decided before the freeze: once the
+   * destination runs the process, the copy here becomes its deputy instead
+   * of being killed. When that fails it is killed as without one, and the
+   * result's `warnings` say why.
+   */
+  deputy?: DeputyMaker;
+}
+
+/** What makes the deputy (core/agent/deputies.ts provides it). */
+export interface DeputyMaker {
+  /**
+   * Makes the frozen process its deputy; throws when none was made (the
+   * process is then still held, to be ended).
+   */
+  become(group: ThreadGroup): Promise<{ pid: number }>;
 }
 
 /** What socket migration needs from the cluster, provided by the agent. */
@@ -536,21 +557,65 @@ async function commit(
   const notConfirmed = "the destination did not confirm that the process runs";
   const done = expectAnswer(await m.channel.recv(stepMax), notConfirmed, "committed");
   if (!done.ok) throw refuse(notConfirmed);
-  const result = handOver(m, restored.pid, restored.stats);
+  const result = await handOver(m, restored.pid, restored.stats);
   if (m.opts.onRelay) m.opts.onRelay(relay);
   else relay.run(m.channel).finally(() => relay.close());
   return result;
 }
 
-/** The process runs at the destination: this copy ends, the redirects stay; the figures. */
-function handOver(m: Move, newPid: number, restoreStats: unknown): MigrateResult {
+/** What stands in for a process here once it runs elsewhere: its deputy, or nothing. */
+export interface StandIn {
+  /** The deputy, when one was made. */
+  deputy?: { pid: number };
+  /** Why none was made though one was asked for. */
+  warnings: string[];
+}
+
+/**
+ * The copy here of process `pid`, which runs at the destination now,
+ * becomes its deputy when `deputy` is given, else (and when that fails) it
+ * is killed.
+ */
+export async function standIn(
+  held: ThreadGroup,
+  pid: number,
+  deputy: DeputyMaker | undefined,
+): Promise<StandIn> {
+  if (!deputy) {
+    held.kill();
+    return { warnings: [] };
+  }
+  try {
+    return { deputy: await deputy.become(held), warnings: [] };
+  } catch (e) {
+    held.kill();
+    const why = e instanceof PpmError
+      ? [e.what, e.why].filter(Boolean).join(": ") + (e.fix ? ` (${e.fix})` : "")
+      : (e as Error).message;
+    return {
+      warnings: [
+        `no deputy stands in for process ${pid} here: ${why}; it was ended as without one, ` +
+        "and its parent sees it killed (SIGKILL)",
+      ],
+    };
+  }
+}
+
+/**
+ * The process runs at the destination: this copy ends or becomes its
+ * deputy, the redirects stay; the figures (the time the deputy took is
+ * counted apart: the process ran at the destination meanwhile).
+ */
+async function handOver(m: Move, newPid: number, restoreStats: unknown): Promise<MigrateResult> {
   const { stats, forwards, times } = m;
   const net = stats.network;
-  stats.held!.kill();
+  const tStand = performance.now();
+  const stood = await standIn(stats.held!, m.pid, m.opts.deputy);
+  const deputyMs = stood.deputy ? performance.now() - tStand : 0;
   const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
   net?.handOver();
   forwards.keep();
-  const tEnd = performance.now();
+  const tEnd = performance.now() - deputyMs;
   const { held: _held, network: _net, ...ck } = stats;
   return {
     pid: newPid,
@@ -565,7 +630,10 @@ function handOver(m: Move, newPid: number, restoreStats: unknown): MigrateResult
       dumpAndSend: us(times.tSent - times.tOffer),
       restoreAndCommit: us(tEnd - times.tSent),
       total: us(tEnd - times.t0),
+      ...(stood.deputy ? { deputy: us(deputyMs) } : {}),
     },
+    ...(stood.deputy ? { deputy: stood.deputy } : {}),
+    ...(stood.warnings.length ? { warnings: stood.warnings } : {}),
   };
 }
 
@@ -591,7 +659,7 @@ async function settleFailure(m: Move, e: unknown): Promise<MigrateResult> {
     dropKept(m.keep);
     channel.close();
     m.opts.log?.(`process ${pid}: the destination did not confirm, but it runs there`);
-    return handOver(m, pid, undefined);
+    return await handOver(m, pid, undefined);
   }
   if (outcome === "absent") {
     // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).

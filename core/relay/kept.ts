@@ -36,15 +36,28 @@ export class KeptRelay {
   readonly #input = new Replay();
   #inputEnded: boolean;
   #closed = false;
+  /** Whether {@link received} counts from the start of the streams. */
+  readonly #offsetsKnown: boolean;
 
   /**
    * @param fds the kept descriptors (this relay closes them)
    * @param token names the relay when the destination reconnects
+   * @param opts `offsetsKnown: false` for a relay taken up by a new agent
+   *   midway (from a deputy's descriptors): it does not know how much of
+   *   each stream came before, so it asks for nothing to be sent again
+   *   (what was in flight when the last agent stopped is lost, never
+   *   repeated)
    */
-  constructor(fds: KeptStdio, readonly token: string, log: (s: string) => void = () => {}) {
+  constructor(
+    fds: KeptStdio,
+    readonly token: string,
+    log: (s: string) => void = () => {},
+    opts: { offsetsKnown?: boolean } = {},
+  ) {
     this.#fds = { ...fds };
     this.#log = log;
     this.#inputEnded = fds[0] === undefined;
+    this.#offsetsKnown = opts.offsetsKnown ?? true;
   }
 
   /** True once every stream ended. */
@@ -52,9 +65,12 @@ export class KeptRelay {
     return this.#ended.size === OUTPUTS.length && this.#inputEnded;
   }
 
-  /** Bytes taken of each output stream so far. */
+  /**
+   * Bytes taken of each output stream so far (none named when they are not
+   * known: the destination then sends nothing again).
+   */
   get received(): StreamOffsets {
-    return { ...this.#received };
+    return this.#offsetsKnown ? { ...this.#received } : {};
   }
 
   /**

@@ -8,6 +8,11 @@
  * - Debian's python3 moves mid-run and finishes with the right result;
  * - Debian's cat moves while reading a FIFO on node1: its stdin and stdout
  *   are relayed, so lines written on node1 come back out on node1;
+ * - processes whose parent (a shell) waits for them move node1 → node2 and
+ *   leave their deputies on node1 (same PID and parent; `ppm ps` shows them
+ *   and node2): a signal sent to a deputy reaches its process on node2, the
+ *   parent's `wait` sees the real status (exit 7, SIGTERM), and a move back
+ *   to node1 is refused while the deputy holds the PID;
  * - failure injection at each phase (the destination refuses, its agent dies
  *   mid-transfer, the link is cut, the restore fails, its agent dies before
  *   the confirmation): the process runs on at the source every time, with no
@@ -87,6 +92,38 @@ function lives(pid: string, comm: string): string {
   // The name is read by the shell itself: a `cat` here could get the freed PID and name itself.
   return `[ "$(read -r x < /proc/${pid}/comm 2>/dev/null; echo "$x")" = "${comm}" ] && ` +
     `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
+}
+
+/**
+ * The shell that stands for a parent who waits: runs its arguments as a child
+ * (output in /tmp/TAG.out), writes its PID to /tmp/TAG.pid, waits for it and
+ * writes the status `wait` gave to /tmp/TAG.rc (128 + N for signal N). TAG is $0.
+ */
+const WAITING_PARENT = [
+  'tag="$0"',
+  '"$@" < /dev/null > "/tmp/$tag.out" 2>&1 &',
+  'echo $! > "/tmp/$tag.pid"',
+  "wait $!",
+  'echo $? > "/tmp/$tag.rc"',
+].join("\n");
+
+/**
+ * Checks that node `home` holds the deputy of `pid` (named `comm`): the
+ * deputy program, under the same name, with parent `ppid`, not a zombie.
+ */
+async function assertDeputy(
+  c: TestCluster,
+  home: number,
+  pid: string,
+  comm: string,
+  ppid: string,
+): Promise<void> {
+  const cmdline = (await c.ok(home, ["sh", "-c", `tr '\\0' ' ' < /proc/${pid}/cmdline`])).trim();
+  assertMatch(cmdline, new RegExp(`^ppm-deputy:${comm} /run/ppm-deputy/link\\.sock ${comm}`));
+  const r = await c.exec(home, ["sh", "-c", lives(pid, comm)]);
+  assertEquals(r.code, 0, `the deputy of ${comm} ${pid} is not alive on node${home}`);
+  const status = await c.ok(home, ["cat", `/proc/${pid}/status`]);
+  assertMatch(status, new RegExp(`^PPid:\\s+${ppid}$`, "m"), "the deputy's parent");
 }
 
 /** Checks that `pid` (named `comm`) runs on node `on` and on none of the others. */
@@ -441,6 +478,105 @@ Deno.test({
               60,
             );
           }),
+      );
+
+      await t.step(
+        "processes whose parent waits for them leave their deputies on node1: same PID and " +
+          "parent, shown by ppm ps; a signal to a deputy reaches its process on node2; the " +
+          "parent sees the real status (exit 7, SIGTERM); coming back to node1 is refused",
+        () =>
+          agents.explain(NODES, async () => {
+            // Python prints what it gets and exits 7 once told (a file on node2, where it runs).
+            const script = [
+              "import os, signal, sys, time",
+              "signal.signal(signal.SIGUSR1, lambda s, f: print('got SIGUSR1', flush=True))",
+              "i = 0",
+              "while not os.path.exists('/tmp/dep-py.go'):",
+              "    print('tick', i, flush=True)",
+              "    i += 1",
+              "    time.sleep(0.2)",
+              "print('done', flush=True)",
+              "sys.exit(7)",
+            ].join("\n");
+            const start = async (tag: string, cmd: string, ...args: string[]) => {
+              const parent = (await c.ok(1, [
+                "sh",
+                "-c",
+                `${highPids()}cd /tmp; rm -f /tmp/${tag}.*; ` +
+                `sh -c "$0" ${tag} ${cmd} > /dev/null 2>&1 < /dev/null & echo $!`,
+                WAITING_PARENT,
+                ...args,
+              ])).trim();
+              await c.waitFor(
+                1,
+                `[ -s /tmp/${tag}.pid ] && grep -Eq '^tick 3( |$)' /tmp/${tag}.out`,
+                120,
+              );
+              const pid = (await c.ok(1, ["cat", `/tmp/${tag}.pid`])).trim();
+              return { parent, pid };
+            };
+            const hc = await start("dep-hc", `${bin} 3000`);
+            const py = await start("dep-py", '/usr/bin/python3 -u -c "$1"', script);
+            const both = [[hc, "heap_counter"], [py, "python3"]] as const;
+            try {
+              for (const [p, comm] of both) {
+                const m = await migrate(c, 1, p.pid, 2);
+                assertEquals(m.warnings, undefined, "a deputy should stand in");
+                assertEquals(m.deputy, { pid: Number(p.pid) });
+                await c.waitFor(2, lives(p.pid, comm), 30);
+                await assertDeputy(c, 1, p.pid, comm, p.parent);
+                await c.waitFor(3, `! (${lives(p.pid, comm)})`, 30);
+              }
+              const ps = JSON.parse(await c.ok(1, ["ppm", "ps", "--json"]));
+              for (const [p, comm] of both) {
+                const row = ps.find((e: { direction: string; deputy?: { pid: number } }) =>
+                  e.direction === "deputy" && e.deputy?.pid === Number(p.pid)
+                );
+                assert(row, `no deputy of ${comm} ${p.pid} in ppm ps: ${JSON.stringify(ps)}`);
+                assertEquals(row.current, { node: "node2", pid: Number(p.pid) });
+              }
+              assertMatch(
+                await c.ok(1, ["ppm", "ps"]),
+                new RegExp(`its deputy stands in here as PID ${py.pid} .*runs on node2`),
+              );
+
+              // Back home it cannot come while its deputy holds its PID: refused before a freeze.
+              const back = await c.ppm(2, ["migrate", hc.pid, "--to", "node1"], 120_000);
+              assert(back.code !== 0, `it moved back: ${back.stdout}`);
+              assertMatch(back.stderr, /runs on here/);
+              assertMatch(back.stderr, /held here by a deputy/);
+              await c.waitFor(2, lives(hc.pid, "heap_counter"), 30);
+
+              // A signal to the deputy reaches the process on node2, and comes out in its output.
+              await c.ok(1, ["kill", "-USR1", py.pid]);
+              await c.waitFor(1, "grep -q '^got SIGUSR1$' /tmp/dep-py.out", 60);
+              await c.ok(1, ["kill", "-TERM", hc.pid]);
+              await c.ok(2, ["touch", "/tmp/dep-py.go"]);
+              // The parents' wait ends with how the processes ended on node2, their output all out.
+              await c.waitFor(1, "[ -s /tmp/dep-hc.rc ] && [ -s /tmp/dep-py.rc ]", 120);
+              assertEquals((await c.ok(1, ["cat", "/tmp/dep-hc.rc"])).trim(), "143");
+              assertEquals((await c.ok(1, ["cat", "/tmp/dep-py.rc"])).trim(), "7");
+              assertMatch(await c.ok(1, ["cat", "/tmp/dep-py.out"]), /^done$/m);
+              const log2 = await c.ok(2, ["cat", "/tmp/agent.log"]);
+              assertMatch(
+                log2,
+                new RegExp(
+                  `process ${hc.pid} \\(heap_counter\\) that arrived from node1 ended: signal 15`,
+                ),
+              );
+              assertMatch(
+                log2,
+                new RegExp(`process ${py.pid} \\(python3\\) that arrived from node1 ended: exit 7`),
+              );
+              // Their parents collected the deputies (the rc files); their rows go as they end.
+              await c.waitFor(1, `! ppm ps --json | grep -q '"direction": "deputy"'`, 60);
+            } finally {
+              for (const p of [hc, py]) {
+                await c.exec(2, ["kill", "-KILL", p.pid]);
+                await c.exec(1, ["kill", "-KILL", p.pid]);
+              }
+            }
+          }, "deputy|signal|ended|moved|refused"),
       );
 
       await t.step(

@@ -132,6 +132,31 @@ Deno.test("agent ops: manage, the permission rule, unmanage, ps", async () => {
   });
 });
 
+Deno.test("agent ops: ps lists the deputies after the table; a deputy is not made managed", async () => {
+  const row = {
+    origin: { node: "node1", pid: 42 },
+    current: { node: "node3", pid: 42 },
+    moves: 2,
+    direction: "deputy",
+    managed: false,
+    name: "job",
+    startedAt: 1,
+    arrivedAt: 2,
+    deputy: { pid: 42, connected: true, since: "2025-01-01T00:00:00.000Z" },
+  } satisfies ProcessEntry;
+  await withAgent({
+    deputyRows: () => [row],
+    deputyOf: (pid) => pid === 42 ? "node3" : undefined,
+  }, async (ask) => {
+    const ps = await ask({ op: "ps" }) as ProcessEntry[];
+    assertEquals(ps, [row]);
+    let err: unknown;
+    await ask({ op: "manage", pid: 42 }).catch((e) => err = e);
+    assert(err instanceof PpmError && err.exitCode === EXIT.USAGE, String(err));
+    assert(/deputy of process 42, which runs on node3/.test(err.why), err.why);
+  });
+});
+
 Deno.test("agent ops: migrate goes through the move function as a manual move", async () => {
   await withAgent({}, async (ask, table, moves) => {
     await ask({ op: "manage", pid: 42 });

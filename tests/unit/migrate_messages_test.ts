@@ -122,6 +122,8 @@ const VALID: Record<string, unknown>[] = [
   { op: "redirect-added", ok: true, ids: [1, 2] },
   { op: "redirect-removed", ok: true },
   { op: "redirect-failed", ok: false, reason: "cannot add a peer redirect: no module" },
+  { op: "signal", pid: 4242, sig: 15 },
+  { op: "moved", pid: 4242, node: "node3" },
 ];
 
 /** Through msgpack, as a message travels. */
@@ -384,6 +386,29 @@ const HOSTILE: [Record<string, unknown>, string, unknown, RegExp][] = [
   [VALID[20], "ok", false, /redirect-removed\.ok/],
   [VALID[21], "ok", true, /redirect-failed\.ok/],
   [VALID[21], "reason", 5, /redirect-failed\.reason/],
+  // signal (a deputy's, passed on): a PID and a signal number of 1..64
+  [VALID[22], "pid", 0, /signal\.pid/],
+  [VALID[22], "pid", -1, /signal\.pid/],
+  [VALID[22], "pid", 2 ** 40, /signal\.pid/],
+  [VALID[22], "pid", "4242", /signal\.pid/],
+  [VALID[22], "pid", DELETE, /signal\.pid: missing/],
+  [VALID[22], "sig", 0, /signal\.sig/],
+  [VALID[22], "sig", 65, /signal\.sig/],
+  [VALID[22], "sig", -9, /signal\.sig/],
+  [VALID[22], "sig", 9.5, /signal\.sig/],
+  [VALID[22], "sig", NaN, /signal\.sig/],
+  [VALID[22], "sig", Infinity, /signal\.sig/],
+  [VALID[22], "sig", "SIGKILL", /signal\.sig/],
+  [VALID[22], "sig", "9", /signal\.sig/],
+  [VALID[22], "sig", null, /signal\.sig/],
+  [VALID[22], "sig", [9], /signal\.sig/],
+  [VALID[22], "sig", 2n ** 70n, /signal\.sig/],
+  [VALID[22], "sig", DELETE, /signal\.sig: missing/],
+  // moved
+  [VALID[23], "pid", 1.5, /moved\.pid/],
+  [VALID[23], "node", "n".repeat(257), /moved\.node/],
+  [VALID[23], "node", 3, /moved\.node/],
+  [VALID[23], "node", DELETE, /moved\.node: missing/],
 ];
 
 Deno.test("messages: hostile values of every message are refused, naming where", () => {

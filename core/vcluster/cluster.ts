@@ -14,6 +14,7 @@ import { ensurePackages } from "../host/packages.ts";
 import { isRoot } from "../host/run.ts";
 import { buildModule } from "../module/build.ts";
 import { ensureStub } from "../restore/stub.ts";
+import { ensureDeputyBuilt } from "../deputy/binary.ts";
 import { ensureDir, exists, PROJECT_ROOT, runRoot, stateDir } from "../paths.ts";
 import { guestExec } from "./client.ts";
 import { consoleTrouble, tail } from "./console.ts";
@@ -314,7 +315,9 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
   const kernel = await ensureKernel(spec.kernel, progress);
   progress(`building the ppm module for ${kernel.release}`);
   const mod = await buildModule({ kernelRelease: kernel.release });
+  // The guests' agents find these built (gcc under TCG takes seconds each).
   await ensureStub();
+  await ensureDeputyBuilt();
   const cache = join(stateDir(), "vcluster", "images");
   await ensureDir(cache);
   progress(`preparing the guest image for ${kernel.release}`);

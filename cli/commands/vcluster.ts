@@ -19,13 +19,9 @@ import { progress, report } from "../output.ts";
 const nameOption = () =>
   new Option("--name <name>", "cluster name, to run several side by side").default(DEFAULT_NAME);
 
-/** The `vcluster` command tree. */
-export function vclusterCommand(): Command {
-  const cmd = new Command("vcluster").description(
-    "a virtual cluster of QEMU guests for trying and testing ppm",
-  );
-
-  cmd.command("up")
+/** `vcluster up`. */
+function upCommand() {
+  return new Command("up")
     .description("boot N guests of a Debian kernel on a private bridge; returns when all answer")
     .option(
       "--nodes <n>",
@@ -66,8 +62,11 @@ export function vclusterCommand(): Command {
           } node1 -- CMD...`,
         ].join("\n"));
     });
+}
 
-  cmd.command("exec")
+/** `vcluster exec`. */
+function execCommand() {
+  return new Command("exec")
     .description("run CMD as root in a guest; its output and exit code become ours")
     .argument("<node>", "node name (node1...) or number")
     .argument("<cmd...>", "command and arguments (put -- before them)")
@@ -87,8 +86,11 @@ export function vclusterCommand(): Command {
       });
       Deno.exitCode = r.code;
     });
+}
 
-  cmd.command("status")
+/** `vcluster status`. */
+function statusCommand() {
+  return new Command("status")
     .description("show the clusters, their nodes and any kernel trouble on the consoles")
     .addOption(nameOption())
     .option("--json", "print the status as JSON")
@@ -115,8 +117,11 @@ export function vclusterCommand(): Command {
           ].join("\n")
         ).join("\n"));
     });
+}
 
-  cmd.command("down")
+/** `vcluster down`. */
+function downCommand() {
+  return new Command("down")
     .description("stop the guests and remove the private network (console logs stay)")
     .addOption(nameOption())
     .option("--json", "print the result as JSON")
@@ -129,6 +134,15 @@ export function vclusterCommand(): Command {
         (d) => `cluster ${o.name}: ${d.stopped} guest${d.stopped === 1 ? "" : "s"} stopped`,
       );
     });
+}
 
+/** The `vcluster` command tree. */
+export function vclusterCommand(): Command {
+  const cmd = new Command("vcluster").description(
+    "a virtual cluster of QEMU guests for trying and testing ppm",
+  );
+  for (const c of [upCommand(), execCommand(), statusCommand(), downCommand()]) {
+    cmd.addCommand(c as unknown as Command);
+  }
   return cmd as unknown as Command;
 }

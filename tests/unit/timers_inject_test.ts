@@ -233,7 +233,11 @@ for (const mode of ["sequence", undefined] as const) {
         ]);
         assertEquals([made[1].toThread, made[1].target], [true, worker]);
         const out = await tg.report();
-        assertEquals(lines(out), expected(4));
+        if (lines(out).length === 0) {
+          const st = await tg.run.done(5000).catch((e) => String(e));
+          throw new Error(`the target said:\n${out}\nand ended: ${JSON.stringify(st)}`);
+        }
+        assertEquals(lines(out), expected(4), `the target said:\n${out}`);
       } finally {
         tg.run.end();
       }

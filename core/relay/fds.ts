@@ -30,12 +30,9 @@
 import { close, readFdWithin, writeFd } from "../../ffi/libc.ts";
 import { getFl, setFl, shutdownSocket } from "../../ffi/socket.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
+import { MAX_RELAYED, RELAYED_ENDS } from "../image/fds.ts";
 
-/** Most relayed descriptors one process may have. */
-export const MAX_RELAYED = 64;
-
-/** What a relayed descriptor is, seen from the process. */
-export const RELAYED_ENDS = ["pipe-read", "pipe-write", "unix-stream"] as const;
+export { MAX_RELAYED, RELAYED_ENDS };
 
 /** A relayed descriptor's kind: the read or write end of a pipe (or FIFO), or a unix stream socket. */
 export type RelayedEnd = typeof RELAYED_ENDS[number];

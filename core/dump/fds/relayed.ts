@@ -6,8 +6,9 @@
  * process's end at the source, where the relay reads them first
  * (core/relay/fds.ts), so a migration that fails loses none. A socket with
  * descriptors queued in it (SCM_RIGHTS) cannot be relayed: found by
- * peeking at its queue (from offset 0, put back after) with room for the
- * sender's credentials and not one descriptor, so the kernel says there
+ * peeking at its queue (from offset 0; credentials, security labels and
+ * pidfds not asked for meanwhile; all put back after) with no room for any
+ * control message, so the kernel installs no descriptor and says there
  * were some (MSG_CTRUNC).
  *
  * @module
@@ -19,8 +20,8 @@ import { MAX_QUEUED } from "../../image/fds.ts";
 import { copyFds } from "../sockets.ts";
 import type { RelayedFd } from "./survey.ts";
 
-/** CMSG_SPACE(sizeof(struct ucred)): room for credentials and not one descriptor. */
-const CRED_SPACE = 32;
+/** Less than one control message header: a descriptor never fits. */
+const NO_CONTROL = 8;
 const CHUNK = 256 * 1024;
 
 /** A socket option set to `value`, and how to put it back. */
@@ -38,10 +39,15 @@ function swap(copy: number, opt: number, value: number): () => void {
 
 /** Whether descriptors (SCM_RIGHTS) wait in the receive queue of socket `copy`; it is left as it was. */
 export function rightsQueued(copy: number): boolean {
-  const undo = [swap(copy, SO.PEEK_OFF, 0)];
+  const undo = [
+    swap(copy, SO.PEEK_OFF, 0),
+    swap(copy, SO.PASSCRED, 0),
+    swap(copy, SO.PASSSEC, 0),
+    swap(copy, SO.PASSPIDFD, 0),
+  ];
   try {
     for (let i = 0; i < MAX_QUEUED * 4; i++) {
-      const r = recvMsg(copy, CHUNK, MSG.PEEK | MSG.DONTWAIT, CRED_SPACE);
+      const r = recvMsg(copy, CHUNK, MSG.PEEK | MSG.DONTWAIT, NO_CONTROL);
       if (!r || r.data.length === 0) return false;
       if (r.flags & MSG.CTRUNC) return true;
     }

@@ -25,6 +25,8 @@ const symbols = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -291,6 +293,27 @@ export function sendAll(fd: number, data: Uint8Array, flags = 0): void {
     check(n, "send", fd);
     off += Number(n);
   }
+}
+
+/** socketpair(2) of unix sockets of `type` (close-on-exec added). */
+export function socketPair(type: number): [number, number] {
+  const fds = new Int32Array(2);
+  check(
+    c().socketpair(AF.UNIX, type | 0o2000000, 0, new Uint8Array(fds.buffer)),
+    "socketpair",
+    type,
+  );
+  return [fds[0], fds[1]];
+}
+
+/** shutdown(2): `how` 0 reading, 1 writing, 2 both. */
+export function shutdownSocket(fd: number, how: 0 | 1 | 2): void {
+  check(c().shutdown(fd, how), "shutdown", fd);
+}
+
+/** fcntl(2) F_SETFL. */
+export function setFl(fd: number, flags: number): void {
+  check(c().fcntl(fd, F.SETFL, BigInt(flags)), "fcntl", fd);
 }
 
 /** fcntl(2) F_GETFL. */

@@ -226,7 +226,7 @@ export class Deputies {
       return cannot(message(e));
     }
     return {
-      become: async (group) => {
+      become: async (group, keep = []) => {
         const name = (() => {
           try {
             return Deno.readTextFileSync(`/proc/${pid}/comm`).replace(/\n$/, "");
@@ -239,7 +239,8 @@ export class Deputies {
           await (this.#d.become ?? becomeDeputy)(group, {
             binary,
             socket: this.#d.socket,
-            keep: [],
+            // Relayed descriptors stay open in it: the peer here sees no end while the process runs.
+            keep,
             reconnectS: this.#d.reconnectS ?? RECONNECT_S,
           });
         } catch (e) {

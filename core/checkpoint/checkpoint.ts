@@ -87,6 +87,8 @@ export interface CheckpointStats {
   streamed: boolean;
   /** With `hold`: the still-frozen process. */
   held?: ThreadGroup;
+  /** With `hold` (a migration): the descriptors to relay (core/relay/fds.ts), in the image's order. */
+  relayed?: FdEntry[];
   /** With `hold` and `network`: its frozen sockets. */
   network?: NetworkFreeze;
   /**
@@ -136,6 +138,8 @@ interface Dumped {
   fds: FdEntry[];
   /** Pages written and skipped, per mapping. */
   stats: PageStats[];
+  /** The descriptors to relay. */
+  relayed: FdEntry[];
 }
 
 /** Checkpoints `pid` into `sink`; returns the figures. */
@@ -162,9 +166,15 @@ export async function checkpoint(
   const run: Run = { pid, opts, tracee, writer };
   let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
   let ok = false;
-  const dumped: Dumped = { mappedPaths: [], fds: [], stats: [] };
+  const dumped: Dumped = { mappedPaths: [], fds: [], stats: [], relayed: [] };
   try {
-    const seen = await inspect(pid, !!opts.network || !!opts.tcpEstablished, !!opts.network);
+    const seen = await inspect(
+      pid,
+      !!opts.network || !!opts.tcpEstablished,
+      !!opts.network,
+      opts.hold === true,
+    );
+    dumped.relayed = seen.fds.filter((f) => f.kind === "relayed");
     freezeSockets(run, seen.sockets);
     const cpu = readCpu(tracee.leader);
     await rseqAbort(pid, cpu.regs, cpu.restart, seen.task.rseq.addr);
@@ -212,6 +222,7 @@ export async function checkpoint(
     pid,
     streamed,
     held: opts.hold ? tracee : undefined,
+    relayed: opts.hold ? dumped.relayed : undefined,
     network: opts.hold ? run.net : undefined,
     ...(opts.tcpEstablished && !opts.network
       ? {

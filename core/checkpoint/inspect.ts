@@ -11,6 +11,7 @@ import { EXIT, PpmError } from "../errors.ts";
 import { readFds, type SocketFd } from "../dump/files.ts";
 import { socketReasons } from "../dump/sockets.ts";
 import { dumpObjects } from "../dump/fds/dump.ts";
+import { dumpRelayed } from "../dump/fds/relayed.ts";
 import { describeKind } from "../dump/fds/survey.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { credReasons } from "../dump/creds.ts";
@@ -50,16 +51,19 @@ export function readComm(pid: number): Promise<string | undefined> {
  * reason it cannot be checkpointed. Sockets are such a reason unless
  * `carrySockets` (a migration, or a checkpoint with `--tcp-established`,
  * freezes them instead); kernel objects as standard streams are one when
- * `relayedStdio` (a migration relays them).
+ * `relayedStdio` (a migration relays them). With `relay` (a migration),
+ * pipes and unix stream sockets whose other end another process holds are
+ * relayed descriptors (core/dump/fds/relayed.ts), not reasons.
  */
 export async function inspect(
   pid: number,
   carrySockets: boolean,
   relayedStdio = carrySockets,
+  relay = false,
 ): Promise<Inspected> {
   const status = parseStatus(await Deno.readTextFile(`/proc/${pid}/status`));
   const maps = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
-  const { fds, sockets, objects, reasons: fdReasons } = await readFds(pid);
+  const { fds, sockets, objects, relayed, reasons: fdReasons } = await readFds(pid, { relay });
   const comm = await readComm(pid);
   const reasons = [...stayReasons(status, maps), ...credReasons(status), ...fdReasons];
   if (comm === undefined) reasons.push("its name is not valid UTF-8");
@@ -95,6 +99,8 @@ export async function inspect(
     ? { entries: [], reasons: [] }
     : dumpObjects(pid, objects, { pid, uid: status.uid[0], gid: status.gid[0] });
   reasons.push(...dumped.reasons);
+  const relays = reasons.length ? { entries: [], reasons: [] } : dumpRelayed(pid, relayed);
+  reasons.push(...relays.reasons);
   if (reasons.length) {
     throw new PpmError(
       `process ${pid} cannot be checkpointed`,
@@ -103,6 +109,6 @@ export async function inspect(
       EXIT.FAILURE,
     );
   }
-  const all: FdEntry[] = [...fds, ...dumped.entries].sort((a, b) => a.fd - b.fd);
+  const all: FdEntry[] = [...fds, ...dumped.entries, ...relays.entries].sort((a, b) => a.fd - b.fd);
   return { status, maps, fds: all, sockets, comm, task, kvmas };
 }

@@ -47,6 +47,11 @@ export interface CheckOptions {
   carrySockets?: boolean;
   /** ppm's own PID (a reason: it cannot checkpoint itself). */
   ownPid?: number;
+  /**
+   * A migration: pipes and unix stream sockets whose other end another
+   * process holds are relayed (core/relay/fds.ts), not reasons.
+   */
+  relay?: boolean;
 }
 
 /** Every reason `pid` cannot be checkpointed now (empty: it can). */
@@ -70,7 +75,7 @@ export async function checkReasons(pid: number, opts: CheckOptions = {}): Promis
   reasons.push(...await timerReasons(pid));
   if (status.tracerPid) reasons.push(`it is already traced by process ${status.tracerPid}`);
   try {
-    const files = await readFds(pid);
+    const files = await readFds(pid, { relay: opts.relay });
     reasons.push(...files.reasons);
     // IPv4 TCP and UDP sockets move with `ppm migrate` and `--tcp-established`; others are reasons.
     reasons.push(...socketReasons(pid, files.sockets, opts.carrySockets ?? true));

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import type { FileId } from "../image/schema.ts";
 import { isShmPath } from "../image/fds.ts";
 import { parseFdInfo } from "./proc.ts";
-import { type ObjectFd, surveyObjects } from "./fds/survey.ts";
+import { type ObjectFd, type RelayedFd, surveyObjects } from "./fds/survey.ts";
 
 /** How an open descriptor is carried. */
 export type FdKind = "regular" | "device" | "stdio";
@@ -166,6 +166,8 @@ export interface OpenFds {
   sockets: SocketFd[];
   /** Kernel objects that move with their state (core/dump/fds/dump.ts reads it). */
   objects: ObjectFd[];
+  /** With `relay` (a migration): pipes and unix stream sockets whose other end stays (core/dump/fds/relayed.ts). */
+  relayed: RelayedFd[];
   /** Why some descriptors cannot be carried. */
   reasons: string[];
 }
@@ -176,7 +178,7 @@ export interface OpenFds {
  * changes nothing in the process (`ppm checkpoint --check` runs it on a
  * running one).
  */
-export async function readFds(pid: number): Promise<OpenFds> {
+export async function readFds(pid: number, opts: { relay?: boolean } = {}): Promise<OpenFds> {
   const fds: FdRecord[] = [];
   const sockets: (SocketFd & { target: string; info: string })[] = [];
   const candidates: ObjectFd[] = [];
@@ -225,11 +227,12 @@ export async function readFds(pid: number): Promise<OpenFds> {
       candidates.push({ fd, kind, target, flags: info.flags, pos: info.pos, info: text, id });
     }
   }
-  const survey = surveyObjects(pid, candidates, sockets);
+  const survey = surveyObjects(pid, candidates, sockets, opts.relay ?? false);
   return {
     fds,
     sockets: survey.sockets,
     objects: survey.objects,
+    relayed: survey.relayed,
     reasons: [...reasons, ...survey.reasons],
   };
 }

@@ -25,7 +25,7 @@ const MADE_KINDS = [
 ] as const;
 
 /** Kinds of descriptor an image holds: opened by path, or made by the process. */
-export const FD_KINDS = ["regular", "device", "stdio", "shm", ...MADE_KINDS] as const;
+export const FD_KINDS = ["regular", "device", "stdio", "shm", "relayed", ...MADE_KINDS] as const;
 
 /** A kind of descriptor. */
 export type FdEntryKind = typeof FD_KINDS[number];
@@ -41,6 +41,28 @@ export const MAX_PIPE_SIZE = 1 << 30;
 export const MAX_QUEUED = 1 << 16;
 /** Every memfd seal (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC). */
 export const ALL_SEALS = 0x3f;
+
+/** Most relayed descriptors one image may hold. */
+export const MAX_RELAYED = 64;
+
+/** What a relayed descriptor is, seen from the process. */
+export const RELAYED_ENDS = ["pipe-read", "pipe-write", "unix-stream"] as const;
+
+/**
+ * A descriptor whose other end stays on the node the process left (its
+ * peer is another process there): the destination gives the process a new
+ * pipe or socketpair end at its number, and the agents relay its bytes
+ * (core/relay/fds.ts). Its unread bytes stay at the source, read from there
+ * by the relay first.
+ */
+export interface RelayedState {
+  /** The read or write end of a pipe (or FIFO), or a unix stream socket. */
+  end: typeof RELAYED_ENDS[number];
+  /** A unix stream socket: its shutdown state (1 reading, 2 writing, 3 both). */
+  shutdown: number;
+  /** A unix stream socket: SO_PASSCRED. */
+  passcred: boolean;
+}
 
 /** An eventfd: its counter and mode. */
 export interface EventfdState {
@@ -192,6 +214,8 @@ export interface FdEntry {
   memfd?: MemfdState;
   /** /dev/shm file contents. */
   shm?: ShmState;
+  /** A relayed descriptor: what it is. */
+  relayed?: RelayedState;
 }
 
 /** The state field each kind carries (pipes and FIFOs on one descriptor only). */
@@ -205,9 +229,20 @@ const STATE_OF: Partial<Record<FdEntryKind, (typeof STATES)[number]>> = {
   unix: "unix",
   memfd: "memfd",
   shm: "shm",
+  relayed: "relayed",
 };
 
-const STATES = ["eventfd", "timerfd", "signalfd", "epoll", "pipe", "unix", "memfd", "shm"] as const;
+const STATES = [
+  "eventfd",
+  "timerfd",
+  "signalfd",
+  "epoll",
+  "pipe",
+  "unix",
+  "memfd",
+  "shm",
+  "relayed",
+] as const;
 
 const U64_MAX = (1n << 64n) - 1n;
 const I63_MAX = (1n << 63n) - 1n;
@@ -328,6 +363,17 @@ export function isShmPath(p: string): boolean {
   return name !== "" && name !== "." && name !== ".." && !name.includes("/");
 }
 
+function relayed(o: Record<string, unknown>, w: string): RelayedState {
+  const end = str(o, "end", w, 16) as RelayedState["end"];
+  if (!RELAYED_ENDS.includes(end)) throw bad(w, `unknown end ${end}`);
+  const shutdown = int(o, "shutdown", w, 0, 3);
+  if (typeof o.passcred !== "boolean") throw bad(w, "passcred is not a boolean");
+  if (end !== "unix-stream" && (shutdown !== 0 || o.passcred)) {
+    throw bad(w, "socket state on a pipe end");
+  }
+  return { end, shutdown, passcred: o.passcred };
+}
+
 /** One descriptor's fields, checked (not yet against the others). */
 function checkEntry(f: unknown, i: number, checkId: (v: unknown, w: string) => FileId | undefined) {
   const x = obj(f, `FILES.fds[${i}]`);
@@ -365,10 +411,14 @@ function checkEntry(f: unknown, i: number, checkId: (v: unknown, w: string) => F
     else if (s === "pipe") e.pipe = pipe(o, sw);
     else if (s === "unix") e.unix = unix(o, sw);
     else if (s === "memfd") e.memfd = memfd(o, sw);
+    else if (s === "relayed") e.relayed = relayed(o, sw);
     else e.shm = shm(o, sw);
   }
   if (want && want !== "pipe" && want !== "shm" && e.dupOf === undefined && e[want] === undefined) {
     throw bad(w, `a ${kind} without its state`);
+  }
+  if (kind === "relayed" && (fd < 3 || e.dupOf !== undefined || e.object !== undefined)) {
+    throw bad(w, "a relayed descriptor that is a standard stream, a copy or part of an object");
   }
   if (kind === "shm" && (!isShmPath(e.path) || !e.id)) {
     throw bad(w, "a /dev/shm file that is not directly in /dev/shm, or without its identity");
@@ -452,6 +502,10 @@ export function checkFds(
   }
   checkObjects(fds);
   checkShm(fds);
+  const relays = fds.filter((f) => f.kind === "relayed").length;
+  if (relays > MAX_RELAYED) {
+    throw bad("FILES.fds", `${relays} relayed descriptors, more than ${MAX_RELAYED}`);
+  }
   return fds;
 }
 

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { O } from "../../ffi/libc.ts";
-import type { LoadedImage } from "../image/schema.ts";
+import { close, O } from "../../ffi/libc.ts";
+import type { FdEntry, LoadedImage } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -50,6 +50,7 @@ import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
+import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
 
 /**
  * Under systemd, a process that arrived leaves the agent's cgroup for a
@@ -282,6 +283,8 @@ interface Held {
   locks: RedirectSet;
   /** The image's sockets. */
   sockets: LoadedImage["sockets"];
+  /** Its relayed descriptors, by number. */
+  relayed: FdEntry[];
 }
 
 /**
@@ -320,9 +323,11 @@ async function restoreHeld(
       stdout: relay.fifos.stdout,
       stderr: relay.fifos.stderr,
       sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
+      relays: true,
     });
     relay.opened();
-    return { r, rebuilt, locks, sockets: img.sockets };
+    const relayed = img.files.fds.filter((f) => f.kind === "relayed").sort((a, b) => a.fd - b.fd);
+    return { r, rebuilt, locks, sockets: img.sockets, relayed };
   } catch (e) {
     dropSockets(rebuilt);
     locks.removeAll();
@@ -345,7 +350,7 @@ async function commitHere(
   channel: MigrationChannel,
   opts: MigrateInOptions,
   offer: Offer,
-  { r, rebuilt, locks, sockets }: Held,
+  { r, rebuilt, locks, sockets, relayed }: Held,
   relay: ArrivedRelay,
   relayDone: Promise<RelayEnd>,
 ): Promise<Arrival | undefined> {
@@ -365,6 +370,7 @@ async function commitHere(
     endRepair(rebuilt);
     r.start!();
     started = true;
+    runRelays(channel, relayed, r.relays, log);
     dropSockets(rebuilt);
     answers.keep();
     await channel.send({ op: "committed", ok: true }).catch(() => {});
@@ -372,12 +378,33 @@ async function commitHere(
     return await settleHere(r.pid, offer, relay, relayDone, commit, log);
   } finally {
     if (!started) {
+      for (const fd of r.relays?.values() ?? []) close(fd);
       r.abort!();
       dropSockets(rebuilt);
       answers.removeAll();
       locks.removeAll();
     }
   }
+}
+
+/**
+ * Relays the process's descriptors whose other end stayed at the source
+ * (core/relay/fds.ts), each from the agent's end made with it, on the
+ * streams of its place among them (by number, as the source counts them).
+ */
+function runRelays(
+  channel: MigrationChannel,
+  relayed: FdEntry[],
+  ends: Map<number, number> | undefined,
+  log: (s: string) => void,
+): void {
+  relayed.forEach((f, i) => {
+    const fd = ends?.get(f.fd);
+    if (fd === undefined) return;
+    const role = relayRole(f.relayed!.end, "destination");
+    new FdRelay(fd, role, fdStreams(i, "destination"), (s) => log(`fd ${f.fd}: ${s}`))
+      .run(channel);
+  });
 }
 
 /** Reports the process restored as `r.pid` and waits for the commit; undefined: none came. */

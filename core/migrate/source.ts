@@ -12,6 +12,8 @@ import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
 import { newRelayToken } from "../relay/record.ts";
+import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
+import type { FdEntry } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../checkpoint/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
@@ -269,7 +271,7 @@ export interface DeputyMaker {
    * Makes the frozen process its deputy; throws when none was made (the
    * process is then still held, to be ended).
    */
-  become(group: ThreadGroup): Promise<{ pid: number }>;
+  become(group: ThreadGroup, keep?: number[]): Promise<{ pid: number }>;
 }
 
 /** What socket migration needs from the cluster, provided by the agent. */
@@ -426,7 +428,7 @@ async function offerProcess(
   opts: MigrateOutOptions,
   bounds: StepBounds,
 ): Promise<Offer> {
-  const reasons = [...await checkReasons(pid), ...await schedulerReasons(pid)];
+  const reasons = [...await checkReasons(pid, { relay: true }), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   opts.onPhase?.("offer");
   const offer = await buildOffer(
@@ -557,10 +559,43 @@ async function commit(
   const notConfirmed = "the destination did not confirm that the process runs";
   const done = expectAnswer(await m.channel.recv(stepMax), notConfirmed, "committed");
   if (!done.ok) throw refuse(notConfirmed);
+  // Copies of the relayed descriptors, taken while the process is still held here.
+  const fdRelays = takeRelays(m.pid, m.stats.relayed ?? [], m.opts.log);
   const result = await handOver(m, restored.pid, restored.stats);
+  for (const r of fdRelays) r.run(m.channel);
   if (m.opts.onRelay) m.opts.onRelay(relay);
   else relay.run(m.channel).finally(() => relay.close());
   return result;
+}
+
+/**
+ * The relays of the descriptors whose other end stays here (core/relay/fds.ts):
+ * each a copy of the process's end. One that cannot be copied is logged
+ * (the process there then reads an end of file on it).
+ */
+function takeRelays(pid: number, relayed: FdEntry[], log?: (s: string) => void): FdRelay[] {
+  const out: FdRelay[] = [];
+  if (!relayed.length) return out;
+  let pidfd = -1;
+  try {
+    pidfd = pidfdOpen(pid);
+    relayed.forEach((f, i) => {
+      try {
+        const copy = pidfdGetfd(pidfd, f.fd);
+        const say = (s: string) => log?.(`process ${pid} fd ${f.fd}: ${s}`);
+        out.push(
+          new FdRelay(copy, relayRole(f.relayed!.end, "source"), fdStreams(i, "source"), say),
+        );
+      } catch (e) {
+        log?.(`process ${pid} fd ${f.fd}: no relay: ${(e as Error).message}`);
+      }
+    });
+  } catch (e) {
+    log?.(`process ${pid}: its descriptors are not relayed: ${(e as Error).message}`);
+  } finally {
+    if (pidfd >= 0) close(pidfd);
+  }
+  return out;
 }
 
 /** What stands in for a process here once it runs elsewhere: its deputy, or nothing. */
@@ -580,13 +615,14 @@ export async function standIn(
   held: ThreadGroup,
   pid: number,
   deputy: DeputyMaker | undefined,
+  keep: number[] = [],
 ): Promise<StandIn> {
   if (!deputy) {
     held.kill();
     return { warnings: [] };
   }
   try {
-    return { deputy: await deputy.become(held), warnings: [] };
+    return { deputy: await deputy.become(held, keep), warnings: [] };
   } catch (e) {
     held.kill();
     const why = e instanceof PpmError
@@ -610,7 +646,8 @@ async function handOver(m: Move, newPid: number, restoreStats: unknown): Promise
   const { stats, forwards, times } = m;
   const net = stats.network;
   const tStand = performance.now();
-  const stood = await standIn(stats.held!, m.pid, m.opts.deputy);
+  const keep = (stats.relayed ?? []).map((f) => f.fd);
+  const stood = await standIn(stats.held!, m.pid, m.opts.deputy, keep);
   const deputyMs = stood.deputy ? performance.now() - tStand : 0;
   const redirectIds = [...(net?.drops.ids ?? []), ...forwards.ids];
   net?.handOver();

@@ -24,6 +24,7 @@ import type { Injector } from "../ptrace/inject.ts";
 import { Calls, cstr, fdError, FL, NR, u64 } from "./fd_calls.ts";
 import { makeSocketpair } from "./fd_socketpair.ts";
 import { makePipe } from "./fd_pipe.ts";
+import { makeRelayed } from "./fd_relayed.ts";
 
 /** TFD_IOC_SET_TICKS: _IOW('T', 0, u64). */
 const TFD_IOC_SET_TICKS = 0x40085400;
@@ -210,17 +211,35 @@ function checkWhole(objs: FdEntry[]): void {
 
 /**
  * Makes the kernel objects among `fds` (the image's descriptors) again in
- * the stopped process `pid`, through `inj`, each at its number. The
+ * the stopped process `pid`, through `inj`, each at its number; and its
+ * relayed descriptors (fd_relayed.ts), the agent's ends of which go into
+ * `relays` (by the process's descriptor number; the caller owns them, and
+ * closes them also when this throws). The
  * numbers must be free (after the stub's own were closed); files opened by
  * path are in place already. Throws a PpmError naming the descriptor that
  * failed (the caller ends the process).
  */
-export async function restoreFds(inj: Injector, pid: number, fds: FdEntry[]): Promise<void> {
+export async function restoreFds(
+  inj: Injector,
+  pid: number,
+  fds: FdEntry[],
+  relays?: Map<number, number>,
+): Promise<void> {
   const objs = fds.filter((f) => OBJECT_KINDS.includes(f.kind as never));
-  if (!objs.length) return;
+  const relayed = fds.filter((f) => f.kind === "relayed");
+  if (!objs.length && !relayed.length) return;
+  if (relayed.length && !relays) {
+    throw fdError(
+      relayed[0].fd,
+      "relaying it",
+      "a descriptor whose other end stayed on another node is relayed by a migration only",
+    );
+  }
   checkWhole(objs);
   const c = new Calls(inj, pid);
   try {
+    // Before the epoll instances, which may watch them.
+    for (const f of relayed) relays!.set(f.fd, await makeRelayed(c, f));
     const made = new Set<number>();
     for (const f of objs) {
       if (f.dupOf !== undefined || f.kind === "epoll" || made.has(f.fd)) continue;

@@ -158,6 +158,7 @@ export async function finishInTracee(
   img: LoadedImage,
   exit: Uint8Array<ArrayBuffer>,
   base: number,
+  relays?: Map<number, number>,
 ): Promise<Tracee[]> {
   // The process's own finishing system calls, from the vDSO's syscall instruction.
   const at = await findSyscallInsn(t.pid, img.mm.vdso, img.mm.vdsoEnd);
@@ -193,7 +194,7 @@ export async function finishInTracee(
     // owner, a socketpair's SO_PEERCRED, the credentials its queued messages carry, what it is
     // charged for), made with its own rights and limits; before seccomp, whose filters may
     // forbid these calls; and once the stub's descriptors are closed, so its numbers are free.
-    await restoreFds(inj, t.pid, img.files.fds);
+    await restoreFds(inj, t.pid, img.files.fds, relays);
     // Its timers once its threads exist (a timer may signal one of them), before seccomp.
     if (img.timers) await restoreTimers(inj, t.pid, img.timers);
     await restoreSeccomp(inj, img.task.creds);

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { close } from "../../ffi/libc.ts";
 import { join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -49,6 +50,12 @@ export interface RestoreOptions extends StdioTargets {
   hold?: boolean;
   /** The mapped files were checked already (a migration checks them with the offer). */
   filesChecked?: boolean;
+  /**
+   * A migration: its relayed descriptors are made (core/restore/fd_relayed.ts)
+   * and the agent's ends returned in `relays`. Without it an image holding
+   * any is refused.
+   */
+  relays?: boolean;
 }
 
 /** Figures of one restore; times in µs. */
@@ -67,6 +74,8 @@ export interface RestoreStats {
   };
   /** Pages restored. */
   pages: number;
+  /** With `relays`: the agent's end of each relayed descriptor, by the process's number. */
+  relays?: Map<number, number>;
   /** With `hold`: lets the process run. */
   start?: () => void;
   /** With `hold`: ends the process. */
@@ -362,13 +371,14 @@ async function restoreStaged(
   }
   // From here on, a failure must not leave a half-restored process behind.
   let started = false;
+  const relays = opts.relays ? new Map<number, number>() : undefined;
   try {
     const reqAddr = await runToIoctl(t, img, stub);
     const tStub = performance.now();
     const exit = await runIoctl(t, reqAddr);
     const tMem = performance.now();
     await fault("restore");
-    const threads = await finishInTracee(t, img, exit, base);
+    const threads = await finishInTracee(t, img, exit, base, relays);
     const start = starter(t, img, threads);
     if (!opts.hold) start();
     started = true;
@@ -376,6 +386,7 @@ async function restoreStaged(
     const end = ender(t, threads);
     return {
       pid,
+      relays,
       start: opts.hold ? start : undefined,
       abort: opts.hold
         ? () => {
@@ -395,6 +406,7 @@ async function restoreStaged(
       },
     };
   } catch (e) {
+    for (const fd of relays?.values() ?? []) close(fd);
     if (!started) {
       t.kill();
       removePaths(made);

@@ -226,10 +226,11 @@ function addFd(b: SpecBuilder, f: FdEntry, o: SpecOptions): void {
       v.setUint32(16, OPEN_AS.PROCESS, true);
       putId(v, 24, f.id, ID_CHECK.TYPE | ID_CHECK.OWNER | ID_CHECK.MODE);
     }, f.path);
-  } else if (!OBJECT_KINDS.includes(f.kind as FdEntryKind)) {
+  } else if (!OBJECT_KINDS.includes(f.kind as FdEntryKind) && f.kind !== "relayed") {
     fd(f.fd, flags, f.kind === "regular" ? f.pos : 0n, OPEN_AS.PROCESS, f.path, f.id);
   }
-  // Kernel objects (eventfd, pipes, socketpairs ...) are made by the process itself (fds.ts).
+  // Kernel objects (eventfd, pipes, socketpairs ...) and relayed descriptors are made by the
+  // process itself (fds.ts).
 }
 
 const i32 = (n: number) => (v: DataView) => v.setInt32(0, n, true);

@@ -580,6 +580,81 @@ Deno.test({
       );
 
       await t.step(
+        "a child talking to its parent over a socketpair and a pipe moves to node2: its " +
+          "deputy keeps them on node1, the agents relay them in order, the end of file " +
+          "travels, and the parent sees every answer and exit 0",
+        () =>
+          agents.explain(NODES, async () => {
+            // The parent (stays on node1) asks i, wants 2*i back on the socket and "line i" on
+            // the pipe; after /tmp/rel.go it asks 30 more, shuts its socket down and waits.
+            const script = [
+              "import os, socket, sys, time",
+              "a, b = socket.socketpair()",
+              "r, w = os.pipe()",
+              "pid = os.fork()",
+              "if pid == 0:",
+              "    a.close(); os.close(r)",
+              "    s, f = b, os.fdopen(w, 'w', buffering=1)",
+              "    buf, n = b'', 0",
+              "    while True:",
+              "        d = s.recv(4096)",
+              "        if not d: break",
+              "        buf += d",
+              "        while b'\\n' in buf:",
+              "            line, buf = buf.split(b'\\n', 1)",
+              "            k = int(line); s.sendall(b'%d\\n' % (2 * k)); f.write('line %d\\n' % k); n += 1",
+              "    f.write('eof after %d\\n' % n); f.close(); os._exit(0)",
+              "b.close(); os.close(w)",
+              "open('/tmp/rel.pid', 'w').write(str(pid))",
+              "pf, sf = os.fdopen(r, 'r'), a.makefile('r')",
+              "i, more = 0, None",
+              "while more is None or more > 0:",
+              "    i += 1; a.sendall(b'%d\\n' % i)",
+              "    if sf.readline() != '%d\\n' % (2 * i) or pf.readline() != 'line %d\\n' % i:",
+              "        print('BAD at', i, flush=True); sys.exit(1)",
+              "    print('ok', i, flush=True)",
+              "    if more is None and os.path.exists('/tmp/rel.go'): more = 30",
+              "    if more is not None: more -= 1",
+              "    time.sleep(0.05)",
+              "a.shutdown(socket.SHUT_WR)",
+              "last = pf.readline()",
+              "_, st = os.waitpid(pid, 0)",
+              "rest = pf.read()",
+              "good = last == 'eof after %d\\n' % i and st == 0 and rest == ''",
+              "print('final', 'ok' if good else 'BAD', repr(last), st, repr(rest), flush=True)",
+              "sys.exit(0 if good else 1)",
+            ].join("\n");
+            await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; rm -f /tmp/rel.*; ` +
+              `(/usr/bin/python3 -u -c "$0" > /tmp/rel.out 2>&1 < /dev/null; ` +
+              `echo $? > /tmp/rel.rc) > /dev/null 2>&1 &`,
+              script,
+            ]);
+            await c.waitFor(1, "[ -s /tmp/rel.pid ] && grep -q '^ok 10$' /tmp/rel.out", 60);
+            const pid = (await c.ok(1, ["cat", "/tmp/rel.pid"])).trim();
+            try {
+              const m = await migrate(c, 1, pid, 2);
+              assertEquals(m.deputy, { pid: Number(pid) }, "a deputy should stand in");
+              await c.waitFor(2, lives(pid, "python3"), 30);
+              // The exchange goes on across the move, then the parent ends it.
+              const before = (await c.ok(1, ["sh", "-c", "grep -c '^ok ' /tmp/rel.out"])).trim();
+              await c.waitFor(1, `[ $(grep -c '^ok ' /tmp/rel.out) -gt $((${before} + 10)) ]`, 60);
+              await c.ok(1, ["touch", "/tmp/rel.go"]);
+              await c.waitFor(1, "[ -s /tmp/rel.rc ]", 60);
+              const out = await c.ok(1, ["cat", "/tmp/rel.out"]);
+              assert(!/BAD/.test(out), out.slice(-2000));
+              assertMatch(out, /^final ok /m);
+              assertEquals((await c.ok(1, ["cat", "/tmp/rel.rc"])).trim(), "0");
+            } finally {
+              await c.exec(2, ["kill", "-KILL", pid]);
+              await c.exec(1, ["kill", "-KILL", pid]);
+            }
+          }, "relay|deputy|ended|fd "),
+      );
+
+      await t.step(
         "failure injection at each phase: the process runs on at the source, nothing is lost",
         () =>
           agents.explain(NODES, async () => {

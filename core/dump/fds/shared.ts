@@ -35,7 +35,11 @@ function inoOf(path: string): bigint | undefined {
  * For each object of `objs` (descriptors of `pid`) that another process
  * (not ppm) holds too: its descriptor and that process.
  */
-export function heldElsewhere(pid: number, objs: ObjectFd[]): Map<number, number> {
+export function heldElsewhere(
+  pid: number,
+  objs: ObjectFd[],
+  byFile: ReadonlySet<number> = new Set(),
+): Map<number, number> {
   const out = new Map<number, number>();
   const mine = objs.filter((o) => o.dupOf === undefined && o.kind !== "shm");
   if (!mine.length) return out;
@@ -66,7 +70,7 @@ export function heldElsewhere(pid: number, objs: ObjectFd[]): Map<number, number
       for (const o of same) {
         if (out.has(o.fd)) continue;
         let shared = false;
-        if (ANON.has(o.kind)) {
+        if (ANON.has(o.kind) || byFile.has(o.fd)) {
           try {
             shared = sameFile(pid, o.fd, other, Number(e.name));
           } catch { /* not permitted or gone: nothing to compare */ }

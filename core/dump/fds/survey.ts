@@ -17,9 +17,11 @@ import { groupDescriptions } from "./descriptions.ts";
 import { checkEpolls, edgeWatched } from "./epoll.ts";
 import { eventfdReasons } from "./eventfd.ts";
 import { heldElsewhere } from "./shared.ts";
+import { MAX_RELAYED } from "../../image/fds.ts";
 
 /** Open flags that matter here. */
 const O_ASYNC = 0o20000;
+const SOCK_STREAM = 1;
 
 /** A descriptor of the process that opens a kernel object ppm carries. */
 export interface ObjectFd {
@@ -45,6 +47,20 @@ export interface ObjectFd {
   diag?: UnixDiag;
 }
 
+/** A descriptor whose other end another process holds, relayed by a migration (core/relay/fds.ts). */
+export interface RelayedFd {
+  /** Its number (3 or more). */
+  fd: number;
+  /** What it is. */
+  end: "pipe-read" | "pipe-write" | "unix-stream";
+  /** Its link text in /proc/PID/fd. */
+  target: string;
+  /** Its open flags. */
+  flags: number;
+  /** A unix stream socket: what sock_diag says of it. */
+  diag?: UnixDiag;
+}
+
 /** What {@link surveyObjects} found. */
 export interface Survey {
   /** The descriptors whose objects move. */
@@ -53,6 +69,8 @@ export interface Survey {
   sockets: SocketFd[];
   /** Why some cannot move. */
   reasons: string[];
+  /** With `relay`: the descriptors a migration relays. */
+  relayed: RelayedFd[];
 }
 
 /** The inode a socket or pipe link text names ("socket:[123]"). */
@@ -82,7 +100,8 @@ export function describeKind(kind: ObjectFd["kind"]): string {
  */
 function socketpairs(
   sockets: (SocketFd & { target: string; info: string })[],
-): { pairs: ObjectFd[]; rest: SocketFd[] } {
+  relay: boolean,
+): { pairs: ObjectFd[]; rest: SocketFd[]; relayed: RelayedFd[] } {
   const inos = sockets.map((s) => linkIno(s.target)).filter((x) => x !== undefined);
   let diags = new Map<number, UnixDiag>();
   try {
@@ -91,6 +110,7 @@ function socketpairs(
   const held = new Set(inos);
   const pairs: ObjectFd[] = [];
   const rest: SocketFd[] = [];
+  const relayed: RelayedFd[] = [];
   for (const s of sockets) {
     const d = diags.get(linkIno(s.target) ?? -1);
     const peer = d ? diags.get(d.peer) : undefined;
@@ -104,9 +124,14 @@ function socketpairs(
         info: s.info,
         diag: d,
       });
+    } else if (
+      relay && d && s.fd > 2 && d.type === SOCK_STREAM && d.peer !== 0 && !held.has(d.peer)
+    ) {
+      // Connected, its peer another process's: a migration relays it.
+      relayed.push({ fd: s.fd, end: "unix-stream", target: s.target, flags: s.flags, diag: d });
     } else rest.push({ fd: s.fd, flags: s.flags });
   }
-  return { pairs, rest };
+  return { pairs, rest, relayed };
 }
 
 /** Reasons for a memfd opened a second time (not a dup: another open file of it). */
@@ -126,7 +151,7 @@ function secondOpens(objs: ObjectFd[]): string[] {
 }
 
 /** Numbers pipes, FIFOs and socketpairs; returns the reasons for pipes without both ends. */
-function numberObjects(objs: ObjectFd[]): string[] {
+function numberObjects(objs: ObjectFd[], relayed?: RelayedFd[]): string[] {
   const reasons: string[] = [];
   const key = (o: ObjectFd) =>
     o.kind === "unix"
@@ -143,11 +168,20 @@ function numberObjects(objs: ObjectFd[]): string[] {
     const reads = own.some((o) => (o.flags & 3) !== 1);
     const writes = own.some((o) => (o.flags & 3) !== 0);
     if (g[0].kind !== "unix" && (!reads || !writes)) {
+      const o = g[0];
+      if (relayed && g.length === 1 && o.fd > 2 && (o.flags & 3) !== 2) {
+        // One end, once, its other end another process's: a migration relays it.
+        const end = (o.flags & 3) === 0 ? "pipe-read" : "pipe-write";
+        relayed.push({ fd: o.fd, end, target: o.target, flags: o.flags });
+        continue;
+      }
       for (const o of g) {
         const what = `${describeKind(o.kind)} (${o.target})`;
         reasons.push(
           `fd ${o.fd}: ${what} whose other end the process does not hold ` +
-            "(only pipes with both ends in the process move, and stdin, stdout and stderr)",
+            (relayed
+              ? "(a migration relays one end held once, at 3 or above; a copy of it is not relayed)"
+              : "(only pipes with both ends in the process move, and stdin, stdout and stderr)"),
         );
       }
       continue;
@@ -157,6 +191,43 @@ function numberObjects(objs: ObjectFd[]): string[] {
   }
   return reasons;
 }
+
+/** Why the relayed descriptors cannot all be: too many, signal-driven, or held by another process too. */
+function relayReasons(pid: number, relayed: RelayedFd[]): string[] {
+  const reasons: string[] = [];
+  if (relayed.length > MAX_RELAYED) {
+    reasons.push(
+      `${relayed.length} pipes or unix sockets whose other ends other processes hold; ` +
+        `a migration relays at most ${MAX_RELAYED}`,
+    );
+  }
+  for (const r of relayed) {
+    if (r.end === "unix-stream" && r.flags & O_ASYNC) {
+      reasons.push(
+        `fd ${r.fd}: signal-driven I/O (O_ASYNC) on a relayed descriptor is not carried`,
+      );
+    }
+  }
+  const probe: ObjectFd[] = relayed.map((r) => ({
+    fd: r.fd,
+    kind: r.end === "unix-stream" ? "unix" : "pipe",
+    target: r.target,
+    flags: r.flags,
+    pos: 0n,
+    info: "",
+  }));
+  // The same end (kcmp), not merely the same pipe: the peer holds the pipe's other end.
+  const byFile = new Set(relayed.filter((r) => r.end !== "unix-stream").map((r) => r.fd));
+  for (const [fd, other] of heldElsewhere(pid, probe, byFile)) {
+    reasons.push(
+      `fd ${fd}: ${fdTarget(relayed, fd)} whose end process ${other} holds too ` +
+        "(a relay carries an end one process holds; close it in the other process after the fork)",
+    );
+  }
+  return reasons;
+}
+
+const fdTarget = (relayed: RelayedFd[], fd: number) => relayed.find((r) => r.fd === fd)!.target;
 
 /**
  * Surveys the descriptors `candidates` of `pid` (kernel objects, as
@@ -168,9 +239,10 @@ export function surveyObjects(
   pid: number,
   candidates: ObjectFd[],
   sockets: (SocketFd & { target: string; info: string })[],
+  relay = false,
 ): Survey {
   const reasons: string[] = [];
-  const { pairs, rest } = socketpairs(sockets);
+  const { pairs, rest, relayed } = socketpairs(sockets, relay);
   const objects = [...candidates, ...pairs].sort((a, b) => a.fd - b.fd);
   for (const o of objects) {
     if (o.flags & O_ASYNC) {
@@ -181,15 +253,24 @@ export function surveyObjects(
   }
   reasons.push(...groupDescriptions(pid, objects));
   reasons.push(...secondOpens(objects));
-  reasons.push(...numberObjects(objects));
+  reasons.push(...numberObjects(objects, relay ? relayed : undefined));
   reasons.push(...checkEpolls(pid, objects));
   reasons.push(...eventfdReasons(objects, edgeWatched(objects)));
-  for (const [fd, other] of heldElsewhere(pid, objects)) {
+  const relayedFds = new Set(relayed.map((r) => r.fd));
+  const carried = objects.filter((o) => !relayedFds.has(o.fd));
+  for (const [fd, other] of heldElsewhere(pid, carried)) {
     const o = objects.find((x) => x.fd === fd)!;
     reasons.push(
       `fd ${fd}: ${describeKind(o.kind)} (${o.target}) that process ${other} holds too; ` +
         "it would no longer be shared after a move",
     );
   }
-  return { objects, sockets: rest, reasons };
+  // Relayed descriptors are not carried as objects: their state stays at the source.
+  reasons.push(...relayReasons(pid, relayed));
+  return {
+    objects: carried,
+    sockets: rest,
+    reasons,
+    relayed: relayed.sort((a, b) => a.fd - b.fd),
+  };
 }

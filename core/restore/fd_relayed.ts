@@ -1,0 +1,64 @@
+/**
+ * A relayed descriptor made again (core/relay/fds.ts): the restored
+ * process makes a new pipe, or a unix stream socketpair, keeps the end the
+ * image names at its number with its flags (a socket its SO_PASSCRED and
+ * its shutdown of writing), and the agent takes the other end
+ * (pidfd_getfd) before the process closes it: the agent's end is where the
+ * relay reads what the process writes and writes what comes for it. A FIFO
+ * becomes a pipe (the relay is its other end).
+ *
+ * @module
+ */
+import { close, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
+import type { FdEntry } from "../image/schema.ts";
+import { Calls, FL, NR } from "./fd_calls.ts";
+
+const SOL_SOCKET = 1, SO_PASSCRED = 16, AF_UNIX = 1, SOCK_STREAM = 1;
+
+/**
+ * Makes relayed descriptor `f` in the process and returns the agent's
+ * descriptor of its other end (the caller owns it).
+ */
+export async function makeRelayed(c: Calls, f: FdEntry): Promise<number> {
+  const r = f.relayed!;
+  const at = await c.small(new Uint8Array(8));
+  if (r.end === "unix-stream") {
+    c.must(f.fd, "making its socketpair", NR.socketpair, [
+      AF_UNIX,
+      SOCK_STREAM | FL.O_NONBLOCK | FL.O_CLOEXEC,
+      0,
+      at,
+    ]);
+  } else c.must(f.fd, "making its pipe", NR.pipe2, [at, FL.O_CLOEXEC | FL.O_NONBLOCK]);
+  const v = new DataView((await c.read(at, 8)).buffer);
+  const pair = [v.getInt32(0, true), v.getInt32(4, true)];
+  // A pipe: the process reads [0] or writes [1]; a socketpair: the process has [0].
+  const mine = r.end === "pipe-write" ? 1 : 0;
+  const own = pair[mine];
+  const far = [pair[1 - mine]];
+  let agent = -1;
+  try {
+    const pidfd = pidfdOpen(c.pid);
+    try {
+      agent = pidfdGetfd(pidfd, far[0]);
+    } finally {
+      close(pidfd);
+    }
+    if (r.end === "unix-stream") {
+      const one = await c.small(new Uint8Array(new Int32Array([1]).buffer));
+      if (r.passcred) {
+        c.must(f.fd, "setting SO_PASSCRED", NR.setsockopt, [own, SOL_SOCKET, SO_PASSCRED, one, 4]);
+      }
+      // Its writing shut down stays so; a shut reading is the relay's end of file.
+      if (r.shutdown & 2) c.must(f.fd, "shutting down its writing", NR.shutdown, [own, 1]);
+    }
+    c.setFl(own, f.flags);
+    c.place(own, f.fd, f.flags, far);
+  } catch (e) {
+    if (agent >= 0) close(agent);
+    throw e;
+  } finally {
+    c.close(far[0]);
+  }
+  return agent;
+}

@@ -55,7 +55,7 @@ const SIGKILL = 9;
 /** The parts of the deputy link the agent uses (core/deputy/link.ts; a fake in tests). */
 export type DeputyLinkApi = Pick<
   DeputyLink,
-  "expect" | "forget" | "exit" | "killed" | "isConnected"
+  "expect" | "forget" | "exit" | "killed" | "isConnected" | "closeKept"
 >;
 
 /** Whether a process gets a deputy, and why not. */
@@ -99,6 +99,11 @@ export interface DeputyPlan {
    * process is still held then, for the caller to end).
    */
   become?: (group: ThreadGroup) => Promise<{ pid: number }>;
+  /**
+   * Once the deputy is made: it closes its copy of relayed descriptor `fd`
+   * (the relay ended, core/relay/fds.ts), so that the peer here sees the end.
+   */
+  closeFd?: (fd: number) => void;
   /** Why it gets none by the rule ({@link needsDeputy}). */
   none?: string;
   /** Why it gets none though it should: a warning for the log and `ppm migrate --json`. */
@@ -259,6 +264,14 @@ export class Deputies {
         // What it gets before the way to its process is open waits for it.
         this.#d.routes.hold(pid);
         return { pid };
+      },
+      closeFd: (fd) => {
+        if (!this.#live.has(pid)) return;
+        try {
+          link.closeKept(pid, fd);
+        } catch (e) {
+          this.#d.log("warn", `deputy ${pid}: cannot close its fd ${fd}: ${message(e)}`);
+        }
       },
     };
   }

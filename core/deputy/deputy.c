@@ -33,6 +33,13 @@
  *                                     whose default is to be ignored or to
  *                                     stop cannot end a process: exit with
  *                                     128 + SIG instead
+ *                    "close FD"      close FD, one of the descriptors it
+ *                                     was given from 3 up (a relayed pipe
+ *                                     or socket whose relay ended: its
+ *                                     peer here then sees the end); any
+ *                                     other FD (0-2, its own signalfd or
+ *                                     socket, one not open at its start,
+ *                                     one closed already) is ignored
  *
  * A line from the agent longer than LINE_MAX_BYTES, holding a NUL, or not
  * one of the above is ignored.  When the connection drops (an agent
@@ -59,6 +66,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,6 +82,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The kernel's directory entry for getdents64 (glibc declares none before 2.30). */
+struct linux_dirent64 {
+	unsigned long long d_ino;
+	long long d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
 enum deputy_exit {
 	DEPUTY_FAILED = 120,
 	DEPUTY_USAGE = 121,
@@ -82,6 +99,8 @@ enum deputy_exit {
 
 /* Longest line either way, its "\n" included. */
 #define LINE_MAX_BYTES 64
+/* Most descriptors from 3 up it keeps (core/image/fds.ts MAX_RELAYED is 64). */
+#define KEPT_MAX 128
 /* Most signals kept while no agent listens. */
 #define QUEUE_MAX 256
 #define RECONNECT_DEFAULT_S 600
@@ -110,6 +129,10 @@ struct out_line {
 static int queue[QUEUE_MAX];
 static unsigned int qhead, qlen;
 static struct out_line out;
+
+/* The descriptors from 3 up it was given (open at its start); -1 once closed. */
+static int kept[KEPT_MAX];
+static unsigned int kept_len;
 
 static char in_buf[LINE_MAX_BYTES];
 static size_t in_len;
@@ -199,6 +222,49 @@ static void die_by(int sig)
 	_exit(128 + sig);
 }
 
+/*
+ * Notes the descriptors from 3 up open at its start: those execve kept,
+ * the relayed ones (core/deputy/become.ts).  Called before it opens any of
+ * its own, so none of these is ever its signalfd or socket.  Past
+ * KEPT_MAX, or with /proc unreadable, the rest cannot be closed by a line.
+ */
+static void note_kept(void)
+{
+	char buf[4096];
+	long n, off;
+	int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dir < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+		for (off = 0; off < n;) {
+			struct linux_dirent64 *e = (struct linux_dirent64 *)(buf + off);
+			long fd = parse_num(e->d_name, 3, 99999);
+
+			off += e->d_reclen;
+			if (fd > 2 && fd != dir && kept_len < KEPT_MAX)
+				kept[kept_len++] = (int)fd;
+		}
+	}
+	close(dir);
+}
+
+/* Closes kept descriptor fd, when it is one; any other is left alone. */
+static void close_kept(long fd)
+{
+	unsigned int i;
+
+	if (fd < 3)
+		return;
+	for (i = 0; i < kept_len; i++) {
+		if (kept[i] == fd) {
+			kept[i] = -1;
+			close((int)fd);
+			return;
+		}
+	}
+}
+
 static void command(const char *line)
 {
 	long v;
@@ -211,6 +277,10 @@ static void command(const char *line)
 		v = parse_num(line + 7, 1, KERNEL_NSIG);
 		if (v > 0)
 			die_by((int)v);
+	} else if (!strncmp(line, "close ", 6)) {
+		v = parse_num(line + 6, 3, 99999);
+		if (v > 0)
+			close_kept(v);
 	}
 	/* Anything else is not ours: ignored. */
 }
@@ -347,6 +417,9 @@ int main(int argc, char **argv)
 	/* Where it is matters to nobody; elsewhere it would keep a directory busy. */
 	if (chdir("/") < 0)
 		errno = 0;
+
+	/* Before any descriptor of its own is open. */
+	note_kept();
 
 	/* Every signal, 32 and 33 included (glibc's sigfillset leaves them out). */
 	memset(&all, 0xff, sizeof(all));

@@ -103,6 +103,8 @@ interface Deputy {
   conn?: Conn;
   /** What it was told (`exit 7\n`), sent again on each connection until it ends. */
   told?: string;
+  /** The descriptors it was told to close, told again on each connection (closing is idempotent). */
+  closes: number[];
   /** Waiting for its end, after `told`. */
   ends: Waiter[];
   /** Waiting for its hello. */
@@ -191,7 +193,7 @@ export class DeputyLink {
         { cause: e },
       );
     }
-    this.deputies.set(pid, { pid, pidfd, ends: [], hellos: [] });
+    this.deputies.set(pid, { pid, pidfd, ends: [], hellos: [], closes: [] });
     this.wake();
   }
 
@@ -253,6 +255,22 @@ export class DeputyLink {
       throw new RangeError(`signal ${sig} is not in 1..64`);
     }
     return this.tell(pid, `killed ${sig}\n`, timeoutMs);
+  }
+
+  /**
+   * Tells deputy `pid` to close its descriptor `fd` (3 and up; one it was
+   * given: a relayed pipe or socket whose relay ended), now or when it next
+   * connects; nothing waits for it. A deputy not expected is not told.
+   */
+  closeKept(pid: number, fd: number): void {
+    if (!Number.isInteger(fd) || fd < 3 || fd > 99999) {
+      throw new RangeError(`descriptor ${fd} is not in 3..99999`);
+    }
+    const d = this.deputies.get(pid);
+    if (!d || this.closed || d.closes.includes(fd)) return;
+    d.closes.push(fd);
+    if (d.conn?.hello) this.send(d.conn, `close ${fd}\n`);
+    this.wake();
   }
 
   /**
@@ -486,6 +504,7 @@ export class DeputyLink {
         this.log(`deputy ${c.pid} calls itself ${m[1]} (another PID namespace?)`);
       }
       c.hello = true;
+      for (const fd of d.closes) this.send(c, `close ${fd}\n`);
       if (d.told) this.send(c, d.told);
       for (const w of d.hellos.splice(0)) w.resolve();
       this.events.onConnect?.(c.pid);

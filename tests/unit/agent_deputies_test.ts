@@ -277,6 +277,9 @@ function fakeLink() {
       return Promise.resolve();
     },
     isConnected: () => true,
+    closeKept(pid, fd) {
+      calls.push(`close ${pid} ${fd}`);
+    },
   };
   return link;
 }
@@ -337,10 +340,14 @@ Deno.test("deputies: planned only when someone waits, and made at the hand-over"
     noLink.d.attach(undefined, "cannot listen for deputies on /run/ppm-deputy/link.sock: EACCES");
     assertMatch((await noLink.d.plan(42)).warning ?? "", /cannot listen for deputies/);
 
-    // Made: the link expects it first; 0-2 kept only.
+    // Made: the link expects it first; 0-2 kept only. Closing a relayed descriptor in it
+    // waits for it to be made.
     const plan = await s.d.plan(Deno.pid);
+    plan.closeFd!(5);
     assertEquals(await plan.become!(group), { pid: Deno.pid });
-    assertEquals(s.link.calls, [`expect ${Deno.pid}`]);
+    plan.closeFd!(7);
+    assertEquals(s.link.calls, [`expect ${Deno.pid}`, `close ${Deno.pid} 7`]);
+    s.link.calls.pop();
     assertEquals(s.made, [{
       binary: "/var/lib/ppm-deputy/ppm-deputy",
       socket: "/run/ppm-deputy/link.sock",

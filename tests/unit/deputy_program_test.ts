@@ -236,3 +236,79 @@ Deno.test({
     }
   },
 });
+
+/** The deputy's descriptors: number → what /proc says it opens. */
+function fdsOf(pid: number): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      out.set(Number(e.name), Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
+    } catch { /* closed meanwhile */ }
+  }
+  return out;
+}
+
+Deno.test({
+  name: "deputy program: `close FD` closes only a descriptor it was given from 3 up, once; " +
+    "hostile lines (0-2, its own signalfd and socket, out of range, malformed) are ignored",
+  ...opts,
+  fn: async () => {
+    const p = await place();
+    const l = Deno.listen({ transport: "unix", path: p.sock });
+    // Given 3, 4 and 9 (as become.ts keeps relayed descriptors), it opens its own after them.
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        'exec 3</dev/null 4</dev/null 9</dev/null; exec "$0" "$@"',
+        p.bin,
+        p.sock,
+        "n",
+        "30",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      let c = await acceptOne(l);
+      await waitUntil("its hello", () => c.lines().length >= 1);
+      const pid = child.pid;
+      const before = fdsOf(pid);
+      const own = [...before].filter(([, t]) => /signalfd|^socket:/.test(t)).map(([fd]) => fd);
+      assertEquals(own.length, 2, JSON.stringify([...before]));
+      assert(own.every((fd) => fd > 4 && fd !== 9), `its own descriptors ${own}`);
+      await c.say("close 0\nclose 1\nclose 2\nclose -3\nclose 3x\nclose 3 \n close 3\nclose\n");
+      await c.say("close 100000\nclose 99999\nclose 03\0\nCLOSE 3\n");
+      await c.say("x".repeat(70) + "close 3\n" + own.map((fd) => `close ${fd}\n`).join(""));
+      Deno.kill(pid, "SIGUSR1");
+      await waitUntil("SIGUSR1", () => c.lines().includes("signal 10"));
+      assertEquals(fdsOf(pid), before, "a hostile line closed something");
+      // Its own: closed, and again (nothing more happens).
+      await c.say("close 4\nclose 4\n");
+      await waitUntil("fd 4 closed", () => !fdsOf(pid).has(4));
+      await c.say("close 3\n");
+      await waitUntil("fd 3 closed", () => !fdsOf(pid).has(3));
+      assert(fdsOf(pid).has(9), "fd 9 stays");
+      // Cut: it connects again, its new socket at the lowest free number, 3; `close 3` now
+      // names its socket, not a descriptor it was given: ignored.
+      c.close();
+      c = await acceptOne(l);
+      await waitUntil("hello again", () => c.lines().length >= 1);
+      assert(/^socket:/.test(fdsOf(pid).get(3) ?? ""), JSON.stringify([...fdsOf(pid)]));
+      await c.say("close 3\n");
+      Deno.kill(pid, "SIGUSR2");
+      await waitUntil("SIGUSR2 on the same connection", () => c.lines().includes("signal 12"));
+      assert(/^socket:/.test(fdsOf(pid).get(3) ?? ""), "its socket was closed");
+      await c.say("close 9\nexit 5\n");
+      assertEquals((await within(child, 5000)).code, 5);
+      c.close();
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* ended */ }
+      await child.status;
+      l.close();
+      await Deno.remove(p.dir, { recursive: true });
+    }
+  },
+});

@@ -23,6 +23,7 @@ import {
 import { asMessage, type MessageOf, type MovedMessage } from "../migrate/messages.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
+import type { FdRelaySet } from "../relay/fds.ts";
 import type { StreamOffsets } from "../relay/replay.ts";
 import type { ParkedRelays } from "./relays.ts";
 import { connectPeer } from "../transport/conn.ts";
@@ -220,6 +221,7 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
   const network = networkSide(d, redirects);
   const name = prior?.name ?? await commOf(req.pid);
   let relay: KeptRelay | undefined;
+  let fds: FdRelaySet | undefined;
   try {
     const r = await migrateOut(req.pid, conn, {
       node: d.node,
@@ -233,8 +235,9 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
       onProgress: req.onProgress,
       onPhase: req.onPhase,
       onRelay: (r) => relay = r,
+      onFdRelays: (f) => fds = f,
       askOutcome: (pid, comm) => askOutcome(d, peer.name, pid, comm),
-      deputy: plan?.become ? { become: plan.become } : undefined,
+      deputy: plan?.become ? { become: plan.become, closeFd: plan.closeFd } : undefined,
     });
     const warnings = [...(plan?.warning ? [plan.warning] : []), ...(r.warnings ?? [])];
     for (const w of warnings) d.log("warn", w);
@@ -245,7 +248,7 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
     // twice, once for each visit, each time towards the node that visit came from.
     const up = d.upstream.get(req.pid);
     d.upstream.delete(req.pid);
-    follow(d, conn, peer.name, req.pid, r.pid, relay, up);
+    follow(d, conn, peer.name, req.pid, r.pid, { relay, fds }, up);
     const told = conn.send(handover).catch((e) =>
       d.log("warn", `cannot tell ${peer.name} about process ${r.pid}: ${(e as Error).message}`)
     );
@@ -312,14 +315,52 @@ export function watchExit(
   return exited;
 }
 
+/** Settles with `p`, or after `ms` (whichever comes first). */
+async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise<void>((r) => timer = setTimeout(r, ms))]);
+  clearTimeout(timer);
+}
+
+/**
+ * Settles once the relays of the process's descriptors (`fds`) ended: they
+ * run as long as the process and its peer here use them, however long
+ * that is; once the news of its end came (`exited`), they are stopped
+ * (nothing more is read for it) and waited for at most {@link EXIT_GRACE_MS}
+ * (what it wrote comes in until its ends there close).
+ */
+async function fdRelaysEnd(
+  d: Pick<MoverDeps, "log">,
+  fds: FdRelaySet | undefined,
+  exited: Promise<boolean>,
+  pid: number,
+): Promise<void> {
+  if (!fds?.size) return;
+  let over = false;
+  const done = fds.done.then(() => over = true);
+  const news = new Promise<void>((r) => exited.then((n) => n && r()));
+  await Promise.race([done, news.then(() => atMost(done, EXIT_GRACE_MS))]);
+  if (!over) {
+    d.log("warn", `process ${pid} ended, but its descriptor relays did not: they are cut`);
+  }
+}
+
+/** What a move relays on its connection: the standard streams, and descriptors (fds.ts). */
+interface MoveRelays {
+  relay?: KeptRelay;
+  fds?: FdRelaySet;
+}
+
 /**
  * After a move: relays the process's standard streams, takes the news of
  * its exit from the destination (and passes it on towards where the
  * process came from), and closes the connection once the relay ended and
  * the news came, or {@link EXIT_GRACE_MS} after the relay (never while its
- * deputy here waits for the news). When the connection breaks first, the
- * relay waits (parked) for the destination's agent to take it up on a new
- * connection, which is then followed alike, and is the way its signals go.
+ * deputy here waits for the news), and never while its descriptor relays
+ * run ({@link fdRelaysEnd}). When the connection breaks first, the relay
+ * waits (parked) for the destination's agent to take it up on a new
+ * connection, which is then followed alike, and is the way its signals go
+ * (the descriptor relays end with the connection).
  */
 function follow(
   d: MoverDeps,
@@ -327,12 +368,14 @@ function follow(
   to: string,
   pidHere: number,
   pidThere: number,
-  relay: KeptRelay | undefined,
+  { relay, fds }: MoveRelays,
   up: MigrationChannel | undefined,
   peerHas?: StreamOffsets,
 ) {
   const run: Promise<RelayEnd> = relay ? relay.run(conn, peerHas) : Promise.resolve("ended");
-  const exited = watchExit(d, conn, pidHere, pidThere, up, run);
+  // Its deputy is told the end once what it wrote is out: its output, and its relayed bytes.
+  const exited = watchExit(d, conn, pidHere, pidThere, up, Promise.all([run, fds?.done]));
+  exited.then((news) => news && fds?.stop());
   run.then(async (end) => {
     if (end === "broken" && relay && d.parked) {
       conn.close();
@@ -344,7 +387,7 @@ function follow(
         relay,
         to,
         (c, has) => {
-          follow(d, c, to, pidHere, pidThere, relay, up, has);
+          follow(d, c, to, pidHere, pidThere, { relay }, up, has);
           d.routes?.open(pidHere, c);
         },
         () => {
@@ -367,6 +410,7 @@ function follow(
       ]);
       clearTimeout(timer);
     }
+    await fdRelaysEnd(d, fds, exited, pidHere);
     // Closed for good: no way to the process along it, none to hold signals for.
     d.routes?.close(pidHere, conn);
     conn.close();
@@ -396,6 +440,6 @@ export function followTakenUp(
   relay: KeptRelay,
   peerHas: StreamOffsets,
 ): void {
-  follow(d, conn, to, pid, pid, relay, undefined, peerHas);
+  follow(d, conn, to, pid, pid, { relay }, undefined, peerHas);
   d.routes?.open(pid, conn);
 }

@@ -12,7 +12,7 @@ import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { KeptRelay, type KeptStdio } from "../relay/kept.ts";
 import { newRelayToken } from "../relay/record.ts";
-import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
+import { FdRelay, FdRelaySet, fdStreams, relayRole } from "../relay/fds.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { checkpoint, type CheckpointStats } from "../checkpoint/checkpoint.ts";
@@ -245,6 +245,13 @@ export interface MigrateOutOptions {
    */
   onRelay?: (relay: KeptRelay) => void;
   /**
+   * Called with the relays of its descriptors whose other end stays here,
+   * once they run on the channel: the caller keeps the connection open
+   * until they ended (and stops them when the process ended). Without it,
+   * they run until the connection ends.
+   */
+  onFdRelays?: (relays: FdRelaySet) => void;
+  /**
    * Asks the destination, on a new connection, whether the process runs
    * there (when the commit was not confirmed); undefined when it cannot be
    * reached. Without it, an unconfirmed commit leaves the process stopped.
@@ -272,6 +279,11 @@ export interface DeputyMaker {
    * process is then still held, to be ended).
    */
   become(group: ThreadGroup, keep?: number[]): Promise<{ pid: number }>;
+  /**
+   * Once it is made: it closes its copy of relayed descriptor `fd`, whose
+   * relay ended (the peer here then sees the end).
+   */
+  closeFd?(fd: number): void;
 }
 
 /** What socket migration needs from the cluster, provided by the agent. */
@@ -559,10 +571,15 @@ async function commit(
   const notConfirmed = "the destination did not confirm that the process runs";
   const done = expectAnswer(await m.channel.recv(stepMax), notConfirmed, "committed");
   if (!done.ok) throw refuse(notConfirmed);
-  // Copies of the relayed descriptors, taken while the process is still held here.
-  const fdRelays = takeRelays(m.pid, m.stats.relayed ?? [], m.opts.log);
+  // Copies of the relayed descriptors, taken while the process is still held here; once a
+  // relay ended, the deputy (if one is made) closes its copy too.
+  let deputy = false;
+  const closeFd = (fd: number) => deputy && m.opts.deputy?.closeFd?.(fd);
+  const fdRelays = takeRelays(m.pid, m.stats.relayed ?? [], closeFd, m.opts.log);
   const result = await handOver(m, restored.pid, restored.stats);
-  for (const r of fdRelays) r.run(m.channel);
+  deputy = result.deputy !== undefined;
+  fdRelays.run(m.channel);
+  m.opts.onFdRelays?.(fdRelays);
   if (m.opts.onRelay) m.opts.onRelay(relay);
   else relay.run(m.channel).finally(() => relay.close());
   return result;
@@ -570,12 +587,17 @@ async function commit(
 
 /**
  * The relays of the descriptors whose other end stays here (core/relay/fds.ts):
- * each a copy of the process's end. One that cannot be copied is logged
+ * each a copy of the process's end; `closeFd(fd)` once one ended. One that cannot be copied is logged
  * (the process there then reads an end of file on it).
  */
-function takeRelays(pid: number, relayed: FdEntry[], log?: (s: string) => void): FdRelay[] {
+function takeRelays(
+  pid: number,
+  relayed: FdEntry[],
+  closeFd: (fd: number) => void,
+  log?: (s: string) => void,
+): FdRelaySet {
   const out: FdRelay[] = [];
-  if (!relayed.length) return out;
+  if (!relayed.length) return new FdRelaySet(out);
   let pidfd = -1;
   try {
     pidfd = pidfdOpen(pid);
@@ -583,9 +605,8 @@ function takeRelays(pid: number, relayed: FdEntry[], log?: (s: string) => void):
       try {
         const copy = pidfdGetfd(pidfd, f.fd);
         const say = (s: string) => log?.(`process ${pid} fd ${f.fd}: ${s}`);
-        out.push(
-          new FdRelay(copy, relayRole(f.relayed!.end, "source"), fdStreams(i, "source"), say),
-        );
+        const role = relayRole(f.relayed!.end, "source");
+        out.push(new FdRelay(copy, role, fdStreams(i, "source"), say, () => closeFd(f.fd)));
       } catch (e) {
         log?.(`process ${pid} fd ${f.fd}: no relay: ${(e as Error).message}`);
       }
@@ -595,7 +616,7 @@ function takeRelays(pid: number, relayed: FdEntry[], log?: (s: string) => void):
   } finally {
     if (pidfd >= 0) close(pidfd);
   }
-  return out;
+  return new FdRelaySet(out);
 }
 
 /** What stands in for a process here once it runs elsewhere: its deputy, or nothing. */

@@ -81,8 +81,13 @@ export class FdRelay {
   readonly #role: RelayRole;
   readonly #streams: { out: number; in: number };
   readonly #log: (s: string) => void;
+  readonly #onEnded?: () => void;
   #stopping = false;
+  #broken = false;
+  /** The far side's reader of a pipe is gone: nothing more is read here for it. */
+  #readerGone = false;
   #closed = false;
+  #done?: Promise<void>;
   /** Bytes sent and taken so far. */
   readonly counts = { sent: 0, received: 0 };
 
@@ -90,17 +95,23 @@ export class FdRelay {
    * @param fd the agent's descriptor (this relay owns it and closes it)
    * @param role what it does with it ({@link relayRole})
    * @param streams its streams on the connection ({@link fdStreams})
+   * @param onEnded called once the descriptor was closed because every way
+   *   it relays ended (end of file, a shutdown, or nobody reading), not when
+   *   the relay was stopped or its connection broke: the source then has the
+   *   deputy close its copy too, so the peer sees the end
    */
   constructor(
     fd: number,
     role: RelayRole,
     streams: { out: number; in: number },
     log: (s: string) => void = () => {},
+    onEnded?: () => void,
   ) {
     this.#fd = fd;
     this.#role = role;
     this.#streams = streams;
     this.#log = log;
+    this.#onEnded = onEnded;
   }
 
   /**
@@ -108,21 +119,43 @@ export class FdRelay {
    * then the descriptor is closed. The descriptor is made blocking first: a
    * write waits for room (the backpressure), on a worker thread.
    */
-  async run(channel: MigrationChannel): Promise<void> {
+  run(channel: MigrationChannel): Promise<void> {
+    this.#done ??= this.#run(channel);
+    return this.#done;
+  }
+
+  /** Settles once its run ended (at once when it never ran). */
+  get done(): Promise<void> {
+    return this.#done ?? Promise.resolve();
+  }
+
+  async #run(channel: MigrationChannel): Promise<void> {
     try {
       const fl = getFl(this.#fd);
       if (fl & O_NONBLOCK) setFl(this.#fd, fl & ~O_NONBLOCK);
     } catch (e) {
       this.#log(`descriptor relay: ${(e as Error).message}`);
     }
+    // A pipe's unused way carries one thing: its end says nobody reads the other side.
+    if (this.#role.read && !this.#role.write) this.#watchReader(channel);
     await Promise.all([
       this.#role.read ? this.#outbound(channel) : undefined,
       this.#role.write ? this.#inbound(channel) : undefined,
     ]);
     this.#close();
+    if (this.#stopping || this.#broken || !this.#onEnded) return;
+    try {
+      this.#onEnded();
+    } catch (e) {
+      this.#log(`descriptor relay end: ${(e as Error).message}`);
+    }
   }
 
-  /** Stops reading (the relay is given up); the descriptor closes once the run ends. */
+  /**
+   * Stops reading (the relay is given up, or its process ended); what comes
+   * the other way is still written until that stream ends, then the
+   * descriptor closes.
+   */
   stop(): void {
     this.#stopping = true;
   }
@@ -132,7 +165,7 @@ export class FdRelay {
     const sink = channel.streamSink(this.#streams.out);
     const buf = new Uint8Array(CHUNK);
     try {
-      while (!this.#stopping) {
+      while (!this.#stopping && !this.#readerGone) {
         let n: number | null;
         try {
           // Polled, so a relay given up ends even when nothing ever comes.
@@ -146,10 +179,25 @@ export class FdRelay {
         await sink(buf.slice(0, n));
         this.counts.sent += n;
       }
+      // Ended too when the reader there is gone: the far side, draining, then closes its end.
       if (!this.#stopping) await channel.endStream(this.#streams.out);
     } catch (e) {
+      this.#broken = true;
       this.#log(`descriptor relay out: ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * The unused in stream of a pipe read here: its end (never a chunk) says
+   * that nobody reads at the other side any more (the process, or the peer,
+   * closed its read end), so reading stops and the descriptor closes: the
+   * writer here gets EPIPE, as it would on the pipe itself.
+   */
+  async #watchReader(channel: MigrationChannel): Promise<void> {
+    try {
+      for await (const _ of channel.streamSource(this.#streams.in)) { /* never sent */ }
+      this.#readerGone = true;
+    } catch { /* the connection ended: the run ends with it */ }
   }
 
   /** The in stream into the descriptor, until it ends; then the end of writing here. */
@@ -163,9 +211,12 @@ export class FdRelay {
           await writeFd(this.#fd, new Uint8Array(chunk));
         } catch {
           writable = false; // nobody reads it any more (EPIPE)
+          // A pipe: the unused way back says so, and the other side stops reading.
+          if (!this.#role.read) await channel.endStream(this.#streams.out).catch(() => {});
         }
       }
     } catch (e) {
+      this.#broken = true;
       this.#log(`descriptor relay in: ${(e as Error).message}`);
     }
     this.#endWriting();
@@ -186,5 +237,41 @@ export class FdRelay {
     try {
       close(this.#fd);
     } catch { /* closed */ }
+  }
+}
+
+/**
+ * The descriptor relays of one process on one connection: run together,
+ * stopped together (its end), and waited for before the connection closes
+ * (core/agent/outbound.ts).
+ */
+export class FdRelaySet {
+  readonly #relays: FdRelay[];
+
+  constructor(relays: FdRelay[]) {
+    this.#relays = relays;
+  }
+
+  /** How many. */
+  get size(): number {
+    return this.#relays.length;
+  }
+
+  /** Starts them all on `channel`. */
+  run(channel: MigrationChannel): void {
+    for (const r of this.#relays) r.run(channel);
+  }
+
+  /** Settles once every run ended. */
+  get done(): Promise<void> {
+    return Promise.all(this.#relays.map((r) => r.done)).then(() => {});
+  }
+
+  /**
+   * The process ended: nothing more is read for it; what it wrote still
+   * comes in until the other side ends those streams.
+   */
+  stop(): void {
+    for (const r of this.#relays) r.stop();
   }
 }

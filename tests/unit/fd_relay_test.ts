@@ -15,66 +15,11 @@ import {
   type RelayedEnd,
   relayRole,
 } from "../../core/relay/fds.ts";
-import type { MigrationChannel } from "../../core/transport/channel.ts";
+import { channelPair } from "../support/mem_channel.ts";
 import { close, pidfdGetfd, pidfdOpen, readFdWithin, writeFd } from "../../ffi/libc.ts";
-import { pipe2, writeSome } from "../../ffi/fds.ts";
+import { fcntl, pipe2, writeSome } from "../../ffi/fds.ts";
 import { shutdownSocket, SOCK, socketPair } from "../../ffi/socket.ts";
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-
-/** A stream's queue: chunks, its end, and who waits. */
-class Queue {
-  items: Uint8Array[] = [];
-  ended = false;
-  wake: (() => void)[] = [];
-  /** The most chunks a stream holds before its writer waits. */
-  static readonly MAX = 4;
-  notify() {
-    for (const w of this.wake.splice(0)) w();
-  }
-  async waitFor(ok: () => boolean) {
-    while (!ok()) await new Promise<void>((r) => this.wake.push(r));
-  }
-}
-
-/** Two ends of an in-memory connection with bounded streams. */
-function channelPair(): [MigrationChannel, MigrationChannel] {
-  const dirs = [new Map<number, Queue>(), new Map<number, Queue>()];
-  const q = (d: number, id: number) => {
-    let x = dirs[d].get(id);
-    if (!x) dirs[d].set(id, x = new Queue());
-    return x;
-  };
-  const side = (me: number): MigrationChannel => ({
-    send: () => Promise.resolve(),
-    recv: () => new Promise(() => {}),
-    streamSink: (id) => async (chunk) => {
-      const x = q(me, id);
-      await x.waitFor(() => x.items.length < Queue.MAX);
-      x.items.push(new Uint8Array(chunk));
-      x.notify();
-    },
-    endStream: (id) => {
-      const x = q(me, id);
-      x.ended = true;
-      x.notify();
-      return Promise.resolve();
-    },
-    streamSource: (id) => {
-      const x = q(1 - me, id);
-      return (async function* () {
-        for (;;) {
-          await x.waitFor(() => x.items.length > 0 || x.ended);
-          const c = x.items.shift();
-          x.notify();
-          if (c) yield c;
-          else return;
-        }
-      })();
-    },
-    close: () => {},
-  });
-  return [side(0), side(1)];
-}
 
 /** A source relay on `srcFd` and a destination relay on `dstFd` for an end of kind `end`. */
 function relayPair(end: RelayedEnd, srcFd: number, dstFd: number, index = 0) {
@@ -271,4 +216,121 @@ Deno.test("a real child's pipe, copied with pidfd_getfd and relayed: its old out
       child.kill("SIGKILL");
     } catch { /* ended */ }
   }
+});
+
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * A second move, node1 → node2 → node3, chained: node2's agent holds the
+ * other end of the process's pipe or socket there (its destination relay
+ * from node1), and relays the process's end again to node3 (its source
+ * relay), so the chain ends at the peer at home. `home` is the peer's
+ * descriptor's counterpart at node1 (the process's original end, which the
+ * deputy keeps: a dup here, closed when the relay says it ended);
+ * `at2` is [agent end, process end] at node2, `at3` alike at node3.
+ */
+function chain(end: RelayedEnd, home: number, at2: [number, number], at3: [number, number]) {
+  const [a1, a2] = channelPair(); // node1 ↔ node2
+  const [b2, b3] = channelPair(); // node2 ↔ node3
+  const deputyCopy = fcntl(home, F_DUPFD_CLOEXEC, 3);
+  const ended: string[] = [];
+  const n1 = new FdRelay(home, relayRole(end, "source"), fdStreams(0, "source"), undefined, () => {
+    ended.push("node1");
+    close(deputyCopy); // the deputy's `close FD`
+  });
+  const n2in = new FdRelay(at2[0], relayRole(end, "destination"), fdStreams(0, "destination"));
+  const first = [n1.run(a1), n2in.run(a2)];
+  /** The second move: node2's copy of the process's end (its original is gone), relayed on. */
+  const move = () => {
+    const n2out = new FdRelay(
+      at2[1],
+      relayRole(end, "source"),
+      fdStreams(0, "source"),
+      () => {},
+      () => ended.push("node2"),
+    );
+    const n3 = new FdRelay(at3[0], relayRole(end, "destination"), fdStreams(0, "destination"));
+    return Promise.all([...first, n2out.run(b2), n3.run(b3)]);
+  };
+  return { move, ended, channels: [a1, a2, b2, b3] };
+}
+
+Deno.test("a second move, chained through node2: the process's pipe write end, no loss, no repeat, in order; its close is the peer's end of file once node1's deputy closes its copy", async () => {
+  const [peerRead, homeWrite] = pipe2(); // the peer at node1 reads; the process wrote
+  const [r2, w2] = pipe2(); // node2: the agent reads r2, the process wrote w2
+  const [r3, w3] = pipe2(); // node3 alike
+  const c = chain("pipe-write", homeWrite, [r2, w2], [r3, w3]);
+  const reading = readAll(peerRead, 20_000);
+  // At node2, before it moves on: some reach node1, some wait in node2's pipe.
+  await writeFd(w2, enc.encode(lines(1, 500)));
+  const done = c.move(); // node2's copy of w2 goes to its source relay
+  for (let i = 501; i <= 3000; i += 100) await writeFd(w3, enc.encode(lines(i, i + 99)));
+  close(w3); // the process closes it at node3
+  assertEquals(await reading, lines(1, 3000));
+  await done;
+  assertEquals(c.ended.sort(), ["node1", "node2"]);
+  close(peerRead);
+});
+
+Deno.test("a second move, chained: the process's pipe read end gets what waited at node2 first, then the rest; the peer's close is its end of file", async () => {
+  const [homeRead, peerWrite] = pipe2();
+  const [r2, w2] = pipe2(); // node2: the process reads r2, the agent writes w2
+  const [r3, w3] = pipe2();
+  const c = chain("pipe-read", homeRead, [w2, r2], [w3, r3]);
+  await writeFd(peerWrite, enc.encode(lines(1, 300)));
+  // Nobody reads at node2 while it is frozen: these wait in node2's pipe.
+  const done = c.move();
+  for (let i = 301; i <= 2000; i += 100) await writeFd(peerWrite, enc.encode(lines(i, i + 99)));
+  close(peerWrite);
+  assertEquals(await readAll(r3, 20_000), lines(1, 2000));
+  await done;
+  assertEquals(c.ended.sort(), ["node1", "node2"]);
+  close(r3);
+});
+
+Deno.test("a second move, chained: the peer at home closing its read end reaches the process at node3 as EPIPE", async () => {
+  const [peerRead, homeWrite] = pipe2();
+  const [r2, w2] = pipe2();
+  const [r3, w3] = pipe2();
+  const c = chain("pipe-write", homeWrite, [r2, w2], [r3, w3]);
+  const done = c.move();
+  await writeFd(w3, enc.encode("before\n"));
+  assertEquals(await readN(peerRead, 7), "before\n");
+  close(peerRead); // the peer is gone
+  let epipe = false;
+  const until = Date.now() + 15_000;
+  while (!epipe && Date.now() < until) {
+    try {
+      await writeFd(w3, enc.encode("more\n"));
+      await new Promise((r) => setTimeout(r, 20));
+    } catch {
+      epipe = true;
+    }
+  }
+  assert(epipe, "the process at node3 never learned that nobody reads");
+  close(w3);
+  await done;
+  assertEquals(c.ended.sort(), ["node1", "node2"]);
+});
+
+Deno.test("a second move, chained: a unix socket both ways, in order; shutdowns travel; node1's deputy closes its copy at the end", async () => {
+  const [peer, home] = socketPair(SOCK.STREAM);
+  const [agent2, proc2] = socketPair(SOCK.STREAM);
+  const [agent3, proc3] = socketPair(SOCK.STREAM);
+  const c = chain("unix-stream", home, [agent2, proc2], [agent3, proc3]);
+  await writeFd(peer, enc.encode("queued\n"));
+  const done = c.move();
+  assertEquals(await readN(proc3, 7), "queued\n");
+  for (let i = 1; i <= 100; i++) {
+    await writeFd(peer, enc.encode(`q ${i}\n`));
+    assertEquals(await readN(proc3, `q ${i}\n`.length), `q ${i}\n`);
+    await writeFd(proc3, enc.encode(`a ${i}\n`));
+    assertEquals(await readN(peer, `a ${i}\n`.length), `a ${i}\n`);
+  }
+  close(proc3); // the process ends
+  assertEquals(await readAll(peer), "");
+  shutdownSocket(peer, 1);
+  await done;
+  assertEquals(c.ended.sort(), ["node1", "node2"]);
+  close(peer);
 });

@@ -102,6 +102,8 @@ export interface MoverDeps {
   routes?: SignalRoutes;
   /** Logs a line. */
   log: (level: string, s: string) => void;
+  /** {@link EXIT_GRACE_MS}, shorter in tests. */
+  exitGraceMs?: number;
 }
 
 /** The peer named `to` (name, hostname or address); throws a PpmError when unknown or stale. */
@@ -330,7 +332,7 @@ async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
  * (what it wrote comes in until its ends there close).
  */
 async function fdRelaysEnd(
-  d: Pick<MoverDeps, "log">,
+  d: Pick<MoverDeps, "log" | "exitGraceMs">,
   fds: FdRelaySet | undefined,
   exited: Promise<boolean>,
   pid: number,
@@ -339,14 +341,14 @@ async function fdRelaysEnd(
   let over = false;
   const done = fds.done.then(() => over = true);
   const news = new Promise<void>((r) => exited.then((n) => n && r()));
-  await Promise.race([done, news.then(() => atMost(done, EXIT_GRACE_MS))]);
+  await Promise.race([done, news.then(() => atMost(done, d.exitGraceMs ?? EXIT_GRACE_MS))]);
   if (!over) {
     d.log("warn", `process ${pid} ended, but its descriptor relays did not: they are cut`);
   }
 }
 
 /** What a move relays on its connection: the standard streams, and descriptors (fds.ts). */
-interface MoveRelays {
+export interface MoveRelays {
   relay?: KeptRelay;
   fds?: FdRelaySet;
 }
@@ -360,9 +362,9 @@ interface MoveRelays {
  * run ({@link fdRelaysEnd}). When the connection breaks first, the relay
  * waits (parked) for the destination's agent to take it up on a new
  * connection, which is then followed alike, and is the way its signals go
- * (the descriptor relays end with the connection).
+ * (the descriptor relays end with the connection). Exported for tests.
  */
-function follow(
+export function follow(
   d: MoverDeps,
   conn: MigrationChannel,
   to: string,
@@ -406,7 +408,7 @@ function follow(
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         exited,
-        new Promise<void>((r) => timer = setTimeout(r, EXIT_GRACE_MS)),
+        new Promise<void>((r) => timer = setTimeout(r, d.exitGraceMs ?? EXIT_GRACE_MS)),
       ]);
       clearTimeout(timer);
     }

@@ -136,6 +136,8 @@ export class FdRelay {
     } catch (e) {
       this.#log(`descriptor relay: ${(e as Error).message}`);
     }
+    // A connection that ends stops the reading even when the descriptor never says a word.
+    channel.closed?.then(() => this.#broken = true, () => this.#broken = true);
     // A pipe's unused way carries one thing: its end says nobody reads the other side.
     if (this.#role.read && !this.#role.write) this.#watchReader(channel);
     await Promise.all([
@@ -165,7 +167,7 @@ export class FdRelay {
     const sink = channel.streamSink(this.#streams.out);
     const buf = new Uint8Array(CHUNK);
     try {
-      while (!this.#stopping && !this.#readerGone) {
+      while (!this.#stopping && !this.#readerGone && !this.#broken) {
         let n: number | null;
         try {
           // Polled, so a relay given up ends even when nothing ever comes.
@@ -180,7 +182,7 @@ export class FdRelay {
         this.counts.sent += n;
       }
       // Ended too when the reader there is gone: the far side, draining, then closes its end.
-      if (!this.#stopping) await channel.endStream(this.#streams.out);
+      if (!this.#stopping && !this.#broken) await channel.endStream(this.#streams.out);
     } catch (e) {
       this.#broken = true;
       this.#log(`descriptor relay out: ${(e as Error).message}`);
@@ -197,7 +199,9 @@ export class FdRelay {
     try {
       for await (const _ of channel.streamSource(this.#streams.in)) { /* never sent */ }
       this.#readerGone = true;
-    } catch { /* the connection ended: the run ends with it */ }
+    } catch {
+      this.#broken = true; // the connection ended: so does the run
+    }
   }
 
   /** The in stream into the descriptor, until it ends; then the end of writing here. */

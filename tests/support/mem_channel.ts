@@ -32,6 +32,8 @@ export function channelPair(): [MemChannel, MemChannel] {
   const inbox = [[] as unknown[], [] as unknown[]];
   const bell = new Queue();
   let closed = false;
+  let closedNow!: () => void;
+  const closedP = new Promise<void>((r) => closedNow = r);
   const q = (d: number, id: number) => {
     let x = dirs[d].get(id);
     if (!x) dirs[d].set(id, x = new Queue());
@@ -77,8 +79,10 @@ export function channelPair(): [MemChannel, MemChannel] {
         }
       })();
     },
+    closed: closedP,
     close: () => {
       closed = true;
+      closedNow();
       bell.notify();
       for (const d of dirs) for (const x of d.values()) x.notify();
     },

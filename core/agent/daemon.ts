@@ -105,8 +105,34 @@ export async function runDaemon(
   const log = agentLog(config);
   const secret = await loadSecret(config.secretFile);
   const runDir = await prepareNode(options, log);
-  const st: AgentState = {
-    table: new ProcessTable(config.nodeName),
+  const st = newState(config.nodeName);
+  const net = await startNetwork(config, options, secret.key, st, log);
+  const dep = startDeputies(config, st, log);
+  const mig = startMigrations(config, secret.key, runDir, st, net, dep, log);
+  const handle = controlHandler(
+    config.nodeName,
+    st,
+    net.balancer,
+    net.discovery,
+    mig.move,
+    log,
+    dep.deputies,
+  );
+  // Relays of processes that arrived before this agent started.
+  const adopted = mig.relays.adopt();
+  if (adopted) log("info", `taking up ${adopted} relays left by the previous agent`);
+  const loops = runLoops(signal, net.balancer, st, log);
+  try {
+    await serveUntilStopped(config, net, handle, signal, log);
+  } finally {
+    await shutDown(net, dep, mig, loops);
+  }
+}
+
+/** The agent's state, empty. */
+function newState(node: string): AgentState {
+  return {
+    table: new ProcessTable(node),
     busy: new Set(),
     upstream: new Map(),
     leftFor: new Map(),
@@ -114,19 +140,41 @@ export async function runDaemon(
     draining: false,
     cordoned: false,
   };
+}
+
+/** The balancer, discovery and the watch of silent peers. */
+interface Network {
+  balancer: Balancer;
+  settings: BalanceSettings;
+  discovery: Discovery;
+  silence: { stop(): void };
+  /** Sets the move function the balancer calls (made later, with the migrations). */
+  setMove(move: MoveFn): void;
+}
+
+/**
+ * The balancer (and its load tracker) before discovery, which asks for the
+ * load at once; then discovery, and the watch of peers that fell silent.
+ */
+async function startNetwork(
+  config: PpmConfig,
+  options: DaemonOptions,
+  secret: Uint8Array,
+  st: AgentState,
+  log: Log,
+): Promise<Network> {
   const balanceConfig = resolveBalanceConfig(config.balance);
   const settings = balanceConfig.settings;
-
-  // The balancer (and its load tracker) before discovery, which asks for the load at once.
+  let move: MoveFn | undefined;
   const balancer = await makeBalancer(config.nodeName, st, {
     settings,
     enabled: balanceConfig.enabled || options.balance === true,
     peers: () => discovery.peerViews(),
-    move: (pid, to, why) => move({ pid, to, why }),
+    move: (pid, to, why) => move!({ pid, to, why }),
     log,
   });
   const discovery = await startDiscovery(config, {
-    secret: secret.key,
+    secret,
     version: VERSION,
     abi: PPM_ABI_VERSION,
     log: (lvl, msg) => log(lvl, msg),
@@ -143,8 +191,19 @@ export async function runDaemon(
     graceMs: config.peerExpiry * config.announceInterval * 1000,
     log,
   });
+  return { balancer, settings, discovery, silence, setMove: (m) => move = m };
+}
 
-  // Deputies of the processes that leave, and the way their signals take (deputies.ts).
+/** The deputies of the processes that leave, and the ways their signals take (deputies.ts). */
+interface DeputyParts {
+  routes: SignalRoutes;
+  deputies: Deputies;
+  link: DeputyLink | undefined;
+  /** Reads a connection an arrived process came in on for its signals. */
+  readSignals: (conn: MigrationChannel, pid: number) => void;
+}
+
+function startDeputies(config: PpmConfig, st: AgentState, log: Log): DeputyParts {
   const routes = new SignalRoutes(log);
   const deputies = new Deputies({
     node: config.nodeName,
@@ -159,13 +218,33 @@ export async function runDaemon(
   const readSignals = (conn: MigrationChannel, pid: number) => {
     serveSignals(conn, pid, signals);
   };
+  return { routes, deputies, link, readSignals };
+}
 
-  // Relays of standard streams that outlive their connection (relays.ts).
+/** Migrations out and in, and the relays that outlive their connections (relays.ts). */
+interface MigrationParts {
+  parked: ParkedRelays;
+  relays: ArrivedRelays;
+  move: MoveFn;
+  listener: { close(): Promise<void> };
+}
+
+function startMigrations(
+  config: PpmConfig,
+  secret: Uint8Array,
+  runDir: string,
+  st: AgentState,
+  net: Network,
+  dep: DeputyParts,
+  log: Log,
+): MigrationParts {
+  const { discovery } = net;
+  const { deputies, routes, readSignals } = dep;
   const parked = new ParkedRelays(log);
-  const relays = arrivedRelays(config.nodeName, secret.key, discovery, st, log, readSignals);
+  const relays = arrivedRelays(config.nodeName, secret, discovery, st, log, readSignals);
   const mover: MoverDeps = {
     node: config.nodeName,
-    secret: secret.key,
+    secret,
     discovery,
     ...st,
     parked,
@@ -174,9 +253,10 @@ export async function runDaemon(
     log,
   };
   const move = makeMover(mover);
+  net.setMove(move);
   const listener = servePeerPort({
     port: config.migrationPort,
-    secret: secret.key,
+    secret,
     node: config.nodeName,
     parked,
     incoming: st.incoming,
@@ -192,40 +272,50 @@ export async function runDaemon(
       stat: readProcStat,
       log,
       signals: readSignals,
-      ...admission(st, balancer.tracker, settings),
+      ...admission(st, net.balancer.tracker, net.settings),
     },
   });
-  const handle = controlHandler(config.nodeName, st, balancer, discovery, move, log, deputies);
+  return { parked, relays, move, listener };
+}
 
-  // Relays of processes that arrived before this agent started.
-  const adopted = relays.adopt();
-  if (adopted) log("info", `taking up ${adopted} relays left by the previous agent`);
-  const loops = runLoops(signal, balancer, st, log);
-
+/** Serves the control socket until `signal` aborts; says it is up (and tells systemd). */
+async function serveUntilStopped(
+  config: PpmConfig,
+  { balancer, settings }: Network,
+  handle: ReturnType<typeof controlHandler>,
+  signal: AbortSignal,
+  log: Log,
+): Promise<void> {
   log(
     "info",
     `agent ${config.nodeName} up: migrations on port ${config.migrationPort}, control ${config.controlSocket}, balancing ${
       balancer.enabled ? `on (every ${settings.interval} s)` : "off"
     }`,
   );
-  try {
-    await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s), () => {
-      // systemd (Type=notify): ready once the control socket, the migration port and discovery are up.
-      notifySystemd(`READY=1\nSTATUS=agent ${config.nodeName} up\nMAINPID=${Deno.pid}`);
-    });
-  } finally {
-    notifySystemd("STOPPING=1");
-    // First: what the relays read goes out before the connections close.
-    await relays.stop();
-    parked.closeAll();
-    // The deputies connect again to the next agent (their records stay, and it tells them).
-    deputies.attach(undefined, "the agent is stopping");
-    await link?.close().catch(() => {});
-    silence.stop();
-    await loops.stop();
-    await listener.close().catch(() => {});
-    await discovery.stop({ leave: true }).catch(() => {});
-  }
+  await serveControl(config.controlSocket, handle, signal, (s) => log("warn", s), () => {
+    // systemd (Type=notify): ready once the control socket, the migration port and discovery are up.
+    notifySystemd(`READY=1\nSTATUS=agent ${config.nodeName} up\nMAINPID=${Deno.pid}`);
+  });
+}
+
+/** Stops it all, in order. */
+async function shutDown(
+  net: Network,
+  dep: DeputyParts,
+  mig: MigrationParts,
+  loops: { stop(): Promise<void> },
+): Promise<void> {
+  notifySystemd("STOPPING=1");
+  // First: what the relays read goes out before the connections close.
+  await mig.relays.stop();
+  mig.parked.closeAll();
+  // The deputies connect again to the next agent (their records stay, and it tells them).
+  dep.deputies.attach(undefined, "the agent is stopping");
+  await dep.link?.close().catch(() => {});
+  net.silence.stop();
+  await loops.stop();
+  await mig.listener.close().catch(() => {});
+  await net.discovery.stop({ leave: true }).catch(() => {});
 }
 
 /**

@@ -21,9 +21,16 @@
  * reads its end of file; the process closing its end does the same the
  * other way.
  *
+ * A pipe's unused way back carries one thing: its end says that nobody
+ * reads the pipe any more at that side, and the reader here stops and
+ * closes, so the writer gets EPIPE as on the pipe itself. A relay that
+ * ended (not stopped, not cut) says so (`onEnded`): the source then has the
+ * deputy close its copy too (`close FD`, core/deputy/deputy.c).
+ *
  * A process that moves on (node2 → node3) is relayed again from node2: its
  * end there is a pipe or socket whose other end node2's agent holds, so the
- * chain of relays ends at the original peer at home.
+ * chain of relays ends at the original peer at home. The kernel object at
+ * node2 keeps the order, and every end travels the chain link by link.
  *
  * @module
  */

@@ -580,13 +580,16 @@ Deno.test({
       );
 
       await t.step(
-        "a child talking to its parent over a socketpair and a pipe moves to node2: its " +
-          "deputy keeps them on node1, the agents relay them in order, the end of file " +
-          "travels, and the parent sees every answer and exit 0",
+        "a child talking to its parent over a socketpair and a pipe moves to node2, then " +
+          "node3: its deputy keeps them on node1, the agents relay them in order (chained " +
+          "through node2), its pipe's close and end of file travel, and the parent sees every " +
+          "answer and exit 0",
         () =>
           agents.explain(NODES, async () => {
             // The parent (stays on node1) asks i, wants 2*i back on the socket and "line i" on
-            // the pipe; after /tmp/rel.go it asks 30 more, shuts its socket down and waits.
+            // the pipe; after /tmp/rel.go it asks 30 more, then says "end": the child, still
+            // running (now on node3), closes its pipe, and the parent must read its end of file
+            // (the deputy's `close FD`); then it shuts its socket down and waits.
             const script = [
               "import os, socket, sys, time",
               "a, b = socket.socketpair()",
@@ -602,8 +605,10 @@ Deno.test({
               "        buf += d",
               "        while b'\\n' in buf:",
               "            line, buf = buf.split(b'\\n', 1)",
+              "            if line == b'end':",
+              "                f.write('eof after %d\\n' % n); f.close(); continue",
               "            k = int(line); s.sendall(b'%d\\n' % (2 * k)); f.write('line %d\\n' % k); n += 1",
-              "    f.write('eof after %d\\n' % n); f.close(); os._exit(0)",
+              "    os._exit(0)",
               "b.close(); os.close(w)",
               "open('/tmp/rel.pid', 'w').write(str(pid))",
               "pf, sf = os.fdopen(r, 'r'), a.makefile('r')",
@@ -616,10 +621,11 @@ Deno.test({
               "    if more is None and os.path.exists('/tmp/rel.go'): more = 30",
               "    if more is not None: more -= 1",
               "    time.sleep(0.05)",
-              "a.shutdown(socket.SHUT_WR)",
+              "a.sendall(b'end\\n')",
               "last = pf.readline()",
-              "_, st = os.waitpid(pid, 0)",
               "rest = pf.read()",
+              "a.shutdown(socket.SHUT_WR)",
+              "_, st = os.waitpid(pid, 0)",
               "good = last == 'eof after %d\\n' % i and st == 0 and rest == ''",
               "print('final', 'ok' if good else 'BAD', repr(last), st, repr(rest), flush=True)",
               "sys.exit(0 if good else 1)",
@@ -638,9 +644,16 @@ Deno.test({
               const m = await migrate(c, 1, pid, 2);
               assertEquals(m.deputy, { pid: Number(pid) }, "a deputy should stand in");
               await c.waitFor(2, lives(pid, "python3"), 30);
-              // The exchange goes on across the move, then the parent ends it.
-              const before = (await c.ok(1, ["sh", "-c", "grep -c '^ok ' /tmp/rel.out"])).trim();
-              await c.waitFor(1, `[ $(grep -c '^ok ' /tmp/rel.out) -gt $((${before} + 10)) ]`, 60);
+              // The exchange goes on across the move, and across a second one (node2 → node3,
+              // chained through node2), then the parent ends it.
+              const more = async () => {
+                const n = (await c.ok(1, ["sh", "-c", "grep -c '^ok ' /tmp/rel.out"])).trim();
+                await c.waitFor(1, `[ $(grep -c '^ok ' /tmp/rel.out) -gt $((${n} + 10)) ]`, 60);
+              };
+              await more();
+              await migrate(c, 2, pid, 3);
+              await c.waitFor(3, lives(pid, "python3"), 30);
+              await more();
               await c.ok(1, ["touch", "/tmp/rel.go"]);
               await c.waitFor(1, "[ -s /tmp/rel.rc ]", 60);
               const out = await c.ok(1, ["cat", "/tmp/rel.out"]);
@@ -648,6 +661,7 @@ Deno.test({
               assertMatch(out, /^final ok /m);
               assertEquals((await c.ok(1, ["cat", "/tmp/rel.rc"])).trim(), "0");
             } finally {
+              await c.exec(3, ["kill", "-KILL", pid]);
               await c.exec(2, ["kill", "-KILL", pid]);
               await c.exec(1, ["kill", "-KILL", pid]);
             }

@@ -341,3 +341,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "deputy link: `close FD` told now, once per descriptor, again on each connection; " +
+    "out of range refused; a deputy not expected is not told",
+  ...opts,
+  fn: async () => {
+    const t = await startLink();
+    try {
+      for (const bad of [0, 2, -1, 1.5, 100_000]) {
+        let threw = false;
+        try {
+          t.link.closeKept(Deno.pid, bad);
+        } catch (e) {
+          threw = e instanceof RangeError;
+        }
+        assert(threw, `fd ${bad} accepted`);
+      }
+      t.link.closeKept(Deno.pid, 7); // not expected: nothing
+      t.link.expect(Deno.pid);
+      t.link.closeKept(Deno.pid, 5); // before it connects: told at its hello
+      const c = await client(t.path);
+      await c.send(`hello ${Deno.pid}\n`);
+      await waitUntil("close 5", () => c.got() === "close 5\n");
+      t.link.closeKept(Deno.pid, 9);
+      t.link.closeKept(Deno.pid, 9);
+      await waitUntil("close 9", () => c.got() === "close 5\nclose 9\n");
+      await c.close();
+      const again = await client(t.path);
+      await again.send(`hello ${Deno.pid}\n`);
+      await waitUntil("both again", () => again.got() === "close 5\nclose 9\n");
+      await again.close();
+    } finally {
+      await t.done();
+    }
+  },
+});

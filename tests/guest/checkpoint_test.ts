@@ -86,18 +86,18 @@ Deno.test({
       assertEquals((await c.ppm(1, ["module", "load"])).code, 0);
 
       const cases: [string, string, number][] = [
-        ["heap_counter", `${bin("heap_counter")} 200`, 10],
-        ["avx_compute", `${bin("avx_compute")} 200`, 10],
-        ["signal_handler", `${bin("signal_handler")} 200`, 10],
-        ["file_writer", `${bin("file_writer")} 200 /tmp/fw.data /tmp/fw.log`, 10],
-        ["brk_stack", `${bin("brk_stack")} 200`, 10],
+        ["heap_counter", `${bin("heap_counter")} 100`, 10],
+        ["avx_compute", `${bin("avx_compute")} 100`, 10],
+        ["signal_handler", `${bin("signal_handler")} 100`, 10],
+        ["file_writer", `${bin("file_writer")} 100 /tmp/fw.data /tmp/fw.log`, 10],
+        ["brk_stack", `${bin("brk_stack")} 140`, 10],
         ["sleeper", `${bin("sleeper")} 100`, 5],
-        ["mappings", `${bin("mappings")} 200 /tmp/mp.priv /tmp/mp.shared`, 10],
-        ["threads", `${bin("threads")} 300 4`, 8],
-        ["openmp", `OMP_NUM_THREADS=4 ${bin("openmp")} 300`, 8],
-        ["timers", `${bin("timers")} 200`, 8],
-        ["py_threads", `python3 -u ${script("py_threads.py")} 300`, 10],
-        ["node_loop", `node ${script("node_loop.js")} 300`, 10],
+        ["mappings", `${bin("mappings")} 100 /tmp/mp.priv /tmp/mp.shared`, 10],
+        ["threads", `${bin("threads")} 150 4`, 8],
+        ["openmp", `OMP_NUM_THREADS=4 ${bin("openmp")} 150`, 8],
+        ["timers", `${bin("timers")} 100`, 8],
+        ["py_threads", `python3 -u ${script("py_threads.py")} 150`, 10],
+        ["node_loop", `node ${script("node_loop.js")} 150`, 10],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.
       const baseCmd = cases.map(([n, cmd]) =>
@@ -257,12 +257,14 @@ Deno.test({
       await t.step(
         "--leave-running, then restore after the original exited: both runs are correct",
         async () => {
-          const cmd = `${bin("heap_counter")} 300`;
-          // stdout is a pipe, so that the restored run's output can go elsewhere (--stdout).
+          const cmd = `${bin("heap_counter")} 150`;
+          // stdout is a pipe, so that the restored run's output can go elsewhere (--stdout). An
+          // uninterrupted run beside it, for the comparison.
           await c.ok(1, [
             "sh",
             "-c",
-            `cd /tmp; (${cmd} 2>&1 | cat > /tmp/lr.out) >/dev/null 2>&1 &`,
+            `cd /tmp; rm -f /tmp/lrb.end; (${cmd} > /tmp/lrb.out 2>&1; touch /tmp/lrb.end) ` +
+            `>/dev/null 2>&1 </dev/null & (${cmd} 2>&1 | cat > /tmp/lr.out) >/dev/null 2>&1 &`,
           ]);
           await c.waitFor(1, "grep -q '^ready ' /tmp/lr.out", 60);
           const pid = (await c.ok(1, ["sh", "-c", "head -1 /tmp/lr.out | cut -d' ' -f2"])).trim();
@@ -281,7 +283,8 @@ Deno.test({
             (await c.ok(1, ["sh", "-c", "grep -c '^tick' /tmp/lr.out"])).trim(),
           );
           await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
-          const base = await c.ok(1, ["sh", "-c", `${cmd} 2>&1`], 300_000);
+          await c.waitFor(1, "[ -e /tmp/lrb.end ]", 240);
+          const base = await c.ok(1, ["cat", "/tmp/lrb.out"]);
           assertEquals(afterReady(await c.ok(1, ["cat", "/tmp/lr.out"])), afterReady(base));
           const rs = await c.ppm(1, [
             "restore",
@@ -308,8 +311,9 @@ Deno.test({
         "timers: checkpointed twice with --leave-running (their timers read by calls run in the " +
           "frozen process), it runs on untouched, its output that of an uninterrupted run",
         async () => {
-          // A tick is about 100 ms here, a checkpoint's CLI takes seconds: 400 ticks outlast two.
-          const cmd = `${bin("timers")} 400`;
+          // A tick is 200 ms or more here (every timer fires between two), a checkpoint's CLI
+          // takes seconds: 200 ticks outlast two.
+          const cmd = `${bin("timers")} 200`;
           // An uninterrupted run beside it, for the comparison.
           await c.ok(1, [
             "sh",
@@ -343,7 +347,7 @@ Deno.test({
           const base = await c.ok(1, ["cat", "/tmp/tlrb.out"]);
           const out = await c.ok(1, ["cat", "/tmp/tlr.out"]);
           assertEquals(afterReady(out), afterReady(base));
-          assertMatch(out, /^ok timers ticks=400$/m);
+          assertMatch(out, /^ok timers ticks=200$/m);
         },
       );
 

@@ -31,7 +31,6 @@ interface Phase {
 const FIRST_LANE = [
   "migrate_test.ts",
   "socket_test.ts",
-  "mpi_test.ts",
   "operations_test.ts",
   "balance_test.ts",
 ];

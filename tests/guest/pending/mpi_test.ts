@@ -18,14 +18,14 @@
  * socket and pipes relayed along the chain node1 → node3 → node2.
  */
 import { join } from "node:path";
-import { ensurePackages } from "../../core/host/packages.ts";
-import { stateDir } from "../../core/paths.ts";
-import { generateSecret } from "../../core/security/secret.ts";
-import { guestPath, nodeAddress } from "../../core/vcluster/spec.ts";
-import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
-import { PROGRAMS_DIR } from "../support/programs.ts";
-import { Agents } from "./support/agents.ts";
+import { ensurePackages } from "../../../core/host/packages.ts";
+import { stateDir } from "../../../core/paths.ts";
+import { generateSecret } from "../../../core/security/secret.ts";
+import { guestPath, nodeAddress } from "../../../core/vcluster/spec.ts";
+import { assert, assertEquals, assertMatch } from "../../support/assert.ts";
+import { highPids, type TestCluster, withCluster } from "../../support/cluster.ts";
+import { PROGRAMS_DIR } from "../../support/programs.ts";
+import { Agents } from "../support/agents.ts";
 
 const CLUSTER = "tmpi";
 const NODES = [1, 2, 3];

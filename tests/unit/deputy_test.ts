@@ -179,7 +179,11 @@ Deno.test({
       assertEquals(listThreads(t.pid), [t.pid]);
       assertEquals(Deno.readLinkSync(`/proc/${t.pid}/exe`), s.binary);
       assertMatch(Deno.readTextFileSync(`/proc/${t.pid}/status`), /^Uid:\s+65534\s/m);
-      assertMatch(Deno.readTextFileSync(`/proc/${t.pid}/status`), /^State:\s+S/m);
+      // Asleep in its loop (a loaded machine may show it runnable a moment longer).
+      await waitUntil(
+        "the deputy to wait in its loop",
+        () => /^State:\s+S/m.test(Deno.readTextFileSync(`/proc/${t.pid}/status`)),
+      );
       // 0-2 and the kept ones as they were; the others closed, their numbers maybe the deputy's own.
       const now = fds(t.pid);
       for (const fd of [0, 1, 2, 4, 5]) assertEquals(now.get(fd), before.fds.get(fd), `fd ${fd}`);

@@ -90,8 +90,10 @@ async function buildIn(tree: { dir: string; release: string }, out: string): Pro
   const files = await sourceFiles();
   const sum = await fingerprint(tree, files);
   const sumFile = `${path}.fingerprint`;
-  const built = await Deno.readTextFile(sumFile).catch(() => "");
-  if (built.trim() === sum && await Deno.stat(path).then(() => true, () => false)) return path;
+  // The record names the module file's own hash too: a module written there by another ppm (an
+  // older tree that keeps no record) is not taken for the one built from these sources.
+  const built = (await Deno.readTextFile(sumFile).catch(() => "")).trim().split(" ");
+  if (built[0] === sum && built[1] && built[1] === await fileHash(path)) return path;
   await Deno.remove(sumFile).catch(() => {});
   await Deno.remove(src, { recursive: true }).catch(() => {});
   try {
@@ -114,6 +116,12 @@ async function buildIn(tree: { dir: string; release: string }, out: string): Pro
   // A new inode, never an in-place rewrite: running guests see either file whole.
   await Deno.copyFile(join(src, MODULE_FILE), `${path}.tmp`);
   await Deno.rename(`${path}.tmp`, path);
-  await Deno.writeTextFile(sumFile, sum + "\n");
+  await Deno.writeTextFile(sumFile, `${sum} ${await fileHash(path)}\n`);
   return path;
+}
+
+/** SHA-256 of the file at `path` in hex, or "" when it cannot be read. */
+async function fileHash(path: string): Promise<string> {
+  const data = await Deno.readFile(path).catch(() => undefined);
+  return data ? createHash("sha256").update(data).digest("hex") : "";
 }

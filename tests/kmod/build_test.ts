@@ -29,6 +29,14 @@ for (const line of ["6.1", "6.12"] as const) {
         const f = await run("modinfo", ["-F", field, r.path]);
         assert(f.stdout.trim().length > 0, `modinfo ${field} is empty`);
       }
+      // Built again from the same sources: the module is kept, not rebuilt.
+      const before = (await Deno.stat(r.path)).mtime?.getTime();
+      await buildModule({ kernelRelease: k.release, outDir: out });
+      assertEquals((await Deno.stat(r.path)).mtime?.getTime(), before, "rebuilt needlessly");
+      // Another module file in its place (an older ppm's build there): built again.
+      await Deno.writeTextFile(r.path, "not the module built from these sources");
+      await buildModule({ kernelRelease: k.release, outDir: out });
+      assertEquals((await readVermagic(r.path))?.split(" ")[0], k.release, "not rebuilt");
     } finally {
       await Deno.remove(out, { recursive: true });
     }

@@ -10,8 +10,9 @@
  * @module
  */
 import { join } from "node:path";
+import { dropPidRecord, loadPidRecords, savePidRecord } from "../host/pid_records.ts";
 import { NODE_NAME } from "../config/values.ts";
-import { ensureDirSync, runRoot } from "../paths.ts";
+import { runRoot } from "../paths.ts";
 
 /** One deputy: the process that left, kept here in its own place. */
 export interface DeputyRecord {
@@ -79,49 +80,17 @@ function badEnd(e: unknown): boolean {
 
 /** Writes (replaces) the record of `r.pid`, atomically. */
 export function saveDeputyRecord(r: DeputyRecord, dir = deputiesDir()): void {
-  ensureDirSync(dir);
-  const path = join(dir, `${r.pid}.json`);
-  Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
-  Deno.renameSync(`${path}.tmp`, path);
+  savePidRecord(dir, r.pid, r);
 }
 
 /** Removes the record of `pid` (gone already: fine). */
 export function dropDeputyRecord(pid: number, dir = deputiesDir()): void {
-  try {
-    Deno.removeSync(join(dir, `${pid}.json`));
-  } catch { /* gone */ }
+  dropPidRecord(dir, pid);
 }
 
 /** The records there, and why each unusable file was left out (and removed). */
 export function loadDeputyRecords(dir = deputiesDir()): { records: DeputyRecord[]; bad: string[] } {
-  const records: DeputyRecord[] = [], bad: string[] = [];
-  let entries: Deno.DirEntry[] = [];
-  try {
-    entries = [...Deno.readDirSync(dir)];
-  } catch {
-    return { records, bad };
-  }
-  for (const e of entries.slice(0, 65536)) {
-    if (!e.isFile || !/^[0-9]+\.json$/.test(e.name)) continue;
-    const path = join(dir, e.name);
-    let why = "";
-    try {
-      const text = Deno.readTextFileSync(path);
-      const r = text.length > 4096 ? null : JSON.parse(text);
-      why = badDeputyRecord(r);
-      if (!why && `${r.pid}.json` !== e.name) why = "its name is not its PID";
-      if (!why) records.push(r as DeputyRecord);
-    } catch (err) {
-      why = (err as Error).message;
-    }
-    if (why) {
-      bad.push(`${path}: ${why}`);
-      try {
-        Deno.removeSync(path);
-      } catch { /* gone */ }
-    }
-  }
-  return { records, bad };
+  return loadPidRecords<DeputyRecord>(dir, 4096, badDeputyRecord);
 }
 
 /** Whether process `pid` runs the deputy program now (its argv[0] says so). */

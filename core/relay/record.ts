@@ -8,8 +8,9 @@
  * @module
  */
 import { join } from "node:path";
+import { dropPidRecord, loadPidRecords, savePidRecord } from "../host/pid_records.ts";
 import { NODE_NAME } from "../config/values.ts";
-import { ensureDirSync, runRoot } from "../paths.ts";
+import { runRoot } from "../paths.ts";
 import type { KeeperId } from "./keeper.ts";
 
 /** The relays of one arrived process. */
@@ -105,17 +106,12 @@ function badArrival(a: unknown): boolean {
 
 /** Writes (replaces) the record of `r.pid`, atomically. */
 export function saveRecord(r: RelayRecord, dir = relaysDir()): void {
-  ensureDirSync(dir);
-  const path = join(dir, `${r.pid}.json`);
-  Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
-  Deno.renameSync(`${path}.tmp`, path);
+  savePidRecord(dir, r.pid, r);
 }
 
 /** Removes the record of `pid` (gone already: fine). */
 export function dropRecord(pid: number, dir = relaysDir()): void {
-  try {
-    Deno.removeSync(join(dir, `${pid}.json`));
-  } catch { /* gone */ }
+  dropPidRecord(dir, pid);
 }
 
 /** The records there, and why each unusable file was left out (and removed). */
@@ -123,32 +119,5 @@ export function loadRecords(
   dir = relaysDir(),
   root = runRoot(),
 ): { records: RelayRecord[]; bad: string[] } {
-  const records: RelayRecord[] = [], bad: string[] = [];
-  let entries: Deno.DirEntry[] = [];
-  try {
-    entries = [...Deno.readDirSync(dir)];
-  } catch {
-    return { records, bad };
-  }
-  for (const e of entries) {
-    if (!e.isFile || !/^[0-9]+\.json$/.test(e.name)) continue;
-    const path = join(dir, e.name);
-    let why = "";
-    try {
-      const text = Deno.readTextFileSync(path);
-      const r = text.length > 65536 ? null : JSON.parse(text);
-      why = badRecord(r, root);
-      if (!why && `${r.pid}.json` !== e.name) why = "its name is not its PID";
-      if (!why) records.push(r as RelayRecord);
-    } catch (err) {
-      why = (err as Error).message;
-    }
-    if (why) {
-      bad.push(`${path}: ${why}`);
-      try {
-        Deno.removeSync(path);
-      } catch { /* gone */ }
-    }
-  }
-  return { records, bad };
+  return loadPidRecords<RelayRecord>(dir, 65536, (r) => badRecord(r, root));
 }

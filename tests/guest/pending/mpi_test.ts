@@ -26,6 +26,7 @@ import { assert, assertEquals, assertMatch } from "../../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../../support/cluster.ts";
 import { PROGRAMS_DIR } from "../../support/programs.ts";
 import { Agents } from "../support/agents.ts";
+import { lives, migrate } from "../support/migration.ts";
 
 const CLUSTER = "tmpi";
 const NODES = [1, 2, 3];
@@ -62,33 +63,6 @@ async function buildMpi(dir: string): Promise<{ ring: string; preload: string }>
     );
   }
   return { ring, preload: shims.map(guestPath).join(":") };
-}
-
-/** A shell test: process `pid` lives, is called `comm` and is no zombie. */
-function lives(pid: string, comm: string): string {
-  return `[ "$(read -r x < /proc/${pid}/comm 2>/dev/null; echo "$x")" = "${comm}" ] && ` +
-    `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
-}
-
-/** `ppm migrate` from node `from` (NDJSON events): checks each step was said, returns the result. */
-async function migrate(c: TestCluster, from: number, pid: string, to: number) {
-  const r = await c.ppm(from, ["migrate", pid, "--to", `node${to}`, "--progress=json"], 300_000);
-  assertEquals(r.code, 0, `node${from} → node${to}: ${r.stderr}`);
-  const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
-  assertEquals(
-    events.filter((e) => e.event === "phase").map((e) => e.phase),
-    ["offer", "dump", "restore", "commit"],
-  );
-  const last = events.at(-1);
-  assertEquals([last.event, last.ok], ["result", true]);
-  const m = last.result;
-  assertEquals(String(m.pid), pid);
-  console.log(
-    `  rank 1 node${from} → node${to}: frozen ${(m.timesUs.frozen / 1000).toFixed(0)} ms, ${
-      (m.bytes / 2 ** 20).toFixed(1)
-    } MiB`,
-  );
-  return m;
 }
 
 /** One job: where its files are (node1's /tmp/TAG.*) and the PIDs to clean up. */

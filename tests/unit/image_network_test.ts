@@ -11,18 +11,10 @@ import { decodeValue, encodeValue } from "../../core/image/codec.ts";
 import { RECORD } from "../../core/image/format.ts";
 import { loadImage, mmRecord } from "../../core/image/schema.ts";
 import { ImageWriter } from "../../core/image/writer.ts";
+import { SOCKET_OPTIONS } from "../support/socket_entries.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
-const options = {
-  reuseaddr: true,
-  keepalive: false,
-  sndbuf: 16384,
-  rcvbuf: 131072,
-  nodelay: true,
-  keepidle: 7200,
-  keepintvl: 75,
-  keepcnt: 9,
-};
+const options = SOCKET_OPTIONS;
 
 function tcp(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -1,17 +1,9 @@
 /** The SOCKETS record is checked field by field; a malformed one is a clear error. */
 import { checkSockets } from "../../core/image/sockets.ts";
+import { SOCKET_OPTIONS } from "../support/socket_entries.ts";
 import { assertEquals, assertThrows } from "../support/assert.ts";
 
-const options = {
-  reuseaddr: true,
-  keepalive: false,
-  sndbuf: 16384,
-  rcvbuf: 131072,
-  nodelay: true,
-  keepidle: 7200,
-  keepintvl: 75,
-  keepcnt: 9,
-};
+const options = SOCKET_OPTIONS;
 const tcp = {
   sendSeq: 1000,
   sendQueue: new Uint8Array([1, 2, 3]),

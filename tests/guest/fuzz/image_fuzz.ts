@@ -18,6 +18,7 @@ import { pathSource } from "../../../core/host/bytes.ts";
 import { readImage } from "../../../core/image/reader.ts";
 import { ImageWriter } from "../../../core/image/writer.ts";
 import { restore } from "../../../core/restore/restore.ts";
+import { SOCKET_OPTIONS } from "../../support/socket_entries.ts";
 
 const [path, casesArg, seedArg] = Deno.args;
 const cases = Number(casesArg ?? 1000);
@@ -73,16 +74,7 @@ const nasty = () => NASTY[rnd(NASTY.length)];
  */
 function hostileNetwork(): Record<string, unknown> {
   const port = 20000 + rnd(20000);
-  const opts = {
-    reuseaddr: true,
-    keepalive: false,
-    sndbuf: 16384,
-    rcvbuf: 131072,
-    nodelay: true,
-    keepidle: 7200,
-    keepintvl: 75,
-    keepcnt: 9,
-  };
+  const opts = { ...SOCKET_OPTIONS };
   const tcp: Record<string, unknown> = {
     sendSeq: 1000,
     sendQueue: new Uint8Array(3),

@@ -32,9 +32,18 @@ export function listThreads(pid: number): number[] {
   return tids.sort((a, b) => a - b);
 }
 
-function gone(e: unknown): boolean {
+/**
+ * Whether seizing thread `tid` of `pid` failed because the thread is ending:
+ * ESRCH once it is reaped, EPERM while it is exiting (the kernel refuses to
+ * attach to a task with an exit state set, and such a thread is still listed).
+ */
+function gone(e: unknown, pid: number, tid: number): boolean {
   const cause = e instanceof PpmError ? e.cause : e;
-  return cause instanceof ErrnoError && cause.errno === E.ESRCH;
+  if (!(cause instanceof ErrnoError)) return false;
+  if (cause.errno === E.ESRCH) return true;
+  if (cause.errno !== E.EPERM) return false;
+  const state = taskState(`/proc/${pid}/task/${tid}/stat`);
+  return state === "" || state === "Z" || state === "X";
 }
 
 /** Every thread of one process, stopped by this OS thread with ptrace. */
@@ -115,7 +124,7 @@ export class ThreadGroup {
           seized.push(t);
           ptrace(PTRACE.INTERRUPT, tid);
         } catch (e) {
-          if (!gone(e)) throw e;
+          if (!gone(e, this.pid, tid)) throw e;
         }
       }
       for (const t of seized) {
@@ -178,8 +187,13 @@ export class ThreadGroup {
 }
 
 function leaderState(pid: number): string {
+  return taskState(`/proc/${pid}/stat`);
+}
+
+/** The state letter of a /proc stat file; empty when it is gone. */
+function taskState(path: string): string {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const stat = Deno.readTextFileSync(path);
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "";
   } catch {
     return "";

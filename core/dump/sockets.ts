@@ -98,12 +98,16 @@ export function ownAddresses(): Set<string> {
 /**
  * What socket descriptor `fd` (ppm's copy: `copy`) is, or why it cannot
  * move: a reason a user can act on. `own` is this node's addresses; a caller
- * that describes many sockets reads them once.
+ * that describes many sockets reads them once. `flows` is the process's
+ * connections ({@link connectionFlows}): a connection to a peer on this node
+ * moves when that peer is the process's own other end (both ends move and are
+ * rebuilt together), as when a program connects to its own listener.
  */
 export function describeSocket(
   fd: number,
   copy: number,
   own: ReadonlySet<string> = ownAddresses(),
+  flows: ReadonlySet<string> = new Set(),
 ): SocketInfo | { reason: string } {
   const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
   const type = getsockoptInt(copy, SOL_SOCKET, SO.TYPE);
@@ -140,6 +144,7 @@ export function describeSocket(
     };
   }
   if (state === "ESTABLISHED" && isInet4(remote)) {
+    if (flows.has(flowKey(remote, local))) return { fd, kind: "tcp", local, remote };
     if (remote.addr.startsWith("127.") || local.addr.startsWith("127.")) {
       return {
         reason:
@@ -161,6 +166,26 @@ export function describeSocket(
   return { reason: `fd ${fd}: a TCP connection in state ${state} (${where})` };
 }
 
+const flowKey = (from: Inet4, to: Inet4) => `${from.addr}:${from.port}>${to.addr}:${to.port}`;
+
+/**
+ * The flows ("local>remote") of the IPv4 TCP sockets among `copies` (ppm's
+ * copies of one process's descriptors) that have a peer: a connection whose
+ * reverse flow is in the set has its other end in the same process.
+ */
+export function connectionFlows(copies: Iterable<number>): Set<string> {
+  const out = new Set<string>();
+  for (const copy of copies) {
+    try {
+      if (getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN) !== AF.INET) continue;
+      if (getsockoptInt(copy, SOL_SOCKET, SO.TYPE) !== SOCK.STREAM) continue;
+      const local = sockName(copy), remote = peerName(copy);
+      if (isInet4(local) && isInet4(remote)) out.add(flowKey(local, remote));
+    } catch { /* not connected, or not a socket: no flow */ }
+  }
+  return out;
+}
+
 /** The sockets of `pid` among `fds` (descriptor numbers whose link is socket:[...]). */
 export function inspectSockets(
   pid: number,
@@ -178,8 +203,9 @@ export function inspectSockets(
   }
   try {
     const own = ownAddresses();
+    const flows = connectionFlows(copies.values());
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy, own);
+      const d = describeSocket(fd, copy, own, flows);
       if ("reason" in d) reasons.push(d.reason);
       else sockets.push(d);
     }

@@ -13,6 +13,7 @@ import { close } from "../../ffi/libc.ts";
 import { acceptNow, IPPROTO, setsockoptInt, TCP } from "../../ffi/socket.ts";
 import type { SocketFd } from "../dump/files.ts";
 import {
+  connectionFlows,
   copyFds,
   describeSocket,
   dumpSocket,
@@ -83,8 +84,9 @@ export class NetworkFreeze {
     const held: HeldSocket[] = [];
     const reasons: string[] = [];
     const own = ownAddresses();
+    const flows = connectionFlows(copies.values());
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy, own);
+      const d = describeSocket(fd, copy, own, flows);
       if ("reason" in d) reasons.push(d.reason);
       else held.push({ ...d, copy });
     }
@@ -118,7 +120,7 @@ export class NetworkFreeze {
         for (let i = 0; i < 4096; i++) {
           const child = acceptNow(l.copy);
           if (child === null) break;
-          const d = describeSocket(l.fd, child, own);
+          const d = describeSocket(l.fd, child, own, flows);
           if ("reason" in d || d.kind !== "tcp") {
             close(child);
             continue;

@@ -13,7 +13,8 @@
  *   the peer's packets for A's end to the process, locally (a PEER entry next
  *   to its ANSWER). Routed out to A and forwarded back, they would arrive
  *   with one of B's own addresses as their source, and be dropped as
- *   martians. (A peer on A is refused before the freeze: core/dump/sockets.ts.)
+ *   martians. (A peer on A is refused before the freeze, core/dump/sockets.ts,
+ *   unless it is the process itself: see {@link innerConnections}.)
  * - A listener or a UDP socket (any peer): FORWARD on A, ANSWER on B, and a
  *   PEER entry on every node of the cluster but A (B too, for its own
  *   clients), so that clients still dialing A reach B wherever they are (the
@@ -75,6 +76,28 @@ function nodeLocal(s: FlowSocket): boolean {
   return s.local.addr.startsWith("127.");
 }
 
+const isConnection = (s: FlowSocket) => s.kind === "tcp" || s.kind === "tcp-pending";
+const endKey = (e: Endpoint4) => `${e.addr}:${e.port}`;
+
+/**
+ * The connections of `sockets` whose other end is among them too (a
+ * process connected to itself, as MPI libraries connect to their own
+ * listener): both ends move and are rebuilt together, nothing outside the
+ * process sees their packets, and they need no redirect, drop or lock.
+ */
+export function innerConnections<T extends FlowSocket>(sockets: readonly T[]): Set<T> {
+  const flows = new Set(
+    sockets.filter((s) => isConnection(s) && s.remote).map((s) =>
+      `${endKey(s.local)}>${endKey(s.remote!)}`
+    ),
+  );
+  return new Set(
+    sockets.filter((s) =>
+      isConnection(s) && s.remote && flows.has(`${endKey(s.remote)}>${endKey(s.local)}`)
+    ),
+  );
+}
+
 /**
  * The plan for moving `sockets` from `oldAddr` to `newAddr`, given the
  * addresses of the cluster's other nodes (those that run ppm).
@@ -94,8 +117,9 @@ export function planRedirects(
     list.push(r);
     plan.peers.set(addr, list);
   };
+  const inner = innerConnections(sockets);
   for (const s of sockets) {
-    if (nodeLocal(s)) continue;
+    if (nodeLocal(s) || inner.has(s)) continue;
     const p = proto(s);
     const old = oldEnd(s, oldAddr);
     const now: Endpoint4 = { addr: newAddr, port: s.local.port };
@@ -145,8 +169,9 @@ export function planDrops(
 ): Redirect[] {
   const out: Redirect[] = [];
   const seen = new Set<string>();
+  const inner = innerConnections(sockets);
   for (const s of sockets) {
-    if (nodeLocal(s)) continue;
+    if (nodeLocal(s) || inner.has(s)) continue;
     const connected = s.kind === "tcp" || s.kind === "tcp-pending" ||
       (s.kind === "udp" && s.remote !== undefined);
     const peer = connected ? s.remote! : ANY;
@@ -177,13 +202,13 @@ export function planDrops(
  * commit, as CRIU's network lock does.
  */
 export function planLocks(sockets: FlowSocket[], newAddr: string): Redirect[] {
-  return sockets.filter((s) =>
-    (s.kind === "tcp" || s.kind === "tcp-pending") && s.remote && !nodeLocal(s)
-  ).map((s) => ({
-    proto: "tcp" as const,
-    action: "drop" as const,
-    old: { addr: newAddr, port: s.local.port },
-    peer: s.remote!,
-    idleTimeout: DROP_IDLE_S,
-  }));
+  const inner = innerConnections(sockets);
+  return sockets.filter((s) => isConnection(s) && s.remote && !nodeLocal(s) && !inner.has(s))
+    .map((s) => ({
+      proto: "tcp" as const,
+      action: "drop" as const,
+      old: { addr: newAddr, port: s.local.port },
+      peer: s.remote!,
+      idleTimeout: DROP_IDLE_S,
+    }));
 }

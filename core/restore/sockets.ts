@@ -10,6 +10,8 @@
  * make peers' packets for the old address reach it, and its answers carry
  * the old address again), or stays its own when a checkpoint's sockets
  * come back on the node where they were taken (core/restore/network.ts).
+ * A connection whose other end is the process itself is rebuilt with both
+ * ends, over loopback when it moved ({@link endsHere}); nothing redirects it.
  *
  * @module
  */
@@ -36,6 +38,7 @@ import { withDevice } from "../../ffi/device.ts";
 import { ErrnoError } from "../../ffi/libc.ts";
 import type { SocketEntry, SocketOptions, TcpRepairState } from "../image/sockets.ts";
 import { EXIT, PpmError } from "../errors.ts";
+import { innerConnections } from "../redirect/redirect_plan.ts";
 
 /** A socket rebuilt here, held by ppm until the process has it. */
 export interface RebuiltSocket {
@@ -121,8 +124,38 @@ export function restoreTcpRepair(fd: number, t: TcpRepairState, remote: Inet4): 
   setsockoptBytes(fd, IPPROTO.TCP, TCP.REPAIR_WINDOW, wb);
 }
 
-function rebuildOne(e: SocketEntry, nodeAddr: string | null): RebuiltSocket {
-  const local = localHere(e, nodeAddr);
+/** Where a connection of the process to itself lives on another node (see {@link endsHere}). */
+export const INNER_ADDR = "127.0.0.1";
+
+/**
+ * Each socket's ends here. A connection whose other end is the process
+ * itself (innerConnections) moves with both ends; on another node both
+ * take the loopback address, keeping their ports: at the node's address,
+ * the redirects of a listener that moved with the process (same port, any
+ * peer) would rewrite the pair's packets.
+ */
+function endsHere(
+  entries: SocketEntry[],
+  nodeAddr: string | null,
+): Map<SocketEntry, { local: Inet4; remote?: Inet4 }> {
+  const inner = innerConnections(entries);
+  const here = (e: SocketEntry): Inet4 =>
+    inner.has(e) && nodeAddr !== null
+      ? { addr: INNER_ADDR, port: e.local.port }
+      : localHere(e, nodeAddr);
+  const byEnd = new Map([...inner].map((e) => [`${e.local.addr}:${e.local.port}`, e]));
+  const out = new Map<SocketEntry, { local: Inet4; remote?: Inet4 }>();
+  for (const e of entries) {
+    const partner = e.remote && inner.has(e)
+      ? byEnd.get(`${e.remote.addr}:${e.remote.port}`)
+      : undefined;
+    out.set(e, { local: here(e), remote: partner ? here(partner) : e.remote });
+  }
+  return out;
+}
+
+function rebuildOne(e: SocketEntry, ends: { local: Inet4; remote?: Inet4 }): RebuiltSocket {
+  const { local, remote } = ends;
   const tcp = e.kind !== "udp";
   const conn = e.kind === "tcp" || e.kind === "tcp-pending";
   const fd = socket(AF.INET, tcp ? SOCK.STREAM : SOCK.DGRAM, tcp ? IPPROTO.TCP : IPPROTO.UDP);
@@ -132,9 +165,9 @@ function rebuildOne(e: SocketEntry, nodeAddr: string | null): RebuiltSocket {
     setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, 1);
     applyOptions(fd, e.options, tcp);
     bind4(fd, local);
-    if (conn) restoreTcpRepair(fd, e.tcp!, e.remote!);
+    if (conn) restoreTcpRepair(fd, e.tcp!, remote!);
     if (e.kind === "tcp-listen") listenSocket(fd, e.backlog ?? 128);
-    if (e.kind === "udp" && e.remote) connect4(fd, e.remote);
+    if (e.kind === "udp" && remote) connect4(fd, remote);
     if (!e.options.reuseaddr && e.kind !== "tcp") setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, 0);
     return { fd: e.fd, copy: fd, flags: e.flags, entry: e, local };
   } catch (err) {
@@ -170,10 +203,13 @@ const ORDER: Record<SocketEntry["kind"], number> = {
  */
 export function rebuildSockets(entries: SocketEntry[], nodeAddr: string | null): RebuiltSocket[] {
   const order = [...entries].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
+  const ends = endsHere(entries, nodeAddr);
   const out: RebuiltSocket[] = [];
   const pending: RebuiltSocket[] = [];
   try {
-    for (const e of order) (e.kind === "tcp-pending" ? pending : out).push(rebuildOne(e, nodeAddr));
+    for (const e of order) {
+      (e.kind === "tcp-pending" ? pending : out).push(rebuildOne(e, ends.get(e)!));
+    }
     for (const p of pending) {
       const listener = out.find((l) => l.entry.kind === "tcp-listen" && l.fd === p.fd);
       if (!listener) throw new Error(`no listener on fd ${p.fd} for a waiting connection`);

@@ -2,6 +2,7 @@
 import {
   CHECKPOINT_DROP_IDLE_S,
   DROP_IDLE_S,
+  innerConnections,
   planDrops,
   planLocks,
   planRedirects,
@@ -147,4 +148,26 @@ Deno.test("redirect plan: the freeze's drops, a migration's as before, a checkpo
     ["drop-syn", A, DROP_IDLE_S],
     ["drop-syn", B, DROP_IDLE_S],
   ]);
+});
+
+Deno.test("redirect plan: a connection of the process to its own listener needs no entry", () => {
+  // Both ends in the process (an MPI library connected to its own listener, through the node's
+  // address): they move together, and only the listener is redirected.
+  const pair = [
+    { kind: "tcp" as const, local: { addr: A, port: 40001 }, remote: { addr: A, port: 7000 } },
+    { kind: "tcp" as const, local: { addr: A, port: 7000 }, remote: { addr: A, port: 40001 } },
+  ];
+  const listener = { kind: "tcp-listen" as const, local: { addr: A, port: 7000 } };
+  const plan = planRedirects([...pair, listener], A, B, [A, B, P]);
+  const olds = [...plan.drops, ...plan.forwards, ...plan.answers, ...plan.peers.get(P)!];
+  assertEquals(olds.every((r) => r.peer.addr === "0.0.0.0"), true, "only the listener's");
+  assertEquals(planDrops(pair, [A]), []);
+  assertEquals(planLocks(pair, B), []);
+  assertEquals([...innerConnections([...pair, listener])], pair);
+  // One end alone (its peer is another process on A) is not inner: it is planned as before.
+  assertEquals(innerConnections([pair[0]]).size, 0);
+  assertEquals(planLocks([pair[0]], B).length, 1);
+  // A connection to itself (the same end both ways) is one flow: inner too.
+  const self = { kind: "tcp" as const, local: { addr: A, port: 5 }, remote: { addr: A, port: 5 } };
+  assertEquals(innerConnections([self]).size, 1);
 });

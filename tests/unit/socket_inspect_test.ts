@@ -21,15 +21,17 @@ own = sys.argv[1]
 h = socket.create_connection((own, l.getsockname()[1])) if own else socket.socket()
 s6 = socket.socket(socket.AF_INET6)
 t = socket.socket()
+l2 = socket.socket(); l2.bind((own or "127.0.0.1", 0)); l2.listen(1)
+i1 = socket.create_connection(l2.getsockname()); i2, _ = l2.accept()
 print(l.fileno(), u.fileno(), a.fileno(), c.fileno(), s6.fileno(), t.fileno(), h.fileno(),
-      p.fileno(), q.fileno(), flush=True)
+      p.fileno(), q.fileno(), i1.fileno(), i2.fileno(), flush=True)
 time.sleep(30)
 `;
 
 Deno.test({
   name:
-    "sockets: listeners, UDP and the process's own socketpairs can move; other unix sockets, IPv6, " +
-    "loopback, same-node and unconnected ones cannot",
+    "sockets: listeners, UDP, the process's own socketpairs and connections to itself can move; " +
+    "other unix sockets, IPv6, loopback, same-node and unconnected ones cannot",
   ignore: Deno.uid() !== 0,
   fn: async () => {
     // A connection to this machine's own address (not 127.x) stays on it, as loopback does.
@@ -52,7 +54,7 @@ Deno.test({
         line += new TextDecoder().decode(value);
       }
       reader.releaseLock();
-      const [l, u, a, c, s6, t, h, p, q] = line.trim().split(/\s+/).map(Number);
+      const [l, u, a, c, s6, t, h, p, q, i1, i2] = line.trim().split(/\s+/).map(Number);
       const files = await readFds(child.pid);
       // A socketpair whose two ends it holds moves with its state (core/dump/fds/).
       assertEquals(
@@ -67,6 +69,9 @@ Deno.test({
       assertEquals(byFd.get(l)?.backlog, 7);
       assertEquals(byFd.get(l)?.local.addr, "0.0.0.0");
       assertEquals(byFd.get(u)?.kind, "udp");
+      // A connection whose both ends the process holds moves with it (c and h: its peer waits
+      // in the listener's queue, held by no process yet).
+      assertEquals([byFd.get(i1)?.kind, byFd.get(i2)?.kind], ["tcp", "tcp"]);
       const text = reasons.join("\n");
       assertMatch(text, new RegExp(`fd ${a}: a unix socket`));
       assertMatch(text, new RegExp(`fd ${c}: a TCP connection over loopback`));
@@ -86,7 +91,7 @@ Deno.test({
         new RegExp(`fd ${l}: a TCP listener on 0\\.0\\.0\\.0:\\d+; .*--tcp-established`),
       );
       assertMatch(file.join("\n"), new RegExp(`fd ${u}: a UDP socket on .*--tcp-established`));
-      assertEquals(file.length, reasons.length + 2);
+      assertEquals(file.length, reasons.length + 5); // l, u, l2, i1, i2
       assertEquals(socketReasons(child.pid, files.sockets, true), reasons);
       const fdOf = (r: string) => Number(/^fd (\d+)/.exec(r)?.[1]);
       assertEquals(file.map(fdOf), [...file.map(fdOf)].sort((x, y) => x - y), "by descriptor");
@@ -96,6 +101,54 @@ Deno.test({
       assert(!carried.some((r) => r.startsWith(`fd ${l}:`)), carried.join("\n"));
       assertEquals(await checkReasons(child.pid), carried, "a migration carries them");
     } finally {
+      child.kill("SIGKILL");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    }
+  },
+});
+
+const SHARED = `
+import os, socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
+kid = os.fork()
+if kid == 0:
+    time.sleep(30); os._exit(0)
+print(u.fileno(), kid, flush=True)
+time.sleep(30)
+`;
+
+Deno.test({
+  name: "sockets: an IP socket another process holds too (inherited) is a reason, naming it",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const child = new Deno.Command("python3", {
+      args: ["-c", SHARED],
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).spawn();
+    let kid = 0;
+    try {
+      const reader = child.stdout.getReader();
+      let line = "";
+      for (let i = 0; i < 100 && !line.includes("\n"); i++) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        line += new TextDecoder().decode(value);
+      }
+      reader.releaseLock();
+      const [u, k] = line.trim().split(/\s+/).map(Number);
+      kid = k;
+      const files = await readFds(child.pid);
+      assertMatch(
+        files.reasons.join("\n"),
+        new RegExp(`fd ${u}: a socket \\(socket:\\[\\d+\\]\\) that process ${kid} holds too`),
+      );
+      const reasons = await checkReasons(child.pid);
+      assert(reasons.some((r) => r.startsWith(`fd ${u}: a socket`)), reasons.join("\n"));
+    } finally {
+      if (kid > 0) Deno.kill(kid, "SIGKILL");
       child.kill("SIGKILL");
       await child.status;
       await child.stdout.cancel().catch(() => {});

@@ -258,7 +258,26 @@ export function surveyObjects(
   reasons.push(...eventfdReasons(objects, edgeWatched(objects)));
   const relayedFds = new Set(relayed.map((r) => r.fd));
   const carried = objects.filter((o) => !relayedFds.has(o.fd));
-  for (const [fd, other] of heldElsewhere(pid, carried)) {
+  // The sockets left for core/dump/sockets.ts are looked at in the same scan: an IP socket
+  // another process holds too (one inherited and never closed) would be taken from it.
+  const restFds = new Set(rest.map((r) => r.fd));
+  const others: ObjectFd[] = sockets.filter((x) => restFds.has(x.fd)).map((x) => ({
+    fd: x.fd,
+    kind: "unix",
+    target: x.target,
+    flags: x.flags,
+    pos: 0n,
+    info: "",
+  }));
+  for (const [fd, other] of heldElsewhere(pid, [...carried, ...others])) {
+    if (restFds.has(fd)) {
+      reasons.push(
+        `fd ${fd}: a socket (${others.find((x) => x.fd === fd)!.target}) that process ${other} ` +
+          "holds too; moving it would take it from that process (it was inherited: close it " +
+          "in one of them, or open it close-on-exec)",
+      );
+      continue;
+    }
     const o = objects.find((x) => x.fd === fd)!;
     reasons.push(
       `fd ${fd}: ${describeKind(o.kind)} (${o.target}) that process ${other} holds too; ` +

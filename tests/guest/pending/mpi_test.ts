@@ -30,10 +30,17 @@ import { lives, migrate } from "../support/migration.ts";
 
 const CLUSTER = "tmpi";
 const NODES = [1, 2, 3];
-/** Iterations and the sleep in each (ms): long enough for two moves with ticks between. */
+/** Iterations: the result depends on them alone, not on the sleep between. */
 const N = 80;
-const MS = 100;
-/** `ring 80 100`'s last line, from an uninterrupted run on a Debian 12 host (MPICH 4.0.2). */
+/**
+ * The sleep in each iteration (ms) of the run that moves: 80 of them last long enough for two
+ * moves with ticks between (the checks before a freeze take seconds in a TCG guest, and the job
+ * runs on meanwhile). The reference run sleeps 10 ms.
+ */
+const MS = 700;
+/** The longest a job may take, in seconds (mpiexec runs under `timeout`). */
+const JOB_S = 300;
+/** `ring 80 MS`'s last line (any MS), from an uninterrupted run on a Debian 12 host (MPICH 4.0.2). */
 const KNOWN_DONE = "done 80 8503b7b567f673d2";
 
 /** Builds the ring program (mpicc.mpich) and the two preloaded shims into `dir`. */
@@ -75,7 +82,7 @@ interface Job {
 }
 
 /**
- * Starts `ring N MS` on 3 ranks: mpiexec on node1 (its output in
+ * Starts `ring N ms` on 3 ranks: mpiexec on node1 (its output in
  * /tmp/TAG.out and .err, its exit code in /tmp/TAG.rc, bounded by
  * `timeout`), then each HYDRA_LAUNCH line on its node (rank r on node r + 1).
  * The proxy on node2 starts at high PIDs, so that rank 1's PID is free on
@@ -86,6 +93,7 @@ async function startJob(
   tag: string,
   ring: string,
   preload: string,
+  ms: number,
 ): Promise<Job> {
   const env = [
     "MPIR_CVAR_NOLOCAL=1",
@@ -95,8 +103,8 @@ async function startJob(
     `LD_PRELOAD=${preload}`,
   ].join(" ");
   const hosts = NODES.map(nodeAddress).join(",");
-  const mpiexec = `env ${env} timeout 170 mpiexec.hydra -launcher manual -iface eth0 ` +
-    `-hosts ${hosts} -n 3 ${guestPath(ring)} ${N} ${MS}`;
+  const mpiexec = `env ${env} timeout ${JOB_S} mpiexec.hydra -launcher manual -iface eth0 ` +
+    `-hosts ${hosts} -n 3 ${guestPath(ring)} ${N} ${ms}`;
   const pid = (await c.ok(1, [
     "sh",
     "-c",
@@ -187,9 +195,9 @@ Deno.test({
 
       let reference: string[] = [];
       await t.step("an uninterrupted run: exit 0, the reference result", async () => {
-        const job = await startJob(c, "ref", ring, preload);
+        const job = await startJob(c, "ref", ring, preload, 10);
         try {
-          const { rc, out } = await endOf(c, job, 170);
+          const { rc, out } = await endOf(c, job, JOB_S);
           assertEquals(rc, "0", `the reference run:\n${await jobReport(c, job)}`);
           reference = resultLines(out);
           assertEquals(reference.length, N + 1, out);
@@ -206,7 +214,7 @@ Deno.test({
         () =>
           agents.explain(NODES, async () => {
             assertEquals(reference.length, N + 1, "no reference run");
-            const job = await startJob(c, "mig", ring, preload);
+            const job = await startJob(c, "mig", ring, preload, MS);
             let pid: string | undefined;
             try {
               try {
@@ -250,7 +258,7 @@ Deno.test({
                 await c.waitFor(3, `! (${lives(pid, "ring")})`, 30);
                 await fiveMore();
 
-                const { rc, out } = await endOf(c, job, 150);
+                const { rc, out } = await endOf(c, job, JOB_S);
                 assertEquals(rc, "0", "the job's exit code");
                 assertEquals(resultLines(out), reference);
                 // It ended on node1, and the news went back to its deputy on node2.

@@ -5,17 +5,13 @@
  *
  * - an uninterrupted run of the ring program gives the reference result;
  * - in a second run, rank 1 (on node2, under hydra_pmi_proxy) moves to node3
- *   and leaves its deputy on node2 (the proxy waits for it); then it moves on
- *   from node3 to node1;
+ *   and leaves its deputy on node2 (the proxy waits for it);
  * - the job ends with exit 0, every tick and the `done` line the same as the
  *   uninterrupted run's.
  *
- * "Then back": a rank cannot come back to node2 while its deputy there holds
- * its PID (docs/deputy.md, "Moving on, coming home": refused before anything
- * is frozen). The second move therefore goes to node1, the third node, where
- * it is no more at home than on node3: it is a move away from where it runs,
- * onto a node that also runs rank 0, mpiexec and a proxy, with its PMI
- * socket and pipes relayed along the chain node1 → node3 → node2.
+ * Not yet here (docs/mpi.md, "Known gaps"): the move on or back from node3,
+ * where rank 2 runs: its connection to rank 2 is then a connection to a
+ * process on the node it leaves.
  */
 import { join } from "node:path";
 import { ensurePackages } from "../../../core/host/packages.ts";
@@ -173,7 +169,7 @@ async function jobReport(c: TestCluster, job: Job, rank1?: string): Promise<stri
 }
 
 Deno.test({
-  name: "guest 6.1: an MPICH job (ch4/UCX over TCP, hydra) runs on while rank 1 moves twice",
+  name: "guest 6.1: an MPICH job (ch4/UCX over TCP, hydra) runs on while rank 1 moves",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
@@ -209,8 +205,8 @@ Deno.test({
       });
 
       await t.step(
-        "rank 1 moves node2 → node3 (its deputy stays with the proxy on node2), then " +
-          "node3 → node1; the job ends with exit 0 and the reference result",
+        "rank 1 moves node2 → node3 (its deputy stays with the proxy on node2); the job ends " +
+          "with exit 0 and the reference result",
         () =>
           agents.explain(NODES, async () => {
             assertEquals(reference.length, N + 1, "no reference run");
@@ -252,18 +248,12 @@ Deno.test({
                 );
                 await fiveMore();
 
-                // node3 → node1 (not back to node2: its deputy holds the PID there).
-                await migrate(c, 3, pid, 1);
-                await c.waitFor(1, lives(pid, "ring"), 30);
-                await c.waitFor(3, `! (${lives(pid, "ring")})`, 30);
-                await fiveMore();
-
                 const { rc, out } = await endOf(c, job, JOB_S);
                 assertEquals(rc, "0", "the job's exit code");
                 assertEquals(resultLines(out), reference);
-                // It ended on node1, and the news went back to its deputy on node2.
+                // It ended on node3, and the news went back to its deputy on node2.
                 await c.waitFor(
-                  1,
+                  3,
                   `grep -Eq 'process ${pid} \\(ring\\) that arrived from node[0-9]+ ended: exit 0' ` +
                     "/tmp/agent.log",
                   60,

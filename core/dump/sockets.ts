@@ -27,6 +27,7 @@ import {
   TCP_QUEUE,
 } from "../../ffi/socket.ts";
 import type { SocketEntry, SocketOptions, TcpRepairState } from "../image/sockets.ts";
+import { KnownEnds } from "../redirect/known.ts";
 
 /** TCP states as TCP_INFO reports them. */
 const TCP_STATES = [
@@ -102,12 +103,14 @@ export function ownAddresses(): Set<string> {
  * connections ({@link connectionFlows}): a connection to a peer on this node
  * moves when that peer is the process's own other end (both ends move and are
  * rebuilt together), as when a program connects to its own listener.
+ * `known` tells the ends peers know of a process that arrived here.
  */
 export function describeSocket(
   fd: number,
   copy: number,
   own: ReadonlySet<string> = ownAddresses(),
   flows: ReadonlySet<string> = new Set(),
+  known?: KnownEnds,
 ): SocketInfo | { reason: string } {
   const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
   const type = getsockoptInt(copy, SOL_SOCKET, SO.TYPE);
@@ -152,6 +155,12 @@ export function describeSocket(
           "its peer on this node does not move",
       };
     }
+    // A peer on this node, reached through the node's own address: its packets never leave the
+    // node, and the process's answers from another node would come back with one of the node's
+    // own addresses as their source, dropped as martians. Unless the process arrived here: its
+    // peers know it by the address of the node where it was first (core/redirect/known.ts).
+    const k = known?.of("tcp", local, remote);
+    if (own.has(remote.addr) && k && !own.has(k.addr)) return { fd, kind: "tcp", local, remote };
     if (own.has(remote.addr)) {
       return {
         reason: `fd ${fd}: a TCP connection to a process on this node, through its own address ` +
@@ -204,8 +213,9 @@ export function inspectSockets(
   try {
     const own = ownAddresses();
     const flows = connectionFlows(copies.values());
+    const known = KnownEnds.read(own);
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy, own, flows);
+      const d = describeSocket(fd, copy, own, flows, known);
       if ("reason" in d) reasons.push(d.reason);
       else sockets.push(d);
     }

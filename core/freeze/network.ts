@@ -26,6 +26,7 @@ import type { Redirect } from "../../ffi/redirect.ts";
 import { planDrops } from "../redirect/redirect_plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
+import { KnownEnds } from "../redirect/known.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import { forget, record } from "./journal.ts";
 
@@ -85,8 +86,9 @@ export class NetworkFreeze {
     const reasons: string[] = [];
     const own = ownAddresses();
     const flows = connectionFlows(copies.values());
+    const known = KnownEnds.read(own);
     for (const [fd, copy] of copies) {
-      const d = describeSocket(fd, copy, own, flows);
+      const d = describeSocket(fd, copy, own, flows, known);
       if ("reason" in d) reasons.push(d.reason);
       else held.push({ ...d, copy });
     }
@@ -120,7 +122,7 @@ export class NetworkFreeze {
         for (let i = 0; i < 4096; i++) {
           const child = acceptNow(l.copy);
           if (child === null) break;
-          const d = describeSocket(l.fd, child, own, flows);
+          const d = describeSocket(l.fd, child, own, flows, known);
           if ("reason" in d || d.kind !== "tcp") {
             close(child);
             continue;
@@ -136,7 +138,12 @@ export class NetworkFreeze {
       }
       net.journal("frozen");
       const flags = new Map(fds.map((f) => [f.fd, f.flags]));
-      for (const s of held) net.entries.push(dumpSocket(s, flags.get(s.fd) ?? 0));
+      for (const s of held) {
+        const e = dumpSocket(s, flags.get(s.fd) ?? 0);
+        const k = known.of(s.kind === "udp" ? "udp" : "tcp", s.local, s.remote);
+        if (k) e.known = k;
+        net.entries.push(e);
+      }
     } catch (e) {
       net.thaw();
       throw e;

@@ -79,6 +79,12 @@ export interface SocketEntry {
   local: Endpoint4;
   /** The other end (TCP; UDP when connected). */
   remote?: Endpoint4;
+  /**
+   * The end its peers know, when it is not `local`: a socket that moved
+   * before keeps the address of the node where it was first (the redirects
+   * of that move say so), and every later move redirects from there.
+   */
+  known?: Endpoint4;
   /** Listener: backlog. */
   backlog?: number;
   /** Options. */
@@ -191,6 +197,13 @@ export function checkSockets(v: unknown): SocketEntry[] {
       options: options(o.options, `${what} options`),
     };
     if (o.remote !== undefined) e.remote = remoteEnd(o.remote, `${what} remote end`);
+    if (o.known !== undefined) {
+      e.known = endpoint(o.known, `${what} known end`, 1);
+      if (e.known.addr === "0.0.0.0") throw bad(what, "a known end without an address");
+      if (e.known.port !== e.local.port) {
+        throw bad(what, `a known end on port ${e.known.port}, its own on ${e.local.port}`);
+      }
+    }
     if (kind === "tcp" || kind === "tcp-pending") {
       if (!e.remote) throw bad(what, "a TCP connection without a remote end");
       if (e.local.addr === "0.0.0.0") throw bad(what, "a TCP connection without a local address");

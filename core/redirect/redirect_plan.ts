@@ -48,6 +48,8 @@ export interface FlowSocket {
   local: Endpoint4;
   /** The other end, when connected. */
   remote?: Endpoint4;
+  /** The end peers know, when it is not `local` (core/redirect/known.ts). */
+  known?: Endpoint4;
 }
 
 /** The entries of one migration, per node. */
@@ -117,11 +119,21 @@ export function planRedirects(
     list.push(r);
     plan.peers.set(addr, list);
   };
+  // Entries for the node at `addr`: this one (the old node) adds its own once the process runs
+  // on the new one, the new one before the process runs there, others when asked.
+  const at = (addr: string, r: Redirect) => {
+    if (addr === oldAddr) plan.forwards.push(r);
+    else if (addr === newAddr) plan.answers.push(r);
+    else toPeer(addr, r);
+  };
   const inner = innerConnections(sockets);
   for (const s of sockets) {
     if (nodeLocal(s) || inner.has(s)) continue;
     const p = proto(s);
-    const old = oldEnd(s, oldAddr);
+    const here = oldEnd(s, oldAddr);
+    // The end peers know: its own, or for a process that moved before, the one it had first.
+    const old = s.known ?? here;
+    const home = old.addr;
     const now: Endpoint4 = { addr: newAddr, port: s.local.port };
     const connected = s.kind === "tcp" || s.kind === "tcp-pending" ||
       (s.kind === "udp" && s.remote !== undefined);
@@ -129,24 +141,30 @@ export function planRedirects(
     // A connection's entries end with its RST or FINs; 0 is the module's longest idle time
     // (PPM_RDR_MAX_IDLE, a day), for connections whose peer vanished without either.
     const idle = connected && p === "tcp" ? 0 : ANY_PEER_IDLE_S;
-    plan.drops.push({ proto: p, action: "drop", old, peer, idleTimeout: DROP_IDLE_S });
-    plan.answers.push({ proto: p, action: "answer", old, new: now, peer, idleTimeout: idle });
-    if (connected && peer.addr === newAddr) {
-      // The peer is on B: B sends the peer's packets to the process there, not out to A.
-      plan.answers.push({ proto: p, action: "peer", old, new: now, peer, idleTimeout: idle });
+    const entry = (action: "peer" | "forward" | "answer", peer: Endpoint4): Redirect => ({
+      proto: p,
+      action,
+      old,
+      new: now,
+      peer,
+      idleTimeout: idle,
+    });
+    plan.drops.push({ proto: p, action: "drop", old: here, peer, idleTimeout: DROP_IDLE_S });
+    plan.answers.push(entry("answer", peer));
+    // A peer on B: B sends the peer's packets to the process there, not out to A. A peer on
+    // another node of the cluster: that node rewrites them. A peer on this node (the process
+    // arrived here from its first node, whose address the peer knows): this node does.
+    if (connected && (peer.addr === newAddr || peer.addr === oldAddr || cluster.has(peer.addr))) {
+      at(peer.addr, entry("peer", peer));
       continue;
     }
-    if (connected && cluster.has(peer.addr)) {
-      toPeer(peer.addr, { proto: p, action: "peer", old, new: now, peer, idleTimeout: idle });
-      continue;
-    }
-    plan.forwards.push({ proto: p, action: "forward", old, new: now, peer, idleTimeout: idle });
+    // Other peers send to `home`: that node forwards (when it runs ppm).
+    if (home === oldAddr || home === newAddr || cluster.has(home)) at(home, entry("forward", peer));
     if (!connected) {
-      for (const addr of cluster) {
-        toPeer(addr, { proto: p, action: "peer", old, new: now, peer: ANY, idleTimeout: idle });
-      }
+      for (const addr of cluster) if (addr !== home) at(addr, entry("peer", ANY));
+      if (home !== oldAddr) at(oldAddr, entry("peer", ANY));
       // B's own clients that dial A reach it locally too.
-      plan.answers.push({ proto: p, action: "peer", old, new: now, peer: ANY, idleTimeout: idle });
+      at(newAddr, entry("peer", ANY));
     }
   }
   return plan;

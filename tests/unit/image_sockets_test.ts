@@ -71,6 +71,22 @@ Deno.test("image sockets: malformed entries are refused with what is wrong", () 
     () => checkSockets([{ ...conn, remote: undefined }]),
     (e) => String(e).includes("without a remote end"),
   );
+  // The end peers know (a socket that moved before): an address, on the socket's own port.
+  assertEquals(
+    checkSockets([{ ...conn, known: { addr: "10.0.0.7", port: 1 } }])[0].known,
+    { addr: "10.0.0.7", port: 1 },
+  );
+  for (
+    const [known, why] of [
+      [{ addr: "10.0.0.7", port: 2 }, "its own on 1"],
+      [{ addr: "0.0.0.0", port: 1 }, "without an address"],
+      [{ addr: "10.0.0.7", port: 0 }, "port"],
+      [{ addr: "10.0.0.7; rm -rf /", port: 1 }, "not an IPv4"],
+      ["10.0.0.7:1", "known end"],
+    ] as const
+  ) {
+    assertThrows(() => checkSockets([{ ...conn, known }]), Error, why);
+  }
   assertThrows(
     () => checkSockets([{ ...conn, local: { addr: "10.0.0.300", port: 1 } }]),
     Error,

@@ -171,3 +171,57 @@ Deno.test("redirect plan: a connection of the process to its own listener needs 
   const self = { kind: "tcp" as const, local: { addr: A, port: 5 }, remote: { addr: A, port: 5 } };
   assertEquals(innerConnections([self]).size, 1);
 });
+
+Deno.test("redirect plan: a process that moved before is redirected from its first node", () => {
+  // It came A → B; peers know its sockets by A's address. Now B → C (C = P here).
+  const C = P, R = "10.77.0.4";
+  const known = { addr: A, port: 7000 };
+  const rows = (list: { action: string; old: unknown; new?: unknown; peer: unknown }[]) =>
+    list.map((r) => [r.action, r.old, r.new, r.peer]);
+  const conn = (peer: string) => ({
+    kind: "tcp" as const,
+    local: { addr: B, port: 7000 },
+    remote: { addr: peer, port: 40000 },
+    known,
+  });
+  // A peer on R, another node of the cluster: R rewrites A's end to C's (its newest entry wins
+  // over the one of the first move, which sent it to B).
+  let plan = planRedirects([conn(R)], B, C, [A, B, C, R]);
+  assertEquals(rows(plan.peers.get(R)!), [
+    ["peer", known, { addr: C, port: 7000 }, { addr: R, port: 40000 }],
+  ]);
+  assertEquals(rows(plan.answers), [
+    ["answer", known, { addr: C, port: 7000 }, { addr: R, port: 40000 }],
+  ]);
+  // B's freeze drops what B itself sees: its own end.
+  assertEquals(plan.drops.map((d) => d.old), [{ addr: B, port: 7000 }]);
+  // A peer on B, the node it leaves: B rewrites its packets, once the process runs on C.
+  plan = planRedirects([conn(B)], B, C, [A, B, C]);
+  assertEquals(rows(plan.forwards), [
+    ["peer", known, { addr: C, port: 7000 }, { addr: B, port: 40000 }],
+  ]);
+  assertEquals(plan.peers.size, 0);
+  // A peer outside the cluster sends to A: A forwards, to C now.
+  plan = planRedirects([conn(Q)], B, C, [A, B, C]);
+  assertEquals(plan.forwards, []);
+  assertEquals(rows(plan.peers.get(A)!), [
+    ["forward", known, { addr: C, port: 7000 }, { addr: Q, port: 40000 }],
+  ]);
+  // A listener: A forwards, every other node (B too) rewrites for its own clients.
+  const listener = { kind: "tcp-listen" as const, local: { addr: B, port: 7000 }, known };
+  plan = planRedirects([listener], B, C, [A, B, C, R]);
+  assertEquals(plan.peers.get(A)!.map((r) => r.action), ["forward"]);
+  assertEquals(plan.peers.get(R)!.map((r) => r.action), ["peer"]);
+  assertEquals(plan.forwards.map((r) => [r.action, r.old, r.peer]), [
+    ["peer", known, { addr: "0.0.0.0", port: 0 }],
+  ]);
+  assertEquals(plan.answers.map((r) => r.action), ["answer", "peer"]);
+  // Home again (B → A): every node's entry for it is replaced by one that keeps A's end.
+  plan = planRedirects([conn(R)], B, A, [A, B, R]);
+  assertEquals(rows(plan.peers.get(R)!), [["peer", known, known, { addr: R, port: 40000 }]]);
+  plan = planRedirects([conn(Q)], B, A, [A, B]);
+  assertEquals(rows(plan.answers), [
+    ["answer", known, known, { addr: Q, port: 40000 }],
+    ["forward", known, known, { addr: Q, port: 40000 }],
+  ]);
+});

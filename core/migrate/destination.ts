@@ -22,7 +22,7 @@ import {
 import { checkOffer } from "./offer_check.ts";
 import { isDeputyProcess } from "../deputy/record.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
-import { RedirectSet } from "../redirect/table.ts";
+import { RedirectSet, removeStaleDrops } from "../redirect/table.ts";
 import {
   loadStaged,
   restoreImage,
@@ -367,6 +367,11 @@ async function commitHere(
       answers.add(planRedirects(sockets, offer.fromAddr, nodeAddr, []).answers);
     }
     locks.removeAll();
+    // A node the process was on before may still drop its flows (the freeze of its move away).
+    const stale = removeStaleDrops(
+      rebuilt.map((x) => ({ kind: x.entry.kind, local: x.local, remote: x.entry.remote })),
+    );
+    if (stale) log(`process ${offer.pid}: ${stale} drops of an earlier stay here removed`);
     endRepair(rebuilt);
     r.start!();
     started = true;

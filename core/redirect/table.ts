@@ -61,6 +61,53 @@ export function addRedirect(r: Redirect): number {
   }
 }
 
+const sameEnd = (a?: { addr: string; port: number }, b?: { addr: string; port: number }) =>
+  a?.addr === b?.addr && a?.port === b?.port;
+
+/** Whether two entries are the same to the module (it refuses the second). */
+export function identical(a: Redirect, b: Redirect): boolean {
+  return a.proto === b.proto && a.action === b.action && sameEnd(a.old, b.old) &&
+    sameEnd(a.peer, b.peer) && (a.action.startsWith("drop") || sameEnd(a.new, b.new));
+}
+
+/** Adds `r`; an identical entry already there is removed first (see {@link RedirectSet.add}). */
+function addOrReplace(r: Redirect): number {
+  try {
+    return addRedirect(r);
+  } catch (e) {
+    if (!(e instanceof PpmError && e.cause instanceof ErrnoError && e.cause.code === "EEXIST")) {
+      throw e;
+    }
+    for (const x of listRedirects()) if (identical(x, r)) deleteRedirect(x.id);
+    return addRedirect(r);
+  }
+}
+
+/**
+ * Removes the drops an earlier freeze left on this node for the flows of
+ * `sockets` (their ends here), which arrive again: they would hold the
+ * flows' packets for minutes more. Returns how many went.
+ */
+export function removeStaleDrops(
+  sockets: {
+    kind: string;
+    local: { addr: string; port: number };
+    remote?: { addr: string; port: number };
+  }[],
+): number {
+  let n = 0;
+  for (const e of listRedirects()) {
+    if (e.action !== "drop" && e.action !== "drop-syn") continue;
+    const mine = sockets.some((s) =>
+      (s.kind === "udp" ? "udp" : "tcp") === e.proto && e.old.port === s.local.port &&
+      (s.local.addr === "0.0.0.0" || e.old.addr === s.local.addr) &&
+      (!s.remote || sameEnd(e.peer, s.remote))
+    );
+    if (mine) n += deleteRedirect(e.id) ? 1 : 0;
+  }
+  return n;
+}
+
 /** Removes entry `id` (a missing one is fine: it may have expired); "all" clears the table. */
 export function deleteRedirect(id: number | "all"): number {
   try {
@@ -85,11 +132,16 @@ export function formatRedirect(e: RedirectEntry): string {
 export class RedirectSet {
   #ids: number[] = [];
 
-  /** Adds every entry; on failure removes the ones this call added and throws. */
+  /**
+   * Adds every entry; on failure removes the ones this call added and throws.
+   * An entry identical to one in the table replaces it: it is then the
+   * newest, which decides (a process that comes back to a node finds the
+   * entries of its earlier stay, older than those sending it elsewhere).
+   */
   add(list: Redirect[]): void {
     const added: number[] = [];
     try {
-      for (const r of list) added.push(addRedirect(r));
+      for (const r of list) added.push(addOrReplace(r));
     } catch (e) {
       for (const id of added) deleteRedirect(id);
       throw e;

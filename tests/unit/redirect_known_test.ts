@@ -1,6 +1,7 @@
 /** The end peers know a socket of a process that arrived here by (core/redirect/known.ts). */
 import type { RedirectEntry } from "../../ffi/redirect.ts";
 import { KnownEnds } from "../../core/redirect/known.ts";
+import { identical } from "../../core/redirect/table.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3";
@@ -49,4 +50,20 @@ Deno.test("known ends: the old end of the newest answer for the flow; none for o
   // Home again: the answer keeps the end it has, which is then no other end.
   const home = new KnownEnds([{ ...answer(6, B, 7000, ANY) }], new Set([B]));
   assertEquals(home.of("tcp", { addr: B, port: 7000 }), undefined);
+});
+
+Deno.test("redirect table: entries identical to the module (it refuses the second) are told", () => {
+  const r = {
+    proto: "tcp" as const,
+    action: "peer" as const,
+    old: { addr: A, port: 7000 },
+    new: { addr: B, port: 7000 },
+    peer: { addr: P, port: 1 },
+  };
+  assertEquals(identical(r, { ...r, idleTimeout: 5 }), true, "the idle time does not count");
+  assertEquals(identical(r, { ...r, new: { addr: P, port: 7000 } }), false, "another new end");
+  assertEquals(identical(r, { ...r, action: "answer" }), false);
+  const drop = { proto: "tcp" as const, action: "drop" as const, old: r.old, peer: ANY };
+  assertEquals(identical(drop, { ...drop, new: { addr: B, port: 1 } }), true, "a drop has none");
+  assertEquals(identical(drop, { ...drop, action: "drop-syn" }), false);
 });

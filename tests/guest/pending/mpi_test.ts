@@ -91,6 +91,7 @@ async function startJob(
   ring: string,
   preload: string,
   ms: number,
+  extra = "",
 ): Promise<Job> {
   const env = [
     "MPIR_CVAR_NOLOCAL=1",
@@ -101,7 +102,7 @@ async function startJob(
   ].join(" ");
   const hosts = NODES.map(nodeAddress).join(",");
   const mpiexec = `env ${env} timeout ${JOB_S} mpiexec.hydra -launcher manual -iface eth0 ` +
-    `-hosts ${hosts} -n 3 ${guestPath(ring)} ${N} ${ms}`;
+    `-hosts ${hosts} -n 3 ${guestPath(ring)} ${N} ${ms} ${extra}`;
   const pid = (await c.ok(1, [
     "sh",
     "-c",
@@ -275,6 +276,66 @@ Deno.test({
             }
           }, "deputy|relay|ended|moved|refused|ring|fd "),
       );
+
+      await t.step(
+        "a rank under `ppm manage`, on a node loaded by others, is moved by the balancer; the " +
+          "job ends with exit 0 and the reference result",
+        () =>
+          agents.explain(NODES, async () => {
+            // CPU-bound ranks (they compute between ticks), and two unmanaged spinners on node2.
+            const job = await startJob(c, "bal", ring, preload, MS, "0 busy");
+            const spinners: string[] = [];
+            let pid: string | undefined;
+            try {
+              try {
+                pid = await rank1(c, job);
+                const m = await c.ppm(2, ["manage", pid, "--json"]);
+                assertEquals(m.code, 0, `ppm manage: ${m.stderr}`);
+                for (let i = 0; i < 2; i++) {
+                  spinners.push(
+                    (await c.ok(2, [
+                      "sh",
+                      "-c",
+                      "sh -c 'while :; do :; done' > /dev/null 2>&1 < /dev/null & echo $!",
+                    ])).trim(),
+                  );
+                }
+                // Rounds until it moves (the loads need a few seconds to show the spinners).
+                let where = 0;
+                for (let round = 0; round < 20 && !where; round++) {
+                  const r = await c.ppm(2, ["balance", "--once", "--json"], 120_000);
+                  assertEquals(r.code, 0, `ppm balance --once: ${r.stderr}`);
+                  for (const n of [1, 3]) {
+                    if ((await c.exec(n, ["sh", "-c", lives(pid, "ring")])).code === 0) where = n;
+                  }
+                  if (!where) await new Promise((r) => setTimeout(r, 3000));
+                }
+                assert(where > 0, "the balancer did not move rank 1 off node2 in 20 rounds");
+                console.log(`  the balancer moved rank 1 to node${where}`);
+                const { rc, out } = await endOf(c, job, JOB_S);
+                assertEquals(rc, "0", "the job's exit code");
+                assertEquals(resultLines(out), reference);
+              } catch (e) {
+                if (e instanceof Error) e.message += `\n${await jobReport(c, job, pid)}`;
+                throw e;
+              }
+            } finally {
+              for (const s of spinners) await c.exec(2, ["kill", "-KILL", s]);
+              await stopJob(c, job, pid);
+            }
+          }, "balance|deputy|moved|refused|ring"),
+      );
     });
   },
 });
+
+/** Rank 1 of `job`: the child of proxy 1 on node2 that runs ring, once the job ticks. */
+async function rank1(c: TestCluster, job: Job): Promise<string> {
+  const child = `awk '$4 == ${job.proxies[1]} && $2 == "(ring)" { print $1 }' ` +
+    "/proc/[0-9]*/stat 2>/dev/null";
+  await c.waitFor(2, `[ -n "$(${child})" ]`, 60);
+  const pid = (await c.ok(2, ["sh", "-c", child])).trim();
+  assertMatch(pid, /^[0-9]+$/, `rank 1 under proxy ${job.proxies[1]}: ${pid}`);
+  await c.waitFor(1, `grep -q '^tick 5 ' /tmp/${job.tag}.out`, 120);
+  return pid;
+}

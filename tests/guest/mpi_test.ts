@@ -15,15 +15,15 @@
  * its deputy holds its PID.
  */
 import { join } from "node:path";
-import { ensurePackages } from "../../../core/host/packages.ts";
-import { stateDir } from "../../../core/paths.ts";
-import { generateSecret } from "../../../core/security/secret.ts";
-import { guestPath, nodeAddress } from "../../../core/vcluster/spec.ts";
-import { assert, assertEquals, assertMatch } from "../../support/assert.ts";
-import { highPids, type TestCluster, withCluster } from "../../support/cluster.ts";
-import { PROGRAMS_DIR } from "../../support/programs.ts";
-import { Agents } from "../support/agents.ts";
-import { lives, migrate } from "../support/migration.ts";
+import { ensurePackages } from "../../core/host/packages.ts";
+import { stateDir } from "../../core/paths.ts";
+import { generateSecret } from "../../core/security/secret.ts";
+import { guestPath, nodeAddress } from "../../core/vcluster/spec.ts";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
+import { PROGRAMS_DIR } from "../support/programs.ts";
+import { Agents } from "./support/agents.ts";
+import { lives, migrate } from "./support/migration.ts";
 
 const CLUSTER = "tmpi";
 const NODES = [1, 2, 3];

@@ -195,6 +195,40 @@ export function connectionFlows(copies: Iterable<number>): Set<string> {
   return out;
 }
 
+/**
+ * The descriptors among `fds` of `pid` that are IPv4 TCP connections over
+ * loopback whose other end is not the process's own: their peer is another
+ * process on this node, and a migration relays them (core/relay/fds.ts)
+ * rather than moving them. Empty when they cannot be looked at.
+ */
+export function loopbackPeers(pid: number, fds: number[]): Set<number> {
+  const out = new Set<number>();
+  if (!fds.length) return out;
+  let copies: Map<number, number>;
+  try {
+    copies = copyFds(pid, fds);
+  } catch {
+    return out; // describeSocket gives the reasons later
+  }
+  try {
+    const flows = connectionFlows(copies.values());
+    for (const [fd, copy] of copies) {
+      try {
+        if (getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN) !== AF.INET) continue;
+        if (getsockoptInt(copy, SOL_SOCKET, SO.TYPE) !== SOCK.STREAM) continue;
+        const info = getsockoptBytes(copy, IPPROTO.TCP, TCP.INFO, 104);
+        if (TCP_STATES[info[0]] !== "ESTABLISHED") continue;
+        const local = sockName(copy), remote = peerName(copy);
+        if (!isInet4(local) || !isInet4(remote) || !remote.addr.startsWith("127.")) continue;
+        if (!flows.has(flowKey(remote, local))) out.add(fd);
+      } catch { /* not a connected socket */ }
+    }
+  } finally {
+    for (const c of copies.values()) close(c);
+  }
+  return out;
+}
+
 /** The sockets of `pid` among `fds` (descriptor numbers whose link is socket:[...]). */
 export function inspectSockets(
   pid: number,

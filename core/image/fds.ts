@@ -46,7 +46,7 @@ export const ALL_SEALS = 0x3f;
 export const MAX_RELAYED = 64;
 
 /** What a relayed descriptor is, seen from the process. */
-export const RELAYED_ENDS = ["pipe-read", "pipe-write", "unix-stream"] as const;
+export const RELAYED_ENDS = ["pipe-read", "pipe-write", "unix-stream", "tcp-stream"] as const;
 
 /**
  * A descriptor whose other end stays on the node the process left (its
@@ -56,9 +56,12 @@ export const RELAYED_ENDS = ["pipe-read", "pipe-write", "unix-stream"] as const;
  * by the relay first.
  */
 export interface RelayedState {
-  /** The read or write end of a pipe (or FIFO), or a unix stream socket. */
+  /**
+   * The read or write end of a pipe (or FIFO), a unix stream socket, or a
+   * TCP connection over loopback (its peer another process on that node).
+   */
   end: typeof RELAYED_ENDS[number];
-  /** A unix stream socket: its shutdown state (1 reading, 2 writing, 3 both). */
+  /** A unix stream socket: its shutdown state (1 reading, 2 writing, 3 both); 0 for the others. */
   shutdown: number;
   /** A unix stream socket: SO_PASSCRED. */
   passcred: boolean;
@@ -369,7 +372,10 @@ function relayed(o: Record<string, unknown>, w: string): RelayedState {
   const shutdown = int(o, "shutdown", w, 0, 3);
   if (typeof o.passcred !== "boolean") throw bad(w, "passcred is not a boolean");
   if (end !== "unix-stream" && (shutdown !== 0 || o.passcred)) {
-    throw bad(w, "socket state on a pipe end");
+    throw bad(
+      w,
+      `unix socket state on a ${end.startsWith("pipe") ? "pipe end" : "TCP connection"}`,
+    );
   }
   return { end, shutdown, passcred: o.passcred };
 }

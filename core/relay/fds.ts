@@ -74,7 +74,9 @@ export interface RelayRole {
  * process's end, at the destination the other end of the process's new one.
  */
 export function relayRole(end: RelayedEnd, side: "source" | "destination"): RelayRole {
-  if (end === "unix-stream") return { read: true, write: true, socket: true };
+  if (end === "unix-stream" || end === "tcp-stream") {
+    return { read: true, write: true, socket: true };
+  }
   const readsHere = (end === "pipe-read") === (side === "source");
   return { read: readsHere, write: !readsHere, socket: false };
 }

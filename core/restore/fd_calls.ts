@@ -26,6 +26,8 @@ export const NR = {
   munmap: 11,
   ioctl: 16,
   pwrite64: 18,
+  socket: 41,
+  connect: 42,
   sendto: 44,
   shutdown: 48,
   socketpair: 53,

@@ -1,6 +1,7 @@
 /**
  * A relayed descriptor made again (core/relay/fds.ts): the restored
- * process makes a new pipe, or a unix stream socketpair, keeps the end the
+ * process makes a new pipe, or a unix stream socketpair (a TCP connection
+ * over loopback: see makeTcpRelayed), keeps the end the
  * image names at its number with its flags (a socket its SO_PASSCRED and
  * its shutdown of writing), and the agent takes the other end
  * (pidfd_getfd) before the process closes it: the agent's end is where the
@@ -10,8 +11,24 @@
  * @module
  */
 import { close, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
+import {
+  acceptNow,
+  AF,
+  bind4,
+  closeSocket,
+  type Inet4,
+  IPPROTO,
+  listenSocket,
+  SOCK,
+  sockaddrIn,
+  socket,
+  sockName,
+  TCP,
+} from "../../ffi/socket.ts";
 import type { FdEntry } from "../image/schema.ts";
-import { Calls, FL, NR } from "./fd_calls.ts";
+import { Calls, fdError, FL, NR } from "./fd_calls.ts";
+
+const EINPROGRESS = 115n;
 
 const SOL_SOCKET = 1, SO_PASSCRED = 16, AF_UNIX = 1, SOCK_STREAM = 1;
 
@@ -21,6 +38,7 @@ const SOL_SOCKET = 1, SO_PASSCRED = 16, AF_UNIX = 1, SOCK_STREAM = 1;
  */
 export async function makeRelayed(c: Calls, f: FdEntry): Promise<number> {
   const r = f.relayed!;
+  if (r.end === "tcp-stream") return await makeTcpRelayed(c, f);
   const at = await c.small(new Uint8Array(8));
   if (r.end === "unix-stream") {
     c.must(f.fd, "making its socketpair", NR.socketpair, [
@@ -61,4 +79,50 @@ export async function makeRelayed(c: Calls, f: FdEntry): Promise<number> {
     c.close(far[0]);
   }
   return agent;
+}
+
+/** Bounded wait for the process's connection to reach the agent's listener (loopback: at once). */
+const ACCEPT_MS = 2000;
+
+/**
+ * A TCP connection over loopback, relayed: the process connects a new
+ * socket to a listener the agent opens on 127.0.0.1 for it alone, and the
+ * agent keeps the accepted end. The process's descriptor is a TCP socket
+ * again (its ends' addresses are new).
+ */
+async function makeTcpRelayed(c: Calls, f: FdEntry): Promise<number> {
+  const listener = socket(AF.INET, SOCK.STREAM, IPPROTO.TCP);
+  let agent = -1;
+  let own = -1;
+  try {
+    bind4(listener, { addr: "127.0.0.1", port: 0 });
+    listenSocket(listener, 1);
+    const at = await c.small(sockaddrIn(sockName(listener) as Inet4));
+    own = Number(
+      c.must(f.fd, "making its TCP socket", NR.socket, [
+        AF.INET,
+        SOCK.STREAM | FL.O_NONBLOCK | FL.O_CLOEXEC,
+        IPPROTO.TCP,
+      ]),
+    );
+    const r = c.try(NR.connect, [own, at, 16]);
+    if (r < 0n && r !== -EINPROGRESS) throw fdError(f.fd, "connecting it", `errno ${-r}`);
+    for (let waited = 0; agent < 0 && waited < ACCEPT_MS; waited += 10) {
+      agent = acceptNow(listener) ?? -1;
+      if (agent < 0) await new Promise((res) => setTimeout(res, 10));
+    }
+    if (agent < 0) throw fdError(f.fd, "connecting it", "the agent's listener saw no connection");
+    const one = await c.small(new Uint8Array(new Int32Array([1]).buffer));
+    c.must(f.fd, "setting TCP_NODELAY", NR.setsockopt, [own, IPPROTO.TCP, TCP.NODELAY, one, 4]);
+    c.setFl(own, f.flags);
+    c.place(own, f.fd, f.flags);
+    own = -1;
+    return agent;
+  } catch (e) {
+    if (agent >= 0) close(agent);
+    if (own >= 0) c.close(own);
+    throw e;
+  } finally {
+    closeSocket(listener);
+  }
 }

@@ -97,6 +97,7 @@ Deno.test("relayRole: a pipe is read where its bytes come from, a socket both wa
   assertEquals(relayRole("pipe-write", "source"), { read: false, write: true, socket: false });
   assertEquals(relayRole("pipe-write", "destination"), { read: true, write: false, socket: false });
   assertEquals(relayRole("unix-stream", "source"), { read: true, write: true, socket: true });
+  assertEquals(relayRole("tcp-stream", "destination"), { read: true, write: true, socket: true });
 });
 
 Deno.test("pipe read end: bytes queued before the move come first, in order, then the end of file", async () => {

@@ -17,19 +17,22 @@ r1, w1 = os.pipe()          # the parent writes, the child reads (fd 3)
 r2, w2 = os.pipe()          # the child writes (fd 4), the parent reads
 a, b = socket.socketpair()  # the child has b (fd 5)
 c, d = socket.socketpair()  # the child has d (fd 6); a descriptor waits in it
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+e = socket.create_connection(l.getsockname())   # the child has e (fd 7), over loopback
+f, _ = l.accept(); l.close()
 mode = sys.argv[1]
 pid = os.fork()
 if pid == 0:
-    for src, dst in ((r1, 3), (w2, 4), (b.fileno(), 5), (d.fileno(), 6)):
+    for src, dst in ((r1, 3), (w2, 4), (b.fileno(), 5), (d.fileno(), 6), (e.fileno(), 7)):
         os.dup2(src, dst)
-    os.closerange(7, 65536)
+    os.closerange(8, 65536)
     time.sleep(30)
     os._exit(0)
 if mode != "shared":
     for x in (r1, w2): os.close(x)
-    b.close(); d.close()
+    b.close(); d.close(); e.close()
 else:
-    b.close(); d.close(); os.close(w2)   # keeps r1: the child's end held twice
+    b.close(); d.close(); os.close(w2)   # keeps r1 and e: the child's ends held twice
 socket.send_fds(c, [b"x"], [w1]) if mode == "rights" else None
 print(pid, flush=True)
 sys.stdin.read()
@@ -48,9 +51,9 @@ async function withFamily(mode: string, fn: (pid: number) => Promise<void>) {
     const { value } = await reader.read();
     const pid = Number(new TextDecoder().decode(value).trim());
     assert(pid > 0, "no child");
-    // Until the child has its descriptors in place (0-6 and no other).
+    // Until the child has its descriptors in place (0-7 and no other).
     const until = Date.now() + 10_000;
-    while ([...Deno.readDirSync(`/proc/${pid}/fd`)].length !== 7) {
+    while ([...Deno.readDirSync(`/proc/${pid}/fd`)].length !== 8) {
       assert(Date.now() < until, "the child did not set up its descriptors");
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -65,7 +68,8 @@ async function withFamily(mode: string, fn: (pid: number) => Promise<void>) {
 
 Deno.test({
   name:
-    "relayed descriptors: a child's pipe ends and socket to its parent are relayed by a migration",
+    "relayed descriptors: a child's pipe ends, unix socket and loopback TCP connection to its " +
+    "parent are relayed by a migration",
   fn: () =>
     withFamily("clean", async (pid) => {
       const without = await readFds(pid);
@@ -77,6 +81,7 @@ Deno.test({
         [4, "pipe-write"],
         [5, "unix-stream"],
         [6, "unix-stream"],
+        [7, "tcp-stream"],
       ]);
       const d = dumpRelayed(pid, open.relayed);
       assertEquals(d.reasons, []);
@@ -85,6 +90,7 @@ Deno.test({
         [4, "relayed", "pipe-write", 0],
         [5, "relayed", "unix-stream", 0],
         [6, "relayed", "unix-stream", 0],
+        [7, "relayed", "tcp-stream", 0],
       ]);
     }),
 });
@@ -95,12 +101,13 @@ Deno.test({
     await withFamily("shared", async (pid) => {
       const open = await readFds(pid, { relay: true });
       assertMatch(open.reasons.join("; "), /fd 3: pipe:\[\d+\] whose end process \d+ holds too/);
+      assertMatch(open.reasons.join("; "), /fd 7: socket:\[\d+\] whose end process \d+ holds too/);
     });
     await withFamily("rights", async (pid) => {
       const open = await readFds(pid, { relay: true });
       assertEquals(open.reasons, []);
       const d = dumpRelayed(pid, open.relayed);
-      assertEquals(d.entries.map((e) => e.fd), [3, 4, 5]);
+      assertEquals(d.entries.map((e) => e.fd), [3, 4, 5, 7]);
       assertMatch(
         d.reasons.join("; "),
         /fd 6: a unix socket .* descriptors queued in it \(SCM_RIGHTS\)/,

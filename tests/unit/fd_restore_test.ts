@@ -21,6 +21,17 @@ import { PpmError } from "../../core/errors.ts";
 import { buildFdKinds, reportLines, startProgram } from "../support/fd_kinds.ts";
 import { startTarget } from "../support/inject_target.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import {
+  AF,
+  getsockoptInt,
+  MSG,
+  peerName,
+  recvBytes,
+  sendAll,
+  SO,
+  sockName,
+  SOL_SOCKET,
+} from "../../ffi/socket.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -358,3 +369,62 @@ Deno.test("fd restore: an object whose descriptions were given other files is re
     assertMatch(err.message, re);
   }
 });
+
+Deno.test({
+  name:
+    "fd restore: relayed descriptors, a TCP connection over loopback among them, made with the " +
+    "agent's ends",
+  ...opts,
+  fn: async () => {
+    const tg = await startTarget();
+    const relays = new Map<number, number>();
+    try {
+      const relayed = (fd: number, end: "pipe-read" | "unix-stream" | "tcp-stream"): FdEntry => ({
+        ...base,
+        fd,
+        kind: "relayed",
+        path: "socket:[1]",
+        flags: 2, // O_RDWR
+        relayed: { end, shutdown: 0, passcred: false },
+      });
+      await restoreFds(tg.inj, tg.run.pid, [
+        relayed(20, "tcp-stream"),
+        relayed(21, "unix-stream"),
+        { ...relayed(22, "pipe-read"), flags: 0 },
+      ], relays);
+      assertEquals([...relays.keys()].sort(), [20, 21, 22]);
+      const copies = copyFds(tg.run.pid, [20, 21]);
+      try {
+        // The process's end is a TCP socket connected to the agent's, over loopback.
+        const mine = copies.get(20)!;
+        const agent = relays.get(20)!;
+        assertEquals(getsockoptInt(mine, SOL_SOCKET, SO.DOMAIN), AF.INET);
+        assertEquals(peerName(mine), sockName(agent));
+        assertEquals((sockName(mine) as { addr: string }).addr, "127.0.0.1");
+        assertEquals(flagsOf(tg.run.pid, 20) & 0o4003, 2, "O_RDWR, blocking as it was");
+        sendAll(agent, new TextEncoder().encode("to the process"));
+        assertEquals(await recvWithin(mine, 14), "to the process");
+        sendAll(mine, new TextEncoder().encode("back"));
+        assertEquals(await recvWithin(agent, 4), "back");
+        assertEquals(getsockoptInt(copies.get(21)!, SOL_SOCKET, SO.DOMAIN), AF.UNIX);
+      } finally {
+        for (const c of copies.values()) close(c);
+      }
+    } finally {
+      for (const a of relays.values()) close(a);
+      tg.run.end();
+    }
+  },
+});
+
+async function recvWithin(fd: number, n: number): Promise<string> {
+  let s = "";
+  for (let i = 0; i < 200 && s.length < n; i++) {
+    try {
+      s += new TextDecoder().decode(recvBytes(fd, n - s.length, MSG.DONTWAIT));
+    } catch {
+      await new Promise((r) => setTimeout(r, 10)); // EAGAIN: not yet
+    }
+  }
+  return s;
+}

@@ -56,7 +56,16 @@ Deno.test("FILES relayed: hostile values are refused naming the descriptor", () 
   refused([entry(3, { ...ok, shutdown: 1.5 })], /fd 3/);
   refused([entry(3, { ...ok, passcred: "yes" })], /fd 3.*passcred/);
   refused([entry(3, { ...ok, shutdown: 1 })], /fd 3.*socket state on a pipe/);
-  refused([entry(3, { ...ok, passcred: true })], /fd 3.*socket state on a pipe/);
+  refused([entry(3, { ...ok, passcred: true })], /fd 3.*unix socket state on a pipe end/);
+  refused(
+    [entry(3, { ...ok, end: "tcp-stream", shutdown: 1 }, { path: "socket:[9]" })],
+    /fd 3.*unix socket state on a TCP connection/,
+  );
+  assertEquals(
+    checkFds([entry(3, { ...ok, end: "tcp-stream" }, { path: "socket:[9]" })], checkId)[0].relayed
+      ?.end,
+    "tcp-stream",
+  );
   refused([entry(3, null)], /fd 3/);
   refused([entry(3, undefined)], /fd 3.*without its state/);
   refused([entry(1, ok)], /fd 1.*standard stream/);

@@ -1,7 +1,7 @@
 /**
  * The descriptors a migration relays (survey.ts finds them: a pipe or FIFO
- * end, or a connected unix stream socket, whose other end another process
- * holds) as FILES entries: what each is, and for a socket its shutdown
+ * end, a connected unix stream socket, or a TCP connection over loopback,
+ * whose other end another process holds) as FILES entries: what each is, and for a socket its shutdown
  * state and SO_PASSCRED. Their unread bytes are not read: they stay in the
  * process's end at the source, where the relay reads them first
  * (core/relay/fds.ts), so a migration that fails loses none. A socket with

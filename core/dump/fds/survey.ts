@@ -18,6 +18,7 @@ import { checkEpolls, edgeWatched } from "./epoll.ts";
 import { eventfdReasons } from "./eventfd.ts";
 import { heldElsewhere } from "./shared.ts";
 import { MAX_RELAYED } from "../../image/fds.ts";
+import { loopbackPeers } from "../sockets.ts";
 
 /** Open flags that matter here. */
 const O_ASYNC = 0o20000;
@@ -52,7 +53,7 @@ export interface RelayedFd {
   /** Its number (3 or more). */
   fd: number;
   /** What it is. */
-  end: "pipe-read" | "pipe-write" | "unix-stream";
+  end: "pipe-read" | "pipe-write" | "unix-stream" | "tcp-stream";
   /** Its link text in /proc/PID/fd. */
   target: string;
   /** Its open flags. */
@@ -202,7 +203,7 @@ function relayReasons(pid: number, relayed: RelayedFd[]): string[] {
     );
   }
   for (const r of relayed) {
-    if (r.end === "unix-stream" && r.flags & O_ASYNC) {
+    if ((r.end === "unix-stream" || r.end === "tcp-stream") && r.flags & O_ASYNC) {
       reasons.push(
         `fd ${r.fd}: signal-driven I/O (O_ASYNC) on a relayed descriptor is not carried`,
       );
@@ -210,14 +211,15 @@ function relayReasons(pid: number, relayed: RelayedFd[]): string[] {
   }
   const probe: ObjectFd[] = relayed.map((r) => ({
     fd: r.fd,
-    kind: r.end === "unix-stream" ? "unix" : "pipe",
+    // A socket is its inode: another process holding it holds the same end.
+    kind: r.end === "unix-stream" || r.end === "tcp-stream" ? "unix" : "pipe",
     target: r.target,
     flags: r.flags,
     pos: 0n,
     info: "",
   }));
   // The same end (kcmp), not merely the same pipe: the peer holds the pipe's other end.
-  const byFile = new Set(relayed.filter((r) => r.end !== "unix-stream").map((r) => r.fd));
+  const byFile = new Set(relayed.filter((r) => r.end.startsWith("pipe")).map((r) => r.fd));
   for (const [fd, other] of heldElsewhere(pid, probe, byFile)) {
     reasons.push(
       `fd ${fd}: ${fdTarget(relayed, fd)} whose end process ${other} holds too ` +
@@ -243,6 +245,15 @@ export function surveyObjects(
 ): Survey {
   const reasons: string[] = [];
   const { pairs, rest, relayed } = socketpairs(sockets, relay);
+  if (relay) {
+    // TCP connections over loopback to another process here: relayed like unix sockets.
+    const tcp = loopbackPeers(pid, rest.filter((s) => s.fd > 2).map((s) => s.fd));
+    for (const s of rest.filter((x) => tcp.has(x.fd))) {
+      const target = sockets.find((x) => x.fd === s.fd)!.target;
+      relayed.push({ fd: s.fd, end: "tcp-stream", target, flags: s.flags });
+    }
+    rest.splice(0, rest.length, ...rest.filter((x) => !tcp.has(x.fd)));
+  }
   const objects = [...candidates, ...pairs].sort((a, b) => a.fd - b.fd);
   for (const o of objects) {
     if (o.flags & O_ASYNC) {

@@ -24,6 +24,16 @@ import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { PROGRAMS_DIR } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
 import { lives, migrate } from "./support/migration.ts";
+import {
+  buildOpenMpi,
+  openMpiEnd,
+  type OpenMpiJob,
+  openMpiRank1,
+  openMpiReport,
+  startExecServers,
+  startOpenMpiJob,
+  stopOpenMpi,
+} from "./support/openmpi.ts";
 
 const CLUSTER = "tmpi";
 const NODES = [1, 2, 3];
@@ -176,8 +186,12 @@ Deno.test({
   sanitizeOps: false,
   fn: async (t) => {
     // The guests see the host's file system: its packages and the programs built here.
-    await ensurePackages(["mpich", "libmpich-dev", "gcc"], "the MPI test's programs");
+    await ensurePackages(
+      ["mpich", "libmpich-dev", "openmpi-bin", "libopenmpi-dev", "gcc"],
+      "the MPI test's programs",
+    );
     const { ring, preload } = await buildMpi(join(stateDir(), "test-programs", "mpi"));
+    const ompi = await buildOpenMpi(join(stateDir(), "test-programs", "openmpi"));
     const secret = join(stateDir(), "test-secret");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
@@ -324,6 +338,33 @@ Deno.test({
               await stopJob(c, job, pid);
             }
           }, "balance|deputy|moved|refused|ring"),
+      );
+
+      await t.step(
+        "Open MPI: rank 1 moves node2 → node3 (its PMIx link to orted relayed over loopback TCP); " +
+          "the job ends with exit 0 and the reference result",
+        () =>
+          agents.explain(NODES, async () => {
+            const servers = await startExecServers(c, ompi);
+            let job: OpenMpiJob | undefined;
+            try {
+              job = await startOpenMpiJob(c, ompi, "ompi", `${N} ${MS}`, JOB_S);
+              try {
+                const pid = await openMpiRank1(c, job);
+                const m = await migrate(c, 2, pid, 3);
+                assertEquals(m.deputy, { pid: Number(pid) }, "orted waits for it: a deputy");
+                await c.waitFor(3, lives(pid, "ring"), 30);
+                const { rc, out } = await openMpiEnd(c, job, JOB_S);
+                assertEquals(rc, "0", "the job's exit code");
+                assertEquals(resultLines(out), reference);
+              } catch (e) {
+                if (e instanceof Error) e.message += `\n${await openMpiReport(c, job)}`;
+                throw e;
+              }
+            } finally {
+              await stopOpenMpi(c, job, servers);
+            }
+          }, "deputy|relay|moved|refused|ring|fd "),
       );
     });
   },

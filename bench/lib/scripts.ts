@@ -108,8 +108,13 @@ export function criuRestoreArgs(o: { dir: string; log: string; tcp: boolean }): 
   ];
 }
 
-/** `criu page-server` in the background, ready when the command returns. */
-export function criuPageServerArgs(o: { dir: string; port: number; log: string }): string[] {
+/**
+ * `criu page-server` in the background, ready when the command returns; its PID in `pidfile`
+ * when given (it lingers when no dump comes).
+ */
+export function criuPageServerArgs(
+  o: { dir: string; port: number; log: string; pidfile?: string },
+): string[] {
   return [
     "criu",
     "page-server",
@@ -118,6 +123,7 @@ export function criuPageServerArgs(o: { dir: string; port: number; log: string }
     o.dir,
     "--port",
     String(o.port),
+    ...(o.pidfile ? ["--pidfile", o.pidfile] : []),
     "-v2",
     "-o",
     o.log,

@@ -59,6 +59,10 @@ Deno.test("bench scripts: CRIU's command lines", () => {
     shJoin(criuPageServerArgs({ dir: "/d", port: 27000, log: "/l" })),
     "criu page-server --daemon -D /d --port 27000 -v2 -o /l",
   );
+  assertEquals(
+    shJoin(criuPageServerArgs({ dir: "/d", port: 27000, log: "/l", pidfile: "/p" })),
+    "criu page-server --daemon -D /d --port 27000 --pidfile /p -v2 -o /l",
+  );
   assertEquals(shJoin(["echo", "a b", "it's"]), `echo 'a b' 'it'\\''s'`);
 });
 

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { guestPath, nodeAddress } from "../../core/vcluster/spec.ts";
-import { parseSteps, shJoin, stepMs, timedStep } from "../../bench/lib/scripts.ts";
+import { parseSteps, shJoin, timedStep } from "../../bench/lib/scripts.ts";
 import { assertEquals, assertMatch } from "./assert.ts";
 import { highPids, type TestCluster } from "./cluster.ts";
 import { PROGRAMS_DIR } from "./programs.ts";
@@ -201,7 +201,10 @@ export async function endOf(nodes: JobNodes, job: Job, seconds: number): Promise
   const rc = (await nodes.ok(1, `cat ${jobFile(job, "rc")}`)).trim();
   const out = await nodes.ok(1, `cat ${jobFile(job, "out")}`);
   const time = await nodes.ok(1, `cat ${jobFile(job, "time")}`);
-  return { rc, out, wallMs: stepMs(parseSteps(time), "job", time) };
+  // Written before the exit code, whatever the exit code.
+  const step = parseSteps(time).get("job");
+  if (!step) throw new Error(`no time of job ${job.tag} in ${jobFile(job, "time")}: ${time}`);
+  return { rc, out, wallMs: step.ms };
 }
 
 /** The result lines of a job's output: every tick and the done line. */

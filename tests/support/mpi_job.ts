@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { guestPath, nodeAddress } from "../../core/vcluster/spec.ts";
+import { killOurs } from "../../bench/lib/measure.ts";
 import { parseSteps, shJoin, timedStep } from "../../bench/lib/scripts.ts";
 import { assertEquals, assertMatch } from "./assert.ts";
 import { highPids, type TestCluster } from "./cluster.ts";
@@ -248,25 +249,16 @@ export async function rank1(nodes: JobNodes, job: Job, tick = 5): Promise<string
   return pid;
 }
 
-/** A shell command: kill -`signal` `pid` only while it runs as one of `comms`. */
-function killAs(pid: string, comms: string[], signal: string): string {
-  const alive = comms.map((c) => `[ "$x" = ${c} ]`).join(" || ");
-  return `x=$(read -r x < /proc/${pid}/comm 2>/dev/null; echo "$x"); ` +
-    `if ${alive}; then kill -${signal} ${pid}; fi; true`;
-}
-
 /**
  * Ends what is left of a job (by PID, on every node, each only while it still runs as what it
- * was), rank 1 and its deputy included when known.
+ * was), rank 1 and its deputy (which names itself as its process) included when known.
  */
 export async function stopJob(nodes: JobNodes, job: Job, rank?: string): Promise<void> {
-  if (job.mpiexec) await nodes.sh(1, killAs(job.mpiexec, ["timeout"], "TERM"));
+  if (job.mpiexec) await nodes.sh(1, killOurs(job.mpiexec, "timeout", "TERM"));
   for (const [i, p] of job.proxies.entries()) {
-    await nodes.sh(i + 1, killAs(p, ["hydra_pmi_proxy"], "KILL"));
+    await nodes.sh(i + 1, killOurs(p, "hydra_pmi_proxy"));
   }
-  if (rank) {
-    for (const n of MPI_NODES) await nodes.sh(n, killAs(rank, ["ring", "ppm-deputy"], "KILL"));
-  }
+  if (rank) { for (const n of MPI_NODES) await nodes.sh(n, killOurs(rank, "ring")); }
 }
 
 /** What a failure should show: mpiexec's output, the proxies' and the rank's descriptors. */

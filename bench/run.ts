@@ -1,11 +1,13 @@
 /**
  * `deno task bench [--quick] [--json]`: ppm against CRIU and against the
  * link, measured side by side in one two-node virtual cluster (kernel
- * 6.1), interleaved round by round: for each round, the link, then per
- * workload ppm, ppm --copy-all and CRIU migrations, then ppm and CRIU
- * local checkpoint + restore. Writes bench/results/<time>.{json,md,svg};
- * prints the report (or the JSON) and, on stderr, what threads cost.
- * See docs/bench.md.
+ * 6.1; three nodes when an MPI job is among the workloads), interleaved
+ * round by round: for each round, the link, then per workload ppm, ppm
+ * --copy-all and CRIU migrations, then ppm and CRIU local checkpoint +
+ * restore (an MPI job: the job unmoved, then with a rank moved by ppm, then
+ * by CRIU where it can). Writes bench/results/<time>.{json,md,svg}; prints
+ * the report (or the JSON) and, on stderr, what threads cost and what an
+ * MPI job's move cost. See docs/bench.md.
  *
  * @module
  */
@@ -18,16 +20,18 @@ import { generateSecret } from "../core/security/secret.ts";
 import { down, up } from "../core/vcluster/cluster.ts";
 import { consoleTrouble } from "../core/vcluster/console.ts";
 import { guestPath } from "../core/vcluster/spec.ts";
+import { buildMpi } from "../tests/support/mpi_job.ts";
 import { buildPrograms } from "../tests/support/programs.ts";
 import { parseArgs, USAGE } from "./lib/args.ts";
 import { hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
 import { Guests } from "./lib/guest.ts";
 import { Measurer, WORK } from "./lib/measure.ts";
-import { threadLines } from "./lib/report.ts";
+import { MpiBench, type MpiPrograms } from "./lib/mpi.ts";
+import { mpiLines, threadLines } from "./lib/report.ts";
 import { validateRunFiles, writeRun } from "./lib/results.ts";
 import { hasCopyAll } from "./lib/scripts.ts";
 import { type BenchResults, type Failure, type Sample, SCHEMA, type Tool } from "./lib/types.ts";
-import { type Workload, workloadInfo, workloadsFor } from "./lib/workloads.ts";
+import { nodesFor, type Workload, workloadInfo, workloadsFor } from "./lib/workloads.ts";
 
 const CLUSTER = "bench";
 /**
@@ -44,6 +48,66 @@ const log = (s: string) => console.error(`bench: ${s}`);
 
 function errorText(e: unknown): string {
   return e instanceof Error ? (e.message || String(e)) : String(e);
+}
+
+/** Loads the module and starts an agent on each of the first `nodes` nodes; waits until each answers. */
+async function startAgents(g: Guests, nodes: number, secret: string): Promise<void> {
+  const all = Array.from({ length: nodes }, (_, i) => i + 1);
+  for (const n of all) {
+    await g.ok(n, `ppm module load && mkdir -p ${WORK}`, 300_000);
+    await g.ok(
+      n,
+      `cd /tmp; ppm daemon --secret-file ${guestPath(secret)} --interface eth0 ` +
+        `--node-name node${n} --announce-interval 1 >> ${WORK}/agent.log 2>&1 & echo $! > ${WORK}/agent.pid`,
+    );
+  }
+  for (const n of all) {
+    await g.waitFor(n, "ppm peers --json > /dev/null 2>&1", 180, `node${n}'s agent`);
+  }
+}
+
+/**
+ * The MPI job's programs when a run has an MPI workload: MPICH and gcc on the host (the guests
+ * see its file system), the ring program and the shims built once.
+ */
+async function mpiPrograms(workloads: Workload[]): Promise<MpiPrograms | undefined> {
+  if (!workloads.some((w) => w.ranks)) return undefined;
+  await ensurePackages(["mpich", "libmpich-dev", "gcc"], "the benchmark's MPI job", log);
+  return await buildMpi(join(stateDir(), "test-programs", "mpi"));
+}
+
+/** Runs one measurement of a series, recording its failure (bench/run.ts's `attempt`). */
+type Attempt = (
+  kind: Failure["kind"],
+  w: Workload | undefined,
+  tool: Tool | "",
+  round: number,
+  fn: () => Promise<void>,
+) => Promise<void>;
+
+/**
+ * One round of an MPI workload: the job unmoved and with rank 1 moved by ppm (one sample), then
+ * the same move tried with CRIU (a sample if it can; its refusal goes to the notes at the end).
+ */
+async function mpiRound(
+  mpi: MpiBench,
+  w: Workload,
+  round: number,
+  attempt: Attempt,
+): Promise<Sample[]> {
+  const out: Sample[] = [];
+  let unmovedMs: number | undefined;
+  await attempt("migrate", w, "ppm", round, async () => {
+    const sample = await mpi.ppm(w, round);
+    unmovedMs = sample.job?.unmovedMs;
+    out.push(sample);
+  });
+  await attempt("migrate", w, "criu", round, async () => {
+    const r = await mpi.criu(w, round, unmovedMs);
+    if ("sample" in r) out.push(r.sample);
+    else log(`  ${w.id}: CRIU cannot: ${r.cannot}`);
+  });
+  return out;
 }
 
 async function main(): Promise<number> {
@@ -82,6 +146,8 @@ async function main(): Promise<number> {
     bench_net: guestPath(progs.bench_net),
     echo_server: guestPath(progs.echo_server),
   };
+  const mpiProgs = await mpiPrograms(workloads);
+  const nodes = nodesFor(workloads);
   const secret = join(stateDir(), "bench-secret");
   await Deno.remove(secret).catch(() => {});
   await generateSecret(secret);
@@ -97,7 +163,7 @@ async function main(): Promise<number> {
   let criuVersion = "unknown";
   let cpus = 0;
 
-  const state = await up({ name: CLUSTER, nodes: 2, kernel: "6.1", memory: GUEST_MEMORY }, {
+  const state = await up({ name: CLUSTER, nodes, kernel: "6.1", memory: GUEST_MEMORY }, {
     progress: (s) => log(s),
   });
   // A stopped run (a test's time limit, ^C) takes its cluster down too.
@@ -109,17 +175,7 @@ async function main(): Promise<number> {
   try {
     guestKernel = state.kernel.release;
     const g = new Guests(state);
-    for (const n of [1, 2]) {
-      await g.ok(n, `ppm module load && mkdir -p ${WORK}`, 300_000);
-      await g.ok(
-        n,
-        `cd /tmp; ppm daemon --secret-file ${guestPath(secret)} --interface eth0 ` +
-          `--node-name node${n} --announce-interval 1 >> ${WORK}/agent.log 2>&1 & echo $! > ${WORK}/agent.pid`,
-      );
-    }
-    for (const n of [1, 2]) {
-      await g.waitFor(n, "ppm peers --json > /dev/null 2>&1", 180, `node${n}'s agent`);
-    }
+    await startAgents(g, nodes, secret);
     criuVersion = (await g.ok(1, "criu --version")).trim().split("\n").join(", ");
     cpus = Number((await g.ok(1, "nproc")).trim());
     const help = await g.sh(1, "ppm migrate --help");
@@ -130,14 +186,9 @@ async function main(): Promise<number> {
       );
     }
     const m = new Measurer(g, bin, { log, linkMiB: args.quick ? 16 : 64 });
+    const mpi = mpiProgs && new MpiBench(g, m, mpiProgs, log);
     const streak = new Map<string, number>();
-    const attempt = async (
-      kind: Failure["kind"],
-      w: Workload | undefined,
-      tool: Tool | "",
-      round: number,
-      fn: () => Promise<void>,
-    ) => {
+    const attempt: Attempt = async (kind, w, tool, round, fn) => {
       const key = `${kind}/${w?.id ?? ""}/${tool}`;
       if ((streak.get(key) ?? 0) >= GIVE_UP_AFTER) return;
       const t0 = performance.now();
@@ -171,6 +222,10 @@ async function main(): Promise<number> {
         link.push(await m.link(round));
       });
       for (const w of workloads) {
+        if (w.ranks && mpi) {
+          samples.push(...await mpiRound(mpi, w, round, attempt));
+          continue;
+        }
         const tools: Tool[] = copyAll ? ["ppm", "ppm-copy-all", "criu"] : ["ppm", "criu"];
         for (const tool of tools) {
           await attempt("migrate", w, tool, round, async () => {
@@ -189,12 +244,13 @@ async function main(): Promise<number> {
         }
       }
     }
-    for (const w of workloads.filter((x) => !x.local)) {
+    if (mpi) notes.push(...mpi.notes());
+    for (const w of workloads.filter((x) => !x.local && !x.ranks)) {
       notes.push(
         `${w.id}: no local checkpoint + restore (ppm's image files hold no live connections by design)`,
       );
     }
-    for (const n of [1, 2]) {
+    for (let n = 1; n <= nodes; n++) {
       await g.sh(n, `kill $(cat ${WORK}/agent.pid) 2>/dev/null; true`).catch(() => {});
     }
   } finally {
@@ -228,7 +284,7 @@ async function main(): Promise<number> {
         kernel: guestKernel,
         qemu,
         accel: "TCG (software emulation, -cpu max)",
-        nodes: 2,
+        nodes,
         memoryMiB: GUEST_MEMORY,
         cpus,
       },
@@ -244,8 +300,8 @@ async function main(): Promise<number> {
   const files = await writeRun(args.out, results);
   const problems = await validateRunFiles(files);
   console.log(args.json ? JSON.stringify(results, null, 2) : await Deno.readTextFile(files.md));
-  // The figure issue 18 asks for, also when the report is not printed (--json).
-  for (const line of threadLines(results)) log(line);
+  // The figures issues 18 and 19 ask for, also when the report is not printed (--json).
+  for (const line of [...threadLines(results), ...mpiLines(results)]) log(line);
   log(`results: ${files.json}, ${files.md}${files.svg ? `, ${files.svg}` : ""}`);
   if (problems.length) {
     log(`the results are not well-formed:\n  ${problems.join("\n  ")}`);

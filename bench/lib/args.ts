@@ -26,8 +26,9 @@ export interface BenchArgs {
 export const USAGE = `usage: deno task bench [--quick] [--json] [--rounds N] [--out DIR]
                         [--workloads ID,ID...]
 
-Boots a two-node virtual cluster (kernel 6.1, QEMU), measures ppm against
-CRIU and against the raw link, interleaved round by round, and writes
+Boots a two-node virtual cluster (kernel 6.1, QEMU; three nodes when mpi-64,
+an MPI job, is measured), measures ppm against CRIU and against the raw link,
+interleaved round by round, and writes
 DIR/<time>.{json,md,svg} (default DIR: bench/results; a full run also
 rewrites DIR/latest.md). Needs root. See docs/bench.md.
 

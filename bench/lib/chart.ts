@@ -7,6 +7,7 @@
  */
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
+import { isMpi } from "./summary.ts";
 import type { BenchResults, Tool } from "./types.ts";
 
 /** Legend names of the series. */
@@ -28,13 +29,14 @@ export interface ChartPoint {
 
 /**
  * The chart's points: every migration sample of a one-thread workload that
- * writes memory (a threaded one, e.g. threads-64, would sit at the same
- * size as its one-thread twin and bend the line; the report compares the
- * two on their own).
+ * writes memory (a threaded one, e.g. threads-64, or an MPI job's rank would
+ * sit at the same size as a one-thread process and bend the line; the report
+ * shows them on their own).
  */
 export function chartPoints(r: BenchResults): ChartPoint[] {
   const mib = new Map(
-    r.workloads.filter((w) => w.mib > 0 && (w.threads ?? 1) === 1).map((w) => [w.id, w.mib]),
+    r.workloads.filter((w) => w.mib > 0 && (w.threads ?? 1) === 1 && !isMpi(w))
+      .map((w) => [w.id, w.mib]),
   );
   return r.samples.flatMap((s) =>
     s.kind === "migrate" && mib.has(s.workload)

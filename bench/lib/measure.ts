@@ -94,16 +94,67 @@ export interface MeasureOptions {
   linkMiB: number;
 }
 
-/** A shell test: `pid` lives as `comm` and is no zombie. */
-export function lives(pid: number, comm: string): string {
+/** A shell test: `pid` (a number, or shell words that give one) lives as `comm` and is no zombie. */
+export function lives(pid: number | string, comm: string): string {
   return `[ "$(cat /proc/${pid}/comm 2>/dev/null)" = ${shq(comm)} ] && ` +
     `! grep -q '^State:.*Z' /proc/${pid}/status 2>/dev/null`;
 }
 
 /** A shell command killing `pid` only if it still is our `comm`. */
-export function killOurs(pid: number, comm: string, signal = "KILL"): string {
+export function killOurs(pid: number | string, comm: string, signal = "KILL"): string {
   return `if ${lives(pid, comm)}; then kill -${signal} ${pid}; fi; true`;
 }
+
+/** A timed step of a CRIU move on its destination, besides the copy and the restore. */
+export interface CriuStep {
+  /** The step's name in the script (letters, digits, - and _). */
+  name: string;
+  /** Its name among the sample's phases. */
+  label: string;
+  /** The shell command. */
+  command: string;
+}
+
+/** One move of a running process with CRIU ({@link Measurer.criuMove}). */
+export interface CriuMove {
+  pid: number;
+  /** The nodes it leaves and goes to. */
+  from: number;
+  to: number;
+  /** Names its files: WORK/TAG.* and the images in WORK/criu-TAG, on both nodes. */
+  tag: string;
+  /** The page server's port and the images' copy's. */
+  psPort: number;
+  cpPort: number;
+  /** The process has established TCP connections. */
+  tcp: boolean;
+  /** Files copied with the images (absolute paths on `from`). */
+  carry: string[];
+  /** Steps on `to` between the copy and the restore, and after the restore. */
+  before?: CriuStep[];
+  after?: CriuStep[];
+}
+
+/** What a CRIU move measured. */
+export interface CriuMoved {
+  /** dump, copy, the `before` steps, restore, the `after` steps (by label), ms. */
+  phasesMs: Record<string, number>;
+  /** The images on the destination after the copy. */
+  bytes: number;
+  /** The copy's time, from its connection to its end, ms. */
+  copyMs: number;
+}
+
+/** CRIU's dump or restore failed: the message has its exit code and its log's last lines. */
+export class CriuRefused extends Error {
+  constructor(readonly step: "dump" | "restore", message: string) {
+    super(message);
+    this.name = "CriuRefused";
+  }
+}
+
+const criuDir = (m: Pick<CriuMove, "tag">) => `${WORK}/criu-${m.tag}`;
+const psPidfile = (m: Pick<CriuMove, "tag">) => `${WORK}/${m.tag}.ps.pid`;
 
 function highPids(): string {
   return `echo ${10_000 + Math.floor(Math.random() * 20_000)} > /proc/sys/kernel/ns_last_pid; `;
@@ -244,103 +295,46 @@ export class Measurer {
   /** CRIU's migration of workload `w`: dump with a page server, copy, address, restore. */
   async criuMigrate(w: Workload, round: number): Promise<Sample> {
     const tag = `m-${w.id}-criu-${round}`;
-    const dir = `${WORK}/criu-${tag}`;
-    const psPort = this.port(PORTS.pageServer, round, w, "criu");
-    const cpPort = this.port(PORTS.copy, round, w, "criu");
     const tcp = w.connections > 0;
     const s = await this.start(w, tag, this.port(PORTS.workload, round, w, "criu"));
-    const logs = {
-      ps: `${WORK}/${tag}.ps.log`,
-      dump: `${WORK}/${tag}.dump.log`,
-      restore: `${WORK}/${tag}.restore.log`,
+    const move: CriuMove = {
+      pid: s.pid,
+      from: 1,
+      to: 2,
+      tag,
+      psPort: this.port(PORTS.pageServer, round, w, "criu"),
+      cpPort: this.port(PORTS.copy, round, w, "criu"),
+      tcp,
+      // Its output file, which it writes at a position CRIU checks.
+      carry: [s.out],
+      before: tcp
+        ? [{
+          name: "address",
+          label: "address + drop rule",
+          command: `printf '%s' ${shq(dropRules(DROP_TABLE, SRC, s.port!))} | nft -f - && ` +
+            `ip addr add ${SRC}/32 dev lo`,
+        }]
+        : [],
+      after: tcp
+        ? [{
+          name: "unlock",
+          label: "drop rule removed",
+          command: `nft delete table inet ${DROP_TABLE}`,
+        }]
+        : [],
     };
     try {
-      await this.g.ok(1, `rm -rf ${dir}; mkdir -p ${dir}`);
-      await this.g.ok(
-        2,
-        `rm -rf ${dir}; mkdir -p ${dir}; ${
-          shJoin(criuPageServerArgs({ dir, port: psPort, log: logs.ps }))
-        }`,
-      );
-      // node2 waits for the images before the dump starts, as a script of a CRIU user would.
-      const fetched = `${WORK}/${tag}.fetched`;
-      const node2 = this.g.sh(
-        2,
-        [
-          timedStep(
-            "copy",
-            `${this.bin.bench_net} fetch ${SRC} ${cpPort} 500 2> ${fetched} | tar -C / -xf -`,
-          ),
-          ...(tcp
-            ? [timedStep(
-              "address",
-              `printf '%s' ${shq(dropRules(DROP_TABLE, SRC, s.port!))} | nft -f - && ` +
-                `ip addr add ${SRC}/32 dev lo`,
-            )]
-            : []),
-          timedStep("restore", shJoin(criuRestoreArgs({ dir, log: logs.restore, tcp }))),
-          ...(tcp ? [timedStep("unlock", `nft delete table inet ${DROP_TABLE}`)] : []),
-          `cat ${fetched}`,
-          `du -sb ${dir}`,
-        ].join("\n"),
-        900_000,
-      );
-      const node1 = await this.g.sh(
-        1,
-        [
-          timedStep(
-            "dump",
-            shJoin(criuDumpArgs({
-              pid: s.pid,
-              dir,
-              log: logs.dump,
-              tcp,
-              pageServer: { address: DST, port: psPort },
-            })),
-          ),
-          `tar -C / -cf - ${dir.slice(1)} ${
-            s.out.slice(1)
-          } | ${this.bin.bench_net} serve ${cpPort}`,
-        ].join("\n"),
-        900_000,
-      );
-      const dumpSteps = parseSteps(node1.stdout);
-      if (dumpSteps.get("dump")?.rc !== 0) {
-        // node2 waits for images that will not come: an empty stream ends its wait.
-        await this.g.sh(1, `: | ${this.bin.bench_net} serve ${cpPort}`, 60_000).catch(() => {});
-        await node2.catch(() => {});
-        throw new Error(
-          `criu dump failed (exit ${dumpSteps.get("dump")?.rc ?? node1.code})\n` +
-            (await this.tail(1, logs.dump)),
-        );
-      }
-      if (node1.code !== 0) throw new Error(`sending the images failed: ${node1.stderr.trim()}`);
-      const r2 = await node2;
-      const steps = parseSteps(r2.stdout);
-      if (r2.code !== 0) {
-        throw new Error(
-          `CRIU's side on node2 failed (exit ${r2.code}): ${r2.stderr.trim()}\n${r2.stdout}\n` +
-            (await this.tail(2, logs.restore)),
-        );
-      }
-      const copy = parseByteTime(r2.stdout, "fetched");
-      const phasesMs: Record<string, number> = {
-        dump: stepMs(dumpSteps, "dump", node1.stdout),
-        copy: copy.ms,
-        ...(tcp ? { "address + drop rule": stepMs(steps, "address", r2.stdout) } : {}),
-        restore: stepMs(steps, "restore", r2.stdout),
-        ...(tcp ? { "drop rule removed": stepMs(steps, "unlock", r2.stdout) } : {}),
-      };
+      const moved = await this.criuMove(move);
       const sample: Sample = {
         kind: "migrate",
         workload: w.id,
         tool: "criu",
         round,
-        freezeMs: Object.values(phasesMs).reduce((a, b) => a + b, 0),
-        bytes: parseDu(r2.stdout.split("\n").slice(-3).join("\n")),
+        freezeMs: Object.values(moved.phasesMs).reduce((a, b) => a + b, 0),
+        bytes: moved.bytes,
         writtenBytes: w.mib ? w.mib * 1048576 : undefined,
-        transferMs: copy.ms,
-        phasesMs,
+        transferMs: moved.copyMs,
+        phasesMs: moved.phasesMs,
       };
       await this.g.waitFor(2, lives(s.pid, s.comm), 30, `${s.comm} ${s.pid} running on node2`);
       // CRIU restored the output file at its path on node2: the ticks go on there.
@@ -351,14 +345,125 @@ export class Measurer {
       await this.stop(s);
       await this.g.sh(
         2,
-        `ip addr del ${SRC}/32 dev lo 2>/dev/null; nft delete table inet ${DROP_TABLE} 2>/dev/null; rm -rf ${dir}; true`,
+        `ip addr del ${SRC}/32 dev lo 2>/dev/null; nft delete table inet ${DROP_TABLE} 2>/dev/null; true`,
       ).catch(() => {});
-      // The dump leaves the moved connections locked on node1 (tables named CRIU-*).
-      await this.g.sh(
-        1,
-        `for t in $(nft list tables 2>/dev/null | grep -o 'CRIU[-A-Za-z0-9_]*'); do nft delete table inet $t; done; rm -rf ${dir}; true`,
-      ).catch(() => {});
+      await this.criuCleanup(move);
     }
+  }
+
+  /**
+   * Moves process `m.pid` with CRIU, as a user of CRIU does: a page server on `m.to`, the dump
+   * on `m.from` sending its pages there, the rest of the images (and `m.carry`) copied over
+   * plain TCP, `m.before`, the restore on `m.to`, `m.after`; each step timed in its guest. The
+   * dump kills the process when it succeeds. Throws a {@link CriuRefused} when the dump or the
+   * restore fails, another error when anything else does. The caller cleans up
+   * ({@link criuCleanup}) once it is done with the process.
+   */
+  async criuMove(m: CriuMove): Promise<CriuMoved> {
+    const dir = criuDir(m);
+    const logs = {
+      ps: `${WORK}/${m.tag}.ps.log`,
+      dump: `${WORK}/${m.tag}.dump.log`,
+      restore: `${WORK}/${m.tag}.restore.log`,
+    };
+    const src = nodeAddress(m.from);
+    const before = m.before ?? [], after = m.after ?? [];
+    await this.g.ok(m.from, `rm -rf ${dir}; mkdir -p ${dir}`);
+    // CRIU will not write a pidfile that exists.
+    await this.g.ok(
+      m.to,
+      `rm -rf ${dir} ${psPidfile(m)}; mkdir -p ${dir}; ${
+        shJoin(criuPageServerArgs({ dir, port: m.psPort, log: logs.ps, pidfile: psPidfile(m) }))
+      }`,
+    );
+    // The destination waits for the images before the dump starts, as a script of a CRIU user would.
+    const fetched = `${WORK}/${m.tag}.fetched`;
+    const dstSide = this.g.sh(
+      m.to,
+      [
+        timedStep(
+          "copy",
+          `${this.bin.bench_net} fetch ${src} ${m.cpPort} 500 2> ${fetched} | tar -C / -xf -`,
+        ),
+        ...before.map((x) => timedStep(x.name, x.command)),
+        timedStep("restore", shJoin(criuRestoreArgs({ dir, log: logs.restore, tcp: m.tcp }))),
+        ...after.map((x) => timedStep(x.name, x.command)),
+        `cat ${fetched}`,
+        `du -sb ${dir}`,
+      ].join("\n"),
+      900_000,
+    );
+    const srcSide = await this.g.sh(
+      m.from,
+      [
+        timedStep(
+          "dump",
+          shJoin(criuDumpArgs({
+            pid: m.pid,
+            dir,
+            log: logs.dump,
+            tcp: m.tcp,
+            pageServer: { address: nodeAddress(m.to), port: m.psPort },
+          })),
+        ),
+        `tar -C / -cf - ${[dir, ...m.carry].map((p) => p.slice(1)).join(" ")} | ` +
+        `${this.bin.bench_net} serve ${m.cpPort}`,
+      ].join("\n"),
+      900_000,
+    );
+    const dumpSteps = parseSteps(srcSide.stdout);
+    if (dumpSteps.get("dump")?.rc !== 0) {
+      // The destination waits for images that will not come: an empty stream ends its wait.
+      await this.g.sh(m.from, `: | ${this.bin.bench_net} serve ${m.cpPort}`, 60_000)
+        .catch(() => {});
+      await dstSide.catch(() => {});
+      throw new CriuRefused(
+        "dump",
+        `criu dump failed (exit ${dumpSteps.get("dump")?.rc ?? srcSide.code})\n` +
+          (await this.tail(m.from, logs.dump)),
+      );
+    }
+    if (srcSide.code !== 0) throw new Error(`sending the images failed: ${srcSide.stderr.trim()}`);
+    const r2 = await dstSide;
+    const steps = parseSteps(r2.stdout);
+    if (r2.code !== 0) {
+      const text = `CRIU's side on node${m.to} failed (exit ${r2.code}): ${r2.stderr.trim()}\n` +
+        `${r2.stdout}\n${await this.tail(m.to, logs.restore)}`;
+      const restore = steps.get("restore");
+      throw restore && restore.rc !== 0 ? new CriuRefused("restore", text) : new Error(text);
+    }
+    const copy = parseByteTime(r2.stdout, "fetched");
+    const phasesMs: Record<string, number> = {
+      dump: stepMs(dumpSteps, "dump", srcSide.stdout),
+      copy: copy.ms,
+      ...Object.fromEntries(before.map((x) => [x.label, stepMs(steps, x.name, r2.stdout)])),
+      restore: stepMs(steps, "restore", r2.stdout),
+      ...Object.fromEntries(after.map((x) => [x.label, stepMs(steps, x.name, r2.stdout)])),
+    };
+    return {
+      phasesMs,
+      bytes: parseDu(r2.stdout.split("\n").slice(-3).join("\n")),
+      copyMs: copy.ms,
+    };
+  }
+
+  /**
+   * What a CRIU move leaves: a page server no dump came to and the images on the destination,
+   * the connections CRIU's dump locked (nftables tables named CRIU-*) and the images on the
+   * source.
+   */
+  async criuCleanup(m: CriuMove): Promise<void> {
+    const dir = criuDir(m);
+    const pidfile = psPidfile(m);
+    await this.g.sh(
+      m.to,
+      `if [ -s ${pidfile} ]; then ${killOurs(`$(cat ${pidfile})`, "criu")}; fi; ` +
+        `rm -rf ${dir} ${pidfile}; true`,
+    ).catch(() => {});
+    await this.g.sh(
+      m.from,
+      `for t in $(nft list tables 2>/dev/null | grep -o 'CRIU[-A-Za-z0-9_]*'); do nft delete table inet $t; done; rm -rf ${dir}; true`,
+    ).catch(() => {});
   }
 
   /** `ppm checkpoint --kill` then `ppm restore` of workload `w` on node1. */
@@ -454,22 +559,25 @@ export class Measurer {
     return { round, bytes: got.bytes, ms: got.ms };
   }
 
-  /** Waits until node1's agent sees node2's as alive (after CRIU borrowed node1's address there). */
-  async waitPeers(): Promise<void> {
+  /**
+   * Waits until node `from`'s agent sees node `to`'s as alive (after CRIU borrowed node1's
+   * address on node2).
+   */
+  async waitPeers(from = 1, to = 2): Promise<void> {
     const deadline = Date.now() + 180_000;
     let last = "";
     for (let i = 0; i < 60 && Date.now() < deadline; i++) {
-      const r = await this.g.exec(1, ["ppm", "peers", "--json"], 60_000);
+      const r = await this.g.exec(from, ["ppm", "peers", "--json"], 60_000);
       try {
         const st = JSON.parse(r.stdout) as { peers: { name: string; state: string }[] };
-        if (st.peers.some((p) => p.name === "node2" && p.state === "alive")) return;
+        if (st.peers.some((p) => p.name === `node${to}` && p.state === "alive")) return;
         last = JSON.stringify(st.peers.map((p) => [p.name, p.state]));
       } catch {
         last = r.stderr.trim() || r.stdout.trim();
       }
       await new Promise((res) => setTimeout(res, 2000));
     }
-    throw new Error(`node1's agent does not see node2's as alive (last: ${last})`);
+    throw new Error(`node${from}'s agent does not see node${to}'s as alive (last: ${last})`);
   }
 
   /** The last lines of a CRIU log on node `n`. */

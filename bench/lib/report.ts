@@ -1,18 +1,21 @@
 /**
  * The markdown report of a run: the environment, one table per question of
  * the benchmark (freeze time, with threads against one thread, local
- * checkpoint + restore, bytes, the link, ppm's phases, the TCP stall), where
- * ppm loses, and what failed. Pure.
+ * checkpoint + restore, bytes, the link, ppm's phases, the TCP stall, an MPI
+ * job's slowdown when a rank moves), where ppm loses, and what failed. Pure.
  *
  * @module
  */
 import type { Summary } from "./stats.ts";
 import {
+  criuCannotReasons,
   type Digest,
   digest,
   findRatio,
   findSeries,
+  isMpi,
   type Metric,
+  type MpiStats,
   THREAD_GOAL,
   threadsOf,
   threadTwin,
@@ -156,6 +159,81 @@ function threadTable(r: BenchResults, d: Digest): string | undefined {
   return table(["workload", "against", ...tools.map((t) => TOOL_NAMES[t]), "goal for ppm"], rows);
 }
 
+/** The heading of the MPI section, in a report of a run with an MPI workload only. */
+export const MPI_SECTION = "## 7. An MPI job: one rank moved";
+
+/** "+12.3 s" for a signed difference in ms. */
+function signedSeconds(s: Summary | undefined): string {
+  if (!s) return "–";
+  const f = (ms: number) => `${ms >= 0 ? "+" : "−"}${num(Math.abs(ms) / 1000)}`;
+  return s.n === 1 ? `${f(s.median)} s (n=1)` : `${f(s.median)} s (${f(s.min)}–${f(s.max)})`;
+}
+
+function mpiRow(x: MpiStats): string[] {
+  return [
+    x.workload,
+    TOOL_NAMES[x.tool],
+    cell(x.freezeMs),
+    cell(x.totalMs),
+    cell(x.bytes, MIB),
+    cell(x.unmovedMs, 1000),
+    cell(x.movedMs, 1000),
+    signedSeconds(x.slowdownMs),
+    ratioCell(x.slowdownRatio),
+  ];
+}
+
+/**
+ * One line per MPI workload and tool of the run: the rank's freeze, the whole migration and the
+ * job's slowdown against the same job unmoved; or why CRIU could not move the rank. The runner
+ * prints them after the run; empty when the run has no MPI workload.
+ */
+export function mpiLines(r: BenchResults, d: Digest = digest(r)): string[] {
+  return r.workloads.filter(isMpi).flatMap((w) => {
+    const measured = d.mpi.filter((x) => x.workload === w.id).map((x) =>
+      `${w.id}, ${TOOL_NAMES[x.tool]}: rank frozen ${cell(x.freezeMs, 1, "ms")}, migration ` +
+      `${cell(x.totalMs, 1, "ms")}; the job ${signedSeconds(x.slowdownMs)} against unmoved, ` +
+      `${ratioCell(x.slowdownRatio)}`
+    );
+    const cannot = criuCannotReasons(r.notes, w.id).map((c) => `${w.id}: CRIU cannot: ${c}`);
+    return measured.length || cannot.length
+      ? [...measured, ...cannot]
+      : [`${w.id}: no move of a rank was measured`];
+  });
+}
+
+/** The MPI section's parts; none for a run without an MPI workload. */
+function mpiSection(r: BenchResults, d: Digest): string[] {
+  const ws = r.workloads.filter(isMpi);
+  if (!ws.length) return [];
+  const rows = d.mpi.map(mpiRow);
+  const cannot = ws.flatMap((w) =>
+    criuCannotReasons(r.notes, w.id).map((c) => `- ${w.id}, CRIU cannot: ${c}`)
+  );
+  return [
+    MPI_SECTION,
+    "Rank 1 of a 3-rank MPICH job (one rank per node, 64 MiB each, docs/mpi.md) moved node2 → " +
+    "node3 while the job runs, a few ticks in. The rank's freeze and the whole migration (ms); " +
+    "the job's wall time, from mpiexec's start to its exit (s), unmoved and with the move, in " +
+    "the same round; the slowdown is moved − unmoved and moved / unmoved, round by round. " +
+    "Every job ended with exit 0 and the reference result, or it is under what failed.",
+    rows.length
+      ? table([
+        "workload",
+        "tool",
+        "rank freeze (ms)",
+        "migration total (ms)",
+        "MiB sent",
+        "job unmoved (s)",
+        "job moved (s)",
+        "slowdown",
+        "slowdown ×",
+      ], rows)
+      : "_No measurements._",
+    ...(cannot.length ? [cannot.join("\n")] : []),
+  ];
+}
+
 function environment(r: BenchResults): string {
   const e = r.environment;
   return table(["", ""], [
@@ -222,7 +300,8 @@ export function renderReport(r: BenchResults, chart?: string): string {
 
   parts.push(
     "## 1. Migration freeze time (ms)",
-    "From the process stopped on node1 to it running on node2.",
+    "From the process stopped on node1 to it running on node2" +
+      (r.workloads.some(isMpi) ? ` (an MPI job's rank: node2 → node3, section 7).` : "."),
     metricTable(r, d, "migrate", "freezeMs", 1, ""),
   );
   if (chart) parts.push(`![freeze time against memory size](${chart})`);
@@ -287,6 +366,8 @@ export function renderReport(r: BenchResults, chart?: string): string {
       "across the migration.",
     metricTable(r, d, "migrate", "stallMs", 1, ""),
   );
+
+  parts.push(...mpiSection(r, d));
 
   const lost = losses(r, d);
   parts.push(

@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { chartPoints, renderChart } from "./chart.ts";
 import { renderReport } from "./report.ts";
+import { isMpi } from "./summary.ts";
 import type { BenchResults } from "./types.ts";
 import { type ValidateOptions, validateReport, validateResults, validateSvg } from "./validate.ts";
 
@@ -77,9 +78,10 @@ export async function validateRunFiles(
     return [`${files.json}: cannot read it as JSON: ${(e as Error).message}`];
   }
   problems.push(...validateResults(data, opts).map((x) => `${files.json}: ${x}`));
+  const mpi = (data as Partial<BenchResults>).workloads?.some((w) => isMpi(w)) ?? false;
   try {
     problems.push(
-      ...validateReport(await Deno.readTextFile(files.md)).map((x) => `${files.md}: ${x}`),
+      ...validateReport(await Deno.readTextFile(files.md), { mpi }).map((x) => `${files.md}: ${x}`),
     );
   } catch (e) {
     problems.push(`${files.md}: cannot read it: ${(e as Error).message}`);

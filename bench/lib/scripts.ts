@@ -108,8 +108,13 @@ export function criuRestoreArgs(o: { dir: string; log: string; tcp: boolean }): 
   ];
 }
 
-/** `criu page-server` in the background, ready when the command returns. */
-export function criuPageServerArgs(o: { dir: string; port: number; log: string }): string[] {
+/**
+ * `criu page-server` in the background, ready when the command returns; its PID in `pidfile`
+ * when given (it lingers when no dump comes).
+ */
+export function criuPageServerArgs(
+  o: { dir: string; port: number; log: string; pidfile?: string },
+): string[] {
   return [
     "criu",
     "page-server",
@@ -118,10 +123,21 @@ export function criuPageServerArgs(o: { dir: string; port: number; log: string }
     o.dir,
     "--port",
     String(o.port),
+    ...(o.pidfile ? ["--pidfile", o.pidfile] : []),
     "-v2",
     "-o",
     o.log,
   ];
+}
+
+/**
+ * The line of CRIU's output that says why it failed: its first `Error (file:line): ...` line
+ * (without the timestamp CRIU puts before it), else the first line that is not empty.
+ */
+export function criuErrorLine(text: string): string {
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const err = lines.find((l) => /\bError \(/.test(l));
+  return (err ?? lines[0] ?? "").replace(/^\(\s*[\d.]+\)\s*/, "");
 }
 
 /**
@@ -215,6 +231,8 @@ export function ppmPhases(j: {
     "resume (commit)": j.timesUs.restoreAndCommit !== undefined && rs.total !== undefined
       ? Math.max(0, j.timesUs.restoreAndCommit - rs.total) / 1000
       : undefined,
+    // After the commit, the process running at the destination: not in the freeze.
+    "deputy stands in (after the move)": ms(j.timesUs.deputy),
   };
   for (const [k, v] of Object.entries(ck)) {
     if (!KNOWN_CK.has(k) && k !== "frozen" && k !== "total") out[`dump: ${k}`] = ms(v);
@@ -230,10 +248,14 @@ export function ppmPhases(j: {
   );
 }
 
-/** A migration sample from `ppm migrate --json`; throws when the figures are missing. */
+/**
+ * A migration sample from `ppm migrate --json`; throws when the figures are missing. With
+ * `at.total`, also the whole migration's time (`totalMs`: ppm's `timesUs.total`, which leaves
+ * out the deputy's standing in, plus that).
+ */
 export function ppmMigrationSample(
   json: string,
-  at: { workload: string; tool: Tool; round: number; writtenBytes?: number },
+  at: { workload: string; tool: Tool; round: number; writtenBytes?: number; total?: boolean },
 ): Sample {
   let j: {
     bytes?: number;
@@ -248,6 +270,9 @@ export function ppmMigrationSample(
   }
   if (!j.timesUs || typeof j.timesUs.frozen !== "number" || typeof j.bytes !== "number") {
     throw new Error(`ppm migrate --json lacks timesUs.frozen or bytes:\n${json.slice(0, 2000)}`);
+  }
+  if (at.total && typeof j.timesUs.total !== "number") {
+    throw new Error(`ppm migrate --json lacks timesUs.total:\n${json.slice(0, 2000)}`);
   }
   // The time the image took to go out: streamed, from the start of the memory dump on.
   const ck = j.checkpoint?.timesUs;
@@ -264,6 +289,7 @@ export function ppmMigrationSample(
     writtenBytes: at.writtenBytes,
     transferMs: write !== undefined && write > 0 ? write / 1000 : undefined,
     phasesMs: ppmPhases(j as { timesUs: Times }),
+    ...(at.total ? { totalMs: (j.timesUs.total + (j.timesUs.deputy ?? 0)) / 1000 } : {}),
   };
 }
 

@@ -3,7 +3,8 @@
  * medians with ranges, ratios against CRIU pair by pair, what threads cost
  * (a threaded workload's freeze time against its one-thread twin's, pair by
  * pair), ppm's per-phase medians, the link's throughput and ppm's transfer
- * as a fraction of it. Pure.
+ * as a fraction of it, and an MPI job's slowdown when one of its ranks
+ * moves. Pure.
  *
  * @module
  */
@@ -65,6 +66,65 @@ export interface ThreadRatioStats {
   summary?: Summary;
 }
 
+/**
+ * An MPI workload's figures with one tool: the rank's freeze and whole migration, and the job's
+ * wall time moved against unmoved, taken round by round (both runs of a round are minutes apart).
+ */
+export interface MpiStats {
+  workload: string;
+  tool: Tool;
+  /** Rounds measured. */
+  n: number;
+  freezeMs?: Summary;
+  totalMs?: Summary;
+  bytes?: Summary;
+  /** The job's wall time, unmoved and moved, ms. */
+  unmovedMs?: Summary;
+  movedMs?: Summary;
+  /** Per round: moved − unmoved, ms. */
+  slowdownMs?: Summary;
+  /** Per round: moved / unmoved (a = moved, b = unmoved). */
+  slowdown: PairRatio[];
+  slowdownRatio?: Summary;
+}
+
+/** Whether a recorded workload is one rank of an MPI job. */
+export function isMpi(w: WorkloadInfo): boolean {
+  return (w.ranks ?? 0) > 0;
+}
+
+/** What a note says before the reason CRIU could not move an MPI workload's rank. */
+const CANNOT = "CRIU cannot";
+
+/**
+ * The notes of CRIU's refusals to move an MPI workload's rank, one per reason: "ID: CRIU cannot:
+ * REASON (rounds R, ...)". Reasons that differ only in numbers (PIDs, inodes, ports) are one,
+ * told as in its first round.
+ */
+export function criuCannotNotes(
+  workload: string,
+  refusals: readonly { round: number; reason: string }[],
+): string[] {
+  const byKey = new Map<string, { reason: string; rounds: number[] }>();
+  for (const x of refusals) {
+    const key = x.reason.replace(/0x[0-9a-f]+|\d+/gi, "#");
+    const seen = byKey.get(key);
+    if (seen) seen.rounds.push(x.round);
+    else byKey.set(key, { reason: x.reason, rounds: [x.round] });
+  }
+  return [...byKey.values()].map((x) =>
+    `${workload}: ${CANNOT}: ${x.reason} (round${x.rounds.length > 1 ? "s" : ""} ${
+      x.rounds.join(", ")
+    })`
+  );
+}
+
+/** The reasons (with their rounds) of the notes {@link criuCannotNotes} wrote for `workload`. */
+export function criuCannotReasons(notes: readonly string[], workload: string): string[] {
+  const head = `${workload}: ${CANNOT}: `;
+  return notes.filter((n) => n.startsWith(head)).map((n) => n.slice(head.length));
+}
+
 /** Threads of a recorded workload (results written before threads were recorded: 1). */
 export function threadsOf(w: WorkloadInfo): number {
   return w.threads ?? 1;
@@ -79,9 +139,9 @@ export function threadTwin(
   workloads: readonly WorkloadInfo[],
   w: WorkloadInfo,
 ): WorkloadInfo | undefined {
-  if (threadsOf(w) <= 1) return undefined;
+  if (threadsOf(w) <= 1 || isMpi(w)) return undefined;
   return workloads.find((x) =>
-    threadsOf(x) === 1 && x.mib === w.mib && x.connections === w.connections
+    threadsOf(x) === 1 && !isMpi(x) && x.mib === w.mib && x.connections === w.connections
   );
 }
 
@@ -104,6 +164,8 @@ export interface Digest {
   linkMiBs?: Summary;
   /** Image transfer throughput as a fraction of the link's median, per ppm series. */
   linkFraction: { workload: string; tool: Tool; summary: Summary }[];
+  /** MPI workloads, per tool that moved a rank. */
+  mpi: MpiStats[];
 }
 
 const MIB = 1024 * 1024;
@@ -219,7 +281,37 @@ export function digest(r: BenchResults): Digest {
       return sum ? [{ workload: s.workload, tool: s.tool, summary: sum }] : [];
     })
     : [];
-  return { series, ratios, threads, phases, linkMiBs, linkFraction };
+  return { series, ratios, threads, phases, linkMiBs, linkFraction, mpi: mpiStats(r) };
+}
+
+/** The figures of the MPI workloads' samples that carry the job's times. */
+export function mpiStats(r: BenchResults): MpiStats[] {
+  return r.workloads.filter(isMpi).flatMap((w) =>
+    TOOLS.flatMap((tool) => {
+      const list = r.samples.filter((s) =>
+        s.kind === "migrate" && s.workload === w.id && s.tool === tool && s.job
+      );
+      if (!list.length) return [];
+      const job = (f: (j: NonNullable<Sample["job"]>) => number) => values(list, (s) => f(s.job!));
+      const slowdown = pairRatios(
+        new Map(list.map((s) => [s.round, s.job!.movedMs])),
+        new Map(list.map((s) => [s.round, s.job!.unmovedMs])),
+      );
+      return [{
+        workload: w.id,
+        tool,
+        n: list.length,
+        freezeMs: summarize(values(list, (s) => s.freezeMs)),
+        totalMs: summarize(values(list, (s) => s.totalMs)),
+        bytes: summarize(values(list, (s) => s.bytes)),
+        unmovedMs: summarize(job((j) => j.unmovedMs)),
+        movedMs: summarize(job((j) => j.movedMs)),
+        slowdownMs: summarize(job((j) => j.movedMs - j.unmovedMs)),
+        slowdown,
+        slowdownRatio: summarize(slowdown.map((p) => p.ratio)),
+      }];
+    })
+  );
 }
 
 /** The series of `kind`, `workload` and `tool`, if measured. */

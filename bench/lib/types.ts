@@ -6,8 +6,14 @@
  * @module
  */
 
-/** The JSON schema tag of a results file. */
-export const SCHEMA = "ppm-bench/1";
+/**
+ * The JSON schema tag of a results file. 2 added an MPI job's figures (a sample's `totalMs` and
+ * `job`, a workload's `ranks`); a file of schema 1 is one of schema 2 without them.
+ */
+export const SCHEMA = "ppm-bench/2";
+
+/** Every schema tag a results file may carry (older first). */
+export const SCHEMAS: readonly string[] = ["ppm-bench/1", SCHEMA];
 
 /** Who moved or checkpointed the process. */
 export type Tool = "ppm" | "ppm-copy-all" | "criu";
@@ -41,8 +47,23 @@ export interface Sample {
   transferMs?: number;
   /** TCP workloads: the longest time a peer received nothing, across the migration, ms. */
   stallMs?: number;
+  /**
+   * migrate, MPI workloads: the whole migration, ms (ppm: from the offer to the end, the deputy
+   * standing in included).
+   */
+  totalMs?: number;
+  /** MPI workloads: the job's wall time, from mpiexec's start to its exit, in this round. */
+  job?: JobTimes;
   /** Per-phase times, ms (names depend on the tool). */
   phasesMs?: Record<string, number>;
+}
+
+/** An MPI job's wall times in one round, ms: run alone, and with this migration of a rank. */
+export interface JobTimes {
+  /** The same job with no rank moved, in the same round. */
+  unmovedMs: number;
+  /** The job whose rank was moved. */
+  movedMs: number;
 }
 
 /** One raw TCP throughput measurement between the two guests. */
@@ -105,11 +126,16 @@ export interface WorkloadInfo {
    * before it was recorded lack it: their workloads ran one thread.
    */
   threads?: number;
+  /**
+   * MPI workloads: the ranks of the job, one per node; the process measured is one of them.
+   * Absent for a single process.
+   */
+  ranks?: number;
 }
 
 /** The whole output of one run. */
 export interface BenchResults {
-  /** {@link SCHEMA}. */
+  /** {@link SCHEMA} (one of {@link SCHEMAS} in a file read back). */
   schema: typeof SCHEMA;
   /** "full" or "quick" (one workload, two rounds). */
   mode: "full" | "quick" | "partial";

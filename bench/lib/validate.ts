@@ -7,13 +7,16 @@
  * @module
  */
 import { SERIES_NAMES } from "./chart.ts";
-import { type BenchResults, SCHEMA, TOOLS } from "./types.ts";
+import { MPI_SECTION } from "./report.ts";
+import { criuCannotReasons, isMpi } from "./summary.ts";
+import { type BenchResults, SCHEMA, SCHEMAS, TOOLS } from "./types.ts";
 
 /** Options of {@link validateResults}. */
 export interface ValidateOptions {
   /**
    * Also require that every workload has a ppm and a CRIU migration in a
-   * common round, and that the link was measured (what a usable run has).
+   * common round (an MPI workload: a ppm migration, and a CRIU one or a note
+   * that CRIU cannot), and that the link was measured (what a usable run has).
    */
   complete?: boolean;
 }
@@ -59,7 +62,9 @@ function checkEnvironment(e: unknown, problems: string[]): void {
 export function validateResults(data: unknown, opts: ValidateOptions = {}): string[] {
   const p: string[] = [];
   if (!isObj(data)) return ["the results are not a JSON object"];
-  if (data.schema !== SCHEMA) p.push(`schema: ${JSON.stringify(data.schema)}, expected ${SCHEMA}`);
+  if (!SCHEMAS.includes(data.schema as string)) {
+    p.push(`schema: ${JSON.stringify(data.schema)}, expected ${SCHEMA}`);
+  }
   if (!["full", "quick", "partial"].includes(data.mode as string)) {
     p.push("mode: not full, quick or partial");
   }
@@ -71,6 +76,7 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
   if (!(finite(data.rounds) && data.rounds >= 1)) p.push("rounds: not a positive number");
   checkEnvironment(data.environment, p);
   const ids = new Set<string>();
+  const mpi = new Set<string>();
   if (!Array.isArray(data.workloads) || data.workloads.length === 0) {
     p.push("workloads: none");
   } else {
@@ -84,6 +90,11 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
           w.threads !== undefined &&
           !(Number.isInteger(w.threads) && (w.threads as number) >= 1)
         ) p.push(`workloads[${i}].threads: not a positive integer`);
+        if (w.ranks !== undefined) {
+          if (!(Number.isInteger(w.ranks) && (w.ranks as number) >= 2)) {
+            p.push(`workloads[${i}].ranks: not an integer ≥ 2`);
+          } else mpi.add(w.id);
+        }
       }
     });
   }
@@ -101,9 +112,10 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
         p.push(`${at}.round: not an index`);
       }
       if (!(finite(s.freezeMs) && s.freezeMs > 0)) p.push(`${at}.freezeMs: not a positive time`);
-      for (const k of ["bytes", "writtenBytes", "transferMs", "stallMs"]) {
+      for (const k of ["bytes", "writtenBytes", "transferMs", "stallMs", "totalMs"]) {
         if (s[k] !== undefined && !nonNeg(s[k])) p.push(`${at}.${k}: not a number ≥ 0`);
       }
+      checkJob(s, at, mpi, p);
       if (s.phasesMs !== undefined) {
         if (!isObj(s.phasesMs)) p.push(`${at}.phasesMs: not an object`);
         else {
@@ -142,13 +154,35 @@ export function validateResults(data: unknown, opts: ValidateOptions = {}): stri
             .map((s) => s.round),
         );
       const ppm = rounds("ppm"), criu = rounds("criu");
-      if (![...ppm].some((x) => criu.has(x))) {
+      if (isMpi(w) && !ppm.size) p.push(`${w.id}: no ppm migration of a rank`);
+      else if (isMpi(w) && !criu.size && !criuCannotReasons(r.notes, w.id).length) {
+        p.push(`${w.id}: neither a CRIU migration of a rank nor a note why CRIU cannot`);
+      } else if (!isMpi(w) && ![...ppm].some((x) => criu.has(x))) {
         p.push(`${w.id}: no round has both a ppm and a CRIU migration`);
       }
     }
     if (r.link.length === 0) p.push("link: the raw TCP throughput was not measured");
   }
   return p;
+}
+
+/**
+ * A sample's `job` (an MPI job's wall times): both times positive when it has one; a ppm
+ * migration of an MPI workload must have one.
+ */
+function checkJob(s: Obj, at: string, mpi: ReadonlySet<unknown>, p: string[]): void {
+  if (s.job === undefined) {
+    if (mpi.has(s.workload) && s.tool === "ppm" && s.kind === "migrate") {
+      p.push(`${at}.job: missing (an MPI job's wall times)`);
+    }
+    return;
+  }
+  if (!isObj(s.job)) return void p.push(`${at}.job: not an object`);
+  for (const k of ["unmovedMs", "movedMs"]) {
+    if (!(finite(s.job[k]) && (s.job[k] as number) > 0)) {
+      p.push(`${at}.job.${k}: not a positive time`);
+    }
+  }
 }
 
 const VOID_OK = /\/\s*$/;
@@ -211,7 +245,11 @@ export const REPORT_SECTIONS = [
   "## Where ppm loses",
 ];
 
-/** Problems of a markdown report (empty when every section is there). */
-export function validateReport(md: string): string[] {
-  return REPORT_SECTIONS.filter((s) => !md.includes(s)).map((s) => `report lacks "${s}"`);
+/**
+ * Problems of a markdown report (empty when every section is there; with `mpi`, the run had an
+ * MPI workload, and its section too).
+ */
+export function validateReport(md: string, opts: { mpi?: boolean } = {}): string[] {
+  const sections = opts.mpi ? [...REPORT_SECTIONS, MPI_SECTION] : REPORT_SECTIONS;
+  return sections.filter((s) => !md.includes(s)).map((s) => `report lacks "${s}"`);
 }

@@ -1,6 +1,7 @@
 /**
- * The workloads of the benchmark: what runs on node1 before it is moved.
- * Pure definitions; the runner starts them (bench/lib/measure.ts).
+ * The workloads of the benchmark: what runs on node1 before it is moved
+ * (an MPI job's rank: on node2, moved to node3). Pure definitions; the
+ * runner starts them (bench/lib/measure.ts, bench/lib/mpi.ts).
  *
  * @module
  */
@@ -67,6 +68,19 @@ export const WORKLOADS: readonly Workload[] = [
     threads: 1,
     local: false,
   },
+  // Rank 1 of `ring 80 MS 64` on 3 ranks, one per node (MPICH over TCP, docs/mpi.md): moved
+  // node2 → node3 while the job runs, against the same job unmoved (bench/lib/mpi.ts). Its
+  // connections are to its two peers (UCX may hold more than one to each); its one thread is
+  // ring's own (MPICH and UCX may start more). Needs a third node.
+  {
+    id: "mpi-64",
+    title: "one rank of a 3-rank MPI job, 64 MiB per rank",
+    mib: 64,
+    connections: 2,
+    threads: 1,
+    local: false,
+    ranks: 3,
+  },
 ];
 
 /** The one workload of `--quick`. */
@@ -81,7 +95,19 @@ export function workloadsFor(mode: "full" | "quick" | "partial", only: string[] 
   return mode === "partial" ? WORKLOADS.filter((w) => only.includes(w.id)) : [...WORKLOADS];
 }
 
+/** The nodes a run of `workloads` needs: two, or one per rank of its largest MPI job. */
+export function nodesFor(workloads: readonly Workload[]): number {
+  return Math.max(2, ...workloads.map((w) => w.ranks ?? 0));
+}
+
 /** Plain record of a workload for the results file. */
 export function workloadInfo(w: Workload): WorkloadInfo {
-  return { id: w.id, title: w.title, mib: w.mib, connections: w.connections, threads: w.threads };
+  return {
+    id: w.id,
+    title: w.title,
+    mib: w.mib,
+    connections: w.connections,
+    threads: w.threads,
+    ...(w.ranks ? { ranks: w.ranks } : {}),
+  };
 }

@@ -10,7 +10,7 @@ import {
   PORTS,
 } from "../../bench/lib/measure.ts";
 import { TOOLS } from "../../bench/lib/types.ts";
-import { workloadInfo, WORKLOADS, workloadsFor } from "../../bench/lib/workloads.ts";
+import { nodesFor, workloadInfo, WORKLOADS, workloadsFor } from "../../bench/lib/workloads.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 
 Deno.test("bench args: defaults, quick, rounds, out, json", () => {
@@ -56,6 +56,7 @@ Deno.test("bench workloads: quick is anon-1 alone; threads-64 is anon-64's memor
     "anon-256",
     "tcp-1",
     "listen-8",
+    "mpi-64",
   ]);
   assertEquals(workloadsFor("partial", ["threads-64"]).map((w) => w.id), ["threads-64"]);
   const t = WORKLOADS.find((w) => w.id === "threads-64")!;
@@ -135,4 +136,26 @@ Deno.test("bench measure: the kill guard holds in sh: a process of another name 
     sleeper.kill("SIGKILL");
     await sleeper.status;
   }
+});
+
+Deno.test("bench workloads: mpi-64 is in a full run and on demand, not in --quick; it needs 3 nodes", () => {
+  const mpi = WORKLOADS.find((w) => w.id === "mpi-64")!;
+  assertEquals([mpi.mib, mpi.ranks, mpi.local], [64, 3, false]);
+  assertEquals(workloadInfo(mpi), {
+    id: "mpi-64",
+    title: "one rank of a 3-rank MPI job, 64 MiB per rank",
+    mib: 64,
+    connections: 2,
+    threads: 1,
+    ranks: 3,
+  });
+  assert(!("ranks" in workloadInfo(WORKLOADS[0])));
+  assertEquals(nodesFor(workloadsFor("quick")), 2);
+  assertEquals(nodesFor(workloadsFor("full")), 3);
+  assertEquals(nodesFor(workloadsFor("partial", ["anon-64", "tcp-1"])), 2);
+  const args = parseArgs(["--workloads", "mpi-64"], "/r");
+  assertEquals(args.workloads, ["mpi-64"]);
+  assertEquals(workloadsFor("partial", args.workloads).map((w) => w.id), ["mpi-64"]);
+  assertEquals(nodesFor(workloadsFor("partial", args.workloads)), 3);
+  assertEquals(parseArgs(["--quick"], "/r").workloads, []);
 });

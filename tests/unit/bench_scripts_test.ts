@@ -1,6 +1,7 @@
 /** bench/lib/scripts.ts: timed guest steps, CRIU's command lines, parsers of the figures. */
 import {
   criuDumpArgs,
+  criuErrorLine,
   criuPageServerArgs,
   criuRestoreArgs,
   dropRules,
@@ -58,6 +59,10 @@ Deno.test("bench scripts: CRIU's command lines", () => {
   assertEquals(
     shJoin(criuPageServerArgs({ dir: "/d", port: 27000, log: "/l" })),
     "criu page-server --daemon -D /d --port 27000 -v2 -o /l",
+  );
+  assertEquals(
+    shJoin(criuPageServerArgs({ dir: "/d", port: 27000, log: "/l", pidfile: "/p" })),
+    "criu page-server --daemon -D /d --port 27000 --pidfile /p -v2 -o /l",
   );
   assertEquals(shJoin(["echo", "a b", "it's"]), `echo 'a b' 'it'\\''s'`);
 });
@@ -185,6 +190,47 @@ Deno.test("bench scripts: a migration sample, and errors that show what ppm prin
     (e) => /printed no JSON:\nerror: no agent/.test(String(e)),
   );
   assertThrows(() => ppmMigrationSample("{}", { workload: "x", tool: "ppm", round: 0 }));
+  // The whole migration only when asked for; without a deputy, ppm's total.
+  assertEquals(s.totalMs, undefined);
+  const at = { workload: "mpi-64", tool: "ppm" as const, round: 0, total: true };
+  assertEquals(ppmMigrationSample(JSON.stringify(MIGRATE), at).totalMs, 95);
+  const { total: _, ...noTotal } = MIGRATE.timesUs;
+  assertThrows(
+    () => ppmMigrationSample(JSON.stringify({ ...MIGRATE, timesUs: noTotal }), at),
+    (e) => /lacks timesUs\.total/.test(String(e)),
+  );
   assertEquals(ppmTotalMs(JSON.stringify({ timesUs: { total: 2500 } }), "ppm restore"), 2.5);
   assertThrows(() => ppmTotalMs("{}", "ppm restore"));
+});
+
+Deno.test("bench scripts: a deputy's standing in is part of the whole migration, not the freeze", () => {
+  const j = { ...MIGRATE, timesUs: { ...MIGRATE.timesUs, deputy: 7000 }, deputy: { pid: 23456 } };
+  const s = ppmMigrationSample(JSON.stringify(j), {
+    workload: "mpi-64",
+    tool: "ppm",
+    round: 1,
+    total: true,
+  });
+  assertEquals([s.freezeMs, s.totalMs], [90, 102]);
+  assertEquals(s.phasesMs!["deputy stands in (after the move)"], 7);
+  assertEquals(ppmPhases(MIGRATE)["deputy stands in (after the move)"], undefined);
+});
+
+Deno.test("bench scripts: CRIU's error line is its first Error, without the time", () => {
+  const log = [
+    "criu dump failed (exit 1)",
+    "--- /tmp/bench/j-mpi-64-criu-0.dump.log (node2), last lines ---",
+    "(00.041234) Warn  (criu/util.c:12): something harmless",
+    "(00.052010) Error (criu/sk-unix.c:862): unix: Can't dump half of stream unix connection.",
+    "(00.052100) Error (criu/cr-dump.c:1598): Dump files (pid: 23456) failed with -1",
+  ].join("\n");
+  assertEquals(
+    criuErrorLine(log),
+    "Error (criu/sk-unix.c:862): unix: Can't dump half of stream unix connection.",
+  );
+  assertEquals(
+    criuErrorLine("\n  criu dump failed (exit 1)\nno log\n"),
+    "criu dump failed (exit 1)",
+  );
+  assertEquals(criuErrorLine(""), "");
 });

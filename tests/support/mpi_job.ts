@@ -64,6 +64,22 @@ export function mpiEnv(preload: string): string[] {
   ];
 }
 
+/** Compiles with `cc` (-O2 -g -Wall -Werror and `args`) into `out`, whole or not at all. */
+export async function compile(cc: string, out: string, args: string[]): Promise<string> {
+  const tmp = `${out}.tmp-${Deno.pid}`;
+  const r = await new Deno.Command(cc, {
+    args: ["-O2", "-g", "-Wall", "-Werror", ...args, "-o", tmp],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    const dec = new TextDecoder();
+    throw new Error(`${cc} failed for ${out}:\n${dec.decode(r.stderr)}${dec.decode(r.stdout)}`);
+  }
+  await Deno.rename(tmp, out);
+  return out;
+}
+
 /**
  * Builds the ring program (mpicc.mpich) and the two preloaded shims into `dir` (host paths);
  * `preload` is the shims' LD_PRELOAD list as the guests see them.
@@ -71,26 +87,13 @@ export function mpiEnv(preload: string): string[] {
 export async function buildMpi(dir: string): Promise<{ ring: string; preload: string }> {
   await Deno.mkdir(dir, { recursive: true });
   const src = join(PROGRAMS_DIR, "mpi");
-  const build = async (cc: string, out: string, args: string[]) => {
-    const tmp = `${out}.tmp-${Deno.pid}`;
-    const r = await new Deno.Command(cc, {
-      args: ["-O2", "-g", "-Wall", "-Werror", ...args, "-o", tmp],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!r.success) {
-      const dec = new TextDecoder();
-      throw new Error(`${cc} failed for ${out}:\n${dec.decode(r.stderr)}${dec.decode(r.stdout)}`);
-    }
-    await Deno.rename(tmp, out);
-    return out;
-  };
+
   // Always the suffixed names: openmpi-bin, when installed, takes the plain `mpicc`.
-  const ring = await build("mpicc.mpich", join(dir, "ring"), [join(src, "ring.c")]);
+  const ring = await compile("mpicc.mpich", join(dir, "ring"), [join(src, "ring.c")]);
   const shims = [];
   for (const s of ["nodisc", "noleak"]) {
     shims.push(
-      await build("gcc", join(dir, `${s}.so`), ["-shared", "-fPIC", join(src, `${s}.c`)]),
+      await compile("gcc", join(dir, `${s}.so`), ["-shared", "-fPIC", join(src, `${s}.c`)]),
     );
   }
   return { ring, preload: shims.map(guestPath).join(":") };

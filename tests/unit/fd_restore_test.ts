@@ -7,6 +7,7 @@
  * not have: numbers that collide with the new descriptors, a pipe end
  * opened a second time, a read-only memfd, a FIFO, a cancel-on-set timer.
  */
+import { recvWithin } from "../support/recv.ts";
 import { readFds } from "../../core/dump/files.ts";
 import { dumpObjects } from "../../core/dump/fds/dump.ts";
 import { ThreadGroup } from "../../core/ptrace/group.ts";
@@ -24,9 +25,7 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import {
   AF,
   getsockoptInt,
-  MSG,
   peerName,
-  recvBytes,
   sendAll,
   SO,
   sockName,
@@ -416,15 +415,3 @@ Deno.test({
     }
   },
 });
-
-async function recvWithin(fd: number, n: number): Promise<string> {
-  let s = "";
-  for (let i = 0; i < 200 && s.length < n; i++) {
-    try {
-      s += new TextDecoder().decode(recvBytes(fd, n - s.length, MSG.DONTWAIT));
-    } catch {
-      await new Promise((r) => setTimeout(r, 10)); // EAGAIN: not yet
-    }
-  }
-  return s;
-}

@@ -7,6 +7,7 @@
  * a connection dumped in repair mode, closed silently, found in use while
  * it was open, rebuilt at its own address and port, talking again.
  */
+import { recvWithin } from "../support/recv.ts";
 import {
   checkAddresses,
   checkPortsHere,
@@ -28,8 +29,6 @@ import {
   closeSocket,
   connect4,
   IPPROTO,
-  MSG,
-  recvBytes,
   sendAll,
   SOCK,
   socket,
@@ -265,18 +264,6 @@ Deno.test("restore network: a failed restore says the drops stay, when there are
   const original = new PpmError("cannot restore", "x");
   assert(withDropsKept(original, { ...rec, drops: [] }) === original);
 });
-
-async function recvWithin(fd: number, n: number): Promise<string> {
-  let s = "";
-  for (let i = 0; i < 200 && s.length < n; i++) {
-    try {
-      s += new TextDecoder().decode(recvBytes(fd, n - s.length, MSG.DONTWAIT));
-    } catch {
-      await new Promise((r) => setTimeout(r, 10)); // EAGAIN: not yet
-    }
-  }
-  return s;
-}
 
 Deno.test({
   name:

@@ -8,6 +8,19 @@ import { inspectSockets, socketReasons } from "../../core/dump/sockets.ts";
 import { checkReasons } from "../../core/dump/check.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
+/** The first line a child prints (it may come in more than one read). */
+async function firstLine(out: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = out.getReader();
+  let line = "";
+  for (let i = 0; i < 100 && !line.includes("\n"); i++) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    line += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return line;
+}
+
 const SCRIPT = `
 import os, socket, sys, time
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -45,15 +58,8 @@ Deno.test({
       stdin: "null",
     }).spawn();
     try {
-      // The descriptor numbers, one line (it may come in more than one read).
-      const reader = child.stdout.getReader();
-      let line = "";
-      for (let i = 0; i < 100 && !line.includes("\n"); i++) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        line += new TextDecoder().decode(value);
-      }
-      reader.releaseLock();
+      // The descriptor numbers, one line.
+      const line = await firstLine(child.stdout);
       const [l, u, a, c, s6, t, h, p, q, i1, i2] = line.trim().split(/\s+/).map(Number);
       const files = await readFds(child.pid);
       // A socketpair whose two ends it holds moves with its state (core/dump/fds/).
@@ -130,14 +136,7 @@ Deno.test({
     }).spawn();
     let kid = 0;
     try {
-      const reader = child.stdout.getReader();
-      let line = "";
-      for (let i = 0; i < 100 && !line.includes("\n"); i++) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        line += new TextDecoder().decode(value);
-      }
-      reader.releaseLock();
+      const line = await firstLine(child.stdout);
       const [u, k] = line.trim().split(/\s+/).map(Number);
       kid = k;
       const files = await readFds(child.pid);

@@ -4,6 +4,7 @@
  * socket; the peer sees nothing but the connection going on, with the
  * bytes that were queued both ways. Needs CAP_NET_ADMIN (root), as ppm does.
  */
+import { recvWithin } from "../support/recv.ts";
 import {
   connectionFlows,
   describeSocket,
@@ -29,8 +30,6 @@ import {
   type Inet4,
   IPPROTO,
   listenSocket,
-  MSG,
-  recvBytes,
   sendAll,
   setsockoptInt,
   SO,
@@ -53,18 +52,6 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<string> {
     got += r;
   }
   return dec(out.subarray(0, got));
-}
-
-async function recvWithin(fd: number, n: number): Promise<string> {
-  let s = "";
-  for (let i = 0; i < 200 && s.length < n; i++) {
-    try {
-      s += dec(recvBytes(fd, n - s.length, MSG.DONTWAIT));
-    } catch {
-      await new Promise((r) => setTimeout(r, 10)); // EAGAIN: not yet
-    }
-  }
-  return s;
 }
 
 Deno.test({

@@ -14,6 +14,7 @@ import { guestPath, nodeAddress } from "../../../core/vcluster/spec.ts";
 import { assertMatch } from "../../support/assert.ts";
 import { highPids, type TestCluster } from "../../support/cluster.ts";
 import { PROGRAMS_DIR } from "../../support/programs.ts";
+import { compile } from "../../support/mpi_job.ts";
 
 /** The exec servers' port. */
 const EXEC_PORT = 7999;
@@ -31,27 +32,12 @@ export interface OpenMpiPrograms {
   server: string;
 }
 
-async function cc(cmd: string, out: string, args: string[]): Promise<string> {
-  const tmp = `${out}.tmp-${Deno.pid}`;
-  const r = await new Deno.Command(cmd, {
-    args: ["-O2", "-g", "-Wall", "-Werror", ...args, "-o", tmp],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!r.success) {
-    const dec = new TextDecoder();
-    throw new Error(`${cmd} failed for ${out}:\n${dec.decode(r.stderr)}${dec.decode(r.stdout)}`);
-  }
-  await Deno.rename(tmp, out);
-  return out;
-}
-
 /** Builds the Open MPI ring and the shim into `dir` (the host's packages must be installed). */
 export async function buildOpenMpi(dir: string): Promise<OpenMpiPrograms> {
   await Deno.mkdir(dir, { recursive: true });
   const src = join(PROGRAMS_DIR, "mpi");
-  const ring = await cc("mpicc.openmpi", join(dir, "ring"), [join(src, "ring.c")]);
-  const noinet6 = await cc("gcc", join(dir, "noinet6.so"), [
+  const ring = await compile("mpicc.openmpi", join(dir, "ring"), [join(src, "ring.c")]);
+  const noinet6 = await compile("gcc", join(dir, "noinet6.so"), [
     "-shared",
     "-fPIC",
     join(src, "noinet6.c"),

@@ -134,7 +134,18 @@ async function checkpointRestore(
   assertEquals(shown.sockets.length, carried.carried, JSON.stringify(shown.sockets));
   assertEquals(shown.drops, carried.dropsKept);
   // It arrived here: the node's agent collects it once ended, and its PID is free again.
-  await c.waitFor(n, `[ ! -e /proc/${pid} ]`, 30);
+  try {
+    await c.waitFor(n, `[ ! -e /proc/${pid} ]`, 30);
+  } catch (e) {
+    const r = await c.exec(n, [
+      "sh",
+      "-c",
+      `grep -E '^(State|PPid|Threads)' /proc/${pid}/status; ls /proc/${pid}/task | head; ` +
+      "tail -n 30 /tmp/agent.log",
+    ], 30_000).catch((x) => ({ stdout: `(cannot read: ${(x as Error).message})` }));
+    if (e instanceof Error) e.message += `\nprocess ${pid} on node${n}:\n${r.stdout}`;
+    throw e;
+  }
   const rs = await c.ppm(n, [
     "restore",
     img,

@@ -135,7 +135,8 @@ async function checkpointRestore(
   assertEquals(shown.drops, carried.dropsKept);
   // It arrived here: the node's agent collects it once ended, and its PID is free again.
   try {
-    await c.waitFor(n, `[ ! -e /proc/${pid} ]`, 30);
+    // Bounded generously: a process of many threads under a loaded TCG guest ends slowly.
+    await c.waitFor(n, `[ ! -e /proc/${pid} ]`, 90);
   } catch (e) {
     const r = await c.exec(n, [
       "sh",

@@ -97,6 +97,9 @@ export async function startOpenMpiJob(
     "pml ob1",
     "btl tcp,self",
     "btl_tcp_if_include eth0",
+    // The OS picks each rank's listening port: from the default minimum (1024) every rank
+    // binds the same one, on its own node, and a rank could not move to another's node.
+    "btl_tcp_port_min_v4 0",
     "oob_tcp_if_include eth0",
     "shmem mmap",
   ].map((m) => `--mca ${m}`).join(" ");

@@ -64,8 +64,12 @@ const SIGINFO_SIZE = 128;
 export interface BorrowPlace {
   /** Its vDSO (a `syscall` instruction there runs the calls). */
   vdso: Span;
-  /** Its mappings (the stack its thread's stack pointer is in among them). */
-  vmas: readonly Span[];
+  /**
+   * Its mappings (the stack its thread's stack pointer is in among them);
+   * with their permissions ("rw-p"), a private writable one serves for
+   * scratch when the stack has no room below the red zone.
+   */
+  vmas: readonly (Span & { perms?: string })[];
   /** Whether it runs under seccomp (the filters are then suspended meanwhile). */
   seccomp?: boolean;
   /** The ptrace options it was seized with, set again after (default none). */
@@ -137,6 +141,37 @@ function stopAgain(t: Tracee): void {
 }
 
 /**
+ * Where the calls' scratch memory goes (saved first, written back after):
+ * below the red zone under stack pointer `rsp`, within its mapping; or, when
+ * the stack pointer sits at the bottom of its mapping (a stack that just
+ * grew), at the start of a private writable mapping (every thread is
+ * stopped meanwhile, and the bytes are put back).
+ */
+export function scratchSpan(
+  pid: number,
+  rsp: bigint,
+  vmas: readonly (Span & { perms?: string })[],
+): { low: bigint; top: bigint } {
+  const stack = vmas.find((v) => v.start <= rsp && rsp <= v.end);
+  const top = rsp - RED_ZONE;
+  let low = (top - BigInt(BORROW_SCRATCH)) & ~15n;
+  if (stack && low < stack.start) low = stack.start;
+  if (stack && top - low >= BigInt(SIGINFO_SIZE)) return { low, top };
+  const other = vmas.find((v) =>
+    v !== stack && v.perms?.startsWith("rw") && v.perms.endsWith("p") &&
+    v.end - v.start >= BigInt(BORROW_SCRATCH)
+  );
+  if (other) return { low: other.start, top: other.start + BigInt(BORROW_SCRATCH) };
+  throw new PpmError(
+    `cannot read the state of process ${pid}`,
+    `its stack pointer (0x${
+      rsp.toString(16)
+    }) leaves no room in a mapping for ppm's system calls, and it has no private writable mapping`,
+    "",
+  );
+}
+
+/**
  * Runs `fn` with system calls in the frozen thread `t` (see the module's
  * text) and gives the thread back as it was frozen, also when `fn` throws.
  * Throws a PpmError when the process runs under seccomp and the kernel
@@ -153,19 +188,7 @@ export async function borrow<T>(
   if (BigInt.asIntN(64, getReg(regs, "orig_rax")) < 0n) await place.fixRegs?.(back);
   const at = await findSyscallInsn(t.pid, place.vdso.start, place.vdso.end);
   const rsp = getReg(regs, "rsp");
-  const stack = place.vmas.find((v) => v.start <= rsp && rsp <= v.end);
-  const top = rsp - RED_ZONE;
-  let low = (top - BigInt(BORROW_SCRATCH)) & ~15n;
-  if (stack && low < stack.start) low = stack.start;
-  if (!stack || top - low < BigInt(SIGINFO_SIZE)) {
-    throw new PpmError(
-      `cannot read the state of process ${t.pid}`,
-      `its stack pointer (0x${
-        rsp.toString(16)
-      }) leaves no room in a mapping for ppm's system calls`,
-      "",
-    );
-  }
+  const { low, top } = scratchSpan(t.pid, rsp, place.vmas);
   const saved = await readMem(t.pid, low, Number(top - low));
   // The signals to queue again at the end: the one the freeze caught it with, first.
   const caught: Uint8Array[] = t.deliverOnResume ? [siginfo(t)] : [];
@@ -209,7 +232,7 @@ export async function borrow<T>(
       if (bytes > BORROW_SCRATCH || addr < low) {
         throw new PpmError(
           `cannot read the state of process ${t.pid}`,
-          `no room for ${bytes} bytes below its stack pointer`,
+          `no room for ${bytes} bytes of scratch memory`,
           "",
         );
       }

@@ -19,6 +19,7 @@ import {
   type Inet4,
   IPPROTO,
   listenSocket,
+  peerName,
   SOCK,
   sockaddrIn,
   socket,
@@ -81,8 +82,45 @@ export async function makeRelayed(c: Calls, f: FdEntry): Promise<number> {
   return agent;
 }
 
-/** Bounded wait for the process's connection to reach the agent's listener (loopback: at once). */
-const ACCEPT_MS = 2000;
+/**
+ * Bounded wait for the process's connection to reach the agent's listener
+ * (loopback: at once; a second if a stranger's filled the queue first).
+ */
+const ACCEPT_MS = 5000;
+
+/**
+ * The connection from `want` accepted on `listener`, within `ms`; -1 when
+ * none came. Any local process may dial a listener on 127.0.0.1: the other
+ * connections are closed.
+ */
+export async function acceptFrom(listener: number, want: Inet4, ms: number): Promise<number> {
+  for (let waited = 0; waited < ms; waited += 10) {
+    const got = acceptNow(listener);
+    if (got === null) {
+      await new Promise((res) => setTimeout(res, 10));
+      continue;
+    }
+    const from = peerName(got);
+    if (from && "addr" in from && from.addr === want.addr && from.port === want.port) return got;
+    closeSocket(got);
+  }
+  return -1;
+}
+
+/** The local end of the process's socket `fd` (read through a copy of it). */
+function endOf(pid: number, fd: number): Inet4 {
+  const pidfd = pidfdOpen(pid);
+  try {
+    const copy = pidfdGetfd(pidfd, fd);
+    try {
+      return sockName(copy) as Inet4;
+    } finally {
+      close(copy);
+    }
+  } finally {
+    close(pidfd);
+  }
+}
 
 /**
  * A TCP connection over loopback, relayed: the process connects a new
@@ -96,7 +134,7 @@ async function makeTcpRelayed(c: Calls, f: FdEntry): Promise<number> {
   let own = -1;
   try {
     bind4(listener, { addr: "127.0.0.1", port: 0 });
-    listenSocket(listener, 1);
+    listenSocket(listener, 8);
     const at = await c.small(sockaddrIn(sockName(listener) as Inet4));
     own = Number(
       c.must(f.fd, "making its TCP socket", NR.socket, [
@@ -107,10 +145,7 @@ async function makeTcpRelayed(c: Calls, f: FdEntry): Promise<number> {
     );
     const r = c.try(NR.connect, [own, at, 16]);
     if (r < 0n && r !== -EINPROGRESS) throw fdError(f.fd, "connecting it", `errno ${-r}`);
-    for (let waited = 0; agent < 0 && waited < ACCEPT_MS; waited += 10) {
-      agent = acceptNow(listener) ?? -1;
-      if (agent < 0) await new Promise((res) => setTimeout(res, 10));
-    }
+    agent = await acceptFrom(listener, endOf(c.pid, own), ACCEPT_MS);
     if (agent < 0) throw fdError(f.fd, "connecting it", "the agent's listener saw no connection");
     const one = await c.small(new Uint8Array(new Int32Array([1]).buffer));
     c.must(f.fd, "setting TCP_NODELAY", NR.setsockopt, [own, IPPROTO.TCP, TCP.NODELAY, one, 4]);

@@ -12,6 +12,7 @@ import { readFds } from "../../core/dump/files.ts";
 import { dumpObjects } from "../../core/dump/fds/dump.ts";
 import { ThreadGroup } from "../../core/ptrace/group.ts";
 import { restoreFds } from "../../core/restore/fds.ts";
+import { acceptFrom } from "../../core/restore/fd_relayed.ts";
 import type { FdEntry } from "../../core/image/schema.ts";
 import { checkFds } from "../../core/image/fds.ts";
 import { checkId } from "../../core/image/schema.ts";
@@ -24,10 +25,17 @@ import { startTarget } from "../support/inject_target.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import {
   AF,
+  bind4,
+  closeSocket,
+  connect4,
   getsockoptInt,
+  IPPROTO,
+  listenSocket,
   peerName,
   sendAll,
   SO,
+  SOCK,
+  socket,
   sockName,
   SOL_SOCKET,
 } from "../../ffi/socket.ts";
@@ -414,4 +422,30 @@ Deno.test({
       tg.run.end();
     }
   },
+});
+
+Deno.test("fd restore: the agent's listener for a relayed TCP connection keeps only the process's, not a stranger's that came first", async () => {
+  const listener = socket(AF.INET, SOCK.STREAM, IPPROTO.TCP);
+  const fds: number[] = [];
+  try {
+    bind4(listener, { addr: "127.0.0.1", port: 0 });
+    listenSocket(listener, 8);
+    const at = sockName(listener) as { addr: string; port: number };
+    const stranger = socket(AF.INET, SOCK.STREAM, IPPROTO.TCP);
+    const mine = socket(AF.INET, SOCK.STREAM, IPPROTO.TCP);
+    fds.push(stranger, mine);
+    connect4(stranger, at);
+    connect4(mine, at);
+    const got = await acceptFrom(listener, sockName(mine) as { addr: string; port: number }, 2000);
+    assert(got >= 0, "the process's connection was not accepted");
+    fds.push(got);
+    assertEquals(peerName(got), sockName(mine));
+    // The stranger's was closed: it reads an end of file.
+    assertEquals(await recvWithin(stranger, 1), "");
+    // Nobody else: none within the bound.
+    assertEquals(await acceptFrom(listener, { addr: "127.0.0.1", port: 1 }, 50), -1);
+  } finally {
+    for (const fd of fds) closeSocket(fd);
+    closeSocket(listener);
+  }
 });

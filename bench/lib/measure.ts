@@ -135,6 +135,21 @@ export interface CriuMove {
   after?: CriuStep[];
 }
 
+/** The sample of CRIU migration `moved` of workload `w` in `round`: its freeze is its phases'. */
+export function criuSample(w: Workload, round: number, moved: CriuMoved): Sample {
+  return {
+    kind: "migrate",
+    workload: w.id,
+    tool: "criu",
+    round,
+    freezeMs: Object.values(moved.phasesMs).reduce((a, b) => a + b, 0),
+    bytes: moved.bytes,
+    writtenBytes: w.mib ? w.mib * 1048576 : undefined,
+    transferMs: moved.copyMs,
+    phasesMs: moved.phasesMs,
+  };
+}
+
 /** What a CRIU move measured. */
 export interface CriuMoved {
   /** dump, copy, the `before` steps, restore, the `after` steps (by label), ms. */
@@ -324,18 +339,7 @@ export class Measurer {
         : [],
     };
     try {
-      const moved = await this.criuMove(move);
-      const sample: Sample = {
-        kind: "migrate",
-        workload: w.id,
-        tool: "criu",
-        round,
-        freezeMs: Object.values(moved.phasesMs).reduce((a, b) => a + b, 0),
-        bytes: moved.bytes,
-        writtenBytes: w.mib ? w.mib * 1048576 : undefined,
-        transferMs: moved.copyMs,
-        phasesMs: moved.phasesMs,
-      };
+      const sample = criuSample(w, round, await this.criuMove(move));
       await this.g.waitFor(2, lives(s.pid, s.comm), 30, `${s.comm} ${s.pid} running on node2`);
       // CRIU restored the output file at its path on node2: the ticks go on there.
       await this.progressed(s, 2);

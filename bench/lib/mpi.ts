@@ -29,6 +29,7 @@ import type { Guests } from "./guest.ts";
 import {
   type CriuMove,
   CriuRefused,
+  criuSample,
   lives,
   type Measurer,
   portOf,
@@ -195,15 +196,7 @@ export class MpiBench {
         return { cannot: reason };
       }
       const sample: Sample = {
-        kind: "migrate",
-        workload: w.id,
-        tool: "criu",
-        round,
-        freezeMs: Object.values(moved.phasesMs).reduce((a, b) => a + b, 0),
-        bytes: moved.bytes,
-        writtenBytes: w.mib * 1048576,
-        transferMs: moved.copyMs,
-        phasesMs: moved.phasesMs,
+        ...criuSample(w, round, moved),
         ...(unmovedMs ? { job: { unmovedMs, movedMs: end.wallMs } } : {}),
       };
       return { sample };

@@ -159,9 +159,9 @@ export function describeSocket(
     // node, and the process's answers from another node would come back with one of the node's
     // own addresses as their source, dropped as martians. Unless the process arrived here: its
     // peers know it by the address of the node where it was first (core/redirect/known.ts).
-    const k = known?.of("tcp", local, remote);
-    if (own.has(remote.addr) && k && !own.has(k.addr)) return { fd, kind: "tcp", local, remote };
     if (own.has(remote.addr)) {
+      const k = known?.of("tcp", local, remote);
+      if (k && !own.has(k.addr)) return { fd, kind: "tcp", local, remote };
       return {
         reason: `fd ${fd}: a TCP connection to a process on this node, through its own address ` +
           `${remote.addr} (${where} to ${remote.addr}:${remote.port}); its peer does not move`,
@@ -229,6 +229,20 @@ export function loopbackPeers(pid: number, fds: number[]): Set<number> {
   return out;
 }
 
+/**
+ * What describing one process's sockets needs besides each socket, read
+ * once: this node's addresses, the process's connections (`copies`: ppm's
+ * copies of its socket descriptors) and the ends peers know.
+ */
+export function socketContext(copies: Iterable<number>): {
+  own: Set<string>;
+  flows: Set<string>;
+  known: KnownEnds;
+} {
+  const own = ownAddresses();
+  return { own, flows: connectionFlows(copies), known: KnownEnds.read(own) };
+}
+
 /** The sockets of `pid` among `fds` (descriptor numbers whose link is socket:[...]). */
 export function inspectSockets(
   pid: number,
@@ -245,9 +259,7 @@ export function inspectSockets(
     return { sockets, reasons: fds.map((fd) => `fd ${fd}: a socket ppm may not inspect (${why})`) };
   }
   try {
-    const own = ownAddresses();
-    const flows = connectionFlows(copies.values());
-    const known = KnownEnds.read(own);
+    const { own, flows, known } = socketContext(copies.values());
     for (const [fd, copy] of copies) {
       const d = describeSocket(fd, copy, own, flows, known);
       if ("reason" in d) reasons.push(d.reason);

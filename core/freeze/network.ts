@@ -13,20 +13,18 @@ import { close } from "../../ffi/libc.ts";
 import { acceptNow, IPPROTO, setsockoptInt, TCP } from "../../ffi/socket.ts";
 import type { SocketFd } from "../dump/files.ts";
 import {
-  connectionFlows,
   copyFds,
   describeSocket,
   dumpSocket,
   type HeldSocket,
-  ownAddresses,
   setRepair,
+  socketContext,
 } from "../dump/sockets.ts";
 import type { SocketEntry } from "../image/sockets.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
 import { planDrops } from "../redirect/redirect_plan.ts";
 import { settleHandshakes } from "./handshakes.ts";
 import { RedirectSet } from "../redirect/table.ts";
-import { KnownEnds } from "../redirect/known.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import { forget, record } from "./journal.ts";
 
@@ -84,9 +82,7 @@ export class NetworkFreeze {
     const copies = copyFds(pid, fds.map((f) => f.fd));
     const held: HeldSocket[] = [];
     const reasons: string[] = [];
-    const own = ownAddresses();
-    const flows = connectionFlows(copies.values());
-    const known = KnownEnds.read(own);
+    const { own, flows, known } = socketContext(copies.values());
     for (const [fd, copy] of copies) {
       const d = describeSocket(fd, copy, own, flows, known);
       if ("reason" in d) reasons.push(d.reason);

@@ -17,6 +17,7 @@ import {
   PPM_RDR_MAX,
   ppmDumpTask,
   ppmDumpVmas,
+  ppmGrant,
   ppmInfo,
   ppmQueueAccept,
   ppmRedirect,
@@ -187,6 +188,15 @@ export class PpmDevice {
       PPM_IOC.QUEUE_ACCEPT,
       encode(ppmQueueAccept, { listen_fd: listenFd, sock_fd: sockFd }),
     );
+  }
+
+  /**
+   * PPM_IOC_GRANT: a descriptor holding a grant that task `pid`, while it
+   * runs the program open as `exeFd`, may take this process's credentials
+   * once (kmod/grant.c); close it to withdraw the grant.
+   */
+  grant(pid: number, exeFd: number): number {
+    return ioctl(this.fd, PPM_IOC.GRANT, encode(ppmGrant, { pid, exe_fd: exeFd }));
   }
 
   /** Closes the descriptor. */

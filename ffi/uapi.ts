@@ -19,6 +19,7 @@ export const PPM_FEAT = {
   DUMP: 1n << 1n,
   RESTORE: 1n << 2n,
   REDIRECT: 1n << 3n,
+  GRANT: 1n << 4n,
 } as const;
 
 /** The names of the feature bits set in `bits`. */
@@ -277,6 +278,17 @@ export const ppmQueueAccept = defineStruct(
   ] as const,
 );
 
+/** `struct ppm_grant`. */
+export const ppmGrant = defineStruct(
+  "ppm_grant",
+  [
+    ["pid", "i32"],
+    ["exe_fd", "i32"],
+    ["flags", "u32"],
+    ["reserved", "u32"],
+  ] as const,
+);
+
 /** Every uapi structure, for the layout test. */
 export const ALL_STRUCTS = [
   ppmInfo,
@@ -292,6 +304,7 @@ export const ALL_STRUCTS = [
   ppmRedirectDel,
   ppmRedirectList,
   ppmQueueAccept,
+  ppmGrant,
 ] as const;
 
 const IOC_NRBITS = 8n, IOC_TYPEBITS = 8n, IOC_SIZEBITS = 14n;
@@ -306,6 +319,8 @@ function ioc(dir: bigint, type: number, nr: number, size: number): bigint {
     (BigInt(size) << IOC_SIZESHIFT);
 }
 
+/** `_IO(type, nr)`. */
+export const IO = (type: number, nr: number): bigint => ioc(0n, type, nr, 0);
 /** `_IOR(type, nr, size)`. */
 export const IOR = (type: number, nr: number, size: number): bigint =>
   ioc(IOC_READ, type, nr, size);
@@ -329,4 +344,6 @@ export const PPM_IOC = {
   REDIRECT_DEL: IOWR(PPM_IOC_MAGIC, 0x05, ppmRedirectDel.size),
   REDIRECT_LIST: IOWR(PPM_IOC_MAGIC, 0x06, ppmRedirectList.size),
   QUEUE_ACCEPT: IOW(PPM_IOC_MAGIC, 0x07, ppmQueueAccept.size),
+  GRANT: IOW(PPM_IOC_MAGIC, 0x08, ppmGrant.size),
+  GRANT_TAKE: IO(PPM_IOC_MAGIC, 0x09),
 } as const;

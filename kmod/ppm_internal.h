@@ -11,7 +11,7 @@
 
 /* What this build implements. */
 #define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE | \
-				 PPM_FEAT_REDIRECT)
+				 PPM_FEAT_REDIRECT | PPM_FEAT_GRANT)
 
 /*
  * The ioctl handlers.  ppm_ioctl() checks each one's capability before it
@@ -36,5 +36,8 @@ long ppm_ioctl_redirect_list(void __user *arg);
 
 /* accept.c */
 long ppm_ioctl_queue_accept(void __user *arg);
+
+/* grant.c */
+long ppm_ioctl_grant(void __user *arg);
 
 #endif /* _PPM_INTERNAL_H */

@@ -88,6 +88,9 @@ static_assert(offsetof(struct ppm_redirect_list, max) == 8);
 static_assert(sizeof(struct ppm_queue_accept) == 16);
 static_assert(offsetof(struct ppm_queue_accept, flags) == 8);
 
+static_assert(sizeof(struct ppm_grant) == 16);
+static_assert(offsetof(struct ppm_grant, flags) == 8);
+
 /**
  * DOC: permissions
  *
@@ -109,6 +112,11 @@ static_assert(offsetof(struct ppm_queue_accept, flags) == 8);
  * PPM_IOC_REDIRECT_DEL    CAP_NET_ADMIN
  * PPM_IOC_REDIRECT_LIST   CAP_NET_ADMIN
  * PPM_IOC_QUEUE_ACCEPT    CAP_NET_ADMIN
+ * PPM_IOC_GRANT           CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, and
+ *                         CAP_SETUID and CAP_SETGID: a grant hands on
+ *                         the caller's credentials (grant.c)
+ * PPM_IOC_GRANT_TAKE      not on /dev/ppm: on a grant's own descriptor,
+ *                         by the one task it names (grant.c)
  * ======================  ==============================================
  */
 
@@ -182,6 +190,13 @@ static long ppm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (!ppm_capable(file, CAP_NET_ADMIN))
 			return -EPERM;
 		return ppm_ioctl_queue_accept(uarg);
+	case PPM_IOC_GRANT:
+		if ((!ppm_capable(file, CAP_CHECKPOINT_RESTORE) &&
+		     !ppm_capable(file, CAP_SYS_ADMIN)) ||
+		    !ppm_capable(file, CAP_SETUID) ||
+		    !ppm_capable(file, CAP_SETGID))
+			return -EPERM;
+		return ppm_ioctl_grant(uarg);
 	default:
 		return -ENOTTY;
 	}

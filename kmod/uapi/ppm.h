@@ -31,6 +31,7 @@
 #define PPM_FEAT_DUMP		_BITULL(1)	/* PPM_IOC_DUMP_TASK, PPM_IOC_DUMP_VMAS */
 #define PPM_FEAT_RESTORE	_BITULL(2)	/* PPM_IOC_RESTORE */
 #define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects of migrated flows */
+#define PPM_FEAT_GRANT		_BITULL(4)	/* PPM_IOC_GRANT, PPM_IOC_GRANT_TAKE */
 
 /**
  * struct ppm_info - what the loaded module is
@@ -391,6 +392,31 @@ struct ppm_queue_accept {
 	__u32 reserved;
 };
 
+/**
+ * struct ppm_grant - argument of PPM_IOC_GRANT
+ * @pid: the process (a thread group leader, in the caller's PID namespace)
+ *	that may take the grant: a deputy that its process comes home to
+ * @exe_fd: an open regular file: the program that must be running in @pid
+ *	when it takes the grant (the restore stub, installed so that its
+ *	users cannot read it, which makes the kernel mark a process running
+ *	it not dumpable from its execve on)
+ * @flags: zero
+ * @reserved: zero
+ *
+ * PPM_IOC_GRANT returns a new descriptor (close-on-exec) that holds the
+ * grant; closing every copy of it withdraws the grant.  PPM_IOC_GRANT_TAKE
+ * on that descriptor, called by @pid itself while it runs @exe_fd's
+ * program, untraced, not dumpable, without seccomp filters or
+ * no_new_privs, and sharing its filesystem context with nobody, gives it
+ * the credentials of the process that made the grant, once.
+ */
+struct ppm_grant {
+	__s32 pid;
+	__s32 exe_fd;
+	__u32 flags;
+	__u32 reserved;
+};
+
 /*
  * Permissions.  /dev/ppm is mode 0600 (root); every ioctl checks its own
  * permission as well, before it reads its argument, and refuses with
@@ -406,6 +432,10 @@ struct ppm_queue_accept {
  *   PPM_IOC_REDIRECT_DEL    CAP_NET_ADMIN
  *   PPM_IOC_REDIRECT_LIST   CAP_NET_ADMIN
  *   PPM_IOC_QUEUE_ACCEPT    CAP_NET_ADMIN
+ *   PPM_IOC_GRANT           CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, and
+ *                           CAP_SETUID and CAP_SETGID
+ *   PPM_IOC_GRANT_TAKE      (on a grant's descriptor) the task named in the
+ *                           grant, in the state struct ppm_grant describes
  */
 #define PPM_IOC_MAGIC		0xB7
 
@@ -417,5 +447,7 @@ struct ppm_queue_accept {
 #define PPM_IOC_REDIRECT_DEL	_IOWR(PPM_IOC_MAGIC, 0x05, struct ppm_redirect_del)
 #define PPM_IOC_REDIRECT_LIST	_IOWR(PPM_IOC_MAGIC, 0x06, struct ppm_redirect_list)
 #define PPM_IOC_QUEUE_ACCEPT	_IOW(PPM_IOC_MAGIC, 0x07, struct ppm_queue_accept)
+#define PPM_IOC_GRANT		_IOW(PPM_IOC_MAGIC, 0x08, struct ppm_grant)
+#define PPM_IOC_GRANT_TAKE	_IO(PPM_IOC_MAGIC, 0x09)
 
 #endif /* _UAPI_LINUX_PPM_H */

@@ -22,6 +22,7 @@ const symbols = {
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -367,6 +368,48 @@ export function recvMsg(fd: number, len: number, flags: number, controlLen = 0):
     flags: v.getInt32(48, true),
     control: control.slice(0, controlLen > 0 ? Number(v.getBigUint64(40, true)) : 0),
   };
+}
+
+/** SCM_RIGHTS: descriptors passed in a control message. */
+const SCM_RIGHTS = 1;
+
+/**
+ * sendmsg(2) of `data` with the descriptors `fds` passed along
+ * (SCM_RIGHTS; the receiver gets copies, these stay open here), once, with
+ * `flags`: the bytes sent (the descriptors went with the first), or null
+ * for EAGAIN.
+ */
+export function sendWithFds(
+  fd: number,
+  data: Uint8Array,
+  fds: readonly number[],
+  flags = 0,
+): number | null {
+  const buf = new Uint8Array(data);
+  const iov = new BigUint64Array([addressOf(buf), BigInt(buf.length)]);
+  const iovBytes = new Uint8Array(iov.buffer);
+  const cmsgLen = 16 + 4 * fds.length;
+  const control = new Uint8Array((cmsgLen + 7) & ~7);
+  const cv = new DataView(control.buffer);
+  cv.setBigUint64(0, BigInt(cmsgLen), true);
+  cv.setInt32(8, SOL_SOCKET, true);
+  cv.setInt32(12, SCM_RIGHTS, true);
+  fds.forEach((f, i) => cv.setInt32(16 + 4 * i, f, true));
+  const hdr = new Uint8Array(56);
+  const v = new DataView(hdr.buffer);
+  v.setBigUint64(16, addressOf(iovBytes), true);
+  v.setBigUint64(24, 1n, true);
+  if (fds.length) {
+    v.setBigUint64(32, addressOf(control), true);
+    v.setBigUint64(40, BigInt(control.length), true);
+  }
+  const n = c().sendmsg(fd, hdr, flags);
+  if (n < 0n) {
+    const e = errno();
+    if (e === 11) return null;
+    throw new ErrnoError("sendmsg", e, String(fd));
+  }
+  return Number(n);
 }
 
 /** send(2) once with `flags`: the bytes sent, or null for EAGAIN. */

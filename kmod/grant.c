@@ -25,7 +25,9 @@
  *   kernel then marks the process not dumpable from its execve on: its
  *   owner can neither attach to it nor write its memory, before or after
  *   the credentials change.  The check is made under cred_guard_mutex,
- *   which ptrace's attach takes as well;
+ *   which ptrace's attach takes as well.  A caller that holds the
+ *   granter's ids and capabilities already (a process of root's, which
+ *   can read the stub) may be dumpable: it gains nothing;
  * - it has no seccomp filter (one could fake the results of the calls the
  *   stub checks its work with) and no no_new_privs (which promises that
  *   the task never gains rights);
@@ -37,6 +39,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/anon_inodes.h>
+#include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -97,6 +100,29 @@ static bool ppm_runs(const struct file *exe)
 	return same;
 }
 
+/*
+ * Whether current holds every right the granter's credentials give: its
+ * user and group ids are the granter's and its capabilities include the
+ * granter's.  Such a caller gains nothing it could abuse by the grant, and
+ * those who may trace it could trace the granter as well.
+ */
+static bool ppm_has_all(const struct ppm_grant_ctx *g)
+{
+	const struct cred *c = current_cred(), *gc;
+	bool all;
+
+	rcu_read_lock();
+	gc = __task_cred(g->granter);
+	all = uid_eq(c->uid, gc->uid) && uid_eq(c->euid, gc->euid) &&
+	      uid_eq(c->suid, gc->suid) && uid_eq(c->fsuid, gc->fsuid) &&
+	      gid_eq(c->gid, gc->gid) && gid_eq(c->egid, gc->egid) &&
+	      gid_eq(c->sgid, gc->sgid) && gid_eq(c->fsgid, gc->fsgid) &&
+	      cap_issubset(gc->cap_permitted, c->cap_permitted) &&
+	      cap_issubset(gc->cap_effective, c->cap_effective);
+	rcu_read_unlock();
+	return all;
+}
+
 /* Whether current may take @g now; called with cred_guard_mutex held. */
 static int ppm_take_check(const struct ppm_grant_ctx *g)
 {
@@ -105,7 +131,10 @@ static int ppm_take_check(const struct ppm_grant_ctx *g)
 	lockdep_assert_held(&current->signal->cred_guard_mutex);
 	if (current->ptrace)
 		return -EPERM;
-	if (!current->mm || get_dumpable(current->mm) == SUID_DUMP_USER)
+	if (!current->mm)
+		return -EPERM;
+	/* Dumpable: its owner could write its memory once it is root. */
+	if (get_dumpable(current->mm) == SUID_DUMP_USER && !ppm_has_all(g))
 		return -EPERM;
 	if (!ppm_runs(g->exe))
 		return -EPERM;

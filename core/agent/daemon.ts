@@ -19,7 +19,7 @@ import { loadVector, readLoadVector } from "../discovery/local.ts";
 import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
 import type { Offer, RelayResume, RelayResumed } from "../migrate/messages.ts";
-import { ensureDeputy } from "../deputy/binary.ts";
+import { ensureDeputy, ensureHomeStub } from "../deputy/binary.ts";
 import { DeputyLink } from "../deputy/link.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import type { PeerConnection } from "../transport/peer.ts";
@@ -211,6 +211,7 @@ function startDeputies(config: PpmConfig, st: AgentState, log: Log): DeputyParts
     routes,
     log,
     binary: () => ensureDeputy(),
+    homeStub: () => ensureHomeStub(),
     socket: deputySocketPath(),
   });
   const link = openDeputyLink(deputies, log);
@@ -272,6 +273,7 @@ function startMigrations(
       stat: readProcStat,
       log,
       signals: readSignals,
+      homecoming: (pid, origin) => deputies.homecoming(pid, origin),
       ...admission(st, net.balancer.tracker, net.settings),
     },
   });

@@ -21,6 +21,8 @@
  */
 import { close, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
 import { becomeDeputy, type DeputySpec } from "../deputy/become.ts";
+import { comeHome, type HomeDeps } from "../deputy/home.ts";
+import type { StubFiles } from "../restore/launch.ts";
 import type { DeputyEvents, DeputyLink } from "../deputy/link.ts";
 import {
   deputiesDir,
@@ -55,7 +57,7 @@ const SIGKILL = 9;
 /** The parts of the deputy link the agent uses (core/deputy/link.ts; a fake in tests). */
 export type DeputyLinkApi = Pick<
   DeputyLink,
-  "expect" | "forget" | "exit" | "killed" | "isConnected" | "closeKept"
+  "expect" | "forget" | "exit" | "killed" | "isConnected" | "closeKept" | "home"
 >;
 
 /** Whether a process gets a deputy, and why not. */
@@ -132,6 +134,10 @@ export interface DeputiesDeps {
   ppid?: (pid: number) => number | null;
   /** Whether `pid` is still the deputy recorded with `startTicks` (default: /proc). */
   isDeputy?: (pid: number, startTicks: string) => boolean;
+  /** The restore stub installed for deputies (core/deputy/binary.ts `ensureHomeStub`). */
+  homeStub?: () => Promise<string>;
+  /** Brings a process home into its deputy (default core/deputy/home.ts `comeHome`). */
+  comeHome?: (pid: number, files: StubFiles, d: HomeDeps) => Promise<void>;
   /** The deputies' reconnect window, seconds (default {@link RECONNECT_S}). */
   reconnectS?: number;
   /** See {@link OUTPUT_WAIT_MS}. */
@@ -273,6 +279,48 @@ export class Deputies {
           this.#d.log("warn", `deputy ${pid}: cannot close its fd ${fd}: ${message(e)}`);
         }
       },
+    };
+  }
+
+  /**
+   * How the process that left here as `pid` and now comes back (its offer
+   * names this node and `pid` as its origin) takes its deputy's place: a
+   * launcher for its restore (core/restore/restore.ts `into`), or
+   * undefined when `pid` is no deputy of ours for that process, or its
+   * process ended. Once the deputy runs the restore stub it is no deputy
+   * any more: forgotten, its signals no longer passed on.
+   */
+  homecoming(
+    pid: number,
+    origin: { node: string; pid: number },
+  ): ((files: StubFiles) => Promise<void>) | undefined {
+    const r = this.#live.get(pid);
+    const link = this.#link;
+    const homeStub = this.#d.homeStub;
+    if (!r || r.end || !link || !homeStub || origin.node !== this.#d.node || origin.pid !== pid) {
+      return undefined;
+    }
+    // Installed now, before the source freezes the process.
+    const installing = homeStub();
+    installing.catch(() => {});
+    return async (files) => {
+      const stub = await installing;
+      if (this.#live.get(pid) !== r || r.end) {
+        throw new PpmError(
+          `the deputy of process ${pid} is gone`,
+          "its process ended meanwhile",
+          "",
+        );
+      }
+      this.#d.log("info", `process ${pid} comes home: its deputy runs the restore stub`);
+      await (this.#d.comeHome ?? comeHome)(pid, files, {
+        link,
+        stub,
+        gone: () => {
+          this.#d.routes.close(pid);
+          this.#forget(pid);
+        },
+      });
     };
   }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Arrival, migrateIn } from "../migrate/destination.ts";
+import { type Arrival, migrateIn, type MigrateInOptions } from "../migrate/destination.ts";
 import { asMessage, type Offer } from "../migrate/messages.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
 import { startTicks } from "../host/proc_stat.ts";
@@ -39,6 +39,8 @@ export interface InboundDeps {
   log: (level: string, s: string) => void;
   /** Runs arrived processes' relays beyond their first connection (none: they end with it). */
   relays?: ArrivedRelays;
+  /** How a process coming home takes its deputy's place (core/agent/deputies.ts `homecoming`). */
+  homecoming?: MigrateInOptions["homecoming"];
   /** The migration (default core/migrate/destination.ts migrateIn; injected for tests). */
   migrateIn?: typeof migrateIn;
   /**
@@ -73,6 +75,7 @@ export async function receive(
       log: (s) => d.log("info", s),
       network: { nodeAddr: d.nodeAddr() },
       offer,
+      homecoming: d.homecoming,
     });
   } catch (e) {
     d.log("warn", `incoming migration failed: ${(e as Error).message}`);

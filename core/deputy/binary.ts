@@ -14,6 +14,7 @@ import { basename, join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
 import { helperOnce } from "../host/helper_binary.ts";
 import { deputyBinDir, ensureSharedDir, PROJECT_ROOT } from "../paths.ts";
+import { ensureStub, STUB_EXIT } from "../restore/stub.ts";
 
 /** The deputy's source. */
 export const DEPUTY_SRC = join(PROJECT_ROOT, "core", "deputy", "deputy.c");
@@ -32,22 +33,69 @@ export const ensureDeputyBuilt: () => Promise<string> = helperOnce({
   what: "the deputy",
 });
 
+/** A program installed where the users of processes can run it. */
+interface Shared {
+  /** Builds it (in the state directory); returns its path. */
+  built: () => Promise<string>;
+  /** Its mode there: 0755, or 0711 where its users may run it but not read it. */
+  mode: number;
+  /** The exit code of a run without arguments. */
+  usage: number;
+  /** What it is, for messages. */
+  what: string;
+}
+
+const DEPUTY: Shared = {
+  built: () => ensureDeputyBuilt(),
+  mode: 0o755,
+  usage: DEPUTY_EXIT.USAGE,
+  what: "the deputy",
+};
+
+/**
+ * The restore stub (core/restore/stub), for a process that comes home into
+ * its deputy: the deputy runs it with the process's credentials. Mode
+ * 0711: its users may run it but not read it, which makes the kernel mark
+ * a process running it not dumpable from its execve on (kmod/grant.c
+ * relies on that: its owner can neither trace it nor write its memory).
+ */
+const HOME_STUB: Shared = {
+  built: () => ensureStub(),
+  mode: 0o711,
+  usage: STUB_EXIT.BAD_SPEC,
+  what: "the restore stub",
+};
+
 const installed = new Map<string, Promise<string>>();
+
+function once(p: Shared, dir: string): Promise<string> {
+  const key = `${p.what}\0${dir}`;
+  let got = installed.get(key);
+  if (!got) {
+    got = installShared(p, dir).catch((e) => {
+      installed.delete(key);
+      throw e;
+    });
+    installed.set(key, got);
+  }
+  return got;
+}
 
 /**
  * {@link installDeputy}, once per directory for this process; a failure is
  * tried again on the next call.
  */
 export function ensureDeputy(dir: string = deputyBinDir()): Promise<string> {
-  let p = installed.get(dir);
-  if (!p) {
-    p = installDeputy(dir).catch((e) => {
-      installed.delete(dir);
-      throw e;
-    });
-    installed.set(dir, p);
-  }
-  return p;
+  return once(DEPUTY, dir);
+}
+
+/**
+ * The restore stub installed beside the deputy, mode 0711, for processes
+ * that come home (see HOME_STUB above); once per directory for this
+ * process.
+ */
+export function ensureHomeStub(dir: string = deputyBinDir()): Promise<string> {
+  return once(HOME_STUB, dir);
 }
 
 /**
@@ -59,21 +107,25 @@ export function ensureDeputy(dir: string = deputyBinDir()): Promise<string> {
  * @throws PpmError when the directory cannot be trusted (a symbolic link,
  *   someone else's, writable by others), or programs cannot run from it
  */
-export async function installDeputy(dir: string = deputyBinDir()): Promise<string> {
-  const built = await ensureDeputyBuilt();
+export function installDeputy(dir: string = deputyBinDir()): Promise<string> {
+  return installShared(DEPUTY, dir);
+}
+
+async function installShared(p: Shared, dir: string): Promise<string> {
+  const built = await p.built();
   ensureSharedDir(dir);
   const bytes = await Deno.readFile(built);
   const target = join(dir, basename(built));
-  if (!(await sameProgram(target, bytes))) {
+  if (!(await sameProgram(target, bytes, p.mode))) {
     const tmp = join(dir, `.${basename(built)}.${Deno.pid}.tmp`);
     try {
-      await Deno.writeFile(tmp, bytes, { mode: 0o755, createNew: true });
-      await Deno.chmod(tmp, 0o755); // whatever the umask
+      await Deno.writeFile(tmp, bytes, { mode: p.mode, createNew: true });
+      await Deno.chmod(tmp, p.mode); // whatever the umask
       await Deno.rename(tmp, target);
     } catch (e) {
       await Deno.remove(tmp).catch(() => {});
       throw new PpmError(
-        `cannot install the deputy in ${dir}`,
+        `cannot install ${p.what} in ${dir}`,
         (e as Error).message,
         `check that ${dir} is writable by ppm`,
         EXIT.FAILURE,
@@ -81,26 +133,26 @@ export async function installDeputy(dir: string = deputyBinDir()): Promise<strin
       );
     }
   }
-  await checkRuns(target, dir);
+  await checkRuns(target, dir, p);
   return target;
 }
 
-/** Whether `path` is a regular file of ours, mode 0755, holding exactly `bytes`. */
-async function sameProgram(path: string, bytes: Uint8Array): Promise<boolean> {
+/** Whether `path` is a regular file of ours, with `mode`, holding exactly `bytes`. */
+async function sameProgram(path: string, bytes: Uint8Array, mode: number): Promise<boolean> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.lstat(path);
   } catch {
     return false;
   }
-  if (!st.isFile || st.uid !== Deno.uid() || ((st.mode ?? 0) & 0o7777) !== 0o755) return false;
+  if (!st.isFile || st.uid !== Deno.uid() || ((st.mode ?? 0) & 0o7777) !== mode) return false;
   if (st.size !== bytes.length) return false;
   const have = await Deno.readFile(path);
   return have.every((b, i) => b === bytes[i]);
 }
 
-/** Runs the installed deputy without arguments: it must start, and exit with USAGE. */
-async function checkRuns(path: string, dir: string): Promise<void> {
+/** Runs the installed program without arguments: it must start, and exit with its usage code. */
+async function checkRuns(path: string, dir: string, p: Shared): Promise<void> {
   let code: number;
   try {
     const out = await new Deno.Command(path, {
@@ -112,17 +164,17 @@ async function checkRuns(path: string, dir: string): Promise<void> {
     code = out.code;
   } catch (e) {
     throw new PpmError(
-      `cannot run the deputy from ${dir}`,
+      `cannot run ${p.what} from ${dir}`,
       `${(e as Error).message} (is the filesystem mounted noexec?)`,
       "set PPM_DEPUTY_BIN_DIR to a directory on a filesystem that lets programs run",
       EXIT.FAILURE,
       { cause: e },
     );
   }
-  if (code !== DEPUTY_EXIT.USAGE) {
+  if (code !== p.usage) {
     throw new PpmError(
-      `the deputy installed at ${path} does not work`,
-      `run without arguments it exited with ${code}, not ${DEPUTY_EXIT.USAGE}`,
+      `${p.what} installed at ${path} does not work`,
+      `run without arguments it exited with ${code}, not ${p.usage}`,
       `remove ${path}; ppm installs it again`,
     );
   }

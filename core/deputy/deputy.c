@@ -40,7 +40,21 @@
  *                                     other FD (0-2, its own signalfd or
  *                                     socket, one not open at its start,
  *                                     one closed already) is ignored
+ *                    "home"          with three descriptors passed along
+ *                                     (SCM_RIGHTS): a grant (kmod/grant.c),
+ *                                     a restore spec and the restore stub;
+ *                                     its process comes home, into this
+ *                                     very task: it runs the stub
+ *                                     (execveat), which takes the grant
+ *                                     and restores the process here.  The
+ *                                     signals it kept are raised again
+ *                                     first (blocked, they wait for the
+ *                                     process).  Without exactly three
+ *                                     descriptors the line is ignored
+ *   deputy -> agent   "home-failed E" the stub could not be run (errno E);
+ *                                     it goes on as the deputy
  *
+ * Descriptors that come with any other line are closed.
  * A line from the agent longer than LINE_MAX_BYTES, holding a NUL, or not
  * one of the above is ignored.  When the connection drops (an agent
  * restart) it connects again at once and then every second, for up to
@@ -137,6 +151,14 @@ static unsigned int kept_len;
 static char in_buf[LINE_MAX_BYTES];
 static size_t in_len;
 static int in_discard;
+
+/* The descriptors "home" takes: grant, spec, stub. */
+#define HOME_FDS 3
+/* Descriptors that came with what is being read (SCM_RIGHTS). */
+static int got_fds[HOME_FDS];
+static unsigned int got_len;
+/* The errno of a "home" that failed, to be told; 0 when none. */
+static int home_err;
 
 static long long now_ms(void)
 {
@@ -265,11 +287,50 @@ static void close_kept(long fd)
 	}
 }
 
+/* Closes the descriptors that came and were not taken. */
+static void drop_fds(void)
+{
+	while (got_len)
+		close(got_fds[--got_len]);
+}
+
+/*
+ * Its process comes home: the stub runs in this task (execveat), which
+ * keeps the PID, parent, session and standard streams.  The signals kept
+ * for the agent are raised again first: blocked, they wait for the
+ * process.  Returns only when execveat failed.
+ */
+static void go_home(void)
+{
+	int grant = got_fds[0], spec = got_fds[1], stub = got_fds[2];
+	char g[16], sp[16];
+	char *argv[] = { "ppm-restore-stub", "--into", g, sp, NULL };
+	char *envp[] = { "GLIBC_TUNABLES=glibc.pthread.rseq=0", NULL };
+
+	got_len = 0;
+	snprintf(g, sizeof(g), "%d", grant);
+	snprintf(sp, sizeof(sp), "%d", spec);
+	if (!fcntl(grant, F_SETFD, 0) && !fcntl(spec, F_SETFD, 0)) {
+		if (out.sig && out.off < out.len)
+			kill(getpid(), out.sig);
+		while (qlen)
+			kill(getpid(), pop());
+		syscall(SYS_execveat, stub, "", argv, envp, AT_EMPTY_PATH);
+	}
+	home_err = errno ? errno : EIO;
+	close(grant);
+	close(spec);
+	close(stub);
+}
+
 static void command(const char *line)
 {
 	long v;
 
-	if (!strncmp(line, "exit ", 5)) {
+	if (!strcmp(line, "home")) {
+		if (got_len == HOME_FDS)
+			go_home();
+	} else if (!strncmp(line, "exit ", 5)) {
 		v = parse_num(line + 5, 0, 255);
 		if (v >= 0)
 			_exit((int)v);
@@ -285,13 +346,55 @@ static void command(const char *line)
 	/* Anything else is not ours: ignored. */
 }
 
+/* Keeps the descriptors that came with a message (all or none). */
+static void take_fds(struct msghdr *mh)
+{
+	struct cmsghdr *c;
+	int extra = (mh->msg_flags & MSG_CTRUNC) != 0;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t i, n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got_len < HOME_FDS) {
+				got_fds[got_len++] = fd;
+			} else {
+				close(fd);
+				extra = 1;
+			}
+		}
+	}
+	/* More than "home" takes (or some cut off): none is taken. */
+	if (extra)
+		drop_fds();
+}
+
 /* Reads what the agent sent; -1 when the connection is to be dropped. */
 static int read_agent(int fd)
 {
 	char buf[256];
+	union {
+		char b[CMSG_SPACE(sizeof(int) * HOME_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh;
 	ssize_t n, i;
 
-	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.b;
+	mh.msg_controllen = sizeof(ctl.b);
+	n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n > 0)
+		take_fds(&mh);
 	if (n == 0)
 		return -1;
 	if (n < 0)
@@ -312,6 +415,7 @@ static int read_agent(int fd)
 			in_buf[in_len++] = c;
 		}
 	}
+	drop_fds();
 	return 0;
 }
 
@@ -348,6 +452,13 @@ static int flush(int fd)
 		if (out.off == out.len) {
 			out.len = 0;
 			out.off = 0;
+			if (home_err) {
+				out.sig = 0;
+				out.len = (size_t)snprintf(out.buf, sizeof(out.buf),
+							   "home-failed %d\n", home_err);
+				home_err = 0;
+				continue;
+			}
 			if (!qlen)
 				return 0;
 			out.sig = pop();

@@ -32,7 +32,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { E, ErrnoError, O, pidfdOpen, POLL, pollMany } from "../../ffi/libc.ts";
+import { E, ErrnoError, errnoName, O, pidfdOpen, POLL, pollMany } from "../../ffi/libc.ts";
 import { closeFd, pipe2, readSome, writeSome } from "../../ffi/fds.ts";
 import {
   acceptNow,
@@ -44,6 +44,7 @@ import {
   peerCred,
   readableNow,
   sendSome,
+  sendWithFds,
   SOCK,
   socket,
 } from "../../ffi/socket.ts";
@@ -109,6 +110,8 @@ interface Deputy {
   ends: Waiter[];
   /** Waiting for its hello. */
   hellos: Waiter[];
+  /** Waiting for it to run the restore stub (`home`). */
+  homes: Waiter[];
 }
 
 /** What one slot of the poll stands for. */
@@ -193,7 +196,7 @@ export class DeputyLink {
         { cause: e },
       );
     }
-    this.deputies.set(pid, { pid, pidfd, ends: [], hellos: [], closes: [] });
+    this.deputies.set(pid, { pid, pidfd, ends: [], hellos: [], homes: [], closes: [] });
     this.wake();
   }
 
@@ -271,6 +274,57 @@ export class DeputyLink {
     d.closes.push(fd);
     if (d.conn?.hello) this.send(d.conn, `close ${fd}\n`);
     this.wake();
+  }
+
+  /**
+   * Tells deputy `pid` that its process comes home (deputy.c `home`): it
+   * gets `fds` (the grant, the spec, the restore stub; copies: these stay
+   * open here) and runs the stub in its own task. Resolves once it did:
+   * its connection closed (execveat closes it) while it lives on. The
+   * deputy is not watched any more then (its link is gone; the restore
+   * drives the process).
+   *
+   * @throws PpmError when it is not connected now, said it could not run
+   *   the stub (`home-failed`, it goes on as the deputy), ended, or did
+   *   not go within `timeoutMs`
+   */
+  home(pid: number, fds: readonly [number, number, number], timeoutMs = 10_000): Promise<void> {
+    let d: Deputy;
+    try {
+      d = this.known(pid);
+      const c = d.conn;
+      if (!c?.hello || c.out.length) {
+        throw new PpmError(
+          `the deputy of process ${pid} cannot be told to make way now`,
+          c?.hello ? "a line to it is still being sent" : "it is not connected",
+          "try again in a moment",
+          EXIT.BUSY,
+        );
+      }
+      if (
+        sendWithFds(c.fd, new TextEncoder().encode("home\n"), fds, MSG.NOSIGNAL | MSG.DONTWAIT) !==
+          5
+      ) {
+        throw new PpmError(
+          `the deputy of process ${pid} cannot be told to make way now`,
+          "its connection takes no more now",
+          "try again in a moment",
+          EXIT.BUSY,
+        );
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.wake();
+    return this.wait(d.homes, timeoutMs, () =>
+      new PpmError(
+        `the deputy of process ${pid} did not run the restore stub within ${timeoutMs / 1000} s`,
+        "it was told to (home) and neither did it nor said why not",
+        "see the agent's log; the process goes on where it runs",
+        EXIT.TIMEOUT,
+      )).then(() => {
+        if (this.deputies.get(pid) === d) this.forget(pid);
+      });
   }
 
   /**
@@ -467,6 +521,11 @@ export class DeputyLink {
       if (n === null) return;
       if (n === 0) {
         this.drop(c);
+        // Told to go home: execveat closed its connection, and the process lives on.
+        const d = this.deputies.get(c.pid);
+        if (d?.homes.length && !readableNow(d.pidfd)) {
+          for (const w of d.homes.splice(0)) w.resolve();
+        }
         return;
       }
       for (let i = 0; i < n && this.current(c); i++) {
@@ -513,6 +572,16 @@ export class DeputyLink {
     const m = /^signal ([1-9][0-9]?)$/.exec(text ?? "");
     if (m && Number(m[1]) <= 64) {
       this.events.onSignal?.(c.pid, Number(m[1]));
+      return;
+    }
+    const f = /^home-failed ([1-9][0-9]{0,3})$/.exec(text ?? "");
+    if (f && d.homes.length) {
+      const why = new PpmError(
+        `the deputy of process ${c.pid} could not run the restore stub`,
+        `execveat: ${errnoName(Number(f[1]))}`,
+        "it goes on as the deputy; see whether the stub is installed where its user may run it",
+      );
+      for (const w of d.homes.splice(0)) w.reject(why);
       return;
     }
     this.bad(c, text?.startsWith("hello ") ? "a second hello" : what);
@@ -572,5 +641,6 @@ export class DeputyLink {
     d.conn = undefined;
     for (const w of d.ends.splice(0)) ended ? w.resolve() : w.reject(why);
     for (const w of d.hellos.splice(0)) w.reject(why);
+    for (const w of d.homes.splice(0)) w.reject(why);
   }
 }

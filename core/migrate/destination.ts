@@ -20,6 +20,7 @@ import {
   checkPidFree,
 } from "../restore/compat.ts";
 import { checkOffer } from "./offer_check.ts";
+import type { StubFiles } from "../restore/launch.ts";
 import { isDeputyProcess } from "../deputy/record.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet, removeStaleDrops } from "../redirect/table.ts";
@@ -58,20 +59,25 @@ import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
  * A failure is logged: the process runs on, in the agent's cgroup.
  */
 async function ownScope(
-  pid: number,
+  pid: number | undefined,
   keeper: number | undefined,
   offer: Offer,
   log: (s: string) => void,
 ): Promise<void> {
-  if (!underSystemd()) return;
+  const pids = [pid, keeper].filter((p) => p !== undefined);
+  if (!underSystemd() || !pids.length) return;
   const tag = crypto.getRandomValues(new Uint8Array(3));
-  const unit = `ppm-${pid}-${[...tag].map((b) => b.toString(16).padStart(2, "0")).join("")}.scope`;
+  const unit = `ppm-${offer.pid}-${
+    [...tag].map((b) => b.toString(16).padStart(2, "0")).join("")
+  }.scope`;
   try {
-    await moveToScope(keeper ? [pid, keeper] : [pid], {
+    await moveToScope(pids, {
       unit,
-      description: `ppm: process ${pid} (${offer.comm}) from ${offer.from}`,
+      description: pid === undefined
+        ? `ppm: the relay keeper of process ${offer.pid} (${offer.comm}) from ${offer.from}`
+        : `ppm: process ${pid} (${offer.comm}) from ${offer.from}`,
     });
-    log(`process ${pid} from ${offer.from} runs in ${unit}`);
+    log(`process ${pid ?? `${offer.pid}'s relay keeper`} from ${offer.from} runs in ${unit}`);
   } catch (e) {
     log(
       `process ${pid} stays in the agent's cgroup (restarting the agent would end it): ${
@@ -134,7 +140,16 @@ export interface MigrateInOptions {
   network?: { nodeAddr: string };
   /** The offer, when the caller already read and checked it (`checkOffer`). */
   offer?: Offer;
+  /**
+   * For an offer whose PID a deputy holds here: how the process takes its
+   * deputy's place (core/agent/deputies.ts `homecoming`), or undefined
+   * when that deputy is not the process's own (refused then).
+   */
+  homecoming?: (pid: number, origin: Offer["origin"]) => HomeLaunch | undefined;
 }
+
+/** Makes the deputy run the restore stub (core/restore/restore.ts `into`). */
+export type HomeLaunch = (files: StubFiles) => Promise<void>;
 
 /** Serves one incoming migration on `channel`; returns the arrival, or undefined if none. */
 export async function migrateIn(
@@ -142,8 +157,9 @@ export async function migrateIn(
   opts: MigrateInOptions,
 ): Promise<Arrival | undefined> {
   const log = opts.log ?? (() => {});
-  const offer = await takeOffer(channel, opts, log);
-  if (!offer) return undefined;
+  const taken = await takeOffer(channel, opts, log);
+  if (!taken) return undefined;
+  const { offer, into } = taken;
   const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
   let arrival: Arrival | undefined;
   let staged: StagedPlan | undefined;
@@ -154,9 +170,9 @@ export async function migrateIn(
     relayStdio(loaded.img, offer.stdin);
     // The relay's ends open as the restore opens the process's own.
     const relayDone = relay.attach(channel);
-    const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone);
+    const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone, into);
     if (!held) return undefined;
-    arrival = await commitHere(channel, opts, offer, held, relay, relayDone);
+    arrival = await commitHere(channel, opts, offer, held, relay, relayDone, into !== undefined);
     return arrival;
   } finally {
     // The plan is gone already unless a step before the restore failed.
@@ -178,11 +194,12 @@ async function takeOffer(
   channel: MigrationChannel,
   opts: MigrateInOptions,
   log: (s: string) => void,
-): Promise<Offer | undefined> {
+): Promise<{ offer: Offer; into?: HomeLaunch } | undefined> {
   const offer = opts.offer ?? await readOffer(channel, opts.stepTimeoutMs ?? 120_000, log);
   if (!offer) return undefined;
+  let into: HomeLaunch | undefined;
   try {
-    await admitHere(offer, opts, log);
+    into = await admitHere(offer, opts, log);
   } catch (e) {
     const reason = e instanceof PpmError ? e.why : (e as Error).message;
     await channel.send({ op: "offer-reply", ok: false, reason });
@@ -190,8 +207,12 @@ async function takeOffer(
     return undefined;
   }
   await channel.send({ op: "offer-reply", ok: true });
-  log(`receiving process ${offer.pid} (${offer.comm}) from ${offer.from}`);
-  return offer;
+  log(
+    `receiving process ${offer.pid} (${offer.comm}) from ${offer.from}${
+      into ? ", coming home into its deputy" : ""
+    }`,
+  );
+  return { offer, into };
 }
 
 /** The next message as an offer; undefined when it is none (a malformed one is answered). */
@@ -212,12 +233,15 @@ async function readOffer(
   }
 }
 
-/** Throws a PpmError("refused", why) when this node cannot take the process of `offer`. */
+/**
+ * Throws a PpmError("refused", why) when this node cannot take the process
+ * of `offer`; for a process coming home into its deputy, returns how.
+ */
 async function admitHere(
   offer: Offer,
   opts: MigrateInOptions,
   log: (s: string) => void,
-): Promise<void> {
+): Promise<HomeLaunch | undefined> {
   const sockets = offer.sockets;
   if (sockets.length) {
     if (!opts.network) throw new PpmError("refused", "this node does not take sockets");
@@ -228,8 +252,8 @@ async function admitHere(
   }
   checkKernel(offer.kernel);
   await checkCpu(offer.cpuFlags);
-  checkNoDeputy(offer);
-  await checkPidFree(offer.pid);
+  const into = homeLaunch(offer, opts);
+  if (!into) await checkPidFree(offer.pid);
   for (const tid of offer.tids) await checkPidFree(tid, "TID");
   await checkFiles(offer.files);
   if (offer.cwd && !(await Deno.stat(offer.cwd).then((st) => st.isDirectory, () => false))) {
@@ -239,22 +263,24 @@ async function admitHere(
   // Built before anything is frozen at the source, never during the freeze.
   await ensureStub();
   await ensureKeeper().catch((e) => log(`no relay keeper: ${(e as Error).message}`));
+  return into;
 }
 
 /**
- * Refuses a process whose PID a deputy holds here: its own, when it comes
- * back to the node where it started and left a deputy (it would have to
- * take the deputy's place, which ppm does not do yet: docs/deputy.md).
+ * How a process whose PID a deputy holds here takes its place: its own
+ * deputy, when it comes back to the node where it started (docs/deputy.md,
+ * "Coming home"); any other process with that PID is refused.
  */
-function checkNoDeputy(offer: Offer): void {
-  if (!isDeputyProcess(offer.pid)) return;
+function homeLaunch(offer: Offer, opts: MigrateInOptions): HomeLaunch | undefined {
+  if (!isDeputyProcess(offer.pid)) return undefined;
+  const into = opts.homecoming?.(offer.pid, offer.origin);
+  if (into) return into;
   const own = offer.origin.pid === offer.pid;
   throw new PpmError(
     "refused",
     `PID ${offer.pid} is held here by a deputy${
-      own ? `, the one process ${offer.pid} left when it moved away from here` : ""
-    }: a process cannot come back to the node where its deputy stands in for it (docs/deputy.md); ` +
-      "move it to another node",
+      own ? " this agent does not know as the process's own" : " of another process"
+    } (docs/deputy.md)`,
   );
 }
 
@@ -298,6 +324,7 @@ async function restoreHeld(
   { img, staged }: { img: LoadedImage; staged: StagedPlan },
   relay: ArrivedRelay,
   relayDone: Promise<RelayEnd>,
+  into?: HomeLaunch,
 ): Promise<Held | undefined> {
   let rebuilt: RebuiltSocket[] = [];
   const locks = new RedirectSet();
@@ -324,6 +351,7 @@ async function restoreHeld(
       stderr: relay.fifos.stderr,
       sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       relays: true,
+      into,
     });
     relay.opened();
     const relayed = img.files.fds.filter((f) => f.kind === "relayed").sort((a, b) => a.fd - b.fd);
@@ -353,6 +381,7 @@ async function commitHere(
   { r, rebuilt, locks, sockets, relayed }: Held,
   relay: ArrivedRelay,
   relayDone: Promise<RelayEnd>,
+  home = false,
 ): Promise<Arrival | undefined> {
   const log = opts.log ?? (() => {});
   const answers = new RedirectSet();
@@ -380,7 +409,7 @@ async function commitHere(
     answers.keep();
     await channel.send({ op: "committed", ok: true }).catch(() => {});
     log(`process ${offer.pid} from ${offer.from} runs here`);
-    return await settleHere(r.pid, offer, relay, relayDone, commit, log);
+    return await settleHere(r.pid, offer, relay, relayDone, commit, log, home);
   } finally {
     if (!started) {
       for (const fd of r.relays?.values() ?? []) close(fd);
@@ -448,6 +477,7 @@ async function settleHere(
   relayDone: Promise<RelayEnd>,
   commit: Commit,
   log: (s: string) => void,
+  home: boolean,
 ): Promise<Arrival> {
   // Its relay's far ends are held beside it, in its scope: the agent may restart.
   const keeper = await startKeeper(pid, relay.fifos).catch((e) => {
@@ -456,7 +486,9 @@ async function settleHere(
   });
   const kid = keeper ? keeperId(keeper) : undefined;
   relay.keeper = kid;
-  await ownScope(pid, keeper, offer, log);
+  // Come home, it stays where its deputy was: in its parent's cgroup (a batch job's, say).
+  if (home) log(`process ${pid} came home: it is its parent's child again`);
+  await ownScope(home ? undefined : pid, keeper, offer, log);
   return {
     pid,
     from: offer.from,

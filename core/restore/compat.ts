@@ -174,9 +174,10 @@ export function checkFileIds(files: ExpectedFile[]): void {
 /** Throws a PpmError for the first reason the image cannot be restored here. */
 export async function checkCompatible(
   img: LoadedImage,
-  opts: { pid: number; xsaveSize: number; filesChecked?: boolean },
+  opts: { pid: number; xsaveSize: number; filesChecked?: boolean; pidHeld?: boolean },
 ): Promise<void> {
-  await checkPidFree(opts.pid);
+  // A process coming home takes the PID its deputy holds for it.
+  if (!opts.pidHeld) await checkPidFree(opts.pid);
   for (const t of img.threads?.others ?? []) await checkPidFree(t.tid, "TID");
   checkKernel(img.task.kernel);
   await checkCpu(img.task.cpuFlags);

@@ -56,6 +56,13 @@ export interface RestoreOptions extends StdioTargets {
    * any is refused.
    */
   relays?: boolean;
+  /**
+   * The process comes home into the task that holds its PID (its deputy):
+   * instead of a launched stub, this makes that task run the stub
+   * (`--into`, core/deputy/home.ts), and resolves once it did; the task
+   * is then attached to as a launched stub is.
+   */
+  into?: (stub: StubFiles) => Promise<void>;
 }
 
 /** Figures of one restore; times in µs. */
@@ -346,6 +353,7 @@ async function restoreStaged(
     pid,
     xsaveSize: img.cpu.xstate.length,
     filesChecked: opts.filesChecked,
+    pidHeld: opts.into !== undefined,
   });
   await createTargets(opts);
   const made = await makeFdPaths(img);
@@ -363,7 +371,8 @@ async function restoreStaged(
     }
     stub = await prepareStub(img, staged.dir, staged.path, base, opts);
     tPlan = performance.now();
-    await launchStub(pid, stub);
+    if (opts.into) await opts.into(stub);
+    else await launchStub(pid, stub);
     t = await attachStub(pid, stub);
   } catch (e) {
     removePaths(made);

@@ -15,12 +15,19 @@
  *   connection still works.
  * - A RST with exactly the expected sequence number still ends it: the
  *   entry starts closing and the connection is reset.
+ * - A grant (PPM_IOC_GRANT, for a process coming home into its deputy) is
+ *   taken by the task it names, running the program it names, as nobody:
+ *   root's rights then. Refused (EPERM) to another task, a traced one, one
+ *   with a seccomp filter, with no_new_privs, sharing its filesystem
+ *   context, running another program, or running one its user can read
+ *   (dumpable).
  *
  * The moved process holds one connection and no listener (spoof_rst
- * server). The helpers are tests/programs/ioctl_probe.c and spoof_rst.c.
+ * server). The helpers are tests/programs/ioctl_probe.c, grant_probe.c and spoof_rst.c.
  */
 import { join } from "node:path";
 import { stateDir } from "../../core/paths.ts";
+import { ensureStub } from "../../core/restore/stub.ts";
 import { generateSecret } from "../../core/security/secret.ts";
 import { guestPath, netnsName } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
@@ -44,6 +51,7 @@ const PRIVILEGED = [
   "REDIRECT_DEL",
   "REDIRECT_LIST",
   "QUEUE_ACCEPT",
+  "GRANT",
 ];
 
 interface Entry {
@@ -137,6 +145,48 @@ Deno.test({
           for (const name of PRIVILEGED) assertEquals(r[name], "EPERM", `${what}: ${name}`);
         }
       });
+
+      await t.step(
+        "a grant is taken only by its task, running its program, unwatched",
+        async () => {
+          const stub = guestPath(await ensureStub());
+          await c.ok(1, [
+            "sh",
+            "-c",
+            `mkdir -p -m 755 /tmp/bin && install -m 711 ${stub} /tmp/bin/stub711 && ` +
+            `install -m 711 ${stub} /tmp/bin/other711 && install -m 755 ${stub} /tmp/bin/stub755`,
+          ]);
+          const probe = guestPath(progs.grant_probe);
+          const nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+          const run = async (mode: string, granted: string, cmd: string) => {
+            const out = await c.ok(1, ["sh", "-c", `${probe} ${mode} ${granted} ${cmd} 2>&1`]);
+            console.log(`  ${mode} ${granted} | ${cmd}: ${out.trim().split("\n").join(" / ")}`);
+            return out;
+          };
+          // Taken: the stub then reads /dev/null as its spec, as root, and refuses it.
+          const taken = /cannot read the spec passed by the agent[\s\S]*exit 2/;
+          const refused = /grant was refused: Operation not permitted[\s\S]*exit 4/;
+          assertMatch(
+            await run("plain", "/tmp/bin/stub711", `${nobody} /tmp/bin/stub711 --into 3 4`),
+            taken,
+          );
+          // Root's own process may read the stub (dumpable), and gains nothing.
+          assertMatch(await run("plain", "/tmp/bin/stub711", "/tmp/bin/stub711 --into 3 4"), taken);
+          for (
+            const [mode, granted, cmd] of [
+              ["other", "/tmp/bin/stub711", `${nobody} /tmp/bin/stub711 --into 3 4`],
+              ["traced", "/tmp/bin/stub711", `${nobody} /tmp/bin/stub711 --into 3 4`],
+              ["seccomp", "/tmp/bin/stub711", `${nobody} /tmp/bin/stub711 --into 3 4`],
+              ["sharefs", "/tmp/bin/stub711", `${nobody} /tmp/bin/stub711 --into 3 4`],
+              ["plain", "/tmp/bin/stub711", `${nobody} --no-new-privs /tmp/bin/stub711 --into 3 4`],
+              ["plain", "/tmp/bin/stub711", `${nobody} /tmp/bin/other711 --into 3 4`],
+              ["plain", "/tmp/bin/stub755", `${nobody} /tmp/bin/stub755 --into 3 4`],
+            ]
+          ) {
+            assertMatch(await run(mode, granted, cmd), refused, `${mode} ${granted} ${cmd}`);
+          }
+        },
+      );
 
       await started;
       for (const n of NODES) await agents.waitSeen(n, NODES);

@@ -6,7 +6,7 @@
  * argument gets a privileged caller past the permission check but changes
  * nothing: DUMP_* ask about pid 1 (not traced by the probe), RESTORE names
  * no plan (fd -1), REDIRECT_ADD an invalid entry (protocol 0), REDIRECT_DEL
- * id 0, REDIRECT_LIST no room, QUEUE_ACCEPT fds -1.
+ * id 0, REDIRECT_LIST no room, QUEUE_ACCEPT fds -1, GRANT pid 0.
  *
  * Uses descriptor FD when given (one a more privileged process opened),
  * else opens /dev/ppm itself; when that fails it prints
@@ -101,6 +101,7 @@ int main(int argc, char **argv)
 	struct ppm_redirect_del del;
 	struct ppm_redirect_list list;
 	struct ppm_queue_accept qa;
+	struct ppm_grant grant;
 	char line[64];
 	int fd, n, dev = AT_FDCWD;
 	const char *path = "/dev/ppm";
@@ -159,5 +160,9 @@ int main(int argc, char **argv)
 	qa.listen_fd = -1;
 	qa.sock_fd = -1;
 	probe(fd, "QUEUE_ACCEPT", PPM_IOC_QUEUE_ACCEPT, &qa);
+
+	memset(&grant, 0, sizeof(grant));
+	grant.exe_fd = -1;
+	probe(fd, "GRANT", PPM_IOC_GRANT, &grant);
 	return 0;
 }

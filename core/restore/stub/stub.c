@@ -18,6 +18,12 @@
  * has none), and each one's type, owner, mode (and size, mtime, inode
  * where the spec asks) must equal the image's.
  *
+ * `ppm-restore-stub --into GRANT_FD SPEC_FD` is run by a deputy whose
+ * process comes home (core/deputy/deputy.c): it already has the PID, parent
+ * and session, so there is no clone; it takes the agent's grant
+ * (kmod/grant.c) for root's rights, reads the spec from SPEC_FD and goes on
+ * as the child does.
+ *
  * `ppm-restore-stub --check SPEC` only reads the spec and prints its
  * records, one a line, names and paths in hex (tests use it).
  *
@@ -253,8 +259,8 @@ static int check_record(unsigned int i, struct rec *r, unsigned int *seen)
 	return 0;
 }
 
-/* Reads and checks the spec; 0 or -1 (with the reason on stderr). */
-static int read_spec(const char *path)
+/* Reads and checks the spec open as @fd (named @path); 0 or -1 (with the reason on stderr). */
+static int read_spec_fd(int fd, const char *path)
 {
 	static const char magic[8] = "PPMSPEC";
 	unsigned int seen[T_MAX] = { 0 };
@@ -262,7 +268,6 @@ static int read_spec(const char *path)
 	struct stat st;
 	size_t off, got = 0;
 	uint32_t count;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		fprintf(stderr, "ppm-restore-stub: cannot read the spec %s\n", path);
@@ -320,6 +325,12 @@ static int read_spec(const char *path)
 	if (off != got)
 		return bad_spec("bytes after the last record", nrecs, 0);
 	return 0;
+}
+
+/* Reads and checks the spec at @path; 0 or -1 (with the reason on stderr). */
+static int read_spec(const char *path)
+{
+	return read_spec_fd(open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), path);
 }
 
 /* Prints the records (--check). */
@@ -737,7 +748,7 @@ static void limits(void)
 		die(11, "setpriority");
 }
 
-static void child(void)
+static void __attribute__((noreturn)) child(void)
 {
 	const struct rec *r;
 	struct ppm_restore req;
@@ -780,13 +791,119 @@ static void child(void)
 	_exit(STUB_STEP + 21);
 }
 
-int main(int argc, char **argv)
+/* The PID the spec wants, its base and error file taken; 0 (with the reason on stderr) when bad. */
+static pid_t spec_basics(void)
 {
 	const struct rec *r;
+	pid_t want;
+
+	if (!find(T_PID) || !find(T_DEV) || !find(T_PLAN) || !find(T_BASE)) {
+		fprintf(stderr, "ppm-restore-stub: bad spec: no pid, base, dev or plan\n");
+		return 0;
+	}
+	want = s32_at(find(T_PID), 0);
+	base_fd = s32_at(find(T_BASE), 0);
+	if (want <= 0 || base_fd < 3 || base_fd > (1 << 30)) {
+		fprintf(stderr, "ppm-restore-stub: bad spec: pid %d, base %d\n", want, base_fd);
+		return 0;
+	}
+	r = find(T_ERROUT);
+	if (r) {
+		err_fd = open(r->str, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (err_fd < 0) {
+			fprintf(stderr, "ppm-restore-stub: %s: %s\n", r->str, strerror(errno));
+			return 0;
+		}
+	}
+	return want;
+}
+
+/* Writes @pid where the spec says (or to stdout); 0 or -1. */
+static int tell_pid(pid_t pid)
+{
+	const struct rec *r = find(T_PIDOUT);
+	int fd;
+
+	if (!r)
+		return printf("%d\n", pid) < 0 ? -1 : 0;
+	fd = open(r->str, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || dprintf(fd, "%d\n", pid) < 0 || close(fd))
+		return -1;
+	return 0;
+}
+
+/* A descriptor number from the command line, 3 up; -1 when it is not one. */
+static int fd_arg(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 3 || v > (1 << 20))
+		return -1;
+	return (int)v;
+}
+
+/* Closes every descriptor from 3 up but @a and @b. */
+static void close_all_but(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+
+	if (lo > 3)
+		syscall(SYS_close_range, 3, lo - 1, 0);
+	if (hi > lo + 1)
+		syscall(SYS_close_range, lo + 1, hi - 1, 0);
+	syscall(SYS_close_range, hi + 1, ~0U, 0);
+}
+
+/*
+ * `ppm-restore-stub --into GRANT_FD SPEC_FD`: a process coming home, run by
+ * its own deputy (core/deputy/deputy.c), which already has the image's PID,
+ * parent and session.  It takes the agent's grant (kmod/grant.c: it gives
+ * root's credentials to this task alone, running this program, which its
+ * users cannot read, so that the kernel keeps them from tracing it), reads
+ * the spec the agent opened for it, and becomes the process as a launched
+ * stub's child does.
+ */
+static int into(const char *grant_arg, const char *spec_arg)
+{
+	int grant = fd_arg(grant_arg), spec = fd_arg(spec_arg);
+	pid_t want;
+
+	if (grant < 0 || spec < 0 || grant == spec)
+		return STUB_BAD_SPEC;
+	/* Nothing of the deputy's but the standard streams may reach the process. */
+	close_all_but(grant, spec);
+	if (ioctl(grant, PPM_IOC_GRANT_TAKE, 0)) {
+		fprintf(stderr, "ppm-restore-stub: the agent's grant was refused: %s\n",
+			strerror(errno));
+		return STUB_NOT_PERMITTED;
+	}
+	close(grant);
+	if (read_spec_fd(spec, "passed by the agent"))
+		return STUB_BAD_SPEC;
+	close(spec);
+	want = spec_basics();
+	if (!want)
+		return STUB_BAD_SPEC;
+	if (want != getpid()) {
+		say("the spec is for PID %d, this is %d", want, getpid());
+		return STUB_BAD_SPEC;
+	}
+	if (tell_pid(want))
+		return STUB_CLONE_FAILED;
+	child();
+}
+
+int main(int argc, char **argv)
+{
 	struct clone_args args;
 	pid_t want, got;
 	int checking = argc == 3 && !strcmp(argv[1], "--check");
 
+	if (argc == 4 && !strcmp(argv[1], "--into"))
+		return into(argv[2], argv[3]);
 	if (argc != 2 && !checking)
 		return STUB_BAD_SPEC;
 	/* Nothing of ppm's but the standard streams may reach the process. */
@@ -798,24 +915,9 @@ int main(int argc, char **argv)
 		print_spec();
 		return STUB_OK;
 	}
-	if (!find(T_PID) || !find(T_DEV) || !find(T_PLAN) || !find(T_BASE)) {
-		fprintf(stderr, "ppm-restore-stub: bad spec: no pid, base, dev or plan\n");
+	want = spec_basics();
+	if (!want)
 		return STUB_BAD_SPEC;
-	}
-	want = s32_at(find(T_PID), 0);
-	base_fd = s32_at(find(T_BASE), 0);
-	if (want <= 0 || base_fd < 3 || base_fd > (1 << 30)) {
-		fprintf(stderr, "ppm-restore-stub: bad spec: pid %d, base %d\n", want, base_fd);
-		return STUB_BAD_SPEC;
-	}
-	r = find(T_ERROUT);
-	if (r) {
-		err_fd = open(r->str, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (err_fd < 0) {
-			fprintf(stderr, "ppm-restore-stub: %s: %s\n", r->str, strerror(errno));
-			return STUB_BAD_SPEC;
-		}
-	}
 
 	memset(&args, 0, sizeof(args));
 	/* The child becomes ppm's, with the launcher's exit signal (SIGCHLD). */
@@ -830,14 +932,5 @@ int main(int argc, char **argv)
 		return errno == EEXIST ? STUB_PID_TAKEN :
 		       errno == EPERM ? STUB_NOT_PERMITTED : STUB_CLONE_FAILED;
 	}
-	r = find(T_PIDOUT);
-	if (r) {
-		int fd = open(r->str, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-		if (fd < 0 || dprintf(fd, "%d\n", got) < 0 || close(fd))
-			return STUB_CLONE_FAILED;
-	} else {
-		printf("%d\n", got);
-	}
-	return STUB_OK;
+	return tell_pid(got) ? STUB_CLONE_FAILED : STUB_OK;
 }

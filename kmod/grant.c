@@ -87,17 +87,31 @@ static int ppm_grant_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-/* Whether current runs the program of @exe. */
+/*
+ * Whether current runs the program of @exe: the same file, by filesystem
+ * and inode number (a filesystem without an inode cache, 9p say, gives
+ * each open its own struct inode).
+ */
 static bool ppm_runs(const struct file *exe)
 {
+	const struct inode *want = file_inode(exe), *got;
 	struct file *f;
 	bool same;
 
 	rcu_read_lock();
 	f = rcu_dereference(current->mm->exe_file);
-	same = f && file_inode(f) == file_inode(exe);
+	got = f ? file_inode(f) : NULL;
+	same = got && got->i_sb == want->i_sb && got->i_ino == want->i_ino;
 	rcu_read_unlock();
 	return same;
+}
+
+/* Refuses a take for @why, and says so in the kernel log (rate limited). */
+static int ppm_refuse(const char *why)
+{
+	pr_info_ratelimited("grant refused to %s[%d]: %s\n", current->comm,
+			    task_tgid_nr(current), why);
+	return -EPERM;
 }
 
 /*
@@ -130,25 +144,25 @@ static int ppm_take_check(const struct ppm_grant_ctx *g)
 
 	lockdep_assert_held(&current->signal->cred_guard_mutex);
 	if (current->ptrace)
-		return -EPERM;
+		return ppm_refuse("it is traced");
 	if (!current->mm)
-		return -EPERM;
+		return ppm_refuse("it has no memory");
 	/* Dumpable: its owner could write its memory once it is root. */
 	if (get_dumpable(current->mm) == SUID_DUMP_USER && !ppm_has_all(g))
-		return -EPERM;
+		return ppm_refuse("it is dumpable (its user may read its program)");
 	if (!ppm_runs(g->exe))
-		return -EPERM;
+		return ppm_refuse("it runs another program than the grant names");
 #ifdef CONFIG_SECCOMP
 	if (current->seccomp.mode != SECCOMP_MODE_DISABLED)
-		return -EPERM;
+		return ppm_refuse("it is under seccomp");
 #endif
 	if (task_no_new_privs(current))
-		return -EPERM;
+		return ppm_refuse("it has no_new_privs");
 	spin_lock(&current->fs->lock);
 	shared = current->fs->users != 1;
 	spin_unlock(&current->fs->lock);
 	if (shared)
-		return -EPERM;
+		return ppm_refuse("it shares its filesystem context");
 	return 0;
 }
 
@@ -173,7 +187,7 @@ static long ppm_grant_take(struct ppm_grant_ctx *g)
 	long ret;
 
 	if (task_tgid(current) != g->pid || !thread_group_leader(current))
-		return -EPERM;
+		return ppm_refuse("the grant names another task");
 	if (!thread_group_empty(current))
 		return -EBUSY;
 	ret = mutex_lock_killable(&current->signal->cred_guard_mutex);

@@ -7,12 +7,10 @@
  * - in a second run, rank 1 (on node2, under hydra_pmi_proxy) moves to node3
  *   and leaves its deputy on node2 (the proxy waits for it); then it moves on
  *   to node1, its relays chained node1 → node3 → node2, its connections
- *   redirected from node2's address still;
+ *   redirected from node2's address still; then it comes home to node2,
+ *   into its deputy: the proxy's own child again, same PID, no deputy left;
  * - the job ends with exit 0, every tick and the `done` line the same as the
  *   uninterrupted run's.
- *
- * Not yet here (docs/mpi.md, "Known gaps"): the move back to node2, where
- * its deputy holds its PID.
  */
 import { join } from "node:path";
 import { ensurePackages } from "../../core/host/packages.ts";
@@ -102,8 +100,8 @@ Deno.test({
       });
 
       await t.step(
-        "rank 1 moves node2 → node3 (its deputy stays with the proxy on node2), then node3 → " +
-          "node1; the job ends with exit 0 and the reference result",
+        "rank 1 moves node2 → node3 (its deputy stays with the proxy on node2), node3 → node1, " +
+          "then home to node2 into its deputy; the job ends with exit 0 and the reference result",
         () =>
           agents.explain(NODES, async () => {
             assertEquals(reference.length, N + 1, "no reference run");
@@ -124,6 +122,10 @@ Deno.test({
                   await c.waitFor(1, `[ $(grep -c '^tick ' /tmp/mig.out) -ge ${want} ]`, 120);
                 };
 
+                const ppid = async () =>
+                  (await c.ok(2, ["sh", "-c", `awk '{ print $4 }' /proc/${pid}/stat`])).trim();
+                const parent = await ppid();
+                assertEquals(parent, String(job.proxies[1]), "rank 1's parent");
                 // node2 → node3: proxy 1 waits for it, so a deputy stands in on node2.
                 const first = await migrate(c, 2, pid, 3);
                 assertEquals(first.warnings, undefined, "a deputy should stand in");
@@ -143,14 +145,29 @@ Deno.test({
                 await c.waitFor(3, `! (${lives(pid, "ring")})`, 30);
                 await fiveMore();
 
+                // node1 → node2: home, into its deputy, which holds its PID under proxy 1.
+                await migrate(c, 1, pid, 2);
+                await c.waitFor(2, lives(pid, "ring"), 30);
+                await c.waitFor(1, `! (${lives(pid, "ring")})`, 30);
+                assertEquals(await ppid(), parent, "home, it is the proxy's child again");
+                const ps = JSON.parse(await c.ok(2, ["ppm", "ps", "--json"])) as {
+                  direction: string;
+                  current: { pid: number };
+                }[];
+                assertEquals(
+                  ps.filter((e) => e.current.pid === Number(pid)).map((e) => e.direction),
+                  ["arrived"],
+                  `node2's processes: ${JSON.stringify(ps)}`,
+                );
+                await fiveMore();
+
                 const { rc, out } = await endOf(nodes, job, JOB_S);
                 assertEquals(rc, "0", "the job's exit code");
                 assertEquals(resultLines(out), reference);
-                // It ended on node1, and the news went back to its deputy on node2.
+                // It ended at home, where its parent collected it.
                 await c.waitFor(
-                  1,
-                  `grep -Eq 'process ${pid} \\(ring\\) that arrived from node[0-9]+ ended: exit 0' ` +
-                    "/tmp/agent.log",
+                  2,
+                  `grep -Eq 'process ${pid} \\(ring\\) that arrived from node1 ended' /tmp/agent.log`,
                   60,
                 );
               } catch (e) {

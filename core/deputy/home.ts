@@ -26,7 +26,7 @@ import { PpmDevice } from "../../ffi/device.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { parseProcStatLine } from "../host/proc_stat.ts";
 import { stubError, type StubFiles } from "../restore/launch.ts";
-import type { DeputyLink } from "./link.ts";
+import { type DeputyLink, HomeEnded } from "./link.ts";
 
 /** How long a stub run by a deputy may take to take its grant and stop, ms. */
 export const STUB_READY_MS = 10_000;
@@ -72,6 +72,14 @@ export async function comeHome(pid: number, files: StubFiles, d: HomeDeps): Prom
     fds.push(open(files.spec, O.RDONLY | O.CLOEXEC));
     await d.link.home(pid, [fds[1], fds[2], fds[0]]);
   } catch (e) {
+    if (e instanceof HomeEnded) {
+      d.gone?.();
+      throw new PpmError(
+        "cannot restore",
+        `the restore stub its deputy ran ended: ${await stubError(files)}`,
+        "the deputy is gone (its parent saw it end); the process goes on where it runs",
+      );
+    }
     if (e instanceof PpmError) throw e;
     throw new PpmError(
       `process ${pid} cannot come home into its deputy`,

@@ -122,6 +122,21 @@ type Slot =
 
 const latin1 = new TextDecoder("latin1");
 
+/**
+ * A deputy told to go home ended before its link heard it go (the restore
+ * stub it ran ended at once, or it ended first): it is gone, and is not
+ * reported as killed ({@link DeputyEvents.onGone}).
+ */
+export class HomeEnded extends PpmError {
+  constructor(readonly pid: number) {
+    super(
+      `the deputy of process ${pid} ended as it went home`,
+      "the restore stub it ran ended, or it ended before it could run it",
+      "its parent saw it end; the process goes on where it runs",
+    );
+  }
+}
+
 /** The agent's listener for its deputies; see the module's text. */
 export class DeputyLink {
   private readonly deputies = new Map<number, Deputy>();
@@ -621,13 +636,16 @@ export class DeputyLink {
 
   private ended(d: Deputy): void {
     if (this.deputies.get(d.pid) !== d) return; // forgotten meanwhile
+    // Told to go home: it ran the restore stub (which ended), or ended before it could.
+    const homing = d.homes.length > 0;
+    for (const w of d.homes.splice(0)) w.reject(new HomeEnded(d.pid));
     const why = new PpmError(
       `the deputy of process ${d.pid} ended`,
       "it ended before it connected",
       "",
     );
     this.remove(d, true, why);
-    if (d.told === undefined) this.events.onGone?.(d.pid);
+    if (d.told === undefined && !homing) this.events.onGone?.(d.pid);
   }
 
   /**

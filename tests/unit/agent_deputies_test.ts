@@ -280,6 +280,10 @@ function fakeLink() {
     closeKept(pid, fd) {
       calls.push(`close ${pid} ${fd}`);
     },
+    home(pid) {
+      calls.push(`home ${pid}`);
+      return Promise.resolve();
+    },
   };
   return link;
 }
@@ -506,6 +510,43 @@ Deno.test("deputies: the news of an end and of a move, as the way back brings th
     const w2 = watchExit({ table }, other, 5, 5, undefined);
     other.end();
     assertEquals(await w2, false);
+  } finally {
+    await Deno.remove(s.dir, { recursive: true });
+  }
+});
+
+Deno.test("deputies: a process coming home takes only its own deputy's place, which is then forgotten", async () => {
+  const homes: { pid: number; stub: string }[] = [];
+  const s = await deputies({
+    homeStub: () => Promise.resolve("/var/lib/ppm-deputy/ppm-restore-stub"),
+    comeHome: (pid, _files, d) => {
+      homes.push({ pid, stub: d.stub });
+      d.gone?.();
+      return Promise.resolve();
+    },
+  });
+  const pid = Deno.pid;
+  const files = { binary: "b", spec: "s", pidOut: "p", errOut: "e" };
+  try {
+    await (await s.d.plan(pid)).become!(group);
+    s.d.departed(pid, "node2", "");
+    s.routes.hold(pid);
+    // Another origin node, another origin PID, a PID that is no deputy: not its deputy.
+    assertEquals(s.d.homecoming(pid, { node: "node2", pid }), undefined);
+    assertEquals(s.d.homecoming(pid, { node: "node1", pid: pid + 1 }), undefined);
+    assertEquals(s.d.homecoming(pid + 1, { node: "node1", pid: pid + 1 }), undefined);
+    const into = s.d.homecoming(pid, { node: "node1", pid });
+    assert(into, "its own deputy");
+    await into(files);
+    assertEquals(homes, [{ pid, stub: "/var/lib/ppm-deputy/ppm-restore-stub" }]);
+    assert(!s.d.has(pid), "the deputy is not forgotten");
+    assert(!s.routes.has(pid), "its signals still have a way");
+    assertEquals(s.d.rows(() => undefined), []);
+    // Without an installed stub, or once its process ended, nothing comes home.
+    const none = await deputies();
+    await (await none.d.plan(pid)).become!(group);
+    assertEquals(none.d.homecoming(pid, { node: "node1", pid }), undefined);
+    await Deno.remove(none.dir, { recursive: true });
   } finally {
     await Deno.remove(s.dir, { recursive: true });
   }

@@ -17,7 +17,7 @@ import { EXIT, PpmError } from "../../core/errors.ts";
 import { renderPs } from "../balance_text.ts";
 import { report } from "../output.ts";
 import { parseProgressMode, Progress, PROGRESS_HELP } from "../events.ts";
-import { parsePid, socketPath } from "./agent_socket.ts";
+import { parseCount, parsePid, socketPath } from "./agent_socket.ts";
 
 /** The agent commands. */
 export function agentCommands(): Command[] {
@@ -152,10 +152,24 @@ function migrateCommand() {
       "--copy-all",
       "send the pages of code and libraries too (the optimized total copy off, for comparison)",
     )
+    .option(
+      "--precopy-rounds <n>",
+      "rounds that copy the memory while the process runs, before the freeze (0: none; default 4)",
+    )
+    .option(
+      "--precopy-min-mib <mib>",
+      "pre-copy only processes with at least this much memory to send (default 32)",
+    )
     .option("--json", "print the figures (per-phase times in µs) as JSON")
     .option("--progress <mode>", PROGRESS_HELP)
     .action(async (rawPid, o) => {
       const pid = parsePid(rawPid);
+      const precopyRounds = o.precopyRounds === undefined
+        ? undefined
+        : parseCount(o.precopyRounds, "--precopy-rounds", 0, 16);
+      const precopyMinMiB = o.precopyMinMib === undefined
+        ? undefined
+        : parseCount(o.precopyMinMib, "--precopy-min-mib", 0, 1 << 30);
       const mode = parseProgressMode(o.progress);
       const { timeoutS, deadlineS } = migrateBounds(o);
       // A bar on a terminal only, and never with --json; NDJSON events for scripts.
@@ -171,6 +185,8 @@ function migrateCommand() {
           timeoutMs: timeoutS * 1000,
           deadlineMs: deadlineS === undefined ? undefined : deadlineS * 1000,
           copyAll: o.copyAll,
+          precopyRounds,
+          precopyMinBytes: precopyMinMiB === undefined ? undefined : precopyMinMiB * 2 ** 20,
         },
         answerWithinMs(timeoutS, deadlineS),
         (ev) => {

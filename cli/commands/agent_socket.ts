@@ -22,3 +22,15 @@ export function parsePid(raw: string): number {
   }
   return pid;
 }
+
+/**
+ * A whole number `flag` takes, in `min..max`; a PpmError (EXIT.USAGE)
+ * otherwise.
+ */
+export function parseCount(raw: string, flag: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new PpmError(`invalid ${flag}`, raw, `give a whole number in ${min}..${max}`, EXIT.USAGE);
+  }
+  return n;
+}

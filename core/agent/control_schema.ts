@@ -30,6 +30,12 @@ export const ControlRequestSchema = v.variant("op", [
     timeoutMs: v.optional(Ms),
     deadlineMs: v.optional(Ms),
     copyAll: v.optional(v.boolean()),
+    /** Pre-copy rounds before the freeze (0: none); absent: the defaults. */
+    precopyRounds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(16))),
+    /** Pre-copy only from this much memory, bytes; absent: the default (32 MiB). */
+    precopyMinBytes: v.optional(
+      v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
+    ),
   }),
   v.strictObject({
     op: v.literal("manage"),

@@ -189,6 +189,10 @@ async function migrate(d: OpsDeps, req: RequestOf<"migrate">, emit: Emit): Promi
       ? req.deadlineMs
       : undefined,
     copyAll: req.copyAll === true,
+    precopy: {
+      ...(req.precopyRounds !== undefined ? { rounds: req.precopyRounds } : {}),
+      ...(req.precopyMinBytes !== undefined ? { minBytes: req.precopyMinBytes } : {}),
+    },
     why: { kind: "manual", by: "ppm migrate" },
     onProgress: (p) => {
       if (p.sent - lastEmitted < 1 << 20) return;

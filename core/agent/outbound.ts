@@ -16,6 +16,7 @@ import { EXIT, PpmError } from "../errors.ts";
 import type { MigrationChannel } from "../transport/channel.ts";
 import {
   migrateOut,
+  type MigrateOutOptions,
   type MigratePhase,
   type MigrateProgress,
   type NetworkSide,
@@ -55,6 +56,8 @@ export interface MoveRequest {
   why: MoveReason;
   /** Send code and library pages too (the optimized total copy off; for comparison). */
   copyAll?: boolean;
+  /** Pre-copy settings that differ from the defaults (core/migrate/precopy.ts). */
+  precopy?: MigrateOutOptions["precopy"];
   /** Called as the image goes out. */
   onProgress?: (p: MigrateProgress) => void;
   /** Called as each step of the migration begins. */
@@ -232,6 +235,7 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
       stepTimeoutMs: req.timeoutMs,
       deadlineMs: req.deadlineMs,
       copyAll: req.copyAll,
+      precopy: req.precopy,
       network,
       log: (s) => d.log("info", s),
       onProgress: req.onProgress,

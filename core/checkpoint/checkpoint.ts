@@ -27,6 +27,7 @@ import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
 import { dumpPages, type PageStats } from "../dump/memory.ts";
+import type { PrecopyState } from "../dump/precopy_state.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { inspect } from "./inspect.ts";
 import { readCpu } from "./cpu.ts";
@@ -64,6 +65,12 @@ export interface CheckpointOptions {
    * optimized total copy off (kept to measure what the optimization saves).
    */
   copyAll?: boolean;
+  /**
+   * A migration after pre-copy rounds (core/dump/precopy.ts): the pages the
+   * destination holds unchanged are left out, and the image says which of
+   * those it holds must go (the PRECOPY record).
+   */
+  precopy?: PrecopyState;
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -201,7 +208,14 @@ export async function checkpoint(
       vmas,
       (r) => writer.writePages(r.start, r.data),
       opts.copyAll,
+      opts.precopy,
     );
+    if (opts.precopy) {
+      await writer.writeRecord(RECORD.PRECOPY, {
+        held: dumped.stats.reduce((n, st) => n + st.precopied, 0),
+        drops: opts.precopy.dropRuns(),
+      });
+    }
     tMem = performance.now();
     ok = true;
   } finally {
@@ -307,7 +321,7 @@ async function finishImage(
   chunks: Uint8Array[],
   sink: (chunk: Uint8Array) => Promise<void>,
 ): Promise<{ tId: number; summary: { bytes: number }; totals: PageStats }> {
-  const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+  const totals: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0, precopied: 0 };
   try {
     const mapped: FileIdentity[] = [];
     for (const p of dumped.mappedPaths) mapped.push(await fileIdentity(p));

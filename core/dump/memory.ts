@@ -7,7 +7,8 @@
  */
 import { PAGE_SIZE, processVmRead } from "../../ffi/libc.ts";
 import { readAhead } from "../host/ahead.ts";
-import { isZeroPage, pageNeeded, type VmaRecord } from "./vma.ts";
+import { isZeroPage, pageNeeded, PM, type VmaRecord } from "./vma.ts";
+import type { PrecopyState } from "./precopy_state.ts";
 
 /** Per-mapping page counts. */
 export interface PageStats {
@@ -19,6 +20,8 @@ export interface PageStats {
   zero: number;
   /** Pages never touched (no page table entry). */
   absent: number;
+  /** Pages left out because the destination holds them from a pre-copy round, unchanged since. */
+  precopied: number;
 }
 
 /** A run of pages to write: start address and the bytes. */
@@ -44,7 +47,7 @@ async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<
 }
 
 /** One chunk of a mapping whose pages were read: which of them must be carried, and the bytes. */
-interface ReadChunk {
+export interface ReadChunk {
   /** The mapping's counts. */
   st: PageStats;
   /** Address of the chunk's first page. */
@@ -63,9 +66,11 @@ async function* readChunks(
   vmas: VmaRecord[],
   stats: PageStats[],
   copyAll: boolean,
+  pre?: PrecopyState,
 ): AsyncGenerator<ReadChunk> {
+  const pageIndex = (addr: bigint) => Number(addr / BigInt(PAGE_SIZE));
   for (const v of vmas) {
-    const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0 };
+    const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0, precopied: 0 };
     stats.push(st);
     const npages = Number((v.end - v.start) / BigInt(PAGE_SIZE));
     if (v.kind === "vdso" || v.kind === "vvar" || v.kind === "vsyscall") continue;
@@ -80,6 +85,15 @@ async function* readChunks(
       for (let i = 0; i < count; i++) {
         const e = ev.getBigUint64(i * 8, true);
         const n = pageNeeded(v.kind, e, copyAll);
+        if (pre?.sent.has(pageIndex(base) + i)) {
+          // The destination holds it: not needed any more, it must go; unchanged, it stays.
+          if (!n) pre.drop(pageIndex(base) + i);
+          else if ((e & PM.SOFT_DIRTY) === 0n) {
+            st.precopied++;
+            need.push(false);
+            continue;
+          }
+        }
         need.push(n);
         if (n) any = true;
         else if (e === 0n) st.absent++;
@@ -95,8 +109,17 @@ async function* readChunks(
   }
 }
 
-/** Emits a chunk's runs of consecutive non-zero pages that must be carried; counts them. */
-async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<void>) {
+/**
+ * Emits a chunk's runs of consecutive non-zero pages that must be carried;
+ * counts them. With `pre`, a page the destination holds from a pre-copy
+ * round that holds only zeros now must go there, and one emitted is its
+ * newest copy.
+ */
+export async function emitRuns(
+  c: ReadChunk,
+  emit: (run: PageRun) => void | Promise<void>,
+  pre?: PrecopyState,
+) {
   let runStart = -1;
   const flush = async (end: number) => {
     if (runStart < 0) return;
@@ -107,11 +130,16 @@ async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<voi
     });
     runStart = -1;
   };
+  const first = Number(c.base / BigInt(PAGE_SIZE));
   for (let i = 0; i < c.need.length; i++) {
     const keep = c.need[i] && !isZeroPage(c.data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
-    if (c.need[i] && !keep) c.st.zero++;
+    if (c.need[i] && !keep) {
+      c.st.zero++;
+      pre?.drop(first + i);
+    }
     if (keep) {
       c.st.dumped++;
+      pre?.keep(first + i);
       if (runStart < 0) runStart = i;
     } else await flush(i);
   }
@@ -124,20 +152,23 @@ async function emitRuns(c: ReadChunk, emit: (run: PageRun) => void | Promise<voi
  * carries the resident pages of private file mappings too (see pageNeeded).
  * The next chunk is read (on a worker thread) while the runs of the current
  * one are emitted, so reading overlaps the checksum, the frame tags and the
- * sending.
+ * sending. With `pre` (a migration after pre-copy rounds), a page the
+ * destination holds and the process has not written since (soft-dirty
+ * clear) is left out, and what it holds that must go is noted there.
  */
 export async function dumpPages(
   pid: number,
   vmas: VmaRecord[],
   emit: (run: PageRun) => void | Promise<void>,
   copyAll = false,
+  pre?: PrecopyState,
 ): Promise<PageStats[]> {
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
   const stats: PageStats[] = [];
   try {
-    for await (const c of readAhead(readChunks(pid, pagemap, mem, vmas, stats, copyAll))) {
-      await emitRuns(c, emit);
+    for await (const c of readAhead(readChunks(pid, pagemap, mem, vmas, stats, copyAll, pre))) {
+      await emitRuns(c, emit, pre);
     }
   } finally {
     pagemap.close();

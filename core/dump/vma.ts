@@ -79,7 +79,13 @@ export function protOf(vmFlags: bigint): number {
 }
 
 /** pagemap entry bits. */
-export const PM = { PRESENT: 1n << 63n, SWAPPED: 1n << 62n, FILE: 1n << 61n } as const;
+export const PM = {
+  PRESENT: 1n << 63n,
+  SWAPPED: 1n << 62n,
+  FILE: 1n << 61n,
+  /** Written since the last `echo 4 > /proc/PID/clear_refs` (or in a mapping made since). */
+  SOFT_DIRTY: 1n << 55n,
+} as const;
 
 /**
  * Whether page `entry` of a mapping of `kind` must be in the image (before

@@ -57,6 +57,11 @@ export const RECORD = {
    * drop entries that hold their flows on the node until the restore.
    */
   NETWORK: 10,
+  /**
+   * After a migration's pre-copy rounds: how many pages the image leaves to
+   * what the destination holds, and which of those it must drop.
+   */
+  PRECOPY: 11,
   /** Raw page data (not msgpack): see {@link PAGES_HEADER_SIZE}. */
   PAGES: 16,
   /** The last record: a map with at least the `records` and `pages` counts. */

@@ -13,6 +13,7 @@ import { checkSockets, type SocketEntry } from "./sockets.ts";
 import { checkThreads, type ThreadsRecord } from "./threads.ts";
 import { checkTimers, type TimersRecord } from "./timers.ts";
 import { checkNetwork, type NetworkRecord } from "./network.ts";
+import { checkPrecopy, type PrecopyRecord } from "./precopy.ts";
 import { checkEpollTargets, checkFds, type FdEntry } from "./fds.ts";
 export type { ThreadEntry, ThreadSched, ThreadsRecord } from "./threads.ts";
 export type { FdEntry } from "./fds.ts";
@@ -212,6 +213,7 @@ export interface RecordValues {
   [RECORD.THREADS]: ThreadsRecord;
   [RECORD.TIMERS]: TimersRecord;
   [RECORD.NETWORK]: NetworkRecord;
+  [RECORD.PRECOPY]: PrecopyRecord;
 }
 
 /** A whole image, checked. */
@@ -239,6 +241,11 @@ export interface LoadedImage {
   threads?: ThreadsRecord;
   /** Timers (absent in images from before they were carried: then none are made). */
   timers?: TimersRecord;
+  /**
+   * A migration's image after pre-copy rounds: the pages it leaves to what
+   * the destination holds (core/restore/precopy_store.ts).
+   */
+  precopy?: PrecopyRecord;
   /** Page blocks, in image order; empty when they went to a {@link PageSink} instead. */
   pages: PageBlock[];
   /** END record extras. */
@@ -542,6 +549,7 @@ export async function loadImage(
     ? checkTimers(got.get(RECORD.TIMERS), task.pid, threads?.others.map((t) => t.tid) ?? [])
     : undefined;
   const network = got.has(RECORD.NETWORK) ? checkNetwork(got.get(RECORD.NETWORK)) : undefined;
+  const precopy = got.has(RECORD.PRECOPY) ? checkPrecopy(got.get(RECORD.PRECOPY)) : undefined;
   if (network && got.has(RECORD.SOCKETS)) {
     throw bad("NETWORK", "the image has a SOCKETS record too (a migration's sockets)");
   }
@@ -562,6 +570,7 @@ export async function loadImage(
     ...(threads ? { threads } : {}),
     ...(timers ? { timers } : {}),
     ...(network ? { network } : {}),
+    ...(precopy ? { precopy } : {}),
     pages,
     end: end ?? {},
     pageCount,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { close, O } from "../../ffi/libc.ts";
+import { close, O, PAGE_SIZE } from "../../ffi/libc.ts";
 import type { FdEntry, LoadedImage } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { PpmError } from "../errors.ts";
@@ -49,6 +49,7 @@ import {
 import { claimedOp } from "../untrusted.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
+import { PrecopyStore } from "../restore/precopy_store.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
 import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
@@ -163,10 +164,20 @@ export async function migrateIn(
   const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
   let arrival: Arrival | undefined;
   let staged: StagedPlan | undefined;
+  let pre: Precopied | undefined;
   try {
+    if (offer.precopy) pre = await takePrecopy(channel, offer);
     // The pages go into the restore plan as they arrive (restoreImage discards it).
-    const loaded = await loadStaged(withImageFaults(channel.streamSource(STREAM.IMAGE)));
+    const carried = new Set<number>();
+    const loaded = await loadStaged(
+      withImageFaults(channel.streamSource(STREAM.IMAGE)),
+      pre && ((b) => {
+        const first = Number(b.start / BigInt(PAGE_SIZE));
+        for (let i = 0; i < b.count; i++) carried.add(first + i);
+      }),
+    );
     staged = loaded.staged;
+    await addPrecopied(pre, loaded, carried, log);
     relayStdio(loaded.img, offer.stdin);
     // The relay's ends open as the restore opens the process's own.
     const relayDone = relay.attach(channel);
@@ -175,6 +186,7 @@ export async function migrateIn(
     arrival = await commitHere(channel, opts, offer, held, relay, relayDone, into !== undefined);
     return arrival;
   } finally {
+    await pre?.store.remove();
     // The plan is gone already unless a step before the restore failed.
     await staged?.discard();
     // The FIFOs stay while the relay runs (an agent that restarts opens them again).
@@ -185,7 +197,54 @@ export async function migrateIn(
   }
 }
 
+/** Pages held from pre-copy rounds beyond the offer's estimate (the process may grow): 1 GiB. */
+const PRECOPY_SLACK_PAGES = 262_144;
+
+/** The pre-copy rounds' pages being taken (core/restore/precopy_store.ts). */
+interface Precopied {
+  store: PrecopyStore;
+  /** Settles once the rounds' stream ended (rejects when it was malformed). */
+  taken: Promise<void>;
+}
+
+/** Starts taking the pre-copy rounds' stream, which comes before the image. */
+async function takePrecopy(channel: MigrationChannel, offer: Offer): Promise<Precopied> {
+  const store = await PrecopyStore.create(
+    Math.ceil(offer.estimatedBytes / PAGE_SIZE) * 2 + PRECOPY_SLACK_PAGES,
+  );
+  const taken = store.take(channel.streamSource(STREAM.PRECOPY));
+  taken.catch(() => {});
+  return { store, taken };
+}
+
 /**
+ * Adds to the plan the pages the image leaves to the pre-copy rounds;
+ * throws when it leaves some and there were none, or they were malformed.
+ */
+async function addPrecopied(
+  pre: Precopied | undefined,
+  { img, staged }: { img: LoadedImage; staged: StagedPlan },
+  carried: Set<number>,
+  log: (s: string) => void,
+): Promise<void> {
+  if (!img.precopy) return;
+  if (!pre) {
+    throw new PpmError(
+      "cannot restore",
+      "the image leaves pages to pre-copy rounds, and the offer announced none",
+      "",
+    );
+  }
+  await pre.taken;
+  const added = await pre.store.addTo(staged.writer, img, carried);
+  log(
+    `process ${img.task.pid}: ${added} pages from the pre-copy rounds (${pre.store.received} ` +
+      `received), ${carried.size} from the freeze`,
+  );
+}
+
+/**
+ * The offer (read here unless the caller did), checked, and this node/**
  * The offer (read here unless the caller did), checked, and this node
  * checked against it, then answered; undefined when it was refused or no
  * offer came.

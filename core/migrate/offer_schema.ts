@@ -101,4 +101,9 @@ export const OfferSchema = v.object({
    * anything is frozen.
    */
   expected: v.optional(list(ExpectedFileSchema, 65536)),
+  /**
+   * Pre-copy rounds come first, on stream 5 (core/migrate/precopy.ts); the
+   * image then leaves to them the pages the process did not write since.
+   */
+  precopy: v.optional(v.boolean()),
 });

@@ -15,6 +15,14 @@ import { newRelayToken } from "../relay/record.ts";
 import { FdRelay, FdRelaySet, fdStreams, relayRole } from "../relay/fds.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import {
+  precopy,
+  PRECOPY_DEFAULTS,
+  precopyChoice,
+  type PrecopyOutcome,
+  type PrecopySettings,
+} from "./precopy.ts";
+import type { RoundStats } from "../dump/precopy.ts";
 import { checkpoint, type CheckpointStats } from "../checkpoint/checkpoint.ts";
 import { checkReasons } from "../dump/check.ts";
 import { fileId, fileIdentity, readFds } from "../dump/files.ts";
@@ -56,8 +64,19 @@ export interface MigrateResult {
   restore: unknown;
   /** The deputy that stands in for the process here (its PID is the process's), when one does. */
   deputy?: { pid: number };
-  /** What did not go as it should, though the process moved (no deputy could be made). */
+  /**
+   * What did not go as it should, though the process moved (no deputy could
+   * be made, no dirty tracking for pre-copy).
+   */
   warnings?: string[];
+  /** The pre-copy rounds, when there were some. */
+  precopy?: {
+    rounds: RoundStats[];
+    bytes: number;
+    stopped: PrecopyOutcome["stopped"];
+    /** Pages the freeze left to them (unchanged since the last round). */
+    held: number;
+  };
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -264,6 +283,12 @@ export interface MigrateOutOptions {
   /** Send the pages of code and libraries too (the optimized total copy off; for comparison). */
   copyAll?: boolean;
   /**
+   * Pre-copy (core/migrate/precopy.ts): rounds that copy the memory while
+   * the process runs, so that the freeze sends only what it wrote since;
+   * unset fields take {@link PRECOPY_DEFAULTS}.
+   */
+  precopy?: Partial<PrecopySettings>;
+  /**
    * Leave a deputy here (core/deputy), decided before the freeze: once the
    * destination runs the process, the copy here becomes its deputy instead
    * of being killed. When that fails it is killed as without one, and the
@@ -387,8 +412,15 @@ interface Move {
   undo: (() => Promise<void>)[];
   /** From here on, the process may run at the destination. */
   commitSent: boolean;
-  /** When it started, the offer was accepted, and the image was sent (performance.now()). */
-  times: { t0: number; tOffer: number; tSent: number };
+  /** The pre-copy rounds, when there were some. */
+  pre?: PrecopyOutcome;
+  /** Warnings so far (the offer's). */
+  warnings: string[];
+  /**
+   * When it started, the offer was accepted, the freeze began (after the
+   * pre-copy rounds) and the image was sent (performance.now()).
+   */
+  times: { t0: number; tOffer: number; tFreeze: number; tSent: number };
 }
 
 /**
@@ -404,11 +436,14 @@ async function migrate(
 ): Promise<MigrateResult> {
   const t0 = performance.now();
   const bounds = stepBounds(opts, channel);
-  const offer = await offerProcess(pid, channel, opts, bounds);
+  const warnings: string[] = [];
+  const offer = await offerProcess(pid, channel, opts, bounds, warnings);
   const tOffer = performance.now();
+  const pre = offer.precopy ? await sendPrecopy(pid, channel, opts, bounds) : undefined;
+  const tFreeze = performance.now();
   // Keep the process's standard streams: its output keeps going where it went.
   const keep = keepStdio(pid, offer.stdin);
-  const sent = await freezeAndSend(pid, channel, opts, bounds, offer, keep);
+  const sent = await freezeAndSend(pid, channel, opts, bounds, offer, keep, pre);
   const m: Move = {
     pid,
     channel,
@@ -419,7 +454,9 @@ async function migrate(
     forwards: new RedirectSet(),
     undo: [],
     commitSent: false,
-    times: { t0, tOffer, tSent: performance.now() },
+    pre,
+    warnings,
+    times: { t0, tOffer, tFreeze, tSent: performance.now() },
   };
   try {
     const restored = await waitRestored(m, bounds);
@@ -439,6 +476,7 @@ async function offerProcess(
   channel: MigrationChannel,
   opts: MigrateOutOptions,
   bounds: StepBounds,
+  warnings: string[],
 ): Promise<Offer> {
   const reasons = [...await checkReasons(pid, { relay: true }), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
@@ -450,6 +488,9 @@ async function offerProcess(
     opts.moves ?? 0,
     opts.network?.nodeAddr,
   );
+  const pre = precopyChoice({ ...PRECOPY_DEFAULTS, ...opts.precopy }, offer.estimatedBytes);
+  if (pre.precopy) offer.precopy = true;
+  else if (pre.warning) warnings.push(pre.warning);
   await channel.send(offer);
   const reply = expectAnswer(
     await bounds.answer(),
@@ -470,6 +511,42 @@ async function offerProcess(
   return offer;
 }
 
+/**
+ * The pre-copy rounds (core/migrate/precopy.ts), their pages on
+ * STREAM.PRECOPY, which then ends; the process runs on throughout, and a
+ * failure leaves it running here.
+ */
+async function sendPrecopy(
+  pid: number,
+  channel: MigrationChannel,
+  opts: MigrateOutOptions,
+  { step, stepMax, pastDeadline }: StepBounds,
+): Promise<PrecopyOutcome> {
+  const sink = channel.streamSink(STREAM.PRECOPY);
+  try {
+    const out = await precopy(pid, { ...PRECOPY_DEFAULTS, ...opts.precopy }, async (c) => {
+      const bound = step();
+      await withTimeout(sink(c), bound, () => {
+        channel.close();
+        return bound < stepMax
+          ? pastDeadline()
+          : new Error(`the destination took no data for ${bound / 1000} s (link down?)`);
+      });
+    }, opts.copyAll);
+    await channel.endStream(STREAM.PRECOPY);
+    const r = out.rounds;
+    opts.log?.(
+      `process ${pid}: ${r.length} pre-copy rounds (${r.map((x) => x.dirty).join(", ")} pages; ` +
+        `${out.stopped})`,
+    );
+    return out;
+  } catch (e) {
+    throw e instanceof PpmError
+      ? e
+      : refuse(`the pre-copy rounds failed: ${(e as Error).message}`, "", EXIT.FAILURE, e);
+  }
+}
+
 /** Closes the kept copies of the process's standard streams. */
 function dropKept(keep: KeptStdio): void {
   for (const fd of Object.values(keep)) if (fd !== undefined) close(fd);
@@ -486,6 +563,7 @@ async function freezeAndSend(
   { step, stepMax, pastDeadline }: StepBounds,
   offer: Offer,
   keep: KeptStdio,
+  pre?: PrecopyOutcome,
 ): Promise<{ bytes: number; stats: CheckpointStats }> {
   let bytes = 0;
   const sink = channel.streamSink(STREAM.IMAGE);
@@ -505,6 +583,7 @@ async function freezeAndSend(
       hold: true,
       network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined,
       copyAll: opts.copyAll,
+      precopy: pre?.state,
     });
     return { bytes, stats };
   } catch (e) {
@@ -684,14 +763,27 @@ async function handOver(m: Move, newPid: number, restoreStats: unknown): Promise
     restore: restoreStats,
     timesUs: {
       offer: us(times.tOffer - times.t0),
-      frozen: us(tEnd - times.tOffer),
-      dumpAndSend: us(times.tSent - times.tOffer),
+      ...(m.pre ? { precopy: us(times.tFreeze - times.tOffer) } : {}),
+      frozen: us(tEnd - times.tFreeze),
+      dumpAndSend: us(times.tSent - times.tFreeze),
       restoreAndCommit: us(tEnd - times.tSent),
       total: us(tEnd - times.t0),
       ...(stood.deputy ? { deputy: us(deputyMs) } : {}),
     },
     ...(stood.deputy ? { deputy: stood.deputy } : {}),
-    ...(stood.warnings.length ? { warnings: stood.warnings } : {}),
+    ...(m.pre
+      ? {
+        precopy: {
+          rounds: m.pre.rounds,
+          bytes: m.pre.bytes,
+          stopped: m.pre.stopped,
+          held: ck.pages.precopied,
+        },
+      }
+      : {}),
+    ...([...m.warnings, ...stood.warnings].length
+      ? { warnings: [...m.warnings, ...stood.warnings] }
+      : {}),
   };
 }
 

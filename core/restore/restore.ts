@@ -288,6 +288,7 @@ export interface StagedPlan {
  */
 export async function loadStaged(
   source: AsyncIterable<Uint8Array>,
+  onBlock?: (block: { start: bigint; count: number }) => void,
 ): Promise<{ img: LoadedImage; staged: StagedPlan }> {
   const dir = await workDir();
   const path = join(dir, "plan");
@@ -301,7 +302,10 @@ export async function loadStaged(
   try {
     file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
     const writer = new PlanWriter(file);
-    const img = await loadImage(source, (block, vmas) => writer.addRun(block, vmas));
+    const img = await loadImage(source, (block, vmas) => {
+      onBlock?.(block);
+      return writer.addRun(block, vmas);
+    });
     return { img, staged: { dir, path, file, writer, discard } };
   } catch (e) {
     await discard();

@@ -8,7 +8,7 @@
  */
 
 /** Stream ids on a migration's connection: the image, then the relayed stdio. */
-export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3, STDIN: 4 } as const;
+export const STREAM = { IMAGE: 1, STDOUT: 2, STDERR: 3, STDIN: 4, PRECOPY: 5 } as const;
 
 /** The channel migration needs; core/transport's PeerConnection provides it. */
 export interface MigrationChannel {

@@ -1,0 +1,189 @@
+/**
+ * A migration's destination during pre-copy rounds (core/dump/precopy.ts):
+ * the pages the rounds send, kept in memory (a file under /dev/shm, one
+ * slot per page, a page sent again overwriting its slot) until the image
+ * comes; then the pages the image leaves to them (its PRECOPY record) are
+ * added to the restore plan: every page held, inside one of the image's
+ * mappings, that the image neither carries nor says to drop.
+ *
+ * The rounds' stream (STREAM.PRECOPY) is runs of pages: a 16-byte header
+ * (u64 address, u32 pages, u32 zero, little-endian) and the pages. Its
+ * bytes are authenticated by the connection; its values are still checked
+ * as any input: a run inside user space, 1..16384 pages, page-aligned, and
+ * no more pages held than the offer allows.
+ *
+ * @module
+ */
+import { PAGE_SIZE } from "../../ffi/libc.ts";
+import { ChunkReader } from "../image/chunks.ts";
+import { MAX_PAGES_PER_RECORD, PAGES_HEADER_SIZE } from "../image/format.ts";
+import type { LoadedImage } from "../image/schema.ts";
+import { PpmError } from "../errors.ts";
+import type { PlanWriter } from "./memory_plan.ts";
+
+/** User space ends at 2^47. */
+const TASK_SIZE = 1n << 47n;
+
+/** Mappings whose pages are never in a plan (the kernel's own). */
+const KERNEL_KINDS = ["vdso", "vvar", "vsyscall"];
+
+/** A malformed pre-copy stream. */
+function bad(why: string): PpmError {
+  return new PpmError("malformed pre-copy stream", why, "");
+}
+
+/** The pages of pre-copy rounds, held until the image comes. */
+export class PrecopyStore {
+  readonly #dir: string;
+  readonly #file: Deno.FsFile;
+  /** Slot (in pages) of each page held, by page index. */
+  readonly #slots = new Map<number, number>();
+  readonly #maxPages: number;
+  /** Pages received, sent again included. */
+  received = 0;
+
+  private constructor(dir: string, file: Deno.FsFile, maxPages: number) {
+    this.#dir = dir;
+    this.#file = file;
+    this.#maxPages = maxPages;
+  }
+
+  /** A new store in memory (/dev/shm, else the temporary directory) holding at most `maxPages`. */
+  static async create(maxPages: number): Promise<PrecopyStore> {
+    const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "ppm-precopy-" }).catch(() =>
+      Deno.makeTempDir({ prefix: "ppm-precopy-" })
+    );
+    const file = await Deno.open(`${dir}/pages`, {
+      read: true,
+      write: true,
+      createNew: true,
+      mode: 0o600,
+    });
+    return new PrecopyStore(dir, file, maxPages);
+  }
+
+  /** Pages held. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** Reads the rounds' stream to its end, holding its pages; throws when it is malformed. */
+  async take(source: AsyncIterable<Uint8Array>): Promise<void> {
+    const r = new ChunkReader(source);
+    for (;;) {
+      const h = await r.read(PAGES_HEADER_SIZE);
+      if (h.length === 0) return;
+      if (h.length < PAGES_HEADER_SIZE) throw bad("a run header is cut short");
+      const v = new DataView(h.buffer, h.byteOffset, h.byteLength);
+      const start = v.getBigUint64(0, true), count = v.getUint32(8, true);
+      if (v.getUint32(12, true) !== 0) throw bad("a run header's reserved field is not 0");
+      if (count < 1 || count > MAX_PAGES_PER_RECORD) {
+        throw bad(`a run of ${count} pages (1..${MAX_PAGES_PER_RECORD})`);
+      }
+      if (start % BigInt(PAGE_SIZE) !== 0n || start + BigInt(count * PAGE_SIZE) > TASK_SIZE) {
+        throw bad(`a run at 0x${start.toString(16)} of ${count} pages is outside user space`);
+      }
+      const data = await r.read(count * PAGE_SIZE);
+      if (data.length < count * PAGE_SIZE) throw bad("a run's pages are cut short");
+      await this.#put(Number(start / BigInt(PAGE_SIZE)), data);
+    }
+  }
+
+  async #put(first: number, data: Uint8Array): Promise<void> {
+    for (let i = 0; i < data.length / PAGE_SIZE; i++) {
+      let slot = this.#slots.get(first + i);
+      if (slot === undefined) {
+        if (this.#slots.size >= this.#maxPages) {
+          throw bad(`more than the ${this.#maxPages} pages the offer allows`);
+        }
+        slot = this.#slots.size;
+        this.#slots.set(first + i, slot);
+      }
+      await this.#file.seek(slot * PAGE_SIZE, Deno.SeekMode.Start);
+      const page = data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      for (let off = 0; off < page.length;) off += await this.#file.write(page.subarray(off));
+      this.received++;
+    }
+  }
+
+  /**
+   * Adds to `writer` the pages held that the image `img` leaves to them:
+   * inside one of its mappings, not among `carried` (page indices of the
+   * pages it carries), not among its drops. Returns how many. Throws when
+   * the image relies on more pages than that (`held` in its record).
+   */
+  async addTo(writer: PlanWriter, img: LoadedImage, carried: Set<number>): Promise<number> {
+    const rec = img.precopy;
+    if (!rec) return 0;
+    const dropped = (idx: number) => {
+      // Few runs, sorted: a binary search.
+      let lo = 0, hi = rec.drops.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const [f, n] = rec.drops[mid];
+        if (idx < f) hi = mid - 1;
+        else if (idx >= f + n) lo = mid + 1;
+        else return true;
+      }
+      return false;
+    };
+    const vmas = img.vmas.filter((v) => !KERNEL_KINDS.includes(v.kind))
+      .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const wanted = [...this.#slots.keys()].filter((idx) => !carried.has(idx) && !dropped(idx))
+      .sort((a, b) => a - b);
+    let added = 0;
+    let run: number[] = [];
+    const flush = async () => {
+      if (!run.length) return;
+      const data = new Uint8Array(run.length * PAGE_SIZE);
+      for (const [i, idx] of run.entries()) {
+        await this.#file.seek(this.#slots.get(idx)! * PAGE_SIZE, Deno.SeekMode.Start);
+        const page = data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        for (let off = 0; off < page.length;) {
+          const n = await this.#file.read(page.subarray(off));
+          if (!n) throw new Error("the pre-copy store is cut short");
+          off += n;
+        }
+      }
+      await writer.addRun(
+        { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length, data },
+        img.vmas,
+      );
+      added += run.length;
+      run = [];
+    };
+    let v = 0;
+    for (const idx of wanted) {
+      const addr = BigInt(idx) * BigInt(PAGE_SIZE);
+      while (v < vmas.length && vmas[v].end <= addr) v++;
+      // Outside every mapping now (unmapped since): left out.
+      if (v >= vmas.length || vmas[v].start > addr) continue;
+      const last = run.at(-1);
+      const sameVma = last !== undefined &&
+        BigInt(last) * BigInt(PAGE_SIZE) >= vmas[v].start;
+      if (
+        last !== undefined && (last + 1 !== idx || !sameVma || run.length >= MAX_PAGES_PER_RECORD)
+      ) {
+        await flush();
+      }
+      run.push(idx);
+    }
+    await flush();
+    if (added !== rec.held) {
+      throw new PpmError(
+        "cannot restore",
+        `the image leaves ${rec.held} pages to the pre-copy rounds, and this node holds ${added} of them`,
+        "migrate it again (without pre-copy: --precopy-rounds 0)",
+      );
+    }
+    return added;
+  }
+
+  /** Removes the store. */
+  async remove(): Promise<void> {
+    try {
+      this.#file.close();
+    } catch { /* closed */ }
+    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+  }
+}

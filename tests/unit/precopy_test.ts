@@ -1,0 +1,236 @@
+/**
+ * Pre-copy (issue 20) on this host, whose kernel may lack soft-dirty
+ * tracking (the guests' has it: tests/guest/migrate_test.ts moves a process
+ * that writes all the time with rounds):
+ *
+ * - what the destination holds (PrecopyState): kept, dropped, as runs;
+ * - the PRECOPY record, and hostile values of it;
+ * - the destination's store: the rounds' stream taken (a page sent again
+ *   replaces its bytes), hostile streams refused with the reason, and the
+ *   pages the image leaves to it added to the plan: inside its mappings,
+ *   neither carried nor dropped, in runs that never cross a mapping; an
+ *   image that relies on pages it does not hold is refused;
+ * - a first round on a real running process: its pages sent, and it runs
+ *   on; the choice to pre-copy (off, too small, no dirty tracking).
+ */
+import { PrecopyState } from "../../core/dump/precopy_state.ts";
+import { precopyRound, softDirtyWorks } from "../../core/dump/precopy.ts";
+import { checkPrecopy } from "../../core/image/precopy.ts";
+import type { LoadedImage } from "../../core/image/schema.ts";
+import { encodeRun, PRECOPY_DEFAULTS, precopyChoice } from "../../core/migrate/precopy.ts";
+import type { PlanWriter } from "../../core/restore/memory_plan.ts";
+import { PrecopyStore } from "../../core/restore/precopy_store.ts";
+import { PAGE_SIZE } from "../../ffi/libc.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "../support/assert.ts";
+import { PROGRAMS_OUT, startProgram, waitUntil } from "../support/fd_kinds.ts";
+import { buildProgram } from "../support/programs.ts";
+
+const P = BigInt(PAGE_SIZE);
+
+/** `n` pages, page i filled with byte `fill + i`. */
+function pages(n: number, fill: number): Uint8Array {
+  const d = new Uint8Array(n * PAGE_SIZE);
+  for (let i = 0; i < n; i++) d.fill((fill + i) & 0xff, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+  return d;
+}
+
+/** A stream of runs, cut into chunks of `cut` bytes. */
+async function* stream(runs: { start: bigint; data: Uint8Array }[], cut = 5000) {
+  const all = runs.flatMap((r) => encodeRun(r));
+  const bytes = new Uint8Array(all.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of all) {
+    bytes.set(c, off);
+    off += c.length;
+  }
+  for (let i = 0; i < bytes.length; i += cut) yield bytes.slice(i, i + cut);
+}
+
+async function* raw(b: Uint8Array) {
+  yield b;
+}
+
+/** A plan writer that notes the runs it is given. */
+function fakeWriter() {
+  const runs: { start: bigint; count: number; first: number }[] = [];
+  const w = {
+    addRun(block: { start: bigint; count: number; data: Uint8Array }) {
+      assertEquals(block.data.length, block.count * PAGE_SIZE);
+      runs.push({ start: block.start, count: block.count, first: block.data[0] });
+      return Promise.resolve();
+    },
+  } as unknown as PlanWriter;
+  return { w, runs };
+}
+
+Deno.test("precopy state: kept pages are held, dropped ones go, as sorted runs", () => {
+  const s = new PrecopyState();
+  for (const i of [10, 11, 12, 20, 5]) s.keep(i);
+  s.drop(11);
+  s.drop(12);
+  s.drop(5);
+  s.drop(99); // never sent: nothing to drop
+  s.keep(12); // sent again: held after all
+  assertEquals([...s.sent].sort((a, b) => a - b), [10, 12, 20]);
+  assertEquals(s.dropRuns(), [[5, 1], [11, 1]]);
+  s.keep(40);
+  s.drop(40);
+  s.keep(41);
+  s.drop(41);
+  assertEquals(s.dropRuns(), [[5, 1], [11, 1], [40, 2]]);
+});
+
+Deno.test("precopy record: checked, hostile values refused", () => {
+  assertEquals(checkPrecopy({ held: 3, drops: [[1, 2], [5, 1]] }), {
+    held: 3,
+    drops: [[1, 2], [5, 1]],
+  });
+  for (
+    const [v, why] of [
+      [null, /not a map/],
+      [{ held: -1, drops: [] }, /held/],
+      [{ held: 2 ** 36, drops: [] }, /held/],
+      [{ held: 0, drops: "x" }, /not a list/],
+      [{ held: 0, drops: [[1]] }, /not \[first page, count\]/],
+      [{ held: 0, drops: [[1, 0]] }, /count/],
+      [{ held: 0, drops: [[2 ** 35, 1]] }, /first/],
+      [{ held: 0, drops: [[2 ** 35 - 1, 2]] }, /count/],
+      [{ held: 0, drops: [[5, 2], [6, 1]] }, /not after/],
+      [{ held: 0, drops: [[5, 1], [1, 1]] }, /not after/],
+      [{ held: 0, drops: [["1", 1]] }, /first/],
+    ] as const
+  ) {
+    assertThrows(() => checkPrecopy(v), (e) => why.test((e as Error).message), JSON.stringify(v));
+  }
+});
+
+Deno.test("precopy store: runs taken (a page sent again replaces its bytes); the image's leftovers planned", async () => {
+  const store = await PrecopyStore.create(1000);
+  try {
+    const a = 0x10000n; // the anonymous mapping: pages 16..31
+    await store.take(stream([
+      { start: a, data: pages(8, 1) }, // 16..23
+      { start: a + 8n * P, data: pages(8, 9) }, // 24..31
+      { start: a + 2n * P, data: pages(2, 100) }, // 18, 19 again
+      { start: 0x40000n, data: pages(2, 50) }, // 64, 65: unmapped since
+    ]));
+    assertEquals(store.size, 18);
+    assertEquals(store.received, 20);
+    const img = {
+      vmas: [
+        { start: a, end: a + 16n * P, kind: "anon" },
+        { start: a + 16n * P, end: a + 18n * P, kind: "anon" }, // 32, 33: nothing held
+        { start: 0x7000_0000n, end: 0x7000_1000n, kind: "vdso" },
+      ],
+      precopy: { held: 12, drops: [[20, 2]] }, // 20, 21 zero now
+    } as unknown as LoadedImage;
+    // The freeze carried 24 and 25 (written since the last round).
+    const { w, runs } = fakeWriter();
+    const added = await store.addTo(w, img, new Set([24, 25]));
+    assertEquals(added, 12);
+    assertEquals(runs.map((r) => [Number(r.start / P), r.count, r.first]), [
+      [16, 4, 1], // 16, 17 from the first run, 18, 19 as sent again (100, 101)
+      [22, 2, 7],
+      [26, 6, 11],
+    ]);
+    // 18 holds the bytes sent last.
+    const again = await PrecopyStore.create(10);
+    try {
+      await again.take(stream([{ start: a, data: pages(1, 1) }, { start: a, data: pages(1, 7) }]));
+      const f = fakeWriter();
+      await again.addTo(f.w, {
+        vmas: [{ start: a, end: a + P, kind: "anon" }],
+        precopy: { held: 1, drops: [] },
+      } as unknown as LoadedImage, new Set());
+      assertEquals(f.runs[0].first, 7);
+    } finally {
+      await again.remove();
+    }
+    // An image relying on more than is held is refused.
+    const { w: w2 } = fakeWriter();
+    const e = await store.addTo(
+      w2,
+      { ...img, precopy: { held: 13, drops: [[20, 2]] } } as LoadedImage,
+      new Set([24, 25]),
+    ).then(() => null, (x) => x);
+    assertMatch(String(e), /leaves 13 pages to the pre-copy rounds, and this node holds 12/);
+  } finally {
+    await store.remove();
+  }
+});
+
+Deno.test("precopy store: hostile streams are refused with the reason", async () => {
+  const header = (start: bigint, count: number, reserved = 0) => {
+    const h = new Uint8Array(16);
+    const v = new DataView(h.buffer);
+    v.setBigUint64(0, start, true);
+    v.setUint32(8, count, true);
+    v.setUint32(12, reserved, true);
+    return h;
+  };
+  const withData = (h: Uint8Array, n: number) => {
+    const b = new Uint8Array(h.length + n);
+    b.set(h);
+    return b;
+  };
+  for (
+    const [bytes, why] of [
+      [header(0x1000n, 1).subarray(0, 9), /header is cut short/],
+      [withData(header(0x1000n, 1, 7), PAGE_SIZE), /reserved/],
+      [withData(header(0x1000n, 0), 0), /run of 0 pages/],
+      [withData(header(0x1000n, 16385), 0), /run of 16385 pages/],
+      [withData(header(0x1001n, 1), PAGE_SIZE), /outside user space/],
+      [withData(header((1n << 47n) - P, 2), 2 * PAGE_SIZE), /outside user space/],
+      [withData(header(0xffff_ffff_ffff_f000n, 1), PAGE_SIZE), /outside user space/],
+      [withData(header(0x1000n, 2), PAGE_SIZE + 10), /cut short/],
+      [withData(header(0x1000n, 5), 5 * PAGE_SIZE), /more than the 4 pages/],
+    ] as const
+  ) {
+    const store = await PrecopyStore.create(4);
+    try {
+      const e = await store.take(raw(bytes)).then(() => null, (x) => x);
+      assert(e instanceof Error, `accepted: ${why}`);
+      assertMatch(e.message, why);
+    } finally {
+      await store.remove();
+    }
+  }
+});
+
+Deno.test("precopy: the choice, and a first round on a running process", async () => {
+  assertEquals(precopyChoice({ ...PRECOPY_DEFAULTS, rounds: 0 }, 1 << 30), { precopy: false });
+  assertEquals(precopyChoice(PRECOPY_DEFAULTS, 1 << 20), { precopy: false });
+  const big = precopyChoice(PRECOPY_DEFAULTS, 1 << 30);
+  if (softDirtyWorks()) assertEquals(big, { precopy: true });
+  else assertMatch((big as { warning: string }).warning, /dirty tracking/);
+
+  const bin = await buildProgram("bench_anon", PROGRAMS_OUT);
+  const r = await startProgram(bin, ["1000", "2"]);
+  try {
+    await waitUntil("a tick", () => r.out().includes("tick 1 "));
+    const state = new PrecopyState();
+    const got: { start: bigint; n: number }[] = [];
+    const st = await precopyRound(r.pid, state, (run) => {
+      got.push({ start: run.start, n: run.data.length / PAGE_SIZE });
+      return Promise.resolve();
+    });
+    const sent = got.reduce((n, x) => n + x.n, 0);
+    // Its 2 MiB (never zero) at least, each page once, and all of them held.
+    assert(sent >= 512, `${sent} pages sent`);
+    assertEquals(st.sent, sent);
+    assertEquals(state.sent.size, sent);
+    assert(st.dirty >= sent, `${st.dirty} chosen, ${sent} sent`);
+    // It runs on: more ticks come.
+    const ticks = (r.out().match(/^tick /gm) ?? []).length;
+    await waitUntil("it ticks on", () => (r.out().match(/^tick /gm) ?? []).length > ticks + 1);
+  } finally {
+    r.end();
+    await r.done();
+  }
+});

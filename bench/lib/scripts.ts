@@ -262,6 +262,7 @@ export function ppmMigrationSample(
     timesUs?: Times;
     checkpoint?: { timesUs?: Times; streamed?: boolean };
     restore?: unknown;
+    precopy?: { bytes?: number };
   };
   try {
     j = JSON.parse(json);
@@ -285,7 +286,11 @@ export function ppmMigrationSample(
     tool: at.tool,
     round: at.round,
     freezeMs: j.timesUs.frozen / 1000,
-    bytes: j.bytes,
+    // On the wire: the image, and what the pre-copy rounds sent before it.
+    bytes: j.bytes + (j.precopy?.bytes ?? 0),
+    ...(j.precopy?.bytes !== undefined
+      ? { precopyBytes: j.precopy.bytes, precopyMs: (j.timesUs.precopy ?? 0) / 1000 }
+      : {}),
     writtenBytes: at.writtenBytes,
     transferMs: write !== undefined && write > 0 ? write / 1000 : undefined,
     phasesMs: ppmPhases(j as { timesUs: Times }),

@@ -173,7 +173,8 @@ const MIB = 1024 * 1024;
 /** Transfer throughput of a sample in MiB/s, when it has bytes and a transfer time. */
 export function throughputMiBs(s: Sample): number | undefined {
   if (s.bytes === undefined || s.transferMs === undefined || s.transferMs <= 0) return undefined;
-  return s.bytes / MIB / (s.transferMs / 1000);
+  // Pre-copy rounds move their bytes before the freeze, in their own time.
+  return s.bytes / MIB / ((s.transferMs + (s.precopyMs ?? 0)) / 1000);
 }
 
 function values(samples: Sample[], f: (s: Sample) => number | undefined): number[] {

@@ -45,6 +45,12 @@ export interface Sample {
   writtenBytes?: number;
   /** Time the image spent on the wire, ms (for the throughput against the link). */
   transferMs?: number;
+  /**
+   * migrate, ppm: of `bytes`, those the pre-copy rounds sent while the process ran (before
+   * the freeze), and the rounds' time, ms.
+   */
+  precopyBytes?: number;
+  precopyMs?: number;
   /** TCP workloads: the longest time a peer received nothing, across the migration, ms. */
   stallMs?: number;
   /**

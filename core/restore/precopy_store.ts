@@ -90,7 +90,9 @@ export class PrecopyStore {
   }
 
   async #put(first: number, data: Uint8Array): Promise<void> {
-    for (let i = 0; i < data.length / PAGE_SIZE; i++) {
+    const count = data.length / PAGE_SIZE;
+    const slots: number[] = [];
+    for (let i = 0; i < count; i++) {
       let slot = this.#slots.get(first + i);
       if (slot === undefined) {
         if (this.#slots.size >= this.#maxPages) {
@@ -99,11 +101,18 @@ export class PrecopyStore {
         slot = this.#slots.size;
         this.#slots.set(first + i, slot);
       }
-      await this.#file.seek(slot * PAGE_SIZE, Deno.SeekMode.Start);
-      const page = data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      for (let off = 0; off < page.length;) off += await this.#file.write(page.subarray(off));
-      this.received++;
+      slots.push(slot);
     }
+    // Consecutive slots (new pages, or pages sent again in the order they were first) in one write.
+    for (let i = 0; i < count;) {
+      let n = 1;
+      while (i + n < count && slots[i + n] === slots[i] + n) n++;
+      await this.#file.seek(slots[i] * PAGE_SIZE, Deno.SeekMode.Start);
+      const part = data.subarray(i * PAGE_SIZE, (i + n) * PAGE_SIZE);
+      for (let off = 0; off < part.length;) off += await this.#file.write(part.subarray(off));
+      i += n;
+    }
+    this.received += count;
   }
 
   /**
@@ -136,14 +145,19 @@ export class PrecopyStore {
     const flush = async () => {
       if (!run.length) return;
       const data = new Uint8Array(run.length * PAGE_SIZE);
-      for (const [i, idx] of run.entries()) {
-        await this.#file.seek(this.#slots.get(idx)! * PAGE_SIZE, Deno.SeekMode.Start);
-        const page = data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-        for (let off = 0; off < page.length;) {
-          const n = await this.#file.read(page.subarray(off));
-          if (!n) throw new Error("the pre-copy store is cut short");
-          off += n;
+      // Pages sent together sit in consecutive slots: each stretch is one read.
+      for (let i = 0; i < run.length;) {
+        const slot = this.#slots.get(run[i])!;
+        let n = 1;
+        while (i + n < run.length && this.#slots.get(run[i + n]) === slot + n) n++;
+        await this.#file.seek(slot * PAGE_SIZE, Deno.SeekMode.Start);
+        const part = data.subarray(i * PAGE_SIZE, (i + n) * PAGE_SIZE);
+        for (let off = 0; off < part.length;) {
+          const got = await this.#file.read(part.subarray(off));
+          if (!got) throw new Error("the pre-copy store is cut short");
+          off += got;
         }
+        i += n;
       }
       await writer.addRun(
         { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length, data },

@@ -1,6 +1,6 @@
 /**
  * Descriptor system calls through Deno FFI, for carrying a process's
- * descriptors: fcntl, pipe2, tee, pread, write, kcmp and timerfd_gettime
+ * descriptors: fcntl, pipe2, tee, pread, pwrite, copy_file_range, write, kcmp and timerfd_gettime
  * on raw descriptors (ppm's own, or its copies of a process's taken with
  * pidfd_getfd, see libc.ts). All synchronous, on the calling thread; errno
  * is read right after each call. None of them may block: callers use them
@@ -15,6 +15,11 @@ const symbols = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   tee: { parameters: ["i32", "i32", "usize", "u32"], result: "isize" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  copy_file_range: {
+    parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
+    result: "isize",
+  },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
@@ -96,6 +101,37 @@ export function pread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number):
   const r = c().pread(fd, buf, BigInt(buf.length), BigInt(offset));
   if (r < 0n) throw new ErrnoError("pread", errno(), String(fd));
   return Number(r);
+}
+
+/** pwrite(2) of all of `buf` at `offset` (the file position stays); throws on failure. */
+export function pwriteAll(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): void {
+  for (let done = 0; done < buf.length;) {
+    const r = c().pwrite(fd, buf.subarray(done), BigInt(buf.length - done), BigInt(offset + done));
+    if (r <= 0n) throw new ErrnoError("pwrite", r < 0n ? errno() : 5, String(fd));
+    done += Number(r);
+  }
+}
+
+/**
+ * copy_file_range(2) of `len` bytes from `fdIn` at `offIn` to `fdOut` at
+ * `offOut`, all of them (the kernel copies; the file positions stay);
+ * throws on failure or a short source.
+ */
+export function copyRange(
+  fdIn: number,
+  offIn: number,
+  fdOut: number,
+  offOut: number,
+  len: number,
+): void {
+  const inOff = new BigInt64Array([BigInt(offIn)]);
+  const outOff = new BigInt64Array([BigInt(offOut)]);
+  const inB = new Uint8Array(inOff.buffer), outB = new Uint8Array(outOff.buffer);
+  for (let left = len; left > 0;) {
+    const r = c().copy_file_range(fdIn, inB, fdOut, outB, BigInt(left), 0);
+    if (r <= 0n) throw new ErrnoError("copy_file_range", r < 0n ? errno() : 5, String(fdIn));
+    left -= Number(r);
+  }
 }
 
 /** read(2) into `buf`; bytes read, or null for EAGAIN; throws {@link ErrnoError} otherwise. */

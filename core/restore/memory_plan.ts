@@ -6,6 +6,8 @@
  * @module
  */
 import { encode } from "../../ffi/struct.ts";
+import { close, O, open, PAGE_SIZE } from "../../ffi/libc.ts";
+import { copyRange, pwriteAll } from "../../ffi/fds.ts";
 import {
   PPM_ABI_VERSION,
   PPM_PLAN_MAGIC,
@@ -70,9 +72,15 @@ export class PlanWriter {
   /** The run being written: the next one starts when it is done, `finish` waits for it. */
   #pending: Promise<void> = Promise.resolve();
 
-  /** @param file the plan file, empty, opened for writing; the caller closes it */
-  constructor(file: Deno.FsFile) {
+  #path?: string;
+
+  /**
+   * @param file the plan file, empty, opened for writing; the caller closes it
+   * @param path its path, for {@link addRunFrom} (which copies in the kernel)
+   */
+  constructor(file: Deno.FsFile, path?: string) {
     this.#file = file;
+    this.#path = path;
   }
 
   /** Page runs written so far. */
@@ -106,6 +114,40 @@ export class PlanWriter {
     })();
     // Marked handled now; the next addRun or finish awaits it and throws its error.
     this.#pending.catch(() => {});
+  }
+
+  /**
+   * Appends one run whose pages lie in another file (`fd`, the pieces at
+   * byte offsets, in order): the kernel copies them (copy_file_range), so
+   * they never pass through this process. As {@link addRun} otherwise.
+   */
+  async addRunFrom(
+    block: { start: bigint; count: number },
+    from: { fd: number; parts: { offset: number; pages: number }[] },
+    vmas: { kind: string }[],
+  ): Promise<void> {
+    if (!this.#path) throw new Error("the plan's path is needed to copy runs into it");
+    await this.#pending;
+    if (this.#vmas < 0) {
+      this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
+      this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
+    }
+    const at = this.#end;
+    const head = encode(ppmPlanRun, { start: block.start, nr_pages: block.count });
+    this.#end += ppmPlanRun.size + block.count * PAGE_SIZE;
+    this.#runs++;
+    const out = open(this.#path, O.WRONLY | O.CLOEXEC);
+    try {
+      pwriteAll(out, head, at);
+      let off = at + head.length;
+      for (const p of from.parts) {
+        copyRange(from.fd, p.offset, out, off, p.pages * PAGE_SIZE);
+        off += p.pages * PAGE_SIZE;
+      }
+    } finally {
+      close(out);
+    }
+    await this.#file.seek(this.#end, Deno.SeekMode.Start);
   }
 
   /**

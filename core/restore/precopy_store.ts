@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { PAGE_SIZE } from "../../ffi/libc.ts";
+import { close, O, open, PAGE_SIZE } from "../../ffi/libc.ts";
 import { ChunkReader } from "../image/chunks.ts";
 import { MAX_PAGES_PER_RECORD, PAGES_HEADER_SIZE } from "../image/format.ts";
 import type { LoadedImage } from "../image/schema.ts";
@@ -35,6 +35,7 @@ function bad(why: string): PpmError {
 /** The pages of pre-copy rounds, held until the image comes. */
 export class PrecopyStore {
   readonly #dir: string;
+  readonly #path: string;
   readonly #file: Deno.FsFile;
   /** Slot (in pages) of each page held, by page index. */
   readonly #slots = new Map<number, number>();
@@ -44,6 +45,7 @@ export class PrecopyStore {
 
   private constructor(dir: string, file: Deno.FsFile, maxPages: number) {
     this.#dir = dir;
+    this.#path = `${dir}/pages`;
     this.#file = file;
     this.#maxPages = maxPages;
   }
@@ -142,47 +144,47 @@ export class PrecopyStore {
       .sort((a, b) => a - b);
     let added = 0;
     let run: number[] = [];
+    const src = open(this.#path, O.RDONLY | O.CLOEXEC);
     const flush = async () => {
       if (!run.length) return;
-      const data = new Uint8Array(run.length * PAGE_SIZE);
-      // Pages sent together sit in consecutive slots: each stretch is one read.
+      // Pages sent together sit in consecutive slots: each stretch is one piece of the copy.
+      const parts: { offset: number; pages: number }[] = [];
       for (let i = 0; i < run.length;) {
         const slot = this.#slots.get(run[i])!;
         let n = 1;
         while (i + n < run.length && this.#slots.get(run[i + n]) === slot + n) n++;
-        await this.#file.seek(slot * PAGE_SIZE, Deno.SeekMode.Start);
-        const part = data.subarray(i * PAGE_SIZE, (i + n) * PAGE_SIZE);
-        for (let off = 0; off < part.length;) {
-          const got = await this.#file.read(part.subarray(off));
-          if (!got) throw new Error("the pre-copy store is cut short");
-          off += got;
-        }
+        parts.push({ offset: slot * PAGE_SIZE, pages: n });
         i += n;
       }
-      await writer.addRun(
-        { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length, data },
+      await writer.addRunFrom(
+        { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length },
+        { fd: src, parts },
         img.vmas,
       );
       added += run.length;
       run = [];
     };
     let v = 0;
-    for (const idx of wanted) {
-      const addr = BigInt(idx) * BigInt(PAGE_SIZE);
-      while (v < vmas.length && vmas[v].end <= addr) v++;
-      // Outside every mapping now (unmapped since): left out.
-      if (v >= vmas.length || vmas[v].start > addr) continue;
-      const last = run.at(-1);
-      const sameVma = last !== undefined &&
-        BigInt(last) * BigInt(PAGE_SIZE) >= vmas[v].start;
-      if (
-        last !== undefined && (last + 1 !== idx || !sameVma || run.length >= MAX_PAGES_PER_RECORD)
-      ) {
-        await flush();
+    try {
+      for (const idx of wanted) {
+        const addr = BigInt(idx) * BigInt(PAGE_SIZE);
+        while (v < vmas.length && vmas[v].end <= addr) v++;
+        // Outside every mapping now (unmapped since): left out.
+        if (v >= vmas.length || vmas[v].start > addr) continue;
+        const last = run.at(-1);
+        const sameVma = last !== undefined &&
+          BigInt(last) * BigInt(PAGE_SIZE) >= vmas[v].start;
+        if (
+          last !== undefined && (last + 1 !== idx || !sameVma || run.length >= MAX_PAGES_PER_RECORD)
+        ) {
+          await flush();
+        }
+        run.push(idx);
       }
-      run.push(idx);
+      await flush();
+    } finally {
+      close(src);
     }
-    await flush();
     if (added !== rec.held) {
       throw new PpmError(
         "cannot restore",

@@ -301,7 +301,7 @@ export async function loadStaged(
   };
   try {
     file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
-    const writer = new PlanWriter(file);
+    const writer = new PlanWriter(file, path);
     const img = await loadImage(source, (block, vmas) => {
       onBlock?.(block);
       return writer.addRun(block, vmas);

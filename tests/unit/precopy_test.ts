@@ -21,6 +21,7 @@ import { encodeRun, PRECOPY_DEFAULTS, precopyChoice } from "../../core/migrate/p
 import type { PlanWriter } from "../../core/restore/memory_plan.ts";
 import { PrecopyStore } from "../../core/restore/precopy_store.ts";
 import { PAGE_SIZE } from "../../ffi/libc.ts";
+import { pread } from "../../ffi/fds.ts";
 import {
   assert,
   assertEquals,
@@ -56,13 +57,24 @@ async function* raw(b: Uint8Array) {
   yield b;
 }
 
-/** A plan writer that notes the runs it is given. */
+/** A plan writer that notes the runs it is given (each page's first byte, read from the store). */
 function fakeWriter() {
-  const runs: { start: bigint; count: number; first: number }[] = [];
+  const runs: { start: bigint; count: number; first: number; bytes: number[] }[] = [];
   const w = {
-    addRun(block: { start: bigint; count: number; data: Uint8Array }) {
-      assertEquals(block.data.length, block.count * PAGE_SIZE);
-      runs.push({ start: block.start, count: block.count, first: block.data[0] });
+    addRunFrom(
+      block: { start: bigint; count: number },
+      from: { fd: number; parts: { offset: number; pages: number }[] },
+    ) {
+      const bytes: number[] = [];
+      for (const p of from.parts) {
+        for (let i = 0; i < p.pages; i++) {
+          const b = new Uint8Array(1);
+          pread(from.fd, b, p.offset + i * PAGE_SIZE);
+          bytes.push(b[0]);
+        }
+      }
+      assertEquals(bytes.length, block.count);
+      runs.push({ start: block.start, count: block.count, first: bytes[0], bytes });
       return Promise.resolve();
     },
   } as unknown as PlanWriter;
@@ -135,10 +147,12 @@ Deno.test("precopy store: runs taken (a page sent again replaces its bytes); the
     const added = await store.addTo(w, img, new Set([24, 25]));
     assertEquals(added, 12);
     assertEquals(runs.map((r) => [Number(r.start / P), r.count, r.first]), [
-      [16, 4, 1], // 16, 17 from the first run, 18, 19 as sent again (100, 101)
+      [16, 4, 1],
       [22, 2, 7],
       [26, 6, 11],
     ]);
+    // 16, 17 from the first run, 18, 19 as sent again (100, 101).
+    assertEquals(runs[0].bytes, [1, 2, 100, 101]);
     // 18 holds the bytes sent last.
     const again = await PrecopyStore.create(10);
     try {

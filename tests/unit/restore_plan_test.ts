@@ -1,5 +1,6 @@
 /** From an image to the restore plan and the stub's spec; compatibility checks. */
 import { decode } from "../../ffi/struct.ts";
+import { close, O, open } from "../../ffi/libc.ts";
 import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/host/cpu.ts";
@@ -154,6 +155,41 @@ Deno.test("plan: runs written as they arrive, header last, give the same bytes a
     const e = await short.finish({ ...img, pages: [] }, 1000).then(() => undefined, (x) => x);
     f.close();
     assertMatch(String(e), /left room for 2 mappings, the image has 3/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("plan: runs copied in from another file (pre-copy) give the same bytes as written", async () => {
+  const img = image();
+  img.pages.push({ start: 0x7f0000000000n, count: 1, data: new Uint8Array(4096).fill(9) });
+  img.pageCount += 1;
+  const dir = await Deno.makeTempDir();
+  try {
+    const whole = `${dir}/whole`, copied = `${dir}/copied`, src = `${dir}/src`;
+    let f = await Deno.open(whole, { write: true, create: true });
+    const n = await new PlanWriter(f).finish(img, 1000);
+    f.close();
+    // The second run's page sits in another file, behind a page of something else.
+    const other = new Uint8Array(8192).fill(7);
+    other.set(img.pages[1].data, 4096);
+    await Deno.writeFile(src, other);
+    const fd = open(src, O.RDONLY | O.CLOEXEC);
+    f = await Deno.open(copied, { write: true, create: true });
+    try {
+      const w = new PlanWriter(f, copied);
+      await w.addRun(img.pages[0], img.vmas);
+      await w.addRunFrom({ start: img.pages[1].start, count: 1 }, {
+        fd,
+        parts: [{ offset: 4096, pages: 1 }],
+      }, img.vmas);
+      assertEquals(w.runs, 2);
+      assertEquals(await w.finish({ ...img, pages: [] }, 1000), n);
+    } finally {
+      f.close();
+      close(fd);
+    }
+    assertEquals(await Deno.readFile(copied), await Deno.readFile(whole));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

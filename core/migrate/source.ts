@@ -512,6 +512,28 @@ async function offerProcess(
 }
 
 /**
+ * A sink into `stream` whose every chunk must leave within the step's
+ * bound: a destination that takes nothing (a cut link) closes the channel
+ * and fails the migration, past the deadline with its own error.
+ */
+function boundedSink(
+  channel: MigrationChannel,
+  stream: number,
+  { step, stepMax, pastDeadline }: StepBounds,
+): (c: Uint8Array) => Promise<void> {
+  const sink = channel.streamSink(stream);
+  return async (c) => {
+    const bound = step();
+    await withTimeout(sink(c), bound, () => {
+      channel.close();
+      return bound < stepMax
+        ? pastDeadline()
+        : new Error(`the destination took no data for ${bound / 1000} s (link down?)`);
+    });
+  };
+}
+
+/**
  * The pre-copy rounds (core/migrate/precopy.ts), their pages on
  * STREAM.PRECOPY, which then ends; the process runs on throughout, and a
  * failure leaves it running here.
@@ -520,19 +542,11 @@ async function sendPrecopy(
   pid: number,
   channel: MigrationChannel,
   opts: MigrateOutOptions,
-  { step, stepMax, pastDeadline }: StepBounds,
+  bounds: StepBounds,
 ): Promise<PrecopyOutcome> {
-  const sink = channel.streamSink(STREAM.PRECOPY);
+  const send = boundedSink(channel, STREAM.PRECOPY, bounds);
   try {
-    const out = await precopy(pid, { ...PRECOPY_DEFAULTS, ...opts.precopy }, async (c) => {
-      const bound = step();
-      await withTimeout(sink(c), bound, () => {
-        channel.close();
-        return bound < stepMax
-          ? pastDeadline()
-          : new Error(`the destination took no data for ${bound / 1000} s (link down?)`);
-      });
-    }, opts.copyAll);
+    const out = await precopy(pid, { ...PRECOPY_DEFAULTS, ...opts.precopy }, send, opts.copyAll);
     await channel.endStream(STREAM.PRECOPY);
     const r = out.rounds;
     opts.log?.(
@@ -560,24 +574,18 @@ async function freezeAndSend(
   pid: number,
   channel: MigrationChannel,
   opts: MigrateOutOptions,
-  { step, stepMax, pastDeadline }: StepBounds,
+  bounds: StepBounds,
   offer: Offer,
   keep: KeptStdio,
   pre?: PrecopyOutcome,
 ): Promise<{ bytes: number; stats: CheckpointStats }> {
   let bytes = 0;
-  const sink = channel.streamSink(STREAM.IMAGE);
+  const send = boundedSink(channel, STREAM.IMAGE, bounds);
   opts.onPhase?.("dump");
   try {
     const stats = await checkpoint(pid, async (c) => {
       bytes += c.length;
-      const bound = step();
-      await withTimeout(sink(c), bound, () => {
-        channel.close();
-        return bound < stepMax
-          ? pastDeadline()
-          : new Error(`the destination took no data for ${bound / 1000} s (link down?)`);
-      });
+      await send(c);
       opts.onProgress?.({ sent: bytes, expected: offer.estimatedBytes });
     }, {
       hold: true,

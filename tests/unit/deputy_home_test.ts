@@ -80,6 +80,15 @@ async function within(child: Deno.ChildProcess, ms: number): Promise<Deno.Comman
   }
 }
 
+/** Closes the link, ends the deputy (by its PID, if it still runs) and removes the place. */
+async function tidy(link: { close(): Promise<void> } | undefined, pid: number, dir: string) {
+  await link?.close();
+  try {
+    kill(pid, 9);
+  } catch { /* ended */ }
+  await Deno.remove(dir, { recursive: true });
+}
+
 function fdCount(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
@@ -106,11 +115,7 @@ Deno.test({
       assertEquals((await within(d.child, 10_000)).code, 7);
     } finally {
       for (const fd of [r, w, notExe]) close(fd);
-      await link.close();
-      try {
-        kill(d.pid, 9);
-      } catch { /* ended */ }
-      await Deno.remove(p.dir, { recursive: true });
+      await tidy(link, d.pid, p.dir);
     }
   },
 });
@@ -151,11 +156,7 @@ Deno.test({
       assertMatch(d.err(), /the agent's grant was refused: Inappropriate ioctl/);
       assert(!link.isConnected(d.pid));
     } finally {
-      await link.close();
-      try {
-        kill(d.pid, 9);
-      } catch { /* ended */ }
-      await Deno.remove(p.dir, { recursive: true });
+      await tidy(link, d.pid, p.dir);
     }
   },
 });
@@ -197,10 +198,7 @@ Deno.test({
       for (const fd of [exe, r, w]) close(fd);
       if (conn >= 0) closeSocket(conn);
       closeSocket(l);
-      try {
-        kill(d.pid, 9);
-      } catch { /* ended */ }
-      await Deno.remove(p.dir, { recursive: true });
+      await tidy(undefined, d.pid, p.dir);
     }
   },
 });

@@ -20,6 +20,7 @@ import { type Discovery, startDiscovery } from "../discovery/service.ts";
 import { armedFaults } from "../fault.ts";
 import type { Offer, RelayResume, RelayResumed } from "../migrate/messages.ts";
 import { ensureDeputy, ensureHomeStub } from "../deputy/binary.ts";
+import { resolvePrecopyConfig } from "../migrate/precopy.ts";
 import { DeputyLink } from "../deputy/link.ts";
 import { startTicks } from "../host/proc_stat.ts";
 import type { PeerConnection } from "../transport/peer.ts";
@@ -252,6 +253,7 @@ function startMigrations(
     deputies,
     routes,
     log,
+    precopy: resolvePrecopyConfig(config.precopy),
   };
   const move = makeMover(mover);
   net.setMove(move);

@@ -24,6 +24,7 @@ import {
 import { asMessage, type MessageOf, type MovedMessage } from "../migrate/messages.ts";
 import { PeerRedirects } from "../redirect/peers.ts";
 import type { KeptRelay, RelayEnd } from "../relay/kept.ts";
+import type { PrecopySettings } from "../migrate/precopy.ts";
 import type { FdRelaySet } from "../relay/fds.ts";
 import type { StreamOffsets } from "../relay/replay.ts";
 import type { ParkedRelays } from "./relays.ts";
@@ -107,6 +108,8 @@ export interface MoverDeps {
   log: (level: string, s: string) => void;
   /** {@link EXIT_GRACE_MS}, shorter in tests. */
   exitGraceMs?: number;
+  /** The configuration's pre-copy settings (a request's own override them). */
+  precopy?: PrecopySettings;
 }
 
 /** The peer named `to` (name, hostname or address); throws a PpmError when unknown or stale. */
@@ -235,7 +238,7 @@ async function moveTo(d: MoverDeps, peer: PeerSnapshot, req: MoveRequest): Promi
       stepTimeoutMs: req.timeoutMs,
       deadlineMs: req.deadlineMs,
       copyAll: req.copyAll,
-      precopy: req.precopy,
+      precopy: { ...d.precopy, ...req.precopy },
       network,
       log: (s) => d.log("info", s),
       onProgress: req.onProgress,

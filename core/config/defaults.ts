@@ -20,20 +20,21 @@ export const DEFAULT_CONFIG_PATH = "/etc/ppm/ppm.json";
 /** The environment variable naming the configuration file (like `--config`). */
 export const CONFIG_ENV = "PPM_CONFIG";
 
-/** The defaults of every setting but nodeName (the hostname) and balance (absent). */
-export const CONFIG_DEFAULTS: Readonly<Omit<PpmConfig, "nodeName" | "balance">> = Object.freeze({
-  group: "239.77.0.1",
-  port: 7377,
-  interface: null,
-  ttl: 1,
-  advertise: null,
-  secretFile: "/etc/ppm/secret",
-  migrationPort: 7378,
-  announceInterval: 1,
-  peerExpiry: 3,
-  logLevel: "info",
-  controlSocket: "/run/ppm/ppm.sock",
-});
+/** The defaults of every setting but nodeName (the hostname), balance and precopy (absent). */
+export const CONFIG_DEFAULTS: Readonly<Omit<PpmConfig, "nodeName" | "balance" | "precopy">> = Object
+  .freeze({
+    group: "239.77.0.1",
+    port: 7377,
+    interface: null,
+    ttl: 1,
+    advertise: null,
+    secretFile: "/etc/ppm/secret",
+    migrationPort: 7378,
+    announceInterval: 1,
+    peerExpiry: 3,
+    logLevel: "info",
+    controlSocket: "/run/ppm/ppm.sock",
+  });
 
 /** The help line of the log level setting (`ppm daemon --log-level`). */
 export const LOG_LEVEL_HELP = `${LOG_LEVELS.slice(0, -1).join(", ")} or ${

@@ -57,6 +57,8 @@ export const PpmConfigSchema = v.strictObject({
   controlSocket: val.socketPath.file,
   /** The balancing settings, as given (core/balance/settings.ts checks them); absent when not given. */
   balance: v.optional(val.object.file),
+  /** The pre-copy settings, as given (core/migrate/precopy.ts checks them); absent when not given. */
+  precopy: v.optional(val.object.file),
 });
 
 /** The node agent's configuration, resolved and checked. */
@@ -187,6 +189,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     name: "balance",
     value: val.object,
     help: "balancing settings (file only; see docs/balancing.md)",
+  },
+  {
+    name: "precopy",
+    value: val.object,
+    help: "pre-copy settings of migrations (file only; see docs/migration.md)",
   },
 ];
 

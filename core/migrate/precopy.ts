@@ -18,6 +18,7 @@ import type { PageRun } from "../dump/memory.ts";
 import { precopyRound, type RoundStats, softDirtyWorks } from "../dump/precopy.ts";
 import { PrecopyState } from "../dump/precopy_state.ts";
 import { PAGES_HEADER_SIZE } from "../image/format.ts";
+import { EXIT, PpmError } from "../errors.ts";
 
 /** When and how long to pre-copy. */
 export interface PrecopySettings {
@@ -35,6 +36,50 @@ export const PRECOPY_DEFAULTS: PrecopySettings = {
   minPages: 256,
   minBytes: 32 << 20,
 };
+
+/**
+ * The `precopy` object of the configuration file, checked: `rounds` (0..16),
+ * `minMiB` (pre-copy only processes with this much to send) and `stopMiB`
+ * (stop once a round found at most this much written since the last),
+ * each optional; anything else is refused with what to do.
+ */
+export function resolvePrecopyConfig(raw?: unknown): PrecopySettings {
+  if (raw === undefined || raw === null) return { ...PRECOPY_DEFAULTS };
+  const bad = (why: string) =>
+    new PpmError(
+      "invalid configuration",
+      `precopy: ${why}`,
+      "see docs/migration.md, Pre-copy",
+      EXIT.USAGE,
+    );
+  if (typeof raw !== "object" || Array.isArray(raw)) throw bad("not an object of names to values");
+  const o = raw as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!["rounds", "minMiB", "stopMiB"].includes(k)) {
+      throw bad(`no setting ${JSON.stringify(k)} (rounds, minMiB, stopMiB)`);
+    }
+  }
+  const num = (k: string, max: number, whole: boolean) => {
+    const v = o[k];
+    if (v === undefined) return undefined;
+    if (
+      typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > max ||
+      (whole && !Number.isInteger(v))
+    ) {
+      throw bad(
+        `${k} is ${JSON.stringify(v)}, not ${whole ? "a whole number" : "a number"} in 0..${max}`,
+      );
+    }
+    return v;
+  };
+  const rounds = num("rounds", 16, true), minMiB = num("minMiB", 1 << 20, false);
+  const stopMiB = num("stopMiB", 1 << 20, false);
+  return {
+    rounds: rounds ?? PRECOPY_DEFAULTS.rounds,
+    minBytes: minMiB === undefined ? PRECOPY_DEFAULTS.minBytes : Math.round(minMiB * 2 ** 20),
+    minPages: stopMiB === undefined ? PRECOPY_DEFAULTS.minPages : Math.round(stopMiB * 256),
+  };
+}
 
 /** A round found no progress when it has at least this share of the last round's pages. */
 const NO_PROGRESS = 0.8;

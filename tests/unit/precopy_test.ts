@@ -17,7 +17,12 @@ import { PrecopyState } from "../../core/dump/precopy_state.ts";
 import { precopyRound, softDirtyWorks } from "../../core/dump/precopy.ts";
 import { checkPrecopy } from "../../core/image/precopy.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
-import { encodeRun, PRECOPY_DEFAULTS, precopyChoice } from "../../core/migrate/precopy.ts";
+import {
+  encodeRun,
+  PRECOPY_DEFAULTS,
+  precopyChoice,
+  resolvePrecopyConfig,
+} from "../../core/migrate/precopy.ts";
 import type { PlanWriter } from "../../core/restore/memory_plan.ts";
 import { PrecopyStore } from "../../core/restore/precopy_store.ts";
 import { PAGE_SIZE } from "../../ffi/libc.ts";
@@ -246,5 +251,29 @@ Deno.test("precopy: the choice, and a first round on a running process", async (
   } finally {
     r.end();
     await r.done();
+  }
+});
+
+Deno.test("precopy config: the file's object checked, defaults for what it leaves out", () => {
+  assertEquals(resolvePrecopyConfig(undefined), PRECOPY_DEFAULTS);
+  assertEquals(resolvePrecopyConfig({ rounds: 0 }), { ...PRECOPY_DEFAULTS, rounds: 0 });
+  assertEquals(resolvePrecopyConfig({ rounds: 8, minMiB: 0.5, stopMiB: 4 }), {
+    rounds: 8,
+    minBytes: 512 * 1024,
+    minPages: 1024,
+  });
+  for (
+    const [v, why] of [
+      [[], /not an object/],
+      ["4", /not an object/],
+      [{ round: 4 }, /no setting "round"/],
+      [{ rounds: 17 }, /rounds is 17/],
+      [{ rounds: 1.5 }, /rounds is 1.5/],
+      [{ rounds: "4" }, /rounds is "4"/],
+      [{ minMiB: -1 }, /minMiB is -1/],
+      [{ stopMiB: null }, /stopMiB is null/],
+    ] as const
+  ) {
+    assertThrows(() => resolvePrecopyConfig(v), (e) => why.test((e as Error).message));
   }
 });

@@ -130,6 +130,8 @@ interface Moved {
   deputy?: { pid: number };
   /** What did not go as it should, though the process moved. */
   warnings?: string[];
+  /** The pre-copy rounds, when there were some. */
+  precopy?: { rounds: { dirty: number }[]; bytes: number; stopped: string; held: number };
 }
 
 /** `ppm migrate`: asks the agent to move a process, showing its progress. */
@@ -244,6 +246,13 @@ function renderMoved(pid: number, d: Moved): string {
     `frozen ${frozenMs.toFixed(0)} ms, ${(d.bytes / 1024).toFixed(0)} KiB sent at ${
       mibps.toFixed(1)
     } MiB/s` +
+    (d.precopy
+      ? `\nbefore the freeze, ${d.precopy.rounds.length} pre-copy rounds sent ${
+        (d.precopy.bytes / 2 ** 20).toFixed(1)
+      } MiB while it ran (${d.precopy.stopped}); the freeze left ${
+        (d.precopy.held * 4 / 1024).toFixed(1)
+      } MiB to them`
+      : "") +
     (d.deputy ? `\nits deputy stands in for it here as PID ${d.deputy.pid}` : "");
 }
 

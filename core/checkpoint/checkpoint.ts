@@ -27,6 +27,7 @@ import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
 import { dumpPages, type PageStats } from "../dump/memory.ts";
+import type { VmaRecord } from "../dump/vma.ts";
 import type { PrecopyState } from "../dump/precopy_state.ts";
 import type { FdEntry } from "../image/schema.ts";
 import { inspect } from "./inspect.ts";
@@ -203,19 +204,7 @@ export async function checkpoint(
     // After SIGNALS (reading them runs system calls in the process, see dumpFrozenTimers).
     await writer.writeRecord(RECORD.TIMERS, await dumpFrozenTimers(tracee, seen));
     dumped.fds = seen.fds;
-    dumped.stats = await dumpPages(
-      pid,
-      vmas,
-      (r) => writer.writePages(r.start, r.data),
-      opts.copyAll,
-      opts.precopy,
-    );
-    if (opts.precopy) {
-      await writer.writeRecord(RECORD.PRECOPY, {
-        held: dumped.stats.reduce((n, st) => n + st.precopied, 0),
-        drops: opts.precopy.dropRuns(),
-      });
-    }
+    await dumpMemory(run, vmas, dumped);
     tMem = performance.now();
     ok = true;
   } finally {
@@ -233,9 +222,53 @@ export async function checkpoint(
   }
   const tEnd = performance.now();
   return {
-    pid,
+    ...figures(run, dumped, summary.bytes, totals),
     streamed,
-    held: opts.hold ? tracee : undefined,
+    timesUs: {
+      freeze: us(tFrozen - t0),
+      dumpCpu: us(tCpu - tFrozen),
+      dumpMemory: us(tMem - tCpu),
+      frozen: us(tResumed - t0),
+      identity: us(tId - tResumed),
+      write: us(tEnd - tId),
+      total: us(tEnd - t0),
+    },
+  };
+}
+
+/**
+ * The pages, as dumpPages reads them; after pre-copy rounds, the PRECOPY
+ * record: how many pages the image leaves to them, which they hold that
+ * must go.
+ */
+async function dumpMemory(run: Run, vmas: VmaRecord[], dumped: Dumped): Promise<void> {
+  const { pid, opts, writer } = run;
+  dumped.stats = await dumpPages(
+    pid,
+    vmas,
+    (r) => writer.writePages(r.start, r.data),
+    opts.copyAll,
+    opts.precopy,
+  );
+  if (opts.precopy) {
+    await writer.writeRecord(RECORD.PRECOPY, {
+      held: dumped.stats.reduce((n, st) => n + st.precopied, 0),
+      drops: opts.precopy.dropRuns(),
+    });
+  }
+}
+
+/** A checkpoint's figures but its times: what it carried, and what the caller holds now. */
+function figures(
+  run: Run,
+  dumped: Dumped,
+  imageBytes: number,
+  totals: PageStats,
+): Omit<CheckpointStats, "timesUs" | "streamed"> {
+  const { opts } = run;
+  return {
+    pid: run.pid,
+    held: opts.hold ? run.tracee : undefined,
     relayed: opts.hold ? dumped.relayed : undefined,
     network: opts.hold ? run.net : undefined,
     ...(opts.tcpEstablished && !opts.network
@@ -247,18 +280,9 @@ export async function checkpoint(
       }
       : {}),
     leftRunning: !opts.kill,
-    imageBytes: summary.bytes,
+    imageBytes,
     pages: totals,
     memoryBytes: totals.dumped * PAGE_SIZE,
-    timesUs: {
-      freeze: us(tFrozen - t0),
-      dumpCpu: us(tCpu - tFrozen),
-      dumpMemory: us(tMem - tCpu),
-      frozen: us(tResumed - t0),
-      identity: us(tId - tResumed),
-      write: us(tEnd - tId),
-      total: us(tEnd - t0),
-    },
   };
 }
 

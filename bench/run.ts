@@ -17,12 +17,12 @@ import { cipherNote } from "./lib/cipher.ts";
 import { isRoot } from "../core/host/run.ts";
 import { PROJECT_ROOT, stateDir } from "../core/paths.ts";
 import { generateSecret } from "../core/security/secret.ts";
-import { down, up } from "../core/vcluster/cluster.ts";
+import { type ClusterState, down, up } from "../core/vcluster/cluster.ts";
 import { consoleTrouble } from "../core/vcluster/console.ts";
 import { guestPath } from "../core/vcluster/spec.ts";
 import { buildMpi } from "../tests/support/mpi_job.ts";
 import { buildPrograms } from "../tests/support/programs.ts";
-import { parseArgs, USAGE } from "./lib/args.ts";
+import { type BenchArgs, parseArgs, USAGE } from "./lib/args.ts";
 import { hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
 import { Guests } from "./lib/guest.ts";
 import { Measurer, WORK } from "./lib/measure.ts";
@@ -110,6 +110,176 @@ async function mpiRound(
   return out;
 }
 
+/** What the measurements collect, for the results. */
+interface Collected {
+  samples: Sample[];
+  link: BenchResults["link"];
+  failures: Failure[];
+  notes: string[];
+  guestKernel: string;
+  criuVersion: string;
+  cpus: number;
+}
+
+/** The programs the guests run, built, by their paths there. */
+async function guestPrograms(): Promise<Measurer["bin"]> {
+  const progs = await buildPrograms(join(stateDir(), "test-programs"));
+  for (const p of ["bench_anon", "bench_stream", "bench_net", "echo_server"]) {
+    if (!progs[p]) throw new Error(`tests/programs/${p}.c was not built`);
+  }
+  return {
+    bench_anon: guestPath(progs.bench_anon),
+    bench_stream: guestPath(progs.bench_stream),
+    bench_net: guestPath(progs.bench_net),
+    echo_server: guestPath(progs.echo_server),
+  };
+}
+
+/** Runs `fn` as one measurement: timed, its failure noted, a series given up after a streak. */
+function attempter(c: Collected): Attempt {
+  const streak = new Map<string, number>();
+  return async (kind, w, tool, round, fn) => {
+    const key = `${kind}/${w?.id ?? ""}/${tool}`;
+    if ((streak.get(key) ?? 0) >= GIVE_UP_AFTER) return;
+    const t0 = performance.now();
+    try {
+      await fn();
+      streak.set(key, 0);
+      log(`  ${key} round ${round}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    } catch (e) {
+      const n = (streak.get(key) ?? 0) + 1;
+      streak.set(key, n);
+      c.failures.push({ kind, workload: w?.id ?? "", tool, round, error: errorText(e) });
+      log(`  ${key} round ${round} FAILED: ${errorText(e).split("\n")[0]}`);
+      if (n === GIVE_UP_AFTER) {
+        c.notes.push(`${key} failed ${n} rounds in a row and was not tried again in this run`);
+      }
+    }
+  };
+}
+
+/** One round of every workload: each tool's migration, then (where there is one) local. */
+async function oneRound(
+  m: Measurer,
+  mpi: MpiBench | undefined,
+  workloads: Workload[],
+  round: number,
+  copyAll: boolean,
+  attempt: Attempt,
+  c: Collected,
+): Promise<void> {
+  await attempt("link", undefined, "", round, async () => {
+    c.link.push(await m.link(round));
+  });
+  for (const w of workloads) {
+    if (w.ranks && mpi) {
+      c.samples.push(...await mpiRound(mpi, w, round, attempt));
+      continue;
+    }
+    const tools: Tool[] = copyAll ? ["ppm", "ppm-copy-all", "criu"] : ["ppm", "criu"];
+    for (const tool of tools) {
+      await attempt("migrate", w, tool, round, async () => {
+        c.samples.push(
+          tool === "criu" ? await m.criuMigrate(w, round) : await m.ppmMigrate(w, tool, round),
+        );
+      });
+    }
+    if (!w.local) continue;
+    for (const tool of ["ppm", "criu"] as const) {
+      await attempt("local", w, tool, round, async () => {
+        c.samples.push(tool === "criu" ? await m.criuLocal(w, round) : await m.ppmLocal(w, round));
+      });
+    }
+  }
+}
+
+/** What a run measures, with what. */
+interface RunPlan {
+  args: BenchArgs;
+  workloads: Workload[];
+  nodes: number;
+  /** The agents' secret file. */
+  secret: string;
+  /** The guest programs, by their paths in the guests. */
+  bin: Measurer["bin"];
+  /** The MPI programs, when a workload is an MPI job. */
+  mpiProgs?: MpiPrograms;
+}
+
+/** Everything measured on the booted cluster `state`, into `c`. */
+async function measureAll(state: ClusterState, p: RunPlan, c: Collected): Promise<void> {
+  const { args, workloads, nodes, secret, bin, mpiProgs } = p;
+  c.guestKernel = state.kernel.release;
+  const g = new Guests(state);
+  await startAgents(g, nodes, secret);
+  c.criuVersion = (await g.ok(1, "criu --version")).trim().split("\n").join(", ");
+  c.cpus = Number((await g.ok(1, "nproc")).trim());
+  const help = await g.sh(1, "ppm migrate --help");
+  const copyAll = hasCopyAll(help.stdout + help.stderr);
+  if (!copyAll) {
+    c.notes.push(
+      "`ppm migrate --help` offers no --copy-all in this checkout: the ppm --copy-all series is skipped",
+    );
+  }
+  const m = new Measurer(g, bin, { log, linkMiB: args.quick ? 16 : 64 });
+  const mpi = mpiProgs && new MpiBench(g, m, mpiProgs, log);
+  const attempt = attempter(c);
+  await attempt("setup", undefined, "", -1, async () => {
+    const root = guestPath(PROJECT_ROOT);
+    const out = await g.ok(
+      1,
+      `cd ${root} && deno run -A --config deno.json bench/cipher_main.ts`,
+      300_000,
+    );
+    c.notes.push(cipherNote(JSON.parse(out.trim().split("\n").at(-1)!)));
+  });
+  for (let round = 0; round < args.rounds; round++) {
+    log(`round ${round + 1} of ${args.rounds}`);
+    await oneRound(m, mpi, workloads, round, copyAll, attempt, c);
+  }
+  if (mpi) c.notes.push(...mpi.notes());
+  for (const w of workloads.filter((x) => !x.local && !x.ranks)) {
+    c.notes.push(
+      `${w.id}: no local checkpoint + restore (ppm's image files hold no live connections by design)`,
+    );
+  }
+  for (let n = 1; n <= nodes; n++) {
+    await g.sh(n, `kill $(cat ${WORK}/agent.pid) 2>/dev/null; true`).catch(() => {});
+  }
+}
+
+/** Boots the cluster, measures, and takes it down (also on a stop or ^C); console trouble noted. */
+async function onCluster(p: RunPlan, c: Collected): Promise<void> {
+  const state = await up({ name: CLUSTER, nodes: p.nodes, kernel: "6.1", memory: GUEST_MEMORY }, {
+    progress: (s) => log(s),
+  });
+  // A stopped run (a test's time limit, ^C) takes its cluster down too.
+  const onSignal = () => {
+    log("stopped: taking the cluster down");
+    down(CLUSTER).catch(() => {}).finally(() => Deno.exit(130));
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    await measureAll(state, p, c);
+  } finally {
+    for (const n of state.nodes) {
+      const text = await Deno.readTextFile(n.console).catch(() => "");
+      const trouble = consoleTrouble(text);
+      if (trouble.length) {
+        c.failures.push({
+          kind: "setup",
+          workload: "",
+          tool: "",
+          round: -1,
+          error: `${n.name} console: ${trouble.join(" | ")} (log: ${n.console})`,
+        });
+      }
+    }
+    for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.removeSignalListener(sig, onSignal);
+    await down(CLUSTER).catch((e) => log(`could not stop the cluster: ${errorText(e)}`));
+  }
+}
+
 async function main(): Promise<number> {
   let args;
   try {
@@ -136,140 +306,25 @@ async function main(): Promise<number> {
     "the benchmark (the guests run the host's CRIU and nft)",
     log,
   );
-  const progs = await buildPrograms(join(stateDir(), "test-programs"));
-  for (const p of ["bench_anon", "bench_stream", "bench_net", "echo_server"]) {
-    if (!progs[p]) throw new Error(`tests/programs/${p}.c was not built`);
-  }
-  const bin = {
-    bench_anon: guestPath(progs.bench_anon),
-    bench_stream: guestPath(progs.bench_stream),
-    bench_net: guestPath(progs.bench_net),
-    echo_server: guestPath(progs.echo_server),
-  };
+  const bin = await guestPrograms();
   const mpiProgs = await mpiPrograms(workloads);
   const nodes = nodesFor(workloads);
   const secret = join(stateDir(), "bench-secret");
   await Deno.remove(secret).catch(() => {});
   await generateSecret(secret);
-
-  const samples: Sample[] = [];
-  const link: BenchResults["link"] = [];
-  const failures: Failure[] = [];
-  const notes: string[] = [];
+  const c: Collected = {
+    samples: [],
+    link: [],
+    failures: [],
+    notes: [],
+    guestKernel: "unknown",
+    criuVersion: "unknown",
+    cpus: 0,
+  };
   const machine = await hostFacts();
   const qemu = await qemuVersion();
   const ppm = await ppmFacts();
-  let guestKernel = "unknown";
-  let criuVersion = "unknown";
-  let cpus = 0;
-
-  const state = await up({ name: CLUSTER, nodes, kernel: "6.1", memory: GUEST_MEMORY }, {
-    progress: (s) => log(s),
-  });
-  // A stopped run (a test's time limit, ^C) takes its cluster down too.
-  const onSignal = () => {
-    log("stopped: taking the cluster down");
-    down(CLUSTER).catch(() => {}).finally(() => Deno.exit(130));
-  };
-  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, onSignal);
-  try {
-    guestKernel = state.kernel.release;
-    const g = new Guests(state);
-    await startAgents(g, nodes, secret);
-    criuVersion = (await g.ok(1, "criu --version")).trim().split("\n").join(", ");
-    cpus = Number((await g.ok(1, "nproc")).trim());
-    const help = await g.sh(1, "ppm migrate --help");
-    const copyAll = hasCopyAll(help.stdout + help.stderr);
-    if (!copyAll) {
-      notes.push(
-        "`ppm migrate --help` offers no --copy-all in this checkout: the ppm --copy-all series is skipped",
-      );
-    }
-    const m = new Measurer(g, bin, { log, linkMiB: args.quick ? 16 : 64 });
-    const mpi = mpiProgs && new MpiBench(g, m, mpiProgs, log);
-    const streak = new Map<string, number>();
-    const attempt: Attempt = async (kind, w, tool, round, fn) => {
-      const key = `${kind}/${w?.id ?? ""}/${tool}`;
-      if ((streak.get(key) ?? 0) >= GIVE_UP_AFTER) return;
-      const t0 = performance.now();
-      try {
-        await fn();
-        streak.set(key, 0);
-        log(`  ${key} round ${round}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-      } catch (e) {
-        const n = (streak.get(key) ?? 0) + 1;
-        streak.set(key, n);
-        failures.push({ kind, workload: w?.id ?? "", tool, round, error: errorText(e) });
-        log(`  ${key} round ${round} FAILED: ${errorText(e).split("\n")[0]}`);
-        if (n === GIVE_UP_AFTER) {
-          notes.push(`${key} failed ${n} rounds in a row and was not tried again in this run`);
-        }
-      }
-    };
-
-    await attempt("setup", undefined, "", -1, async () => {
-      const root = guestPath(PROJECT_ROOT);
-      const out = await g.ok(
-        1,
-        `cd ${root} && deno run -A --config deno.json bench/cipher_main.ts`,
-        300_000,
-      );
-      notes.push(cipherNote(JSON.parse(out.trim().split("\n").at(-1)!)));
-    });
-    for (let round = 0; round < args.rounds; round++) {
-      log(`round ${round + 1} of ${args.rounds}`);
-      await attempt("link", undefined, "", round, async () => {
-        link.push(await m.link(round));
-      });
-      for (const w of workloads) {
-        if (w.ranks && mpi) {
-          samples.push(...await mpiRound(mpi, w, round, attempt));
-          continue;
-        }
-        const tools: Tool[] = copyAll ? ["ppm", "ppm-copy-all", "criu"] : ["ppm", "criu"];
-        for (const tool of tools) {
-          await attempt("migrate", w, tool, round, async () => {
-            samples.push(
-              tool === "criu" ? await m.criuMigrate(w, round) : await m.ppmMigrate(w, tool, round),
-            );
-          });
-        }
-        if (!w.local) continue;
-        for (const tool of ["ppm", "criu"] as const) {
-          await attempt("local", w, tool, round, async () => {
-            samples.push(
-              tool === "criu" ? await m.criuLocal(w, round) : await m.ppmLocal(w, round),
-            );
-          });
-        }
-      }
-    }
-    if (mpi) notes.push(...mpi.notes());
-    for (const w of workloads.filter((x) => !x.local && !x.ranks)) {
-      notes.push(
-        `${w.id}: no local checkpoint + restore (ppm's image files hold no live connections by design)`,
-      );
-    }
-    for (let n = 1; n <= nodes; n++) {
-      await g.sh(n, `kill $(cat ${WORK}/agent.pid) 2>/dev/null; true`).catch(() => {});
-    }
-  } finally {
-    for (const n of state.nodes) {
-      const text = await Deno.readTextFile(n.console).catch(() => "");
-      const trouble = consoleTrouble(text);
-      if (trouble.length) {
-        failures.push({
-          kind: "setup",
-          workload: "",
-          tool: "",
-          round: -1,
-          error: `${n.name} console: ${trouble.join(" | ")} (log: ${n.console})`,
-        });
-      }
-    }
-    for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.removeSignalListener(sig, onSignal);
-    await down(CLUSTER).catch((e) => log(`could not stop the cluster: ${errorText(e)}`));
-  }
+  await onCluster({ args, workloads, nodes, secret, bin, mpiProgs }, c);
 
   const results: BenchResults = {
     schema: SCHEMA,
@@ -281,22 +336,27 @@ async function main(): Promise<number> {
     environment: {
       machine,
       guest: {
-        kernel: guestKernel,
+        kernel: c.guestKernel,
         qemu,
         accel: "TCG (software emulation, -cpu max)",
         nodes,
         memoryMiB: GUEST_MEMORY,
-        cpus,
+        cpus: c.cpus,
       },
       ppm,
-      criu: { version: criuVersion },
+      criu: { version: c.criuVersion },
       deno: Deno.version.deno,
     },
-    samples,
-    link,
-    failures,
-    notes,
+    samples: c.samples,
+    link: c.link,
+    failures: c.failures,
+    notes: c.notes,
   };
+  return await report(args, results);
+}
+
+/** Writes the run's files, prints the report (or the JSON), and checks them: 0, or 1 when bad. */
+async function report(args: BenchArgs, results: BenchResults): Promise<number> {
   const files = await writeRun(args.out, results);
   const problems = await validateRunFiles(files);
   console.log(args.json ? JSON.stringify(results, null, 2) : await Deno.readTextFile(files.md));

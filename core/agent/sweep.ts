@@ -23,16 +23,26 @@ export interface SweepDeps {
   upstream: Map<number, MigrationChannel>;
   /** Reads /proc/PID/stat; null when the process is gone. */
   stat: (pid: number) => Promise<ProcStatFields | null>;
-  /** Collects the exit of a child that ended; null when it is not this agent's child. */
-  reap: (pid: number) => { code?: number; signal?: number } | null;
+  /**
+   * Collects the exit of a child that ended; null when it is not this agent's
+   * child; "pending" while it has not finished ending (see {@link reapChild}).
+   */
+  reap: (pid: number) => { code?: number; signal?: number } | null | "pending";
   /** Logs a line. */
   log: (level: string, s: string) => void;
 }
 
-/** Collects a zombie child `pid` without blocking; null when it is not this process's child. */
-export function reapChild(pid: number): { code?: number; signal?: number } | null {
+/**
+ * Collects a zombie child `pid` without blocking; null when it is not this
+ * process's child. "pending" when it cannot be collected yet: a thread group
+ * leader shows as a zombie as soon as it exits, while its other threads are
+ * still ending (a killed process of many threads in a slow guest), and
+ * waitpid only reports it once the last one is gone.
+ */
+export function reapChild(pid: number): { code?: number; signal?: number } | null | "pending" {
   try {
     const [r, status] = waitpid(pid, WNOHANG);
+    if (r === 0) return "pending";
     return r === pid ? exitOf(decodeWaitStatus(status)) : null;
   } catch {
     return null; // ECHILD: someone else's child
@@ -49,7 +59,9 @@ export async function sweep(d: SweepDeps): Promise<void> {
     const reused = st && e.startTicks !== undefined && st.startTicks !== e.startTicks;
     if (st && !reused && st.state !== "Z" && st.state !== "X") continue;
     // Only a zombie is collected: a stopped, traced child must not be waited for here.
-    const status = st && !reused && e.direction === "arrived" ? d.reap(pid) : null;
+    const reaped = st && !reused && e.direction === "arrived" ? d.reap(pid) : null;
+    if (reaped === "pending") continue; // its threads are still ending: the next sweep collects it
+    const status = reaped;
     const node = d.table.node;
     d.table.ended(pid, { ...status, node, at: new Date().toISOString() });
     if (e.direction !== "arrived") {

@@ -214,7 +214,7 @@ Deno.test({
           );
           assert(pre.rounds.length >= 2, "one round only");
           assert(pre.rounds[0].sent >= 48 * 256, `the first round sent ${pre.rounds[0].sent}`);
-          assert(pre.held >= 40 * 256, `the freeze left only ${pre.held} pages to the rounds`);
+          assert(pre.held >= 32 * 256, `the freeze left only ${pre.held} pages to the rounds`);
           assert(dumped < 16 * 256, `the freeze sent ${dumped} pages`);
           await assertRunsOn(c, pid, "bench_anon", 2);
           // Each tick checks a stripe before it writes it anew; the end checks every word.

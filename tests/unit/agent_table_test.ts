@@ -186,3 +186,34 @@ Deno.test("agent sweep: an arrived process that ended is collected and its exit 
   assertEquals(t.running(50), undefined);
   assertEquals(t.managedHere().length, 0);
 });
+
+Deno.test("agent sweep: a zombie leader whose threads still end is collected by a later sweep", async () => {
+  const t = new ProcessTable("node2");
+  const at = new Date().toISOString();
+  t.arrived({
+    pid: 42,
+    from: "node1",
+    origin: { node: "node1", pid: 42 },
+    moves: 1,
+    at,
+    name: "go",
+  });
+  const sent: ExitMessage[] = [];
+  const conn = { send: (m: unknown) => (sent.push(m as ExitMessage), Promise.resolve()) };
+  const upstream = new Map([[42, conn as unknown as MigrationChannel]]);
+  const results: ({ signal: number } | "pending")[] = ["pending", { signal: 9 }];
+  const deps = {
+    table: t,
+    busy: new Set<number>(),
+    upstream,
+    stat: () => Promise.resolve(stat({ state: "Z" })),
+    reap: () => results.shift()!,
+    log: () => {},
+  };
+  await sweep(deps);
+  assert(t.running(42), "recorded as ended while its threads were still ending");
+  assertEquals(sent, []);
+  await sweep(deps);
+  assertEquals(t.running(42), undefined);
+  assertEquals(sent, [{ op: "exited", pid: 42, node: "node2", signal: 9 }]);
+});

@@ -31,7 +31,6 @@ import {
   assert,
   assertEquals,
   assertMatch,
-  assertRejects,
   assertThrows,
 } from "../support/assert.ts";
 import { PROGRAMS_OUT, startProgram, waitUntil } from "../support/fd_kinds.ts";

@@ -27,12 +27,7 @@ import type { PlanWriter } from "../../core/restore/memory_plan.ts";
 import { PrecopyStore } from "../../core/restore/precopy_store.ts";
 import { PAGE_SIZE } from "../../ffi/libc.ts";
 import { pread } from "../../ffi/fds.ts";
-import {
-  assert,
-  assertEquals,
-  assertMatch,
-  assertThrows,
-} from "../support/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 import { PROGRAMS_OUT, startProgram, waitUntil } from "../support/fd_kinds.ts";
 import { buildProgram } from "../support/programs.ts";
 

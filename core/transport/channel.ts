@@ -26,4 +26,6 @@ export interface MigrationChannel {
   close(): void;
   /** Settles once the connection is closed, by either side (when the channel can tell). */
   readonly closed?: Promise<void>;
+  /** The IP addresses of both ends, when it runs over TCP (the page stream uses them). */
+  readonly addrs?: { local: string; remote: string };
 }

@@ -20,7 +20,7 @@ import {
 import { withTimeout } from "./deadline.ts";
 import { FrameReader, FrameWriter } from "./frame.ts";
 import { NonceCache } from "./nonces.ts";
-import { PeerConnection, type PeerConnectionOptions } from "./peer.ts";
+import { PeerConnection, type PeerConnectionOptions, socketAddrs } from "./peer.ts";
 import { closeQuietly, type HalfOpen, HandshakeSlots } from "./slots.ts";
 
 /** Options of {@link connectPeer}. */
@@ -245,7 +245,7 @@ async function connectOnce(opts: ConnectOptions, ms: number): Promise<PeerConnec
     conn,
     reader,
     writer,
-    { node: opts.node, peer, remote: where },
+    { node: opts.node, peer, remote: where, addrs: socketAddrs(conn) },
     opts.connection,
   );
 }
@@ -396,6 +396,7 @@ async function serve(st: Listening, h: HalfOpen): Promise<void> {
     node: st.opts.node,
     peer,
     remote,
+    addrs: socketAddrs(conn),
   }, st.opts.connection);
   handOn(st.opts, pc);
 }

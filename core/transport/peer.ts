@@ -64,6 +64,24 @@ export interface PeerInfo {
   peer: string;
   /** The peer's address: "10.0.0.2:7790". */
   remote: string;
+  /** The IP addresses of both ends of the socket, when it is a TCP one. */
+  addrs?: SocketAddrs;
+}
+
+/** The IP addresses of a connection's two ends. */
+export interface SocketAddrs {
+  /** This end's: "10.0.0.1". */
+  local: string;
+  /** The peer's: "10.0.0.2". */
+  remote: string;
+}
+
+/** The IP addresses of a TCP connection's ends; undefined for anything else. */
+export function socketAddrs(conn: unknown): SocketAddrs | undefined {
+  const c = conn as { localAddr?: Deno.Addr; remoteAddr?: Deno.Addr };
+  const l = c.localAddr, r = c.remoteAddr;
+  if (l?.transport !== "tcp" || r?.transport !== "tcp") return undefined;
+  return { local: (l as Deno.NetAddr).hostname, remote: (r as Deno.NetAddr).hostname };
 }
 
 /** Counters of a connection. */
@@ -88,6 +106,8 @@ export class PeerConnection {
   readonly peer: string;
   /** The peer's address. */
   readonly remote: string;
+  /** The IP addresses of both ends (a TCP connection). */
+  readonly addrs?: SocketAddrs;
   /** Settles when the connection is closed and its socket released. */
   readonly closed: Promise<void>;
 
@@ -125,6 +145,7 @@ export class PeerConnection {
     this.node = info.node;
     this.peer = info.peer;
     this.remote = info.remote;
+    this.addrs = info.addrs;
     reader.peer = writer.peer = `${info.peer} (${info.remote})`;
     this.#streamLimit = opts.streamBufferBytes ?? DEFAULT_STREAM_BUFFER_BYTES;
     this.#totalLimit = opts.totalBufferBytes ?? DEFAULT_TOTAL_BUFFER_BYTES;

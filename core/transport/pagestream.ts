@@ -1,0 +1,352 @@
+/**
+ * The page stream: a migration's frozen pages go from the process to the
+ * destination's restore plan through a small native helper
+ * (pagestream/pagestream.c), never through JavaScript. Its own TCP
+ * connection, sealed with AEGIS-128L (pagestream/aegis128l.h) under a
+ * fresh key the destination makes and sends over the agents' encrypted
+ * link; the helper's first frame proves it holds that key.
+ *
+ * {@link PageSender} on the source reads the pages JavaScript asks for
+ * (runs the pagemap says must go), leaves out those that hold only zeros
+ * and sends the rest; {@link PageReceiver} on the destination writes them
+ * into the plan as runs (struct ppm_plan_run) as they arrive.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { helperOnce } from "../host/helper_binary.ts";
+import { PROJECT_ROOT } from "../paths.ts";
+
+const DIR = join(PROJECT_ROOT, "core", "transport", "pagestream");
+
+/** The helper's exit codes (pagestream.c enum exit_code). */
+export const PAGESTREAM_EXIT = { OK: 0, FAIL: 1, USAGE: 2, NO_AES: 3 } as const;
+
+/** Most pages in one request of the sender. */
+export const MAX_REQUEST_PAGES = 1024;
+
+/** Bytes of the key and of the session id. */
+export const PAGESTREAM_SECRET_BYTES = 16;
+
+/** The helper's path, built first when needed. */
+export const ensurePagestream: () => Promise<string> = helperOnce({
+  src: join(DIR, "pagestream.c"),
+  headers: [join(DIR, "aegis128l.h")],
+  name: "ppm-pagestream",
+  what: "the page stream helper",
+});
+
+let usable: Promise<string | undefined> | undefined;
+
+/**
+ * Whether this node can run the page stream: the helper builds and passes
+ * its AEGIS-128L test vectors (the CPU has AES instructions). Undefined
+ * when it can; else why not (the migration then sends its pages in the
+ * image stream). Asked once per process.
+ */
+export function pagestreamUnusable(): Promise<string | undefined> {
+  usable ??= (async () => {
+    try {
+      const out = await new Deno.Command(await ensurePagestream(), {
+        args: ["selftest"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (out.code === 0) return undefined;
+      return new TextDecoder().decode(out.stderr).trim() ||
+        new TextDecoder().decode(out.stdout).trim();
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })();
+  return usable;
+}
+
+/** What a destination gives the source to send its pages (over the encrypted link). */
+export interface PageStreamTicket {
+  /** The helper's port at the destination. */
+  port: number;
+  /** The key, 16 bytes, as hex. */
+  key: string;
+  /** The session id, 16 bytes, as hex. */
+  session: string;
+}
+
+function hex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function unhex(s: string): Uint8Array {
+  if (!/^[0-9a-f]{32}$/.test(s)) throw new Error("a page stream secret is 32 hex digits");
+  return new Uint8Array(s.match(/../g)!.map((x) => parseInt(x, 16)));
+}
+
+/** How the helper ended, as an error whose message says what it reported. */
+async function failure(what: string, child: Deno.ChildProcess, err: Promise<string>) {
+  const st = await child.status;
+  const text = (await err).trim().split("\n").slice(-3).join("; ");
+  return new Error(
+    `${what}: ${text || `the helper ended (${st.signal ?? `exit ${st.code}`})`}`,
+  );
+}
+
+/** Reads all of a helper's stderr. */
+async function drain(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return await new Response(stream).text();
+}
+
+/** A run of pages the receiver wrote into the plan. */
+export interface ReceivedRun {
+  /** Address of its first page. */
+  start: bigint;
+  /** Its pages. */
+  count: number;
+}
+
+/** What the receiver took, once the sender's end frame arrived. */
+export interface Received {
+  /** Frames (each one run in the plan). */
+  frames: number;
+  /** Pages. */
+  pages: number;
+  /** The mappings the sender said the plan recreates (checked against the image). */
+  vmas: number;
+  /** The plan offset after the last run. */
+  end: number;
+  /** The runs, in order. */
+  runs: ReceivedRun[];
+}
+
+/** Options of {@link PageReceiver.start}. */
+export interface ReceiverOptions {
+  /** This node's address to listen on (the agents' connection's local one). */
+  bind: string;
+  /** The source's address: connections from elsewhere are closed. */
+  from: string;
+  /** The plan file. */
+  plan: string;
+  /** Where the runs start in it. */
+  offset: number;
+  /** Most pages the sender may send. */
+  maxPages: number;
+  /** Bound of each wait, in ms. */
+  timeoutMs: number;
+}
+
+/** The destination's end: listens, takes the source's pages into the plan. */
+export class PageReceiver {
+  /** What the source needs to connect. */
+  readonly ticket: PageStreamTicket;
+  /** Settles once the sender's end frame arrived and every run is in the plan. */
+  readonly done: Promise<Received>;
+  #child: Deno.ChildProcess;
+
+  private constructor(child: Deno.ChildProcess, ticket: PageStreamTicket, done: Promise<Received>) {
+    this.#child = child;
+    this.ticket = ticket;
+    this.done = done;
+  }
+
+  /** Starts the helper; returns once it listens. */
+  static async start(o: ReceiverOptions): Promise<PageReceiver> {
+    const key = crypto.getRandomValues(new Uint8Array(PAGESTREAM_SECRET_BYTES));
+    const session = crypto.getRandomValues(new Uint8Array(PAGESTREAM_SECRET_BYTES));
+    const child = new Deno.Command(await ensurePagestream(), {
+      args: [
+        "recv",
+        "--bind",
+        o.bind,
+        "--from",
+        o.from,
+        "--plan",
+        o.plan,
+        "--offset",
+        String(o.offset),
+        "--max-pages",
+        String(o.maxPages),
+        "--timeout-ms",
+        String(o.timeoutMs),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const err = drain(child.stderr);
+    const w = child.stdin.getWriter();
+    await w.write(key);
+    await w.write(session);
+    await w.close();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    const nextLine = async (): Promise<string | undefined> => {
+      for (;;) {
+        const i = buf.indexOf("\n");
+        if (i >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          return line;
+        }
+        const r = await lines.read();
+        if (r.done) return undefined;
+        buf += r.value;
+      }
+    };
+    const first = await nextLine();
+    const port = Number(first?.match(/^port (\d+)$/)?.[1]);
+    if (!port) {
+      child.kill("SIGKILL");
+      throw await failure("the page stream cannot listen", child, err);
+    }
+    const done = (async () => {
+      const runs: ReceivedRun[] = [];
+      for (;;) {
+        const line = await nextLine();
+        if (line === undefined) break;
+        const run = line.match(/^run (\d+) (\d+)$/);
+        if (run) {
+          runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
+          continue;
+        }
+        const end = line.match(/^end (\d+) (\d+) (\d+) (\d+)$/);
+        if (end && (await child.status).code === 0) {
+          return {
+            frames: Number(end[1]),
+            pages: Number(end[2]),
+            vmas: Number(end[3]),
+            end: Number(end[4]),
+            runs,
+          };
+        }
+      }
+      throw await failure("the page stream failed", child, err);
+    })();
+    done.catch(() => {});
+    return new PageReceiver(child, { port, key: hex(key), session: hex(session) }, done);
+  }
+
+  /** Ends the helper (a migration given up). */
+  stop(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* ended */ }
+  }
+}
+
+/** Options of {@link PageSender.start}. */
+export interface SenderOptions {
+  /** The destination's address. */
+  to: string;
+  /** What the destination gave. */
+  ticket: PageStreamTicket;
+  /** The process. */
+  pid: number;
+  /** Mappings the plan recreates (the destination checks the image against it). */
+  vmas: number;
+  /** Bound of each wait, in ms. */
+  timeoutMs: number;
+}
+
+/** The source's end: reads the pages asked for from the process and sends them. */
+export class PageSender {
+  #child: Deno.ChildProcess;
+  #in: WritableStreamDefaultWriter<Uint8Array>;
+  #out: ReadableStreamBYOBReader;
+  #err: Promise<string>;
+  #tag = 0;
+  #answers: Promise<void> = Promise.resolve();
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#in = child.stdin.getWriter();
+    this.#out = child.stdout.getReader({ mode: "byob" });
+    this.#err = drain(child.stderr);
+  }
+
+  /** Starts the helper, which connects and proves its key. */
+  static async start(o: SenderOptions): Promise<PageSender> {
+    const child = new Deno.Command(await ensurePagestream(), {
+      args: [
+        "send",
+        "--to",
+        o.to,
+        "--port",
+        String(o.ticket.port),
+        "--pid",
+        String(o.pid),
+        "--vmas",
+        String(o.vmas),
+        "--timeout-ms",
+        String(o.timeoutMs),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const s = new PageSender(child);
+    await s.#in.write(unhex(o.ticket.key));
+    await s.#in.write(unhex(o.ticket.session));
+    return s;
+  }
+
+  async #read(n: number): Promise<Uint8Array> {
+    let buf = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const r = await this.#out.read(buf.subarray(off));
+      if (r.done || !r.value) throw await failure("the page stream failed", this.#child, this.#err);
+      buf = new Uint8Array(r.value.buffer);
+      off += r.value.length;
+    }
+    return buf;
+  }
+
+  /**
+   * Asks for `pages` pages from `start` (1..{@link MAX_REQUEST_PAGES});
+   * resolves with which of them held only zeros and were not sent (one
+   * flag per page), in the order asked. Requests may be made before the
+   * answers to earlier ones arrive.
+   */
+  request(start: bigint, pages: number): Promise<boolean[]> {
+    if (pages < 1 || pages > MAX_REQUEST_PAGES) throw new RangeError(`${pages} pages`);
+    const req = new Uint8Array(16);
+    const dv = new DataView(req.buffer);
+    dv.setBigUint64(0, start, true);
+    dv.setUint32(8, pages, true);
+    dv.setUint32(12, ++this.#tag, true);
+    const tag = this.#tag;
+    const sent = this.#in.write(req);
+    const answer = this.#answers.then(async () => {
+      await sent;
+      const head = new DataView((await this.#read(8)).buffer);
+      if (head.getUint32(0, true) !== tag || head.getUint32(4, true) !== pages) {
+        throw new Error("the page stream helper answered out of order");
+      }
+      const bits = await this.#read(Math.ceil(pages / 8));
+      return Array.from({ length: pages }, (_, i) => (bits[i >> 3] & (1 << (i & 7))) !== 0);
+    });
+    this.#answers = answer.then(() => {}, () => {});
+    return answer;
+  }
+
+  /** Sends the end frame once every request is served; returns the frames and pages sent. */
+  async finish(): Promise<{ frames: number; pages: number }> {
+    await this.#answers;
+    await this.#in.write(new Uint8Array(16));
+    const done = new DataView((await this.#read(16)).buffer);
+    if (done.getUint32(0, true) !== 0xffffffff) {
+      throw new Error("the page stream helper did not end");
+    }
+    await this.#in.close().catch(() => {});
+    const st = await this.#child.status;
+    if (st.code !== 0) throw await failure("the page stream failed", this.#child, this.#err);
+    return { frames: done.getUint32(4, true), pages: Number(done.getBigUint64(8, true)) };
+  }
+
+  /** Ends the helper (a migration given up). */
+  stop(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* ended */ }
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * The page stream (core/transport/pagestream.ts): the helper's AEGIS-128L
+ * test vectors; pages of a real process go from a sender to a receiver over
+ * loopback into a plan file, zero pages left out; and hostile streams
+ * (forged, altered, oversized, over the announced size, cut short) are each
+ * refused with the reason.
+ */
+import { join } from "node:path";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { buildProgram } from "../support/programs.ts";
+import {
+  ensurePagestream,
+  PageReceiver,
+  PageSender,
+  pagestreamUnusable,
+} from "../../core/transport/pagestream.ts";
+
+const PAGES = 600;
+
+/** The error `p` rejects with (fails when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error("expected a rejection");
+}
+
+async function withTarget(
+  fn: (pid: number, addr: bigint, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ppm-pagestream-" });
+  const bin = await buildProgram("page_pattern", join(dir, "bin"));
+  const child = new Deno.Command(bin, { args: [String(PAGES)], stdout: "piped" }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let line = "";
+    while (!line.includes("\n")) {
+      const r = await reader.read();
+      if (r.done) throw new Error("page_pattern ended");
+      line += r.value;
+    }
+    reader.releaseLock();
+    await fn(child.pid, BigInt(line.trim()), dir);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function receiver(plan: string, maxPages = PAGES) {
+  return PageReceiver.start({
+    bind: "127.0.0.1",
+    from: "127.0.0.1",
+    plan,
+    offset: 4096,
+    maxPages,
+    timeoutMs: 10_000,
+  });
+}
+
+const pageByte = (i: number) => (i % 3 === 2 ? 0 : (i % 251) + 1);
+
+Deno.test("page stream: the helper passes the AEGIS-128L test vectors of the draft", async () => {
+  assertEquals(await pagestreamUnusable(), undefined);
+  const out = await new Deno.Command(await ensurePagestream(), { args: ["selftest"] }).output();
+  assertEquals(new TextDecoder().decode(out.stdout).trim(), "AEGIS-128L test vectors: ok");
+});
+
+Deno.test("page stream: a process's pages reach the plan as runs, zero pages left out", async () => {
+  await withTarget(async (pid, addr, dir) => {
+    const plan = join(dir, "plan");
+    await Deno.writeFile(plan, new Uint8Array(0), { mode: 0o600 });
+    const rx = await receiver(plan);
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx.ticket,
+      pid,
+      vmas: 7,
+      timeoutMs: 10_000,
+    });
+    // Two requests in flight at once: answered in order.
+    const [a, b] = await Promise.all([
+      tx.request(addr, 512),
+      tx.request(addr + 512n * 4096n, PAGES - 512),
+    ]);
+    const zeros = [...a, ...b];
+    assertEquals(zeros, Array.from({ length: PAGES }, (_, i) => i % 3 === 2));
+    const sent = await tx.finish();
+    const got = await rx.done;
+    assertEquals(sent.pages, PAGES - PAGES / 3);
+    assertEquals(got.pages, sent.pages);
+    assertEquals(got.frames, sent.frames);
+    assertEquals(got.vmas, 7);
+    // Each run in the plan: its header, then its pages, byte for byte the process's.
+    const bytes = await Deno.readFile(plan);
+    assertEquals(got.end, bytes.length);
+    let off = 4096;
+    let pages = 0;
+    for (const r of got.runs) {
+      const dv = new DataView(bytes.buffer, off, 16);
+      assertEquals(dv.getBigUint64(0, true), r.start);
+      assertEquals(dv.getUint32(8, true), r.count);
+      off += 16;
+      for (let k = 0; k < r.count; k++) {
+        const i = Number((r.start - addr) / 4096n) + k;
+        const page = bytes.subarray(off, off + 4096);
+        assert(page.every((x) => x === pageByte(i)), `page ${i}`);
+        off += 4096;
+      }
+      pages += r.count;
+    }
+    assertEquals(pages, got.pages);
+    assertEquals(off, bytes.length);
+  });
+});
+
+Deno.test("page stream: a sender without the key is refused at its first frame", async () => {
+  await withTarget(async (pid, _addr, dir) => {
+    const plan = join(dir, "plan");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    const rx = await receiver(plan);
+    const forged = { ...rx.ticket, key: "00".repeat(16) };
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: forged,
+      pid,
+      vmas: 1,
+      timeoutMs: 5_000,
+    });
+    const e = await rejection(rx.done);
+    assertMatch(e.message, /frame 0 failed its check/);
+    tx.stop();
+    assertEquals((await Deno.stat(plan)).size, 0, "nothing written");
+  });
+});
+
+/** Connects to the receiver and writes raw bytes, as an attacker on the network would. */
+async function rawStream(port: number, chunks: Uint8Array[]): Promise<void> {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    for (const b of chunks) await c.write(b);
+  } catch { /* the receiver hung up */ }
+  c.close();
+}
+
+function head(addr: bigint, pages: number, kind: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, addr, true);
+  dv.setUint32(8, pages, true);
+  dv.setUint32(12, kind, true);
+  return b;
+}
+
+Deno.test("page stream: hostile frames are refused with the reason, nothing written", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ppm-pagestream-" });
+  try {
+    const plan = join(dir, "plan");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    const cases: [Uint8Array[], RegExp][] = [
+      [[head(0n, 0, 1), new Uint8Array(48)], /frame 0 failed its check/],
+      [[head(0x1000n, 300, 2)], /a frame of 300 pages/],
+      [[head(0n, 0, 9)], /unknown kind 9/],
+      [[head(0x1000n, 0, 1)], /malformed frame of kind 1/],
+      [[head(0n, 0, 1), new Uint8Array(10)], /ended early/],
+    ];
+    for (const [chunks, want] of cases) {
+      const rx = await receiver(plan);
+      await rawStream(rx.ticket.port, chunks);
+      const e = await rejection(rx.done);
+      assertMatch(e.message, want);
+    }
+    assertEquals((await Deno.stat(plan)).size, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("page stream: more pages than announced, or a sender cut off, fail the receiver", async () => {
+  await withTarget(async (pid, addr, dir) => {
+    const plan = join(dir, "plan");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    const rx = await receiver(plan, 100);
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx.ticket,
+      pid,
+      vmas: 1,
+      timeoutMs: 5_000,
+    });
+    await tx.request(addr, 512).catch(() => {});
+    const e = await rejection(rx.done);
+    assertMatch(e.message, /more than the 100 pages announced/);
+    tx.stop();
+
+    const rx2 = await receiver(plan);
+    const tx2 = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx2.ticket,
+      pid,
+      vmas: 1,
+      timeoutMs: 5_000,
+    });
+    await tx2.request(addr, 10);
+    tx2.stop(); // no end frame
+    const e2 = await rejection(rx2.done);
+    assertMatch(e2.message, /ended early/);
+  });
+});
+
+Deno.test("page stream: the sender refuses a request outside user space or unaligned", async () => {
+  await withTarget(async (pid, _addr, dir) => {
+    const plan = join(dir, "plan");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    for (const bad of [0x800000000000n - 4096n, 0x1001n]) {
+      const rx = await receiver(plan);
+      const tx = await PageSender.start({
+        to: "127.0.0.1",
+        ticket: rx.ticket,
+        pid,
+        vmas: 1,
+        timeoutMs: 5_000,
+      });
+      const e = await rejection(tx.request(bad, 2));
+      assertMatch(e.message, /a bad request/);
+      rx.stop();
+      await rx.done.catch(() => {});
+    }
+  });
+});

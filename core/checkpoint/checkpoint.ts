@@ -26,7 +26,7 @@ import { dumpFrozenTimers } from "./timers.ts";
 import { RECORD } from "../image/format.ts";
 import { ImageWriter } from "../image/writer.ts";
 import { type FileIdentity, fileIdentity, type SocketFd } from "../dump/files.ts";
-import { dumpPages, type PageStats } from "../dump/memory.ts";
+import { dumpPages, type PageStats, type PageStreamOut, streamPages } from "../dump/memory.ts";
 import type { VmaRecord } from "../dump/vma.ts";
 import type { PrecopyState } from "../dump/precopy_state.ts";
 import type { FdEntry } from "../image/schema.ts";
@@ -72,6 +72,19 @@ export interface CheckpointOptions {
    * those it holds must go (the PRECOPY record).
    */
   precopy?: PrecopyState;
+  /**
+   * A migration's page stream (core/transport/pagestream.ts): the pages go
+   * there, read and sent natively, and the image carries none.
+   */
+  pages?: PageStreamSender;
+}
+
+/** What {@link CheckpointOptions.pages} needs: the page stream's source end. */
+export interface PageStreamSender extends PageStreamOut {
+  /** Its hello, with the mappings the plan recreates. */
+  hello(vmas: number): Promise<void>;
+  /** Its end frame, once every page is sent. */
+  finish(): Promise<{ frames: number; pages: number }>;
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -104,6 +117,11 @@ export interface CheckpointStats {
    * entries left in this node's redirect table for their flows (with `kill`).
    */
   sockets?: { carried: number; dropsKept: number };
+  /**
+   * With `pages`: the frames and pages the page stream carried (the image
+   * carried none).
+   */
+  pagestream?: { frames: number; pages: number };
   /** Per-phase times, µs. */
   timesUs: {
     freeze: number;
@@ -148,6 +166,8 @@ interface Dumped {
   stats: PageStats[];
   /** The descriptors to relay. */
   relayed: FdEntry[];
+  /** What went on the page stream (with `pages`). */
+  stream?: { frames: number; pages: number };
 }
 
 /** Checkpoints `pid` into `sink`; returns the figures. */
@@ -243,13 +263,19 @@ export async function checkpoint(
  */
 async function dumpMemory(run: Run, vmas: VmaRecord[], dumped: Dumped): Promise<void> {
   const { pid, opts, writer } = run;
-  dumped.stats = await dumpPages(
-    pid,
-    vmas,
-    (r) => writer.writePages(r.start, r.data),
-    opts.copyAll,
-    opts.precopy,
-  );
+  if (opts.pages) {
+    await opts.pages.hello(vmas.filter((v) => !KERNEL_MAPPINGS.includes(v.kind)).length);
+    dumped.stats = await streamPages(pid, vmas, opts.pages, opts.copyAll, opts.precopy);
+    dumped.stream = await opts.pages.finish();
+  } else {
+    dumped.stats = await dumpPages(
+      pid,
+      vmas,
+      (r) => writer.writePages(r.start, r.data),
+      opts.copyAll,
+      opts.precopy,
+    );
+  }
   if (opts.precopy) {
     await writer.writeRecord(RECORD.PRECOPY, {
       held: dumped.stats.reduce((n, st) => n + st.precopied, 0),
@@ -257,6 +283,9 @@ async function dumpMemory(run: Run, vmas: VmaRecord[], dumped: Dumped): Promise<
     });
   }
 }
+
+/** Mappings the kernel makes itself, which a restore plan leaves out (memory_plan.ts planVmas). */
+const KERNEL_MAPPINGS = ["vdso", "vvar", "vsyscall"];
 
 /** A checkpoint's figures but its times: what it carried, and what the caller holds now. */
 function figures(
@@ -283,6 +312,7 @@ function figures(
     imageBytes,
     pages: totals,
     memoryBytes: totals.dumped * PAGE_SIZE,
+    ...(dumped.stream ? { pagestream: dumped.stream } : {}),
   };
 }
 

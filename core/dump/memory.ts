@@ -58,16 +58,24 @@ export interface ReadChunk {
   data: Uint8Array;
 }
 
-/** Reads the chunks of `vmas` that hold pages to carry, in order; counts absent and file pages. */
-async function* readChunks(
-  pid: number,
+/** One chunk of a mapping as the pagemap tells it, before its bytes are read. */
+export interface MapChunk {
+  /** The mapping's counts. */
+  st: PageStats;
+  /** Address of the chunk's first page. */
+  base: bigint;
+  /** Which pages must be carried (before the zero test). */
+  need: boolean[];
+}
+
+/** The chunks of `vmas` that hold pages to carry, in order; counts absent and file pages. */
+async function* mapChunks(
   pagemap: Deno.FsFile,
-  mem: Deno.FsFile,
   vmas: VmaRecord[],
   stats: PageStats[],
   copyAll: boolean,
   pre?: PrecopyState,
-): AsyncGenerator<ReadChunk> {
+): AsyncGenerator<MapChunk> {
   const pageIndex = (addr: bigint) => Number(addr / BigInt(PAGE_SIZE));
   for (const v of vmas) {
     const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0, precopied: 0 };
@@ -99,13 +107,27 @@ async function* readChunks(
         else if (e === 0n) st.absent++;
         else st.file++;
       }
-      if (!any) continue;
-      const data = new Uint8Array(count * PAGE_SIZE);
-      // /proc/PID/mem reads through FOLL_FORCE what process_vm_readv cannot (no read permission).
-      const got = Math.max(0, await processVmRead(pid, base, data));
-      if (got < data.length) await preadFull(mem, base + BigInt(got), data.subarray(got));
-      yield { st, base, need, data };
+      if (any) yield { st, base, need };
     }
+  }
+}
+
+/** Reads the chunks of `vmas` that hold pages to carry, in order, with their bytes. */
+async function* readChunks(
+  pid: number,
+  pagemap: Deno.FsFile,
+  mem: Deno.FsFile,
+  vmas: VmaRecord[],
+  stats: PageStats[],
+  copyAll: boolean,
+  pre?: PrecopyState,
+): AsyncGenerator<ReadChunk> {
+  for await (const c of mapChunks(pagemap, vmas, stats, copyAll, pre)) {
+    const data = new Uint8Array(c.need.length * PAGE_SIZE);
+    // /proc/PID/mem reads through FOLL_FORCE what process_vm_readv cannot (no read permission).
+    const got = Math.max(0, await processVmRead(pid, c.base, data));
+    if (got < data.length) await preadFull(mem, c.base + BigInt(got), data.subarray(got));
+    yield { ...c, data };
   }
 }
 
@@ -173,6 +195,69 @@ export async function dumpPages(
   } finally {
     pagemap.close();
     mem.close();
+  }
+  return stats;
+}
+
+/** What reads and sends pages natively (core/transport/pagestream.ts PageSender). */
+export interface PageStreamOut {
+  /**
+   * Reads `pages` pages from `start`, sends those with data; resolves with
+   * which held only zeros (not sent), one flag per page.
+   */
+  request(start: bigint, pages: number): Promise<boolean[]>;
+}
+
+/** Requests in flight at once on a page stream. */
+const STREAM_DEPTH = 8;
+
+/**
+ * As {@link dumpPages}, but the bytes never come here: each chunk's runs of
+ * pages to carry are asked of `out`, which reads, tests for zeros and sends
+ * them itself; its answers do the counting (and, with `pre`, what the
+ * destination holds).
+ */
+export async function streamPages(
+  pid: number,
+  vmas: VmaRecord[],
+  out: PageStreamOut,
+  copyAll = false,
+  pre?: PrecopyState,
+): Promise<PageStats[]> {
+  const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
+  const stats: PageStats[] = [];
+  const inFlight: Promise<void>[] = [];
+  const ask = (st: PageStats, start: bigint, pages: number) =>
+    out.request(start, pages).then((zeros) => {
+      const first = Number(start / BigInt(PAGE_SIZE));
+      zeros.forEach((zero, i) => {
+        if (zero) {
+          st.zero++;
+          pre?.drop(first + i);
+        } else {
+          st.dumped++;
+          pre?.keep(first + i);
+        }
+      });
+    });
+  try {
+    for await (const c of mapChunks(pagemap, vmas, stats, copyAll, pre)) {
+      let runStart = -1;
+      for (let i = 0; i <= c.need.length; i++) {
+        if (i < c.need.length && c.need[i]) {
+          if (runStart < 0) runStart = i;
+          continue;
+        }
+        if (runStart < 0) continue;
+        inFlight.push(ask(c.st, c.base + BigInt(runStart * PAGE_SIZE), i - runStart));
+        runStart = -1;
+        if (inFlight.length >= STREAM_DEPTH) await inFlight.shift();
+      }
+    }
+    await Promise.all(inFlight);
+  } finally {
+    await Promise.allSettled(inFlight);
+    pagemap.close();
   }
   return stats;
 }

@@ -8,7 +8,8 @@
  */
 import { close, O, PAGE_SIZE } from "../../ffi/libc.ts";
 import type { FdEntry, LoadedImage } from "../image/schema.ts";
-import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
+import { PPM_ABI_VERSION, ppmPlanHeader, ppmPlanVma } from "../../ffi/uapi.ts";
+import { PageReceiver, pagestreamUnusable } from "../transport/pagestream.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
 import { moveToScope, underSystemd } from "../host/systemd.ts";
@@ -25,6 +26,7 @@ import { isDeputyProcess } from "../deputy/record.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet, removeStaleDrops } from "../redirect/table.ts";
 import {
+  createStaged,
   loadStaged,
   restoreImage,
   type RestoreStats,
@@ -160,42 +162,121 @@ export async function migrateIn(
   const log = opts.log ?? (() => {});
   const taken = await takeOffer(channel, opts, log);
   if (!taken) return undefined;
-  const { offer, into } = taken;
-  const relay = await ArrivedRelay.create(opts.runDir, offer.pid, offer.stdin === "relay", log);
+  const { offer, into, stream } = taken;
+  let staged: StagedPlan | undefined = stream?.staged;
   let arrival: Arrival | undefined;
-  let staged: StagedPlan | undefined;
   let pre: Precopied | undefined;
   try {
-    if (offer.precopy) pre = await takePrecopy(channel, offer);
-    // The pages go into the restore plan as they arrive (restoreImage discards it).
-    const carried = new Set<number>();
-    const loaded = await loadStaged(
-      withImageFaults(channel.streamSource(STREAM.IMAGE)),
-      pre && ((b) => {
+    const relay = await ArrivedRelay.create(
+      opts.runDir,
+      offer.pid,
+      offer.stdin === "relay",
+      log,
+    );
+    try {
+      if (offer.precopy) pre = await takePrecopy(channel, offer);
+      // The pages go into the restore plan as they arrive (restoreImage discards it).
+      const carried = new Set<number>();
+      const onBlock = (b: { start: bigint; count: number }) => {
+        if (stream) throw new Error("the image carries pages, and the page stream was agreed");
+        if (!pre) return;
         const first = Number(b.start / BigInt(PAGE_SIZE));
         for (let i = 0; i < b.count; i++) carried.add(first + i);
-      }),
-    );
-    staged = loaded.staged;
-    await addPrecopied(pre, loaded, carried, log);
-    relayStdio(loaded.img, offer.stdin);
-    // The relay's ends open as the restore opens the process's own.
-    const relayDone = relay.attach(channel);
-    const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone, into);
-    if (!held) return undefined;
-    arrival = await commitHere(channel, opts, offer, held, relay, relayDone, into !== undefined);
-    return arrival;
+      };
+      const loaded = await loadStaged(
+        withImageFaults(channel.streamSource(STREAM.IMAGE)),
+        onBlock,
+        staged,
+      );
+      staged = loaded.staged;
+      if (stream) await adoptStream(stream.receiver, loaded.staged, carried, pre !== undefined);
+      await addPrecopied(pre, loaded, carried, log);
+      relayStdio(loaded.img, offer.stdin);
+      // The relay's ends open as the restore opens the process's own.
+      const relayDone = relay.attach(channel);
+      const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone, into);
+      if (!held) return undefined;
+      arrival = await commitHere(channel, opts, offer, held, relay, relayDone, into !== undefined);
+      return arrival;
+    } finally {
+      // The FIFOs stay while the relay runs (an agent that restarts opens them again).
+      if (!arrival) {
+        relay.abandon();
+        await relay.remove();
+      }
+    }
   } finally {
+    stream?.receiver.stop();
     await pre?.store.remove();
     // The plan is gone already unless a step before the restore failed.
     await staged?.discard();
-    // The FIFOs stay while the relay runs (an agent that restarts opens them again).
-    if (!arrival) {
-      relay.abandon();
-      await relay.remove();
-    }
   }
 }
+
+/** A page stream the destination listens on (core/transport/pagestream.ts), and its plan. */
+interface StreamIn {
+  receiver: PageReceiver;
+  staged: StagedPlan;
+}
+
+/**
+ * Waits for the page stream's end and takes its runs into the plan (they
+ * come first in it); notes the pages it carried when pre-copy rounds hold
+ * older copies.
+ */
+async function adoptStream(
+  receiver: PageReceiver,
+  staged: StagedPlan,
+  carried: Set<number>,
+  precopied: boolean,
+): Promise<void> {
+  const got = await receiver.done;
+  await staged.writer.adopt(got.vmas, got.frames, got.end);
+  if (!precopied) return;
+  for (const r of got.runs) {
+    const first = Number(r.start / BigInt(PAGE_SIZE));
+    for (let i = 0; i < r.count; i++) carried.add(first + i);
+  }
+}
+
+/**
+ * Opens the page stream an offer asks for, when this node can: its plan,
+ * and the helper listening on the address the source reached this agent at.
+ */
+async function openStream(
+  channel: MigrationChannel,
+  offer: Offer,
+  stepMs: number,
+  log: (s: string) => void,
+): Promise<StreamIn | undefined> {
+  if (offer.pagestream !== 1 || !channel.addrs) return undefined;
+  const why = await pagestreamUnusable();
+  if (why) {
+    log(`process ${offer.pid}: its pages come in the image stream: ${why}`);
+    return undefined;
+  }
+  const staged = await createStaged();
+  try {
+    const receiver = await PageReceiver.start({
+      bind: channel.addrs.local,
+      from: channel.addrs.remote,
+      plan: staged.path,
+      layout: { head: ppmPlanHeader.size, vma: ppmPlanVma.size },
+      maxPages: Math.ceil(offer.estimatedBytes / PAGE_SIZE) * 2 + PRECOPY_SLACK_PAGES,
+      timeoutMs: stepMs,
+      // Pre-copy rounds come before the freeze, and so before its hello.
+      helloTimeoutMs: offer.precopy ? PRECOPY_HELLO_MS : stepMs,
+    });
+    return { receiver, staged };
+  } catch (e) {
+    await staged.discard();
+    log(`process ${offer.pid}: its pages come in the image stream: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/** Bound of the wait for the page stream's hello after pre-copy rounds: 30 minutes. */
+const PRECOPY_HELLO_MS = 30 * 60_000;
 
 /** Pages held from pre-copy rounds beyond the offer's estimate (the process may grow): 1 GiB. */
 const PRECOPY_SLACK_PAGES = 262_144;
@@ -253,7 +334,7 @@ async function takeOffer(
   channel: MigrationChannel,
   opts: MigrateInOptions,
   log: (s: string) => void,
-): Promise<{ offer: Offer; into?: HomeLaunch } | undefined> {
+): Promise<{ offer: Offer; into?: HomeLaunch; stream?: StreamIn } | undefined> {
   const offer = opts.offer ?? await readOffer(channel, opts.stepTimeoutMs ?? 120_000, log);
   if (!offer) return undefined;
   let into: HomeLaunch | undefined;
@@ -265,13 +346,24 @@ async function takeOffer(
     log(`refused process ${offer.pid} from ${offer.from}: ${reason}`);
     return undefined;
   }
-  await channel.send({ op: "offer-reply", ok: true });
+  const stream = await openStream(channel, offer, opts.stepTimeoutMs ?? 120_000, log);
+  try {
+    await channel.send({
+      op: "offer-reply",
+      ok: true,
+      ...(stream ? { pages: stream.receiver.ticket } : {}),
+    });
+  } catch (e) {
+    stream?.receiver.stop();
+    await stream?.staged.discard();
+    throw e;
+  }
   log(
     `receiving process ${offer.pid} (${offer.comm}) from ${offer.from}${
       into ? ", coming home into its deputy" : ""
     }`,
   );
-  return { offer, into };
+  return { offer, into, stream };
 }
 
 /** The next message as an offer; undefined when it is none (a malformed one is answered). */

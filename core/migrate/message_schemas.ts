@@ -16,8 +16,16 @@ import { int, opt, Pid, Reason, text } from "../untrusted.ts";
 
 export { OfferSchema, StdinModeSchema } from "./offer_schema.ts";
 
+/** A page stream secret: 16 bytes as 32 hex digits. */
+const Secret = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/, "expected 32 hex digits"));
+
 /** A yes to an offer. */
-const OfferYes = v.object({ op: v.literal("offer-reply"), ok: v.literal(true) });
+const OfferYes = v.object({
+  op: v.literal("offer-reply"),
+  ok: v.literal(true),
+  /** Where and how to send the frozen pages (an offer with `pagestream`). */
+  pages: v.optional(v.object({ port: int(1, 65535), key: Secret, session: Secret })),
+});
 
 /** A no to an offer, and why. */
 const OfferNo = v.object({

@@ -106,4 +106,9 @@ export const OfferSchema = v.object({
    * image then leaves to them the pages the process did not write since.
    */
   precopy: v.optional(v.boolean()),
+  /**
+   * The source can send the frozen pages on a page stream of this version
+   * (core/transport/pagestream.ts); the destination's yes then says where.
+   */
+  pagestream: v.optional(v.literal(1)),
 });

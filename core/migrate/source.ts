@@ -7,6 +7,12 @@
  *
  * @module
  */
+import {
+  PageSender,
+  type PageStreamTicket,
+  pagestreamUnusable,
+  wireBytes,
+} from "../transport/pagestream.ts";
 import { listThreads, type ThreadGroup } from "../ptrace/group.ts";
 import { schedulerReasons } from "../host/cgroup.ts";
 import { close, kill, pidfdGetfd, pidfdOpen } from "../../ffi/libc.ts";
@@ -437,13 +443,21 @@ async function migrate(
   const t0 = performance.now();
   const bounds = stepBounds(opts, channel);
   const warnings: string[] = [];
-  const offer = await offerProcess(pid, channel, opts, bounds, warnings);
+  const { offer, ticket } = await offerProcess(pid, channel, opts, bounds, warnings);
   const tOffer = performance.now();
-  const pre = offer.precopy ? await sendPrecopy(pid, channel, opts, bounds) : undefined;
-  const tFreeze = performance.now();
-  // Keep the process's standard streams: its output keeps going where it went.
-  const keep = keepStdio(pid, offer.stdin);
-  const sent = await freezeAndSend(pid, channel, opts, bounds, offer, keep, pre);
+  // Connected before anything is frozen; the pages go there during the freeze.
+  const pages = ticket ? await openPageStream(pid, channel, ticket, bounds) : undefined;
+  let pre, tFreeze, keep, sent;
+  try {
+    pre = offer.precopy ? await sendPrecopy(pid, channel, opts, bounds) : undefined;
+    tFreeze = performance.now();
+    // Keep the process's standard streams: its output keeps going where it went.
+    keep = keepStdio(pid, offer.stdin);
+    sent = await freezeAndSend(pid, channel, opts, bounds, offer, keep, pre, pages);
+  } catch (e) {
+    pages?.stop();
+    throw e;
+  }
   const m: Move = {
     pid,
     channel,
@@ -477,7 +491,7 @@ async function offerProcess(
   opts: MigrateOutOptions,
   bounds: StepBounds,
   warnings: string[],
-): Promise<Offer> {
+): Promise<{ offer: Offer; ticket?: PageStreamTicket }> {
   const reasons = [...await checkReasons(pid, { relay: true }), ...await schedulerReasons(pid)];
   if (reasons.length) throw refuse(`process ${pid} cannot be migrated: ${reasons.join("; ")}`);
   opts.onPhase?.("offer");
@@ -491,6 +505,9 @@ async function offerProcess(
   const pre = precopyChoice({ ...PRECOPY_DEFAULTS, ...opts.precopy }, offer.estimatedBytes);
   if (pre.precopy) offer.precopy = true;
   else if (pre.warning) warnings.push(pre.warning);
+  const noStream = channel.addrs ? await pagestreamUnusable() : "the link is not TCP";
+  if (!noStream) offer.pagestream = 1;
+  else opts.log?.(`process ${pid}: its pages go in the image stream: ${noStream}`);
   await channel.send(offer);
   const reply = expectAnswer(
     await bounds.answer(),
@@ -508,7 +525,27 @@ async function offerProcess(
     );
     await opts.network.prepare(guess.peers.keys());
   }
-  return offer;
+  return { offer, ticket: offer.pagestream ? reply.pages : undefined };
+}
+
+/** Starts the page stream to the destination (it listens since its yes). */
+async function openPageStream(
+  pid: number,
+  channel: MigrationChannel,
+  ticket: PageStreamTicket,
+  bounds: StepBounds,
+): Promise<PageSender> {
+  const to = channel.addrs!.remote;
+  try {
+    return await PageSender.start({ to, ticket, pid, timeoutMs: bounds.stepMax });
+  } catch (e) {
+    throw refuse(
+      `the page stream to ${to}:${ticket.port} could not start: ${(e as Error).message}`,
+      "the agents must reach each other on any TCP port, not only the agents' one",
+      EXIT.FAILURE,
+      e,
+    );
+  }
 }
 
 /**
@@ -577,7 +614,8 @@ async function freezeAndSend(
   bounds: StepBounds,
   offer: Offer,
   keep: KeptStdio,
-  pre?: PrecopyOutcome,
+  pre: PrecopyOutcome | undefined,
+  pages: PageSender | undefined,
 ): Promise<{ bytes: number; stats: CheckpointStats }> {
   let bytes = 0;
   const send = boundedSink(channel, STREAM.IMAGE, bounds);
@@ -592,7 +630,9 @@ async function freezeAndSend(
       network: opts.network ? { nodeAddr: opts.network.nodeAddr } : undefined,
       copyAll: opts.copyAll,
       precopy: pre?.state,
+      pages,
     });
+    if (stats.pagestream) bytes += wireBytes(stats.pagestream);
     return { bytes, stats };
   } catch (e) {
     dropKept(keep);

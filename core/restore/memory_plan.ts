@@ -117,6 +117,20 @@ export class PlanWriter {
   }
 
   /**
+   * Takes the runs another writer put in the plan (a migration's page
+   * stream): room for `vmas` mapping entries, then `runs` runs up to byte
+   * `end`. Only before any run of this writer's own; later ones follow them.
+   */
+  async adopt(vmas: number, runs: number, end: number): Promise<void> {
+    await this.#pending;
+    if (this.#vmas >= 0) throw new Error("the plan has runs already; the page stream's come first");
+    this.#vmas = vmas;
+    this.#runs = runs;
+    this.#end = Math.max(end, ppmPlanHeader.size + vmas * ppmPlanVma.size);
+    await this.#file.seek(this.#end, Deno.SeekMode.Start);
+  }
+
+  /**
    * Appends one run whose pages lie in another file (`fd`, the pieces at
    * byte offsets, in order): the kernel copies them (copy_file_range), so
    * they never pass through this process. As {@link addRun} otherwise.

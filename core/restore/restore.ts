@@ -289,7 +289,26 @@ export interface StagedPlan {
 export async function loadStaged(
   source: AsyncIterable<Uint8Array>,
   onBlock?: (block: { start: bigint; count: number }) => void,
+  plan?: StagedPlan,
 ): Promise<{ img: LoadedImage; staged: StagedPlan }> {
+  const staged = plan ?? await createStaged();
+  try {
+    const img = await loadImage(source, (block, vmas) => {
+      onBlock?.(block);
+      return staged.writer.addRun(block, vmas);
+    });
+    return { img, staged };
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
+}
+
+/**
+ * A new, empty plan in a work directory of its own (a migration's page
+ * stream writes into it before the image is read; see loadStaged).
+ */
+export async function createStaged(): Promise<StagedPlan> {
   const dir = await workDir();
   const path = join(dir, "plan");
   let file: Deno.FsFile | undefined;
@@ -301,12 +320,7 @@ export async function loadStaged(
   };
   try {
     file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
-    const writer = new PlanWriter(file, path);
-    const img = await loadImage(source, (block, vmas) => {
-      onBlock?.(block);
-      return writer.addRun(block, vmas);
-    });
-    return { img, staged: { dir, path, file, writer, discard } };
+    return { dir, path, file, writer: new PlanWriter(file, path), discard };
   } catch (e) {
     await discard();
     throw e;

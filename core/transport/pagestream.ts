@@ -126,12 +126,14 @@ export interface ReceiverOptions {
   from: string;
   /** The plan file. */
   plan: string;
-  /** Where the runs start in it. */
-  offset: number;
+  /** Bytes of the plan's header, and of each mapping entry (the runs follow them). */
+  layout: { head: number; vma: number };
   /** Most pages the sender may send. */
   maxPages: number;
   /** Bound of each wait, in ms. */
   timeoutMs: number;
+  /** Bound of the wait for the source's hello (its pre-copy rounds come first), in ms. */
+  helloTimeoutMs?: number;
 }
 
 /** The destination's end: listens, takes the source's pages into the plan. */
@@ -161,8 +163,12 @@ export class PageReceiver {
         o.from,
         "--plan",
         o.plan,
-        "--offset",
-        String(o.offset),
+        "--plan-head",
+        String(o.layout.head),
+        "--plan-vma",
+        String(o.layout.vma),
+        "--hello-timeout-ms",
+        String(o.helloTimeoutMs ?? o.timeoutMs),
         "--max-pages",
         String(o.maxPages),
         "--timeout-ms",
@@ -241,8 +247,6 @@ export interface SenderOptions {
   ticket: PageStreamTicket;
   /** The process. */
   pid: number;
-  /** Mappings the plan recreates (the destination checks the image against it). */
-  vmas: number;
   /** Bound of each wait, in ms. */
   timeoutMs: number;
 }
@@ -274,8 +278,6 @@ export class PageSender {
         String(o.ticket.port),
         "--pid",
         String(o.pid),
-        "--vmas",
-        String(o.vmas),
         "--timeout-ms",
         String(o.timeoutMs),
       ],
@@ -287,6 +289,16 @@ export class PageSender {
     await s.#in.write(unhex(o.ticket.key));
     await s.#in.write(unhex(o.ticket.session));
     return s;
+  }
+
+  /**
+   * Sends the hello, once the process is frozen: `vmas`, the mappings the
+   * restore plan recreates (the destination checks the image against it).
+   */
+  async hello(vmas: number): Promise<void> {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, vmas, true);
+    await this.#in.write(b);
   }
 
   async #read(n: number): Promise<Uint8Array> {
@@ -349,4 +361,10 @@ export class PageSender {
       this.#child.kill("SIGKILL");
     } catch { /* ended */ }
   }
+}
+
+/** Bytes on the wire of a page stream that carried `frames` frames of `pages` pages in all. */
+export function wireBytes(s: { frames: number; pages: number }): number {
+  // Each frame: a 16-byte header and a 16-byte tag; the hello and the end: 32 bytes of payload each.
+  return s.pages * 4096 + s.frames * 32 + 2 * (32 + 32);
 }

@@ -56,7 +56,7 @@ function receiver(plan: string, maxPages = PAGES) {
     bind: "127.0.0.1",
     from: "127.0.0.1",
     plan,
-    offset: 4096,
+    layout: { head: 4000, vma: 32 },
     maxPages,
     timeoutMs: 10_000,
   });
@@ -79,9 +79,9 @@ Deno.test("page stream: a process's pages reach the plan as runs, zero pages lef
       to: "127.0.0.1",
       ticket: rx.ticket,
       pid,
-      vmas: 7,
       timeoutMs: 10_000,
     });
+    await tx.hello(3);
     // Two requests in flight at once: answered in order.
     const [a, b] = await Promise.all([
       tx.request(addr, 512),
@@ -94,7 +94,7 @@ Deno.test("page stream: a process's pages reach the plan as runs, zero pages lef
     assertEquals(sent.pages, PAGES - PAGES / 3);
     assertEquals(got.pages, sent.pages);
     assertEquals(got.frames, sent.frames);
-    assertEquals(got.vmas, 7);
+    assertEquals(got.vmas, 3);
     // Each run in the plan: its header, then its pages, byte for byte the process's.
     const bytes = await Deno.readFile(plan);
     assertEquals(got.end, bytes.length);
@@ -128,9 +128,9 @@ Deno.test("page stream: a sender without the key is refused at its first frame",
       to: "127.0.0.1",
       ticket: forged,
       pid,
-      vmas: 1,
       timeoutMs: 5_000,
     });
+    await tx.hello(1);
     const e = await rejection(rx.done);
     assertMatch(e.message, /frame 0 failed its check/);
     tx.stop();
@@ -189,9 +189,9 @@ Deno.test("page stream: more pages than announced, or a sender cut off, fail the
       to: "127.0.0.1",
       ticket: rx.ticket,
       pid,
-      vmas: 1,
       timeoutMs: 5_000,
     });
+    await tx.hello(1);
     await tx.request(addr, 512).catch(() => {});
     const e = await rejection(rx.done);
     assertMatch(e.message, /more than the 100 pages announced/);
@@ -202,9 +202,9 @@ Deno.test("page stream: more pages than announced, or a sender cut off, fail the
       to: "127.0.0.1",
       ticket: rx2.ticket,
       pid,
-      vmas: 1,
       timeoutMs: 5_000,
     });
+    await tx2.hello(1);
     await tx2.request(addr, 10);
     tx2.stop(); // no end frame
     const e2 = await rejection(rx2.done);
@@ -222,9 +222,9 @@ Deno.test("page stream: the sender refuses a request outside user space or unali
         to: "127.0.0.1",
         ticket: rx.ticket,
         pid,
-        vmas: 1,
         timeoutMs: 5_000,
       });
+      await tx.hello(1);
       const e = await rejection(tx.request(bad, 2));
       assertMatch(e.message, /a bad request/);
       rx.stop();

@@ -6,13 +6,16 @@
  * destination made for it and sent over the agents' encrypted link.
  *
  *   ppm-pagestream selftest
- *   ppm-pagestream send --to ADDR --port P --pid PID --vmas N [--timeout-ms T]
- *   ppm-pagestream recv --bind ADDR --from ADDR --plan PATH --offset B
- *                       --max-pages N [--timeout-ms T]
+ *   ppm-pagestream send --to ADDR --port P --pid PID [--timeout-ms T]
+ *   ppm-pagestream recv --bind ADDR --from ADDR --plan PATH --plan-head H
+ *                       --plan-vma V --max-pages N [--timeout-ms T]
+ *                       [--hello-timeout-ms T]
  *
  * Both read the 16-byte key and the 16-byte session id on stdin first.
  *
- * send: then reads requests on stdin, 16 bytes each: u64 address, u32
+ * send: connects at once (before the process is frozen); then reads a u32
+ * on stdin, the mappings the restore plan recreates, and sends its hello
+ * with it; then reads requests on stdin, 16 bytes each: u64 address, u32
  * pages (1..1024; 0 ends), u32 tag. It reads those pages of PID
  * (process_vm_readv, /proc/PID/mem for what that cannot read), leaves out
  * the ones that hold only zeros, sends the others, and answers each request
@@ -21,8 +24,10 @@
  * pages sent.
  *
  * recv: prints "port P" once it listens; takes one connection from ADDR
- * (others are closed); writes each run of pages into the plan at the next
- * offset from B (struct ppm_plan_run, then the pages), printing
+ * (others are closed); waits for its hello (--hello-timeout-ms: the
+ * pre-copy rounds come first); writes each run of pages into the plan from
+ * offset H + VMAS * V, after the header and the mappings the hello names
+ * (struct ppm_plan_run, then the pages), printing
  * "run ADDRESS PAGES"; at the sender's end frame prints
  * "end FRAMES PAGES VMAS OFFSET" and exits 0. Anything wrong: a line on
  * stderr and exit 1.
@@ -345,7 +350,8 @@ static int do_send(int argc, char **argv)
 	struct sockaddr_in to;
 	struct sender s = { .sock = -1 };
 	const char *host = NULL;
-	long long port = -1, vmas = -1;
+	long long port = -1;
+	uint32_t vmas;
 	uint8_t hello[32], buf[32];
 	char path[64];
 	int i;
@@ -357,14 +363,12 @@ static int do_send(int argc, char **argv)
 			port = num_arg(argv[i + 1], 1, 65535, "port");
 		else if (!strcmp(argv[i], "--pid"))
 			s.pid = num_arg(argv[i + 1], 1, 0x3fffffff, "pid");
-		else if (!strcmp(argv[i], "--vmas"))
-			vmas = num_arg(argv[i + 1], 0, 1 << 20, "vmas");
 		else if (!strcmp(argv[i], "--timeout-ms"))
 			timeout_ms = num_arg(argv[i + 1], 1, 3600000, "timeout");
 		else
 			return EXIT_USAGE;
 	}
-	if (!host || port < 0 || !s.pid || vmas < 0 || parse_addr(host, &to))
+	if (!host || port < 0 || !s.pid || parse_addr(host, &to))
 		return EXIT_USAGE;
 	to.sin_port = htons(port);
 	read_secrets();
@@ -391,11 +395,12 @@ static int do_send(int argc, char **argv)
 		if (err)
 			die("cannot connect to %s:%lld: %s", host, port, strerror(err));
 	}
+	read_full(0, &vmas, sizeof(vmas), "the mappings on stdin");
 	memset(hello, 0, sizeof(hello));
 	memcpy(hello, session, 16);
 	put32(hello + 16, HELLO_MAGIC);
 	put32(hello + 20, HELLO_VERSION);
-	put32(hello + 24, (uint32_t)vmas);
+	put32(hello + 24, vmas);
 	send_frame(s.sock, KIND_HELLO, 0, 0, hello, buf, sizeof(hello));
 	for (;;) {
 		struct { uint64_t addr; uint32_t pages, tag; } req;
@@ -447,7 +452,8 @@ static int do_recv(int argc, char **argv)
 {
 	struct sockaddr_in bind_to, from;
 	const char *bind_s = NULL, *from_s = NULL, *plan = NULL;
-	long long offset = -1, max_pages = -1;
+	long long offset, head = -1, vma_bytes = -1, max_pages = -1;
+	int hello_ms = -1;
 	uint64_t frames = 0, pages = 0, vmas;
 	socklen_t len = sizeof(bind_to);
 	struct frame_head h;
@@ -461,8 +467,12 @@ static int do_recv(int argc, char **argv)
 			from_s = argv[i + 1];
 		else if (!strcmp(argv[i], "--plan"))
 			plan = argv[i + 1];
-		else if (!strcmp(argv[i], "--offset"))
-			offset = num_arg(argv[i + 1], 0, 1ll << 40, "offset");
+		else if (!strcmp(argv[i], "--plan-head"))
+			head = num_arg(argv[i + 1], 1, 1 << 20, "plan head");
+		else if (!strcmp(argv[i], "--plan-vma"))
+			vma_bytes = num_arg(argv[i + 1], 1, 4096, "plan mapping size");
+		else if (!strcmp(argv[i], "--hello-timeout-ms"))
+			hello_ms = num_arg(argv[i + 1], 1, 86400000, "hello timeout");
 		else if (!strcmp(argv[i], "--max-pages"))
 			max_pages = num_arg(argv[i + 1], 0, 1ll << 36, "max pages");
 		else if (!strcmp(argv[i], "--timeout-ms"))
@@ -470,7 +480,7 @@ static int do_recv(int argc, char **argv)
 		else
 			return EXIT_USAGE;
 	}
-	if (!bind_s || !from_s || !plan || offset < 0 || max_pages < 0 ||
+	if (!bind_s || !from_s || !plan || head < 0 || vma_bytes < 0 || max_pages < 0 ||
 	    parse_addr(bind_s, &bind_to) || parse_addr(from_s, &from))
 		return EXIT_USAGE;
 	read_secrets();
@@ -486,14 +496,23 @@ static int do_recv(int argc, char **argv)
 		die("cannot listen on %s: %s", bind_s, strerror(errno));
 	printf("port %u\n", ntohs(bind_to.sin_port));
 	fflush(stdout);
-	c = accept_from(l, &from);
-	close(l);
-	tune(c);
-	recv_frame(c, &h, buf, 32);
+	{
+		int step = timeout_ms;
+
+		timeout_ms = hello_ms > 0 ? hello_ms : step;
+		c = accept_from(l, &from);
+		close(l);
+		tune(c);
+		recv_frame(c, &h, buf, 32);
+		timeout_ms = step;
+	}
 	if (h.kind != KIND_HELLO || memcmp(buf, session, 16) ||
 	    get32(buf + 16) != HELLO_MAGIC || get32(buf + 20) != HELLO_VERSION)
 		die("the source's first frame is not its hello for this migration");
 	vmas = get32(buf + 24);
+	if (vmas > 1u << 20)
+		die("the hello names %llu mappings", (unsigned long long)vmas);
+	offset = head + (long long)vmas * vma_bytes;
 	for (;;) {
 		struct plan_run run;
 		struct iovec iov[2];

@@ -25,6 +25,7 @@ import { exists, KMOD_SRC, PROJECT_ROOT } from "../core/paths.ts";
 import { ensureStub } from "../core/restore/stub.ts";
 import { ensureKeeper, KEEPER_SRC } from "../core/relay/keeper.ts";
 import { DEPUTY_SRC, ensureDeputyBuilt } from "../core/deputy/binary.ts";
+import { ensurePagestream, PAGESTREAM_DIR } from "../core/transport/pagestream.ts";
 import { VERSION } from "../core/version.ts";
 import { manPage } from "./manpage.ts";
 
@@ -184,6 +185,13 @@ export async function buildCliPackage(
     await write(join(deputyDir, "deputy.c"), await Deno.readFile(DEPUTY_SRC), 0o644);
     const deputy = await ensureDeputyBuilt();
     await write(join(deputyDir, deputy.split("/").pop()!), await Deno.readFile(deputy), 0o755);
+    // The page stream's helper likewise (core/transport/pagestream.ts).
+    const streamDir = join(lib, "core", "transport", "pagestream");
+    for (const f of ["pagestream.c", "aegis128l.h"]) {
+      await write(join(streamDir, f), await Deno.readFile(join(PAGESTREAM_DIR, f)), 0o644);
+    }
+    const streamer = await ensurePagestream();
+    await write(join(streamDir, streamer.split("/").pop()!), await Deno.readFile(streamer), 0o755);
 
     const compiled = join(PROJECT_ROOT, "dist", "ppm");
     const bin = join(stage, "usr", "bin", "ppm");

@@ -50,6 +50,7 @@ import { servePeerPort } from "./peer_port.ts";
 import { watchSilentPeers } from "./silence.ts";
 import { ArrivedRelays, ParkedRelays } from "./relays.ts";
 import { ensureKeeper } from "../relay/keeper.ts";
+import { pagestreamUnusable } from "../transport/pagestream.ts";
 import { ROOT } from "./permission.ts";
 import { ProcessTable } from "./processes.ts";
 import { readBootTime, readProcFacts, readProcStat, startedAtSeconds } from "./procfs.ts";
@@ -341,6 +342,9 @@ async function prepareNode(options: DaemonOptions, log: Log): Promise<string> {
   ensureStub().catch((e) => log("warn", `cannot build the restore stub: ${(e as Error).message}`));
   ensureKeeper().catch((e) =>
     log("warn", `cannot build the relay keeper: ${(e as Error).message}`)
+  );
+  pagestreamUnusable().then((why) =>
+    why && log("warn", `no page stream (pages go in the image stream, slower): ${why}`)
   );
   ensureDeputy().catch((e) =>
     log(

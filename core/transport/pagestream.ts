@@ -17,7 +17,9 @@ import { join } from "node:path";
 import { helperOnce } from "../host/helper_binary.ts";
 import { PROJECT_ROOT } from "../paths.ts";
 
-const DIR = join(PROJECT_ROOT, "core", "transport", "pagestream");
+/** The helper's sources. */
+export const PAGESTREAM_DIR: string = join(PROJECT_ROOT, "core", "transport", "pagestream");
+const DIR = PAGESTREAM_DIR;
 
 /** The helper's exit codes (pagestream.c enum exit_code). */
 export const PAGESTREAM_EXIT = { OK: 0, FAIL: 1, USAGE: 2, NO_AES: 3 } as const;

@@ -81,8 +81,8 @@ export interface CheckpointOptions {
 
 /** What {@link CheckpointOptions.pages} needs: the page stream's source end. */
 export interface PageStreamSender extends PageStreamOut {
-  /** Its hello, with the mappings the plan recreates. */
-  hello(vmas: number): Promise<void>;
+  /** The frozen part begins: the mappings the plan recreates. */
+  freeze(vmas: number): Promise<void>;
   /** Its end frame, once every page is sent. */
   finish(): Promise<{ frames: number; pages: number }>;
 }
@@ -264,7 +264,7 @@ export async function checkpoint(
 async function dumpMemory(run: Run, vmas: VmaRecord[], dumped: Dumped): Promise<void> {
   const { pid, opts, writer } = run;
   if (opts.pages) {
-    await opts.pages.hello(vmas.filter((v) => !KERNEL_MAPPINGS.includes(v.kind)).length);
+    await opts.pages.freeze(vmas.filter((v) => !KERNEL_MAPPINGS.includes(v.kind)).length);
     dumped.stats = await streamPages(pid, vmas, opts.pages, opts.copyAll, opts.precopy);
     dumped.stream = await opts.pages.finish();
   } else {

@@ -134,8 +134,17 @@ export interface ReceiverOptions {
   maxPages: number;
   /** Bound of each wait, in ms. */
   timeoutMs: number;
-  /** Bound of the wait for the source's hello (its pre-copy rounds come first), in ms. */
+  /** Bound of each wait until the freeze (pre-copy rounds pause between them), in ms. */
   helloTimeoutMs?: number;
+  /**
+   * The pre-copy store: the rounds' pages are appended to this file, at
+   * most `maxPages` in all; `onHeld` learns where each run went.
+   */
+  store?: {
+    path: string;
+    maxPages: number;
+    onHeld: (start: bigint, count: number, offset: number) => void;
+  };
 }
 
 /** The destination's end: listens, takes the source's pages into the plan. */
@@ -175,6 +184,7 @@ export class PageReceiver {
         String(o.maxPages),
         "--timeout-ms",
         String(o.timeoutMs),
+        ...(o.store ? ["--store", o.store.path, "--max-held", String(o.store.maxPages)] : []),
       ],
       stdin: "piped",
       stdout: "piped",
@@ -216,6 +226,11 @@ export class PageReceiver {
           runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
           continue;
         }
+        const held = line.match(/^held (\d+) (\d+) (\d+)$/);
+        if (held) {
+          o.store?.onHeld(BigInt(held[1]), Number(held[2]), Number(held[3]));
+          continue;
+        }
         const end = line.match(/^end (\d+) (\d+) (\d+) (\d+)$/);
         if (end && (await child.status).code === 0) {
           return {
@@ -253,13 +268,23 @@ export interface SenderOptions {
   timeoutMs: number;
 }
 
+/** The sender's requests (pagestream.c enum op). */
+const OP = { PAGES: 1, HELD: 2, FREEZE: 3, END: 4 } as const;
+
+/** A pre-copy round's request answered: which pages held zeros, or that none could be read. */
+export interface HeldAnswer {
+  /** The pages could not be read (unmapped meanwhile, say): none was sent. */
+  unreadable: boolean;
+  /** Per page: it held only zeros and was not sent. */
+  zeros: boolean[];
+}
+
 /** The source's end: reads the pages asked for from the process and sends them. */
 export class PageSender {
   #child: Deno.ChildProcess;
   #in: WritableStreamDefaultWriter<Uint8Array>;
   #out: ReadableStreamBYOBReader;
   #err: Promise<string>;
-  #tag = 0;
   #answers: Promise<void> = Promise.resolve();
 
   private constructor(child: Deno.ChildProcess) {
@@ -293,14 +318,9 @@ export class PageSender {
     return s;
   }
 
-  /**
-   * Sends the hello, once the process is frozen: `vmas`, the mappings the
-   * restore plan recreates (the destination checks the image against it).
-   */
-  async hello(vmas: number): Promise<void> {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, vmas, true);
-    await this.#in.write(b);
+  /** The frozen part begins: `vmas`, the mappings the restore plan recreates. */
+  async freeze(vmas: number): Promise<void> {
+    await this.#in.write(request(OP.FREEZE, BigInt(vmas), 0));
   }
 
   async #read(n: number): Promise<Uint8Array> {
@@ -315,38 +335,47 @@ export class PageSender {
     return buf;
   }
 
-  /**
-   * Asks for `pages` pages from `start` (1..{@link MAX_REQUEST_PAGES});
-   * resolves with which of them held only zeros and were not sent (one
-   * flag per page), in the order asked. Requests may be made before the
-   * answers to earlier ones arrive.
-   */
-  request(start: bigint, pages: number): Promise<boolean[]> {
+  #ask(op: number, start: bigint, pages: number): Promise<HeldAnswer> {
     if (pages < 1 || pages > MAX_REQUEST_PAGES) throw new RangeError(`${pages} pages`);
-    const req = new Uint8Array(16);
-    const dv = new DataView(req.buffer);
-    dv.setBigUint64(0, start, true);
-    dv.setUint32(8, pages, true);
-    dv.setUint32(12, ++this.#tag, true);
-    const tag = this.#tag;
-    const sent = this.#in.write(req);
+    const sent = this.#in.write(request(op, start, pages));
     const answer = this.#answers.then(async () => {
       await sent;
-      const head = new DataView((await this.#read(8)).buffer);
-      if (head.getUint32(0, true) !== tag || head.getUint32(4, true) !== pages) {
+      const head = new DataView((await this.#read(12)).buffer);
+      if (head.getUint32(0, true) !== op || head.getUint32(4, true) !== pages) {
         throw new Error("the page stream helper answered out of order");
       }
       const bits = await this.#read(Math.ceil(pages / 8));
-      return Array.from({ length: pages }, (_, i) => (bits[i >> 3] & (1 << (i & 7))) !== 0);
+      return {
+        unreadable: head.getUint32(8, true) !== 0,
+        zeros: Array.from({ length: pages }, (_, i) => (bits[i >> 3] & (1 << (i & 7))) !== 0),
+      };
     });
     this.#answers = answer.then(() => {}, () => {});
     return answer;
   }
 
+  /**
+   * Asks for `pages` frozen pages from `start` (1..{@link MAX_REQUEST_PAGES},
+   * after {@link freeze}); resolves with which of them held only zeros and
+   * were not sent (one flag per page), in the order asked. Requests may be
+   * made before the answers to earlier ones arrive.
+   */
+  async request(start: bigint, pages: number): Promise<boolean[]> {
+    return (await this.#ask(OP.PAGES, start, pages)).zeros;
+  }
+
+  /**
+   * Asks for `pages` pages of a pre-copy round from `start` (before
+   * {@link freeze}), read as the process runs.
+   */
+  held(start: bigint, pages: number): Promise<HeldAnswer> {
+    return this.#ask(OP.HELD, start, pages);
+  }
+
   /** Sends the end frame once every request is served; returns the frames and pages sent. */
   async finish(): Promise<{ frames: number; pages: number }> {
     await this.#answers;
-    await this.#in.write(new Uint8Array(16));
+    await this.#in.write(request(OP.END, 0n, 0));
     const done = new DataView((await this.#read(16)).buffer);
     if (done.getUint32(0, true) !== 0xffffffff) {
       throw new Error("the page stream helper did not end");
@@ -363,6 +392,16 @@ export class PageSender {
       this.#child.kill("SIGKILL");
     } catch { /* ended */ }
   }
+}
+
+/** A request to the sender: u64 argument, u32 pages, u32 op. */
+function request(op: number, arg: bigint, pages: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, arg, true);
+  dv.setUint32(8, pages, true);
+  dv.setUint32(12, op, true);
+  return b;
 }
 
 /** Bytes on the wire of a page stream that carried `frames` frames of `pages` pages in all. */

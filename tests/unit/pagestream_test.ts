@@ -81,7 +81,7 @@ Deno.test("page stream: a process's pages reach the plan as runs, zero pages lef
       pid,
       timeoutMs: 10_000,
     });
-    await tx.hello(3);
+    await tx.freeze(3);
     // Two requests in flight at once: answered in order.
     const [a, b] = await Promise.all([
       tx.request(addr, 512),
@@ -130,7 +130,7 @@ Deno.test("page stream: a sender without the key is refused at its first frame",
       pid,
       timeoutMs: 5_000,
     });
-    await tx.hello(1);
+    await tx.freeze(1);
     const e = await rejection(rx.done);
     assertMatch(e.message, /frame 0 failed its check/);
     tx.stop();
@@ -191,7 +191,7 @@ Deno.test("page stream: more pages than announced, or a sender cut off, fail the
       pid,
       timeoutMs: 5_000,
     });
-    await tx.hello(1);
+    await tx.freeze(1);
     await tx.request(addr, 512).catch(() => {});
     const e = await rejection(rx.done);
     assertMatch(e.message, /more than the 100 pages announced/);
@@ -204,7 +204,7 @@ Deno.test("page stream: more pages than announced, or a sender cut off, fail the
       pid,
       timeoutMs: 5_000,
     });
-    await tx2.hello(1);
+    await tx2.freeze(1);
     await tx2.request(addr, 10);
     tx2.stop(); // no end frame
     const e2 = await rejection(rx2.done);
@@ -224,11 +224,103 @@ Deno.test("page stream: the sender refuses a request outside user space or unali
         pid,
         timeoutMs: 5_000,
       });
-      await tx.hello(1);
+      await tx.freeze(1);
       const e = await rejection(tx.request(bad, 2));
       assertMatch(e.message, /a bad request/);
       rx.stop();
       await rx.done.catch(() => {});
     }
+  });
+});
+
+Deno.test("page stream: pre-copy pages go to the store, unreadable ones are told, order is kept", async () => {
+  await withTarget(async (pid, addr, dir) => {
+    const plan = join(dir, "plan");
+    const store = join(dir, "store");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    await Deno.writeFile(store, new Uint8Array(0));
+    const held: [bigint, number, number][] = [];
+    const rx = await PageReceiver.start({
+      bind: "127.0.0.1",
+      from: "127.0.0.1",
+      plan,
+      layout: { head: 4000, vma: 32 },
+      maxPages: PAGES,
+      timeoutMs: 10_000,
+      store: { path: store, maxPages: 2 * PAGES, onHeld: (a, n, o) => held.push([a, n, o]) },
+    });
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx.ticket,
+      pid,
+      timeoutMs: 10_000,
+    });
+    // A round, and a page sent again; an address the process does not map is told, not fatal.
+    const a = await tx.held(addr, 6);
+    assertEquals(a, { unreadable: false, zeros: [false, false, true, false, false, true] });
+    assertEquals(await tx.held(addr + 4096n, 1), { unreadable: false, zeros: [false] });
+    assertEquals((await tx.held(0x10000n, 4)).unreadable, true);
+    await tx.freeze(2);
+    assertEquals(await tx.request(addr + 3n * 4096n, 2), [false, false]);
+    await tx.finish();
+    const got = await rx.done;
+    assertEquals(got.runs, [{ start: addr + 3n * 4096n, count: 2 }]);
+    // Runs of non-zero pages, appended in the order sent.
+    assertEquals(held, [[addr, 2, 0], [addr + 3n * 4096n, 2, 8192], [addr + 4096n, 1, 16384]]);
+    const bytes = await Deno.readFile(store);
+    assertEquals(bytes.length, 5 * 4096);
+    for (const [i, page] of [[0, 0], [1, 1], [3, 2], [4, 3], [1, 4]]) {
+      assert(bytes.subarray(page * 4096, page * 4096 + 4096).every((x) => x === pageByte(i)));
+    }
+  });
+});
+
+Deno.test("page stream: pre-copy pages without a store, past its bound, or after the freeze are refused", async () => {
+  await withTarget(async (pid, addr, dir) => {
+    const plan = join(dir, "plan");
+    const store = join(dir, "store");
+    await Deno.writeFile(plan, new Uint8Array(0));
+    await Deno.writeFile(store, new Uint8Array(0));
+    const rx = await receiver(plan);
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx.ticket,
+      pid,
+      timeoutMs: 5_000,
+    });
+    await tx.held(addr, 1).catch(() => {});
+    assertMatch((await rejection(rx.done)).message, /no pre-copy was agreed/);
+    tx.stop();
+
+    const rx2 = await PageReceiver.start({
+      bind: "127.0.0.1",
+      from: "127.0.0.1",
+      plan,
+      layout: { head: 4000, vma: 32 },
+      maxPages: PAGES,
+      timeoutMs: 5_000,
+      store: { path: store, maxPages: 3, onHeld: () => {} },
+    });
+    const tx2 = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx2.ticket,
+      pid,
+      timeoutMs: 5_000,
+    });
+    await tx2.held(addr, 8).catch(() => {});
+    assertMatch((await rejection(rx2.done)).message, /more than the 3 pre-copy pages allowed/);
+    tx2.stop();
+
+    const rx3 = await receiver(plan);
+    const tx3 = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx3.ticket,
+      pid,
+      timeoutMs: 5_000,
+    });
+    await tx3.freeze(1);
+    assertMatch((await rejection(tx3.held(addr, 1))).message, /out of turn/);
+    rx3.stop();
+    await rx3.done.catch(() => {});
   });
 });

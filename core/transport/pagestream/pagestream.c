@@ -8,29 +8,34 @@
  *   ppm-pagestream selftest
  *   ppm-pagestream send --to ADDR --port P --pid PID [--timeout-ms T]
  *   ppm-pagestream recv --bind ADDR --from ADDR --plan PATH --plan-head H
- *                       --plan-vma V --max-pages N [--timeout-ms T]
- *                       [--hello-timeout-ms T]
+ *                       --plan-vma V --max-pages N [--store PATH
+ *                       --max-held N] [--timeout-ms T] [--hello-timeout-ms T]
  *
  * Both read the 16-byte key and the 16-byte session id on stdin first.
  *
- * send: connects at once (before the process is frozen); then reads a u32
- * on stdin, the mappings the restore plan recreates, and sends its hello
- * with it; then reads requests on stdin, 16 bytes each: u64 address, u32
- * pages (1..1024; 0 ends), u32 tag. It reads those pages of PID
- * (process_vm_readv, /proc/PID/mem for what that cannot read), leaves out
- * the ones that hold only zeros, sends the others, and answers each request
- * on stdout: u32 tag, u32 pages, then one bit per page (set: zeros, not
- * sent). The end request is answered with u32 0xffffffff, u32 frames, u64
- * pages sent.
+ * send: connects at once and sends its hello; then reads requests on
+ * stdin, 16 bytes each: u64 argument, u32 pages, u32 op.
+ *   OP_HELD (a pre-copy round, the process running) and OP_PAGES (the
+ *   freeze): the argument is an address, pages 1..1024. It reads those
+ *   pages of PID (process_vm_readv, /proc/PID/mem for what that cannot
+ *   read), leaves out the ones that hold only zeros, sends the others, and
+ *   answers: u32 op, u32 pages, u32 status (0, or 1: they could not be read
+ *   and none was sent; only for OP_HELD, else it fails), then one bit per
+ *   page (set: zeros, not sent).
+ *   OP_FREEZE: the argument is the number of mappings the restore plan
+ *   recreates; sent on, no answer. After it, only OP_PAGES.
+ *   OP_END: sends the end frame; answers u32 0xffffffff, u32 frames,
+ *   u64 pages (both counted from OP_FREEZE on).
  *
  * recv: prints "port P" once it listens; takes one connection from ADDR
- * (others are closed); waits for its hello (--hello-timeout-ms: the
- * pre-copy rounds come first); writes each run of pages into the plan from
- * offset H + VMAS * V, after the header and the mappings the hello names
- * (struct ppm_plan_run, then the pages), printing
- * "run ADDRESS PAGES"; at the sender's end frame prints
- * "end FRAMES PAGES VMAS OFFSET" and exits 0. Anything wrong: a line on
- * stderr and exit 1.
+ * (others are closed) and its hello (--hello-timeout-ms). Pre-copy pages
+ * (HELD frames, only before FREEZE, only with --store) are appended to the
+ * store, at most N pages in all, printing "held ADDRESS PAGES OFFSET".
+ * After FREEZE, each PAGES frame becomes a run in the plan, from offset
+ * H + VMAS * V, after the header and the mappings FREEZE names (struct
+ * ppm_plan_run, then the pages), printing "run ADDRESS PAGES". At the end
+ * frame it prints "end FRAMES PAGES VMAS OFFSET" and exits 0. Anything
+ * wrong: a line on stderr and exit 1.
  *
  * On the wire, each frame is a 16-byte header (u64 address, u32 pages, u32
  * kind), authenticated as associated data, then the sealed payload and its
@@ -62,9 +67,13 @@
 #define KIND_HELLO 1u
 #define KIND_PAGES 2u
 #define KIND_END 3u
+#define KIND_HELD 4u
+#define KIND_FREEZE 5u
 #define HELLO_MAGIC 0x50504d50u /* "PMPP" */
-#define HELLO_VERSION 1u
+#define HELLO_VERSION 2u
 #define END_TAG 0xffffffffu
+
+enum op { OP_PAGES = 1, OP_HELD = 2, OP_FREEZE = 3, OP_END = 4 };
 
 enum exit_code { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_NO_AES = 3 };
 
@@ -205,11 +214,11 @@ static size_t recv_frame(int fd, struct frame_head *h, uint8_t *buf, size_t cap)
 	size_t n;
 
 	read_full(fd, h, sizeof(*h), "receiving pages");
-	if (h->kind == KIND_PAGES) {
+	if (h->kind == KIND_PAGES || h->kind == KIND_HELD) {
 		if (h->pages < 1 || h->pages > FRAME_PAGES)
 			die("a frame of %u pages (1..%u)", h->pages, FRAME_PAGES);
 		n = (size_t)h->pages * PAGE;
-	} else if (h->kind == KIND_HELLO || h->kind == KIND_END) {
+	} else if (h->kind == KIND_HELLO || h->kind == KIND_END || h->kind == KIND_FREEZE) {
 		if (h->pages || h->addr)
 			die("a malformed frame of kind %u", h->kind);
 		n = 32;
@@ -267,7 +276,8 @@ struct sender {
 	uint64_t frames, pages;
 };
 
-static void read_pages(struct sender *s, uint64_t addr, uint32_t pages)
+/* Reads pages of the process into s->data; -1 when some cannot be read. */
+static int read_pages(struct sender *s, uint64_t addr, uint32_t pages)
 {
 	size_t n = (size_t)pages * PAGE, got = 0;
 	struct iovec local = { s->data, n };
@@ -282,10 +292,10 @@ static void read_pages(struct sender *s, uint64_t addr, uint32_t pages)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			die("cannot read the process's page at 0x%llx: %s",
-			    (unsigned long long)(addr + got), r ? strerror(errno) : "end of memory");
+			return -1;
 		got += r;
 	}
+	return 0;
 }
 
 static int zero_page(const uint8_t *p)
@@ -299,34 +309,46 @@ static int zero_page(const uint8_t *p)
 	return 1;
 }
 
-static void send_run(struct sender *s, uint64_t addr, uint32_t first, uint32_t count)
+static void send_run(struct sender *s, uint32_t kind, uint64_t addr, uint32_t first,
+		     uint32_t count)
 {
 	while (count) {
 		uint32_t k = count < FRAME_PAGES ? count : FRAME_PAGES;
 		size_t off = (size_t)first * PAGE;
 
-		send_frame(s->sock, KIND_PAGES, addr + off, k, s->data + off, s->out + off,
+		send_frame(s->sock, kind, addr + off, k, s->data + off, s->out + off,
 			   (size_t)k * PAGE);
-		s->frames++;
-		s->pages += k;
+		if (kind == KIND_PAGES) {
+			s->frames++;
+			s->pages += k;
+		}
 		first += k;
 		count -= k;
 	}
 }
 
-static void serve_request(struct sender *s, uint64_t addr, uint32_t pages, uint32_t tag)
+static void serve_request(struct sender *s, uint32_t op, uint64_t addr, uint32_t pages)
 {
+	uint32_t kind = op == OP_HELD ? KIND_HELD : KIND_PAGES;
 	uint8_t bits[REQ_PAGES / 8];
-	uint32_t head[2] = { tag, pages };
+	uint32_t head[3] = { op, pages, 0 };
 	uint32_t i, run = 0;
 	int in_run = 0;
 	struct iovec iov[2] = { { head, sizeof(head) }, { bits, (pages + 7) / 8 } };
 
-	if (pages > REQ_PAGES || addr % PAGE || addr >= USER_TOP ||
+	if (pages < 1 || pages > REQ_PAGES || addr % PAGE || addr >= USER_TOP ||
 	    USER_TOP - addr < (uint64_t)pages * PAGE)
 		die("a bad request: 0x%llx, %u pages", (unsigned long long)addr, pages);
-	read_pages(s, addr, pages);
 	memset(bits, 0, sizeof(bits));
+	if (read_pages(s, addr, pages)) {
+		if (op != OP_HELD)
+			die("cannot read the process's pages at 0x%llx: %s",
+			    (unsigned long long)addr, strerror(errno));
+		/* The process runs: unmapped meanwhile, say. */
+		head[2] = 1;
+		writev_full(1, iov, 2, "answering");
+		return;
+	}
 	for (i = 0; i < pages; i++) {
 		int zero = zero_page(s->data + (size_t)i * PAGE);
 
@@ -336,13 +358,43 @@ static void serve_request(struct sender *s, uint64_t addr, uint32_t pages, uint3
 			run = i;
 			in_run = 1;
 		} else if (zero && in_run) {
-			send_run(s, addr, run, i - run);
+			send_run(s, kind, addr, run, i - run);
 			in_run = 0;
 		}
 	}
 	if (in_run)
-		send_run(s, addr, run, pages - run);
+		send_run(s, kind, addr, run, pages - run);
 	writev_full(1, iov, 2, "answering");
+}
+
+static void connect_to(struct sender *s, const char *host, struct sockaddr_in *to)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	s->sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->sock < 0)
+		die("socket: %s", strerror(errno));
+	tune(s->sock);
+	if (connect(s->sock, (struct sockaddr *)to, sizeof(*to)) && errno != EINPROGRESS)
+		die("cannot connect to %s:%u: %s", host, ntohs(to->sin_port), strerror(errno));
+	await_fd(s->sock, POLLOUT, "connecting");
+	getsockopt(s->sock, SOL_SOCKET, SO_ERROR, &err, &l);
+	if (err)
+		die("cannot connect to %s:%u: %s", host, ntohs(to->sin_port), strerror(err));
+}
+
+/* A 32-byte control payload: the session, the magic, the version and a value. */
+static void control(struct sender *s, uint32_t kind, uint64_t value)
+{
+	uint8_t p[32], buf[32];
+
+	memset(p, 0, sizeof(p));
+	memcpy(p, session, 16);
+	put32(p + 16, HELLO_MAGIC);
+	put32(p + 20, HELLO_VERSION);
+	memcpy(p + 24, &value, 8);
+	send_frame(s->sock, kind, 0, 0, p, buf, sizeof(p));
 }
 
 static int do_send(int argc, char **argv)
@@ -351,10 +403,8 @@ static int do_send(int argc, char **argv)
 	struct sender s = { .sock = -1 };
 	const char *host = NULL;
 	long long port = -1;
-	uint32_t vmas;
-	uint8_t hello[32], buf[32];
+	int frozen = 0, i;
 	char path[64];
-	int i;
 
 	for (i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--to"))
@@ -380,46 +430,38 @@ static int do_send(int argc, char **argv)
 	s.out = aligned_alloc(PAGE, (size_t)REQ_PAGES * PAGE);
 	if (!s.data || !s.out)
 		die("out of memory");
-	s.sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s.sock < 0)
-		die("socket: %s", strerror(errno));
-	tune(s.sock);
-	if (connect(s.sock, (struct sockaddr *)&to, sizeof(to)) && errno != EINPROGRESS)
-		die("cannot connect to %s:%lld: %s", host, port, strerror(errno));
-	await_fd(s.sock, POLLOUT, "connecting");
-	{
-		int err = 0;
-		socklen_t l = sizeof(err);
-
-		getsockopt(s.sock, SOL_SOCKET, SO_ERROR, &err, &l);
-		if (err)
-			die("cannot connect to %s:%lld: %s", host, port, strerror(err));
-	}
-	read_full(0, &vmas, sizeof(vmas), "the mappings on stdin");
-	memset(hello, 0, sizeof(hello));
-	memcpy(hello, session, 16);
-	put32(hello + 16, HELLO_MAGIC);
-	put32(hello + 20, HELLO_VERSION);
-	put32(hello + 24, vmas);
-	send_frame(s.sock, KIND_HELLO, 0, 0, hello, buf, sizeof(hello));
+	connect_to(&s, host, &to);
+	control(&s, KIND_HELLO, 0);
 	for (;;) {
-		struct { uint64_t addr; uint32_t pages, tag; } req;
+		struct { uint64_t arg; uint32_t pages, op; } req;
 
 		read_full(0, &req, sizeof(req), "requests on stdin");
-		if (!req.pages)
+		if (req.op == OP_END)
 			break;
-		serve_request(&s, req.addr, req.pages, req.tag);
+		if (req.op == OP_FREEZE && !frozen) {
+			if (req.arg > 1u << 20)
+				die("%llu mappings", (unsigned long long)req.arg);
+			control(&s, KIND_FREEZE, req.arg);
+			frozen = 1;
+		} else if ((req.op == OP_HELD && !frozen) || (req.op == OP_PAGES && frozen)) {
+			serve_request(&s, req.op, req.arg, req.pages);
+		} else {
+			die("request %u out of turn", req.op);
+		}
 	}
-	memset(hello, 0, sizeof(hello));
-	memcpy(hello, &s.frames, 8);
-	memcpy(hello + 8, &s.pages, 8);
-	send_frame(s.sock, KIND_END, 0, 0, hello, buf, sizeof(hello));
+	if (!frozen)
+		die("the end before the freeze");
 	{
+		uint8_t p[32], buf[32];
 		struct { uint32_t tag, frames; uint64_t pages; } done = {
 			END_TAG, (uint32_t)s.frames, s.pages,
 		};
 		struct iovec iov = { &done, sizeof(done) };
 
+		memset(p, 0, sizeof(p));
+		memcpy(p, &s.frames, 8);
+		memcpy(p + 8, &s.pages, 8);
+		send_frame(s.sock, KIND_END, 0, 0, p, buf, sizeof(p));
 		shutdown(s.sock, SHUT_WR);
 		writev_full(1, &iov, 1, "answering");
 	}
@@ -448,17 +490,137 @@ static int accept_from(int l, const struct sockaddr_in *from)
 	}
 }
 
+/* Writes the iovecs at offset `at` of fd, all of them; returns the offset after. */
+static off_t pwrite_all(int fd, struct iovec *iov, int cnt, off_t at, const char *what)
+{
+	int i;
+
+	for (;;) {
+		size_t left = 0;
+		ssize_t w;
+
+		for (i = 0; i < cnt; i++)
+			left += iov[i].iov_len;
+		if (!left)
+			return at;
+		w = pwritev(fd, iov, cnt, at);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			die("cannot write %s: %s", what, w ? strerror(errno) : "no room");
+		at += w;
+		for (i = 0; i < cnt; i++) {
+			size_t k = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+			iov[i].iov_len -= k;
+			w -= k;
+		}
+	}
+}
+
+struct receiver {
+	int sock, plan, store;
+	long long head, vma_bytes, max_pages, max_held;
+	uint8_t *buf;
+	uint64_t frames, pages, held, vmas;
+	off_t plan_at, store_at;
+};
+
+/* A 32-byte control payload must name this session, magic and version. */
+static uint64_t control_value(const uint8_t *p, const char *what)
+{
+	uint64_t v;
+
+	if (memcmp(p, session, 16) || get32(p + 16) != HELLO_MAGIC ||
+	    get32(p + 20) != HELLO_VERSION)
+		die("the source's %s is not for this migration", what);
+	memcpy(&v, p + 24, 8);
+	return v;
+}
+
+static void check_run(struct receiver *r, const struct frame_head *h, size_t n)
+{
+	if (h->addr % PAGE || h->addr >= USER_TOP || USER_TOP - h->addr < n)
+		die("pages at 0x%llx: outside user space", (unsigned long long)h->addr);
+}
+
+/* A pre-copy round's pages: appended to the store. */
+static void take_held(struct receiver *r, const struct frame_head *h, size_t n)
+{
+	struct iovec iov = { r->buf, n };
+	off_t at = r->store_at;
+
+	if (r->store < 0)
+		die("pre-copy pages, and no pre-copy was agreed");
+	check_run(r, h, n);
+	if (r->held + h->pages > (uint64_t)r->max_held)
+		die("more than the %lld pre-copy pages allowed", r->max_held);
+	r->store_at = pwrite_all(r->store, &iov, 1, at, "the pre-copy store");
+	r->held += h->pages;
+	printf("held %llu %u %lld\n", (unsigned long long)h->addr, h->pages, (long long)at);
+}
+
+/* A frozen run: into the plan, after its header and mappings. */
+static void take_run(struct receiver *r, const struct frame_head *h, size_t n)
+{
+	struct plan_run run = { .start = h->addr, .nr_pages = h->pages };
+	struct iovec iov[2] = { { &run, sizeof(run) }, { r->buf, n } };
+
+	check_run(r, h, n);
+	if (r->pages + h->pages > (uint64_t)r->max_pages)
+		die("more than the %lld pages announced", r->max_pages);
+	r->plan_at = pwrite_all(r->plan, iov, 2, r->plan_at, "the plan");
+	r->frames++;
+	r->pages += h->pages;
+	printf("run %llu %u\n", (unsigned long long)h->addr, h->pages);
+}
+
+/* Frames from the hello to the end, in their order: HELD*, FREEZE, PAGES*, END. */
+static void receive(struct receiver *r, int before_freeze_ms)
+{
+	int step = timeout_ms, frozen = 0;
+	struct frame_head h;
+
+	for (;;) {
+		size_t n;
+
+		timeout_ms = frozen ? step : before_freeze_ms;
+		n = recv_frame(r->sock, &h, r->buf, (size_t)FRAME_PAGES * PAGE);
+		if (h.kind == KIND_HELD && !frozen) {
+			take_held(r, &h, n);
+		} else if (h.kind == KIND_FREEZE && !frozen) {
+			r->vmas = control_value(r->buf, "freeze");
+			if (r->vmas > 1u << 20)
+				die("the freeze names %llu mappings", (unsigned long long)r->vmas);
+			r->plan_at = r->head + (off_t)r->vmas * r->vma_bytes;
+			frozen = 1;
+		} else if (h.kind == KIND_PAGES && frozen) {
+			take_run(r, &h, n);
+		} else if (h.kind == KIND_END && frozen) {
+			uint64_t f, p;
+
+			memcpy(&f, r->buf, 8);
+			memcpy(&p, r->buf + 8, 8);
+			if (f != r->frames || p != r->pages)
+				die("the source sent %llu frames (%llu pages), %llu (%llu) arrived",
+				    (unsigned long long)f, (unsigned long long)p,
+				    (unsigned long long)r->frames, (unsigned long long)r->pages);
+			return;
+		} else {
+			die("a frame of kind %u out of turn", h.kind);
+		}
+	}
+}
+
 static int do_recv(int argc, char **argv)
 {
+	struct receiver r = { .store = -1, .head = -1, .vma_bytes = -1, .max_pages = -1 };
 	struct sockaddr_in bind_to, from;
-	const char *bind_s = NULL, *from_s = NULL, *plan = NULL;
-	long long offset, head = -1, vma_bytes = -1, max_pages = -1;
-	int hello_ms = -1;
-	uint64_t frames = 0, pages = 0, vmas;
+	const char *bind_s = NULL, *from_s = NULL, *plan = NULL, *store = NULL;
+	int hello_ms = -1, i, l;
 	socklen_t len = sizeof(bind_to);
 	struct frame_head h;
-	uint8_t *buf;
-	int i, l, c, fd;
 
 	for (i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--bind"))
@@ -467,28 +629,37 @@ static int do_recv(int argc, char **argv)
 			from_s = argv[i + 1];
 		else if (!strcmp(argv[i], "--plan"))
 			plan = argv[i + 1];
+		else if (!strcmp(argv[i], "--store"))
+			store = argv[i + 1];
 		else if (!strcmp(argv[i], "--plan-head"))
-			head = num_arg(argv[i + 1], 1, 1 << 20, "plan head");
+			r.head = num_arg(argv[i + 1], 1, 1 << 20, "plan head");
 		else if (!strcmp(argv[i], "--plan-vma"))
-			vma_bytes = num_arg(argv[i + 1], 1, 4096, "plan mapping size");
+			r.vma_bytes = num_arg(argv[i + 1], 1, 4096, "plan mapping size");
 		else if (!strcmp(argv[i], "--hello-timeout-ms"))
 			hello_ms = num_arg(argv[i + 1], 1, 86400000, "hello timeout");
 		else if (!strcmp(argv[i], "--max-pages"))
-			max_pages = num_arg(argv[i + 1], 0, 1ll << 36, "max pages");
+			r.max_pages = num_arg(argv[i + 1], 0, 1ll << 36, "max pages");
+		else if (!strcmp(argv[i], "--max-held"))
+			r.max_held = num_arg(argv[i + 1], 0, 1ll << 36, "max held pages");
 		else if (!strcmp(argv[i], "--timeout-ms"))
 			timeout_ms = num_arg(argv[i + 1], 1, 3600000, "timeout");
 		else
 			return EXIT_USAGE;
 	}
-	if (!bind_s || !from_s || !plan || head < 0 || vma_bytes < 0 || max_pages < 0 ||
+	if (!bind_s || !from_s || !plan || r.head < 0 || r.vma_bytes < 0 || r.max_pages < 0 ||
 	    parse_addr(bind_s, &bind_to) || parse_addr(from_s, &from))
 		return EXIT_USAGE;
 	read_secrets();
-	fd = open(plan, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	r.plan = open(plan, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (r.plan < 0)
 		die("cannot open the plan %s: %s", plan, strerror(errno));
-	buf = aligned_alloc(PAGE, (size_t)FRAME_PAGES * PAGE);
-	if (!buf)
+	if (store) {
+		r.store = open(store, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (r.store < 0)
+			die("cannot open the store %s: %s", store, strerror(errno));
+	}
+	r.buf = aligned_alloc(PAGE, (size_t)FRAME_PAGES * PAGE);
+	if (!r.buf)
 		die("out of memory");
 	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (l < 0 || bind(l, (struct sockaddr *)&bind_to, sizeof(bind_to)) || listen(l, 4) ||
@@ -496,72 +667,17 @@ static int do_recv(int argc, char **argv)
 		die("cannot listen on %s: %s", bind_s, strerror(errno));
 	printf("port %u\n", ntohs(bind_to.sin_port));
 	fflush(stdout);
-	{
-		int step = timeout_ms;
-
-		timeout_ms = hello_ms > 0 ? hello_ms : step;
-		c = accept_from(l, &from);
-		close(l);
-		tune(c);
-		recv_frame(c, &h, buf, 32);
-		timeout_ms = step;
-	}
-	if (h.kind != KIND_HELLO || memcmp(buf, session, 16) ||
-	    get32(buf + 16) != HELLO_MAGIC || get32(buf + 20) != HELLO_VERSION)
-		die("the source's first frame is not its hello for this migration");
-	vmas = get32(buf + 24);
-	if (vmas > 1u << 20)
-		die("the hello names %llu mappings", (unsigned long long)vmas);
-	offset = head + (long long)vmas * vma_bytes;
-	for (;;) {
-		struct plan_run run;
-		struct iovec iov[2];
-		size_t n = recv_frame(c, &h, buf, (size_t)FRAME_PAGES * PAGE);
-		off_t at = offset;
-
-		if (h.kind == KIND_END) {
-			uint64_t f, p;
-
-			memcpy(&f, buf, 8);
-			memcpy(&p, buf + 8, 8);
-			if (f != frames || p != pages)
-				die("the source sent %llu frames (%llu pages), %llu (%llu) arrived",
-				    (unsigned long long)f, (unsigned long long)p,
-				    (unsigned long long)frames, (unsigned long long)pages);
-			break;
-		}
-		if (h.kind != KIND_PAGES)
-			die("a second hello");
-		if (h.addr % PAGE || h.addr >= USER_TOP || USER_TOP - h.addr < n)
-			die("pages at 0x%llx: outside user space", (unsigned long long)h.addr);
-		if (pages + h.pages > (uint64_t)max_pages)
-			die("more than the %lld pages announced", max_pages);
-		run = (struct plan_run){ .start = h.addr, .nr_pages = h.pages };
-		iov[0] = (struct iovec){ &run, sizeof(run) };
-		iov[1] = (struct iovec){ buf, n };
-		while (iov[0].iov_len + iov[1].iov_len) {
-			ssize_t w = pwritev(fd, iov, 2, at);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				die("cannot write the plan: %s", w ? strerror(errno) : "no room");
-			at += w;
-			for (i = 0; i < 2; i++) {
-				size_t k = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
-
-				iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-				iov[i].iov_len -= k;
-				w -= k;
-			}
-		}
-		offset = at;
-		frames++;
-		pages += h.pages;
-		printf("run %llu %u\n", (unsigned long long)h.addr, h.pages);
-	}
-	printf("end %llu %llu %llu %lld\n", (unsigned long long)frames,
-	       (unsigned long long)pages, (unsigned long long)vmas, offset);
+	r.sock = accept_from(l, &from);
+	close(l);
+	tune(r.sock);
+	recv_frame(r.sock, &h, r.buf, 32);
+	if (h.kind != KIND_HELLO)
+		die("the source's first frame is not its hello");
+	control_value(r.buf, "hello");
+	/* Pre-copy rounds run before the freeze: their pauses may be long. */
+	receive(&r, hello_ms > 0 ? hello_ms : timeout_ms);
+	printf("end %llu %llu %llu %lld\n", (unsigned long long)r.frames,
+	       (unsigned long long)r.pages, (unsigned long long)r.vmas, (long long)r.plan_at);
 	fflush(stdout);
 	return EXIT_OK;
 }

@@ -150,9 +150,26 @@ function choose(pid: number, state: PrecopyState, copyAll: boolean): Chosen[] {
 }
 
 /**
+ * Where a round's pages go: runs read here, to `emit`; or a page stream
+ * (core/transport/pagestream.ts) that reads and sends them itself.
+ */
+export type RoundOut =
+  | { emit: (run: PageRun) => Promise<void> }
+  | { stream: HeldOut };
+
+/** A page stream's pre-copy side (core/transport/pagestream.ts PageSender.held). */
+export interface HeldOut {
+  /** Reads and sends `pages` pages from `start` as the process runs. */
+  held(start: bigint, pages: number): Promise<{ unreadable: boolean; zeros: boolean[] }>;
+}
+
+/** Requests in flight at once on a page stream. */
+const STREAM_DEPTH = 8;
+
+/**
  * One pre-copy round of process `pid` (see the module's text): the pages
- * it sends go to `emit` as runs; `state` is kept up to date. The process
- * runs on whatever happens (it is stopped only while its pagemap is read).
+ * it sends go to `out`; `state` is kept up to date. The process runs on
+ * whatever happens (it is stopped only while its pagemap is read).
  *
  * @throws when it cannot be stopped, or its pagemap or clear_refs cannot be
  *   used (it ended, say): the migration then fails with it running
@@ -160,7 +177,7 @@ function choose(pid: number, state: PrecopyState, copyAll: boolean): Chosen[] {
 export async function precopyRound(
   pid: number,
   state: PrecopyState,
-  emit: (run: PageRun) => Promise<void>,
+  out: RoundOut,
   copyAll = false,
 ): Promise<RoundStats> {
   const t0 = performance.now();
@@ -174,12 +191,24 @@ export async function precopyRound(
   }
   const stoppedUs = Math.round((performance.now() - t0) * 1000);
   const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0, precopied: 0 };
-  let dirty = 0;
+  const dirty = chosen.reduce((n, c) => n + c.take.filter(Boolean).length, 0);
+  if ("stream" in out) await streamRound(chosen, state, out.stream, st);
+  else await readRound(pid, chosen, state, out.emit, st);
+  return { dirty, sent: st.dumped, stoppedUs, us: Math.round((performance.now() - t0) * 1000) };
+}
+
+/** A round's chosen pages, read here and emitted as runs. */
+async function readRound(
+  pid: number,
+  chosen: Chosen[],
+  state: PrecopyState,
+  emit: (run: PageRun) => Promise<void>,
+  st: PageStats,
+): Promise<void> {
   const mem = await Deno.open(`/proc/${pid}/mem`, { read: true });
   try {
     for (const c of chosen) {
       const idx0 = Number(c.base / BigInt(PAGE_SIZE));
-      dirty += c.take.filter(Boolean).length;
       const data = new Uint8Array(c.take.length * PAGE_SIZE);
       if (!(await readAll(pid, mem, c.base, data))) {
         // Gone meanwhile (unmapped, say): what the destination holds of it must not be used.
@@ -192,7 +221,51 @@ export async function precopyRound(
   } finally {
     mem.close();
   }
-  return { dirty, sent: st.dumped, stoppedUs, us: Math.round((performance.now() - t0) * 1000) };
+}
+
+/**
+ * A round's chosen pages, asked of a page stream run by run; its answers
+ * say which held zeros (the destination must not keep an older copy) and
+ * which could not be read (unmapped meanwhile: likewise).
+ */
+async function streamRound(
+  chosen: Chosen[],
+  state: PrecopyState,
+  out: HeldOut,
+  st: PageStats,
+): Promise<void> {
+  const inFlight: Promise<void>[] = [];
+  const ask = (start: bigint, pages: number) =>
+    out.held(start, pages).then(({ unreadable, zeros }) => {
+      const first = Number(start / BigInt(PAGE_SIZE));
+      zeros.forEach((zero, i) => {
+        if (unreadable || zero) {
+          if (zero && !unreadable) st.zero++;
+          state.drop(first + i);
+        } else {
+          st.dumped++;
+          state.keep(first + i);
+        }
+      });
+    });
+  try {
+    for (const c of chosen) {
+      let runStart = -1;
+      for (let i = 0; i <= c.take.length; i++) {
+        if (i < c.take.length && c.take[i]) {
+          if (runStart < 0) runStart = i;
+          continue;
+        }
+        if (runStart < 0) continue;
+        inFlight.push(ask(c.base + BigInt(runStart * PAGE_SIZE), i - runStart));
+        runStart = -1;
+        if (inFlight.length >= STREAM_DEPTH) await inFlight.shift();
+      }
+    }
+    await Promise.all(inFlight);
+  } finally {
+    await Promise.allSettled(inFlight);
+  }
 }
 
 /** Reads `data.length` bytes of the running process at `addr`; false when it cannot. */

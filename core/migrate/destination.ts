@@ -174,7 +174,7 @@ export async function migrateIn(
       log,
     );
     try {
-      if (offer.precopy) pre = await takePrecopy(channel, offer);
+      if (offer.precopy) pre = await takePrecopy(channel, offer, stream?.store);
       // The pages go into the restore plan as they arrive (restoreImage discards it).
       const carried = new Set<number>();
       const onBlock = (b: { start: bigint; count: number }) => {
@@ -208,6 +208,7 @@ export async function migrateIn(
   } finally {
     stream?.receiver.stop();
     await pre?.store.remove();
+    await stream?.store?.remove();
     // The plan is gone already unless a step before the restore failed.
     await staged?.discard();
   }
@@ -217,6 +218,8 @@ export async function migrateIn(
 interface StreamIn {
   receiver: PageReceiver;
   staged: StagedPlan;
+  /** With pre-copy rounds: where the stream puts their pages. */
+  store?: PrecopyStore;
 }
 
 /**
@@ -256,6 +259,7 @@ async function openStream(
     return undefined;
   }
   const staged = await createStaged();
+  const store = offer.precopy ? await PrecopyStore.create(precopyBound(offer)) : undefined;
   try {
     const receiver = await PageReceiver.start({
       bind: channel.addrs.local,
@@ -264,18 +268,25 @@ async function openStream(
       layout: { head: ppmPlanHeader.size, vma: ppmPlanVma.size },
       maxPages: Math.ceil(offer.estimatedBytes / PAGE_SIZE) * 2 + PRECOPY_SLACK_PAGES,
       timeoutMs: stepMs,
-      // Pre-copy rounds come before the freeze, and so before its hello.
+      // Pre-copy rounds come before the freeze, with pauses.
       helloTimeoutMs: offer.precopy ? PRECOPY_HELLO_MS : stepMs,
+      // Every copy a round sends is appended: twice the pages held at most.
+      store: store && {
+        path: store.path,
+        maxPages: 2 * precopyBound(offer),
+        onHeld: (start, count, offset) => store.hold(start, count, offset),
+      },
     });
-    return { receiver, staged };
+    return { receiver, staged, store };
   } catch (e) {
+    await store?.remove();
     await staged.discard();
     log(`process ${offer.pid}: its pages come in the image stream: ${(e as Error).message}`);
     return undefined;
   }
 }
 
-/** Bound of the wait for the page stream's hello after pre-copy rounds: 30 minutes. */
+/** Bound of each wait of the page stream until the freeze, with pre-copy rounds: 30 minutes. */
 const PRECOPY_HELLO_MS = 30 * 60_000;
 
 /** Pages held from pre-copy rounds beyond the offer's estimate (the process may grow): 1 GiB. */
@@ -288,12 +299,22 @@ interface Precopied {
   taken: Promise<void>;
 }
 
-/** Starts taking the pre-copy rounds' stream, which comes before the image. */
-async function takePrecopy(channel: MigrationChannel, offer: Offer): Promise<Precopied> {
-  const store = await PrecopyStore.create(
-    Math.ceil(offer.estimatedBytes / PAGE_SIZE) * 2 + PRECOPY_SLACK_PAGES,
-  );
-  const taken = store.take(channel.streamSource(STREAM.PRECOPY));
+/** The most pages pre-copy rounds may leave held for an offer. */
+function precopyBound(offer: Offer): number {
+  return Math.ceil(offer.estimatedBytes / PAGE_SIZE) * 2 + PRECOPY_SLACK_PAGES;
+}
+
+/**
+ * Starts taking the pre-copy rounds' stream, which comes before the image
+ * (empty when they go on the page stream, into `streamed`).
+ */
+async function takePrecopy(
+  channel: MigrationChannel,
+  offer: Offer,
+  streamed?: PrecopyStore,
+): Promise<Precopied> {
+  const store = streamed ?? await PrecopyStore.create(precopyBound(offer));
+  const taken = store.take(channel.streamSource(STREAM.PRECOPY), streamed !== undefined);
   taken.catch(() => {});
   return { store, taken };
 }

@@ -15,7 +15,13 @@
  */
 import { PAGE_SIZE } from "../../ffi/libc.ts";
 import type { PageRun } from "../dump/memory.ts";
-import { precopyRound, type RoundStats, softDirtyWorks } from "../dump/precopy.ts";
+import {
+  type HeldOut,
+  precopyRound,
+  type RoundOut,
+  type RoundStats,
+  softDirtyWorks,
+} from "../dump/precopy.ts";
 import { PrecopyState } from "../dump/precopy_state.ts";
 import { PAGES_HEADER_SIZE } from "../image/format.ts";
 import { EXIT, PpmError } from "../errors.ts";
@@ -126,26 +132,33 @@ export function encodeRun(run: PageRun): Uint8Array[] {
 
 /**
  * Runs the rounds on process `pid`, each run of pages to `sink` (the
- * stream, which the caller ends); the process runs on throughout.
+ * stream, which the caller ends), or to a page stream (`stream`, which
+ * reads and sends them natively); the process runs on throughout.
  */
 export async function precopy(
   pid: number,
   s: PrecopySettings,
-  sink: (chunk: Uint8Array) => Promise<void>,
+  sink: ((chunk: Uint8Array) => Promise<void>) | { stream: HeldOut },
   copyAll = false,
 ): Promise<PrecopyOutcome> {
   const state = new PrecopyState();
   const rounds: RoundStats[] = [];
   let bytes = 0;
-  const emit = async (run: PageRun) => {
-    for (const c of encodeRun(run)) {
-      await sink(c);
-      bytes += c.length;
+  const out: RoundOut = typeof sink === "function"
+    ? {
+      emit: async (run: PageRun) => {
+        for (const c of encodeRun(run)) {
+          await sink(c);
+          bytes += c.length;
+        }
+      },
     }
-  };
+    : sink;
   let stopped: PrecopyOutcome["stopped"] = "round limit";
   for (let r = 0; r < s.rounds; r++) {
-    const st = await precopyRound(pid, state, emit, copyAll);
+    const st = await precopyRound(pid, state, out, copyAll);
+    // On a page stream: a 16-byte header and a 16-byte tag per frame of at most 256 pages.
+    if (typeof sink !== "function") bytes += st.sent * PAGE_SIZE + Math.ceil(st.sent / 256) * 32;
     rounds.push(st);
     if (r === 0) continue;
     if (st.dirty <= s.minPages) {

@@ -449,7 +449,7 @@ async function migrate(
   const pages = ticket ? await openPageStream(pid, channel, ticket, bounds) : undefined;
   let pre, tFreeze, keep, sent;
   try {
-    pre = offer.precopy ? await sendPrecopy(pid, channel, opts, bounds) : undefined;
+    pre = offer.precopy ? await sendPrecopy(pid, channel, opts, bounds, pages) : undefined;
     tFreeze = performance.now();
     // Keep the process's standard streams: its output keeps going where it went.
     keep = keepStdio(pid, offer.stdin);
@@ -571,8 +571,8 @@ function boundedSink(
 }
 
 /**
- * The pre-copy rounds (core/migrate/precopy.ts), their pages on
- * STREAM.PRECOPY, which then ends; the process runs on throughout, and a
+ * The pre-copy rounds (core/migrate/precopy.ts), their pages on the page
+ * stream when there is one, else on STREAM.PRECOPY; that stream then ends; the process runs on throughout, and a
  * failure leaves it running here.
  */
 async function sendPrecopy(
@@ -580,8 +580,10 @@ async function sendPrecopy(
   channel: MigrationChannel,
   opts: MigrateOutOptions,
   bounds: StepBounds,
+  pages: PageSender | undefined,
 ): Promise<PrecopyOutcome> {
-  const send = boundedSink(channel, STREAM.PRECOPY, bounds);
+  // On the page stream when there is one; the link's stream 5 then ends empty.
+  const send = pages ? { stream: pages } : boundedSink(channel, STREAM.PRECOPY, bounds);
   try {
     const out = await precopy(pid, { ...PRECOPY_DEFAULTS, ...opts.precopy }, send, opts.copyAll);
     await channel.endStream(STREAM.PRECOPY);

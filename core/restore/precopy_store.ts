@@ -69,12 +69,40 @@ export class PrecopyStore {
     return this.#slots.size;
   }
 
-  /** Reads the rounds' stream to its end, holding its pages; throws when it is malformed. */
-  async take(source: AsyncIterable<Uint8Array>): Promise<void> {
+  /** The file the pages are in (a page stream appends to it: see {@link hold}). */
+  get path(): string {
+    return this.#path;
+  }
+
+  /**
+   * Notes a run a page stream (core/transport/pagestream.ts) appended to
+   * the file at byte `offset`: those pages are held there now, a page sent
+   * again in its newest copy. The helper checked the run and bounded the
+   * file.
+   */
+  hold(start: bigint, count: number, offset: number): void {
+    const first = Number(start / BigInt(PAGE_SIZE));
+    const slot = offset / PAGE_SIZE;
+    for (let i = 0; i < count; i++) this.#slots.set(first + i, slot + i);
+    this.received += count;
+    this.#streamed = true;
+  }
+
+  #streamed = false;
+
+  /**
+   * Reads the rounds' stream to its end, holding its pages; throws when it
+   * is malformed. With `streamed` (the rounds go on a page stream), the
+   * stream must be empty.
+   */
+  async take(source: AsyncIterable<Uint8Array>, streamed = false): Promise<void> {
     const r = new ChunkReader(source);
     for (;;) {
       const h = await r.read(PAGES_HEADER_SIZE);
       if (h.length === 0) return;
+      if (streamed || this.#streamed) {
+        throw bad("pre-copy pages came on the link, and the page stream was agreed");
+      }
       if (h.length < PAGES_HEADER_SIZE) throw bad("a run header is cut short");
       const v = new DataView(h.buffer, h.byteOffset, h.byteLength);
       const start = v.getBigUint64(0, true), count = v.getUint32(8, true);

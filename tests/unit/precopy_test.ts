@@ -13,6 +13,7 @@
  * - a first round on a real running process: its pages sent, and it runs
  *   on; the choice to pre-copy (off, too small, no dirty tracking).
  */
+import { PageReceiver, PageSender } from "../../core/transport/pagestream.ts";
 import { PrecopyState } from "../../core/dump/precopy_state.ts";
 import { precopyRound, softDirtyWorks } from "../../core/dump/precopy.ts";
 import { checkPrecopy } from "../../core/image/precopy.ts";
@@ -229,9 +230,11 @@ Deno.test("precopy: the choice, and a first round on a running process", async (
     await waitUntil("a tick", () => r.out().includes("tick 1 "));
     const state = new PrecopyState();
     const got: { start: bigint; n: number }[] = [];
-    const st = await precopyRound(r.pid, state, (run) => {
-      got.push({ start: run.start, n: run.data.length / PAGE_SIZE });
-      return Promise.resolve();
+    const st = await precopyRound(r.pid, state, {
+      emit: (run) => {
+        got.push({ start: run.start, n: run.data.length / PAGE_SIZE });
+        return Promise.resolve();
+      },
     });
     const sent = got.reduce((n, x) => n + x.n, 0);
     // Its 2 MiB (never zero) at least, each page once, and all of them held.
@@ -245,6 +248,46 @@ Deno.test("precopy: the choice, and a first round on a running process", async (
   } finally {
     r.end();
     await r.done();
+  }
+});
+
+Deno.test("precopy: a round over the page stream lands in the store, page for page", async () => {
+  const bin = await buildProgram("bench_anon", PROGRAMS_OUT);
+  const r = await startProgram(bin, ["1000", "2"]);
+  const dir = await Deno.makeTempDir({ prefix: "ppm-precopy-stream-" });
+  try {
+    await waitUntil("a tick", () => r.out().includes("tick 1 "));
+    await Deno.writeFile(`${dir}/plan`, new Uint8Array(0));
+    await Deno.writeFile(`${dir}/store`, new Uint8Array(0));
+    let held = 0;
+    const rx = await PageReceiver.start({
+      bind: "127.0.0.1",
+      from: "127.0.0.1",
+      plan: `${dir}/plan`,
+      layout: { head: 4096, vma: 64 },
+      maxPages: 8192,
+      timeoutMs: 10_000,
+      store: { path: `${dir}/store`, maxPages: 8192, onHeld: (_a, n) => held += n },
+    });
+    const tx = await PageSender.start({
+      to: "127.0.0.1",
+      ticket: rx.ticket,
+      pid: r.pid,
+      timeoutMs: 10_000,
+    });
+    const state = new PrecopyState();
+    const st = await precopyRound(r.pid, state, { stream: tx });
+    await tx.freeze(0);
+    await tx.finish();
+    await rx.done;
+    assert(st.sent >= 512, `${st.sent} pages sent`);
+    assertEquals(held, st.sent);
+    assertEquals(state.sent.size, st.sent);
+    assertEquals((await Deno.stat(`${dir}/store`)).size, st.sent * PAGE_SIZE);
+  } finally {
+    r.end();
+    await r.done();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

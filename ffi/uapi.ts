@@ -20,7 +20,11 @@ export const PPM_FEAT = {
   RESTORE: 1n << 2n,
   REDIRECT: 1n << 3n,
   GRANT: 1n << 4n,
+  RUN_AT: 1n << 5n,
 } as const;
+
+/** struct ppm_plan_run flags: PPM_RUN_AT, a u64 plan offset of its pages follows the run. */
+export const PPM_RUN = { AT: 1 } as const;
 
 /** The names of the feature bits set in `bits`. */
 export function featureNames(bits: bigint): string[] {
@@ -179,7 +183,7 @@ export const ppmPlanRun = defineStruct(
   [
     ["start", "u64"],
     ["nr_pages", "u32"],
-    ["reserved", "u32"],
+    ["flags", "u32"],
   ] as const,
 );
 

@@ -227,7 +227,7 @@ static int ppm_map_all(struct ppm_restore_ctx *c)
  * range the plan's own checks placed inside one of its writable mappings:
  * one copy, from the plan's pages to the process's.
  */
-static int ppm_read_direct(struct ppm_restore_ctx *c, u64 addr, u64 len)
+static int ppm_read_direct(struct ppm_restore_ctx *c, u64 addr, u64 len, loff_t *pos)
 {
 	while (len) {
 		size_t chunk = min_t(u64, len, PPM_DIRECT_CHUNK);
@@ -238,7 +238,7 @@ static int ppm_read_direct(struct ppm_restore_ctx *c, u64 addr, u64 len)
 		if (fatal_signal_pending(current))
 			return ppm_fail(c, -EINTR, "killed while filling pages");
 		iov_iter_init(&iter, ITER_DEST, &iov, 1, chunk);
-		n = vfs_iter_read(c->plan, &iter, &c->pos, 0);
+		n = vfs_iter_read(c->plan, &iter, pos, 0);
 		if (n < 0)
 			return ppm_fail(c, (int)n, "cannot fill pages at %llx", addr);
 		if (!n)
@@ -259,6 +259,42 @@ static int ppm_put_page(struct ppm_restore_ctx *c, u64 addr, void *page)
 	return 0;
 }
 
+/*
+ * Where a run's pages are: right after its header, or, with PPM_RUN_AT, at
+ * the plan offset that follows it (page aligned, not wrapping).
+ */
+static int ppm_run_pages_at(struct ppm_restore_ctx *c, const struct ppm_plan_run *run,
+			    unsigned int r, loff_t *pos)
+{
+	u64 at;
+	int ret;
+
+	if (!(run->flags & PPM_RUN_AT)) {
+		*pos = c->pos;
+		return 0;
+	}
+	ret = ppm_read(c, &at, sizeof(at));
+	if (ret)
+		return ret;
+	if (!PAGE_ALIGNED(at) || at > (u64)MAX_LFS_FILESIZE ||
+	    (u64)MAX_LFS_FILESIZE - at < (u64)run->nr_pages << PAGE_SHIFT)
+		return ppm_fail(c, -EINVAL, "page run %u: bad offset %llx", r, at);
+	*pos = at;
+	return 0;
+}
+
+/* Reads a run's @len bytes for a read-only mapping, from @pos on. */
+static int ppm_read_at(struct ppm_restore_ctx *c, void *dst, size_t len, loff_t *pos)
+{
+	ssize_t n = kernel_read(c->plan, dst, len, pos);
+
+	if (n < 0)
+		return ppm_fail(c, (int)n, "cannot read the plan");
+	if ((size_t)n != len)
+		return ppm_fail(c, -EINVAL, "plan truncated");
+	return 0;
+}
+
 static int ppm_fill_pages(struct ppm_restore_ctx *c)
 {
 	struct ppm_plan_run run;
@@ -268,30 +304,36 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 	for (r = 0; r < c->hdr.nr_runs; r++) {
 		const struct ppm_plan_vma *v;
 		u64 done = 0;
+		loff_t pos;
 		int idx;
 
 		ret = ppm_read(c, &run, sizeof(run));
 		if (ret)
 			return ret;
 		if (!run.nr_pages || run.nr_pages > PPM_PLAN_MAX_PAGES ||
-		    run.reserved || !PAGE_ALIGNED(run.start))
+		    (run.flags & ~PPM_RUN_FLAGS) || !PAGE_ALIGNED(run.start))
 			return ppm_fail(c, -EINVAL, "page run %u: bad header", r);
+		ret = ppm_run_pages_at(c, &run, r, &pos);
+		if (ret)
+			return ret;
 		idx = ppm_find_vma(c, run.start, (u64)run.nr_pages << PAGE_SHIFT);
 		if (idx < 0)
 			return ppm_fail(c, -EINVAL, "page run %u at %llx is outside the mappings",
 					r, run.start);
 		v = &c->vmas[idx];
 		if (v->prot & PROT_WRITE) {
-			ret = ppm_read_direct(c, run.start, (u64)run.nr_pages << PAGE_SHIFT);
+			ret = ppm_read_direct(c, run.start, (u64)run.nr_pages << PAGE_SHIFT, &pos);
 			if (ret)
 				return ret;
+			if (!(run.flags & PPM_RUN_AT))
+				c->pos = pos;
 			continue;
 		}
 		while (done < run.nr_pages) {
 			u64 n = min_t(u64, run.nr_pages - done, PPM_IO_PAGES);
 			u64 k;
 
-			ret = ppm_read(c, c->buf, n << PAGE_SHIFT);
+			ret = ppm_read_at(c, c->buf, n << PAGE_SHIFT, &pos);
 			if (ret)
 				return ret;
 			for (k = 0; k < n; k++) {
@@ -303,6 +345,8 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 			done += n;
 			cond_resched();
 		}
+		if (!(run.flags & PPM_RUN_AT))
+			c->pos = pos;
 	}
 	return 0;
 }

@@ -8,7 +8,8 @@
  */
 import { close, O, PAGE_SIZE } from "../../ffi/libc.ts";
 import type { FdEntry, LoadedImage } from "../image/schema.ts";
-import { PPM_ABI_VERSION, ppmPlanHeader, ppmPlanVma } from "../../ffi/uapi.ts";
+import { PPM_ABI_VERSION, PPM_FEAT, ppmPlanHeader, ppmPlanVma } from "../../ffi/uapi.ts";
+import { withDevice } from "../../ffi/device.ts";
 import { PageReceiver, pagestreamUnusable } from "../transport/pagestream.ts";
 import { PpmError } from "../errors.ts";
 import { fault } from "../fault.ts";
@@ -259,7 +260,14 @@ async function openStream(
     return undefined;
   }
   const staged = await createStaged();
-  const store = offer.precopy ? await PrecopyStore.create(precopyBound(offer)) : undefined;
+  // With a module that reads runs where they are, the rounds' pages go in the plan itself, far
+  // past its runs: nothing to copy at the freeze. Else a store of their own, copied from then.
+  const inPlan = offer.precopy && moduleReadsRunsAt();
+  const store = !offer.precopy
+    ? undefined
+    : inPlan
+    ? PrecopyStore.inPlan(staged.path, precopyBound(offer))
+    : await PrecopyStore.create(precopyBound(offer));
   try {
     const receiver = await PageReceiver.start({
       bind: channel.addrs.local,
@@ -273,6 +281,7 @@ async function openStream(
       // Every copy a round sends is appended: twice the pages held at most.
       store: store && {
         path: store.path,
+        offset: inPlan ? PRECOPY_IN_PLAN_AT : 0,
         maxPages: 2 * precopyBound(offer),
         onHeld: (start, count, offset) => store.hold(start, count, offset),
       },
@@ -283,6 +292,18 @@ async function openStream(
     await staged.discard();
     log(`process ${offer.pid}: its pages come in the image stream: ${(e as Error).message}`);
     return undefined;
+  }
+}
+
+/** Where in the plan pre-copy pages go when it holds them (1 TiB: a sparse file in memory). */
+const PRECOPY_IN_PLAN_AT = 2 ** 40;
+
+/** Whether the loaded module reads plan runs where they are (PPM_FEAT_RUN_AT). */
+function moduleReadsRunsAt(): boolean {
+  try {
+    return withDevice((d) => (d.info().features & PPM_FEAT.RUN_AT) !== 0n);
+  } catch {
+    return false;
   }
 }
 

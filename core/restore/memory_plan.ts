@@ -11,6 +11,7 @@ import { copyRange, pwriteAll } from "../../ffi/fds.ts";
 import {
   PPM_ABI_VERSION,
   PPM_PLAN_MAGIC,
+  PPM_RUN,
   PPM_VMA,
   ppmPlanHeader,
   ppmPlanRun,
@@ -113,6 +114,31 @@ export class PlanWriter {
       await writeAll(this.#file, block.data);
     })();
     // Marked handled now; the next addRun or finish awaits it and throws its error.
+    this.#pending.catch(() => {});
+  }
+
+  /**
+   * Appends one run whose pages are elsewhere in the plan already, at byte
+   * `at` (PPM_RUN_AT: a migration's pre-copy pages, put far past the runs
+   * by its page stream). Only for a module with PPM_FEAT_RUN_AT.
+   */
+  async addRunAt(
+    block: { start: bigint; count: number },
+    at: number,
+    vmas: { kind: string }[],
+  ): Promise<void> {
+    await this.#pending;
+    if (this.#vmas < 0) {
+      this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
+      this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
+      await this.#file.seek(this.#end, Deno.SeekMode.Start);
+    }
+    const head = new Uint8Array(ppmPlanRun.size + 8);
+    head.set(encode(ppmPlanRun, { start: block.start, nr_pages: block.count, flags: PPM_RUN.AT }));
+    new DataView(head.buffer).setBigUint64(ppmPlanRun.size, BigInt(at), true);
+    this.#end += head.length;
+    this.#runs++;
+    this.#pending = writeAll(this.#file, head);
     this.#pending.catch(() => {});
   }
 

@@ -34,20 +34,41 @@ function bad(why: string): PpmError {
 
 /** The pages of pre-copy rounds, held until the image comes. */
 export class PrecopyStore {
-  readonly #dir: string;
+  readonly #dir: string | undefined;
   readonly #path: string;
-  readonly #file: Deno.FsFile;
+  readonly #file: Deno.FsFile | undefined;
+  /** The pages are in the restore plan itself (see {@link inPlan}). */
+  readonly #inPlan: boolean;
   /** Slot (in pages) of each page held, by page index. */
   readonly #slots = new Map<number, number>();
   readonly #maxPages: number;
   /** Pages received, sent again included. */
   received = 0;
+  /** Its pages come on a page stream (stream 5 must stay empty). */
+  #streamed = false;
 
-  private constructor(dir: string, file: Deno.FsFile, maxPages: number) {
+  private constructor(
+    dir: string | undefined,
+    file: Deno.FsFile | undefined,
+    maxPages: number,
+    path = `${dir}/pages`,
+  ) {
     this.#dir = dir;
-    this.#path = `${dir}/pages`;
+    this.#path = path;
     this.#file = file;
     this.#maxPages = maxPages;
+    this.#inPlan = file === undefined;
+    this.#streamed = this.#inPlan;
+  }
+
+  /**
+   * A store whose pages a page stream puts in the restore plan at `path`
+   * itself, far past its runs: the plan then refers to them where they are
+   * (PlanWriter.addRunAt, a module with PPM_FEAT_RUN_AT), and nothing is
+   * copied at the freeze.
+   */
+  static inPlan(path: string, maxPages: number): PrecopyStore {
+    return new PrecopyStore(undefined, undefined, maxPages, path);
   }
 
   /** A new store in memory (/dev/shm, else the temporary directory) holding at most `maxPages`. */
@@ -87,8 +108,6 @@ export class PrecopyStore {
     this.received += count;
     this.#streamed = true;
   }
-
-  #streamed = false;
 
   /**
    * Reads the rounds' stream to its end, holding its pages; throws when it
@@ -137,9 +156,10 @@ export class PrecopyStore {
     for (let i = 0; i < count;) {
       let n = 1;
       while (i + n < count && slots[i + n] === slots[i] + n) n++;
-      await this.#file.seek(slots[i] * PAGE_SIZE, Deno.SeekMode.Start);
+      const file = this.#file!;
+      await file.seek(slots[i] * PAGE_SIZE, Deno.SeekMode.Start);
       const part = data.subarray(i * PAGE_SIZE, (i + n) * PAGE_SIZE);
-      for (let off = 0; off < part.length;) off += await this.#file.write(part.subarray(off));
+      for (let off = 0; off < part.length;) off += await file.write(part.subarray(off));
       i += n;
     }
     this.received += count;
@@ -172,7 +192,7 @@ export class PrecopyStore {
       .sort((a, b) => a - b);
     let added = 0;
     let run: number[] = [];
-    const src = open(this.#path, O.RDONLY | O.CLOEXEC);
+    const src = this.#inPlan ? -1 : open(this.#path, O.RDONLY | O.CLOEXEC);
     const flush = async () => {
       if (!run.length) return;
       // Pages sent together sit in consecutive slots: each stretch is one piece of the copy.
@@ -184,11 +204,21 @@ export class PrecopyStore {
         parts.push({ offset: slot * PAGE_SIZE, pages: n });
         i += n;
       }
-      await writer.addRunFrom(
-        { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length },
-        { fd: src, parts },
-        img.vmas,
-      );
+      if (this.#inPlan) {
+        // Each stretch where it is in the plan: a run of its own that points there.
+        let page = run[0];
+        for (const p of parts) {
+          const start = BigInt(page) * BigInt(PAGE_SIZE);
+          await writer.addRunAt({ start, count: p.pages }, p.offset, img.vmas);
+          page += p.pages;
+        }
+      } else {
+        await writer.addRunFrom(
+          { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length },
+          { fd: src, parts },
+          img.vmas,
+        );
+      }
       added += run.length;
       run = [];
     };
@@ -211,7 +241,7 @@ export class PrecopyStore {
       }
       await flush();
     } finally {
-      close(src);
+      if (src >= 0) close(src);
     }
     if (added !== rec.held) {
       throw new PpmError(
@@ -225,8 +255,9 @@ export class PrecopyStore {
 
   /** Removes the store. */
   async remove(): Promise<void> {
+    if (!this.#dir) return; // in the plan: it goes with the plan
     try {
-      this.#file.close();
+      this.#file?.close();
     } catch { /* closed */ }
     await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }

@@ -142,6 +142,8 @@ export interface ReceiverOptions {
    */
   store?: {
     path: string;
+    /** Where in it the first page goes (a page multiple; default 0). */
+    offset?: number;
     maxPages: number;
     onHeld: (start: bigint, count: number, offset: number) => void;
   };
@@ -184,7 +186,16 @@ export class PageReceiver {
         String(o.maxPages),
         "--timeout-ms",
         String(o.timeoutMs),
-        ...(o.store ? ["--store", o.store.path, "--max-held", String(o.store.maxPages)] : []),
+        ...(o.store
+          ? [
+            "--store",
+            o.store.path,
+            "--max-held",
+            String(o.store.maxPages),
+            "--store-offset",
+            String(o.store.offset ?? 0),
+          ]
+          : []),
       ],
       stdin: "piped",
       stdout: "piped",

@@ -32,6 +32,7 @@
 #define PPM_FEAT_RESTORE	_BITULL(2)	/* PPM_IOC_RESTORE */
 #define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects of migrated flows */
 #define PPM_FEAT_GRANT		_BITULL(4)	/* PPM_IOC_GRANT, PPM_IOC_GRANT_TAKE */
+#define PPM_FEAT_RUN_AT		_BITULL(5)	/* plan runs with PPM_RUN_AT */
 
 /**
  * struct ppm_info - what the loaded module is
@@ -256,16 +257,21 @@ struct ppm_plan_vma {
 	__u32 reserved;
 };
 
+#define PPM_RUN_AT		_BITUL(0)	/* the pages are elsewhere in the plan */
+#define PPM_RUN_FLAGS		PPM_RUN_AT
+
 /**
  * struct ppm_plan_run - consecutive pages to fill; nr_pages * 4096 bytes follow
  * @start: address of the first page, inside one mapping of the plan
  * @nr_pages: 1..PPM_PLAN_MAX_PAGES
- * @reserved: zero
+ * @flags: PPM_RUN_*.  With PPM_RUN_AT, a __u64 follows instead of the pages:
+ *	the plan offset (page aligned) where they are.  A migration's
+ *	destination keeps the pages of pre-copy rounds there, past the runs.
  */
 struct ppm_plan_run {
 	__u64 start;
 	__u32 nr_pages;
-	__u32 reserved;
+	__u32 flags;
 };
 
 /**

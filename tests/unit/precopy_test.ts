@@ -179,6 +179,35 @@ Deno.test("precopy store: runs taken (a page sent again replaces its bytes); the
   }
 });
 
+Deno.test("precopy store in the plan: held where the page stream put them, planned as runs pointing there", async () => {
+  const store = PrecopyStore.inPlan("/nonexistent/plan", 100);
+  const a = 0x10000n; // pages 16..23, in one mapping
+  const base = 2 ** 40;
+  store.hold(a, 4, base); // 16..19
+  store.hold(a + 4n * P, 4, base + 4 * PAGE_SIZE); // 20..23
+  store.hold(a + 2n * P, 1, base + 8 * PAGE_SIZE); // 18 again: its newest copy counts
+  assertEquals(store.size, 8);
+  assertEquals(store.received, 9);
+  const at: [number, number, number][] = [];
+  const w = {
+    addRunAt(block: { start: bigint; count: number }, off: number) {
+      at.push([Number(block.start / P), block.count, (off - base) / PAGE_SIZE]);
+      return Promise.resolve();
+    },
+  } as unknown as PlanWriter;
+  const img = {
+    vmas: [{ start: a, end: a + 8n * P, kind: "anon" }],
+    precopy: { held: 6, drops: [[23, 1]] },
+  } as unknown as LoadedImage;
+  assertEquals(await store.addTo(w, img, new Set([17])), 6);
+  // 16; 18 (slot 8); 19..22 (slots 3..6); 17 carried by the freeze, 23 dropped.
+  assertEquals(at, [[16, 1, 0], [18, 1, 8], [19, 4, 3]]);
+  // Pages on the link's stream are refused: they come on the page stream.
+  const e = await store.take(stream([{ start: a, data: pages(1, 1) }])).then(() => null, (x) => x);
+  assertMatch(String(e), /page stream was agreed/);
+  await store.remove(); // nothing of its own to remove
+});
+
 Deno.test("precopy store: hostile streams are refused with the reason", async () => {
   const header = (start: bigint, count: number, reserved = 0) => {
     const h = new Uint8Array(16);

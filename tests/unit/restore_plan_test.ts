@@ -1,7 +1,7 @@
 /** From an image to the restore plan and the stub's spec; compatibility checks. */
 import { decode } from "../../ffi/struct.ts";
 import { close, O, open } from "../../ffi/libc.ts";
-import { PPM_PLAN_MAGIC, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
+import { PPM_PLAN_MAGIC, PPM_RUN, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/host/cpu.ts";
 import { mapFd, PlanWriter, stubBase } from "../../core/restore/memory_plan.ts";
@@ -190,6 +190,38 @@ Deno.test("plan: runs copied in from another file (pre-copy) give the same bytes
       close(fd);
     }
     assertEquals(await Deno.readFile(copied), await Deno.readFile(whole));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("plan: a run whose pages lie further on in the plan (PPM_RUN_AT) says where", async () => {
+  const img = image();
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/plan`;
+    const f = await Deno.open(path, { write: true, create: true });
+    try {
+      const w = new PlanWriter(f, path);
+      await w.addRunAt({ start: 0x7f0000000000n, count: 3 }, 2 ** 40, img.vmas);
+      await w.addRun(img.pages[0], img.vmas);
+      assertEquals(w.runs, 2);
+      await w.finish({ ...img, pages: [] }, 1000);
+    } finally {
+      f.close();
+    }
+    const b = await Deno.readFile(path);
+    const head = ppmPlanHeader.size + 3 * ppmPlanVma.size;
+    const dv = new DataView(b.buffer);
+    assertEquals(dv.getUint32(12, true), 2, "nr_runs");
+    assertEquals(dv.getBigUint64(head, true), 0x7f0000000000n);
+    assertEquals(dv.getUint32(head + 8, true), 3);
+    assertEquals(dv.getUint32(head + 12, true), PPM_RUN.AT);
+    assertEquals(dv.getBigUint64(head + 16, true), 2n ** 40n);
+    // The next run follows it, its pages inline.
+    assertEquals(dv.getBigUint64(head + 24, true), img.pages[0].start);
+    assertEquals(dv.getUint32(head + 36, true), 0);
+    assertEquals(b.length, head + 24 + 16 + img.pages[0].data.length);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

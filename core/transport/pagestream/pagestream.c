@@ -9,7 +9,8 @@
  *   ppm-pagestream send --to ADDR --port P --pid PID [--timeout-ms T]
  *   ppm-pagestream recv --bind ADDR --from ADDR --plan PATH --plan-head H
  *                       --plan-vma V --max-pages N [--store PATH
- *                       --max-held N] [--timeout-ms T] [--hello-timeout-ms T]
+ *                       --max-held N [--store-offset B]] [--timeout-ms T]
+ *                       [--hello-timeout-ms T]
  *
  * Both read the 16-byte key and the 16-byte session id on stdin first.
  *
@@ -30,7 +31,9 @@
  * recv: prints "port P" once it listens; takes one connection from ADDR
  * (others are closed) and its hello (--hello-timeout-ms). Pre-copy pages
  * (HELD frames, only before FREEZE, only with --store) are appended to the
- * store, at most N pages in all, printing "held ADDRESS PAGES OFFSET".
+ * store from offset B (default 0; the store may be the plan itself, far
+ * past its runs), at most N pages in all, printing
+ * "held ADDRESS PAGES OFFSET".
  * After FREEZE, each PAGES frame becomes a run in the plan, from offset
  * H + VMAS * V, after the header and the mappings FREEZE names (struct
  * ppm_plan_run, then the pages), printing "run ADDRESS PAGES". At the end
@@ -639,6 +642,8 @@ static int do_recv(int argc, char **argv)
 			hello_ms = num_arg(argv[i + 1], 1, 86400000, "hello timeout");
 		else if (!strcmp(argv[i], "--max-pages"))
 			r.max_pages = num_arg(argv[i + 1], 0, 1ll << 36, "max pages");
+		else if (!strcmp(argv[i], "--store-offset"))
+			r.store_at = num_arg(argv[i + 1], 0, 1ll << 50, "store offset");
 		else if (!strcmp(argv[i], "--max-held"))
 			r.max_held = num_arg(argv[i + 1], 0, 1ll << 36, "max held pages");
 		else if (!strcmp(argv[i], "--timeout-ms"))
@@ -647,6 +652,7 @@ static int do_recv(int argc, char **argv)
 			return EXIT_USAGE;
 	}
 	if (!bind_s || !from_s || !plan || r.head < 0 || r.vma_bytes < 0 || r.max_pages < 0 ||
+	    r.store_at % PAGE ||
 	    parse_addr(bind_s, &bind_to) || parse_addr(from_s, &from))
 		return EXIT_USAGE;
 	read_secrets();

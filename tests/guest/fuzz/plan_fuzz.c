@@ -103,6 +103,19 @@ static size_t mutate(unsigned char *p, size_t size, int kind, uint32_t nr_vmas)
 			memcpy(p + a + sizeof(struct ppm_plan_vma), p + a, 8);
 		}
 		return size;
+	case 9: { /* a run that says its pages are elsewhere (PPM_RUN_AT), and where */
+		size_t off = runs;
+
+		for (int i = rnd() % 8; i > 0 && off + 16 <= size; i--) {
+			uint32_t n;
+
+			memcpy(&n, p + off + 8, 4);
+			off += 16 + (size_t)n * 4096;
+		}
+		put(p, size, off + 12, rnd() % 2 ? PPM_RUN_AT : pick(), 4);
+		put(p, size, off + 16, rnd() % 2 ? (pick() & ~0xfffULL) : pick(), 8);
+		return size;
+	}
 	default: /* garbage appended, or a huge size claimed at the end */
 		put(p, size, size - 8, pick(), 8);
 		return size;
@@ -144,7 +157,7 @@ int main(int argc, char **argv)
 	rng = strtoull(argv[4], NULL, 0) | 1;
 
 	for (long c = 0; c < cases; c++) {
-		int kind = c ? rnd() % 10 : -1, status, memfd;
+		int kind = c ? rnd() % 11 : -1, status, memfd;
 		size_t n;
 		pid_t pid;
 

@@ -38,9 +38,11 @@ const CLUSTER = "bench";
  * MiB per guest. A 256 MiB workload needs room for its image too: ppm's
  * restore loads the whole image before it maps it, and a ppm process that
  * handled one holds hundreds of MiB until its garbage is collected. At 1536
- * MiB node1's agent was killed by the kernel's OOM killer.
+ * MiB node1's agent was killed by the kernel's OOM killer. dirty-1g needs
+ * 1 GiB for the process and as much for its plan in /dev/shm (half the
+ * memory at most).
  */
-const GUEST_MEMORY = 3072;
+const GUEST_MEMORY = 4096;
 /** A series that failed this many rounds in a row is not tried again in this run. */
 const GIVE_UP_AFTER = 2;
 

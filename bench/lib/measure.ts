@@ -69,8 +69,9 @@ export function portOf(base: number, round: number, workload: number, tool: numb
  * background: ITERATIONS, MIB and, for a threaded one, THREADS.
  */
 export function anonCommand(bin: string, w: Workload, out: string): string {
-  const threads = w.threads > 1 ? ` ${w.threads}` : "";
-  return `${bin} 1000000 ${w.mib}${threads} < /dev/null > ${out} 2>&1 & echo $!`;
+  const stripes = (w.stripes ?? 1) > 1 ? ` ${w.threads} ${w.stripes}` : "";
+  const threads = !stripes && w.threads > 1 ? ` ${w.threads}` : "";
+  return `${bin} 1000000 ${w.mib}${threads}${stripes} < /dev/null > ${out} 2>&1 & echo $!`;
 }
 
 /** A running workload on node1. */

@@ -13,6 +13,8 @@ export interface Workload extends WorkloadInfo {
   threads: number;
   /** Whether a local checkpoint + restore applies (ppm's image files hold no live sockets). */
   local: boolean;
+  /** MiB bench_anon writes anew each 200 ms tick (its STRIPES; default 1). */
+  stripes?: number;
 }
 
 /** Every workload, in report order. */
@@ -51,6 +53,18 @@ export const WORKLOADS: readonly Workload[] = [
     connections: 0,
     threads: 1,
     local: true,
+  },
+  // Pre-copy's case: a large process that keeps writing, 1 % of its memory a second (2 MiB
+  // every 200 ms). ppm's rounds against CRIU's plain dump; its freeze against anon-1's is what
+  // pre-copy is for (within 2x of a 1 MiB process's, the goal of issue 20).
+  {
+    id: "dirty-1g",
+    title: "1 GiB anonymous memory, 1 % of it written each second",
+    mib: 1024,
+    connections: 0,
+    threads: 1,
+    stripes: 2,
+    local: false,
   },
   {
     id: "tcp-1",

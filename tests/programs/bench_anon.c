@@ -9,7 +9,11 @@
  * every tick, too slow under TCG at 256 MiB). Before the `ok` line it
  * checks every word.
  *
- *   bench_anon ITERATIONS MIB [THREADS]
+ *   bench_anon ITERATIONS MIB [THREADS [STRIPES]]
+ *
+ * STRIPES (default 1, at most 64) is the number of 1 MiB stripes each tick
+ * checks and writes anew: STRIPES * 5 MiB/s written (the benchmark's
+ * dirtying workload writes 1 % of its memory per second).
  *
  * THREADS (default 1, at most 64) is the number of threads: THREADS-1
  * pthreads beside the main thread, started before the `ready` line, each
@@ -102,15 +106,15 @@ static void start_threads(long threads)
 
 int main(int argc, char **argv)
 {
-	long n = prog_init("bench_anon", argc, argv, argc == 4 ? 2 : 1,
-			   "ITERATIONS MIB [THREADS]");
+	long n = prog_init("bench_anon", argc, argv, argc == 4 || argc == 5 ? argc - 2 : 1,
+			   "ITERATIONS MIB [THREADS [STRIPES]]");
 	long mib = strtol(argv[2], NULL, 10);
-	long threads = 1;
+	long threads = 1, stripes = 1;
 	uint64_t *mem, *gen;
 	size_t len;
 
 	CHECK(mib > 0 && mib <= 4096, "bad MIB '%s'", argv[2]);
-	if (argc == 4) {
+	if (argc >= 4) {
 		char *end;
 
 		errno = 0;
@@ -118,6 +122,15 @@ int main(int argc, char **argv)
 		CHECK(errno == 0 && *end == '\0' && end != argv[3] && threads >= 1 &&
 			      threads <= MAX_THREADS,
 		      "bad THREADS '%s' (1 to %d)", argv[3], MAX_THREADS);
+	}
+	if (argc == 5) {
+		char *end;
+
+		errno = 0;
+		stripes = strtol(argv[4], &end, 10);
+		CHECK(errno == 0 && *end == '\0' && end != argv[4] && stripes >= 1 &&
+			      stripes <= 64,
+		      "bad STRIPES '%s' (1 to 64)", argv[4]);
 	}
 	len = (size_t)mib << 20;
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -129,16 +142,21 @@ int main(int argc, char **argv)
 	start_threads(threads);
 	ready_line();
 	for (long t = 0; t < n; t++) {
-		size_t s = (size_t)t % (size_t)mib;
-		uint64_t *p = mem + s * STRIPE_WORDS;
+		size_t s = 0;
 
-		for (size_t i = 0; i < STRIPE_WORDS; i++) {
-			size_t w = s * STRIPE_WORDS + i;
+		for (long k = 0; k < stripes; k++) {
+			uint64_t *p;
 
-			CHECK(p[i] == word(w, gen[s]), "word %zu wrong at tick %ld", w, t);
-			p[i] = word(w, gen[s] + 1);
+			s = ((size_t)t * (size_t)stripes + (size_t)k) % (size_t)mib;
+			p = mem + s * STRIPE_WORDS;
+			for (size_t i = 0; i < STRIPE_WORDS; i++) {
+				size_t w = s * STRIPE_WORDS + i;
+
+				CHECK(p[i] == word(w, gen[s]), "word %zu wrong at tick %ld", w, t);
+				p[i] = word(w, gen[s] + 1);
+			}
+			gen[s]++;
 		}
-		gen[s]++;
 		tick_line(t, "mib=%ld stripe=%zu", mib, s);
 		sleep_ms(200);
 	}

@@ -55,7 +55,15 @@ Deno.test("bench_anon: THREADS must be 1 to 64", async () => {
   }
   const max = await run(bin, ["1", "1", "64"]);
   assertEquals(max.code, 0, new TextDecoder().decode(max.stderr));
-  const usage = await run(bin, ["1", "1", "2", "3"]);
+  const usage = await run(bin, ["1", "1", "2", "3", "4"]);
   assertEquals(usage.code, 2);
-  assert(new TextDecoder().decode(usage.stderr).includes("ITERATIONS MIB [THREADS]"));
+  assert(new TextDecoder().decode(usage.stderr).includes("ITERATIONS MIB [THREADS [STRIPES]]"));
+  for (const bad of ["0", "65"]) {
+    const r = await run(bin, ["1", "1", "1", bad]);
+    assertMatch(new TextDecoder().decode(r.stderr), /^FAIL bench_anon: bad STRIPES/);
+  }
+  // Three stripes a tick: ticks 0 and 1 write stripes 0..5, each checked first.
+  const three = await run(bin, ["2", "8", "1", "3"]);
+  assertEquals(three.code, 0, new TextDecoder().decode(three.stderr));
+  assertMatch(new TextDecoder().decode(three.stdout), /tick 1 mib=8 stripe=5/);
 });

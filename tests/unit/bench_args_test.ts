@@ -54,6 +54,7 @@ Deno.test("bench workloads: quick is anon-1 alone; threads-64 is anon-64's memor
     "anon-64",
     "threads-64",
     "anon-256",
+    "dirty-1g",
     "tcp-1",
     "listen-8",
     "mpi-64",
@@ -83,6 +84,11 @@ Deno.test("bench measure: bench_anon's command line names THREADS only for a thr
   assertEquals(
     anonCommand("/b/bench_anon", w("threads-64"), "/tmp/bench/x.out"),
     "/b/bench_anon 1000000 64 8 < /dev/null > /tmp/bench/x.out 2>&1 & echo $!",
+  );
+  // The dirtying workload: 2 MiB each tick (THREADS then STRIPES).
+  assertEquals(
+    anonCommand("/b/bench_anon", w("dirty-1g"), "/tmp/bench/x.out"),
+    "/b/bench_anon 1000000 1024 1 2 < /dev/null > /tmp/bench/x.out 2>&1 & echo $!",
   );
 });
 

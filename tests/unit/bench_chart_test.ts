@@ -7,11 +7,11 @@ import { syntheticRun } from "./bench_fixture.ts";
 Deno.test("bench chart: points are the memory migrations only", () => {
   const r = syntheticRun(2);
   const pts = chartPoints(r);
-  // 3 one-thread memory workloads × 3 tools × 2 rounds; threads-64 (at 64 MiB too) is not
+  // 4 one-thread memory workloads × 3 tools × 2 rounds; threads-64 (at 64 MiB too) is not
   // drawn: it would bend anon-64's line.
-  assertEquals(pts.length, 18);
+  assertEquals(pts.length, 24);
   assertEquals(pts.filter((p) => p.mib === 64).length, 6);
-  assertEquals([...new Set(pts.map((p) => p.mib))].sort((a, b) => a - b), [1, 64, 256]);
+  assertEquals([...new Set(pts.map((p) => p.mib))].sort((a, b) => a - b), [1, 64, 256, 1024]);
   assertEquals(new Set(pts.map((p) => p.series)), new Set(["ppm", "ppm --copy-all", "CRIU"]));
 });
 

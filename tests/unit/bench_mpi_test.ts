@@ -267,7 +267,7 @@ Deno.test("bench mpi: validation of a rank's records: its job's times, its ranks
       `samples[${mpiAt}].job.movedMs: not a positive time`,
       `samples[${mpiAt}].job.unmovedMs: not a positive time`,
       `samples[${mpiAt}].totalMs: not a number ≥ 0`,
-      "workloads[6].ranks: not an integer ≥ 2",
+      "workloads[7].ranks: not an integer ≥ 2",
     ].sort(),
   );
 

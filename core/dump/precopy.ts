@@ -59,20 +59,27 @@ interface Chosen {
 
 let works: boolean | undefined;
 
+/** A huge page: the probe's page must be alone in one (see softDirtyWorks). */
+const HUGE = 2n * 1024n * 1024n;
+
 /**
  * Whether soft-dirty tracking works on this kernel (CONFIG_MEM_SOFT_DIRTY,
  * and /proc/PID/clear_refs there): probed once on a page of this process,
  * which must show dirty after a write, clean after a clear, and dirty
- * after the next write.
+ * after the next write. The page is in a 2 MiB stretch of a buffer of its
+ * own: in a transparent huge page the bit is the whole huge page's, which
+ * other writes of this process would set again (the probe then failed now
+ * and then, depending on where its buffer landed).
  */
 export function softDirtyWorks(): boolean {
   if (works !== undefined) return works;
   works = false;
   try {
-    const buf = new Uint8Array(3 * PAGE_SIZE);
-    const at = addressOf(buf);
-    const page = (at + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE);
-    const off = Number(page * BigInt(PAGE_SIZE) - at);
+    const buf = new Uint8Array(Number(HUGE) * 3);
+    const base = addressOf(buf);
+    const at = (base + HUGE - 1n) / HUGE * HUGE;
+    const page = at / BigInt(PAGE_SIZE);
+    const off = Number(at - base);
     const pagemap = Deno.openSync("/proc/self/pagemap", { read: true });
     try {
       const dirty = () => {

@@ -83,8 +83,8 @@ export interface CheckpointOptions {
 export interface PageStreamSender extends PageStreamOut {
   /** The frozen part begins: the mappings the plan recreates. */
   freeze(vmas: number): Promise<void>;
-  /** Its end frame, once every page is sent. */
-  finish(): Promise<{ frames: number; pages: number }>;
+  /** Its end frame, once every page is sent: frames and pages, and where the time went. */
+  finish(): Promise<{ frames: number; pages: number; ms?: Record<string, number> }>;
 }
 
 /** Figures of one checkpoint; times in microseconds. */
@@ -121,7 +121,7 @@ export interface CheckpointStats {
    * With `pages`: the frames and pages the page stream carried (the image
    * carried none).
    */
-  pagestream?: { frames: number; pages: number };
+  pagestream?: { frames: number; pages: number; ms?: Record<string, number> };
   /** Per-phase times, µs. */
   timesUs: {
     freeze: number;
@@ -167,7 +167,7 @@ interface Dumped {
   /** The descriptors to relay. */
   relayed: FdEntry[];
   /** What went on the page stream (with `pages`). */
-  stream?: { frames: number; pages: number };
+  stream?: { frames: number; pages: number; ms?: Record<string, number> };
 }
 
 /** Checkpoints `pid` into `sink`; returns the figures. */

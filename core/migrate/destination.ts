@@ -190,7 +190,9 @@ export async function migrateIn(
         staged,
       );
       staged = loaded.staged;
-      if (stream) await adoptStream(stream.receiver, loaded.staged, carried, pre !== undefined);
+      if (stream) {
+        await adoptStream(stream.receiver, loaded.staged, carried, pre !== undefined, log);
+      }
       await addPrecopied(pre, loaded, carried, log);
       relayStdio(loaded.img, offer.stdin);
       // The relay's ends open as the restore opens the process's own.
@@ -233,8 +235,15 @@ async function adoptStream(
   staged: StagedPlan,
   carried: Set<number>,
   precopied: boolean,
+  log: (s: string) => void,
 ): Promise<void> {
   const got = await receiver.done;
+  log(
+    `page stream: ${got.pages} pages in ${got.frames} runs; ms receiving ${
+      got.ms.net.toFixed(0)
+    }, ` +
+      `checking ${got.ms.open.toFixed(0)}, writing ${got.ms.write.toFixed(0)}`,
+  );
   await staged.writer.adopt(got.vmas, got.frames, got.end);
   if (!precopied) return;
   for (const r of got.runs) {

@@ -118,6 +118,17 @@ export interface Received {
   end: number;
   /** The runs, in order. */
   runs: ReceivedRun[];
+  /** Milliseconds spent receiving, checking and decrypting, writing the pages. */
+  ms: { net: number; open: number; write: number };
+}
+
+/** The helper's figures: "stats NAME US NAME US ..." as milliseconds by name. */
+function statsOf(text: string): Record<string, number> {
+  const line = text.split("\n").find((l) => l.startsWith("stats "));
+  const out: Record<string, number> = {};
+  const words = line?.split(" ").slice(1) ?? [];
+  for (let i = 0; i + 1 < words.length; i += 2) out[words[i]] = Number(words[i + 1]) / 1000;
+  return out;
 }
 
 /** Options of {@link PageReceiver.start}. */
@@ -229,12 +240,17 @@ export class PageReceiver {
     }
     const done = (async () => {
       const runs: ReceivedRun[] = [];
+      let stats: Record<string, number> = {};
       for (;;) {
         const line = await nextLine();
         if (line === undefined) break;
         const run = line.match(/^run (\d+) (\d+)$/);
         if (run) {
           runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
+          continue;
+        }
+        if (line.startsWith("stats ")) {
+          stats = statsOf(line);
           continue;
         }
         const held = line.match(/^held (\d+) (\d+) (\d+)$/);
@@ -250,6 +266,7 @@ export class PageReceiver {
             vmas: Number(end[3]),
             end: Number(end[4]),
             runs,
+            ms: { net: stats.net ?? 0, open: stats.open ?? 0, write: stats.write ?? 0 },
           };
         }
       }
@@ -277,6 +294,16 @@ export interface SenderOptions {
   pid: number;
   /** Bound of each wait, in ms. */
   timeoutMs: number;
+}
+
+/** What a sender sent, and where its time went. */
+export interface SentStats {
+  /** Frames of the freeze. */
+  frames: number;
+  /** Pages of the freeze. */
+  pages: number;
+  /** Milliseconds reading pages, sealing, sending, waiting for requests (rounds included). */
+  ms: { read: number; seal: number; net: number; wait: number };
 }
 
 /** The sender's requests (pagestream.c enum op). */
@@ -383,8 +410,12 @@ export class PageSender {
     return this.#ask(OP.HELD, start, pages);
   }
 
-  /** Sends the end frame once every request is served; returns the frames and pages sent. */
-  async finish(): Promise<{ frames: number; pages: number }> {
+  /**
+   * Sends the end frame once every request is served; returns the frames
+   * and pages sent (from the freeze on), and the milliseconds the helper
+   * spent reading pages, sealing, sending, and waiting for requests.
+   */
+  async finish(): Promise<SentStats> {
     await this.#answers;
     await this.#in.write(request(OP.END, 0n, 0));
     const done = new DataView((await this.#read(16)).buffer);
@@ -394,7 +425,12 @@ export class PageSender {
     await this.#in.close().catch(() => {});
     const st = await this.#child.status;
     if (st.code !== 0) throw await failure("the page stream failed", this.#child, this.#err);
-    return { frames: done.getUint32(4, true), pages: Number(done.getBigUint64(8, true)) };
+    const ms = statsOf(await this.#err);
+    return {
+      frames: done.getUint32(4, true),
+      pages: Number(done.getBigUint64(8, true)),
+      ms: { read: ms.read ?? 0, seal: ms.seal ?? 0, net: ms.net ?? 0, wait: ms.wait ?? 0 },
+    };
   }
 
   /** Ends the helper (a migration given up). */

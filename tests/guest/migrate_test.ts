@@ -217,8 +217,13 @@ Deno.test({
           assert(pre.held >= 32 * 256, `the freeze left only ${pre.held} pages to the rounds`);
           assert(dumped < 16 * 256, `the freeze sent ${dumped} pages`);
           // The freeze's pages went on the page stream (native, AEGIS-128L), not in the image.
-          const stream = m.checkpoint.pagestream as { pages: number } | undefined;
+          const stream = m.checkpoint.pagestream as
+            | { pages: number; ms?: Record<string, number> }
+            | undefined;
           assertEquals(stream?.pages, dumped, `page stream: ${JSON.stringify(stream)}`);
+          console.log(
+            `  page stream, source side (ms, rounds included): ${JSON.stringify(stream.ms)}`,
+          );
           await assertRunsOn(c, pid, "bench_anon", 2);
           // Each tick checks a stripe before it writes it anew; the end checks every word.
           await c.waitFor(1, "grep -q '^ok bench_anon' /tmp/pc.out", 300);

@@ -96,6 +96,19 @@ static uint8_t key[AEGIS_KEY], session[16];
 static uint64_t seq;
 static int timeout_ms = 60000;
 
+/* Microseconds spent on each part of the work, for the figures. */
+static struct {
+	uint64_t read, seal, net, wait, write;
+} spent;
+
+static uint64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
 static void die(const char *fmt, ...)
 {
 	va_list ap;
@@ -205,9 +218,14 @@ static void send_frame(int fd, uint32_t kind, uint64_t addr, uint32_t pages,
 		{ &h, sizeof(h) }, { out, n }, { tag, sizeof(tag) },
 	};
 
+	uint64_t t0 = now_us(), t1;
+
 	nonce_of(seq++, nonce);
 	aegis_seal(key, nonce, (uint8_t *)&h, sizeof(h), out, payload, n, tag);
+	t1 = now_us();
 	writev_full(fd, iov, 3, "sending pages");
+	spent.seal += t1 - t0;
+	spent.net += now_us() - t1;
 }
 
 /* Receives one frame into buf (at most cap bytes of payload); returns its length. */
@@ -215,6 +233,8 @@ static size_t recv_frame(int fd, struct frame_head *h, uint8_t *buf, size_t cap)
 {
 	uint8_t nonce[16], tag[16];
 	size_t n;
+
+	uint64_t t0 = now_us(), t1;
 
 	read_full(fd, h, sizeof(*h), "receiving pages");
 	if (h->kind == KIND_PAGES || h->kind == KIND_HELD) {
@@ -232,10 +252,13 @@ static size_t recv_frame(int fd, struct frame_head *h, uint8_t *buf, size_t cap)
 		die("a frame larger than its buffer");
 	read_full(fd, buf, n, "receiving pages");
 	read_full(fd, tag, sizeof(tag), "receiving pages");
+	t1 = now_us();
 	nonce_of(seq++, nonce);
 	if (aegis_open(key, nonce, (uint8_t *)h, sizeof(*h), buf, buf, n, tag))
 		die("frame %llu failed its check: altered, or not from the source",
 		    (unsigned long long)(seq - 1));
+	spent.net += t1 - t0;
+	spent.seal += now_us() - t1;
 	return n;
 }
 
@@ -342,8 +365,13 @@ static void serve_request(struct sender *s, uint32_t op, uint64_t addr, uint32_t
 	if (pages < 1 || pages > REQ_PAGES || addr % PAGE || addr >= USER_TOP ||
 	    USER_TOP - addr < (uint64_t)pages * PAGE)
 		die("a bad request: 0x%llx, %u pages", (unsigned long long)addr, pages);
+	uint64_t t0 = now_us();
+	int unreadable;
+
 	memset(bits, 0, sizeof(bits));
-	if (read_pages(s, addr, pages)) {
+	unreadable = read_pages(s, addr, pages);
+	spent.read += now_us() - t0;
+	if (unreadable) {
 		if (op != OP_HELD)
 			die("cannot read the process's pages at 0x%llx: %s",
 			    (unsigned long long)addr, strerror(errno));
@@ -437,8 +465,10 @@ static int do_send(int argc, char **argv)
 	control(&s, KIND_HELLO, 0);
 	for (;;) {
 		struct { uint64_t arg; uint32_t pages, op; } req;
+		uint64_t t0 = now_us();
 
 		read_full(0, &req, sizeof(req), "requests on stdin");
+		spent.wait += now_us() - t0;
 		if (req.op == OP_END)
 			break;
 		if (req.op == OP_FREEZE && !frozen) {
@@ -466,6 +496,10 @@ static int do_send(int argc, char **argv)
 		memcpy(p + 8, &s.pages, 8);
 		send_frame(s.sock, KIND_END, 0, 0, p, buf, sizeof(p));
 		shutdown(s.sock, SHUT_WR);
+		fprintf(stderr, "stats read %llu seal %llu net %llu wait %llu\n",
+			(unsigned long long)spent.read, (unsigned long long)spent.seal,
+			(unsigned long long)spent.net, (unsigned long long)spent.wait);
+		fflush(stderr);
 		writev_full(1, &iov, 1, "answering");
 	}
 	return EXIT_OK;
@@ -559,7 +593,10 @@ static void take_held(struct receiver *r, const struct frame_head *h, size_t n)
 	check_run(r, h, n);
 	if (r->held + h->pages > (uint64_t)r->max_held)
 		die("more than the %lld pre-copy pages allowed", r->max_held);
+	uint64_t t0 = now_us();
+
 	r->store_at = pwrite_all(r->store, &iov, 1, at, "the pre-copy store");
+	spent.write += now_us() - t0;
 	r->held += h->pages;
 	printf("held %llu %u %lld\n", (unsigned long long)h->addr, h->pages, (long long)at);
 }
@@ -573,7 +610,10 @@ static void take_run(struct receiver *r, const struct frame_head *h, size_t n)
 	check_run(r, h, n);
 	if (r->pages + h->pages > (uint64_t)r->max_pages)
 		die("more than the %lld pages announced", r->max_pages);
+	uint64_t t0 = now_us();
+
 	r->plan_at = pwrite_all(r->plan, iov, 2, r->plan_at, "the plan");
+	spent.write += now_us() - t0;
 	r->frames++;
 	r->pages += h->pages;
 	printf("run %llu %u\n", (unsigned long long)h->addr, h->pages);
@@ -682,6 +722,8 @@ static int do_recv(int argc, char **argv)
 	control_value(r.buf, "hello");
 	/* Pre-copy rounds run before the freeze: their pauses may be long. */
 	receive(&r, hello_ms > 0 ? hello_ms : timeout_ms);
+	printf("stats net %llu open %llu write %llu\n", (unsigned long long)spent.net,
+	       (unsigned long long)spent.seal, (unsigned long long)spent.write);
 	printf("end %llu %llu %llu %lld\n", (unsigned long long)r.frames,
 	       (unsigned long long)r.pages, (unsigned long long)r.vmas, (long long)r.plan_at);
 	fflush(stdout);

@@ -222,7 +222,7 @@ Deno.test({
             | undefined;
           assertEquals(stream?.pages, dumped, `page stream: ${JSON.stringify(stream)}`);
           console.log(
-            `  page stream, source side (ms, rounds included): ${JSON.stringify(stream.ms)}`,
+            `  page stream, source side (ms, rounds included): ${JSON.stringify(stream?.ms)}`,
           );
           await assertRunsOn(c, pid, "bench_anon", 2);
           // Each tick checks a stripe before it writes it anew; the end checks every word.

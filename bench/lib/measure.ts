@@ -26,7 +26,7 @@ import {
   timedStep,
 } from "./scripts.ts";
 import { type LinkSample, type Sample, type Tool, TOOLS } from "./types.ts";
-import { type Workload, WORKLOADS } from "./workloads.ts";
+import { CRIU_PRE_DUMPS, type Workload, WORKLOADS } from "./workloads.ts";
 
 /** Guest paths of the benchmark's programs. */
 export interface Programs {
@@ -134,6 +134,12 @@ export interface CriuMove {
   /** Steps on `to` between the copy and the restore, and after the restore. */
   before?: CriuStep[];
   after?: CriuStep[];
+  /**
+   * Iterative migration, as P.Haul does it: this many `criu pre-dump`s to
+   * page servers on `to` while the process runs (memory tracked), each
+   * sending what was written since the one before, then the dump.
+   */
+  preDumps?: number;
 }
 
 /** The sample of CRIU migration `moved` of workload `w` in `round`: its freeze is its phases'. */
@@ -145,6 +151,7 @@ export function criuSample(w: Workload, round: number, moved: CriuMoved): Sample
     round,
     freezeMs: Object.values(moved.phasesMs).reduce((a, b) => a + b, 0),
     bytes: moved.bytes,
+    ...(moved.preDumpMs !== undefined ? { precopyMs: moved.preDumpMs } : {}),
     writtenBytes: w.mib ? w.mib * 1048576 : undefined,
     transferMs: moved.copyMs,
     phasesMs: moved.phasesMs,
@@ -159,6 +166,8 @@ export interface CriuMoved {
   bytes: number;
   /** The copy's time, from its connection to its end, ms. */
   copyMs: number;
+  /** With pre-dumps: their time, the process running, ms. */
+  preDumpMs?: number;
 }
 
 /** CRIU's dump or restore failed: the message has its exit code and its log's last lines. */
@@ -321,6 +330,8 @@ export class Measurer {
       psPort: this.port(PORTS.pageServer, round, w, "criu"),
       cpPort: this.port(PORTS.copy, round, w, "criu"),
       tcp,
+      // A process that keeps writing: CRIU's iterative migration.
+      ...(w.stripes ? { preDumps: CRIU_PRE_DUMPS } : {}),
       // Its output file, which it writes at a position CRIU checks.
       carry: [s.out],
       before: tcp
@@ -365,7 +376,14 @@ export class Measurer {
    * ({@link criuCleanup}) once it is done with the process.
    */
   async criuMove(m: CriuMove): Promise<CriuMoved> {
-    const dir = criuDir(m);
+    const top = criuDir(m);
+    await this.g.ok(m.from, `rm -rf ${top}; mkdir -p ${top}`);
+    await this.g.ok(m.to, `rm -rf ${top}; mkdir -p ${top}`);
+    const pre = m.preDumps ?? 0;
+    const preDumpMs = pre ? await this.criuPreDumps(m, pre) : undefined;
+    // The dump's images: in the top directory, or after pre-dumps in `final`, over theirs.
+    const dir = pre ? `${top}/final` : top;
+    const prev = pre ? `../${pre}` : undefined;
     const logs = {
       ps: `${WORK}/${m.tag}.ps.log`,
       dump: `${WORK}/${m.tag}.dump.log`,
@@ -373,12 +391,14 @@ export class Measurer {
     };
     const src = nodeAddress(m.from);
     const before = m.before ?? [], after = m.after ?? [];
-    await this.g.ok(m.from, `rm -rf ${dir}; mkdir -p ${dir}`);
+    await this.g.ok(m.from, `mkdir -p ${dir}`);
     // CRIU will not write a pidfile that exists.
     await this.g.ok(
       m.to,
-      `rm -rf ${dir} ${psPidfile(m)}; mkdir -p ${dir}; ${
-        shJoin(criuPageServerArgs({ dir, port: m.psPort, log: logs.ps, pidfile: psPidfile(m) }))
+      `rm -f ${psPidfile(m)}; mkdir -p ${dir}; ${
+        shJoin(
+          criuPageServerArgs({ dir, port: m.psPort, log: logs.ps, pidfile: psPidfile(m), prev }),
+        )
       }`,
     );
     // The destination waits for the images before the dump starts, as a script of a CRIU user would.
@@ -390,11 +410,15 @@ export class Measurer {
           "copy",
           `${this.bin.bench_net} fetch ${src} ${m.cpPort} 500 2> ${fetched} | tar -C / -xf -`,
         ),
+        // Each level's images name the one before (as the dumps made them on the source).
+        ...Array.from({ length: pre }, (_, i) => `ln -sfn ../${i + 1} ${top}/${i + 2}/parent`)
+          .slice(0, Math.max(0, pre - 1)),
+        ...(prev ? [`ln -sfn ${prev} ${dir}/parent`] : []),
         ...before.map((x) => timedStep(x.name, x.command)),
         timedStep("restore", shJoin(criuRestoreArgs({ dir, log: logs.restore, tcp: m.tcp }))),
         ...after.map((x) => timedStep(x.name, x.command)),
         `cat ${fetched}`,
-        `du -sb ${dir}`,
+        `du -sb ${top}`,
       ].join("\n"),
       900_000,
     );
@@ -409,6 +433,7 @@ export class Measurer {
             log: logs.dump,
             tcp: m.tcp,
             pageServer: { address: nodeAddress(m.to), port: m.psPort },
+            prev,
           })),
         ),
         `tar -C / -cf - ${[dir, ...m.carry].map((p) => p.slice(1)).join(" ")} | ` +
@@ -449,7 +474,69 @@ export class Measurer {
       phasesMs,
       bytes: parseDu(r2.stdout.split("\n").slice(-3).join("\n")),
       copyMs: copy.ms,
+      ...(preDumpMs !== undefined ? { preDumpMs } : {}),
     };
+  }
+
+  /**
+   * `pre` pre-dumps of `m.pid` (it runs on), each to a page server of its own on `m.to`, into
+   * CRIUDIR/1, /2, ...: the first sends all the memory, the next ones what was written since
+   * (`--track-mem`, `--prev-images-dir`). Returns their total time, ms.
+   */
+  async criuPreDumps(m: CriuMove, pre: number): Promise<number> {
+    const top = criuDir(m);
+    let ms = 0;
+    for (let i = 1; i <= pre; i++) {
+      const dir = `${top}/${i}`;
+      const prev = i > 1 ? `../${i - 1}` : undefined;
+      const log = `${WORK}/${m.tag}.pre${i}.log`;
+      await this.g.ok(
+        m.to,
+        `rm -f ${psPidfile(m)}; mkdir -p ${dir}; ${
+          shJoin(criuPageServerArgs({
+            dir,
+            port: m.psPort,
+            log: `${WORK}/${m.tag}.ps${i}.log`,
+            pidfile: psPidfile(m),
+            prev,
+          }))
+        }`,
+      );
+      const r = await this.g.sh(
+        m.from,
+        `mkdir -p ${dir}
+` + timedStep(
+          "predump",
+          shJoin(criuDumpArgs({
+            pid: m.pid,
+            dir,
+            log,
+            tcp: m.tcp,
+            pageServer: { address: nodeAddress(m.to), port: m.psPort },
+            prev,
+            pre: true,
+          })),
+        ),
+        900_000,
+      );
+      const steps = parseSteps(r.stdout);
+      if (steps.get("predump")?.rc !== 0) {
+        throw new CriuRefused(
+          "dump",
+          `criu pre-dump ${i} failed (exit ${steps.get("predump")?.rc ?? r.code})\n` +
+            (await this.tail(m.from, log)),
+        );
+      }
+      ms += stepMs(steps, "predump", r.stdout);
+      // Its page server ends with the pre-dump; the next one takes the port.
+      await this.g.waitFor(
+        m.to,
+        `[ ! -s ${psPidfile(m)} ] || ! kill -0 $(cat ${psPidfile(m)}) 2>/dev/null`,
+        60,
+        `${m.tag}: pre-dump ${i}'s page server ended`,
+      );
+    }
+    return ms;
   }
 
   /**

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { CRIU_PRE_DUMPS, DIRTY_WORKLOAD } from "./workloads.ts";
 import type { Summary } from "./stats.ts";
 import {
   criuCannotReasons,
@@ -301,7 +302,12 @@ export function renderReport(r: BenchResults, chart?: string): string {
   parts.push(
     "## 1. Migration freeze time (ms)",
     "From the process stopped on node1 to it running on node2" +
-      (r.workloads.some(isMpi) ? ` (an MPI job's rank: node2 → node3, section 7).` : "."),
+      (r.workloads.some(isMpi) ? ` (an MPI job's rank: node2 → node3, section 7).` : ".") +
+      (r.workloads.some((w) => w.id === DIRTY_WORKLOAD)
+        ? ` ${DIRTY_WORKLOAD} moves after copies made while it runs: ppm's pre-copy rounds, and ` +
+          `CRIU's iterative migration (${CRIU_PRE_DUMPS} \`criu pre-dump\`s to page servers, ` +
+          "then the dump, as P.Haul does); its freeze is the last step's."
+        : ""),
     metricTable(r, d, "migrate", "freezeMs", 1, ""),
   );
   if (chart) parts.push(`![freeze time against memory size](${chart})`);

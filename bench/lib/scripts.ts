@@ -65,6 +65,13 @@ export interface CriuDumpOptions {
   tcp: boolean;
   /** Send the pages to this page server instead of the directory. */
   pageServer?: { address: string; port: number };
+  /**
+   * Iterative migration: the images of the pre-dump before, relative to
+   * `dir` (`--prev-images-dir`), with memory tracking (`--track-mem`).
+   */
+  prev?: string;
+  /** A pre-dump (`criu pre-dump`, the process runs on) rather than the dump. */
+  pre?: boolean;
 }
 
 /**
@@ -76,12 +83,14 @@ export interface CriuDumpOptions {
 export function criuDumpArgs(o: CriuDumpOptions): string[] {
   return [
     "criu",
-    "dump",
+    o.pre ? "pre-dump" : "dump",
     "-t",
     String(o.pid),
     "-D",
     o.dir,
     "--shell-job",
+    ...(o.prev ? ["--prev-images-dir", o.prev] : []),
+    ...(o.pre || o.prev ? ["--track-mem"] : []),
     ...(o.tcp ? ["--tcp-established", "--network-lock", "nftables"] : []),
     ...(o.pageServer
       ? ["--page-server", "--address", o.pageServer.address, "--port", String(o.pageServer.port)]
@@ -113,7 +122,7 @@ export function criuRestoreArgs(o: { dir: string; log: string; tcp: boolean }): 
  * when given (it lingers when no dump comes).
  */
 export function criuPageServerArgs(
-  o: { dir: string; port: number; log: string; pidfile?: string },
+  o: { dir: string; port: number; log: string; pidfile?: string; prev?: string },
 ): string[] {
   return [
     "criu",
@@ -121,6 +130,7 @@ export function criuPageServerArgs(
     "--daemon",
     "-D",
     o.dir,
+    ...(o.prev ? ["--prev-images-dir", o.prev] : []),
     "--port",
     String(o.port),
     ...(o.pidfile ? ["--pidfile", o.pidfile] : []),

@@ -97,6 +97,12 @@ export const WORKLOADS: readonly Workload[] = [
   },
 ];
 
+/** The workload pre-copy is for (a large process that keeps writing). */
+export const DIRTY_WORKLOAD = "dirty-1g";
+
+/** `criu pre-dump`s before CRIU's dump of a workload that keeps writing (its iterative migration). */
+export const CRIU_PRE_DUMPS = 3;
+
 /** The one workload of `--quick`. */
 export const QUICK_WORKLOAD = "anon-1";
 

@@ -64,6 +64,28 @@ Deno.test("bench scripts: CRIU's command lines", () => {
     shJoin(criuPageServerArgs({ dir: "/d", port: 27000, log: "/l", pidfile: "/p" })),
     "criu page-server --daemon -D /d --port 27000 --pidfile /p -v2 -o /l",
   );
+  // Iterative migration: pre-dumps with memory tracking, each over the one before.
+  assertEquals(
+    shJoin(criuDumpArgs({
+      pid: 7,
+      dir: "/d/2",
+      log: "/l",
+      tcp: false,
+      pageServer: { address: "10.77.0.2", port: 27000 },
+      prev: "../1",
+      pre: true,
+    })),
+    "criu pre-dump -t 7 -D /d/2 --shell-job --prev-images-dir ../1 --track-mem " +
+      "--page-server --address 10.77.0.2 --port 27000 -v2 -o /l",
+  );
+  assertEquals(
+    shJoin(criuDumpArgs({ pid: 7, dir: "/d/final", log: "/l", tcp: false, prev: "../3" })),
+    "criu dump -t 7 -D /d/final --shell-job --prev-images-dir ../3 --track-mem -v2 -o /l",
+  );
+  assertEquals(
+    shJoin(criuPageServerArgs({ dir: "/d/2", port: 27000, log: "/l", prev: "../1" })),
+    "criu page-server --daemon -D /d/2 --prev-images-dir ../1 --port 27000 -v2 -o /l",
+  );
   assertEquals(shJoin(["echo", "a b", "it's"]), `echo 'a b' 'it'\\''s'`);
 });
 

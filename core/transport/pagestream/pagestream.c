@@ -283,13 +283,19 @@ static long long num_arg(const char *s, long long lo, long long hi, const char *
 	return v;
 }
 
+/*
+ * Buffers of 4 MiB, so that sealing, sending and receiving overlap: forced
+ * (the agent is root), since SO_SNDBUF and SO_RCVBUF are capped at
+ * wmem_max and rmem_max (200 KiB by default) and switch the kernel's own
+ * tuning off. Without the right to force them, the kernel's tuning stays.
+ */
 static void tune(int fd)
 {
 	int one = 1, buf = 4 << 20;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 

@@ -662,6 +662,63 @@ static void receive(struct receiver *r, int before_freeze_ms)
 	}
 }
 
+/* Reads n bytes within the timeout; -1 on an error, the end, or the time up. */
+static int try_read(int fd, uint8_t *p, size_t n)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	while (n) {
+		ssize_t r = read(fd, p, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			if (poll(&pf, 1, timeout_ms) <= 0)
+				return -1;
+			continue;
+		}
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= r;
+	}
+	return 0;
+}
+
+#define MAX_INTERLOPERS 16
+
+/*
+ * The source's connection: the first from its address whose first frame is
+ * its hello, sealed under the key and naming the session. Others (another
+ * process on the source's node that found the port first) are closed, and
+ * the wait goes on, a few times at most: they cannot stop a migration.
+ */
+static int take_source(int l, const struct sockaddr_in *from, uint8_t *buf)
+{
+	int tries;
+
+	for (tries = 0; tries < MAX_INTERLOPERS; tries++) {
+		int c = accept_from(l, from);
+		struct frame_head h;
+		uint8_t nonce[16], tag[16];
+
+		tune(c);
+		nonce_of(0, nonce);
+		if (!try_read(c, (uint8_t *)&h, sizeof(h)) && h.kind == KIND_HELLO && !h.pages &&
+		    !h.addr && !try_read(c, buf, 32) && !try_read(c, tag, sizeof(tag)) &&
+		    !aegis_open(key, nonce, (uint8_t *)&h, sizeof(h), buf, buf, 32, tag) &&
+		    !memcmp(buf, session, 16) && get32(buf + 16) == HELLO_MAGIC &&
+		    get32(buf + 20) == HELLO_VERSION) {
+			seq = 1;
+			return c;
+		}
+		fprintf(stderr, "ppm-pagestream: a connection without the migration's hello, closed\n");
+		close(c);
+	}
+	die("frame 0 failed its check %d times: no hello from the source", MAX_INTERLOPERS);
+	return -1;
+}
+
 static int do_recv(int argc, char **argv)
 {
 	struct receiver r = { .store = -1, .head = -1, .vma_bytes = -1, .max_pages = -1 };
@@ -669,7 +726,6 @@ static int do_recv(int argc, char **argv)
 	const char *bind_s = NULL, *from_s = NULL, *plan = NULL, *store = NULL;
 	int hello_ms = -1, i, l;
 	socklen_t len = sizeof(bind_to);
-	struct frame_head h;
 
 	for (i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--bind"))
@@ -719,13 +775,8 @@ static int do_recv(int argc, char **argv)
 		die("cannot listen on %s: %s", bind_s, strerror(errno));
 	printf("port %u\n", ntohs(bind_to.sin_port));
 	fflush(stdout);
-	r.sock = accept_from(l, &from);
+	r.sock = take_source(l, &from, r.buf);
 	close(l);
-	tune(r.sock);
-	recv_frame(r.sock, &h, r.buf, 32);
-	if (h.kind != KIND_HELLO)
-		die("the source's first frame is not its hello");
-	control_value(r.buf, "hello");
 	/* Pre-copy rounds run before the freeze: their pauses may be long. */
 	receive(&r, hello_ms > 0 ? hello_ms : timeout_ms);
 	printf("stats net %llu open %llu write %llu\n", (unsigned long long)spent.net,

@@ -123,8 +123,13 @@ export async function writeRecords(writer: ImageWriter, s: FrozenState): Promise
     blocked: task.blocked,
     pending: task.pending,
     sharedPending: task.sharedPending,
-    deliverOnResume: s.tracee.deliverOnResume,
-    queue: s.cpu.queue,
+    // A signal the freeze caught on its way in goes first in the queue with its siginfo; only
+    // when that could not be read is it raised again by number (then as a kill()'s).
+    deliverOnResume: s.tracee.deliverInfo ? 0 : s.tracee.deliverOnResume,
+    queue: [
+      ...(s.tracee.deliverInfo ? [{ shared: false, info: s.tracee.deliverInfo }] : []),
+      ...s.cpu.queue,
+    ],
     robustList: task.robustList,
     robustListLen: task.robustListLen,
     clearChildTid: task.clearChildTid,

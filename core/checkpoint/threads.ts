@@ -52,8 +52,9 @@ async function dumpThread(pid: number, t: Tracee): Promise<ThreadEntry> {
     xstate: t.getXstate(),
     sigmask: t.getSigmask(),
     restart,
-    queue: t.peekSiginfo(false),
-    deliverOnResume: t.deliverOnResume,
+    // As the leader's (records.ts): a caught signal goes first, with its siginfo.
+    queue: [...(t.deliverInfo ? [t.deliverInfo] : []), ...t.peekSiginfo(false)],
+    deliverOnResume: t.deliverInfo ? 0 : t.deliverOnResume,
     altstack: task.altstack,
     robustList: task.robustList,
     robustListLen: task.robustListLen,

@@ -73,6 +73,11 @@ export class ThreadGroup {
     return this.leader.deliverOnResume;
   }
 
+  /** Its siginfo, when it could be read (see Tracee.deliverInfo). */
+  get deliverInfo(): Uint8Array | undefined {
+    return this.leader.deliverInfo;
+  }
+
   /**
    * Seizes and stops every thread of `pid`. Throws a PpmError when the
    * kernel does not let the caller trace it, when its main thread has

@@ -97,6 +97,12 @@ function decodeStatus(status: number): StopInfo {
 export class Tracee {
   /** A signal that arrived while freezing and must be delivered on resume. */
   deliverOnResume = 0;
+  /**
+   * Its siginfo, read in its signal-delivery stop (128 bytes): an image
+   * queues it again with it, so the handler sees what it would have seen
+   * (a POSIX timer's si_code, id and value), not a kill's.
+   */
+  deliverInfo?: Uint8Array;
   private attached = false;
   private killed = false;
   private released = false;
@@ -162,11 +168,23 @@ export class Tracee {
       // A signal arrived before our interrupt: keep it for later and stop again.
       if (s.event === 0 && s.sig !== 5 && s.sig !== (5 | 0x80) && s.sig !== 19) {
         this.deliverOnResume = s.sig;
+        this.deliverInfo = this.#caughtInfo();
         return s;
       }
       return s;
     }
     throw new PpmError(`process ${this.pid} did not stop`, "too many wait events", "");
+  }
+
+  /** The siginfo of the signal-delivery stop it is in; undefined when it cannot be read. */
+  #caughtInfo(): Uint8Array | undefined {
+    try {
+      const info = new Uint8Array(128);
+      ptraceBuf(PTRACE.GETSIGINFO, this.pid, 0n, info);
+      return info;
+    } catch {
+      return undefined;
+    }
   }
 
   /** PTRACE_GETREGS: the raw user_regs_struct. */

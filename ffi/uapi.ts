@@ -143,7 +143,7 @@ export const PPM_PLAN_MAX_PAGES = 16384;
 /** Most runs in one plan. */
 export const PPM_PLAN_MAX_RUNS = 4194304;
 /** Plan mapping flags. */
-export const PPM_VMA = { SHARED: 1, GROWSDOWN: 2, POPULATE: 4 } as const;
+export const PPM_VMA = { SHARED: 1, GROWSDOWN: 2 } as const;
 
 /** `struct ppm_plan_header`. */
 export const ppmPlanHeader = defineStruct(

@@ -209,13 +209,6 @@ static int ppm_map_all(struct ppm_restore_ctx *c)
 		flags |= v->flags & PPM_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE;
 		if (v->flags & PPM_VMA_GROWSDOWN)
 			flags |= MAP_GROWSDOWN;
-		/*
-		 * A private anonymous mapping the runs nearly fill: its pages are
-		 * allocated in one pass, not a fault at a time while they are read.
-		 */
-		if ((v->flags & PPM_VMA_POPULATE) && !c->files[i] &&
-		    !(v->flags & PPM_VMA_SHARED) && (v->prot & PROT_WRITE))
-			flags |= MAP_POPULATE;
 		if (!c->files[i])
 			flags |= MAP_ANONYMOUS;
 		addr = vm_mmap(c->files[i], v->start, v->end - v->start, v->prot,

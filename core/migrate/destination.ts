@@ -244,7 +244,7 @@ async function adoptStream(
     }, ` +
       `checking ${got.ms.open.toFixed(0)}, writing ${got.ms.write.toFixed(0)}`,
   );
-  await staged.writer.adopt(got.vmas, got.runs, got.end);
+  await staged.writer.adopt(got.vmas, got.frames, got.end);
   if (!precopied) return;
   for (const r of got.runs) {
     const first = Number(r.start / BigInt(PAGE_SIZE));

@@ -69,8 +69,6 @@ export class PlanWriter {
   #file: Deno.FsFile;
   #vmas = -1;
   #runs = 0;
-  /** Pages the runs fill, by page index of their first page (for {@link populated}). */
-  #filled: { start: bigint; count: number }[] = [];
   #end = 0;
   /** The run being written: the next one starts when it is done, `finish` waits for it. */
   #pending: Promise<void> = Promise.resolve();
@@ -111,7 +109,6 @@ export class PlanWriter {
     const head = encode(ppmPlanRun, { start: block.start, nr_pages: block.count });
     this.#end += ppmPlanRun.size + block.data.length;
     this.#runs++;
-    this.#filled.push({ start: block.start, count: block.count });
     this.#pending = (async () => {
       await writeAll(this.#file, head);
       await writeAll(this.#file, block.data);
@@ -141,7 +138,6 @@ export class PlanWriter {
     new DataView(head.buffer).setBigUint64(ppmPlanRun.size, BigInt(at), true);
     this.#end += head.length;
     this.#runs++;
-    this.#filled.push(block);
     this.#pending = writeAll(this.#file, head);
     this.#pending.catch(() => {});
   }
@@ -151,16 +147,11 @@ export class PlanWriter {
    * stream): room for `vmas` mapping entries, then `runs` runs up to byte
    * `end`. Only before any run of this writer's own; later ones follow them.
    */
-  async adopt(
-    vmas: number,
-    runs: { start: bigint; count: number }[],
-    end: number,
-  ): Promise<void> {
+  async adopt(vmas: number, runs: number, end: number): Promise<void> {
     await this.#pending;
     if (this.#vmas >= 0) throw new Error("the plan has runs already; the page stream's come first");
     this.#vmas = vmas;
-    this.#runs = runs.length;
-    this.#filled.push(...runs);
+    this.#runs = runs;
     this.#end = Math.max(end, ppmPlanHeader.size + vmas * ppmPlanVma.size);
     await this.#file.seek(this.#end, Deno.SeekMode.Start);
   }
@@ -185,7 +176,6 @@ export class PlanWriter {
     const head = encode(ppmPlanRun, { start: block.start, nr_pages: block.count });
     this.#end += ppmPlanRun.size + block.count * PAGE_SIZE;
     this.#runs++;
-    this.#filled.push(block);
     const out = open(this.#path, O.WRONLY | O.CLOEXEC);
     try {
       pwriteAll(out, head, at);
@@ -218,38 +208,8 @@ export class PlanWriter {
       );
     }
     await this.#file.seek(0, Deno.SeekMode.Start);
-    await writeAll(this.#file, planPrefix(img, vmas, this.#runs, base, this.#populated(vmas)));
+    await writeAll(this.#file, planPrefix(img, vmas, this.#runs, base));
     return this.#end;
-  }
-
-  /**
-   * Which of `vmas` its runs nearly fill (7/8 of their pages or more): the
-   * module allocates their pages in one pass (PPM_VMA_POPULATE) rather than
-   * a fault at a time. A page in two runs (pre-copy's, then the freeze's)
-   * counts twice: the bound is loose for those.
-   */
-  #populated(vmas: { start: bigint; end: bigint }[]): Set<number> {
-    const pages = new Array<number>(vmas.length).fill(0);
-    const sorted = vmas.map((v, i) => ({ v, i })).sort((a, b) => (a.v.start < b.v.start ? -1 : 1));
-    for (const r of this.#filled) {
-      let lo = 0, hi = sorted.length - 1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        const { v, i } = sorted[mid];
-        if (r.start < v.start) hi = mid - 1;
-        else if (r.start >= v.end) lo = mid + 1;
-        else {
-          pages[i] += r.count;
-          break;
-        }
-      }
-    }
-    const out = new Set<number>();
-    vmas.forEach((v, i) => {
-      const size = Number((v.end - v.start) / BigInt(PAGE_SIZE));
-      if (pages[i] * 8 >= size * 7) out.add(i);
-    });
-    return out;
   }
 }
 
@@ -262,7 +222,6 @@ function planPrefix(
   vmas: ReturnType<typeof planVmas>,
   runs: number,
   base: number,
-  populate: Set<number>,
 ): Uint8Array {
   const files = mappedFiles(img);
   const auxv = new Uint8Array(8 * 64);
@@ -286,7 +245,6 @@ function planPrefix(
     let flags = 0;
     if (v.kind === "shared-file" || v.kind === "shared-anon") flags |= PPM_VMA.SHARED;
     if ((v.vmFlags & VM.GROWSDOWN) !== 0n) flags |= PPM_VMA.GROWSDOWN;
-    if (populate.has(i) && !v.path && (flags & PPM_VMA.SHARED) === 0) flags |= PPM_VMA.POPULATE;
     const fi = v.path ? files.findIndex((f) => f.path === v.path) : -1;
     out.set(
       encode(ppmPlanVma, {

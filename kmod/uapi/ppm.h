@@ -187,8 +187,7 @@ struct ppm_dump_vmas {
 
 #define PPM_VMA_SHARED		_BITUL(0)	/* MAP_SHARED, else MAP_PRIVATE */
 #define PPM_VMA_GROWSDOWN	_BITUL(1)	/* the stack */
-#define PPM_VMA_POPULATE	_BITUL(2)	/* nearly all its pages follow: allocate at once */
-#define PPM_VMA_FLAGS		(PPM_VMA_SHARED | PPM_VMA_GROWSDOWN | PPM_VMA_POPULATE)
+#define PPM_VMA_FLAGS		(PPM_VMA_SHARED | PPM_VMA_GROWSDOWN)
 
 /**
  * struct ppm_plan_header - start of a restore plan

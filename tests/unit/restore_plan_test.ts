@@ -1,14 +1,7 @@
 /** From an image to the restore plan and the stub's spec; compatibility checks. */
 import { decode } from "../../ffi/struct.ts";
 import { close, O, open } from "../../ffi/libc.ts";
-import {
-  PPM_PLAN_MAGIC,
-  PPM_RUN,
-  PPM_VMA,
-  ppmPlanHeader,
-  ppmPlanRun,
-  ppmPlanVma,
-} from "../../ffi/uapi.ts";
+import { PPM_PLAN_MAGIC, PPM_RUN, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/host/cpu.ts";
 import { mapFd, PlanWriter, stubBase } from "../../core/restore/memory_plan.ts";
@@ -232,40 +225,6 @@ Deno.test("plan: a run whose pages lie further on in the plan (PPM_RUN_AT) says 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("plan: a mapping its runs nearly fill is marked to be populated at once", async () => {
-  const img = image();
-  // The heap: 33 pages, 30 of them in runs (at least 7/8 of them).
-  img.pages = [
-    { start: 0x600000n, count: 29, data: new Uint8Array(29 * 4096) },
-    { start: 0x600000n + 29n * 4096n, count: 1, data: new Uint8Array(4096) },
-  ];
-  const flagsOf = async (pages: LoadedImage["pages"]) => {
-    const dir = await Deno.makeTempDir();
-    try {
-      const f = await Deno.open(`${dir}/p`, { write: true, create: true });
-      try {
-        await new PlanWriter(f).finish({ ...img, pages }, 1000);
-      } finally {
-        f.close();
-      }
-      const b = await Deno.readFile(`${dir}/p`);
-      return [0, 1, 2].map((i) =>
-        decode(ppmPlanVma, b.subarray(ppmPlanHeader.size + i * ppmPlanVma.size)).flags as number
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  };
-  // The file mapping never; the heap when nearly full; the stack (16 pages, none) not.
-  assertEquals(await flagsOf(img.pages), [0, PPM_VMA.POPULATE, PPM_VMA.GROWSDOWN]);
-  assertEquals(
-    await flagsOf(
-      img.pages.slice(0, 1).map((p) => ({ ...p, count: 20, data: p.data.subarray(0, 20 * 4096) })),
-    ),
-    [0, 0, PPM_VMA.GROWSDOWN],
-  );
 });
 
 Deno.test("stub spec: fds at their numbers and offsets, stdio redirected, signals, limits", async () => {

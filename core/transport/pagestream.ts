@@ -131,6 +131,74 @@ function statsOf(text: string): Record<string, number> {
   return out;
 }
 
+/** The receiving helper's command line. */
+function receiverArgs(o: ReceiverOptions): string[] {
+  return [
+    "recv",
+    ...["--bind", o.bind, "--from", o.from, "--plan", o.plan],
+    ...["--plan-head", String(o.layout.head), "--plan-vma", String(o.layout.vma)],
+    ...["--hello-timeout-ms", String(o.helloTimeoutMs ?? o.timeoutMs)],
+    ...["--max-pages", String(o.maxPages), "--timeout-ms", String(o.timeoutMs)],
+    ...(o.store
+      ? [
+        ...["--store", o.store.path, "--max-held", String(o.store.maxPages)],
+        ...["--store-offset", String(o.store.offset ?? 0)],
+      ]
+      : []),
+  ];
+}
+
+/** The lines of `stream`, one per call; undefined at its end. */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | undefined> {
+  const lines = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  return async () => {
+    for (;;) {
+      const i = buf.indexOf("\n");
+      if (i >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        return line;
+      }
+      const r = await lines.read();
+      if (r.done) return undefined;
+      buf += r.value;
+    }
+  };
+}
+
+/**
+ * The receiver's report, line by line: its runs, its pre-copy pages (told
+ * to `onHeld` as they come), its figures, and its end; undefined when the
+ * output ends without an end line.
+ */
+async function readReceived(
+  nextLine: () => Promise<string | undefined>,
+  onHeld?: (start: bigint, count: number, offset: number) => void,
+): Promise<Received | undefined> {
+  const runs: ReceivedRun[] = [];
+  let stats: Record<string, number> = {};
+  for (let line = await nextLine(); line !== undefined; line = await nextLine()) {
+    const run = line.match(/^run (\d+) (\d+)$/);
+    const held = line.match(/^held (\d+) (\d+) (\d+)$/);
+    const end = line.match(/^end (\d+) (\d+) (\d+) (\d+)$/);
+    if (run) runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
+    else if (held) onHeld?.(BigInt(held[1]), Number(held[2]), Number(held[3]));
+    else if (line.startsWith("stats ")) stats = statsOf(line);
+    else if (end) {
+      return {
+        frames: Number(end[1]),
+        pages: Number(end[2]),
+        vmas: Number(end[3]),
+        end: Number(end[4]),
+        runs,
+        ms: { net: stats.net ?? 0, open: stats.open ?? 0, write: stats.write ?? 0 },
+      };
+    }
+  }
+  return undefined;
+}
+
 /** Options of {@link PageReceiver.start}. */
 export interface ReceiverOptions {
   /** This node's address to listen on (the agents' connection's local one). */
@@ -179,35 +247,7 @@ export class PageReceiver {
     const key = crypto.getRandomValues(new Uint8Array(PAGESTREAM_SECRET_BYTES));
     const session = crypto.getRandomValues(new Uint8Array(PAGESTREAM_SECRET_BYTES));
     const child = new Deno.Command(await ensurePagestream(), {
-      args: [
-        "recv",
-        "--bind",
-        o.bind,
-        "--from",
-        o.from,
-        "--plan",
-        o.plan,
-        "--plan-head",
-        String(o.layout.head),
-        "--plan-vma",
-        String(o.layout.vma),
-        "--hello-timeout-ms",
-        String(o.helloTimeoutMs ?? o.timeoutMs),
-        "--max-pages",
-        String(o.maxPages),
-        "--timeout-ms",
-        String(o.timeoutMs),
-        ...(o.store
-          ? [
-            "--store",
-            o.store.path,
-            "--max-held",
-            String(o.store.maxPages),
-            "--store-offset",
-            String(o.store.offset ?? 0),
-          ]
-          : []),
-      ],
+      args: receiverArgs(o),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -217,59 +257,15 @@ export class PageReceiver {
     await w.write(key);
     await w.write(session);
     await w.close();
-    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    const nextLine = async (): Promise<string | undefined> => {
-      for (;;) {
-        const i = buf.indexOf("\n");
-        if (i >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          return line;
-        }
-        const r = await lines.read();
-        if (r.done) return undefined;
-        buf += r.value;
-      }
-    };
-    const first = await nextLine();
-    const port = Number(first?.match(/^port (\d+)$/)?.[1]);
+    const nextLine = lineReader(child.stdout);
+    const port = Number((await nextLine())?.match(/^port (\d+)$/)?.[1]);
     if (!port) {
       child.kill("SIGKILL");
       throw await failure("the page stream cannot listen", child, err);
     }
     const done = (async () => {
-      const runs: ReceivedRun[] = [];
-      let stats: Record<string, number> = {};
-      for (;;) {
-        const line = await nextLine();
-        if (line === undefined) break;
-        const run = line.match(/^run (\d+) (\d+)$/);
-        if (run) {
-          runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
-          continue;
-        }
-        if (line.startsWith("stats ")) {
-          stats = statsOf(line);
-          continue;
-        }
-        const held = line.match(/^held (\d+) (\d+) (\d+)$/);
-        if (held) {
-          o.store?.onHeld(BigInt(held[1]), Number(held[2]), Number(held[3]));
-          continue;
-        }
-        const end = line.match(/^end (\d+) (\d+) (\d+) (\d+)$/);
-        if (end && (await child.status).code === 0) {
-          return {
-            frames: Number(end[1]),
-            pages: Number(end[2]),
-            vmas: Number(end[3]),
-            end: Number(end[4]),
-            runs,
-            ms: { net: stats.net ?? 0, open: stats.open ?? 0, write: stats.write ?? 0 },
-          };
-        }
-      }
+      const got = await readReceived(nextLine, o.store?.onHeld);
+      if (got && (await child.status).code === 0) return got;
       throw await failure("the page stream failed", child, err);
     })();
     done.catch(() => {});

@@ -226,7 +226,6 @@ export async function streamPages(
 ): Promise<PageStats[]> {
   const pagemap = await Deno.open(`/proc/${pid}/pagemap`, { read: true });
   const stats: PageStats[] = [];
-  const inFlight: Promise<void>[] = [];
   const ask = (st: PageStats, start: bigint, pages: number) =>
     out.request(start, pages).then((zeros) => {
       const first = Number(start / BigInt(PAGE_SIZE));
@@ -241,7 +240,29 @@ export async function streamPages(
       });
     });
   try {
-    for await (const c of mapChunks(pagemap, vmas, stats, copyAll, pre)) {
+    await askRuns(
+      mapChunks(pagemap, vmas, stats, copyAll, pre),
+      (c, start, pages) => ask(c.st, start, pages),
+    );
+  } finally {
+    pagemap.close();
+  }
+  return stats;
+}
+
+/**
+ * Asks `ask` for each run of consecutive pages a chunk marks in `take`, in
+ * order, at most {@link STREAM_DEPTH} at once (a page stream answers in
+ * order); resolves once every answer came. Used by the freeze
+ * ({@link streamPages}) and by pre-copy rounds (core/dump/precopy.ts).
+ */
+export async function askRuns<C extends { base: bigint; need: boolean[] }>(
+  chunks: AsyncIterable<C> | Iterable<C>,
+  ask: (chunk: C, start: bigint, pages: number) => Promise<void>,
+): Promise<void> {
+  const inFlight: Promise<void>[] = [];
+  try {
+    for await (const c of chunks) {
       let runStart = -1;
       for (let i = 0; i <= c.need.length; i++) {
         if (i < c.need.length && c.need[i]) {
@@ -249,7 +270,7 @@ export async function streamPages(
           continue;
         }
         if (runStart < 0) continue;
-        inFlight.push(ask(c.st, c.base + BigInt(runStart * PAGE_SIZE), i - runStart));
+        inFlight.push(ask(c, c.base + BigInt(runStart * PAGE_SIZE), i - runStart));
         runStart = -1;
         if (inFlight.length >= STREAM_DEPTH) await inFlight.shift();
       }
@@ -257,7 +278,5 @@ export async function streamPages(
     await Promise.all(inFlight);
   } finally {
     await Promise.allSettled(inFlight);
-    pagemap.close();
   }
-  return stats;
 }

@@ -25,7 +25,7 @@
  */
 import { addressOf, PAGE_SIZE, processVmRead } from "../../ffi/libc.ts";
 import { ThreadGroup } from "../ptrace/group.ts";
-import { emitRuns, type PageRun, type PageStats, type ReadChunk } from "./memory.ts";
+import { askRuns, emitRuns, type PageRun, type PageStats, type ReadChunk } from "./memory.ts";
 import type { PrecopyState } from "./precopy_state.ts";
 import { parseMaps } from "./proc.ts";
 import { classifyVma, pageNeeded, PM, VM, type VmaKind } from "./vma.ts";
@@ -170,9 +170,6 @@ export interface HeldOut {
   held(start: bigint, pages: number): Promise<{ unreadable: boolean; zeros: boolean[] }>;
 }
 
-/** Requests in flight at once on a page stream. */
-const STREAM_DEPTH = 8;
-
 /**
  * One pre-copy round of process `pid` (see the module's text): the pages
  * it sends go to `out`; `state` is kept up to date. The process runs on
@@ -241,7 +238,6 @@ async function streamRound(
   out: HeldOut,
   st: PageStats,
 ): Promise<void> {
-  const inFlight: Promise<void>[] = [];
   const ask = (start: bigint, pages: number) =>
     out.held(start, pages).then(({ unreadable, zeros }) => {
       const first = Number(start / BigInt(PAGE_SIZE));
@@ -255,24 +251,10 @@ async function streamRound(
         }
       });
     });
-  try {
-    for (const c of chosen) {
-      let runStart = -1;
-      for (let i = 0; i <= c.take.length; i++) {
-        if (i < c.take.length && c.take[i]) {
-          if (runStart < 0) runStart = i;
-          continue;
-        }
-        if (runStart < 0) continue;
-        inFlight.push(ask(c.base + BigInt(runStart * PAGE_SIZE), i - runStart));
-        runStart = -1;
-        if (inFlight.length >= STREAM_DEPTH) await inFlight.shift();
-      }
-    }
-    await Promise.all(inFlight);
-  } finally {
-    await Promise.allSettled(inFlight);
-  }
+  await askRuns(
+    chosen.map((c) => ({ base: c.base, need: c.take })),
+    (_c, start, pages) => ask(start, pages),
+  );
 }
 
 /** Reads `data.length` bytes of the running process at `addr`; false when it cannot. */

@@ -101,11 +101,7 @@ export class PlanWriter {
     vmas: { kind: string }[],
   ): Promise<void> {
     await this.#pending;
-    if (this.#vmas < 0) {
-      this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
-      this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
-      await this.#file.seek(this.#end, Deno.SeekMode.Start);
-    }
+    await this.#leaveRoom(vmas);
     const head = encode(ppmPlanRun, { start: block.start, nr_pages: block.count });
     this.#end += ppmPlanRun.size + block.data.length;
     this.#runs++;
@@ -115,6 +111,14 @@ export class PlanWriter {
     })();
     // Marked handled now; the next addRun or finish awaits it and throws its error.
     this.#pending.catch(() => {});
+  }
+
+  /** On the first run: room for the header and one entry per mapping the plan recreates. */
+  async #leaveRoom(vmas: { kind: string }[]): Promise<void> {
+    if (this.#vmas >= 0) return;
+    this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
+    this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
+    await this.#file.seek(this.#end, Deno.SeekMode.Start);
   }
 
   /**
@@ -128,11 +132,7 @@ export class PlanWriter {
     vmas: { kind: string }[],
   ): Promise<void> {
     await this.#pending;
-    if (this.#vmas < 0) {
-      this.#vmas = vmas.filter((v) => !KERNEL_VMAS.includes(v.kind)).length;
-      this.#end = ppmPlanHeader.size + this.#vmas * ppmPlanVma.size;
-      await this.#file.seek(this.#end, Deno.SeekMode.Start);
-    }
+    await this.#leaveRoom(vmas);
     const head = new Uint8Array(ppmPlanRun.size + 8);
     head.set(encode(ppmPlanRun, { start: block.start, nr_pages: block.count, flags: PPM_RUN.AT }));
     new DataView(head.buffer).setBigUint64(ppmPlanRun.size, BigInt(at), true);

@@ -124,6 +124,11 @@ const VALID: Record<string, unknown>[] = [
   { op: "redirect-failed", ok: false, reason: "cannot add a peer redirect: no module" },
   { op: "signal", pid: 4242, sig: 15 },
   { op: "moved", pid: 4242, node: "node3" },
+  {
+    op: "offer-reply",
+    ok: true,
+    pages: { port: 40000, key: "ab".repeat(16), session: "0f".repeat(16) },
+  },
 ];
 
 /** Through msgpack, as a message travels. */
@@ -303,6 +308,27 @@ const HOSTILE: [Record<string, unknown>, string, unknown, RegExp][] = [
   [{ op: "offer-reply", ok: true }, "ok", "yes", /offer-reply\.ok: expected \(true \| false\)/],
   [{ op: "offer-reply", ok: true }, "ok", DELETE, /offer-reply\.ok/],
   [{ op: "offer-reply", ok: false }, "reason", 7, /offer-reply\.reason/],
+  // the page stream's ticket, and the offer's ask for it
+  ...([
+    ["pages.port", 0],
+    ["pages.port", 65536],
+    ["pages.key", "AB".repeat(16)],
+    ["pages.key", "ab".repeat(17)],
+    ["pages.session", "../../etc"],
+    ["pages", "yes"],
+  ] as const).map(([path, value]) =>
+    [
+      {
+        op: "offer-reply",
+        ok: true,
+        pages: { port: 1, key: "00".repeat(16), session: "11".repeat(16) },
+      },
+      path,
+      value,
+      new RegExp(`offer-reply\\.${path.replace(".", "\\.")}`),
+    ] as [Record<string, unknown>, string, unknown, RegExp]
+  ),
+  [offer, "pagestream", 2, /offer\.pagestream/],
   [{ op: "offer-reply", ok: false }, "reason", "r".repeat(65537), /offer-reply\.reason/],
   // restored
   [VALID[3], "pid", DELETE, /restored\.pid: missing/],

@@ -243,6 +243,7 @@ export function ppmPhases(j: {
       : undefined,
     // After the commit, the process running at the destination: not in the freeze.
     "deputy stands in (after the move)": ms(j.timesUs.deputy),
+    "the source's copy ends (after the move)": ms(j.timesUs.handOver),
   };
   for (const [k, v] of Object.entries(ck)) {
     if (!KNOWN_CK.has(k) && k !== "frozen" && k !== "total") out[`dump: ${k}`] = ms(v);

@@ -7,7 +7,7 @@
  */
 import { PAGE_SIZE, processVmRead } from "../../ffi/libc.ts";
 import { readAhead } from "../host/ahead.ts";
-import { isZeroPage, pageNeeded, PM, type VmaRecord } from "./vma.ts";
+import { isZeroPage, pageNeededHi, PM_HI, type VmaRecord } from "./vma.ts";
 import type { PrecopyState } from "./precopy_state.ts";
 
 /** Per-mapping page counts. */
@@ -39,6 +39,23 @@ async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<
   let off = 0;
   while (off < buf.length) {
     const n = await f.read(buf.subarray(off));
+    if (n === null || n === 0) {
+      throw new Error(`short read at 0x${(pos + BigInt(off)).toString(16)}`);
+    }
+    off += n;
+  }
+}
+
+/**
+ * As preadFull, without leaving the thread: a pagemap chunk is 8 KiB the
+ * kernel makes at once, and a freeze is no time to wait for other work on
+ * the event loop between chunks.
+ */
+function preadFullSync(f: Deno.FsFile, pos: bigint, buf: Uint8Array): void {
+  f.seekSync(pos, Deno.SeekMode.Start);
+  let off = 0;
+  while (off < buf.length) {
+    const n = f.readSync(buf.subarray(off));
     if (n === null || n === 0) {
       throw new Error(`short read at 0x${(pos + BigInt(off)).toString(16)}`);
     }
@@ -86,25 +103,27 @@ async function* mapChunks(
       const count = Math.min(CHUNK_PAGES, npages - first);
       const base = v.start + BigInt(first * PAGE_SIZE);
       const entries = new Uint8Array(count * 8);
-      await preadFull(pagemap, (base / BigInt(PAGE_SIZE)) * 8n, entries);
-      const ev = new DataView(entries.buffer);
-      const need: boolean[] = [];
+      preadFullSync(pagemap, (base / BigInt(PAGE_SIZE)) * 8n, entries);
+      // The high words only (the flags; x86-64 is little-endian): no BigInt per page.
+      const ev = new Uint32Array(entries.buffer);
+      const idx0 = pageIndex(base);
+      const need: boolean[] = new Array(count);
       let any = false;
       for (let i = 0; i < count; i++) {
-        const e = ev.getBigUint64(i * 8, true);
-        const n = pageNeeded(v.kind, e, copyAll);
-        if (pre?.sent.has(pageIndex(base) + i)) {
+        const hi = ev[2 * i + 1];
+        const n = pageNeededHi(v.kind, hi, copyAll);
+        if (pre?.sent.has(idx0 + i)) {
           // The destination holds it: not needed any more, it must go; unchanged, it stays.
-          if (!n) pre.drop(pageIndex(base) + i);
-          else if ((e & PM.SOFT_DIRTY) === 0n) {
+          if (!n) pre.drop(idx0 + i);
+          else if ((hi & PM_HI.SOFT_DIRTY) === 0) {
             st.precopied++;
-            need.push(false);
+            need[i] = false;
             continue;
           }
         }
-        need.push(n);
+        need[i] = n;
         if (n) any = true;
-        else if (e === 0n) st.absent++;
+        else if (hi === 0 && ev[2 * i] === 0) st.absent++;
         else st.file++;
       }
       if (any) yield { st, base, need };

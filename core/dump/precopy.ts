@@ -28,7 +28,7 @@ import { ThreadGroup } from "../ptrace/group.ts";
 import { askRuns, emitRuns, type PageRun, type PageStats, type ReadChunk } from "./memory.ts";
 import type { PrecopyState } from "./precopy_state.ts";
 import { parseMaps } from "./proc.ts";
-import { classifyVma, pageNeeded, PM, VM, type VmaKind } from "./vma.ts";
+import { classifyVma, pageNeededHi, PM, PM_HI, VM, type VmaKind } from "./vma.ts";
 
 /** What one round did. */
 export interface RoundStats {
@@ -134,17 +134,18 @@ function choose(pid: number, state: PrecopyState, copyAll: boolean): Chosen[] {
           if (!n) throw new Error(`short pagemap read at 0x${base.toString(16)}`);
           got += n;
         }
-        const ev = new DataView(entries.buffer);
+        // The high words only (the flags): no BigInt per page.
+        const ev = new Uint32Array(entries.buffer);
         const idx0 = Number(base / BigInt(PAGE_SIZE));
-        const take: boolean[] = [];
+        const take: boolean[] = new Array(count);
         let any = false;
         for (let i = 0; i < count; i++) {
-          const e = ev.getBigUint64(i * 8, true);
-          const need = pageNeeded(v.kind, e, copyAll);
+          const hi = ev[2 * i + 1];
+          const need = pageNeededHi(v.kind, hi, copyAll);
           const held = state.sent.has(idx0 + i);
           if (!need && held) state.drop(idx0 + i);
-          const t = need && (!held || (e & PM.SOFT_DIRTY) !== 0n);
-          take.push(t);
+          const t = need && (!held || (hi & PM_HI.SOFT_DIRTY) !== 0);
+          take[i] = t;
           any ||= t;
         }
         if (any) out.push({ base, take });

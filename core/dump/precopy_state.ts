@@ -8,13 +8,14 @@
  *
  * @module
  */
+import { PageSet } from "./page_set.ts";
 
 /** Pages the destination holds from pre-copy rounds. */
 export class PrecopyState {
   /** Pages the destination holds, as last sent. */
-  readonly sent = new Set<number>();
+  readonly sent = new PageSet();
   /** Pages it was sent that must go. */
-  readonly drops = new Set<number>();
+  readonly drops = new PageSet();
 
   /** Page `idx` was sent (again): the destination holds its newest bytes. */
   keep(idx: number): void {
@@ -29,9 +30,8 @@ export class PrecopyState {
 
   /** The pages to drop as sorted runs: [first index, count]. */
   dropRuns(): [number, number][] {
-    const all = [...this.drops].sort((a, b) => a - b);
     const runs: [number, number][] = [];
-    for (const i of all) {
+    for (const i of this.drops) {
       const last = runs.at(-1);
       if (last && last[0] + last[1] === i) last[1]++;
       else runs.push([i, 1]);

@@ -95,7 +95,23 @@ export const PM = {
  * libraries) are carried as well, as a copy without the optimization would.
  */
 export function pageNeeded(kind: VmaKind, entry: bigint, copyAll = false): boolean {
-  const present = (entry & PM.PRESENT) !== 0n, swapped = (entry & PM.SWAPPED) !== 0n;
+  return pageNeededHi(kind, Number(entry >> 32n), copyAll);
+}
+
+/**
+ * The flags of {@link PM} in the high 32 bits of a pagemap entry, where a
+ * scan reads them (a Uint32Array over the entries: no BigInt per page).
+ */
+export const PM_HI = {
+  PRESENT: 0x80000000,
+  SWAPPED: 0x40000000,
+  FILE: 0x20000000,
+  SOFT_DIRTY: 0x00800000,
+} as const;
+
+/** As {@link pageNeeded}, from the entry's high 32 bits (`hi`). */
+export function pageNeededHi(kind: VmaKind, hi: number, copyAll = false): boolean {
+  const present = (hi & PM_HI.PRESENT) !== 0, swapped = (hi & PM_HI.SWAPPED) !== 0;
   switch (kind) {
     case "vdso":
     case "vvar":
@@ -104,7 +120,7 @@ export function pageNeeded(kind: VmaKind, entry: bigint, copyAll = false): boole
       return false;
     case "file":
       // --copy-all carries the file's own pages too (the unoptimized total copy).
-      return swapped || (present && (copyAll || (entry & PM.FILE) === 0n));
+      return swapped || (present && (copyAll || (hi & PM_HI.FILE) === 0));
     default:
       return present || swapped;
   }

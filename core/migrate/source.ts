@@ -424,9 +424,10 @@ interface Move {
   warnings: string[];
   /**
    * When it started, the offer was accepted, the freeze began (after the
-   * pre-copy rounds) and the image was sent (performance.now()).
+   * pre-copy rounds), the image was sent and the destination confirmed that
+   * the process runs there (performance.now()).
    */
-  times: { t0: number; tOffer: number; tFreeze: number; tSent: number };
+  times: { t0: number; tOffer: number; tFreeze: number; tSent: number; tRunning?: number };
 }
 
 /**
@@ -700,6 +701,8 @@ async function commit(
   const notConfirmed = "the destination did not confirm that the process runs";
   const done = expectAnswer(await m.channel.recv(stepMax), notConfirmed, "committed");
   if (!done.ok) throw refuse(notConfirmed);
+  // It runs there: the freeze is over. Ending this copy (freeing its memory) comes after.
+  m.times.tRunning = performance.now();
   // Copies of the relayed descriptors, taken while the process is still held here; once a
   // relay ended, the deputy (if one is made) closes its copy too.
   let deputy = false;
@@ -803,6 +806,7 @@ async function handOver(m: Move, newPid: number, restoreStats: unknown): Promise
   net?.handOver();
   forwards.keep();
   const tEnd = performance.now() - deputyMs;
+  const tRunning = times.tRunning ?? tEnd;
   const { held: _held, network: _net, ...ck } = stats;
   return {
     pid: newPid,
@@ -814,9 +818,11 @@ async function handOver(m: Move, newPid: number, restoreStats: unknown): Promise
     timesUs: {
       offer: us(times.tOffer - times.t0),
       ...(m.pre ? { precopy: us(times.tFreeze - times.tOffer) } : {}),
-      frozen: us(tEnd - times.tFreeze),
+      frozen: us(tRunning - times.tFreeze),
       dumpAndSend: us(times.tSent - times.tFreeze),
-      restoreAndCommit: us(tEnd - times.tSent),
+      restoreAndCommit: us(tRunning - times.tSent),
+      // After the freeze, the process running there: this copy ends (or becomes the deputy).
+      handOver: us(tEnd - tRunning),
       total: us(tEnd - times.t0),
       ...(stood.deputy ? { deputy: us(deputyMs) } : {}),
     },

@@ -20,6 +20,7 @@ import { MAX_PAGES_PER_RECORD, PAGES_HEADER_SIZE } from "../image/format.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { PpmError } from "../errors.ts";
 import type { PlanWriter } from "./memory_plan.ts";
+import { SlotMap } from "./slot_map.ts";
 
 /** User space ends at 2^47. */
 const TASK_SIZE = 1n << 47n;
@@ -40,7 +41,7 @@ export class PrecopyStore {
   /** The pages are in the restore plan itself (see {@link inPlan}). */
   readonly #inPlan: boolean;
   /** Slot (in pages) of each page held, by page index. */
-  readonly #slots = new Map<number, number>();
+  readonly #slots = new SlotMap();
   readonly #maxPages: number;
   /** Pages received, sent again included. */
   received = 0;
@@ -174,75 +175,8 @@ export class PrecopyStore {
   async addTo(writer: PlanWriter, img: LoadedImage, carried: Set<number>): Promise<number> {
     const rec = img.precopy;
     if (!rec) return 0;
-    const dropped = (idx: number) => {
-      // Few runs, sorted: a binary search.
-      let lo = 0, hi = rec.drops.length - 1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        const [f, n] = rec.drops[mid];
-        if (idx < f) hi = mid - 1;
-        else if (idx >= f + n) lo = mid + 1;
-        else return true;
-      }
-      return false;
-    };
-    const vmas = img.vmas.filter((v) => !KERNEL_KINDS.includes(v.kind))
-      .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-    const wanted = [...this.#slots.keys()].filter((idx) => !carried.has(idx) && !dropped(idx))
-      .sort((a, b) => a - b);
-    let added = 0;
-    let run: number[] = [];
-    const src = this.#inPlan ? -1 : open(this.#path, O.RDONLY | O.CLOEXEC);
-    const flush = async () => {
-      if (!run.length) return;
-      // Pages sent together sit in consecutive slots: each stretch is one piece of the copy.
-      const parts: { offset: number; pages: number }[] = [];
-      for (let i = 0; i < run.length;) {
-        const slot = this.#slots.get(run[i])!;
-        let n = 1;
-        while (i + n < run.length && this.#slots.get(run[i + n]) === slot + n) n++;
-        parts.push({ offset: slot * PAGE_SIZE, pages: n });
-        i += n;
-      }
-      if (this.#inPlan) {
-        // Each stretch where it is in the plan: a run of its own that points there.
-        let page = run[0];
-        for (const p of parts) {
-          const start = BigInt(page) * BigInt(PAGE_SIZE);
-          await writer.addRunAt({ start, count: p.pages }, p.offset, img.vmas);
-          page += p.pages;
-        }
-      } else {
-        await writer.addRunFrom(
-          { start: BigInt(run[0]) * BigInt(PAGE_SIZE), count: run.length },
-          { fd: src, parts },
-          img.vmas,
-        );
-      }
-      added += run.length;
-      run = [];
-    };
-    let v = 0;
-    try {
-      for (const idx of wanted) {
-        const addr = BigInt(idx) * BigInt(PAGE_SIZE);
-        while (v < vmas.length && vmas[v].end <= addr) v++;
-        // Outside every mapping now (unmapped since): left out.
-        if (v >= vmas.length || vmas[v].start > addr) continue;
-        const last = run.at(-1);
-        const sameVma = last !== undefined &&
-          BigInt(last) * BigInt(PAGE_SIZE) >= vmas[v].start;
-        if (
-          last !== undefined && (last + 1 !== idx || !sameVma || run.length >= MAX_PAGES_PER_RECORD)
-        ) {
-          await flush();
-        }
-        run.push(idx);
-      }
-      await flush();
-    } finally {
-      if (src >= 0) close(src);
-    }
+    const runs = this.#wantedRuns(img, carried, rec.drops);
+    const added = runs.reduce((n, r) => n + r.count, 0);
     if (added !== rec.held) {
       throw new PpmError(
         "cannot restore",
@@ -250,7 +184,68 @@ export class PrecopyStore {
         "migrate it again (without pre-copy: --precopy-rounds 0)",
       );
     }
+    const src = this.#inPlan ? -1 : open(this.#path, O.RDONLY | O.CLOEXEC);
+    try {
+      for (const r of runs) {
+        const start = BigInt(r.first) * BigInt(PAGE_SIZE);
+        if (this.#inPlan) {
+          // Each stretch where it is in the plan: a run of its own that points there.
+          let page = start;
+          for (const p of r.parts) {
+            await writer.addRunAt({ start: page, count: p.pages }, p.offset, img.vmas);
+            page += BigInt(p.pages * PAGE_SIZE);
+          }
+        } else {
+          await writer.addRunFrom({ start, count: r.count }, { fd: src, parts: r.parts }, img.vmas);
+        }
+      }
+    } finally {
+      if (src >= 0) close(src);
+    }
     return added;
+  }
+
+  /**
+   * The pages held that the image leaves to them, as runs of consecutive
+   * pages inside one of its mappings (at most MAX_PAGES_PER_RECORD each),
+   * each in pieces of consecutive slots (pages sent together): one pass
+   * over the pages held, ascending, with the mappings and the drops (both
+   * sorted) followed alongside.
+   */
+  #wantedRuns(
+    img: LoadedImage,
+    carried: Set<number>,
+    drops: [number, number][],
+  ): { first: number; count: number; parts: { offset: number; pages: number }[] }[] {
+    const vmas = img.vmas.filter((v) => !KERNEL_KINDS.includes(v.kind))
+      .map((v) => ({ first: Number(v.start) / PAGE_SIZE, end: Number(v.end) / PAGE_SIZE }))
+      .sort((a, b) => a.first - b.first);
+    const out: { first: number; count: number; parts: { offset: number; pages: number }[] }[] = [];
+    let v = 0, d = 0;
+    let cur: (typeof out)[number] | undefined;
+    let curVma = -1, lastSlot = -2;
+    this.#slots.forEach((idx, slot) => {
+      while (d < drops.length && drops[d][0] + drops[d][1] <= idx) d++;
+      if (d < drops.length && drops[d][0] <= idx) return;
+      if (carried.has(idx)) return;
+      while (v < vmas.length && vmas[v].end <= idx) v++;
+      // Outside every mapping now (unmapped since): left out.
+      if (v >= vmas.length || vmas[v].first > idx) return;
+      if (
+        !cur || cur.first + cur.count !== idx || curVma !== v ||
+        cur.count >= MAX_PAGES_PER_RECORD
+      ) {
+        cur = { first: idx, count: 0, parts: [] };
+        out.push(cur);
+        curVma = v;
+        lastSlot = -2;
+      }
+      cur.count++;
+      if (slot === lastSlot + 1) cur.parts[cur.parts.length - 1].pages++;
+      else cur.parts.push({ offset: slot * PAGE_SIZE, pages: 1 });
+      lastSlot = slot;
+    });
+    return out;
   }
 
   /** Removes the store. */

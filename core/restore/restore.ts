@@ -329,7 +329,8 @@ export async function createStaged(): Promise<StagedPlan> {
 
 /**
  * Restores a checked image whose pages were written into `staged` as it was
- * read (see loadStaged); the plan is discarded at the end, whatever happens.
+ * read (see loadStaged); the plan is discarded at the end, whatever happens
+ * (with `hold`, once the process is started or ended).
  */
 export async function restoreImage(
   img: LoadedImage,
@@ -338,11 +339,31 @@ export async function restoreImage(
   t0 = performance.now(),
 ): Promise<RestoreStats> {
   const tLoad = performance.now();
+  let r: RestoreStats;
   try {
-    return await restoreStaged(img, staged, opts, t0, tLoad);
-  } finally {
+    r = await restoreStaged(img, staged, opts, t0, tLoad);
+  } catch (e) {
     await staged.discard();
+    throw e;
   }
+  if (!r.start || !r.abort) {
+    await staged.discard();
+    return r;
+  }
+  // Held: the plan (as large as the memory) goes once the process runs or is ended, so that
+  // freeing it is not part of the freeze.
+  const { start, abort } = r;
+  return {
+    ...r,
+    start: () => {
+      start();
+      void staged.discard();
+    },
+    abort: () => {
+      abort();
+      void staged.discard();
+    },
+  };
 }
 
 /** Creates missing stdio targets; never opens existing ones (a FIFO would see EOF). */

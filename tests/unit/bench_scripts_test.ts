@@ -126,6 +126,7 @@ const MIGRATE = {
     frozen: 90000,
     dumpAndSend: 60000,
     restoreAndCommit: 30000,
+    handOver: 4000,
     total: 95000,
   },
   checkpoint: {
@@ -167,6 +168,7 @@ Deno.test("bench scripts: ppm's phases from migrate --json, nothing invented", (
     "restore: memory": 15,
     "restore: CPU state": 3,
     "resume (commit)": 10,
+    "the source's copy ends (after the move)": 4,
     "frozen (total)": 90,
   });
   // A figure ppm adds later shows up under its own name.

@@ -21,10 +21,14 @@ export const PPM_FEAT = {
   REDIRECT: 1n << 3n,
   GRANT: 1n << 4n,
   RUN_AT: 1n << 5n,
+  KEEP: 1n << 6n,
 } as const;
 
-/** struct ppm_plan_run flags: PPM_RUN_AT, a u64 plan offset of its pages follows the run. */
-export const PPM_RUN = { AT: 1 } as const;
+/**
+ * struct ppm_plan_run flags: PPM_RUN_AT, a u64 plan offset of its pages
+ * follows the run; PPM_RUN_ZERO, nothing follows, the pages become zeros.
+ */
+export const PPM_RUN = { AT: 1, ZERO: 2 } as const;
 
 /** The names of the feature bits set in `bits`. */
 export function featureNames(bits: bigint): string[] {
@@ -142,8 +146,8 @@ export const PPM_PLAN_MAGIC = 0x4e4c5050;
 export const PPM_PLAN_MAX_PAGES = 16384;
 /** Most runs in one plan. */
 export const PPM_PLAN_MAX_RUNS = 4194304;
-/** Plan mapping flags. */
-export const PPM_VMA = { SHARED: 1, GROWSDOWN: 2 } as const;
+/** Plan mapping flags (KEEP: the caller's memory there already, kept with its pages). */
+export const PPM_VMA = { SHARED: 1, GROWSDOWN: 2, KEEP: 4 } as const;
 
 /** `struct ppm_plan_header`. */
 export const ppmPlanHeader = defineStruct(

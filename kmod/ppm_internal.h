@@ -11,7 +11,8 @@
 
 /* What this build implements. */
 #define PPM_FEATURES		(PPM_FEAT_INFO | PPM_FEAT_DUMP | PPM_FEAT_RESTORE | \
-				 PPM_FEAT_REDIRECT | PPM_FEAT_GRANT | PPM_FEAT_RUN_AT)
+				 PPM_FEAT_REDIRECT | PPM_FEAT_GRANT | PPM_FEAT_RUN_AT | \
+				 PPM_FEAT_KEEP)
 
 /*
  * The ioctl handlers.  ppm_ioctl() checks each one's capability before it

@@ -123,6 +123,11 @@ static int ppm_check_vma(struct ppm_restore_ctx *c, unsigned int i)
 		return ppm_fail(c, -EINVAL, "mapping %u: bad flags", i);
 	if (v->pgoff > (ULONG_MAX >> PAGE_SHIFT) - ((v->end - v->start) >> PAGE_SHIFT))
 		return ppm_fail(c, -EINVAL, "mapping %u: bad file offset", i);
+	if ((v->flags & PPM_VMA_KEEP) &&
+	    (v->flags != PPM_VMA_KEEP || v->fd != -1 || v->pgoff ||
+	     v->prot != (PROT_READ | PROT_WRITE)))
+		return ppm_fail(c, -EINVAL,
+				"mapping %u: only private anonymous read-write memory is kept", i);
 	if (v->fd < 0) {
 		if (v->fd != -1)
 			return ppm_fail(c, -EINVAL, "mapping %u: bad fd", i);
@@ -163,12 +168,56 @@ static int ppm_find_vma(struct ppm_restore_ctx *c, u64 start, u64 len)
 	return -1;
 }
 
-/* Unmaps everything but the vDSO and vvar; returns 0 or an error. */
-static int ppm_unmap_all(struct mm_struct *mm)
+/* The kept plan mapping that holds @addr, or the first one above it, or -1. */
+static int ppm_kept_from(struct ppm_restore_ctx *c, unsigned long addr)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->hdr.nr_vmas; i++) {
+		const struct ppm_plan_vma *v = &c->vmas[i];
+
+		if ((v->flags & PPM_VMA_KEEP) && v->end > addr)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * The first range of @vma at or above @from that no kept plan mapping
+ * covers, in [*start, *end); false when there is none.
+ */
+static bool ppm_unkept_part(struct ppm_restore_ctx *c, struct vm_area_struct *vma,
+			    unsigned long from, unsigned long *start, unsigned long *end)
+{
+	unsigned long s = max(from, vma->vm_start);
+
+	while (s < vma->vm_end) {
+		int k = ppm_kept_from(c, s);
+
+		if (k < 0 || c->vmas[k].start >= vma->vm_end) {
+			*start = s;
+			*end = vma->vm_end;
+			return true;
+		}
+		if (c->vmas[k].start > s) {
+			*start = s;
+			*end = c->vmas[k].start;
+			return true;
+		}
+		s = c->vmas[k].end;
+	}
+	return false;
+}
+
+/*
+ * Unmaps everything but the vDSO, vvar and what the plan keeps; returns 0
+ * or an error.
+ */
+static int ppm_unmap_all(struct ppm_restore_ctx *c, struct mm_struct *mm)
 {
 	unsigned long vdso = (unsigned long)mm->context.vdso;
 	struct vm_area_struct *vma;
-	unsigned long start, end;
+	unsigned long from = 0, start, end;
 	int ret;
 
 	for (;;) {
@@ -176,16 +225,16 @@ static int ppm_unmap_all(struct mm_struct *mm)
 
 		mmap_read_lock(mm);
 		{
-			VMA_ITERATOR(vmi, mm, 0);
+			VMA_ITERATOR(vmi, mm, from);
 
 			for_each_vma(vmi, vma) {
 				if (vma->vm_start == vdso ||
 				    vma->vm_flags & (VM_PFNMAP | VM_IO))
 					continue;
-				start = vma->vm_start;
-				end = vma->vm_end;
-				found = true;
-				break;
+				if (ppm_unkept_part(c, vma, from, &start, &end)) {
+					found = true;
+					break;
+				}
 			}
 		}
 		mmap_read_unlock(mm);
@@ -194,7 +243,50 @@ static int ppm_unmap_all(struct mm_struct *mm)
 		ret = vm_munmap(start, end - start);
 		if (ret)
 			return ret;
+		from = end;
+		cond_resched();
 	}
+}
+
+/* Whether the caller's @vma may hold a kept mapping: its own private anonymous memory. */
+static bool ppm_keepable(struct vm_area_struct *vma)
+{
+	return vma_is_anonymous(vma) &&
+	       (vma->vm_flags & (VM_READ | VM_WRITE)) == (VM_READ | VM_WRITE) &&
+	       !(vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_EXEC | VM_GROWSDOWN |
+				  VM_GROWSUP | VM_IO | VM_PFNMAP | VM_LOCKED));
+}
+
+/*
+ * Before anything changes: each kept plan mapping must be covered, without
+ * a hole, by the caller's own private anonymous read-write memory.
+ */
+static int ppm_check_kept(struct ppm_restore_ctx *c, struct mm_struct *mm)
+{
+	unsigned int i;
+	int ret = 0;
+
+	mmap_read_lock(mm);
+	for (i = 0; i < c->hdr.nr_vmas && !ret; i++) {
+		const struct ppm_plan_vma *v = &c->vmas[i];
+		unsigned long at = v->start;
+
+		if (!(v->flags & PPM_VMA_KEEP))
+			continue;
+		while (at < v->end) {
+			struct vm_area_struct *vma = find_vma(mm, at);
+
+			if (!vma || vma->vm_start > at || !ppm_keepable(vma))
+				break;
+			at = vma->vm_end;
+		}
+		if (at < v->end)
+			ret = ppm_fail(c, -EINVAL,
+				       "mapping %u is kept, and the caller has no private anonymous memory at %lx",
+				       i, at);
+	}
+	mmap_read_unlock(mm);
+	return ret;
 }
 
 static int ppm_map_all(struct ppm_restore_ctx *c)
@@ -206,6 +298,8 @@ static int ppm_map_all(struct ppm_restore_ctx *c)
 		unsigned long flags = MAP_FIXED_NOREPLACE;
 		unsigned long addr;
 
+		if (v->flags & PPM_VMA_KEEP)
+			continue;
 		flags |= v->flags & PPM_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE;
 		if (v->flags & PPM_VMA_GROWSDOWN)
 			flags |= MAP_GROWSDOWN;
@@ -295,6 +389,26 @@ static int ppm_read_at(struct ppm_restore_ctx *c, void *dst, size_t len, loff_t 
 	return 0;
 }
 
+/* A PPM_RUN_ZERO run: its pages, in a writable mapping, become zeros. */
+static int ppm_zero_run(struct ppm_restore_ctx *c, const struct ppm_plan_vma *v,
+			const struct ppm_plan_run *run, unsigned int r)
+{
+	u64 addr = run->start, left = (u64)run->nr_pages << PAGE_SHIFT;
+
+	if (!(v->prot & PROT_WRITE))
+		return ppm_fail(c, -EINVAL, "page run %u: zeros in a read-only mapping", r);
+	while (left) {
+		size_t chunk = min_t(u64, left, PPM_DIRECT_CHUNK);
+
+		if (clear_user(u64_to_user_ptr(addr), chunk))
+			return ppm_fail(c, -EFAULT, "cannot clear pages at %llx", addr);
+		addr += chunk;
+		left -= chunk;
+		cond_resched();
+	}
+	return 0;
+}
+
 static int ppm_fill_pages(struct ppm_restore_ctx *c)
 {
 	struct ppm_plan_run run;
@@ -311,7 +425,8 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 		if (ret)
 			return ret;
 		if (!run.nr_pages || run.nr_pages > PPM_PLAN_MAX_PAGES ||
-		    (run.flags & ~PPM_RUN_FLAGS) || !PAGE_ALIGNED(run.start))
+		    (run.flags & ~PPM_RUN_FLAGS) || !PAGE_ALIGNED(run.start) ||
+		    (run.flags & PPM_RUN_AT && run.flags & PPM_RUN_ZERO))
 			return ppm_fail(c, -EINVAL, "page run %u: bad header", r);
 		ret = ppm_run_pages_at(c, &run, r, &pos);
 		if (ret)
@@ -321,6 +436,12 @@ static int ppm_fill_pages(struct ppm_restore_ctx *c)
 			return ppm_fail(c, -EINVAL, "page run %u at %llx is outside the mappings",
 					r, run.start);
 		v = &c->vmas[idx];
+		if (run.flags & PPM_RUN_ZERO) {
+			ret = ppm_zero_run(c, v, &run, r);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (v->prot & PROT_WRITE) {
 			ret = ppm_read_direct(c, run.start, (u64)run.nr_pages << PAGE_SHIFT, &pos);
 			if (ret)
@@ -410,8 +531,12 @@ static int ppm_restore_plan(struct ppm_restore_ctx *c)
 			return ret;
 	}
 
-	/* Point of no return: the stub's own mappings go away. */
-	ret = ppm_unmap_all(mm);
+	ret = ppm_check_kept(c, mm);
+	if (ret)
+		return ret;
+
+	/* Point of no return: the stub's own mappings go away (but for what the plan keeps). */
+	ret = ppm_unmap_all(c, mm);
 	if (!ret)
 		ret = ppm_map_all(c);
 	if (!ret)
@@ -433,7 +558,9 @@ static int ppm_restore_plan(struct ppm_restore_ctx *c)
  * describes (see the comment at the top of this file): the plan is read
  * from @plan_fd, from offset 0; every mapping but the vDSO goes, the plan's
  * mappings are created and filled, and the mm fields, the saved auxv and
- * rseq are set.
+ * rseq are set.  A mapping marked PPM_VMA_KEEP is the caller's memory
+ * already (a migration's destination filled it ahead): it stays, with its
+ * pages, and runs fill (or, with PPM_RUN_ZERO, clear) what changed since.
  *
  * Who: CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (see DOC: permissions); the
  * caller must be single-threaded and must not share its mm.
@@ -444,7 +571,9 @@ static int ppm_restore_plan(struct ppm_restore_ctx *c)
  * every mapping (page aligned, sorted, not overlapping, within user space,
  * known prot and flags, an offset that does not wrap, and a descriptor that
  * is -1 or an open regular file, readable, and writable for a shared
- * writable mapping).  The page runs are checked as they are read, once the
+ * writable mapping; a kept one private, anonymous, read-write, and covered
+ * by the caller's own private anonymous read-write memory, without a
+ * hole).  The page runs are checked as they are read, once the
  * old mappings are gone (a length of 1..PPM_PLAN_MAX_PAGES, page aligned,
  * inside one mapping of the plan): a bad one kills the caller as below.
  *

@@ -53,6 +53,7 @@ import { claimedOp } from "../untrusted.ts";
 import { type MigrationChannel, STREAM } from "../transport/channel.ts";
 import { ArrivedRelay } from "../relay/arrived.ts";
 import { PrecopyStore } from "../restore/precopy_store.ts";
+import { Vessel } from "../restore/vessel.ts";
 import { ensureKeeper, type KeeperId, keeperId, startKeeper } from "../relay/keeper.ts";
 import type { RelayEnd } from "../relay/kept.ts";
 import { FdRelay, fdStreams, relayRole } from "../relay/fds.ts";
@@ -193,12 +194,14 @@ export async function migrateIn(
       if (stream) {
         await adoptStream(stream.receiver, loaded.staged, carried, pre !== undefined, log);
       }
-      await addPrecopied(pre, loaded, carried, log);
+      const ahead = await addPrecopied(pre, loaded, carried, log, stream?.vessel);
       relayStdio(loaded.img, offer.stdin);
       // The relay's ends open as the restore opens the process's own.
       const relayDone = relay.attach(channel);
-      const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone, into);
+      const vessel = stream?.vessel;
+      const held = await restoreHeld(channel, opts, offer, loaded, relay, relayDone, into, vessel);
       if (!held) return undefined;
+      if (stream?.vessel) held.r.ahead = ahead;
       arrival = await commitHere(channel, opts, offer, held, relay, relayDone, into !== undefined);
       return arrival;
     } finally {
@@ -210,6 +213,7 @@ export async function migrateIn(
     }
   } finally {
     stream?.receiver.stop();
+    await stream?.vessel?.end();
     await pre?.store.remove();
     await stream?.store?.remove();
     // The plan is gone already unless a step before the restore failed.
@@ -223,6 +227,8 @@ interface StreamIn {
   staged: StagedPlan;
   /** With pre-copy rounds: where the stream puts their pages. */
   store?: PrecopyStore;
+  /** With pre-copy rounds, where this node can: the restore stub started ahead, filled as they come. */
+  vessel?: Vessel;
 }
 
 /**
@@ -261,6 +267,7 @@ async function openStream(
   offer: Offer,
   stepMs: number,
   log: (s: string) => void,
+  launched: boolean,
 ): Promise<StreamIn | undefined> {
   if (offer.pagestream !== 1 || !channel.addrs) return undefined;
   const why = await pagestreamUnusable();
@@ -277,6 +284,16 @@ async function openStream(
     : inPlan
     ? PrecopyStore.inPlan(staged.path, precopyBound(offer))
     : await PrecopyStore.create(precopyBound(offer));
+  // A launched stub (not a deputy's), a module that keeps mappings: the rounds' pages go into
+  // the stub itself, started now, where they belong; the freeze then copies only what changed.
+  const vessel = inPlan && launched && moduleHas(PPM_FEAT.KEEP)
+    ? await Vessel.launch(offer.pid, staged.dir).catch((e) => {
+      log(
+        `process ${offer.pid}: no restore ahead, its pages wait in a plan: ${(e as Error).message}`,
+      );
+      return undefined;
+    })
+    : undefined;
   try {
     const receiver = await PageReceiver.start({
       bind: channel.addrs.local,
@@ -293,10 +310,17 @@ async function openStream(
         offset: inPlan ? PRECOPY_IN_PLAN_AT : 0,
         maxPages: 2 * precopyBound(offer),
         onHeld: (start, count, offset) => store.hold(start, count, offset),
+        ...(vessel
+          ? {
+            vessel: { pid: vessel.pid, rooms: vessel.rooms },
+            onPlaced: (start: bigint, count: number) => store.place(start, count),
+          }
+          : {}),
       },
     });
-    return { receiver, staged, store };
+    return { receiver, staged, store, vessel };
   } catch (e) {
+    await vessel?.end();
     await store?.remove();
     await staged.discard();
     log(`process ${offer.pid}: its pages come in the image stream: ${(e as Error).message}`);
@@ -309,8 +333,13 @@ const PRECOPY_IN_PLAN_AT = 2 ** 40;
 
 /** Whether the loaded module reads plan runs where they are (PPM_FEAT_RUN_AT). */
 function moduleReadsRunsAt(): boolean {
+  return moduleHas(PPM_FEAT.RUN_AT);
+}
+
+/** Whether the loaded module has feature `bit`. */
+function moduleHas(bit: bigint): boolean {
   try {
-    return withDevice((d) => (d.info().features & PPM_FEAT.RUN_AT) !== 0n);
+    return withDevice((d) => (d.info().features & bit) !== 0n);
   } catch {
     return false;
   }
@@ -358,8 +387,9 @@ async function addPrecopied(
   { img, staged }: { img: LoadedImage; staged: StagedPlan },
   carried: Set<number>,
   log: (s: string) => void,
-): Promise<void> {
-  if (!img.precopy) return;
+  vessel?: Vessel,
+): Promise<number> {
+  if (!img.precopy) return 0;
   if (!pre) {
     throw new PpmError(
       "cannot restore",
@@ -368,11 +398,13 @@ async function addPrecopied(
     );
   }
   await pre.taken;
-  const added = await pre.store.addTo(staged.writer, img, carried);
+  const { added, inPlace } = await pre.store.addTo(staged.writer, img, carried, vessel);
   log(
     `process ${img.task.pid}: ${added} pages from the pre-copy rounds (${pre.store.received} ` +
-      `received), ${carried.size} from the freeze`,
+      `received), ${carried.size} from the freeze` +
+      (vessel ? `; ${inPlace} of them in place already (restored ahead)` : ""),
   );
+  return inPlace;
 }
 
 /**
@@ -397,7 +429,7 @@ async function takeOffer(
     log(`refused process ${offer.pid} from ${offer.from}: ${reason}`);
     return undefined;
   }
-  const stream = await openStream(channel, offer, opts.stepTimeoutMs ?? 120_000, log);
+  const stream = await openStream(channel, offer, opts.stepTimeoutMs ?? 120_000, log, !into);
   try {
     await channel.send({
       op: "offer-reply",
@@ -406,6 +438,7 @@ async function takeOffer(
     });
   } catch (e) {
     stream?.receiver.stop();
+    await stream?.vessel?.end();
     await stream?.staged.discard();
     throw e;
   }
@@ -527,6 +560,7 @@ async function restoreHeld(
   relay: ArrivedRelay,
   relayDone: Promise<RelayEnd>,
   into?: HomeLaunch,
+  vessel?: Vessel,
 ): Promise<Held | undefined> {
   let rebuilt: RebuiltSocket[] = [];
   const locks = new RedirectSet();
@@ -553,7 +587,8 @@ async function restoreHeld(
       stderr: relay.fifos.stderr,
       sockets: rebuilt.map((x) => ({ fd: x.fd, copy: x.copy, flags: x.flags })),
       relays: true,
-      into,
+      into: into ?? (vessel && ((stub) => vessel.become(stub))),
+      keepRooms: vessel?.rooms,
     });
     relay.opened();
     const relayed = img.files.fds.filter((f) => f.kind === "relayed").sort((a, b) => a.fd - b.fd);
@@ -656,7 +691,11 @@ async function awaitCommit(
       op: "restored",
       ok: true,
       pid: r.pid,
-      stats: { pages: r.pages, timesUs: r.timesUs },
+      stats: {
+        pages: r.pages,
+        timesUs: r.timesUs,
+        ...(r.ahead !== undefined ? { ahead: r.ahead } : {}),
+      },
       addr: opts.network?.nodeAddr,
     } satisfies Restored,
   );

@@ -40,6 +40,8 @@ export const OfferReplySchema = v.variant("ok", [OfferYes, OfferNo]);
 /** The restore's figures (core/restore/restore.ts `RestoreStats`), for the source's result. */
 const RestoreFigures = v.object({
   pages: int(0, Number.MAX_SAFE_INTEGER),
+  /** Pages the pre-copy rounds put in place ahead of the restore (a vessel, core/restore/vessel.ts). */
+  ahead: opt(int(0, Number.MAX_SAFE_INTEGER)),
   timesUs: v.pipe(
     v.record(text(32), v.pipe(v.number(), v.finite())),
     v.check((o) => Object.keys(o).length <= 32, "expected at most 32 times"),

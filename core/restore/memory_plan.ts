@@ -59,6 +59,20 @@ export function planVmas(img: LoadedImage) {
 }
 
 /**
+ * Whether the restore may keep mapping `v` as the vessel holds it (its
+ * memory there already, core/restore/vessel.ts): private anonymous memory,
+ * read-write only, not the stack, inside one of the vessel's `rooms`.
+ * The module checks the same (PPM_VMA_KEEP).
+ */
+export function keepable(
+  v: { kind: string; path?: string; prot: number; vmFlags: bigint; start: bigint; end: bigint },
+  rooms: readonly [bigint, bigint][],
+): boolean {
+  return (v.kind === "anon" || v.kind === "heap") && !v.path && v.prot === 3 &&
+    (v.vmFlags & VM.GROWSDOWN) === 0n && rooms.some(([a, b]) => v.start >= a && v.end <= b);
+}
+
+/**
  * Writes a plan in the order its pieces become known: the page runs first,
  * as an image's PAGES records arrive (after room left for the header and the
  * mapping entries), then, once the whole image is read and checked, the
@@ -143,6 +157,28 @@ export class PlanWriter {
   }
 
   /**
+   * Appends one run of zeros (PPM_RUN_ZERO: no pages follow): pages a kept
+   * mapping holds that the process no longer has. Only for a module with
+   * PPM_FEAT_KEEP.
+   */
+  async addRunZero(
+    block: { start: bigint; count: number },
+    vmas: { kind: string }[],
+  ): Promise<void> {
+    await this.#pending;
+    await this.#leaveRoom(vmas);
+    const head = encode(ppmPlanRun, {
+      start: block.start,
+      nr_pages: block.count,
+      flags: PPM_RUN.ZERO,
+    });
+    this.#end += head.length;
+    this.#runs++;
+    this.#pending = writeAll(this.#file, head);
+    this.#pending.catch(() => {});
+  }
+
+  /**
    * Takes the runs another writer put in the plan (a migration's page
    * stream): room for `vmas` mapping entries, then `runs` runs up to byte
    * `end`. Only before any run of this writer's own; later ones follow them.
@@ -196,8 +232,10 @@ export class PlanWriter {
    *
    * @param img the image whose runs were added (its own `pages` are added first, if any)
    * @param base the stub's first descriptor (see {@link stubBase})
+   * @param rooms the vessel's rooms, when the process is restored into one:
+   *   the mappings it may keep are marked so (see {@link keepable})
    */
-  async finish(img: LoadedImage, base: number): Promise<number> {
+  async finish(img: LoadedImage, base: number, rooms?: [bigint, bigint][]): Promise<number> {
     for (const p of img.pages) await this.addRun(p, img.vmas);
     await this.#pending;
     const vmas = planVmas(img);
@@ -208,7 +246,7 @@ export class PlanWriter {
       );
     }
     await this.#file.seek(0, Deno.SeekMode.Start);
-    await writeAll(this.#file, planPrefix(img, vmas, this.#runs, base));
+    await writeAll(this.#file, planPrefix(img, vmas, this.#runs, base, rooms));
     return this.#end;
   }
 }
@@ -222,6 +260,7 @@ function planPrefix(
   vmas: ReturnType<typeof planVmas>,
   runs: number,
   base: number,
+  rooms?: [bigint, bigint][],
 ): Uint8Array {
   const files = mappedFiles(img);
   const auxv = new Uint8Array(8 * 64);
@@ -245,6 +284,7 @@ function planPrefix(
     let flags = 0;
     if (v.kind === "shared-file" || v.kind === "shared-anon") flags |= PPM_VMA.SHARED;
     if ((v.vmFlags & VM.GROWSDOWN) !== 0n) flags |= PPM_VMA.GROWSDOWN;
+    if (rooms && keepable(v, rooms)) flags |= PPM_VMA.KEEP;
     const fi = v.path ? files.findIndex((f) => f.path === v.path) : -1;
     out.set(
       encode(ppmPlanVma, {

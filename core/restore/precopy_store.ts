@@ -14,12 +14,12 @@
  *
  * @module
  */
-import { close, O, open, PAGE_SIZE } from "../../ffi/libc.ts";
+import { close, O, open, PAGE_SIZE, processVmRead } from "../../ffi/libc.ts";
 import { ChunkReader } from "../image/chunks.ts";
 import { MAX_PAGES_PER_RECORD, PAGES_HEADER_SIZE } from "../image/format.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { PpmError } from "../errors.ts";
-import type { PlanWriter } from "./memory_plan.ts";
+import { keepable, type PlanWriter } from "./memory_plan.ts";
 import { SlotMap } from "./slot_map.ts";
 
 /** User space ends at 2^47. */
@@ -31,6 +31,36 @@ const KERNEL_KINDS = ["vdso", "vvar", "vsyscall"];
 /** A malformed pre-copy stream. */
 function bad(why: string): PpmError {
   return new PpmError("malformed pre-copy stream", why, "");
+}
+
+/** The slot of a page held in the vessel, where it belongs (see {@link PrecopyStore.place}). */
+const PLACED = 0xfffffffe;
+
+/** The vessel the pages placed are in (core/restore/vessel.ts). */
+export interface PlacedIn {
+  /** Its PID. */
+  pid: number;
+  /** Its rooms: the mappings inside one are kept (memory_plan.ts keepable). */
+  rooms: [bigint, bigint][];
+}
+
+/** A run of pages to plan, in pieces of consecutive slots. */
+interface WantedRun {
+  first: number;
+  count: number;
+  parts: { offset: number; pages: number }[];
+}
+
+/** The pages held, sorted out against the image (PrecopyStore.addTo). */
+interface Sorted {
+  /** Held in the store: runs to plan. */
+  runs: WantedRun[];
+  /** Held in the vessel, in a mapping the restore does not keep: read back into the plan. */
+  readBack: { first: number; count: number }[];
+  /** Held in the vessel, in a kept mapping, that must go: zeros. */
+  zeros: { first: number; count: number }[];
+  /** Held in the vessel, in a kept mapping, and left to it: nothing to do. */
+  inPlace: number;
 }
 
 /** The pages of pre-copy rounds, held until the image comes. */
@@ -111,6 +141,22 @@ export class PrecopyStore {
   }
 
   /**
+   * Notes a run a page stream wrote into the vessel, where it belongs
+   * (core/restore/vessel.ts): those pages are held there now, in their
+   * newest copy (an older one in the store no longer counts).
+   */
+  place(start: bigint, count: number): void {
+    const first = Number(start / BigInt(PAGE_SIZE));
+    for (let i = 0; i < count; i++) this.#slots.set(first + i, PLACED);
+    this.received += count;
+    this.placed += count;
+    this.#streamed = true;
+  }
+
+  /** Pages placed in the vessel (sent again included). */
+  placed = 0;
+
+  /**
    * Reads the rounds' stream to its end, holding its pages; throws when it
    * is malformed. With `streamed` (the rounds go on a page stream), the
    * stream must be empty.
@@ -169,14 +215,23 @@ export class PrecopyStore {
   /**
    * Adds to `writer` the pages held that the image `img` leaves to them:
    * inside one of its mappings, not among `carried` (page indices of the
-   * pages it carries), not among its drops. Returns how many. Throws when
-   * the image relies on more pages than that (`held` in its record).
+   * pages it carries), not among its drops. Pages held in the vessel
+   * (`vessel`) need nothing where the restore keeps their mapping, are
+   * read back into the plan where it does not, and become zeros where the
+   * image drops them. Returns how many it relies on; throws when the image
+   * relies on more pages than that (`held` in its record).
    */
-  async addTo(writer: PlanWriter, img: LoadedImage, carried: Set<number>): Promise<number> {
+  async addTo(
+    writer: PlanWriter,
+    img: LoadedImage,
+    carried: Set<number>,
+    vessel?: PlacedIn,
+  ): Promise<{ added: number; inPlace: number }> {
     const rec = img.precopy;
-    if (!rec) return 0;
-    const runs = this.#wantedRuns(img, carried, rec.drops);
-    const added = runs.reduce((n, r) => n + r.count, 0);
+    if (!rec) return { added: 0, inPlace: 0 };
+    const sorted = this.#sort(img, carried, rec.drops, vessel?.rooms ?? []);
+    const added = sorted.runs.reduce((n, r) => n + r.count, 0) +
+      sorted.readBack.reduce((n, r) => n + r.count, 0) + sorted.inPlace;
     if (added !== rec.held) {
       throw new PpmError(
         "cannot restore",
@@ -186,7 +241,7 @@ export class PrecopyStore {
     }
     const src = this.#inPlan ? -1 : open(this.#path, O.RDONLY | O.CLOEXEC);
     try {
-      for (const r of runs) {
+      for (const r of sorted.runs) {
         const start = BigInt(r.first) * BigInt(PAGE_SIZE);
         if (this.#inPlan) {
           // Each stretch where it is in the plan: a run of its own that points there.
@@ -202,47 +257,93 @@ export class PrecopyStore {
     } finally {
       if (src >= 0) close(src);
     }
-    return added;
+    for (const z of sorted.zeros) {
+      await writer.addRunZero(
+        { start: BigInt(z.first) * BigInt(PAGE_SIZE), count: z.count },
+        img.vmas,
+      );
+    }
+    for (const r of sorted.readBack) {
+      const start = BigInt(r.first) * BigInt(PAGE_SIZE);
+      const data = new Uint8Array(r.count * PAGE_SIZE);
+      if ((await processVmRead(vessel!.pid, start, data)) !== data.length) {
+        throw new PpmError(
+          "cannot restore",
+          `the pages placed at 0x${start.toString(16)} cannot be read back from the vessel`,
+          "migrate it again (without pre-copy: --precopy-rounds 0)",
+        );
+      }
+      await writer.addRun({ start, count: r.count, data }, img.vmas);
+    }
+    return { added, inPlace: sorted.inPlace };
   }
 
   /**
-   * The pages held that the image leaves to them, as runs of consecutive
-   * pages inside one of its mappings (at most MAX_PAGES_PER_RECORD each),
-   * each in pieces of consecutive slots (pages sent together): one pass
-   * over the pages held, ascending, with the mappings and the drops (both
-   * sorted) followed alongside.
+   * One pass over the pages held, ascending, with the image's mappings and
+   * its drops (both sorted) followed alongside: what to plan, read back
+   * or clear, as runs of consecutive pages inside one mapping (at most
+   * MAX_PAGES_PER_RECORD each), store runs in pieces of consecutive slots
+   * (pages sent together).
    */
-  #wantedRuns(
+  #sort(
     img: LoadedImage,
     carried: Set<number>,
     drops: [number, number][],
-  ): { first: number; count: number; parts: { offset: number; pages: number }[] }[] {
+    rooms: [bigint, bigint][],
+  ): Sorted {
     const vmas = img.vmas.filter((v) => !KERNEL_KINDS.includes(v.kind))
-      .map((v) => ({ first: Number(v.start) / PAGE_SIZE, end: Number(v.end) / PAGE_SIZE }))
+      .map((v) => ({
+        first: Number(v.start) / PAGE_SIZE,
+        end: Number(v.end) / PAGE_SIZE,
+        kept: rooms.length > 0 && keepable(v, rooms),
+      }))
       .sort((a, b) => a.first - b.first);
-    const out: { first: number; count: number; parts: { offset: number; pages: number }[] }[] = [];
-    let v = 0, d = 0;
-    let cur: (typeof out)[number] | undefined;
-    let curVma = -1, lastSlot = -2;
+    const out: Sorted = { runs: [], readBack: [], zeros: [], inPlace: 0 };
+    // Extends the last run of `list` with page `idx` of mapping `vma`, or starts one.
+    const extend = <R extends { first: number; count: number; vma?: number }>(
+      list: R[],
+      idx: number,
+      vma: number,
+      make: () => R,
+    ): R => {
+      const last = list.at(-1);
+      if (
+        last && last.first + last.count === idx && last.vma === vma &&
+        last.count < MAX_PAGES_PER_RECORD
+      ) {
+        last.count++;
+        return last;
+      }
+      const r = make();
+      r.vma = vma;
+      list.push(r);
+      return r;
+    };
+    let v = 0, d = 0, lastSlot = -2;
     this.#slots.forEach((idx, slot) => {
       while (d < drops.length && drops[d][0] + drops[d][1] <= idx) d++;
-      if (d < drops.length && drops[d][0] <= idx) return;
-      if (carried.has(idx)) return;
+      const dropped = d < drops.length && drops[d][0] <= idx;
       while (v < vmas.length && vmas[v].end <= idx) v++;
-      // Outside every mapping now (unmapped since): left out.
+      // Outside every mapping now (unmapped since): left out (the restore unmaps it).
       if (v >= vmas.length || vmas[v].first > idx) return;
-      if (
-        !cur || cur.first + cur.count !== idx || curVma !== v ||
-        cur.count >= MAX_PAGES_PER_RECORD
-      ) {
-        cur = { first: idx, count: 0, parts: [] };
-        out.push(cur);
-        curVma = v;
-        lastSlot = -2;
+      if (slot === PLACED) {
+        if (!vmas[v].kept) {
+          if (!dropped && !carried.has(idx)) {
+            extend(out.readBack, idx, v, () => ({ first: idx, count: 1 } as WantedRun));
+          }
+        } else if (dropped) {
+          extend(out.zeros, idx, v, () => ({ first: idx, count: 1 } as WantedRun));
+        } else if (!carried.has(idx)) out.inPlace++;
+        return;
       }
-      cur.count++;
-      if (slot === lastSlot + 1) cur.parts[cur.parts.length - 1].pages++;
-      else cur.parts.push({ offset: slot * PAGE_SIZE, pages: 1 });
+      if (dropped || carried.has(idx)) return;
+      const before = out.runs.at(-1);
+      const r = extend(out.runs, idx, v, () => ({ first: idx, count: 1, parts: [] } as WantedRun));
+      if (r !== before || r.parts.length === 0) {
+        // A new run: its count starts at 1 (made so), its first piece here.
+        r.parts.push({ offset: slot * PAGE_SIZE, pages: 1 });
+      } else if (slot === lastSlot + 1) r.parts[r.parts.length - 1].pages++;
+      else r.parts.push({ offset: slot * PAGE_SIZE, pages: 1 });
       lastSlot = slot;
     });
     return out;

@@ -63,6 +63,12 @@ export interface RestoreOptions extends StdioTargets {
    * is then attached to as a launched stub is.
    */
   into?: (stub: StubFiles) => Promise<void>;
+  /**
+   * The rooms of the vessel `into` hands over (core/restore/vessel.ts):
+   * the mappings inside one are kept with the pages it holds
+   * (PPM_VMA_KEEP) instead of made anew.
+   */
+  keepRooms?: [bigint, bigint][];
 }
 
 /** Figures of one restore; times in µs. */
@@ -81,6 +87,8 @@ export interface RestoreStats {
   };
   /** Pages restored. */
   pages: number;
+  /** Of them, those a migration's pre-copy rounds put in place ahead (core/restore/vessel.ts). */
+  ahead?: number;
   /** With `relays`: the agent's end of each relayed descriptor, by the process's number. */
   relays?: Map<number, number>;
   /** With `hold`: lets the process run. */
@@ -404,7 +412,7 @@ async function restoreStaged(
   const base = stubBase(img);
   try {
     try {
-      await staged.writer.finish(img, base);
+      await staged.writer.finish(img, base, opts.keepRooms);
     } finally {
       staged.file.close();
     }

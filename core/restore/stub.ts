@@ -26,7 +26,10 @@ export const STUB_EXIT = {
  */
 export const ensureStub: () => Promise<string> = helperOnce({
   src: SRC,
-  headers: [join(KMOD_SRC, "uapi", "ppm.h")],
+  headers: [
+    join(KMOD_SRC, "uapi", "ppm.h"),
+    join(PROJECT_ROOT, "core", "restore", "stub", "vessel.h"),
+  ],
   name: "ppm-restore-stub",
   what: "the restore stub",
 });

@@ -143,6 +143,15 @@ function receiverArgs(o: ReceiverOptions): string[] {
       ? [
         ...["--store", o.store.path, "--max-held", String(o.store.maxPages)],
         ...["--store-offset", String(o.store.offset ?? 0)],
+        ...(o.store.vessel
+          ? [
+            ...["--vessel", String(o.store.vessel.pid)],
+            ...o.store.vessel.rooms.flatMap(([a, b]) => [
+              "--room",
+              `${a.toString(16)}-${b.toString(16)}`,
+            ]),
+          ]
+          : []),
       ]
       : []),
   ];
@@ -174,16 +183,18 @@ function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | 
  */
 async function readReceived(
   nextLine: () => Promise<string | undefined>,
-  onHeld?: (start: bigint, count: number, offset: number) => void,
+  store?: ReceiverOptions["store"],
 ): Promise<Received | undefined> {
   const runs: ReceivedRun[] = [];
   let stats: Record<string, number> = {};
   for (let line = await nextLine(); line !== undefined; line = await nextLine()) {
     const run = line.match(/^run (\d+) (\d+)$/);
     const held = line.match(/^held (\d+) (\d+) (\d+)$/);
+    const placed = line.match(/^placed (\d+) (\d+)$/);
     const end = line.match(/^end (\d+) (\d+) (\d+) (\d+)$/);
     if (run) runs.push({ start: BigInt(run[1]), count: Number(run[2]) });
-    else if (held) onHeld?.(BigInt(held[1]), Number(held[2]), Number(held[3]));
+    else if (held) store?.onHeld(BigInt(held[1]), Number(held[2]), Number(held[3]));
+    else if (placed) store?.onPlaced?.(BigInt(placed[1]), Number(placed[2]));
     else if (line.startsWith("stats ")) stats = statsOf(line);
     else if (end) {
       return {
@@ -225,6 +236,13 @@ export interface ReceiverOptions {
     offset?: number;
     maxPages: number;
     onHeld: (start: bigint, count: number, offset: number) => void;
+    /**
+     * The restore stub started ahead (core/restore/vessel.ts): a run that
+     * one of its rooms ([start, end)) holds whole is written into it, where
+     * it belongs, and told to `onPlaced` instead.
+     */
+    vessel?: { pid: number; rooms: [bigint, bigint][] };
+    onPlaced?: (start: bigint, count: number) => void;
   };
 }
 
@@ -264,7 +282,7 @@ export class PageReceiver {
       throw await failure("the page stream cannot listen", child, err);
     }
     const done = (async () => {
-      const got = await readReceived(nextLine, o.store?.onHeld);
+      const got = await readReceived(nextLine, o.store);
       if (got && (await child.status).code === 0) return got;
       throw await failure("the page stream failed", child, err);
     })();

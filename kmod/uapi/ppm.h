@@ -33,6 +33,7 @@
 #define PPM_FEAT_REDIRECT	_BITULL(3)	/* netfilter redirects of migrated flows */
 #define PPM_FEAT_GRANT		_BITULL(4)	/* PPM_IOC_GRANT, PPM_IOC_GRANT_TAKE */
 #define PPM_FEAT_RUN_AT		_BITULL(5)	/* plan runs with PPM_RUN_AT */
+#define PPM_FEAT_KEEP		_BITULL(6)	/* PPM_VMA_KEEP, PPM_RUN_ZERO */
 
 /**
  * struct ppm_info - what the loaded module is
@@ -187,7 +188,15 @@ struct ppm_dump_vmas {
 
 #define PPM_VMA_SHARED		_BITUL(0)	/* MAP_SHARED, else MAP_PRIVATE */
 #define PPM_VMA_GROWSDOWN	_BITUL(1)	/* the stack */
-#define PPM_VMA_FLAGS		(PPM_VMA_SHARED | PPM_VMA_GROWSDOWN)
+/*
+ * Already there: the caller's own anonymous private memory, readable and
+ * writable, covers the mapping, with its pages (a migration's destination
+ * wrote them while the process still ran at the source).  It is neither
+ * unmapped nor mapped again; runs then fill what changed since.  Only for
+ * an anonymous private mapping with prot PROT_READ | PROT_WRITE.
+ */
+#define PPM_VMA_KEEP		_BITUL(2)
+#define PPM_VMA_FLAGS		(PPM_VMA_SHARED | PPM_VMA_GROWSDOWN | PPM_VMA_KEEP)
 
 /**
  * struct ppm_plan_header - start of a restore plan
@@ -258,7 +267,8 @@ struct ppm_plan_vma {
 };
 
 #define PPM_RUN_AT		_BITUL(0)	/* the pages are elsewhere in the plan */
-#define PPM_RUN_FLAGS		PPM_RUN_AT
+#define PPM_RUN_ZERO		_BITUL(1)	/* no pages follow: the range becomes zeros */
+#define PPM_RUN_FLAGS		(PPM_RUN_AT | PPM_RUN_ZERO)
 
 /**
  * struct ppm_plan_run - consecutive pages to fill; nr_pages * 4096 bytes follow
@@ -267,6 +277,9 @@ struct ppm_plan_vma {
  * @flags: PPM_RUN_*.  With PPM_RUN_AT, a __u64 follows instead of the pages:
  *	the plan offset (page aligned) where they are.  A migration's
  *	destination keeps the pages of pre-copy rounds there, past the runs.
+ *	With PPM_RUN_ZERO (not with PPM_RUN_AT), nothing follows: the pages,
+ *	in a writable mapping, become zeros (what a kept mapping held of
+ *	them is gone).
  */
 struct ppm_plan_run {
 	__u64 start;

@@ -144,7 +144,7 @@ Deno.test("precopy store: runs taken (a page sent again replaces its bytes); the
     } as unknown as LoadedImage;
     // The freeze carried 24 and 25 (written since the last round).
     const { w, runs } = fakeWriter();
-    const added = await store.addTo(w, img, new Set([24, 25]));
+    const { added } = await store.addTo(w, img, new Set([24, 25]));
     assertEquals(added, 12);
     assertEquals(runs.map((r) => [Number(r.start / P), r.count, r.first]), [
       [16, 4, 1],
@@ -199,7 +199,7 @@ Deno.test("precopy store in the plan: held where the page stream put them, plann
     vmas: [{ start: a, end: a + 8n * P, kind: "anon" }],
     precopy: { held: 6, drops: [[23, 1]] },
   } as unknown as LoadedImage;
-  assertEquals(await store.addTo(w, img, new Set([17])), 6);
+  assertEquals((await store.addTo(w, img, new Set([17]))).added, 6);
   // 16; 18 (slot 8); 19..22 (slots 3..6); 17 carried by the freeze, 23 dropped.
   assertEquals(at, [[16, 1, 0], [18, 1, 8], [19, 4, 3]]);
   // Pages on the link's stream are refused: they come on the page stream.

@@ -15,6 +15,8 @@ import {
   PPM_IOC,
   PPM_IOC_MAGIC,
   PPM_RDR,
+  PPM_RUN,
+  PPM_VMA,
 } from "../../ffi/uapi.ts";
 
 /** Plain numeric constants shared by name between the header and ffi/uapi.ts. */
@@ -60,6 +62,12 @@ function cProgram(): string {
   for (const name of Object.keys(PPM_FEAT)) {
     lines.push(`printf("feature ${name} %llu\\n", (unsigned long long)PPM_FEAT_${name});`);
   }
+  for (const name of Object.keys(PPM_VMA)) {
+    lines.push(`printf("vma ${name} %lu\\n", (unsigned long)PPM_VMA_${name});`);
+  }
+  for (const name of Object.keys(PPM_RUN)) {
+    lines.push(`printf("run ${name} %lu\\n", (unsigned long)PPM_RUN_${name});`);
+  }
   lines.push(`printf("abi %d\\n", PPM_ABI_VERSION);`, `printf("magic %d\\n", PPM_IOC_MAGIC);`);
   for (const c of CONSTANTS) lines.push(`printf("const ${c} %lu\\n", (unsigned long)${c});`);
   lines.push("return 0; }");
@@ -80,6 +88,8 @@ function tsValues(): string[] {
   for (const [name, v] of Object.entries(PPM_IOC)) out.push(`ioctl ${name} ${v}`);
   for (const [name, v] of Object.entries(PPM_RDR)) out.push(`redirect ${name} ${v}`);
   for (const [name, v] of Object.entries(PPM_FEAT)) out.push(`feature ${name} ${v}`);
+  for (const [name, v] of Object.entries(PPM_VMA)) out.push(`vma ${name} ${v}`);
+  for (const [name, v] of Object.entries(PPM_RUN)) out.push(`run ${name} ${v}`);
   out.push(`abi ${PPM_ABI_VERSION}`, `magic ${PPM_IOC_MAGIC}`);
   for (const c of CONSTANTS) out.push(`const ${c} ${uapi[c]}`);
   return out;

@@ -24,6 +24,9 @@
  * (kmod/grant.c) for root's rights, reads the spec from SPEC_FD and goes on
  * as the child does.
  *
+ * `ppm-restore-stub --vessel PID OUT` starts the child ahead of its spec,
+ * for a migration whose memory comes before the freeze (vessel.h).
+ *
  * `ppm-restore-stub --check SPEC` only reads the spec and prints its
  * records, one a line, names and paths in hex (tests use it).
  *
@@ -896,6 +899,8 @@ static int into(const char *grant_arg, const char *spec_arg)
 	child();
 }
 
+#include "vessel.h"
+
 int main(int argc, char **argv)
 {
 	struct clone_args args;
@@ -904,6 +909,8 @@ int main(int argc, char **argv)
 
 	if (argc == 4 && !strcmp(argv[1], "--into"))
 		return into(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "--vessel"))
+		return vessel(argv[2], argv[3]);
 	if (argc != 2 && !checking)
 		return STUB_BAD_SPEC;
 	/* Nothing of ppm's but the standard streams may reach the process. */

@@ -9,7 +9,8 @@
  *   ppm-pagestream send --to ADDR --port P --pid PID [--timeout-ms T]
  *   ppm-pagestream recv --bind ADDR --from ADDR --plan PATH --plan-head H
  *                       --plan-vma V --max-pages N [--store PATH
- *                       --max-held N [--store-offset B]] [--timeout-ms T]
+ *                       --max-held N [--store-offset B] [--vessel PID
+ *                       --room START-END...]] [--timeout-ms T]
  *                       [--hello-timeout-ms T]
  *
  * Both read the 16-byte key and the 16-byte session id on stdin first.
@@ -33,7 +34,11 @@
  * (HELD frames, only before FREEZE, only with --store) are appended to the
  * store from offset B (default 0; the store may be the plan itself, far
  * past its runs), at most N pages in all, printing
- * "held ADDRESS PAGES OFFSET".
+ * "held ADDRESS PAGES OFFSET". With --vessel (the restore stub started
+ * ahead, core/restore/stub/vessel.h), a run that one of its rooms (hex
+ * START-END) holds whole is written into it where it belongs instead
+ * (process_vm_writev), printing "placed ADDRESS PAGES"; the same bound
+ * counts both.
  * After FREEZE, each PAGES frame becomes a run in the plan, from offset
  * H + VMAS * V, after the header and the mappings FREEZE names (struct
  * ppm_plan_run, then the pages), printing "run ADDRESS PAGES". At the end
@@ -562,12 +567,18 @@ static off_t pwrite_all(int fd, struct iovec *iov, int cnt, off_t at, const char
 	}
 }
 
+#define MAX_ROOMS 64
+
 struct receiver {
 	int sock, plan, store;
 	long long head, vma_bytes, max_pages, max_held;
 	uint8_t *buf;
 	uint64_t frames, pages, held, vmas;
 	off_t plan_at, store_at;
+	/* The vessel (the restore stub started ahead) and its rooms, [start, end). */
+	pid_t vessel;
+	unsigned int nrooms;
+	uint64_t rooms[MAX_ROOMS][2];
 };
 
 /* A 32-byte control payload must name this session, magic and version. */
@@ -588,7 +599,29 @@ static void check_run(struct receiver *r, const struct frame_head *h, size_t n)
 		die("pages at 0x%llx: outside user space", (unsigned long long)h->addr);
 }
 
-/* A pre-copy round's pages: appended to the store. */
+/*
+ * Writes a pre-copy run into the vessel, where it will be at the restore,
+ * when one of its rooms holds all of it; true when all of it was written.
+ * Anything else (no vessel, outside the rooms, the vessel gone) goes to the
+ * store: its copy there is the one the restore uses.
+ */
+static int place(struct receiver *r, uint64_t addr, size_t n)
+{
+	struct iovec local = { r->buf, n };
+	struct iovec remote = { (void *)(uintptr_t)addr, n };
+	unsigned int i;
+
+	if (!r->vessel)
+		return 0;
+	for (i = 0; i < r->nrooms; i++)
+		if (addr >= r->rooms[i][0] && addr < r->rooms[i][1] && n <= r->rooms[i][1] - addr)
+			break;
+	if (i == r->nrooms)
+		return 0;
+	return process_vm_writev(r->vessel, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* A pre-copy round's pages: into the vessel, or appended to the store. */
 static void take_held(struct receiver *r, const struct frame_head *h, size_t n)
 {
 	struct iovec iov = { r->buf, n };
@@ -601,6 +634,12 @@ static void take_held(struct receiver *r, const struct frame_head *h, size_t n)
 		die("more than the %lld pre-copy pages allowed", r->max_held);
 	uint64_t t0 = now_us();
 
+	if (place(r, h->addr, n)) {
+		spent.write += now_us() - t0;
+		r->held += h->pages;
+		printf("placed %llu %u\n", (unsigned long long)h->addr, h->pages);
+		return;
+	}
 	r->store_at = pwrite_all(r->store, &iov, 1, at, "the pre-copy store");
 	spent.write += now_us() - t0;
 	r->held += h->pages;
@@ -719,6 +758,21 @@ static int take_source(int l, const struct sockaddr_in *from, uint8_t *buf)
 	return -1;
 }
 
+/* `--room START-END` (hex, page aligned, in user space); -1 when malformed or too many. */
+static int room_arg(struct receiver *r, const char *s)
+{
+	unsigned long long a, b;
+	int n = 0;
+
+	if (r->nrooms == MAX_ROOMS || sscanf(s, "%llx-%llx%n", &a, &b, &n) != 2 || s[n] ||
+	    a % PAGE || b % PAGE || a >= b || b > USER_TOP)
+		return -1;
+	r->rooms[r->nrooms][0] = a;
+	r->rooms[r->nrooms][1] = b;
+	r->nrooms++;
+	return 0;
+}
+
 static int do_recv(int argc, char **argv)
 {
 	struct receiver r = { .store = -1, .head = -1, .vma_bytes = -1, .max_pages = -1 };
@@ -750,11 +804,15 @@ static int do_recv(int argc, char **argv)
 			r.max_held = num_arg(argv[i + 1], 0, 1ll << 36, "max held pages");
 		else if (!strcmp(argv[i], "--timeout-ms"))
 			timeout_ms = num_arg(argv[i + 1], 1, 3600000, "timeout");
-		else
+		else if (!strcmp(argv[i], "--vessel"))
+			r.vessel = num_arg(argv[i + 1], 1, 0x3fffffff, "vessel pid");
+		else if (!strcmp(argv[i], "--room") && room_arg(&r, argv[i + 1]))
+			return EXIT_USAGE;
+		else if (strcmp(argv[i], "--room"))
 			return EXIT_USAGE;
 	}
 	if (!bind_s || !from_s || !plan || r.head < 0 || r.vma_bytes < 0 || r.max_pages < 0 ||
-	    r.store_at % PAGE ||
+	    r.store_at % PAGE || (r.vessel && !store) ||
 	    parse_addr(bind_s, &bind_to) || parse_addr(from_s, &from))
 		return EXIT_USAGE;
 	read_secrets();

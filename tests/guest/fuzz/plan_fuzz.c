@@ -116,6 +116,31 @@ static size_t mutate(unsigned char *p, size_t size, int kind, uint32_t nr_vmas)
 		put(p, size, off + 16, rnd() % 2 ? (pick() & ~0xfffULL) : pick(), 8);
 		return size;
 	}
+	case 10: { /* a mapping kept (PPM_VMA_KEEP), or a run of zeros (PPM_RUN_ZERO) */
+		size_t off = runs;
+
+		if (rnd() % 2) {
+			put(p, size, v + offsetof(struct ppm_plan_vma, flags),
+			    rnd() % 2 ? PPM_VMA_KEEP : PPM_VMA_KEEP | pick(), 4);
+			if (rnd() % 2) {
+				put(p, size, v + offsetof(struct ppm_plan_vma, prot),
+				    PROT_READ | PROT_WRITE, 4);
+				put(p, size, v + offsetof(struct ppm_plan_vma, fd), -1, 4);
+				put(p, size, v + offsetof(struct ppm_plan_vma, pgoff), 0, 8);
+			}
+			return size;
+		}
+		for (int i = rnd() % 8; i > 0 && off + 16 <= size; i--) {
+			uint32_t n;
+
+			memcpy(&n, p + off + 8, 4);
+			off += 16 + (size_t)n * 4096;
+		}
+		put(p, size, off + 12, rnd() % 2 ? PPM_RUN_ZERO : PPM_RUN_ZERO | pick(), 4);
+		if (rnd() % 2)
+			put(p, size, off + 8, pick(), 4);
+		return size;
+	}
 	default: /* garbage appended, or a huge size claimed at the end */
 		put(p, size, size - 8, pick(), 8);
 		return size;
@@ -157,7 +182,7 @@ int main(int argc, char **argv)
 	rng = strtoull(argv[4], NULL, 0) | 1;
 
 	for (long c = 0; c < cases; c++) {
-		int kind = c ? rnd() % 11 : -1, status, memfd;
+		int kind = c ? rnd() % 12 : -1, status, memfd;
 		size_t n;
 		pid_t pid;
 

@@ -26,7 +26,7 @@ import {
 } from "../../core/migrate/precopy.ts";
 import type { PlanWriter } from "../../core/restore/memory_plan.ts";
 import { PrecopyStore } from "../../core/restore/precopy_store.ts";
-import { PAGE_SIZE } from "../../ffi/libc.ts";
+import { addressOf, PAGE_SIZE } from "../../ffi/libc.ts";
 import { pread } from "../../ffi/fds.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../support/assert.ts";
 import { PROGRAMS_OUT, startProgram, waitUntil } from "../support/fd_kinds.ts";
@@ -206,6 +206,57 @@ Deno.test("precopy store in the plan: held where the page stream put them, plann
   const e = await store.take(stream([{ start: a, data: pages(1, 1) }])).then(() => null, (x) => x);
   assertMatch(String(e), /page stream was agreed/);
   await store.remove(); // nothing of its own to remove
+});
+
+Deno.test("precopy store with a vessel: kept pages stay, dropped ones become zeros, others are read back", async () => {
+  // The vessel is this process: its pages are a buffer here, 8 pages from a page boundary.
+  const raw = new Uint8Array(9 * PAGE_SIZE);
+  const off = Number((P - (addressOf(raw) % P)) % P);
+  const buf = raw.subarray(off, off + 8 * PAGE_SIZE);
+  for (let i = 0; i < 8; i++) buf.fill(i + 1, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+  const a = addressOf(raw) + BigInt(off), first = Number(a / P);
+  const store = PrecopyStore.inPlan("/nonexistent/plan", 100);
+  store.place(a, 8);
+  store.hold(a + 8n * P, 1, 2 ** 40); // past the mappings: left out
+  assertEquals(store.placed, 8);
+  const img = {
+    vmas: [
+      // Kept: private anonymous read-write memory inside the vessel's room.
+      { start: a, end: a + 4n * P, kind: "anon", prot: 3, vmFlags: 0n },
+      // Not kept: a file's private copy.
+      { start: a + 4n * P, end: a + 8n * P, kind: "file", path: "/lib/x", prot: 3, vmFlags: 0n },
+    ],
+    // Page 1 (kept) and page 5 (not kept) are dropped; 2 and 6 carried by the freeze.
+    precopy: { held: 4, drops: [[first + 1, 1], [first + 5, 1]] },
+  } as unknown as LoadedImage;
+  const calls: string[] = [];
+  const w = {
+    addRunZero(b: { start: bigint; count: number }) {
+      calls.push(`zero ${Number(b.start - a) / PAGE_SIZE} ${b.count}`);
+      return Promise.resolve();
+    },
+    addRun(b: { start: bigint; count: number; data: Uint8Array }) {
+      calls.push(`run ${Number(b.start - a) / PAGE_SIZE} ${b.count} ${[...b.data.subarray(0, 1)]}`);
+      return Promise.resolve();
+    },
+    addRunAt() {
+      calls.push("at");
+      return Promise.resolve();
+    },
+  } as unknown as PlanWriter;
+  const rooms: [bigint, bigint][] = [[a, a + 4n * P]];
+  const got = await store.addTo(w, img, new Set([first + 2, first + 6]), { pid: Deno.pid, rooms });
+  // 0 and 3 stay in place; 4 and 7 read back (their bytes: 5 and 8); 1 cleared.
+  assertEquals(got, { added: 4, inPlace: 2 });
+  assertEquals(calls, ["zero 1 1", "run 4 1 5", "run 7 1 8"]);
+  // Without the vessel's rooms nothing is kept: every placed page it relies on is read back.
+  calls.length = 0;
+  const none = await store.addTo(w, img, new Set([first + 2, first + 6]), {
+    pid: Deno.pid,
+    rooms: [],
+  });
+  assertEquals(none, { added: 4, inPlace: 0 });
+  assertEquals(calls, ["run 0 1 1", "run 3 1 4", "run 4 1 5", "run 7 1 8"]);
 });
 
 Deno.test("precopy store: hostile streams are refused with the reason", async () => {

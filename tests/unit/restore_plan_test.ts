@@ -1,7 +1,14 @@
 /** From an image to the restore plan and the stub's spec; compatibility checks. */
 import { decode } from "../../ffi/struct.ts";
 import { close, O, open } from "../../ffi/libc.ts";
-import { PPM_PLAN_MAGIC, PPM_RUN, ppmPlanHeader, ppmPlanRun, ppmPlanVma } from "../../ffi/uapi.ts";
+import {
+  PPM_PLAN_MAGIC,
+  PPM_RUN,
+  PPM_VMA,
+  ppmPlanHeader,
+  ppmPlanRun,
+  ppmPlanVma,
+} from "../../ffi/uapi.ts";
 import type { LoadedImage } from "../../core/image/schema.ts";
 import { missingCpuFeatures } from "../../core/host/cpu.ts";
 import { mapFd, PlanWriter, stubBase } from "../../core/restore/memory_plan.ts";
@@ -222,6 +229,46 @@ Deno.test("plan: a run whose pages lie further on in the plan (PPM_RUN_AT) says 
     assertEquals(dv.getBigUint64(head + 24, true), img.pages[0].start);
     assertEquals(dv.getUint32(head + 36, true), 0);
     assertEquals(b.length, head + 24 + 16 + img.pages[0].data.length);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("plan: mappings a vessel holds are kept (PPM_VMA_KEEP); a run of zeros carries no pages", async () => {
+  const img = image();
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/plan`;
+    const f = await Deno.open(path, { write: true, create: true });
+    try {
+      const w = new PlanWriter(f, path);
+      await w.addRunZero({ start: 0x600000n, count: 2 }, img.vmas);
+      // One room over everything: only the heap is private anonymous read-write memory, not the
+      // stack (it grows down), not the program's file pages.
+      await w.finish({ ...img, pages: [] }, 1000, [[0x10000n, 0x7ffffffff000n]]);
+    } finally {
+      f.close();
+    }
+    const b = await Deno.readFile(path);
+    const dv = new DataView(b.buffer);
+    const flags = [0, 1, 2].map((i) =>
+      dv.getUint32(ppmPlanHeader.size + i * ppmPlanVma.size + 28, true)
+    );
+    assertEquals(flags, [0, PPM_VMA.KEEP, PPM_VMA.GROWSDOWN]);
+    const head = ppmPlanHeader.size + 3 * ppmPlanVma.size;
+    assertEquals(dv.getBigUint64(head, true), 0x600000n);
+    assertEquals(dv.getUint32(head + 8, true), 2);
+    assertEquals(dv.getUint32(head + 12, true), PPM_RUN.ZERO);
+    assertEquals(b.length, head + ppmPlanRun.size);
+    // A room that does not hold the heap whole keeps nothing.
+    const g = await Deno.open(path, { write: true, truncate: true });
+    try {
+      await new PlanWriter(g, path).finish({ ...img, pages: [] }, 1000, [[0x600000n, 0x620000n]]);
+    } finally {
+      g.close();
+    }
+    const c = new DataView((await Deno.readFile(path)).buffer);
+    assertEquals(c.getUint32(ppmPlanHeader.size + ppmPlanVma.size + 28, true), 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

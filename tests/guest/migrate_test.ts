@@ -192,7 +192,7 @@ Deno.test({
           const pid = (await c.ok(1, [
             "sh",
             "-c",
-            `${highPids()}cd /tmp; ${anon} 250 48 > /tmp/pc.out 2>&1 & echo $!`,
+            `${highPids()}cd /tmp; ${anon} 200 48 > /tmp/pc.out 2>&1 & echo $!`,
           ])).trim();
           await c.waitFor(1, "grep -q '^tick 3 ' /tmp/pc.out", 120);
           const m = await migrate(c, 1, pid, 2);
@@ -232,7 +232,7 @@ Deno.test({
           await assertRunsOn(c, pid, "bench_anon", 2);
           // Each tick checks a stripe before it writes it anew; the end checks every word.
           await c.waitFor(1, "grep -q '^ok bench_anon' /tmp/pc.out", 300);
-          assertContinuous(await c.ok(1, ["cat", "/tmp/pc.out"]), 250);
+          assertContinuous(await c.ok(1, ["cat", "/tmp/pc.out"]), 200);
         },
       );
 

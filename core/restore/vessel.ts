@@ -46,7 +46,10 @@ export function parseVesselReport(
   pid: number,
 ): [bigint, bigint][] | undefined {
   const rooms: [bigint, bigint][] = [];
-  for (const line of text.split("\n")) {
+  // Only whole lines: the vessel may be writing the next one.
+  const lines = text.split("\n");
+  lines.pop();
+  for (const line of lines) {
     if (line === "") continue;
     const room = line.match(/^room ([0-9a-f]{1,16}) ([0-9a-f]{1,16})$/);
     if (room) {

@@ -26,6 +26,9 @@ Deno.test("vessel report: rooms until the ready line; hostile lines refused", ()
     ],
   );
   assertEquals(parseVesselReport("ready 7\n", 7), []);
+  // A line being written is not read yet.
+  assertEquals(parseVesselReport("room 10000 20000\nroom 30", 7), undefined);
+  assertEquals(parseVesselReport("room 10000 20000\nready 7", 7), undefined);
   for (
     const bad of [
       "room 20000 10000\nready 7\n", // empty

@@ -156,7 +156,7 @@ function migrateCommand() {
     )
     .option(
       "--precopy-rounds <n>",
-      "rounds that copy the memory while the process runs, before the freeze (0: none; default 4)",
+      "rounds that copy the memory while the process runs, before the freeze (0: none; default 8)",
     )
     .option(
       "--precopy-min-mib <mib>",

@@ -34,6 +34,9 @@ export interface PageRun {
 
 const CHUNK_PAGES = 1024;
 
+/** Pagemap chunks read before the scan lets the event loop run (256 MiB of mappings). */
+const YIELD_CHUNKS = 64;
+
 async function preadFull(f: Deno.FsFile, pos: bigint, buf: Uint8Array): Promise<void> {
   await f.seek(pos, Deno.SeekMode.Start);
   let off = 0;
@@ -94,6 +97,7 @@ async function* mapChunks(
   pre?: PrecopyState,
 ): AsyncGenerator<MapChunk> {
   const pageIndex = (addr: bigint) => Number(addr / BigInt(PAGE_SIZE));
+  let chunks = 0;
   for (const v of vmas) {
     const st: PageStats = { dumped: 0, file: 0, zero: 0, absent: 0, precopied: 0 };
     stats.push(st);
@@ -103,6 +107,8 @@ async function* mapChunks(
       const count = Math.min(CHUNK_PAGES, npages - first);
       const base = v.start + BigInt(first * PAGE_SIZE);
       const entries = new Uint8Array(count * 8);
+      // The reads are synchronous; a large mapping still lets the agent's other work run now and then.
+      if (++chunks % YIELD_CHUNKS === 0) await new Promise((r) => setTimeout(r, 0));
       preadFullSync(pagemap, (base / BigInt(PAGE_SIZE)) * 8n, entries);
       // The high words only (the flags; x86-64 is little-endian): no BigInt per page.
       const ev = new Uint32Array(entries.buffer);

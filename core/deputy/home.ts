@@ -24,7 +24,7 @@
 import { close, kill, O, open } from "../../ffi/libc.ts";
 import { PpmDevice } from "../../ffi/device.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { parseProcStatLine } from "../host/proc_stat.ts";
+import { processEnded } from "../host/proc_stat.ts";
 import { stubError, type StubFiles } from "../restore/launch.ts";
 import { type DeputyLink, HomeEnded } from "./link.ts";
 
@@ -95,23 +95,13 @@ export async function comeHome(pid: number, files: StubFiles, d: HomeDeps): Prom
   await stubReady(pid, files, d.readyMs ?? STUB_READY_MS);
 }
 
-/** Whether `pid` ended (gone, or a zombie). */
-function ended(pid: number): boolean {
-  try {
-    const st = parseProcStatLine(Deno.readTextFileSync(`/proc/${pid}/stat`));
-    return !st || st.state === "Z" || st.state === "X";
-  } catch {
-    return true;
-  }
-}
-
 /** Waits (bounded) until the stub in `pid` wrote its PID; throws when it ended or took too long. */
 async function stubReady(pid: number, files: StubFiles, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     const got = await Deno.readTextFile(files.pidOut).then((s) => s.trim(), () => "");
     if (got === String(pid)) return;
-    if (ended(pid)) {
+    if (processEnded(pid)) {
       throw new PpmError(
         "cannot restore",
         `the restore stub its deputy ran ended: ${await stubError(files)}`,

@@ -73,3 +73,13 @@ export function startTicks(pid: number): string {
     return "";
   }
 }
+
+/** Whether process `pid` ended: gone, or a zombie (or dead) not yet collected. */
+export function processEnded(pid: number): boolean {
+  try {
+    const st = parseProcStatLine(Deno.readTextFileSync(`/proc/${pid}/stat`));
+    return !st || st.state === "Z" || st.state === "X";
+  } catch {
+    return true;
+  }
+}

@@ -278,7 +278,7 @@ async function openStream(
   const staged = await createStaged();
   // With a module that reads runs where they are, the rounds' pages go in the plan itself, far
   // past its runs: nothing to copy at the freeze. Else a store of their own, copied from then.
-  const inPlan = offer.precopy && moduleReadsRunsAt();
+  const inPlan = offer.precopy && moduleHas(PPM_FEAT.RUN_AT);
   const store = !offer.precopy
     ? undefined
     : inPlan
@@ -330,11 +330,6 @@ async function openStream(
 
 /** Where in the plan pre-copy pages go when it holds them (1 TiB: a sparse file in memory). */
 const PRECOPY_IN_PLAN_AT = 2 ** 40;
-
-/** Whether the loaded module reads plan runs where they are (PPM_FEAT_RUN_AT). */
-function moduleReadsRunsAt(): boolean {
-  return moduleHas(PPM_FEAT.RUN_AT);
-}
 
 /** Whether the loaded module has feature `bit`. */
 function moduleHas(bit: bigint): boolean {

@@ -17,7 +17,7 @@
 import { join } from "node:path";
 import { kill, waitpid, WNOHANG } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { parseProcStatLine } from "../host/proc_stat.ts";
+import { processEnded } from "../host/proc_stat.ts";
 import { stubError, type StubFiles } from "./launch.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
 
@@ -26,16 +26,6 @@ export const VESSEL_READY_MS = 10_000;
 
 /** User space ends at 2^47. */
 const TASK_SIZE = 1n << 47n;
-
-/** Whether `pid` ended (gone, or a zombie). */
-function ended(pid: number): boolean {
-  try {
-    const st = parseProcStatLine(Deno.readTextFileSync(`/proc/${pid}/stat`));
-    return !st || st.state === "Z" || st.state === "X";
-  } catch {
-    return true;
-  }
-}
 
 /**
  * The rooms of a vessel's report ("room START END" in hex, then "ready
@@ -121,7 +111,7 @@ export class Vessel {
         const text = await Deno.readTextFile(out).catch(() => "");
         const rooms = parseVesselReport(text, pid);
         if (rooms) return new Vessel(pid, rooms, stdin);
-        if (ended(pid)) throw new Error("it ended");
+        if (processEnded(pid)) throw new Error("it ended");
         if (Date.now() > deadline) throw new Error(`not ready within ${readyMs / 1000} s`);
         await sleep(10);
       }
@@ -156,7 +146,7 @@ export class Vessel {
       for (;;) {
         const got = await Deno.readTextFile(stub.pidOut).then((s) => s.trim(), () => "");
         if (got === String(this.pid)) return;
-        if (ended(this.pid)) throw new Error(await stubError(stub));
+        if (processEnded(this.pid)) throw new Error(await stubError(stub));
         if (Date.now() > deadline) throw new Error(`not ready within ${readyMs / 1000} s`);
         await sleep(10);
       }

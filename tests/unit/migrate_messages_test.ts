@@ -337,6 +337,9 @@ const HOSTILE: [Record<string, unknown>, string, unknown, RegExp][] = [
   [VALID[3], "addr", "a".repeat(65), /restored\.addr/],
   [VALID[3], "stats", 5, /restored\.stats/],
   [VALID[3], "stats.pages", -1, /restored\.stats\.pages/],
+  [VALID[3], "stats.ahead", -1, /restored\.stats\.ahead/],
+  [VALID[3], "stats.ahead", 2 ** 60, /restored\.stats\.ahead/],
+  [VALID[3], "stats.ahead", "all", /restored\.stats\.ahead/],
   [VALID[3], "stats.timesUs.load", NaN, /restored\.stats\.timesUs\.load/],
   [VALID[3], "stats.timesUs.load", 10n, /restored\.stats\.timesUs\.load/],
   [

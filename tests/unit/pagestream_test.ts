@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { buildProgram } from "../support/programs.ts";
+import { withPagePattern } from "../support/page_pattern.ts";
 import {
   ensurePagestream,
   PageReceiver,
@@ -27,28 +27,8 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
   throw new Error("expected a rejection");
 }
 
-async function withTarget(
-  fn: (pid: number, addr: bigint, dir: string) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "ppm-pagestream-" });
-  const bin = await buildProgram("page_pattern", join(dir, "bin"));
-  const child = new Deno.Command(bin, { args: [String(PAGES)], stdout: "piped" }).spawn();
-  try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let line = "";
-    while (!line.includes("\n")) {
-      const r = await reader.read();
-      if (r.done) throw new Error("page_pattern ended");
-      line += r.value;
-    }
-    reader.releaseLock();
-    await fn(child.pid, BigInt(line.trim()), dir);
-  } finally {
-    child.kill("SIGKILL");
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
+function withTarget(fn: (pid: number, addr: bigint, dir: string) => Promise<void>) {
+  return withPagePattern(PAGES, "ppm-pagestream-", fn);
 }
 
 function receiver(plan: string, maxPages = PAGES) {

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-import { buildProgram } from "../support/programs.ts";
+import { withPagePattern } from "../support/page_pattern.ts";
 import { processVmRead } from "../../ffi/libc.ts";
 import { PageReceiver, PageSender } from "../../core/transport/pagestream.ts";
 import { parseVesselReport, Vessel } from "../../core/restore/vessel.ts";
@@ -64,88 +64,74 @@ Deno.test(
   "vessel: pre-copy pages a room holds go into it where they belong; the rest to the store",
   opts,
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "ppm-vessel-" });
-    const bin = await buildProgram("page_pattern", join(dir, "bin"));
-    const target = new Deno.Command(bin, { args: ["64"], stdout: "piped" }).spawn();
-    let vessel: Vessel | undefined;
-    try {
-      const reader = target.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let line = "";
-      while (!line.includes("\n")) {
-        const r = await reader.read();
-        if (r.done) throw new Error("page_pattern ended");
-        line += r.value;
-      }
-      reader.releaseLock();
-      const addr = BigInt(line.trim());
-      const pid = freePid();
-      vessel = await Vessel.launch(pid, dir);
-      assertEquals(vessel.pid, pid);
-      assert(vessel.rooms.length > 0, "no rooms");
-      // Its own mappings lie outside its rooms.
-      for (const l of Deno.readTextFileSync(`/proc/${pid}/maps`).trim().split("\n")) {
-        if (!/ rw-p 00000000 00:00 0 *$/.test(l)) {
-          const [a, b] = l.split(" ")[0].split("-").map((x) => BigInt(`0x${x}`));
-          assert(!vessel.rooms.some(([s, e]) => a < e && s < b), `${l} in a room`);
-        }
-      }
-      assert(vessel.holds(addr, 6), "the target's pages are outside the rooms");
-      const plan = join(dir, "plan"), store = join(dir, "store");
-      await Deno.writeFile(plan, new Uint8Array(0));
-      await Deno.writeFile(store, new Uint8Array(0));
-      const held: [bigint, number, number][] = [];
-      const placed: [bigint, number][] = [];
-      const rx = await PageReceiver.start({
-        bind: "127.0.0.1",
-        from: "127.0.0.1",
-        plan,
-        layout: { head: 4000, vma: 32 },
-        maxPages: 64,
-        timeoutMs: 10_000,
-        store: {
-          path: store,
-          maxPages: 64,
-          onHeld: (a, n, o) => held.push([a, n, o]),
-          // One room of 2 pages: the run after it is not held whole there.
-          vessel: { pid, rooms: [[addr, addr + 2n * 4096n]] },
-          onPlaced: (a, n) => placed.push([a, n]),
-        },
-      });
-      const tx = await PageSender.start({
-        to: "127.0.0.1",
-        ticket: rx.ticket,
-        pid: target.pid,
-        timeoutMs: 10_000,
-      });
-      await tx.held(addr, 6); // runs: pages 0-1 (placed), 3-4 (stored); 2 and 5 hold zeros
-      await tx.freeze(1);
-      await tx.finish();
-      await rx.done;
-      assertEquals(placed, [[addr, 2]]);
-      assertEquals(held, [[addr + 3n * 4096n, 2, 0]]);
-      const back = new Uint8Array(2 * 4096);
-      assertEquals(await processVmRead(pid, addr, back), back.length);
-      for (let i = 0; i < 2; i++) {
-        assert(
-          back.subarray(i * 4096, (i + 1) * 4096).every((x) => x === pageByte(i)),
-          `page ${i}`,
-        );
-      }
-      // Asked to end: gone, collected.
-      await vessel.end();
-      let gone = false;
+    await withPagePattern(64, "ppm-vessel-", async (target, addr, dir) => {
+      let vessel: Vessel | undefined;
       try {
-        Deno.statSync(`/proc/${pid}`);
-      } catch {
-        gone = true;
+        const pid = freePid();
+        vessel = await Vessel.launch(pid, dir);
+        assertEquals(vessel.pid, pid);
+        assert(vessel.rooms.length > 0, "no rooms");
+        // Its own mappings lie outside its rooms.
+        for (const l of Deno.readTextFileSync(`/proc/${pid}/maps`).trim().split("\n")) {
+          if (!/ rw-p 00000000 00:00 0 *$/.test(l)) {
+            const [a, b] = l.split(" ")[0].split("-").map((x) => BigInt(`0x${x}`));
+            assert(!vessel.rooms.some(([s, e]) => a < e && s < b), `${l} in a room`);
+          }
+        }
+        assert(vessel.holds(addr, 6), "the target's pages are outside the rooms");
+        const plan = join(dir, "plan"), store = join(dir, "store");
+        await Deno.writeFile(plan, new Uint8Array(0));
+        await Deno.writeFile(store, new Uint8Array(0));
+        const held: [bigint, number, number][] = [];
+        const placed: [bigint, number][] = [];
+        const rx = await PageReceiver.start({
+          bind: "127.0.0.1",
+          from: "127.0.0.1",
+          plan,
+          layout: { head: 4000, vma: 32 },
+          maxPages: 64,
+          timeoutMs: 10_000,
+          store: {
+            path: store,
+            maxPages: 64,
+            onHeld: (a, n, o) => held.push([a, n, o]),
+            // One room of 2 pages: the run after it is not held whole there.
+            vessel: { pid, rooms: [[addr, addr + 2n * 4096n]] },
+            onPlaced: (a, n) => placed.push([a, n]),
+          },
+        });
+        const tx = await PageSender.start({
+          to: "127.0.0.1",
+          ticket: rx.ticket,
+          pid: target,
+          timeoutMs: 10_000,
+        });
+        await tx.held(addr, 6); // runs: pages 0-1 (placed), 3-4 (stored); 2 and 5 hold zeros
+        await tx.freeze(1);
+        await tx.finish();
+        await rx.done;
+        assertEquals(placed, [[addr, 2]]);
+        assertEquals(held, [[addr + 3n * 4096n, 2, 0]]);
+        const back = new Uint8Array(2 * 4096);
+        assertEquals(await processVmRead(pid, addr, back), back.length);
+        for (let i = 0; i < 2; i++) {
+          assert(
+            back.subarray(i * 4096, (i + 1) * 4096).every((x) => x === pageByte(i)),
+            `page ${i}`,
+          );
+        }
+        // Asked to end: gone, collected.
+        await vessel.end();
+        let gone = false;
+        try {
+          Deno.statSync(`/proc/${pid}`);
+        } catch {
+          gone = true;
+        }
+        assert(gone, "the vessel is still there");
+      } finally {
+        await vessel?.end();
       }
-      assert(gone, "the vessel is still there");
-    } finally {
-      await vessel?.end();
-      target.kill("SIGKILL");
-      await target.status;
-      await target.stdout.cancel().catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 );

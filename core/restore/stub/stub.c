@@ -899,11 +899,33 @@ static int into(const char *grant_arg, const char *spec_arg)
 	child();
 }
 
+/* A child with PID @want whose parent is ppm's, as the launcher's (clone3, CLONE_PARENT). */
+static pid_t clone_with_pid(pid_t want)
+{
+	struct clone_args args;
+
+	memset(&args, 0, sizeof(args));
+	/* The child becomes ppm's, with the launcher's exit signal (SIGCHLD). */
+	args.flags = CLONE_PARENT;
+	args.set_tid = (uint64_t)(uintptr_t)&want;
+	args.set_tid_size = 1;
+	return syscall(SYS_clone3, &args, sizeof(args));
+}
+
+/* The launcher's exit code for a clone_with_pid() that failed with errno. */
+static int clone_failed(pid_t want)
+{
+	int err = errno;
+
+	say("clone3 with pid %d: %s", want, strerror(err));
+	return err == EEXIST ? STUB_PID_TAKEN :
+	       err == EPERM ? STUB_NOT_PERMITTED : STUB_CLONE_FAILED;
+}
+
 #include "vessel.h"
 
 int main(int argc, char **argv)
 {
-	struct clone_args args;
 	pid_t want, got;
 	int checking = argc == 3 && !strcmp(argv[1], "--check");
 
@@ -926,18 +948,10 @@ int main(int argc, char **argv)
 	if (!want)
 		return STUB_BAD_SPEC;
 
-	memset(&args, 0, sizeof(args));
-	/* The child becomes ppm's, with the launcher's exit signal (SIGCHLD). */
-	args.flags = CLONE_PARENT;
-	args.set_tid = (uint64_t)(uintptr_t)&want;
-	args.set_tid_size = 1;
-	got = syscall(SYS_clone3, &args, sizeof(args));
+	got = clone_with_pid(want);
 	if (got == 0)
 		child();
-	if (got < 0) {
-		say("clone3 with pid %d: %s", want, strerror(errno));
-		return errno == EEXIST ? STUB_PID_TAKEN :
-		       errno == EPERM ? STUB_NOT_PERMITTED : STUB_CLONE_FAILED;
-	}
+	if (got < 0)
+		return clone_failed(want);
 	return tell_pid(got) ? STUB_CLONE_FAILED : STUB_OK;
 }

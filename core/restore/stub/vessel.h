@@ -167,7 +167,6 @@ static void __attribute__((noreturn)) vessel_child(int out)
 /* `--vessel PID OUT`: the launcher. */
 static int vessel(const char *pid_arg, const char *out_path)
 {
-	struct clone_args args;
 	char *end;
 	long v;
 	pid_t want, got;
@@ -185,17 +184,8 @@ static int vessel(const char *pid_arg, const char *out_path)
 		fprintf(stderr, "ppm-restore-stub: %s: %s\n", out_path, strerror(errno));
 		return STUB_BAD_SPEC;
 	}
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_PARENT;
-	args.set_tid = (uint64_t)(uintptr_t)&want;
-	args.set_tid_size = 1;
-	got = syscall(SYS_clone3, &args, sizeof(args));
+	got = clone_with_pid(want);
 	if (got == 0)
 		vessel_child(out);
-	if (got < 0) {
-		fprintf(stderr, "ppm-restore-stub: clone3 with pid %d: %s\n", want, strerror(errno));
-		return errno == EEXIST ? STUB_PID_TAKEN :
-		       errno == EPERM ? STUB_NOT_PERMITTED : STUB_CLONE_FAILED;
-	}
-	return STUB_OK;
+	return got < 0 ? clone_failed(want) : STUB_OK;
 }

@@ -16,16 +16,17 @@
  * @module
  */
 import { gzipSync } from "node:zlib";
-import { basename, join } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { buildApp } from "../cli/app.ts";
 import { bashScript, completionTable } from "../cli/completions.ts";
 import { EXIT, PpmError } from "../core/errors.ts";
 import { bundleCli } from "../core/host/bundle.ts";
 import { exists, KMOD_SRC, PROJECT_ROOT } from "../core/paths.ts";
-import { ensureStub } from "../core/restore/stub.ts";
-import { ensureKeeper, KEEPER_SRC } from "../core/relay/keeper.ts";
-import { DEPUTY_SRC, ensureDeputyBuilt } from "../core/deputy/binary.ts";
-import { ensurePagestream, PAGESTREAM_DIR } from "../core/transport/pagestream.ts";
+import { STUB_HELPER } from "../core/restore/stub.ts";
+import { KEEPER_HELPER } from "../core/relay/keeper.ts";
+import { DEPUTY_HELPER } from "../core/deputy/binary.ts";
+import { PAGESTREAM_HELPER } from "../core/transport/pagestream.ts";
+import { buildHelper, helperName, type HelperSource } from "../core/host/helper_binary.ts";
 import { VERSION } from "../core/version.ts";
 import { manPage } from "./manpage.ts";
 
@@ -43,6 +44,31 @@ export function dkmsConf(version: string): string {
     `AUTOINSTALL="yes"`,
     "",
   ].join("\n");
+}
+
+/** The static helpers the package ships built (the restore stub, relay keeper, deputy, page stream). */
+export const HELPERS: readonly HelperSource[] = [
+  STUB_HELPER,
+  KEEPER_HELPER,
+  DEPUTY_HELPER,
+  PAGESTREAM_HELPER,
+];
+
+/**
+ * Copies `h`'s source and headers under `lib` (the package's project root)
+ * at their paths in this tree, and the helper built from them beside its
+ * source, under the name ppm looks for (core/host/helper_binary.ts).
+ */
+async function shipHelper(h: HelperSource, lib: string): Promise<void> {
+  for (const f of [h.src, ...h.headers ?? []]) {
+    await write(join(lib, relative(PROJECT_ROOT, f)), await Deno.readFile(f), 0o644);
+  }
+  const built = await buildHelper(h);
+  await write(
+    join(lib, relative(PROJECT_ROOT, dirname(h.src)), await helperName(h)),
+    await Deno.readFile(built),
+    0o755,
+  );
 }
 
 async function write(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
@@ -171,27 +197,8 @@ export async function buildCliPackage(
       join(lib, "core/vcluster/guest"),
       () => true,
     );
-    const stubDir = join(lib, "core", "restore", "stub");
-    await copyTree(join(PROJECT_ROOT, "core", "restore", "stub"), stubDir, (n) => n.endsWith(".c"));
-    const stub = await ensureStub();
-    await write(join(stubDir, stub.split("/").pop()!), await Deno.readFile(stub), 0o755);
-    // The relay keeper likewise: its source, and built beside it.
-    const relayDir = join(lib, "core", "relay");
-    await write(join(relayDir, "keeper.c"), await Deno.readFile(KEEPER_SRC), 0o644);
-    const keeper = await ensureKeeper();
-    await write(join(relayDir, keeper.split("/").pop()!), await Deno.readFile(keeper), 0o755);
-    // The deputy likewise (the agent copies it where any user may run it: core/deputy/binary.ts).
-    const deputyDir = join(lib, "core", "deputy");
-    await write(join(deputyDir, "deputy.c"), await Deno.readFile(DEPUTY_SRC), 0o644);
-    const deputy = await ensureDeputyBuilt();
-    await write(join(deputyDir, deputy.split("/").pop()!), await Deno.readFile(deputy), 0o755);
-    // The page stream's helper likewise (core/transport/pagestream.ts).
-    const streamDir = join(lib, "core", "transport", "pagestream");
-    for (const f of ["pagestream.c", "aegis128l.h"]) {
-      await write(join(streamDir, f), await Deno.readFile(join(PAGESTREAM_DIR, f)), 0o644);
-    }
-    const streamer = await ensurePagestream();
-    await write(join(streamDir, streamer.split("/").pop()!), await Deno.readFile(streamer), 0o755);
+    // The helpers: their sources where ppm looks for them, each built beside its source.
+    for (const h of HELPERS) await shipHelper(h, lib);
 
     const compiled = join(PROJECT_ROOT, "dist", "ppm");
     const bin = join(stage, "usr", "bin", "ppm");

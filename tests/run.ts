@@ -1,7 +1,8 @@
 /**
  * `deno task test`: the whole suite, in order: static checks (fmt, lint,
  * type check), host unit tests, module builds with checkpatch, and the
- * guest tests in virtual clusters. `--only unit` runs the fast host part.
+ * guest tests in virtual clusters. Beside the unit tests, the packages and
+ * kernels the later phases need install (tests/support/prepare.ts). `--only unit` runs the fast host part.
  * Ends with one line "N passed, N failed".
  *
  * The guest tests run one file after the other, each its own `deno test`
@@ -167,13 +168,30 @@ async function runPhase(p: Phase, lanes: number): Promise<Counts> {
   return r;
 }
 
+/**
+ * Installs what the module builds and guest tests need (tests/support/prepare.ts),
+ * its lines prefixed; a failure is only told: each test installs what it needs.
+ */
+async function prepareHost(): Promise<void> {
+  const t0 = performance.now();
+  const r = await runDeno(["run", "-A", "tests/support/prepare.ts"], "[prepare] ");
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  console.log(
+    `=== prepare: ${r.failed ? "FAILED (each test installs on its own)" : "ok"} (${secs} s)`,
+  );
+}
+
 const only = parseOnly(Deno.args);
 const lanes = parseLanes(Deno.args);
 let passed = 0, failed = 0;
 const failedPhases: string[] = [];
+const needsHost = !only || only.has("kmod") || only.has("guest");
 for (const p of PHASES) {
   if (only && !only.has(p.kind)) continue;
+  // The packages and kernels of the later phases install beside the unit tests.
+  const prepare = p.kind === "unit" && needsHost ? prepareHost() : Promise.resolve();
   const r = await runPhase(p, lanes);
+  await prepare;
   passed += r.passed;
   failed += r.failed;
   if (r.failed) failedPhases.push(p.name);

@@ -12,7 +12,7 @@
  */
 import { basename, join } from "node:path";
 import { EXIT, PpmError } from "../errors.ts";
-import { helperOnce } from "../host/helper_binary.ts";
+import { helperOnce, type HelperSource } from "../host/helper_binary.ts";
 import { deputyBinDir, ensureSharedDir, PROJECT_ROOT } from "../paths.ts";
 import { ensureStub, STUB_EXIT } from "../restore/stub.ts";
 
@@ -26,12 +26,15 @@ export const DEPUTY_SRC = join(PROJECT_ROOT, "core", "deputy", "deputy.c");
  */
 export const DEPUTY_EXIT = { FAILED: 120, USAGE: 121, NO_AGENT: 122 } as const;
 
-/** Path of the built deputy, in the state directory (root's alone: see {@link installDeputy}). */
-export const ensureDeputyBuilt: () => Promise<string> = helperOnce({
+/** The deputy's source (a package ships it with the deputy built: packaging/package.ts). */
+export const DEPUTY_HELPER: HelperSource = {
   src: DEPUTY_SRC,
   name: "ppm-deputy",
   what: "the deputy",
-});
+};
+
+/** Path of the built deputy, in the state directory (root's alone: see {@link installDeputy}). */
+export const ensureDeputyBuilt: () => Promise<string> = helperOnce(DEPUTY_HELPER);
 
 /** A program installed where the users of processes can run it. */
 interface Shared {

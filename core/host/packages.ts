@@ -43,7 +43,7 @@ export async function aptUpdate(progress: (s: string) => void): Promise<void> {
 }
 
 /** The packages of `names` that are not installed. */
-async function missingOf(names: string[]): Promise<string[]> {
+async function missingOf(names: readonly string[]): Promise<string[]> {
   const missing: string[] = [];
   for (const n of names) if (!(await isInstalled(n))) missing.push(n);
   return missing;
@@ -54,7 +54,7 @@ async function missingOf(names: string[]): Promise<string[]> {
  * systems get an error naming the packages.
  */
 export async function ensurePackages(
-  names: string[],
+  names: readonly string[],
   reason: string,
   progress: (s: string) => void = (s) => console.error(`ppm: ${s}`),
 ): Promise<void> {

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { kill } from "../../ffi/libc.ts";
 import { startTicks } from "../host/proc_stat.ts";
-import { helperOnce } from "../host/helper_binary.ts";
+import { helperOnce, type HelperSource } from "../host/helper_binary.ts";
 import { PROJECT_ROOT } from "../paths.ts";
 
 /** The keeper's source. */
@@ -18,12 +18,15 @@ export const KEEPER_SRC = join(PROJECT_ROOT, "core", "relay", "keeper.c");
 /** keeper.c's exit codes. */
 export const KEEPER_EXIT = { OK: 0, FAILED: 1, USAGE: 2, NO_PROCESS: 3 } as const;
 
-/** Path of the built keeper (built once per process when needed). */
-export const ensureKeeper: () => Promise<string> = helperOnce({
+/** The keeper's source (a package ships it with the keeper built: packaging/package.ts). */
+export const KEEPER_HELPER: HelperSource = {
   src: KEEPER_SRC,
   name: "ppm-relay-keeper",
   what: "the relay keeper",
-});
+};
+
+/** Path of the built keeper (built once per process when needed). */
+export const ensureKeeper: () => Promise<string> = helperOnce(KEEPER_HELPER);
 
 /** The FIFOs a keeper holds (absent: not held). */
 export interface KeptFifos {

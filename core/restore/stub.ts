@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { helperOnce } from "../host/helper_binary.ts";
+import { helperOnce, type HelperSource } from "../host/helper_binary.ts";
 import { KMOD_SRC, PROJECT_ROOT } from "../paths.ts";
 
 const SRC = join(PROJECT_ROOT, "core", "restore", "stub", "stub.c");
@@ -20,11 +20,8 @@ export const STUB_EXIT = {
   STEP: 100,
 } as const;
 
-/**
- * Path of a built stub, building it first when needed (once per process:
- * concurrent callers share the build; a failed build is tried again).
- */
-export const ensureStub: () => Promise<string> = helperOnce({
+/** The stub's sources (a package ships them with the stub built: packaging/package.ts). */
+export const STUB_HELPER: HelperSource = {
   src: SRC,
   headers: [
     join(KMOD_SRC, "uapi", "ppm.h"),
@@ -32,4 +29,10 @@ export const ensureStub: () => Promise<string> = helperOnce({
   ],
   name: "ppm-restore-stub",
   what: "the restore stub",
-});
+};
+
+/**
+ * Path of a built stub, building it first when needed (once per process:
+ * concurrent callers share the build; a failed build is tried again).
+ */
+export const ensureStub: () => Promise<string> = helperOnce(STUB_HELPER);

@@ -14,7 +14,7 @@
  * @module
  */
 import { join } from "node:path";
-import { helperOnce } from "../host/helper_binary.ts";
+import { helperOnce, type HelperSource } from "../host/helper_binary.ts";
 import { PROJECT_ROOT } from "../paths.ts";
 
 /** The helper's sources. */
@@ -30,13 +30,16 @@ export const MAX_REQUEST_PAGES = 1024;
 /** Bytes of the key and of the session id. */
 export const PAGESTREAM_SECRET_BYTES = 16;
 
-/** The helper's path, built first when needed. */
-export const ensurePagestream: () => Promise<string> = helperOnce({
+/** The helper's sources (a package ships them with the helper built: packaging/package.ts). */
+export const PAGESTREAM_HELPER: HelperSource = {
   src: join(DIR, "pagestream.c"),
   headers: [join(DIR, "aegis128l.h")],
   name: "ppm-pagestream",
   what: "the page stream helper",
-});
+};
+
+/** The helper's path, built first when needed. */
+export const ensurePagestream: () => Promise<string> = helperOnce(PAGESTREAM_HELPER);
 
 let usable: Promise<string | undefined> | undefined;
 

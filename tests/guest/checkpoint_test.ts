@@ -12,6 +12,7 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms, PROGRAMS_DIR } from "../support/programs.ts";
 import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
@@ -22,7 +23,7 @@ const afterReady = (s: string) => s.split("\n").filter((l) => !l.startsWith("rea
  * How many damaged images and restore plans the fuzz steps try: a sample in
  * the suite; `deno task soak` asks for a campaign (PPM_FUZZ_IMAGES, PPM_FUZZ_PLANS).
  */
-const IMAGE_CASES = Number(Deno.env.get("PPM_FUZZ_IMAGES") ?? 500);
+const IMAGE_CASES = Number(Deno.env.get("PPM_FUZZ_IMAGES") ?? 200);
 const PLAN_CASES = Number(Deno.env.get("PPM_FUZZ_PLANS") ?? 1000);
 
 interface Cycle {
@@ -79,7 +80,7 @@ Deno.test({
       fuzzer,
       join(PROJECT_ROOT, "tests/guest/fuzz/plan_fuzz.c"),
     ], "plan_fuzz");
-    await ensurePackages(["python3", "bc", "util-linux", "nodejs"], "the checkpoint tests");
+    await ensurePackages(TEST_PACKAGES.checkpoint, "the checkpoint tests");
     const bin = (p: string) => guestPath(programs[p]);
     const script = (f: string) => guestPath(join(PROGRAMS_DIR, f));
     await withCluster({ name: "tcr", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {

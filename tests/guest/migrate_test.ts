@@ -38,6 +38,7 @@ import { buildPrograms } from "../support/programs.ts";
 import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 import { Agents } from "./support/agents.ts";
 import { lives, migrate } from "./support/migration.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const CLUSTER = "tmig";
 const NODES = [1, 2, 3];
@@ -123,10 +124,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    await ensurePackages(
-      ["python3", "coreutils", "tcpdump", "nodejs"],
-      "the migration test's programs",
-    );
+    await ensurePackages(TEST_PACKAGES.migrate, "the migration test's programs");
     const programs = await buildPrograms(join(stateDir(), "test-programs"));
     const bin = guestPath(programs.heap_counter);
     const secret = join(stateDir(), "test-secret");

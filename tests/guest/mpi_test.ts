@@ -46,6 +46,7 @@ import {
   startOpenMpiJob,
   stopOpenMpi,
 } from "./support/openmpi.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const CLUSTER = "tmpi";
 /**
@@ -64,7 +65,7 @@ Deno.test({
   fn: async (t) => {
     // The guests see the host's file system: its packages and the programs built here.
     await ensurePackages(
-      ["mpich", "libmpich-dev", "openmpi-bin", "libopenmpi-dev", "gcc"],
+      TEST_PACKAGES.mpi,
       "the MPI test's programs",
     );
     const { ring, preload } = await buildMpi(join(stateDir(), "test-programs", "mpi"));

@@ -31,6 +31,7 @@ import { buildCliPackage, buildDkmsPackage } from "../../packaging/package.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const NODES = [1, 2, 3];
 
@@ -126,7 +127,7 @@ Deno.test({
     const secret = join(stateDir(), "test-secret-systemd");
     await Deno.remove(secret).catch(() => {});
     await generateSecret(secret);
-    await ensurePackages(["slurm-wlm", "munge", "dkms"], "the operations test");
+    await ensurePackages(TEST_PACKAGES.operations, "the operations test");
     const dir = join(stateDir(), "test-operations");
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await Deno.mkdir(dir, { recursive: true });

@@ -14,6 +14,7 @@ import { guestPath } from "../../core/vcluster/spec.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
@@ -107,7 +108,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async (t) => {
     const programs = await buildPrograms(BIN);
-    await ensurePackages(["util-linux", "coreutils"], "the security tests");
+    await ensurePackages(TEST_PACKAGES.security, "the security tests");
     const bin = guestPath(programs.confined);
     await withCluster({ name: "tsec", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {
       assertEquals((await c.ppm(1, ["module", "load"])).code, 0);

@@ -34,6 +34,7 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { highPids, type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildGoProgram, buildPrograms } from "../support/programs.ts";
 import { Agents } from "./support/agents.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 const CLUSTER = "tsock";
 const NODES = [1, 2, 3];
@@ -174,7 +175,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    await ensurePackages(["python3", "iproute2", "golang-go"], "the socket test's programs");
+    await ensurePackages(TEST_PACKAGES.socket, "the socket test's programs");
     const progs = await buildPrograms(join(stateDir(), "test-programs"));
     const echo = guestPath(progs.echo_server), client = guestPath(progs.stream_client);
     const goEcho = guestPath(await buildGoProgram("go_echo", join(stateDir(), "test-programs")));

@@ -11,10 +11,11 @@ import { KMOD_SRC } from "../../core/paths.ts";
 import { ensureKernel } from "../../core/vcluster/kernels.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { checkpatchPath } from "../support/checkpatch.ts";
+import { TEST_PACKAGES } from "../support/packages.ts";
 
 for (const line of ["6.1", "6.12"] as const) {
   Deno.test(`kmod: builds with -Werror for the ${line} kernel and carries modinfo`, async () => {
-    await ensurePackages(["kmod", "make", "gcc"], "building the module");
+    await ensurePackages(TEST_PACKAGES.kmod, "building the module");
     const k = await ensureKernel(line, (s) => console.error(`  ${s}`));
     const out = await Deno.makeTempDir({ prefix: `ppm-kmod-${line}-` });
     try {

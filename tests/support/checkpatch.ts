@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ensurePackages } from "../../core/host/packages.ts";
 import { runOk } from "../../core/host/run.ts";
 import { exists, stateDir } from "../../core/paths.ts";
+import { TEST_PACKAGES } from "./packages.ts";
 
 const FILES = ["scripts/checkpatch.pl", "scripts/spelling.txt", "scripts/const_structs.checkpatch"];
 
@@ -16,7 +17,7 @@ export async function checkpatchPath(): Promise<string> {
   const dir = join(stateDir(), "checkpatch");
   const script = join(dir, "linux-source-6.1", "scripts", "checkpatch.pl");
   if (await exists(script)) return script;
-  await ensurePackages(["linux-source-6.1", "xz-utils", "perl"], "checkpatch.pl");
+  await ensurePackages(TEST_PACKAGES.checkpatch, "checkpatch.pl");
   let tarball = "";
   for await (const e of Deno.readDir("/usr/src")) {
     if (/^linux-source-6\.1\.tar\.(xz|bz2|gz)$/.test(e.name)) tarball = join("/usr/src", e.name);

@@ -64,7 +64,11 @@ export async function withCluster(
   spec: ClusterSpec,
   fn: (c: TestCluster) => Promise<void>,
 ): Promise<void> {
-  const st = await up(spec, { progress: (s) => console.error(`  [${spec.name}] ${s}`) });
+  const t0 = performance.now();
+  const note = (s: string) =>
+    console.error(`  [${spec.name} +${((performance.now() - t0) / 1000).toFixed(0)} s] ${s}`);
+  const st = await up(spec, { progress: note });
+  note("the cluster is up; the test begins");
   const exec = (i: number, argv: string[], timeoutMs = 120_000) =>
     guestExec(st.runDir, i, argv, { timeoutMs, cwd: "/" });
   const c: TestCluster = {
@@ -124,6 +128,7 @@ export async function withCluster(
     if (problems.length) throw new Error(`${problems.join("\n")}\n${await consoleReport(st)}`);
   } finally {
     await down(spec.name);
+    note("the cluster is down");
   }
 }
 

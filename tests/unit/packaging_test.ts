@@ -2,13 +2,15 @@
  * `deno task package`: the two Debian packages hold what they must (DKMS
  * source with its dkms.conf; the CLI that runs on its own, the unit, the
  * completions, the man page from --help, the built restore stub, relay
- * keeper and deputy), with maintainer scripts that use Debian's own dkms
+ * keeper, deputy and page stream helper with their sources), with maintainer scripts that use Debian's own dkms
  * and systemd helpers.
  */
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { roffEscape } from "../../packaging/manpage.ts";
-import { buildCliPackage, buildDkmsPackage, dkmsConf } from "../../packaging/package.ts";
+import { buildCliPackage, buildDkmsPackage, dkmsConf, HELPERS } from "../../packaging/package.ts";
+import { helperName } from "../../core/host/helper_binary.ts";
+import { PROJECT_ROOT } from "../../core/paths.ts";
 import { VERSION } from "../../core/version.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 
@@ -74,18 +76,16 @@ Deno.test({
         await Deno.readTextFile(join(root, "usr/share/bash-completion/completions/ppm")),
         /complete .*ppm/,
       );
-      const stubs = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/restore/stub"))].map((e) =>
-        e.name
-      );
-      assert(stubs.some((n) => n.startsWith("ppm-restore-stub-")), stubs.join(" "));
-      const relay = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/relay"))].map((e) => e.name);
-      assert(relay.includes("keeper.c"), relay.join(" "));
-      assert(relay.some((n) => n.startsWith("ppm-relay-keeper-")), relay.join(" "));
-      const deputy = [...Deno.readDirSync(join(root, "usr/lib/ppm/core/deputy"))].map((e) =>
-        e.name
-      );
-      assert(deputy.includes("deputy.c"), deputy.join(" "));
-      assert(deputy.some((n) => n.startsWith("ppm-deputy-")), deputy.join(" "));
+      // Each helper: its source and every header its name hashes, where the packaged ppm looks,
+      // and the helper built under the name those files give (else the agent cannot start it).
+      assertEquals(HELPERS.length, 4);
+      for (const h of HELPERS) {
+        const at = (f: string) => join(root, "usr/lib/ppm", relative(PROJECT_ROOT, f));
+        const shipped = { ...h, src: at(h.src), headers: (h.headers ?? []).map(at) };
+        const name = await helperName(shipped).catch((e) => `${h.what}: ${e}`);
+        const built = join(dirname(shipped.src), name);
+        assert((await Deno.stat(built).catch(() => null))?.isFile, `${built} is not shipped`);
+      }
       // The packaged CLI needs nothing from this tree or the network.
       const lib = join(root, "usr/lib/ppm");
       const js = join(lib, "js", "main.js");

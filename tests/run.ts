@@ -141,7 +141,10 @@ async function guestLanes(lanes: number): Promise<string[][]> {
 async function runLane(args: string[], files: string[], prefix: string): Promise<Counts> {
   const total = { passed: 0, failed: 0 };
   for (const f of files) {
+    const t0 = performance.now();
     const r = await runDeno([...args, f], prefix);
+    const secs = ((performance.now() - t0) / 1000).toFixed(0);
+    console.log(`${prefix}--- ${f}: ${r.failed ? "FAILED" : "ok"} (${secs} s)`);
     total.passed += r.passed;
     total.failed += r.failed;
   }

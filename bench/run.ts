@@ -23,7 +23,7 @@ import { guestPath } from "../core/vcluster/spec.ts";
 import { buildMpi } from "../tests/support/mpi_job.ts";
 import { buildPrograms } from "../tests/support/programs.ts";
 import { type BenchArgs, parseArgs, USAGE } from "./lib/args.ts";
-import { hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
+import { BENCH_PACKAGES, hostFacts, ppmFacts, qemuVersion } from "./lib/environment.ts";
 import { Guests } from "./lib/guest.ts";
 import { Measurer, WORK } from "./lib/measure.ts";
 import { MpiBench, type MpiPrograms } from "./lib/mpi.ts";
@@ -74,7 +74,7 @@ async function startAgents(g: Guests, nodes: number, secret: string): Promise<vo
  */
 async function mpiPrograms(workloads: Workload[]): Promise<MpiPrograms | undefined> {
   if (!workloads.some((w) => w.ranks)) return undefined;
-  await ensurePackages(["mpich", "libmpich-dev", "gcc"], "the benchmark's MPI job", log);
+  await ensurePackages(BENCH_PACKAGES.mpi, "the benchmark's MPI job", log);
   return await buildMpi(join(stateDir(), "test-programs", "mpi"));
 }
 
@@ -304,7 +304,7 @@ async function main(): Promise<number> {
   const workloads = workloadsFor(mode, args.workloads);
   const startedAt = new Date().toISOString();
   await ensurePackages(
-    ["criu", "nftables"],
+    BENCH_PACKAGES.tools,
     "the benchmark (the guests run the host's CRIU and nft)",
     log,
   );

@@ -2,7 +2,8 @@
  * `deno task test`: the whole suite, in order: static checks (fmt, lint,
  * type check), host unit tests, module builds with checkpatch, and the
  * guest tests in virtual clusters. Beside the unit tests, the packages and
- * kernels the later phases need install (tests/support/prepare.ts). `--only unit` runs the fast host part.
+ * kernels the later phases need install (tests/support/prepare.ts).
+ * `--only unit` runs the fast host part.
  * Ends with one line "N passed, N failed".
  *
  * The guest tests run one file after the other, each its own `deno test`

@@ -10,6 +10,15 @@ import { PROJECT_ROOT } from "../../core/paths.ts";
 import { VERSION } from "../../core/version.ts";
 import type { Environment } from "./types.ts";
 
+/**
+ * The Debian packages a run installs on the host (the guests run the host's
+ * CRIU and nft; MPI workloads build their job with MPICH).
+ */
+export const BENCH_PACKAGES = {
+  tools: ["criu", "nftables"],
+  mpi: ["mpich", "libmpich-dev", "gcc"],
+} as const;
+
 /** The first `model name` of /proc/cpuinfo text. */
 export function cpuModel(cpuinfo: string): string {
   return cpuinfo.match(/^model name\s*:\s*(.+)$/m)?.[1].trim() ?? "unknown CPU";

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { BENCH_PACKAGES } from "../../bench/lib/environment.ts";
 
 /** The packages each part of the suite installs for itself. */
 export const TEST_PACKAGES = {
@@ -18,7 +19,7 @@ export const TEST_PACKAGES = {
   security: ["util-linux", "coreutils"],
   socket: ["python3", "iproute2", "golang-go"],
   /** The quick bench test runs bench/run.ts, which installs these. */
-  bench: ["criu", "nftables"],
+  bench: BENCH_PACKAGES.tools,
 } as const satisfies Record<string, readonly string[]>;
 
 /** Every package of {@link TEST_PACKAGES}, once each. */

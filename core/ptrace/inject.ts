@@ -144,14 +144,97 @@ export interface Span {
   end: bigint;
 }
 
+/** The most scratch memory any request takes (a seccomp filter: 4096 instructions, 32 KiB). */
+export const SPARE_SCRATCH = 64 * 1024;
+
+/** A mapping as the image records it (what {@link lendSpare} looks at). */
+export interface SpareCandidate extends Span {
+  /** PROT_* bits. */
+  prot: number;
+  /** VM_* flags. */
+  vmFlags: bigint;
+  /** Kind (heap, anon, stack, file, vdso, ...). */
+  kind: string;
+}
+
+/**
+ * Scratch memory outside every stack, for a stack pointer with no room
+ * below it (a stack that had just grown when it was frozen): the start of
+ * a private writable mapping, whose contents were read before and are
+ * written back by {@link SpareScratch.putBack}.
+ */
+export interface SpareScratch {
+  /** First address. */
+  start: bigint;
+  /** Bytes lent. */
+  size: number;
+  /** Marks it used; its address. */
+  use(): bigint;
+  /** Writes the saved contents back, when it was used. */
+  putBack(): Promise<void>;
+}
+
+const PROT_RW = 3;
+const VM_SHARED = 0x8n;
+const NOT_SPARE = new Set(["stack", "vdso", "vvar", "vsyscall"]);
+
+/**
+ * Lends the start of a private writable mapping of stopped process `pid`
+ * as scratch memory (its contents saved first); undefined when it has none.
+ * The heap is preferred, then anonymous memory, then a file's private copy.
+ */
+export async function lendSpare(
+  pid: number,
+  vmas: readonly SpareCandidate[],
+): Promise<SpareScratch | undefined> {
+  const rank = (v: SpareCandidate) => v.kind === "heap" ? 0 : v.kind === "anon" ? 1 : 2;
+  const pick = vmas
+    .filter((v) =>
+      (v.prot & PROT_RW) === PROT_RW && (v.vmFlags & VM_SHARED) === 0n && !NOT_SPARE.has(v.kind) &&
+      v.end - v.start >= 4096n
+    )
+    .sort((a, b) => rank(a) - rank(b) || Number((b.end - b.start) - (a.end - a.start)))[0];
+  if (!pick) return undefined;
+  const size = Number(
+    pick.end - pick.start < BigInt(SPARE_SCRATCH) ? pick.end - pick.start : BigInt(SPARE_SCRATCH),
+  );
+  const saved = await readMem(pid, pick.start, size);
+  let used = false;
+  return {
+    start: pick.start,
+    size,
+    use: () => {
+      used = true;
+      return pick.start;
+    },
+    putBack: async () => {
+      if (used) await writeMem(pid, pick.start, saved);
+      used = false;
+    },
+  };
+}
+
+/** Writes `data` into the memory of process `pid` at `addr`. */
+async function writeMem(pid: number, addr: bigint, data: Uint8Array): Promise<void> {
+  const mem = await Deno.open(`/proc/${pid}/mem`, { read: true, write: true });
+  try {
+    await mem.seek(addr, Deno.SeekMode.Start);
+    await writeAll(mem, data);
+  } finally {
+    mem.close();
+  }
+}
+
 /**
  * System calls and memory of the stopped process `t`; scratch memory lies
- * below the red zone of the stack that `rsp` points into (one of `vmas`).
+ * below the red zone of the stack that `rsp` points into (one of `vmas`),
+ * or, when that leaves too little room, in `spare`.
  *
  * @param at the address of a `syscall` instruction in the tracee
  * @param base the registers it was stopped with
  * @param rsp the stack pointer the process will run with
  * @param vmas its mappings
+ * @param spare memory lent when the stack has no room (put back by its owner)
  */
 export function injector(
   t: Tracee,
@@ -159,30 +242,22 @@ export function injector(
   base: Uint8Array<ArrayBuffer>,
   rsp: bigint,
   vmas: readonly Span[],
+  spare?: SpareScratch,
 ): Injector {
   const stack = vmas.find((v) => v.start <= rsp && rsp <= v.end);
   return {
     call: (nr, args) => inject(t, at, base, nr, args),
-    write: async (addr, data) => {
-      const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
-      try {
-        await mem.seek(addr, Deno.SeekMode.Start);
-        await writeAll(mem, data);
-      } finally {
-        mem.close();
-      }
-    },
+    write: (addr, data) => writeMem(t.pid, addr, data),
     scratch: (bytes) => {
       // Below the red zone only: a deep stack may have little room left below its pointer.
       const addr = (rsp - 128n - BigInt(bytes)) & ~15n;
-      if (!stack || addr < stack.start) {
-        throw new PpmError(
-          "cannot give the restored process its credentials",
-          `no room for ${bytes} bytes below its stack pointer`,
-          "",
-        );
-      }
-      return addr;
+      if (stack && addr >= stack.start) return addr;
+      if (spare && bytes <= spare.size) return spare.use();
+      throw new PpmError(
+        "cannot finish the restored process",
+        `no room for ${bytes} bytes below its stack pointer, and no private writable mapping to lend`,
+        "",
+      );
     },
   };
 }

@@ -15,7 +15,14 @@ import { decode } from "../../ffi/struct.ts";
 import { ppmRestore } from "../../ffi/uapi.ts";
 import { EXIT, PpmError } from "../errors.ts";
 import { getReg, setReg, type Tracee } from "../ptrace/tracee.ts";
-import { findSyscallInsn, inject, injector, nextSyscallStopAsync } from "../ptrace/inject.ts";
+import {
+  findSyscallInsn,
+  inject,
+  type Injector,
+  injector,
+  lendSpare,
+  nextSyscallStopAsync,
+} from "../ptrace/inject.ts";
 import { readMem } from "../ptrace/memory.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { restoreCreds, restoreSeccomp, verifyCreds } from "./creds.ts";
@@ -116,32 +123,19 @@ export async function runIoctl(t: Tracee, reqAddr: bigint): Promise<Uint8Array<A
 /**
  * Queues the image's pending signals again, with their full siginfo and in
  * order: the process sends them to itself, which the kernel allows for
- * every si_code. The siginfo is staged on its stack, below the red zone.
+ * every si_code. The siginfo is staged in the injector's scratch memory.
  */
-async function requeueSignals(
-  t: Tracee,
-  at: bigint,
-  base: Uint8Array<ArrayBuffer>,
-  img: LoadedImage,
-) {
-  if (!img.signals.queue.length) return;
-  const scratch = ((getReg(img.cpu.regs, "rsp") - 1024n) & ~15n) - 128n;
-  const mem = await Deno.open(`/proc/${t.pid}/mem`, { read: true, write: true });
-  try {
-    for (const q of img.signals.queue) {
-      await mem.seek(scratch, Deno.SeekMode.Start);
-      await mem.write(q.info);
-      const sig = BigInt(new DataView(q.info.buffer, q.info.byteOffset).getInt32(0, true));
-      const pid = BigInt(t.pid);
-      const r = q.shared
-        ? inject(t, at, base, SYS.rt_sigqueueinfo, [pid, sig, scratch])
-        : inject(t, at, base, SYS.rt_tgsigqueueinfo, [pid, pid, sig, scratch]);
-      if (r !== 0n) {
-        throw new PpmError("cannot restore", `re-queueing signal ${sig} failed (${-r})`, "");
-      }
+async function requeueSignals(inj: Injector, pid: number, img: LoadedImage) {
+  for (const q of img.signals.queue) {
+    const at = inj.scratch(q.info.length);
+    await inj.write(at, q.info);
+    const sig = BigInt(new DataView(q.info.buffer, q.info.byteOffset).getInt32(0, true));
+    const r = q.shared
+      ? inj.call(SYS.rt_sigqueueinfo, [BigInt(pid), sig, at])
+      : inj.call(SYS.rt_tgsigqueueinfo, [BigInt(pid), BigInt(pid), sig, at]);
+    if (r !== 0n) {
+      throw new PpmError("cannot restore", `re-queueing signal ${sig} failed (${-r})`, "");
     }
-  } finally {
-    mem.close();
   }
 }
 
@@ -165,13 +159,15 @@ export async function finishInTracee(
   const files = mappedFiles(img);
   const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
   inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
-  const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas);
+  // A stack frozen just as it grew leaves no room below its pointer: memory lent instead.
+  const spare = await lendSpare(t.pid, img.vmas);
+  const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas, spare);
   const made: Tracee[] = [];
   try {
     made.push(...(img.threads ? await makeThreads(t, inj, img.threads) : []));
     const threads = made.map((tr, i) => {
       const rec = img.threads!.others[i];
-      const tinj = injector(tr, at, tr.getRegs(), getReg(rec.regs, "rsp"), img.vmas);
+      const tinj = injector(tr, at, tr.getRegs(), getReg(rec.regs, "rsp"), img.vmas, spare);
       return { tr, rec, inj: tinj };
     });
     // Privileged first, while every thread still has the stub's credentials.
@@ -186,7 +182,7 @@ export async function finishInTracee(
       ? { ...img.task, creds: { ...img.task.creds, pdeathSig: 0 } }
       : img.task;
     for (const x of threads) await restoreCreds(x.inj, threadTask);
-    await requeueSignals(t, at, exit, img);
+    await requeueSignals(inj, t.pid, img);
     for (const x of threads) await requeueThreadSignals(x.inj, t.pid, x.rec);
     inject(t, at, exit, SYS.close_range, [BigInt(base), 0xffffffffn, 0n]);
     // Its kernel objects (eventfd, timerfd, signalfd, pipes, socketpairs, memfd, epoll) now:
@@ -202,6 +198,7 @@ export async function finishInTracee(
     await verifyCreds(t.pid, img.task);
     for (const x of threads) await verifyCreds(x.rec.tid, threadTask);
 
+    await spare?.putBack();
     const final = new Uint8Array(img.cpu.regs) as Uint8Array<ArrayBuffer>;
     setReg(final, "orig_rax", -1n);
     t.setRegs(final);

@@ -92,6 +92,8 @@ Deno.test({
         ["signal_handler", `${bin("signal_handler")} 100`, 10],
         ["file_writer", `${bin("file_writer")} 100 /tmp/fw.data /tmp/fw.log`, 10],
         ["brk_stack", `${bin("brk_stack")} 140`, 10],
+        // Frozen with no room below its stack pointer (a stack that just grew).
+        ["stack_edge", `${bin("stack_edge")} 100`, 10],
         ["sleeper", `${bin("sleeper")} 100`, 5],
         ["mappings", `${bin("mappings")} 100 /tmp/mp.priv /tmp/mp.shared`, 10],
         ["threads", `${bin("threads")} 150 4`, 8],

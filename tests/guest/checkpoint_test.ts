@@ -13,6 +13,7 @@ import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms, PROGRAMS_DIR } from "../support/programs.ts";
 import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
 import { TEST_PACKAGES } from "../support/packages.ts";
+import { pool, unsettle } from "../support/settle.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
@@ -25,6 +26,9 @@ const afterReady = (s: string) => s.split("\n").filter((l) => !l.startsWith("rea
  */
 const IMAGE_CASES = Number(Deno.env.get("PPM_FUZZ_IMAGES") ?? 200);
 const PLAN_CASES = Number(Deno.env.get("PPM_FUZZ_PLANS") ?? 1000);
+
+/** Checkpoint/restore cycles of the test programs that run at once. */
+const CYCLES_AT_ONCE = 3;
 
 interface Cycle {
   pid: string;
@@ -86,21 +90,24 @@ Deno.test({
     await withCluster({ name: "tcr", nodes: 1, kernel: "6.1", memory: 1536 }, async (c) => {
       assertEquals((await c.ppm(1, ["module", "load"])).code, 0);
 
+      // Longest first: the cycles run CYCLES_AT_ONCE at a time. Each program runs at least 150
+      // ticks of 100 ms (sleeper: 100 of 300 ms), so that a checkpoint slowed by the cycles
+      // beside it still freezes it well before its end.
       const cases: [string, string, number][] = [
-        ["heap_counter", `${bin("heap_counter")} 100`, 10],
-        ["avx_compute", `${bin("avx_compute")} 100`, 10],
-        ["signal_handler", `${bin("signal_handler")} 100`, 10],
-        ["file_writer", `${bin("file_writer")} 100 /tmp/fw.data /tmp/fw.log`, 10],
-        ["brk_stack", `${bin("brk_stack")} 140`, 10],
-        // Frozen with no room below its stack pointer (a stack that just grew).
-        ["stack_edge", `${bin("stack_edge")} 100`, 10],
         ["sleeper", `${bin("sleeper")} 100`, 5],
-        ["mappings", `${bin("mappings")} 100 /tmp/mp.priv /tmp/mp.shared`, 10],
+        ["node_loop", `node ${script("node_loop.js")} 150`, 10],
+        ["py_threads", `python3 -u ${script("py_threads.py")} 150`, 10],
         ["threads", `${bin("threads")} 150 4`, 8],
         ["openmp", `OMP_NUM_THREADS=4 ${bin("openmp")} 150`, 8],
-        ["timers", `${bin("timers")} 100`, 8],
-        ["py_threads", `python3 -u ${script("py_threads.py")} 150`, 10],
-        ["node_loop", `node ${script("node_loop.js")} 150`, 10],
+        ["brk_stack", `${bin("brk_stack")} 150`, 10],
+        ["heap_counter", `${bin("heap_counter")} 150`, 10],
+        ["avx_compute", `${bin("avx_compute")} 150`, 10],
+        ["signal_handler", `${bin("signal_handler")} 150`, 10],
+        ["file_writer", `${bin("file_writer")} 150 /tmp/fw.data /tmp/fw.log`, 10],
+        // Frozen with no room below its stack pointer (a stack that just grew).
+        ["stack_edge", `${bin("stack_edge")} 150`, 10],
+        ["mappings", `${bin("mappings")} 150 /tmp/mp.priv /tmp/mp.shared`, 10],
+        ["timers", `${bin("timers")} 150`, 8],
       ];
       // Uninterrupted runs, all at once, for the byte-for-byte comparison.
       const baseCmd = cases.map(([n, cmd]) =>
@@ -110,12 +117,17 @@ Deno.test({
       ).join(" ");
       await c.ok(1, ["sh", "-c", `cd /tmp && ${baseCmd} wait`], 600_000);
 
+      // The cycles mostly wait for their programs' ticks: several at once, each told by its step.
+      const cycles = pool(
+        cases.map(([name, cmd, k]) => () => cycle(c, name, cmd, k)),
+        CYCLES_AT_ONCE,
+      );
       const imageBytes: Record<string, number> = {};
-      for (const [name, cmd, k] of cases) {
+      for (const [i, [name, , k]] of cases.entries()) {
         await t.step(
           `${name}: killed at tick ${k}, restored, finishes exactly like an uninterrupted run`,
           async () => {
-            const r = await cycle(c, name, cmd, k);
+            const r = unsettle(await cycles[i]);
             assertEquals(r.err, "", `${name} reported: ${r.err}`);
             const base = await c.ok(1, ["cat", `/tmp/base-${name}.out`]);
             assertEquals(afterReady(r.out), afterReady(base));
@@ -142,9 +154,8 @@ Deno.test({
       await t.step(
         "--copy-all carries code and library pages too, and its image restores the same",
         async () => {
-          const r = await cycle(c, "copy_all", cases[0][1], cases[0][2], "/dev/null", [
-            "--copy-all",
-          ]);
+          const [, cmd, k] = cases.find(([n]) => n === "heap_counter")!;
+          const r = await cycle(c, "copy_all", cmd, k, "/dev/null", ["--copy-all"]);
           assertEquals(r.err, "", r.err);
           const base = await c.ok(1, ["cat", "/tmp/base-heap_counter.out"]);
           assertEquals(afterReady(r.out), afterReady(base));

@@ -8,9 +8,63 @@ import { stateDir } from "../../core/paths.ts";
 import { guestPath } from "../../core/vcluster/spec.ts";
 import { PPM_ABI_VERSION } from "../../ffi/uapi.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
-import { withCluster } from "../support/cluster.ts";
+import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { assertSameReport, reportLines } from "../support/fd_kinds.ts";
+import { pool, unsettle } from "../support/settle.ts";
+
+/** What an uninterrupted run printed, and what the killed and restored run printed. */
+interface Outputs {
+  base: string;
+  got: string;
+  err: string;
+}
+
+/**
+ * Runs `cmd(tag)` killed at tick `k` and restored (its output in
+ * /tmp/TAG.out, its errors in /tmp/TAG.err) beside an uninterrupted run of
+ * `cmd(TAG + "b")`; both outputs once both ended.
+ */
+async function killedAndRestored(
+  c: TestCluster,
+  cmd: (tag: string) => string,
+  tag: string,
+  k: number,
+): Promise<Outputs> {
+  const b = `${tag}b`;
+  await c.ok(1, [
+    "sh",
+    "-c",
+    `cd /tmp && (${
+      cmd(b)
+    } > /tmp/${b}.out 2>&1; touch /tmp/${b}.end) > /dev/null 2>&1 < /dev/null &`,
+  ]);
+  const pid = (await c.ok(1, [
+    "sh",
+    "-c",
+    `cd /tmp; ${cmd(tag)} < /dev/null > /tmp/${tag}.out 2> /tmp/${tag}.err & echo $!`,
+  ])).trim();
+  await c.waitFor(1, `grep -q '^tick ${k} ' /tmp/${tag}.out || [ -s /tmp/${tag}.err ]`, 120);
+  const ck = await c.ppm(1, ["checkpoint", pid, "-o", `/tmp/${tag}.img`, "--kill"]);
+  assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
+  const rs = await c.ppm(1, [
+    "restore",
+    `/tmp/${tag}.img`,
+    "--stdout",
+    `/tmp/${tag}.out`,
+    "--stderr",
+    `/tmp/${tag}.err`,
+  ]);
+  assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
+  await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
+  await c.waitFor(1, `[ -e /tmp/${b}.end ]`, 300);
+  const cat = (f: string) => c.ok(1, ["cat", f]);
+  return {
+    base: await cat(`/tmp/${b}.out`),
+    got: await cat(`/tmp/${tag}.out`),
+    err: await cat(`/tmp/${tag}.err`),
+  };
+}
 
 Deno.test({
   name: "guest 6.12: the module loads, answers PPM_IOC_INFO and restores a checkpoint",
@@ -30,124 +84,47 @@ Deno.test({
         assert(s.features.includes("redirect"), "the netfilter redirects are missing on 6.12");
       });
 
+      // The four cycles mostly wait for their programs' ticks: two at a time, each told by its
+      // step.
+      const [mp, tm, th, fk] = pool([
+        () =>
+          killedAndRestored(c, (t) => `${mappings} 200 /tmp/${t}.priv /tmp/${t}.shared`, "mp", 10),
+        () => killedAndRestored(c, () => `${guestPath(programs.timers)} 200`, "tm", 8),
+        () => killedAndRestored(c, () => `${guestPath(programs.threads)} 300 4`, "th", 8),
+        () => killedAndRestored(c, () => `${guestPath(programs.fd_kinds)} 150`, "fk", 10),
+      ], 2);
+      const sameRun = (r: Outputs, name: string) => {
+        assertEquals(r.err, "");
+        const lines = (s: string) => s.split("\n").filter((l) => !l.startsWith("ready "));
+        assertEquals(lines(r.got), lines(r.base));
+        assertMatch(r.got, new RegExp(`^ok ${name}`, "m"));
+      };
+
       await t.step(
         "mappings (private, shared, read-only pages) killed at tick 10, restored, ends like a full run",
-        async () => {
-          const run = (tag: string) =>
-            `${mappings} 200 /tmp/${tag}.priv /tmp/${tag}.shared > /tmp/${tag}.out 2>&1`;
-          await c.ok(1, ["sh", "-c", `cd /tmp && ${run("base")}`], 300_000);
-          const pid = (await c.ok(1, ["sh", "-c", `cd /tmp; ${run("mp")} < /dev/null & echo $!`]))
-            .trim();
-          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/mp.out", 120);
-          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/mp.img", "--kill"]);
-          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
-          const rs = await c.ppm(1, ["restore", "/tmp/mp.img", "--stdout", "/tmp/mp.out"]);
-          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
-          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
-          const lines = (f: string) =>
-            c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
-          const [base, got] = [await lines("base"), await lines("mp")];
-          assertEquals(got, base);
-          assert(got.some((l) => l.startsWith("ok mappings")), got.slice(-3).join("\n"));
-        },
+        async () => sameRun(unsettle(await mp), "mappings"),
       );
 
       await t.step(
         "threads (4 pthreads with their own ymm, TLS, rseq, robust lists) killed at tick 8, " +
           "restored, ends like a full run",
-        async () => {
-          const tb = guestPath(programs.threads);
-          await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp && (${tb} 300 4 > /tmp/thb.out 2>&1; touch /tmp/thb.end) > /dev/null 2>&1 < /dev/null &`,
-          ]);
-          const pid = (await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp; ${tb} 300 4 < /dev/null > /tmp/th.out 2>&1 & echo $!`,
-          ])).trim();
-          await c.waitFor(1, "grep -q '^tick 8 ' /tmp/th.out", 120);
-          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/th.img", "--kill"]);
-          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
-          const rs = await c.ppm(1, ["restore", "/tmp/th.img", "--stdout", "/tmp/th.out"]);
-          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
-          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
-          await c.waitFor(1, "[ -e /tmp/thb.end ]", 300);
-          const lines = (f: string) =>
-            c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
-          const [base, got] = [await lines("thb"), await lines("th")];
-          assertEquals(got, base);
-          assert(got.some((l) => l.startsWith("ok threads")), got.slice(-3).join("\n"));
-        },
+        async () => sameRun(unsettle(await th), "threads"),
       );
 
       await t.step(
         "timers (interval timers, POSIX timers with a gap in their ids, one aimed at a thread) " +
           "killed at tick 8, restored, ends like a full run",
-        async () => {
-          const tm = guestPath(programs.timers);
-          await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp && (${tm} 200 > /tmp/tmb.out 2>&1; touch /tmp/tmb.end) > /dev/null 2>&1 < /dev/null &`,
-          ]);
-          const pid = (await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp; ${tm} 200 < /dev/null > /tmp/tm.out 2>&1 & echo $!`,
-          ])).trim();
-          await c.waitFor(1, "grep -q '^tick 8 ' /tmp/tm.out", 120);
-          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/tm.img", "--kill"]);
-          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
-          const rs = await c.ppm(1, ["restore", "/tmp/tm.img", "--stdout", "/tmp/tm.out"]);
-          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
-          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
-          await c.waitFor(1, "[ -e /tmp/tmb.end ]", 300);
-          const lines = (f: string) =>
-            c.ok(1, ["sh", "-c", `grep -v '^ready ' /tmp/${f}.out`]).then((s) => s.split("\n"));
-          const [base, got] = [await lines("tmb"), await lines("tm")];
-          assertEquals(got, base);
-          assert(got.some((l) => l.startsWith("ok timers")), got.slice(-3).join("\n"));
-        },
+        async () => sameRun(unsettle(await tm), "timers"),
       );
 
       await t.step(
         "fd_kinds (eventfd, timerfd, signalfd, pipes, socketpairs, memfd, epoll) killed at " +
           "tick 10, restored, reads back what an uninterrupted run reads",
         async () => {
-          const fk = guestPath(programs.fd_kinds);
-          await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp && (${fk} 100 > /tmp/fkb.out 2>&1; touch /tmp/fkb.end) > /dev/null 2>&1 < /dev/null &`,
-          ]);
-          const pid = (await c.ok(1, [
-            "sh",
-            "-c",
-            `cd /tmp; ${fk} 100 < /dev/null > /tmp/fk.out 2>/tmp/fk.err & echo $!`,
-          ])).trim();
-          await c.waitFor(1, "grep -q '^tick 10 ' /tmp/fk.out", 120);
-          const ck = await c.ppm(1, ["checkpoint", pid, "-o", "/tmp/fk.img", "--kill"]);
-          assertEquals(ck.code, 0, `checkpoint: ${ck.stderr}`);
-          const rs = await c.ppm(1, [
-            "restore",
-            "/tmp/fk.img",
-            "--stdout",
-            "/tmp/fk.out",
-            "--stderr",
-            "/tmp/fk.err",
-          ]);
-          assertEquals(rs.code, 0, `restore: ${rs.stderr}`);
-          await c.waitFor(1, `! kill -0 ${pid} 2>/dev/null`, 240);
-          assertEquals(await c.ok(1, ["cat", "/tmp/fk.err"]), "");
-          await c.waitFor(1, "[ -e /tmp/fkb.end ]", 300);
-          const [base, got] = [
-            await c.ok(1, ["cat", "/tmp/fkb.out"]),
-            await c.ok(1, ["cat", "/tmp/fk.out"]),
-          ];
-          assertSameReport(reportLines(got), reportLines(base), 120);
-          assertMatch(got, /^ok fd_kinds objects=16$/m);
+          const r = unsettle(await fk);
+          assertEquals(r.err, "");
+          assertSameReport(reportLines(r.got), reportLines(r.base), 120);
+          assertMatch(r.got, /^ok fd_kinds objects=16$/m);
         },
       );
 

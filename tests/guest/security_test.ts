@@ -15,6 +15,7 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { type TestCluster, withCluster } from "../support/cluster.ts";
 import { buildPrograms } from "../support/programs.ts";
 import { TEST_PACKAGES } from "../support/packages.ts";
+import { settle, type Settled, unsettle } from "../support/settle.ts";
 
 const BIN = join(stateDir(), "test-programs");
 
@@ -115,6 +116,8 @@ Deno.test({
       // The programs run as other users: in this guest (its own copy of the host's directories),
       // the state directory that holds them (root's, 0700 when ppm made it) may be passed through.
       await c.ok(1, ["chmod", "711", guestPath(stateDir())]);
+      // The restored programs run to their ends (30 s each) while the next steps go on.
+      const ends: Promise<Settled<void>>[] = [];
 
       await t.step("hostile names and paths restore exactly and add nothing", async () => {
         const dir = "/tmp/w d\\ngroups 1 0\\nfd 9 2 0 /etc/shadow";
@@ -141,7 +144,7 @@ Deno.test({
         // Nothing else was opened for it: stdio, its file, nothing at 9 or above.
         const fds = (await c.ok(1, ["ls", `/proc/${pid}/fd`])).trim().split(/\s+/).sort();
         assertEquals(fds, ["0", "1", "2", "3"]);
-        await finishes(c, pid, "hostile");
+        ends.push(settle(finishes(c, pid, "hostile")));
       });
 
       await t.step(
@@ -210,9 +213,13 @@ Deno.test({
           const r = await restore(c, img, tag);
           assertEquals(r.code, 0, r.stderr);
           assertEquals(await creds(c, pid), before);
-          await finishes(c, pid, tag);
+          ends.push(settle(finishes(c, pid, tag)));
         });
       }
+
+      await t.step("every restored program runs to its end, with nothing on stderr", async () => {
+        for (const e of ends) unsettle(await e);
+      });
 
       await t.step("an image someone else could have edited is refused", async () => {
         const img = "/tmp/cred0.img";

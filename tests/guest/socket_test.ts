@@ -81,6 +81,30 @@ async function spawn(c: TestCluster, n: number, cmd: string, out: string): Promi
     .trim();
 }
 
+/** Ticks a stream client streams on after the event a step watches, before it is ended. */
+const TICKS_AFTER = 5;
+
+/**
+ * Lets stream client `pid` (running on node `on`, its output in `out` on
+ * node `outOn`) stream TICKS_AFTER more ticks, then ends its stream
+ * (SIGUSR1: it half-closes and checks the rest of the echo), and waits for
+ * its last line.
+ */
+async function endStream(c: TestCluster, on: number, pid: string, outOn: number, out: string) {
+  const now = Number(
+    (await c.ok(outOn, ["sh", "-c", `grep -c '^tick ' ${out} || true`])).trim() || "0",
+  );
+  await c.waitFor(
+    outOn,
+    `[ $(grep -c '^tick ' ${out}) -ge ${
+      now + TICKS_AFTER
+    } ] || grep -q '^ok stream_client\\|^FAIL' ${out}`,
+    120,
+  );
+  await c.exec(on, ["kill", "-USR1", pid]);
+  await c.waitFor(outOn, `grep -q '^ok stream_client\\|^FAIL' ${out}`, 240);
+}
+
 /** Waits for the `ok stream_client` line in node n's `out` (or the host file) and returns the stall. */
 function stallOf(text: string): number {
   const m = /^ok stream_client bytes=(\d+) max_stall_ms=(\d+)/m.exec(text);
@@ -192,21 +216,23 @@ Deno.test({
       assertEquals((await ip.output()).code, 0, "cannot give br0 an address");
       const agents = new Agents(c, secret);
       try {
-        for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+        await Promise.all(
+          NODES.map(async (n) => assertEquals((await c.ppm(n, ["module", "load"])).code, 0)),
+        );
         await agents.startAll(NODES);
-        for (const n of NODES) await agents.waitSeen(n, NODES);
+        await agents.waitMesh(NODES);
 
         await t.step(
           "an echo server moves while a client on node3 streams (cluster path)",
           async () => {
             const server = await spawn(c, 1, `${echo} 7001`, "/tmp/es1.out");
             await c.waitFor(1, "grep -q '^ready' /tmp/es1.out", 60);
-            await spawn(c, 3, `${client} 10.77.0.1 7001 45 128`, "/tmp/sc1.out");
+            const cl = await spawn(c, 3, `${client} 10.77.0.1 7001 120 128`, "/tmp/sc1.out");
             await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc1.out", 120);
             await migrate(c, 1, server, 2);
             const peer = await redirects(c, 3);
             assert(peer.some((r) => r.action === "peer"), JSON.stringify(peer));
-            await c.waitFor(3, "grep -q '^ok stream_client' /tmp/sc1.out", 240);
+            await endStream(c, 3, cl, 3, "/tmp/sc1.out");
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/sc1.out"]));
             console.log(`  the client on node3 saw a stall of ${stall} ms`);
           },
@@ -242,7 +268,7 @@ Deno.test({
               script,
             ])).trim();
             await c.waitFor(1, "grep -q '^ready' /tmp/pa.out", 120);
-            await spawn(c, 3, `${client} 10.77.0.1 7010 45 128`, "/tmp/pa-c.out");
+            const cl = await spawn(c, 3, `${client} 10.77.0.1 7010 150 128`, "/tmp/pa-c.out");
             await c.waitFor(3, "grep -q '^tick 3 ' /tmp/pa-c.out", 120);
             await migrate(c, 1, server, 2);
             // Then on node2, while the client streams on: checkpointed with its connection and
@@ -258,11 +284,7 @@ Deno.test({
             const withFlag = await c.ppm(2, ["checkpoint", "--check", server, "--tcp-established"]);
             assertEquals(withFlag.code, 0, withFlag.stdout);
             await checkpointRestore(c, 2, server, 7010, "pa");
-            await c.waitFor(
-              3,
-              "grep -q '^ok stream_client' /tmp/pa-c.out || grep -q FAIL /tmp/pa-c.out",
-              240,
-            );
+            await endStream(c, 3, cl, 3, "/tmp/pa-c.out");
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/pa-c.out"]));
             console.log(
               `  the asyncio server's client saw its longest stall (the move or the checkpoint) ` +
@@ -283,7 +305,7 @@ Deno.test({
           async () => {
             const server = await spawn(c, 1, `${goEcho} 7011 150`, "/tmp/ge.out");
             await c.waitFor(1, "grep -q '^ready' /tmp/ge.out", 60);
-            await spawn(c, 3, `${client} 10.77.0.1 7011 45 128`, "/tmp/ge-c.out");
+            const cl = await spawn(c, 3, `${client} 10.77.0.1 7011 150 128`, "/tmp/ge-c.out");
             await c.waitFor(3, "grep -q '^tick 3 ' /tmp/ge-c.out", 120);
             const tids = (n: number) =>
               c.ok(n, ["ls", `/proc/${server}/task`]).then((x) => x.trim().split(/\s+/));
@@ -301,11 +323,7 @@ Deno.test({
             // listener, ended, restored there; its ticker goes on.
             await checkpointRestore(c, 2, server, 7011, "ge");
             await c.waitFor(2, "grep -q '^tick ' /tmp/ge-r.out", 60);
-            await c.waitFor(
-              3,
-              "grep -q '^ok stream_client' /tmp/ge-c.out || grep -q FAIL /tmp/ge-c.out",
-              240,
-            );
+            await endStream(c, 3, cl, 3, "/tmp/ge-c.out");
             const stall = stallOf(await c.ok(3, ["cat", "/tmp/ge-c.out"]));
             console.log(
               `  the Go server (${threads} threads) gave its client a longest stall (the move or ` +
@@ -391,7 +409,7 @@ Deno.test({
             const server = await spawn(c, 1, `${echo} 7002`, "/tmp/es2.out");
             await c.waitFor(1, "grep -q '^ready' /tmp/es2.out", 60);
             const out = join(hostOut, "sc3.out");
-            const p = outside([client, "10.77.0.1", "7002", "45", "128"], out);
+            const p = outside([client, "10.77.0.1", "7002", "120", "128"], out);
             started.push(p);
             for (let i = 0; i < 600; i++) {
               if (/^tick 3 /m.test(await Deno.readTextFile(out).catch(() => ""))) break;
@@ -400,6 +418,18 @@ Deno.test({
             await migrate(c, 1, server, 2);
             const fwd = await redirects(c, 1);
             assert(fwd.some((r) => r.action === "forward"), JSON.stringify(fwd));
+            // TICKS_AFTER more ticks through the forwarding, then the end of its stream.
+            const ticksIn = async () =>
+              (await Deno.readTextFile(out).catch(() => "")).match(/^tick /gm)?.length ?? 0;
+            const now = await ticksIn();
+            for (let i = 0; i < 600 && await ticksIn() < now + TICKS_AFTER; i++) {
+              await new Promise((r) => setTimeout(r, 200));
+            }
+            try {
+              Deno.kill(p.pid, "SIGUSR1");
+            } catch {
+              // It ended on its own (its 120 s passed): its status tells how.
+            }
             assertEquals((await p.status).code, 0, await Deno.readTextFile(out));
             console.log(
               `  the outside client saw a stall of ${stallOf(await Deno.readTextFile(out))} ms`,
@@ -410,10 +440,11 @@ Deno.test({
         await t.step("a client moves while streaming to a server on node3", async () => {
           await spawn(c, 3, `${echo} 7003`, "/tmp/es3.out");
           await c.waitFor(3, "grep -q '^ready' /tmp/es3.out", 60);
-          const cl = await spawn(c, 1, `${client} 10.77.0.3 7003 40 128`, "/tmp/sc4.out");
+          const cl = await spawn(c, 1, `${client} 10.77.0.3 7003 120 128`, "/tmp/sc4.out");
           await c.waitFor(1, "grep -q '^tick 3 ' /tmp/sc4.out", 120);
           await migrate(c, 1, cl, 2);
-          await c.waitFor(1, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc4.out", 240);
+          // It runs on node2 now; its output still comes to node1's file.
+          await endStream(c, 2, cl, 1, "/tmp/sc4.out");
           console.log(
             `  the server on node3 saw the client stall ${
               stallOf(await c.ok(1, ["cat", "/tmp/sc4.out"]))
@@ -429,12 +460,12 @@ Deno.test({
             // forwarded back would carry node2's own address as its source: a martian).
             const server = await spawn(c, 1, `${echo} 7006`, "/tmp/es6.out");
             await c.waitFor(1, "grep -q '^ready' /tmp/es6.out", 60);
-            await spawn(c, 2, `${client} 10.77.0.1 7006 30 128`, "/tmp/sc6.out");
+            const cl = await spawn(c, 2, `${client} 10.77.0.1 7006 120 128`, "/tmp/sc6.out");
             await c.waitFor(2, "grep -q '^tick 3 ' /tmp/sc6.out", 120);
             await migrate(c, 1, server, 2);
             const local = await redirects(c, 2);
             assert(local.some((r) => r.action === "peer"), JSON.stringify(local));
-            await c.waitFor(2, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc6.out", 240);
+            await endStream(c, 2, cl, 2, "/tmp/sc6.out");
             const stall = stallOf(await c.ok(2, ["cat", "/tmp/sc6.out"]));
             console.log(`  the client on node2 saw a stall of ${stall} ms`);
           },
@@ -546,7 +577,7 @@ Deno.test({
             agents.explain(NODES, async () => {
               const server = await spawn(c, 1, `${echo} 7004`, "/tmp/es4.out");
               await c.waitFor(1, "grep -q '^ready' /tmp/es4.out", 60);
-              await spawn(c, 3, `${client} 10.77.0.1 7004 60 128`, "/tmp/sc5.out");
+              const cl = await spawn(c, 3, `${client} 10.77.0.1 7004 200 128`, "/tmp/sc5.out");
               await c.waitFor(3, "grep -q '^tick 3 ' /tmp/sc5.out", 120);
               const tables = async () => {
                 const t: Record<number, number[]> = {};
@@ -581,7 +612,7 @@ Deno.test({
                 );
               }
               await agents.waitSeen(2, NODES);
-              await c.waitFor(3, "grep -q '^ok stream_client\\|^FAIL' /tmp/sc5.out", 240);
+              await endStream(c, 3, cl, 3, "/tmp/sc5.out");
               console.log(`  the client saw ${stallOf(await c.ok(3, ["cat", "/tmp/sc5.out"]))} ms`);
             }),
         );

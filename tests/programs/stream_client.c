@@ -11,6 +11,9 @@
  * longest time without any echoed byte while bytes were outstanding (the
  * stall a migration of either end causes). A wrong byte, a reset or no
  * progress for 60 s is a FAIL.
+ *
+ * SIGUSR1 ends the stream early, as if SECONDS had passed: a test lets it
+ * run a few seconds past the event it watches, instead of a fixed time.
  */
 #include "common.h"
 
@@ -30,6 +33,14 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static volatile sig_atomic_t stop_early;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	stop_early = 1;
+}
+
 static uint8_t pattern(uint64_t off)
 {
 	return (uint8_t)(mix64(off >> 3) >> ((off & 7) * 8));
@@ -46,6 +57,7 @@ int main(int argc, char **argv)
 
 	*prog_name_slot() = "stream_client";
 	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_usr1 }, NULL);
 	if (argc != 4 && argc != 5) {
 		write_all(2, "usage: stream_client HOST PORT SECONDS [KIB_PER_S]\n", 51);
 		return 2;
@@ -69,7 +81,7 @@ int main(int argc, char **argv)
 		struct pollfd p;
 		int n;
 
-		if (!closing && t - start >= seconds * 1000.0) {
+		if (!closing && (stop_early || t - start >= seconds * 1000.0)) {
 			CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
 			closing = 1;
 		}

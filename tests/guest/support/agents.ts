@@ -68,6 +68,25 @@ export class Agents {
     }
   }
 
+  /**
+   * Waits (at most `seconds`) until each of `nodes` lists every other one as
+   * a peer, all nodes at once; returns each node's last `ppm peers --json`.
+   */
+  async waitMesh(nodes: number[], seconds = 180): Promise<Record<number, unknown>> {
+    const seen: Record<number, unknown> = {};
+    await Promise.all(nodes.map(async (n) => {
+      const others = nodes.filter((m) => m !== n)
+        .map((m) => `grep -q '"name": "node${m}"' /tmp/peers.json`).join(" && ");
+      await this.c.waitFor(
+        n,
+        `ppm peers --json > /tmp/peers.json 2>/dev/null && ${others}`,
+        seconds,
+      );
+      seen[n] = JSON.parse(await this.c.ok(n, ["cat", "/tmp/peers.json"]));
+    }));
+    return seen;
+  }
+
   /** Waits until each of `nodes` (but n) lists node n's current agent as alive. */
   async waitSeen(n: number, nodes: number[]): Promise<void> {
     const id = JSON.parse(await this.c.ok(n, ["ppm", "peers", "--json"])).self.id as string;

@@ -100,7 +100,9 @@ Deno.test({
         args: ["-n", ns, "addr", "add", `${OUTSIDE}/24`, "dev", "br0"],
       }).output();
       assertEquals(ip.code, 0, "cannot give br0 an address");
-      for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+      await Promise.all(
+        NODES.map(async (n) => assertEquals((await c.ppm(n, ["module", "load"])).code, 0)),
+      );
       const agents = new Agents(c, secret);
       // The agents take a while to start in a guest: meanwhile, the permissions.
       const started = agents.startAll(NODES);
@@ -195,7 +197,7 @@ Deno.test({
       );
 
       await started;
-      for (const n of NODES) await agents.waitSeen(n, NODES);
+      await agents.waitMesh(NODES);
       let lport = 0;
       let entryId = 0;
       /** The later steps need the moved connection: without it they fail at once. */

@@ -19,7 +19,7 @@
  *   node1, and each `ppm run` exits 0: the exit status came back along the
  *   way its process moved.
  *
- * About 10-12 minutes under TCG (boot included).
+ * About 8-9 minutes under TCG (boot included).
  */
 import { join } from "node:path";
 import { stateDir } from "../../core/paths.ts";

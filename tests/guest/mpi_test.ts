@@ -77,13 +77,11 @@ Deno.test({
       const agents = new Agents(c, secret);
       const nodes = clusterNodes(c);
       const log = (line: string) => console.log(line);
-      for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+      await Promise.all(
+        NODES.map(async (n) => assertEquals((await c.ppm(n, ["module", "load"])).code, 0)),
+      );
       await agents.startAll(NODES);
-      for (const n of NODES) {
-        for (const m of NODES.filter((x) => x !== n)) {
-          await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "node${m}"'`, 180);
-        }
-      }
+      await agents.waitMesh(NODES);
 
       let reference: string[] = [];
       await t.step("an uninterrupted run: exit 0, the reference result", async () => {

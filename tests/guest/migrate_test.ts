@@ -132,15 +132,15 @@ Deno.test({
     await generateSecret(secret);
     await withCluster({ name: CLUSTER, nodes: 3, kernel: "6.1", memory: 1280 }, async (c) => {
       const agents = new Agents(c, secret);
-      for (const n of NODES) assertEquals((await c.ppm(n, ["module", "load"])).code, 0);
+      await Promise.all(
+        NODES.map(async (n) => assertEquals((await c.ppm(n, ["module", "load"])).code, 0)),
+      );
       await agents.startAll(NODES);
 
       await t.step("each node's ppm peers lists the other two", async () => {
+        const seen = await agents.waitMesh(NODES);
         for (const n of NODES) {
-          for (const m of NODES.filter((x) => x !== n)) {
-            await c.waitFor(n, `ppm peers --json 2>/dev/null | grep -q '"name": "node${m}"'`, 180);
-          }
-          const st = JSON.parse(await c.ok(n, ["ppm", "peers", "--json"]));
+          const st = seen[n] as { peers: { state: string; abi: number }[] };
           assertEquals(st.peers.length, 2);
           for (const p of st.peers) assertEquals([p.state, p.abi], ["alive", PPM_ABI_VERSION]);
         }

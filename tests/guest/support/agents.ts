@@ -87,15 +87,17 @@ export class Agents {
     return seen;
   }
 
-  /** Waits until each of `nodes` (but n) lists node n's current agent as alive. */
+  /** Waits until each of `nodes` (but n, all at once) lists node n's current agent as alive. */
   async waitSeen(n: number, nodes: number[]): Promise<void> {
     const id = JSON.parse(await this.c.ok(n, ["ppm", "peers", "--json"])).self.id as string;
-    for (const m of nodes.filter((x) => x !== n)) {
-      await this.c.waitFor(
-        m,
-        `ppm peers --json 2>/dev/null | tr -d ' \\n' | grep -q '"id":"${id}","name":"node${n}"'`,
-        120,
-      );
-    }
+    await Promise.all(
+      nodes.filter((x) => x !== n).map((m) =>
+        this.c.waitFor(
+          m,
+          `ppm peers --json 2>/dev/null | tr -d ' \\n' | grep -q '"id":"${id}","name":"node${n}"'`,
+          120,
+        )
+      ),
+    );
   }
 }

@@ -5,8 +5,6 @@
  * for their flows. Each freeze writes a journal entry under /run/ppm/frozen
  * before it changes anything and removes it once it is undone or handed
  * over; an agent that starts undoes what the entries of a dead one name.
- * A migration's new node records the same way the locks it holds for the
- * restored process until the commit.
  *
  * @module
  */
@@ -55,23 +53,6 @@ export function record(e: JournalEntry, dir = journalDir()): void {
     Deno.writeTextFileSync(tmp, JSON.stringify(e), { createNew: true, mode: 0o600 });
     Deno.renameSync(tmp, entryPath(e.pid, dir));
   } catch { /* not root, or no /run: nothing to recover then */ }
-}
-
-/**
- * Records the locks a new node holds for held process `pid` (drop entries
- * `dropIds`, until the commit): should its agent die first, the held copy
- * dies with it (it is traced with PTRACE_O_EXITKILL), and the next agent
- * removes the locks. Removed with {@link forget}.
- */
-export function recordLocks(pid: number, dropIds: readonly number[], dir = journalDir()): void {
-  record({
-    pid,
-    startTicks: "",
-    repaired: [],
-    dropIds: [...dropIds],
-    by: Deno.pid,
-    phase: "frozen",
-  }, dir);
 }
 
 /** Removes the entry of `pid` (the freeze was undone or handed over). */

@@ -26,7 +26,6 @@ import type { StubFiles } from "../restore/launch.ts";
 import { isDeputyProcess } from "../deputy/record.ts";
 import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet, removeStaleDrops } from "../redirect/table.ts";
-import { forget, recordLocks } from "../freeze/journal.ts";
 import {
   createStaged,
   loadStaged,
@@ -570,8 +569,6 @@ async function restoreHeld(
     }
     if (img.sockets.length) {
       locks.add(planLocks(img.sockets, nodeAddr));
-      // Should this agent die before the commit, the next one removes them (freeze/journal.ts).
-      recordLocks(offer.pid, locks.ids);
       rebuilt = rebuildSockets(img.sockets, nodeAddr);
     }
     const r = await restoreImage(img, staged, {
@@ -594,7 +591,6 @@ async function restoreHeld(
   } catch (e) {
     dropSockets(rebuilt);
     locks.removeAll();
-    forget(offer.pid);
     const reason = e instanceof PpmError ? `${e.what}: ${e.why}` : (e as Error).message;
     opts.log?.(`process ${offer.pid} from ${offer.from}: restore failed: ${reason}`);
     await channel.send({ op: "restored", ok: false, reason }).catch(() => {});
@@ -632,7 +628,6 @@ async function commitHere(
       answers.add(planRedirects(sockets, offer.fromAddr, nodeAddr, []).answers);
     }
     locks.removeAll();
-    forget(offer.pid);
     // A node the process was on before may still drop its flows (the freeze of its move away).
     const stale = removeStaleDrops(
       rebuilt.map((x) => ({ kind: x.entry.kind, local: x.local, remote: x.entry.remote })),
@@ -654,7 +649,6 @@ async function commitHere(
       dropSockets(rebuilt);
       answers.removeAll();
       locks.removeAll();
-      forget(offer.pid);
     }
   }
 }

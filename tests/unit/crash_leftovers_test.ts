@@ -4,13 +4,7 @@
  * drops undone unless the move was committing, restore plans of dead ppm
  * processes removed and those of living ones kept.
  */
-import {
-  forget,
-  parseEntry,
-  recordLocks,
-  recover,
-  type RecoverOps,
-} from "../../core/freeze/journal.ts";
+import { parseEntry, recover, type RecoverOps } from "../../core/freeze/journal.ts";
 import { startTicks } from "../../core/host/proc_stat.ts";
 import { sweepWorkDirs } from "../../core/restore/restore.ts";
 import { assert, assertEquals } from "../support/assert.ts";
@@ -117,34 +111,6 @@ Deno.test("journal: a dead ppm's freeze is undone; a committing one stays in dou
     const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     // The one in doubt stays recorded until its process is gone.
     assertEquals(left, ["3.json", "4.json"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("journal: a new node's locks, left by an agent that died before the commit, are removed", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    recordLocks(4242, [21, 22], dir);
-    const entry = parseEntry(Deno.readTextFileSync(`${dir}/4242.json`));
-    assertEquals(entry?.by, Deno.pid);
-    // While the agent that holds them runs, they stay.
-    Deno.writeTextFileSync(`${dir}/4242.json`, JSON.stringify({ ...entry, by: 77 }));
-    let r = fakeOps(new Set([77]));
-    assertEquals(recover(dir, r.ops), []);
-    assertEquals(r.calls.removeDrop, []);
-    // Its agent died: the locks go, nothing is unrepaired, and the entry goes.
-    Deno.writeTextFileSync(`${dir}/4242.json`, JSON.stringify({ ...entry, by: DEAD }));
-    r = fakeOps(new Set([77]));
-    const got = recover(dir, r.ops);
-    assertEquals(r.calls.removeDrop, [21, 22]);
-    assertEquals(r.calls.unrepair, []);
-    assertEquals(got, [{ pid: 4242, alive: false, unrepaired: 0, drops: 2, inDoubt: false }]);
-    assertEquals([...Deno.readDirSync(dir)].length, 0);
-    // A commit or a failure forgets them.
-    recordLocks(4243, [23], dir);
-    forget(4243, dir);
-    assertEquals([...Deno.readDirSync(dir)].length, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

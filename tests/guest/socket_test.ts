@@ -585,6 +585,9 @@ Deno.test({
                 return t;
               };
               for (const f of ["restore", "crash-before-commit"]) {
+                // The crash case with its connection closed: a lock the dying new node leaves
+                // stays until it expires (see the closing note of session 20).
+                if (f.startsWith("crash")) await endStream(c, 3, cl, 3, "/tmp/sc5.out");
                 await agents.restart(2, NODES, f);
                 const before = await tables();
                 const asking = c.ppm(1, ["migrate", server, "--to", "node2"], 300_000);
@@ -612,7 +615,6 @@ Deno.test({
                 );
               }
               await agents.waitSeen(2, NODES);
-              await endStream(c, 3, cl, 3, "/tmp/sc5.out");
               console.log(`  the client saw ${stallOf(await c.ok(3, ["cat", "/tmp/sc5.out"]))} ms`);
             }),
         );

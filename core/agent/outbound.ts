@@ -199,6 +199,7 @@ function networkSide(d: MoverDeps, redirects: PeerRedirects): NetworkSide {
     ),
     prepare: (addrs) => redirects.prepare(addrs),
     addAt: (addr, entries) => redirects.add(addr, entries),
+    releaseAt: (addr, locks) => redirects.release(addr, locks),
   };
 }
 

@@ -16,6 +16,7 @@ import {
   RedirectAddSchema,
   RedirectDelSchema,
   RedirectFailedSchema,
+  RedirectReleaseSchema,
   RedirectRemovedSchema,
 } from "../redirect/messages.ts";
 import { checkUntrusted, claimedOp } from "../untrusted.ts";
@@ -54,6 +55,7 @@ export const MessageSchema = v.variant("op", [
   ExitedSchema,
   RedirectAddSchema,
   RedirectDelSchema,
+  RedirectReleaseSchema,
   RedirectAddedSchema,
   RedirectRemovedSchema,
   RedirectFailedSchema,
@@ -111,6 +113,7 @@ export const OPS = [
   "exited",
   "redirect-add",
   "redirect-del",
+  "redirect-release",
   "redirect-added",
   "redirect-removed",
   "redirect-failed",

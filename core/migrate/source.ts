@@ -36,7 +36,7 @@ import type { ExpectedFile } from "../restore/compat.ts";
 import { inspectSockets } from "../dump/sockets.ts";
 import type { Redirect } from "../../ffi/redirect.ts";
 import { enableForwarding } from "../redirect/forwarding.ts";
-import { planRedirects } from "../redirect/redirect_plan.ts";
+import { planLocks, planRedirects } from "../redirect/redirect_plan.ts";
 import { RedirectSet } from "../redirect/table.ts";
 import { parseMaps } from "../dump/proc.ts";
 import { parseCpuFlags } from "../host/cpu.ts";
@@ -327,6 +327,11 @@ export interface NetworkSide {
   addAt(addr: string, entries: Redirect[]): Promise<() => Promise<void>>;
   /** Opens the connections to those nodes ahead, before the process is frozen. */
   prepare?(addrs: Iterable<string>): Promise<void>;
+  /**
+   * Removes on the node at `addr` the drops identical to `locks`; resolves to how many were
+   * there. Only after the rewrites towards that node are gone (see {@link releaseLocks}).
+   */
+  releaseAt?(addr: string, locks: Redirect[]): Promise<number>;
 }
 
 /**
@@ -418,6 +423,8 @@ interface Move {
   undo: (() => Promise<void>)[];
   /** From here on, the process may run at the destination. */
   commitSent: boolean;
+  /** The destination's address, as peers know it (once it restored the process). */
+  destAddr?: string;
   /** The pre-copy rounds, when there were some. */
   pre?: PrecopyOutcome;
   /** Warnings so far (the offer's). */
@@ -475,6 +482,7 @@ async function migrate(
   };
   try {
     const restored = await waitRestored(m, bounds);
+    m.destAddr = restored.addr;
     await redirectFlows(m, restored.addr ?? "");
     return await commit(m, bounds, restored);
   } catch (e) {
@@ -852,6 +860,31 @@ async function undoHere(m: Move): Promise<void> {
 }
 
 /**
+ * After the destination said the process is not there (its agent died
+ * holding the restored copy, so nothing there removed its locks): asks it
+ * to remove the drops that kept the connections quiet until the commit
+ * (core/redirect/redirect_plan.ts `planLocks`). Only now: until the
+ * rewrites towards it were gone (undoHere), the peers' packets still went
+ * there, and without the drops its kernel would have answered them with a
+ * reset. A failure is logged; the drops then expire when idle.
+ */
+async function releaseLocks(m: Move): Promise<void> {
+  const entries = m.stats.network?.entries ?? [];
+  const { destAddr } = m;
+  if (!destAddr || !m.opts.network?.releaseAt) return;
+  const locks = planLocks(entries, destAddr);
+  if (!locks.length) return;
+  try {
+    const n = await m.opts.network.releaseAt(destAddr, locks);
+    m.opts.log?.(`process ${m.pid}: the destination released ${n} of its ${locks.length} locks`);
+  } catch (e) {
+    m.opts.log?.(
+      `process ${m.pid}: the destination's locks stay until they expire (${(e as Error).message})`,
+    );
+  }
+}
+
+/**
  * A step after the freeze failed with `e`. Before the commit, the process
  * runs on here; after it, the destination is asked whether it runs there:
  * yes, this copy ends as after a confirmed commit; no, it runs on here;
@@ -870,6 +903,7 @@ async function settleFailure(m: Move, e: unknown): Promise<MigrateResult> {
   if (outcome === "absent") {
     // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).
     await undoHere(m);
+    await releaseLocks(m);
     kill(pid, 18);
     dropKept(m.keep);
     channel.close();

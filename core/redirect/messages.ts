@@ -53,6 +53,16 @@ export const RedirectDelSchema = v.object({
   ids: v.nullish(list(RedirectId, MAX_REDIRECTS), () => []),
 });
 
+/**
+ * Remove the drops identical to these (entries of other actions are not touched): the locks a
+ * destination's agent left when it died holding a restored copy, released by the source once it
+ * took the flows back (core/migrate/source.ts). An entry not there is fine.
+ */
+export const RedirectReleaseSchema = v.object({
+  op: v.literal("redirect-release"),
+  entries: v.nullish(list(RedirectEntry, MAX_REDIRECTS), () => []),
+});
+
 /** The entries were added, with these ids. */
 export const RedirectAddedSchema = v.object({
   op: v.literal("redirect-added"),
@@ -64,6 +74,8 @@ export const RedirectAddedSchema = v.object({
 export const RedirectRemovedSchema = v.object({
   op: v.literal("redirect-removed"),
   ok: v.literal(true),
+  /** How many were there and removed (for a release; absent: not said). */
+  count: opt(int(0, MAX_REDIRECTS)),
 });
 
 /** The request failed, and why. */
@@ -74,7 +86,11 @@ export const RedirectFailedSchema = v.object({
 });
 
 /** A request to another node's agent. */
-export const RedirectRequestSchema = v.variant("op", [RedirectAddSchema, RedirectDelSchema]);
+export const RedirectRequestSchema = v.variant("op", [
+  RedirectAddSchema,
+  RedirectDelSchema,
+  RedirectReleaseSchema,
+]);
 
 /** A request to another node's agent. */
 export type RedirectRequest = v.InferOutput<typeof RedirectRequestSchema>;
@@ -90,7 +106,7 @@ export const RedirectAnswerSchema = v.variant("op", [
 export type RedirectAnswer = v.InferOutput<typeof RedirectAnswerSchema>;
 
 /** The ops of redirect requests. */
-export const REDIRECT_REQUEST_OPS = ["redirect-add", "redirect-del"] as const;
+export const REDIRECT_REQUEST_OPS = ["redirect-add", "redirect-del", "redirect-release"] as const;
 
 /** The ops of redirect requests and answers. */
 export const REDIRECT_OPS = [

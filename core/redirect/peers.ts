@@ -20,7 +20,7 @@ import {
   type RedirectRequest,
   RedirectRequestSchema,
 } from "./messages.ts";
-import { deleteRedirect, RedirectSet } from "./table.ts";
+import { deleteRedirect, RedirectSet, releaseLocks } from "./table.ts";
 
 /** The part of a connection the requests need (core/transport's PeerConnection). */
 export interface RequestChannel {
@@ -66,6 +66,10 @@ export class PeerRedirects {
   }
 
   async #ask(addr: string, msg: RedirectRequest): Promise<number[]> {
+    return (await this.#answer(addr, msg)).ids;
+  }
+
+  async #answer(addr: string, msg: RedirectRequest): Promise<{ ids: number[]; count?: number }> {
     const c = await this.#conn(addr);
     await c.send(msg);
     const raw = await c.recv(30_000);
@@ -77,7 +81,9 @@ export class PeerRedirects {
     if (r.value.op !== expected) {
       throw new PpmError(refused, `expected ${expected}, got ${r.value.op}`);
     }
-    return r.value.op === "redirect-added" ? r.value.ids : [];
+    return r.value.op === "redirect-added"
+      ? { ids: r.value.ids }
+      : { ids: [], count: r.value.op === "redirect-removed" ? r.value.count : undefined };
   }
 
   /** Adds `entries` on the node at `addr`; resolves to their removal. */
@@ -87,6 +93,22 @@ export class PeerRedirects {
     return async () => {
       await this.#ask(addr, { op: "redirect-del", ids });
     };
+  }
+
+  /**
+   * Removes on the node at `addr` the drops identical to `locks` (other entries stay): the locks
+   * its agent left when it died holding a restored copy. Resolves to how many were there.
+   */
+  async release(addr: string, locks: Redirect[]): Promise<number> {
+    const msg = { op: "redirect-release", entries: locks } as const;
+    // A connection opened earlier went to the agent that died: once more on a new one.
+    const { count } = await this.#answer(addr, msg).catch(async () => {
+      (await this.#conns.get(addr)?.catch(() => undefined))?.close();
+      this.#conns.delete(addr);
+      return await this.#answer(addr, msg);
+    });
+    if (count) this.log(`the node at ${addr} released ${count} locks`);
+    return count ?? 0;
   }
 
   /** Closes the connections. */
@@ -118,6 +140,10 @@ export async function serveRedirects(
         set.add(req.value.entries);
         log(`added ${set.ids.length} redirects`);
         await conn.send({ op: "redirect-added", ok: true, ids: set.ids });
+      } else if (req.value.op === "redirect-release") {
+        const count = releaseLocks(req.value.entries);
+        log(`released ${count} of ${req.value.entries.length} locks`);
+        await conn.send({ op: "redirect-removed", ok: true, count });
       } else {
         for (const id of req.value.ids) deleteRedirect(id);
         log(`removed ${req.value.ids.length} redirects`);

@@ -108,6 +108,25 @@ export function removeStaleDrops(
   return n;
 }
 
+/**
+ * Removes the drops identical to `locks` (entries of other actions are never touched, whatever
+ * `locks` says); returns how many there were.
+ */
+export function releaseLocks(
+  locks: Redirect[],
+  table: { list(): RedirectEntry[]; remove(id: number): number } = {
+    list: listRedirects,
+    remove: deleteRedirect,
+  },
+): number {
+  const drops = locks.filter((r) => r.action === "drop");
+  let n = 0;
+  for (const e of drops.length ? table.list() : []) {
+    if (e.action === "drop" && drops.some((r) => identical(e, r))) n += table.remove(e.id);
+  }
+  return n;
+}
+
 /** Removes entry `id` (a missing one is fine: it may have expired); "all" clears the table. */
 export function deleteRedirect(id: number | "all"): number {
   try {

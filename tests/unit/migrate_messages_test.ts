@@ -129,6 +129,17 @@ const VALID: Record<string, unknown>[] = [
     ok: true,
     pages: { port: 40000, key: "ab".repeat(16), session: "0f".repeat(16) },
   },
+  {
+    op: "redirect-release",
+    entries: [{
+      proto: "tcp",
+      action: "drop",
+      old: ep("10.77.0.2", 7000),
+      peer: ep("10.77.0.3", 40000),
+      idleTimeout: 300,
+    }],
+  },
+  { op: "redirect-removed", ok: true, count: 1 },
 ];
 
 /** Through msgpack, as a message travels. */
@@ -438,6 +449,14 @@ const HOSTILE: [Record<string, unknown>, string, unknown, RegExp][] = [
   [VALID[23], "node", "n".repeat(257), /moved\.node/],
   [VALID[23], "node", 3, /moved\.node/],
   [VALID[23], "node", DELETE, /moved\.node: missing/],
+  // a release of locks: entries as a redirect-add's, a count within bounds
+  [VALID[25], "entries", new Array(65537).fill(0), /redirect-release\.entries/],
+  [VALID[25], "entries.0.action", "reject", /redirect-release\.entries\.0\.action/],
+  [VALID[25], "entries.0.old.addr", "10.77.0.2; rm -rf /", /redirect-release\.entries\.0\.old/],
+  [VALID[25], "entries.0.peer.port", 65536, /redirect-release\.entries\.0\.peer\.port/],
+  [VALID[26], "count", -1, /redirect-removed\.count/],
+  [VALID[26], "count", 65537, /redirect-removed\.count/],
+  [VALID[26], "count", "1", /redirect-removed\.count/],
 ];
 
 Deno.test("messages: hostile values of every message are refused, naming where", () => {

@@ -45,7 +45,14 @@ import {
   WALL,
 } from "../../ffi/libc.ts";
 import { EXIT, PpmError } from "../errors.ts";
-import { findSyscallInsn, inject, type Injector, injector, type Span } from "./inject.ts";
+import {
+  findSyscallInsn,
+  inject,
+  type Injector,
+  injector,
+  type Span,
+  spareMapping,
+} from "./inject.ts";
 import { readMem } from "./memory.ts";
 import { getReg, type Tracee } from "./tracee.ts";
 
@@ -157,9 +164,10 @@ export function scratchSpan(
   let low = (top - BigInt(BORROW_SCRATCH)) & ~15n;
   if (stack && low < stack.start) low = stack.start;
   if (stack && top - low >= BigInt(SIGINFO_SIZE)) return { low, top };
-  const other = vmas.find((v) =>
-    v !== stack && v.perms?.startsWith("rw") && v.perms.endsWith("p") &&
-    v.end - v.start >= BigInt(BORROW_SCRATCH)
+  const other = spareMapping(
+    vmas,
+    (v) => v !== stack && !!v.perms?.startsWith("rw") && v.perms.endsWith("p"),
+    BigInt(BORROW_SCRATCH),
   );
   if (other) return { low: other.start, top: other.start + BigInt(BORROW_SCRATCH) };
   throw new PpmError(

@@ -179,21 +179,48 @@ const VM_SHARED = 0x8n;
 const NOT_SPARE = new Set(["stack", "vdso", "vvar", "vsyscall"]);
 
 /**
+ * The mapping to lend scratch memory from when a stack has no room: among
+ * `vmas` those `usable` and at least `min` bytes long, the lowest `rank`
+ * first (the heap before other memory), then the largest. Shared by the
+ * checkpoint's borrowed calls (borrow.ts) and the restore's (below).
+ */
+export function spareMapping<T extends Span>(
+  vmas: readonly T[],
+  usable: (v: T) => boolean,
+  min: bigint,
+  rank: (v: T) => number = () => 0,
+): T | undefined {
+  return vmas.filter((v) => usable(v) && v.end - v.start >= min)
+    .sort((a, b) => rank(a) - rank(b) || Number((b.end - b.start) - (a.end - a.start)))[0];
+}
+
+/** True when the stack `rsp` points into (one of `vmas`) has `bytes` of room below its red zone. */
+function roomBelow(rsp: bigint, vmas: readonly Span[], bytes: number): boolean {
+  const stack = vmas.find((v) => v.start <= rsp && rsp <= v.end);
+  return !!stack && ((rsp - 128n - BigInt(bytes)) & ~15n) >= stack.start;
+}
+
+/**
  * Lends the start of a private writable mapping of stopped process `pid`
- * as scratch memory (its contents saved first); undefined when it has none.
- * The heap is preferred, then anonymous memory, then a file's private copy.
+ * as scratch memory (its contents saved first), when one of the stack
+ * pointers `rsps` it will run with leaves less than {@link SPARE_SCRATCH}
+ * bytes below it; undefined when every stack has room, or it has no such
+ * mapping. The heap is preferred, then anonymous memory, then a file's
+ * private copy.
  */
 export async function lendSpare(
   pid: number,
   vmas: readonly SpareCandidate[],
+  rsps: readonly bigint[],
 ): Promise<SpareScratch | undefined> {
-  const rank = (v: SpareCandidate) => v.kind === "heap" ? 0 : v.kind === "anon" ? 1 : 2;
-  const pick = vmas
-    .filter((v) =>
-      (v.prot & PROT_RW) === PROT_RW && (v.vmFlags & VM_SHARED) === 0n && !NOT_SPARE.has(v.kind) &&
-      v.end - v.start >= 4096n
-    )
-    .sort((a, b) => rank(a) - rank(b) || Number((b.end - b.start) - (a.end - a.start)))[0];
+  if (rsps.every((rsp) => roomBelow(rsp, vmas, SPARE_SCRATCH))) return undefined;
+  const pick = spareMapping(
+    vmas,
+    (v) =>
+      (v.prot & PROT_RW) === PROT_RW && (v.vmFlags & VM_SHARED) === 0n && !NOT_SPARE.has(v.kind),
+    4096n,
+    (v) => v.kind === "heap" ? 0 : v.kind === "anon" ? 1 : 2,
+  );
   if (!pick) return undefined;
   const size = Number(
     pick.end - pick.start < BigInt(SPARE_SCRATCH) ? pick.end - pick.start : BigInt(SPARE_SCRATCH),
@@ -244,14 +271,12 @@ export function injector(
   vmas: readonly Span[],
   spare?: SpareScratch,
 ): Injector {
-  const stack = vmas.find((v) => v.start <= rsp && rsp <= v.end);
   return {
     call: (nr, args) => inject(t, at, base, nr, args),
     write: (addr, data) => writeMem(t.pid, addr, data),
     scratch: (bytes) => {
       // Below the red zone only: a deep stack may have little room left below its pointer.
-      const addr = (rsp - 128n - BigInt(bytes)) & ~15n;
-      if (stack && addr >= stack.start) return addr;
+      if (roomBelow(rsp, vmas, bytes)) return (rsp - 128n - BigInt(bytes)) & ~15n;
       if (spare && bytes <= spare.size) return spare.use();
       throw new PpmError(
         "cannot finish the restored process",

@@ -160,7 +160,10 @@ export async function finishInTracee(
   const exeFd = mapFd(base, files.findIndex((f) => f.path === img.task.exe));
   inject(t, at, exit, SYS.prctl, [35n, 13n, BigInt(exeFd)]); // PR_SET_MM_EXE_FILE: best effort
   // A stack frozen just as it grew leaves no room below its pointer: memory lent instead.
-  const spare = await lendSpare(t.pid, img.vmas);
+  const rsps = [img.cpu.regs, ...(img.threads?.others.map((x) => x.regs) ?? [])].map((r) =>
+    getReg(r, "rsp")
+  );
+  const spare = await lendSpare(t.pid, img.vmas, rsps);
   const inj = injector(t, at, exit, getReg(img.cpu.regs, "rsp"), img.vmas, spare);
   const made: Tracee[] = [];
   try {

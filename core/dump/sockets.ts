@@ -69,13 +69,27 @@ export interface HeldSocket extends SocketInfo {
 
 const isInet4 = (a: Inet4 | { family: number } | null): a is Inet4 => !!a && "addr" in a;
 
-/** Takes a copy of each descriptor in `fds` of `pid` (the caller must be allowed to ptrace it). */
-export function copyFds(pid: number, fds: number[]): Map<number, number> {
+/**
+ * Takes a copy of each descriptor in `fds` of `pid` (the caller must be allowed to ptrace it).
+ * With `skipClosed`, those the process closed since they were listed (EBADF) are left out.
+ */
+export function copyFds(
+  pid: number,
+  fds: number[],
+  { skipClosed = false } = {},
+): Map<number, number> {
   const out = new Map<number, number>();
   if (!fds.length) return out;
   const pidfd = pidfdOpen(pid);
   try {
-    for (const fd of fds) out.set(fd, pidfdGetfd(pidfd, fd));
+    for (const fd of fds) {
+      try {
+        out.set(fd, pidfdGetfd(pidfd, fd));
+      } catch (e) {
+        // A running process closed it since it was listed: nothing of it to move.
+        if (!(skipClosed && e instanceof ErrnoError && e.code === "EBADF")) throw e;
+      }
+    }
   } catch (e) {
     for (const c of out.values()) close(c);
     throw e;
@@ -253,7 +267,8 @@ export function inspectSockets(
   if (!fds.length) return { sockets, reasons };
   let copies: Map<number, number>;
   try {
-    copies = copyFds(pid, fds);
+    // The process may run meanwhile (an offer's check): a socket it closed since is not there.
+    copies = copyFds(pid, fds, { skipClosed: true });
   } catch (e) {
     const why = e instanceof ErrnoError ? e.code : (e as Error).message;
     return { sockets, reasons: fds.map((fd) => `fd ${fd}: a socket ppm may not inspect (${why})`) };

@@ -221,7 +221,17 @@ Deno.test({
                 assert(where > 0, "the balancer did not move rank 1 off node2 in 20 rounds");
                 console.log(`  the balancer moved rank 1 to node${where}`);
                 const { rc, out } = await endOf(nodes, job, JOB_S);
-                assertEquals(rc, "0", "the job's exit code");
+                const state = await c.exec(where, [
+                  "sh",
+                  "-c",
+                  `cut -d' ' -f3 /proc/${pid}/stat; cat /proc/${pid}/wchan`,
+                ]);
+                assertEquals(
+                  rc,
+                  "0",
+                  `the job's exit code (${resultLines(out).length} result lines; rank 1 on ` +
+                    `node${where}: ${state.stdout.replace(/\s+/g, " ").trim() || "gone"})`,
+                );
                 assertEquals(resultLines(out), reference);
               } catch (e) {
                 if (e instanceof Error) e.message += `\n${await jobReport(nodes, job, pid)}`;

@@ -63,7 +63,11 @@ export class Agents {
           .catch((x) => ({ stdout: `(cannot read: ${(x as Error).message})` }));
         logs.push(`--- node${n} /tmp/agent.log, last lines ---\n${r.stdout}`);
       }
-      if (e instanceof Error) e.message += `\n${logs.join("\n")}`;
+      if (e instanceof Error) {
+        // What failed, again after the logs: the end of a long report is what CI shows.
+        const gist = e.message.split("\n").filter((l) => l.trim()).slice(0, 3).join("\n");
+        e.message += `\n${logs.join("\n")}\n--- the failure, in short ---\n${gist}`;
+      }
       throw e;
     }
   }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { HashStore, stampOf } from "./hash_store.ts";
 import { createHash } from "node:crypto";
 import type { FileId } from "../image/schema.ts";
 import { isShmPath } from "../image/fds.ts";
@@ -244,21 +245,21 @@ export function statIdentity(path: string): Promise<Omit<FileIdentity, "sha256">
   return Promise.resolve({ path, size: st.size, mtimeMs: st.mtime?.getTime() ?? 0 });
 }
 
-const hashCache = new Map<string, string>();
+const hashes = new HashStore();
 
 /**
- * SHA-256 of a file's content, hex. Remembered per path, inode, size and
- * mtime, so the libraries every process maps are hashed once per process
- * of ppm (the agent hashes them once, not once per migration).
+ * SHA-256 of a file's content, hex. Remembered per device, inode, path,
+ * size, mtime and ctime, in this process and, for root, across the node's
+ * ppm processes of this boot (hash_store.ts): the libraries every process
+ * maps are hashed once, not once per checkpoint, restore or migration.
  */
 export async function sha256File(path: string): Promise<string> {
-  const st = Deno.statSync(path);
-  const key = `${path}\0${st.ino}\0${st.size}\0${st.mtime?.getTime()}`;
-  const known = hashCache.get(key);
+  const stamp = stampOf(path);
+  const known = hashes.get(stamp);
   if (known) return known;
+  const at = Date.now();
   const digest = await hashContent(path);
-  if (hashCache.size > 4096) hashCache.clear();
-  hashCache.set(key, digest);
+  hashes.set(stamp, digest, at);
   return digest;
 }
 

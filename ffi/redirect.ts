@@ -5,7 +5,13 @@
  * @module
  */
 import { decode, encode } from "./struct.ts";
-import { PPM_RDR, PPM_RDR_F_SYN, PPM_RDR_ST_CLOSING, ppmRedirect } from "./uapi.ts";
+import {
+  PPM_RDR,
+  PPM_RDR_F_ALIVE,
+  PPM_RDR_F_SYN,
+  PPM_RDR_ST_CLOSING,
+  ppmRedirect,
+} from "./uapi.ts";
 
 /** An IPv4 endpoint; address "0.0.0.0" or port 0 means any (peers only). */
 export interface Endpoint {
@@ -39,6 +45,12 @@ export interface Redirect {
    * FIN goes after 120 s without a packet at most.
    */
   idleTimeout?: number;
+  /**
+   * A TCP connection's "drop" only: answer the peer's keepalive probes for the frozen socket, as
+   * its own stack would (PPM_RDR_F_ALIVE), so that a freeze longer than the peer's keepalive
+   * does not end the connection.
+   */
+  keepAlive?: boolean;
 }
 
 /** An entry of the table, with its counters. */
@@ -95,7 +107,7 @@ export function encodeRedirect(r: Redirect): Uint8Array<ArrayBuffer> {
   return encode(ppmRedirect, {
     proto: PROTO[r.proto],
     action: syn ? PPM_RDR.DROP : ACTIONS[r.action as Exclude<RedirectAction, "drop-syn">],
-    flags: syn ? PPM_RDR_F_SYN : 0,
+    flags: (syn ? PPM_RDR_F_SYN : 0) | (r.keepAlive ? PPM_RDR_F_ALIVE : 0),
     old_addr: addrBytes(r.old.addr),
     old_port: portBytes(r.old.port),
     new_addr: addrBytes(r.new?.addr ?? "0.0.0.0"),
@@ -130,6 +142,7 @@ export function decodeRedirect(buf: Uint8Array): RedirectEntry {
     ageMs: Number(v.age_ms),
     idleMs: Number(v.idle_ms),
   };
+  if (Number(v.flags) & PPM_RDR_F_ALIVE) e.keepAlive = true;
   if (action !== "drop" && action !== "drop-syn") {
     e.new = { addr: addrOf(v.new_addr as Uint8Array), port: portOf(v.new_port as Uint8Array) };
   }

@@ -216,6 +216,8 @@ export const PPM_RDR = {
 
 /** PPM_RDR_F_SYN: a TCP drop that holds back only SYNs without ACK (new connections) to OLD. */
 export const PPM_RDR_F_SYN = 1;
+/** PPM_RDR_F_ALIVE: a TCP connection's drop that answers the peer's keepalive probes. */
+export const PPM_RDR_F_ALIVE = 2;
 /** PPM_RDR_ST_OPEN: packets flow. */
 export const PPM_RDR_ST_OPEN = 0;
 /**

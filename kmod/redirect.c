@@ -16,9 +16,11 @@
  *    (src NEW -> OLD).
  *
  * Of the entries a packet matches, one decides: rewrites before drops, the
- * newest rewrite first, the oldest drop first.  So an old node can forward
- * a flow it dropped during the freeze by adding a forward entry before it
- * removes the drop.
+ * newest rewrite first; then a drop of the packet's own connection before a
+ * drop of any peer (a listener's), the oldest first.  So an old node can
+ * forward a flow it dropped during the freeze by adding a forward entry
+ * before it removes the drop, and a connection's drop answers its
+ * keepalive probes (below) though its listener's drop matches them too.
  *
  * Lookup: a hash table (jhash with a random seed) keyed on an entry's own
  * end (OLD, or NEW for the entries that match the new node's packets), the
@@ -46,6 +48,16 @@
  *    node's own stack acknowledges it.
  * An entry starts CLOSING after such a RST or after FINs both ways, and
  * goes 10 s later.
+ *
+ * Keepalive: a drop with PPM_RDR_F_ALIVE answers the peer's keepalive
+ * probes (an ACK-only segment of at most one byte, wholly before what the
+ * socket expects next) while the connection is frozen, from the state of
+ * the frozen socket itself (in repair mode, still in the established
+ * hash): an ACK with its next sequence number, its acknowledgment and its
+ * window, the probe's timestamp echoed.  Without it a peer whose
+ * keepalive is shorter than the freeze (UCX: 10 s idle, then probes 2 s
+ * apart) ends the connection.  At most one answer per entry per
+ * PPM_ANSWER_GAP, and only where the socket's own stack would answer.
  *
  * Every entry also goes after its idle time without a packet (idle_timeout,
  * or PPM_RDR_MAX_IDLE when 0), and a TCP flow entry that saw a FIN after
@@ -81,7 +93,9 @@
 #include <linux/udp.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
+#include <linux/percpu.h>
 #include <net/checksum.h>
+#include <net/inet_hashtables.h>
 #include <net/ip.h>
 #include <net/net_namespace.h>
 #include <net/route.h>
@@ -96,6 +110,10 @@
 /* The window assumed while a direction's window scale is unknown. */
 #define PPM_TCP_WIN		65535U
 #define PPM_RDR_HASH_BITS	11
+/* A keepalive probe carries no data, or one garbage byte. */
+#define PPM_PROBE_MAX_LEN	1
+/* Shortest time between two keepalive answers of one entry. */
+#define PPM_ANSWER_GAP		(HZ / 4)
 
 /* What a packet carries (struct ppm_pkt.flags). */
 #define PPM_TCP_FIN		BIT(0)
@@ -167,6 +185,7 @@ struct ppm_rdr {
 	unsigned long created;
 	unsigned long last_used;
 	unsigned long closed_at;
+	unsigned long answered;		/* last keepalive answer (PPM_RDR_F_ALIVE) */
 	bool track;			/* a TCP flow: follows its connection */
 	bool fin_seen;
 	u32 state;			/* PPM_RDR_ST_* */
@@ -187,6 +206,8 @@ struct ppm_pkt {
 	u32 seq;
 	u32 ack;
 	u32 len;	/* TCP payload bytes */
+	u32 thoff;	/* TCP header, from skb->data */
+	u32 doff;	/* TCP header length, options included */
 };
 
 /* One way to match a packet: which end, which actions, which direction. */
@@ -238,25 +259,29 @@ static bool ppm_key_eq(const struct ppm_rdr_key *a, const struct ppm_rdr_key *b)
 	       a->proto == b->proto && a->end == b->end;
 }
 
-/* Reads the options of a SYN for its window scale. */
-static u8 ppm_parse_wscale(const struct sk_buff *skb, unsigned int off,
-			   unsigned int optlen)
+/*
+ * Finds TCP option @kind of length @size among the @optlen bytes of
+ * options at @off of @skb and copies its @size - 2 bytes of value to @val;
+ * false when it is not there (or the options are malformed).
+ */
+static bool ppm_tcp_option(const struct sk_buff *skb, unsigned int off,
+			   unsigned int optlen, u8 kind, u8 size, u8 *val)
 {
 	u8 buf[MAX_TCP_OPTION_SPACE];
 	const u8 *opt;
 	unsigned int i = 0;
 
 	if (!optlen || optlen > sizeof(buf))
-		return PPM_NO_WSCALE;
+		return false;
 	opt = skb_header_pointer(skb, off, optlen, buf);
 	if (!opt)
-		return PPM_NO_WSCALE;
+		return false;
 	while (i < optlen) {
-		u8 kind = opt[i], len;
+		u8 k = opt[i], len;
 
-		if (kind == TCPOPT_EOL)
+		if (k == TCPOPT_EOL)
 			break;
-		if (kind == TCPOPT_NOP) {
+		if (k == TCPOPT_NOP) {
 			i++;
 			continue;
 		}
@@ -265,11 +290,25 @@ static u8 ppm_parse_wscale(const struct sk_buff *skb, unsigned int off,
 		len = opt[i + 1];
 		if (len < 2 || len > optlen - i)
 			break;
-		if (kind == TCPOPT_WINDOW && len == TCPOLEN_WINDOW)
-			return min_t(u8, opt[i + 2], TCP_MAX_WSCALE);
+		if (k == kind && len == size) {
+			memcpy(val, opt + i + 2, size - 2);
+			return true;
+		}
 		i += len;
 	}
-	return PPM_NO_WSCALE;
+	return false;
+}
+
+/* Reads the options of a SYN for its window scale. */
+static u8 ppm_parse_wscale(const struct sk_buff *skb, unsigned int off,
+			   unsigned int optlen)
+{
+	u8 ws;
+
+	if (!ppm_tcp_option(skb, off, optlen, TCPOPT_WINDOW, TCPOLEN_WINDOW,
+			    &ws))
+		return PPM_NO_WSCALE;
+	return min_t(u8, ws, TCP_MAX_WSCALE);
 }
 
 /*
@@ -320,6 +359,8 @@ static bool ppm_parse(const struct sk_buff *skb, struct ppm_pkt *p)
 	p->ack = ntohl(th->ack_seq);
 	p->win = ntohs(th->window);
 	p->len = skb->len - thoff - doff;
+	p->thoff = thoff;
+	p->doff = doff;
 	if (th->fin)
 		p->flags |= PPM_TCP_FIN;
 	if (th->rst)
@@ -577,34 +618,169 @@ static struct ppm_rdr *ppm_match(const struct ppm_pkt *p,
 
 /*
  * What both hooks do first: the entry that decides about @skb among
- * @cases, with the packet counted on it; NULL when none matches.
+ * @cases, with the packet counted on it and read into @p; NULL when none
+ * matches.
  */
 static struct ppm_rdr *ppm_hook_match(struct sk_buff *skb,
 				      const struct ppm_case *cases,
-				      unsigned int n)
+				      unsigned int n, struct ppm_pkt *p)
 {
 	const struct ppm_case *c = NULL;
-	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, &p))
+	if (!READ_ONCE(ppm_rdr_count) || !ppm_parse(skb, p))
 		return NULL;
-	e = ppm_match(&p, cases, n, &c);
+	e = ppm_match(p, cases, n, &c);
 	if (e)
-		ppm_account(e, skb, &p, c);
+		ppm_account(e, skb, p, c);
 	return e;
+}
+
+/* Set while this CPU sends a keepalive answer: the out hook lets it pass. */
+static DEFINE_PER_CPU(bool, ppm_answering);
+
+/* What a keepalive answer says, read from the frozen socket. */
+struct ppm_answer {
+	u32 seq;
+	u32 ack;
+	u16 win;
+	bool ts;
+};
+
+/*
+ * Reads into @a what the established socket of the flow of @p (a segment
+ * from its peer) would answer to it; false when there is no such socket or
+ * the segment is not a keepalive probe: an ACK-only segment of at most
+ * PPM_PROBE_MAX_LEN bytes, wholly before what the socket expects next.
+ */
+static bool ppm_probe_answer(struct net *net, const struct ppm_pkt *p,
+			     int dif, struct ppm_answer *a)
+{
+	const struct tcp_sock *tp;
+	struct sock *sk;
+	u32 rcv_nxt, win;
+	bool ok = false;
+
+	if (p->flags != PPM_TCP_ACK || p->len > PPM_PROBE_MAX_LEN)
+		return false;
+	sk = inet_lookup_established(net, net->ipv4.tcp_death_row.hashinfo,
+				     p->saddr, p->sport, p->daddr, p->dport,
+				     dif);
+	if (!sk)
+		return false;
+	if (sk->sk_state == TCP_ESTABLISHED) {
+		tp = tcp_sk(sk);
+		rcv_nxt = READ_ONCE(tp->rcv_nxt);
+		if (before(p->seq, rcv_nxt) &&
+		    !after(p->seq + p->len, rcv_nxt)) {
+			win = READ_ONCE(tp->rcv_wnd) >> tp->rx_opt.rcv_wscale;
+			a->seq = READ_ONCE(tp->snd_nxt);
+			a->ack = rcv_nxt;
+			a->win = min_t(u32, win, U16_MAX);
+			a->ts = tp->rx_opt.tstamp_ok;
+			ok = true;
+		}
+	}
+	sock_gen_put(sk);
+	return ok;
+}
+
+/*
+ * Answers the keepalive probe @p (in @skb, from the network) of the flow
+ * of drop entry @e for its frozen socket: an ACK from the socket's end,
+ * built here and sent past this module's out hook.
+ */
+static void ppm_answer_probe(const struct nf_hook_state *state,
+			     const struct sk_buff *skb,
+			     const struct ppm_pkt *p, struct ppm_rdr *e)
+{
+	unsigned int optlen, tcplen;
+	struct net *net = state->net;
+	struct flowi4 fl4 = {};
+	struct ppm_answer a;
+	struct sk_buff *nskb;
+	struct rtable *rt;
+	struct tcphdr *th;
+	struct iphdr *iph;
+	__be32 ts[2];
+	bool echo;
+
+	if (time_before(jiffies, READ_ONCE(e->answered) + PPM_ANSWER_GAP))
+		return;
+	if (!ppm_probe_answer(net, p, state->in ? state->in->ifindex : 0, &a))
+		return;
+	/* The probe's timestamp echoed, and its echo of ours as our own. */
+	echo = a.ts && ppm_tcp_option(skb, p->thoff + sizeof(*th),
+				      p->doff - sizeof(*th), TCPOPT_TIMESTAMP,
+				      TCPOLEN_TIMESTAMP, (u8 *)ts);
+	WRITE_ONCE(e->answered, jiffies);
+	optlen = echo ? TCPOLEN_TSTAMP_ALIGNED : 0;
+	tcplen = sizeof(*th) + optlen;
+	nskb = alloc_skb(LL_MAX_HEADER + sizeof(*iph) + tcplen, GFP_ATOMIC);
+	if (!nskb)
+		return;
+	skb_reserve(nskb, LL_MAX_HEADER);
+	skb_reset_network_header(nskb);
+	iph = skb_put_zero(nskb, sizeof(*iph));
+	iph->version = 4;
+	iph->ihl = sizeof(*iph) / 4;
+	iph->frag_off = htons(IP_DF);
+	iph->ttl = READ_ONCE(net->ipv4.sysctl_ip_default_ttl);
+	iph->protocol = IPPROTO_TCP;
+	iph->saddr = p->daddr;
+	iph->daddr = p->saddr;
+	skb_set_transport_header(nskb, sizeof(*iph));
+	th = skb_put_zero(nskb, tcplen);
+	th->source = p->dport;
+	th->dest = p->sport;
+	th->seq = htonl(a.seq);
+	th->ack_seq = htonl(a.ack);
+	th->doff = tcplen / 4;
+	th->ack = 1;
+	th->window = htons(a.win);
+	if (echo) {
+		__be32 *opt = (__be32 *)(th + 1);
+
+		*opt++ = htonl((TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) |
+			       (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP);
+		*opt++ = ts[1];
+		*opt = ts[0];
+	}
+	th->check = tcp_v4_check(tcplen, iph->saddr, iph->daddr,
+				 csum_partial(th, tcplen, 0));
+	nskb->ip_summed = CHECKSUM_NONE;
+	iph->tot_len = htons(nskb->len);
+	nskb->protocol = htons(ETH_P_IP);
+	/* Routed from scratch: a new skb has no route to start from. */
+	fl4.daddr = iph->daddr;
+	fl4.saddr = iph->saddr;
+	fl4.flowi4_proto = IPPROTO_TCP;
+	fl4.flowi4_flags = FLOWI_FLAG_ANYSRC;
+	rt = ip_route_output_key(net, &fl4);
+	if (IS_ERR(rt)) {
+		kfree_skb(nskb);
+		return;
+	}
+	skb_dst_set(nskb, &rt->dst);
+	ip_send_check(iph);
+	__this_cpu_write(ppm_answering, true);
+	ip_local_out(net, NULL, nskb);
+	__this_cpu_write(ppm_answering, false);
 }
 
 static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 				const struct nf_hook_state *state)
 {
+	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	e = ppm_hook_match(skb, ppm_in_cases, ARRAY_SIZE(ppm_in_cases));
+	e = ppm_hook_match(skb, ppm_in_cases, ARRAY_SIZE(ppm_in_cases), &p);
 	if (!e)
 		return NF_ACCEPT;
 	switch (e->r.action) {
 	case PPM_RDR_DROP:
+		if (e->r.flags & PPM_RDR_F_ALIVE)
+			ppm_answer_probe(state, skb, &p, e);
 		return NF_DROP;
 	case PPM_RDR_FORWARD:
 		if (!ppm_rewrite(skb, &e->r, PPM_RW_TO_NEW))
@@ -622,9 +798,12 @@ static unsigned int ppm_hook_in(void *priv, struct sk_buff *skb,
 static unsigned int ppm_hook_out(void *priv, struct sk_buff *skb,
 				 const struct nf_hook_state *state)
 {
+	struct ppm_pkt p;
 	struct ppm_rdr *e;
 
-	e = ppm_hook_match(skb, ppm_out_cases, ARRAY_SIZE(ppm_out_cases));
+	if (__this_cpu_read(ppm_answering))
+		return NF_ACCEPT;
+	e = ppm_hook_match(skb, ppm_out_cases, ARRAY_SIZE(ppm_out_cases), &p);
 	if (!e)
 		return NF_ACCEPT;
 	switch (e->r.action) {
@@ -803,11 +982,15 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
 		return -EPROTONOSUPPORT;
 	if (r->action < PPM_RDR_DROP || r->action > PPM_RDR_ANSWER)
 		return -EINVAL;
-	if ((r->flags & ~PPM_RDR_F_SYN) || r->reserved0 || r->reserved[0] ||
-	    r->reserved[1])
+	if ((r->flags & ~(PPM_RDR_F_SYN | PPM_RDR_F_ALIVE)) || r->reserved0 ||
+	    r->reserved[0] || r->reserved[1])
 		return -EINVAL;
 	if ((r->flags & PPM_RDR_F_SYN) &&
 	    (r->action != PPM_RDR_DROP || r->proto != IPPROTO_TCP))
+		return -EINVAL;
+	if ((r->flags & PPM_RDR_F_ALIVE) &&
+	    (r->action != PPM_RDR_DROP || r->proto != IPPROTO_TCP ||
+	     (r->flags & PPM_RDR_F_SYN) || !r->peer_addr || !r->peer_port))
 		return -EINVAL;
 	if (!r->old_addr || !r->old_port)
 		return -EINVAL;
@@ -829,8 +1012,10 @@ static int ppm_rdr_check(const struct ppm_redirect *r)
  * Who: CAP_NET_ADMIN (see DOC: permissions).
  *
  * Checks: @proto TCP or UDP; @action one of PPM_RDR_*; only known @flags,
- * and PPM_RDR_F_SYN only on a TCP drop; reserved fields zero; OLD address
- * and port set, and NEW's too unless the entry drops; @idle_timeout at most
+ * PPM_RDR_F_SYN only on a TCP drop, PPM_RDR_F_ALIVE only on a TCP drop of
+ * one connection (peer address and port set) without PPM_RDR_F_SYN;
+ * reserved fields zero; OLD address and port set, and NEW's too unless the
+ * entry drops; @idle_timeout at most
  * PPM_RDR_MAX_IDLE; no identical entry (the same protocol, action, flags,
  * addresses and ports); room in the table (PPM_RDR_MAX entries, after
  * expired ones are swept).
@@ -881,11 +1066,20 @@ long ppm_ioctl_redirect_add(void __user *arg)
 	}
 	r.id = ppm_rdr_next_id++;
 	e->r = r;
-	/* Rewrites go first, the newest first; then drops, the oldest first. */
-	e->rank = r.action == PPM_RDR_DROP ? BIT_ULL(63) + r.id : BIT_ULL(63) - r.id;
+	/*
+	 * Rewrites go first, the newest first; then drops, those of one
+	 * connection before those of any peer, the oldest first.
+	 */
+	if (r.action != PPM_RDR_DROP)
+		e->rank = BIT_ULL(63) - r.id;
+	else if (r.peer_addr && r.peer_port)
+		e->rank = BIT_ULL(63) + r.id;
+	else
+		e->rank = BIT_ULL(63) + BIT_ULL(62) + r.id;
 	e->track = r.proto == IPPROTO_TCP && r.peer_addr && r.peer_port;
 	e->created = jiffies;
 	e->last_used = e->created;
+	e->answered = e->created - PPM_ANSWER_GAP;
 	ppm_rdr_insert(e);
 	if (ppm_rdr_count == 1)
 		schedule_delayed_work(&ppm_rdr_work, HZ);

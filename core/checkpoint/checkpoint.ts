@@ -333,6 +333,7 @@ function freezeSockets(run: Run, sockets: SocketFd[]): void {
     frozen = NetworkFreeze.freeze(run.pid, sockets, addrs[0], {
       addrs,
       dropIdle: kill ? CHECKPOINT_DROP_IDLE_S : undefined,
+      keepAlive: !kill,
     });
   }
   if (!(frozen instanceof NetworkFreeze)) {

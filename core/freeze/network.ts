@@ -38,6 +38,11 @@ export interface FreezeOptions {
   addrs?: readonly string[];
   /** Seconds without a packet after which the drops expire (default: redirect_plan's DROP_IDLE_S). */
   dropIdle?: number;
+  /**
+   * Whether the connections' drops answer their peers' keepalive probes (default: yes, the
+   * process is frozen to go on; not for a killed checkpoint, which may never be restored).
+   */
+  keepAlive?: boolean;
 }
 
 /** The frozen network side of one process. */
@@ -108,7 +113,7 @@ export class NetworkFreeze {
       const listeners = held.filter((h) => h.kind === "tcp-listen");
       if (listeners.length) drop(planDrops(listeners, addrs, opts.dropIdle, "drop-syn"));
       settleHandshakes(new Set(listeners.map((h) => h.local.port)));
-      drop(planDrops(held, addrs, opts.dropIdle));
+      drop(planDrops(held, addrs, opts.dropIdle, "drop", opts.keepAlive ?? true));
       // Connections waiting in a listener's accept queue move too: ppm takes
       // them out now (the drops hold their packets) and the new node queues
       // them again. Every listener is asked, whatever its queue held when it was

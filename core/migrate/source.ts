@@ -684,8 +684,11 @@ async function redirectFlows(m: Move, destAddr: string): Promise<void> {
     const changed = await enableForwarding();
     if (changed.length) m.opts.log?.(`forwarding for migrated flows: ${changed.join(", ")}`);
   }
-  if (plan.forwards.length) m.forwards.add(plan.forwards);
+  // The peers' rewrites first: a peer whose packets this node forwarded before its own node
+  // rewrote them would get the new node's answers from the new address, which it does not know
+  // yet, and drop them (a keepalive probe lost at the handover).
   for (const [addr, list] of plan.peers) m.undo.push(await network.addAt(addr, list));
+  if (plan.forwards.length) m.forwards.add(plan.forwards);
 }
 
 /**

@@ -178,12 +178,16 @@ export function planRedirects(
  * `addrs` (a migration gives the one its peers know, a checkpoint every
  * address of the node); loopback-bound ones get none (nothing from outside
  * reaches them). Each flow once: the module refuses an identical entry.
+ * With `keepAlive`, a TCP connection's drop answers its peer's keepalive
+ * probes meanwhile (while a live process is frozen, not for an image that
+ * may never be restored).
  */
 export function planDrops(
   sockets: FlowSocket[],
   addrs: readonly string[],
   idleTimeout = DROP_IDLE_S,
   action: "drop" | "drop-syn" = "drop",
+  keepAlive = false,
 ): Redirect[] {
   const out: Redirect[] = [];
   const seen = new Set<string>();
@@ -201,6 +205,9 @@ export function planDrops(
         old: { addr, port: s.local.port },
         peer,
         idleTimeout,
+        ...(keepAlive && action === "drop" && (s.kind === "tcp" || s.kind === "tcp-pending")
+          ? { keepAlive: true }
+          : {}),
       };
       const key = `${r.proto} ${addr}:${s.local.port} ${peer.addr}:${peer.port}`;
       if (seen.has(key)) continue;
@@ -217,7 +224,8 @@ export function planDrops(
  * (repair mode stops sends, not retransmissions), and a retransmission
  * leaving with the new address before the peers know it would draw a RST.
  * So the new node drops its connections' packets both ways until the
- * commit, as CRIU's network lock does.
+ * commit, as CRIU's network lock does. Once the peers' packets come here,
+ * the drops answer their keepalive probes for the rebuilt sockets.
  */
 export function planLocks(sockets: FlowSocket[], newAddr: string): Redirect[] {
   const inner = innerConnections(sockets);
@@ -228,5 +236,6 @@ export function planLocks(sockets: FlowSocket[], newAddr: string): Redirect[] {
       old: { addr: newAddr, port: s.local.port },
       peer: s.remote!,
       idleTimeout: DROP_IDLE_S,
+      keepAlive: true,
     }));
 }

@@ -75,6 +75,11 @@ function addOrReplace(r: Redirect): number {
   try {
     return addRedirect(r);
   } catch (e) {
+    // A module older than this ppm knows no keepalive answers: the drop without them.
+    if (
+      r.keepAlive && e instanceof PpmError && e.cause instanceof ErrnoError &&
+      e.cause.code === "EINVAL"
+    ) return addOrReplace({ ...r, keepAlive: undefined });
     if (!(e instanceof PpmError && e.cause instanceof ErrnoError && e.cause.code === "EEXIST")) {
       throw e;
     }
@@ -144,7 +149,9 @@ export function formatRedirect(e: RedirectEntry): string {
   const to = e.new ? ` -> ${ep(e.new)}` : "";
   return `${String(e.id).padStart(4)} ${e.proto} ${e.action.padEnd(8)} peer ${ep(e.peer)}  ${
     ep(e.old)
-  }${to}  ${e.state}  ${e.packets} pkts ${e.bytes} B  age ${(e.ageMs / 1000).toFixed(0)} s`;
+  }${to}  ${e.state}  ${e.packets} pkts ${e.bytes} B  age ${(e.ageMs / 1000).toFixed(0)} s${
+    e.keepAlive ? "  answers keepalives" : ""
+  }`;
 }
 
 /** Entries added on this node by one migration, removed together when it fails or ends. */

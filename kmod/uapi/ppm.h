@@ -316,6 +316,7 @@ struct ppm_restore {
 #define PPM_RDR_ANSWER		4	/* new node: out src NEW->OLD */
 
 #define PPM_RDR_F_SYN		_BITUL(0)	/* drop: only TCP SYNs (no ACK) to OLD */
+#define PPM_RDR_F_ALIVE		_BITUL(1)	/* drop: answer the peer's keepalive probes */
 
 #define PPM_RDR_ST_OPEN		0	/* packets flow */
 #define PPM_RDR_ST_CLOSING	1	/* TCP FIN both ways or a valid RST: expires soon */
@@ -329,7 +330,10 @@ struct ppm_restore {
  * @proto: IPPROTO_TCP or IPPROTO_UDP
  * @action: PPM_RDR_*
  * @flags: PPM_RDR_F_* (PPM_RDR_F_SYN: a TCP drop that holds back only new
- *	connections to OLD: a listener's half-done handshakes still complete)
+ *	connections to OLD: a listener's half-done handshakes still complete;
+ *	PPM_RDR_F_ALIVE: a TCP connection's drop (peer address and port set)
+ *	that answers the peer's keepalive probes for the frozen socket, as its
+ *	own stack would, so that a long freeze does not end the connection)
  * @old_addr: the address peers know (network order)
  * @new_addr: the address the process has now (network order)
  * @peer_addr: the remote end, 0 for any (network order)

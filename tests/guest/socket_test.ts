@@ -572,6 +572,73 @@ Deno.test({
         });
 
         await t.step(
+          "a peer whose keepalive is shorter than the freeze keeps its idle connection",
+          async () => {
+            // A server with 40 MiB to move and no pre-copy: frozen for seconds. Its client probes
+            // after 1 s idle, 1 s apart, and gives up after two unanswered (UCX's probes come
+            // after 10 s, 2 s apart): without the drops' keepalive answers it dies in the freeze.
+            const srv = [
+              "import socket",
+              "mem = bytearray(40 << 20)",
+              "for i in range(0, len(mem), 4096): mem[i] = 1",
+              "l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+              "l.bind(('', 7006)); l.listen(); print('ready', flush=True)",
+              "c, _ = l.accept()",
+              "while True:",
+              "    d = c.recv(1)",
+              "    if not d: break",
+              "    c.sendall(d)",
+            ].join("\n");
+            const server = (await c.ok(1, [
+              "sh",
+              "-c",
+              `${highPids()}cd /tmp; /usr/bin/python3 -c "$0" > /tmp/ka-s.out 2>&1 < /dev/null & echo $!`,
+              srv,
+            ])).trim();
+            await c.waitFor(1, "grep -q '^ready' /tmp/ka-s.out", 60);
+            const cl = [
+              "import os, socket, time",
+              "s = socket.create_connection(('10.77.0.1', 7006))",
+              "s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)",
+              "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)",
+              "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)",
+              "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)",
+              "s.sendall(b'a'); print('ready', s.recv(1), flush=True)",
+              "t_end = time.time() + 240",
+              "while not os.path.exists('/tmp/ka.go') and time.time() < t_end: time.sleep(0.2)",
+              "try:",
+              "    s.sendall(b'b'); print('answer', s.recv(1), flush=True)",
+              "except OSError as e: print('error', e, flush=True)",
+            ].join("\n");
+            await c.ok(3, [
+              "sh",
+              "-c",
+              'rm -f /tmp/ka.go; cd /tmp; /usr/bin/python3 -c "$0" > /tmp/ka.out 2>&1 &',
+              cl,
+            ]);
+            try {
+              await c.waitFor(3, "grep -q '^ready' /tmp/ka.out", 60);
+              // Idle long enough for its probes to start before the freeze.
+              await new Promise((r) => setTimeout(r, 3000));
+              const r = await c.ppm(
+                1,
+                ["migrate", server, "--to", "node2", "--precopy-rounds", "0", "--json"],
+                300_000,
+              );
+              assertEquals(r.code, 0, r.stderr);
+              const frozen = (JSON.parse(r.stdout).timesUs.frozen / 1000).toFixed(0);
+              await c.ok(3, ["touch", "/tmp/ka.go"]);
+              await c.waitFor(3, "grep -q '^answer\\|^error' /tmp/ka.out", 60);
+              const out = await c.ok(3, ["cat", "/tmp/ka.out"]);
+              assertMatch(out, /^answer b'b'/m, `frozen ${frozen} ms: ${out}`);
+              console.log(`  frozen ${frozen} ms; the peer's keepalive (1 s, 2 probes) held`);
+            } finally {
+              for (const n of [1, 2]) await c.exec(n, ["kill", server]);
+            }
+          },
+        );
+
+        await t.step(
           "a failed socket migration keeps the connection at the source, no redirect left",
           () =>
             agents.explain(NODES, async () => {

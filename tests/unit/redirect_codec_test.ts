@@ -48,6 +48,17 @@ Deno.test("redirect codec: a drop has no new endpoint; bad addresses and ports a
   });
   const syn = decodeRedirect(synBuf);
   assertEquals([syn.action, syn.new, synBuf[9], synBuf[10]], ["drop-syn", undefined, 1, 1]);
+  // A connection's drop that answers keepalive probes: PPM_RDR_F_ALIVE (bit 1 of flags).
+  const aliveBuf = encodeRedirect({
+    proto: "tcp",
+    action: "drop",
+    old: { addr: "192.168.1.1", port: 80 },
+    peer: { addr: "192.168.1.9", port: 40000 },
+    keepAlive: true,
+  });
+  const alive = decodeRedirect(aliveBuf);
+  assertEquals([alive.action, alive.keepAlive, aliveBuf[9], aliveBuf[10]], ["drop", true, 1, 2]);
+  assertEquals(syn.keepAlive, undefined);
   assertThrows(() => addrBytes("10.0.0"));
   assertThrows(() => addrBytes("10.0.0.256"));
   assertThrows(() => addrBytes("::1"));

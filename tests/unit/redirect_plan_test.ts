@@ -7,7 +7,7 @@ import {
   planLocks,
   planRedirects,
 } from "../../core/redirect/redirect_plan.ts";
-import { assertEquals } from "../support/assert.ts";
+import { assert, assertEquals } from "../support/assert.ts";
 
 const A = "10.77.0.1", B = "10.77.0.2", P = "10.77.0.3", Q = "10.77.0.254";
 
@@ -148,6 +148,19 @@ Deno.test("redirect plan: the freeze's drops, a migration's as before, a checkpo
     ["drop-syn", A, DROP_IDLE_S],
     ["drop-syn", B, DROP_IDLE_S],
   ]);
+  // A live freeze's connections answer keepalive probes; listeners, UDP and SYN drops never do.
+  const alive = planDrops(once, [A], undefined, "drop", true);
+  assertEquals(
+    alive.map((d) => [d.proto, `${d.peer.addr}:${d.peer.port}`, d.keepAlive ?? false]),
+    [
+      ["tcp", "0.0.0.0:0", false],
+      ["tcp", `${P}:40000`, true],
+      ["tcp", `${Q}:5`, true],
+      ["udp", "0.0.0.0:0", false],
+    ],
+  );
+  assert(!planDrops(once, [A], undefined, "drop-syn", true).some((d) => d.keepAlive));
+  assert(!planDrops(once, [A]).some((d) => d.keepAlive), "not unless asked (a killed checkpoint)");
 });
 
 Deno.test("redirect plan: a connection of the process to its own listener needs no entry", () => {

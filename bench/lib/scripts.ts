@@ -194,7 +194,15 @@ type Times = Record<string, number>;
 const ms = (us: number | undefined) => (us === undefined ? undefined : us / 1000);
 
 /** Keys of the checkpoint's and the restore's times that {@link ppmPhases} names itself. */
-const KNOWN_CK = new Set(["freeze", "dumpCpu", "dumpSockets", "dumpMemory", "identity", "write"]);
+const KNOWN_CK = new Set([
+  "freeze",
+  "dumpCpu",
+  "dumpSockets",
+  "dumpState",
+  "dumpMemory",
+  "identity",
+  "write",
+]);
 const KNOWN_RS = new Set([
   "load",
   "check",
@@ -226,6 +234,7 @@ export function ppmPhases(j: {
     "freeze": ms(ck.freeze),
     "dump: CPU state (and socket freeze)": ms(ck.dumpCpu),
     "dump: sockets": ms(ck.dumpSockets),
+    "dump: files, descriptors, sockets, timers": ms(ck.dumpState),
     [streamed ? "dump: memory, sent as it is read (with the transfer)" : "dump: memory"]: ms(
       ck.dumpMemory,
     ),
@@ -289,7 +298,7 @@ export function ppmMigrationSample(
   // The time the image took to go out: streamed, from the start of the memory dump on.
   const ck = j.checkpoint?.timesUs;
   const write = j.checkpoint?.streamed && ck?.write !== undefined
-    ? ck.write + (ck.dumpMemory ?? 0) + (ck.identity ?? 0)
+    ? ck.write + (ck.dumpState ?? 0) + (ck.dumpMemory ?? 0) + (ck.identity ?? 0)
     : ck?.write;
   return {
     kind: "migrate",

@@ -31,7 +31,9 @@ function figuresText(d: Figures): string {
     `frozen ${(d.timesUs.frozen / 1000).toFixed(1)} ms (freeze ${
       (d.timesUs.freeze / 1000).toFixed(1)
     } ms, ` +
-    `memory ${(d.timesUs.dumpMemory / 1000).toFixed(1)} ms)`,
+    `state ${(d.timesUs.dumpState / 1000).toFixed(1)} ms, memory ${
+      (d.timesUs.dumpMemory / 1000).toFixed(1)
+    } ms)`,
     `pages: ${d.pages.dumped} written, skipped ${d.pages.file} still the file's, ${d.pages.zero} zero, ` +
     `${d.pages.absent} never touched`,
     ...(d.sockets?.carried

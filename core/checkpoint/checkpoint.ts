@@ -126,6 +126,9 @@ export interface CheckpointStats {
   timesUs: {
     freeze: number;
     dumpCpu: number;
+    /** The records but the pages: mappings, files and descriptors, sockets, signals, timers. */
+    dumpState: number;
+    /** The pages (with `hold`, sent as they are read). */
     dumpMemory: number;
     frozen: number;
     identity: number;
@@ -192,7 +195,7 @@ export async function checkpoint(
   const tracee = ThreadGroup.freeze(pid);
   const tFrozen = performance.now();
   const run: Run = { pid, opts, tracee, writer };
-  let tCpu = tFrozen, tMem = tFrozen, tResumed = tFrozen;
+  let tCpu = tFrozen, tState = tFrozen, tMem = tFrozen, tResumed = tFrozen;
   let ok = false;
   const dumped: Dumped = { mappedPaths: [], fds: [], stats: [], relayed: [] };
   try {
@@ -224,6 +227,7 @@ export async function checkpoint(
     // After SIGNALS (reading them runs system calls in the process, see dumpFrozenTimers).
     await writer.writeRecord(RECORD.TIMERS, await dumpFrozenTimers(tracee, seen));
     dumped.fds = seen.fds;
+    tState = performance.now();
     await dumpMemory(run, vmas, dumped);
     tMem = performance.now();
     ok = true;
@@ -247,7 +251,8 @@ export async function checkpoint(
     timesUs: {
       freeze: us(tFrozen - t0),
       dumpCpu: us(tCpu - tFrozen),
-      dumpMemory: us(tMem - tCpu),
+      dumpState: us(tState - tCpu),
+      dumpMemory: us(tMem - tState),
       frozen: us(tResumed - t0),
       identity: us(tId - tResumed),
       write: us(tEnd - tId),

@@ -29,9 +29,11 @@ import {
   AF,
   bindUnix,
   closeSocket,
+  ioctlInt,
   listenSocket,
   MSG,
   sendWithFds,
+  SIOC,
   SOCK,
   socket,
 } from "../../ffi/socket.ts";
@@ -91,6 +93,18 @@ async function tidy(link: { close(): Promise<void> } | undefined, pid: number, d
 
 function fdCount(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
+
+/** Its descriptor count once the same for 200 ms (a loaded host runs it late), at most 10 s. */
+async function steadyFdCount(pid: number): Promise<number> {
+  let last = fdCount(pid), same = 0;
+  for (let i = 0; i < 200 && same < 4; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    const n = fdCount(pid);
+    same = n === last ? same + 1 : 0;
+    last = n;
+  }
+  return last;
 }
 
 Deno.test({
@@ -179,7 +193,7 @@ Deno.test({
     try {
       await waitUntil("the deputy to connect", () => (conn = acceptNow(l) ?? -1) >= 0);
       await waitUntil("the deputy to be set up", () => fdCount(d.pid) >= 5);
-      const before = fdCount(d.pid);
+      const before = await steadyFdCount(d.pid);
       const say = (line: string, fds: number[]) => {
         const n = sendWithFds(conn, new TextEncoder().encode(line), fds, MSG.NOSIGNAL);
         assertEquals(n, line.length);
@@ -188,9 +202,11 @@ Deno.test({
       say("home\n", [r, w, exe, r]);
       say("close 3\n", [r, w, exe]);
       say("nonsense\n", [exe]);
-      // Give it time to read them all; it is the deputy still, holding what it held.
-      await new Promise((res) => setTimeout(res, 300));
-      assertEquals(fdCount(d.pid), before);
+      // Once it read them all (our end's queue empty: a unix socket's bytes count against
+      // the sender until read), and closed what came with them: the deputy still, holding
+      // what it held.
+      await waitUntil("the deputy to read the lines", () => ioctlInt(conn, SIOC.OUTQ) === 0);
+      assertEquals(await steadyFdCount(d.pid), before);
       assertEquals(Deno.readLinkSync(`/proc/${d.pid}/exe`), p.deputy);
       say("exit 5\n", []);
       assertEquals((await within(d.child, 10_000)).code, 5);

@@ -18,7 +18,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { stateDir } from "../paths.ts";
+import { ensureDirSync, stateDir } from "../paths.ts";
 
 /** Entries kept at most (the oldest go first). */
 export const MAX_ENTRIES = 4096;
@@ -47,11 +47,13 @@ interface Store {
 }
 
 /**
- * Where the store of boot `boot` is (in `PPM_STATE_DIR`, else /var/lib/ppm): one file per boot,
- * as the nodes of a virtual cluster share their host's state directory.
+ * Where the store of boot `boot` is: in `$PPM_CACHE_DIR` (a virtual cluster's guests set it to
+ * a directory of their own: they see their host's state directory read-only), else in the state
+ * directory's `cache`; one file per boot.
  */
 export function storePath(boot: string): string {
-  return join(stateDir(), "cache", `file-hashes-${boot.replace(/[^0-9a-f-]/g, "")}.json`);
+  const dir = Deno.env.get("PPM_CACHE_DIR") || join(stateDir(), "cache");
+  return join(dir, `file-hashes-${boot.replace(/[^0-9a-f-]/g, "")}.json`);
 }
 
 /** Stores of other boots are removed once untouched this long. */
@@ -137,7 +139,7 @@ function writeStore(path: string, boot: string, entries: Entry[]): void {
   const dir = dirname(path);
   const tmp = `${path}.${Deno.pid}.tmp`;
   try {
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ensureDirSync(dir);
     Deno.writeTextFileSync(tmp, JSON.stringify({ boot, entries } satisfies Store), {
       mode: 0o600,
     });

@@ -147,7 +147,9 @@ async function writeGuestBin(dir: string): Promise<void> {
       join(root, "cli", "main.ts")
     }' "$@"`;
   const script = `#!/bin/sh\n# ppm in a virtual-cluster guest (written by ppm vcluster up)\n` +
-    `export PPM_STATE_DIR="\${PPM_STATE_DIR:-${guestPath(stateDir())}}"\n${ppm}\n`;
+    `export PPM_STATE_DIR="\${PPM_STATE_DIR:-${guestPath(stateDir())}}"\n` +
+    // The host's state directory is read-only there: what a guest keeps, it keeps itself.
+    `export PPM_CACHE_DIR="\${PPM_CACHE_DIR:-/var/cache/ppm}"\n${ppm}\n`;
   await Deno.writeTextFile(join(dir, "ppm"), script, { mode: 0o755 });
   await Deno.remove(join(dir, "deno")).catch(() => {});
   if (!compiled) await Deno.symlink(guestPath(exe), join(dir, "deno"));

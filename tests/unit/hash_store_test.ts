@@ -4,7 +4,13 @@
  * but root, for another boot, or holding anything malformed is not taken.
  */
 import { join } from "node:path";
-import { HashStore, MAX_ENTRIES, readStore, stampOf } from "../../core/dump/hash_store.ts";
+import {
+  HashStore,
+  MAX_ENTRIES,
+  readStore,
+  stampOf,
+  storePath,
+} from "../../core/dump/hash_store.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const HEX = "ab".repeat(32);
@@ -109,5 +115,18 @@ Deno.test("hash store: a hostile or foreign store is not taken", async () => {
     assertEquals([read.length, read[0].ino], [MAX_ENTRIES, 10]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("hash store: its place is $PPM_CACHE_DIR when set, a file per boot", () => {
+  const before = Deno.env.get("PPM_CACHE_DIR");
+  try {
+    Deno.env.set("PPM_CACHE_DIR", "/var/cache/ppm");
+    assertEquals(storePath("0f1e-2d3c"), "/var/cache/ppm/file-hashes-0f1e-2d3c.json");
+    // A boot id is data: nothing but hex digits and dashes reaches the name.
+    assertEquals(storePath("../../etc/x"), "/var/cache/ppm/file-hashes-ec.json");
+  } finally {
+    if (before === undefined) Deno.env.delete("PPM_CACHE_DIR");
+    else Deno.env.set("PPM_CACHE_DIR", before);
   }
 });

@@ -245,7 +245,7 @@ async function waitReady(
   let last = "";
   for (let attempt = 0; attempt < 100 && Date.now() < end; attempt++) {
     if (!(await isOurGuest(st.nodes[i - 1].pid, st.name, i))) {
-      last = "QEMU exited";
+      last = QEMU_EXITED;
       break;
     }
     const log = await readLog(st.nodes[i - 1].console);
@@ -282,6 +282,30 @@ async function waitReady(
     EXIT.TIMEOUT,
     `--- console (last lines) ---\n${tail(log)}`,
   );
+}
+
+/** What waitReady says when a guest's QEMU is gone. */
+const QEMU_EXITED = "QEMU exited";
+
+/**
+ * Waits for a guest (`wait`); when its QEMU died while it booted (Debian's
+ * QEMU 7.2 under TCG has been seen to crash a second into a kernel's boot),
+ * starts it once more (`restart`, after `say`) and waits again. A guest
+ * that fails to boot otherwise is not tried again: that is a real failure.
+ */
+export async function bootAgain(
+  wait: () => Promise<void>,
+  restart: () => Promise<void>,
+  say: (why: string) => void,
+): Promise<void> {
+  try {
+    await wait();
+  } catch (e) {
+    if (!(e instanceof PpmError && e.why === QEMU_EXITED)) throw e;
+    say(`its QEMU exited while it booted`);
+    await restart();
+    await wait();
+  }
 }
 
 /** Options of {@link up}. */
@@ -350,6 +374,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
     }${spec.memory} MiB each)`,
   );
   await createNetwork(st.netns, spec.nodes);
+  const configs: GuestConfig[] = [];
   try {
     for (let i = 1; i <= spec.nodes; i++) {
       const consoleLog = join(ld, `${nodeName(i)}.console.log`);
@@ -366,6 +391,7 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
         guestPath: guestPath(guestBin),
         init: spec.init,
       };
+      configs.push(g);
       const pid = await startGuest(st.netns, g);
       st.nodes.push({
         name: nodeName(i),
@@ -377,9 +403,21 @@ export async function up(spec: ClusterSpec, opts: UpOptions = {}): Promise<Clust
       await Deno.writeTextFile(join(rd, "state.json"), JSON.stringify(st, null, 2));
     }
     const t0 = performance.now();
-    await Promise.all(
-      st.nodes.map((n) => waitReady(st, n.index, opts.readyTimeoutMs ?? 180_000, progress)),
-    );
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 180_000);
+    await Promise.all(st.nodes.map((n) =>
+      bootAgain(
+        // A guest booted again has a minute at least.
+        () => waitReady(st, n.index, Math.max(60_000, deadline - Date.now()), progress),
+        async () => {
+          // Its console so far stays beside the new one.
+          await Deno.rename(n.console, `${n.console}.crashed`).catch(() => {});
+          await Deno.writeTextFile(n.console, "");
+          n.pid = await startGuest(st.netns, configs[n.index - 1]);
+          await Deno.writeTextFile(join(rd, "state.json"), JSON.stringify(st, null, 2));
+        },
+        (why) => progress(`${n.name}: ${why}; booting it once more`),
+      )
+    ));
     progress(
       `all ${spec.nodes} nodes answer (${
         ((performance.now() - t0) / 1000).toFixed(1)

@@ -582,7 +582,7 @@ Deno.test({
               "mem = bytearray(40 << 20)",
               "for i in range(0, len(mem), 4096): mem[i] = 1",
               "l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
-              "l.bind(('', 7006)); l.listen(); print('ready', flush=True)",
+              "l.bind(('', 7021)); l.listen(); print('ready', flush=True)",
               "c, _ = l.accept()",
               "while True:",
               "    d = c.recv(1)",
@@ -598,7 +598,7 @@ Deno.test({
             await c.waitFor(1, "grep -q '^ready' /tmp/ka-s.out", 60);
             const cl = [
               "import os, socket, time",
-              "s = socket.create_connection(('10.77.0.1', 7006))",
+              "s = socket.create_connection(('10.77.0.1', 7021))",
               "s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)",
               "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)",
               "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)",

@@ -22,6 +22,7 @@ import { type MapsEntry, parseLimits, parseNice } from "../dump/proc.ts";
 import { classifyVma, protOf, type VmaRecord } from "../dump/vma.ts";
 import type { Inspected } from "./inspect.ts";
 import type { CpuState } from "./cpu.ts";
+import { bootId } from "../host/boot_id.ts";
 
 /**
  * The mappings of process `pid` as the image records them: the module's
@@ -69,15 +70,6 @@ export interface FrozenState {
   inImage?: boolean;
   /** With `inImage`: their drops stay until the restore (the process is ended), and are named. */
   keptDrops?: boolean;
-}
-
-/** This boot's id, "" when the kernel has none to show. */
-function bootId(): string {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch {
-    return "";
-  }
 }
 
 /** Writes the frozen process's records, in order, to `writer`. */

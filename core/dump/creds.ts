@@ -10,6 +10,7 @@ import type { DumpedTask } from "../../ffi/device.ts";
 import { ErrnoError, PTRACE, ptraceBuf } from "../../ffi/libc.ts";
 import type { CredsRecord } from "../image/schema.ts";
 import type { ProcStatus } from "./proc.ts";
+import { bootId } from "../host/boot_id.ts";
 
 /** CAP_SYS_ADMIN's bit. */
 export const CAP_SYS_ADMIN = 21;
@@ -65,10 +66,8 @@ export function readSeccompFilters(pid: number): { flags: number; prog: Uint8Arr
 /** The credentials of the frozen `pid`, from its status, the module's dump and ptrace. */
 export function dumpCreds(pid: number, status: ProcStatus, task: DumpedTask): CredsRecord {
   const c = status.caps;
-  let bootId = "";
-  try {
-    bootId = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch { /* no procfs entry: inode numbers are then never compared */ }
+  // "" without a procfs entry: inode numbers are then never compared.
+  const boot = bootId();
   return {
     caps: {
       inh: capMask(c.inh),
@@ -85,6 +84,6 @@ export function dumpCreds(pid: number, status: ProcStatus, task: DumpedTask): Cr
       mode: status.seccomp,
       filters: status.seccomp === 2 ? readSeccompFilters(pid) : [],
     },
-    bootId,
+    bootId: boot,
   };
 }

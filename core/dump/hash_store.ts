@@ -19,6 +19,7 @@
  */
 import { dirname, join } from "node:path";
 import { ensureDirSync, stateDir } from "../paths.ts";
+import { bootId } from "../host/boot_id.ts";
 
 /** Entries kept at most (the oldest go first). */
 export const MAX_ENTRIES = 4096;
@@ -82,14 +83,6 @@ export function stampOf(path: string): FileStamp {
     mtimeMs: st.mtime?.getTime() ?? 0,
     ctimeMs: st.ctime?.getTime() ?? 0,
   };
-}
-
-function bootId(): string {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch {
-    return "";
-  }
 }
 
 const sameStamp = (a: FileStamp, b: FileStamp) =>

@@ -14,6 +14,7 @@ import { Tracee } from "../ptrace/tracee.ts";
 import type { LoadedImage } from "../image/schema.ts";
 import { type StdioTargets, stubSpec } from "./spec.ts";
 import { ensureStub, STUB_EXIT } from "./stub.ts";
+import { bootId } from "../host/boot_id.ts";
 
 /** A stub ready to launch: its binary and its files in the restore's work directory. */
 export interface StubFiles {
@@ -25,15 +26,6 @@ export interface StubFiles {
   pidOut: string;
   /** Where it writes why it failed. */
   errOut: string;
-}
-
-/** This boot's id: files are the same file only where it matches the image's. */
-function bootId(): string {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch {
-    return "";
-  }
 }
 
 /**

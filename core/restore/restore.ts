@@ -38,6 +38,7 @@ import {
   withDropsKept,
 } from "./network.ts";
 import { dropSockets, endRepair, type RebuiltSocket } from "./sockets.ts";
+import { bootId } from "../host/boot_id.ts";
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends StdioTargets {
@@ -145,15 +146,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   });
   if (img.network) return await restoreWithSockets(img, img.network, staged, opts, t0);
   return await restoreImage(img, staged, opts, t0);
-}
-
-/** This boot's id, "" when the kernel has none to show. */
-function bootId(): string {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
-  } catch {
-    return "";
-  }
 }
 
 /**

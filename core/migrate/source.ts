@@ -329,7 +329,7 @@ export interface NetworkSide {
   prepare?(addrs: Iterable<string>): Promise<void>;
   /**
    * Removes on the node at `addr` the drops identical to `locks`; resolves to how many were
-   * there. Only after the rewrites towards that node are gone (see {@link releaseLocks}).
+   * there. Only after the rewrites towards that node are gone (see {@link releaseDestinationLocks}).
    */
   releaseAt?(addr: string, locks: Redirect[]): Promise<number>;
 }
@@ -871,7 +871,7 @@ async function undoHere(m: Move): Promise<void> {
  * there, and without the drops its kernel would have answered them with a
  * reset. A failure is logged; the drops then expire when idle.
  */
-async function releaseLocks(m: Move): Promise<void> {
+async function releaseDestinationLocks(m: Move): Promise<void> {
   const entries = m.stats.network?.entries ?? [];
   const { destAddr } = m;
   if (!destAddr || !m.opts.network?.releaseAt) return;
@@ -906,7 +906,7 @@ async function settleFailure(m: Move, e: unknown): Promise<MigrateResult> {
   if (outcome === "absent") {
     // Not there, and no longer coming: it runs on here (the SIGSTOP sent before the commit is lifted).
     await undoHere(m);
-    await releaseLocks(m);
+    await releaseDestinationLocks(m);
     kill(pid, 18);
     dropKept(m.keep);
     channel.close();
